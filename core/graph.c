@@ -1,0 +1,799 @@
+/* graph.c — from a parsed experiment to a runnable graph: the run context (parameters in one
+ * arena, rng, lookups), the dataset, layers sorted topologically with cycle / unknown-input /
+ * shape errors, tied weights, heads, and one forward and backward pass.
+ * The training loop itself is in train.c. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- context ------------------------------------------------------------------------------- */
+void ts_ctx_init(ts_ctx *ctx, uint64_t seed, int max_batch)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->seed = seed;
+    ctx->max_batch = max_batch;
+    ts_rng_seed(&ctx->rng, seed);
+}
+
+void ts_ctx_free(ts_ctx *ctx)
+{
+    for (int i = 0; i < ctx->nparams; i++) {
+        ts_param *p = ctx->params[i];
+        if (p->shared) { free(p); continue; }   /* a proxy: its arrays belong to the owner */
+        free(p->touched);
+        free(p->is_touched);
+        free(p);
+    }
+    free(ctx->params);
+    free(ctx->metrics);
+}
+
+ts_rng *ts_ctx_rng(ts_ctx *ctx) { return &ctx->rng; }
+int ts_ctx_max_batch(const ts_ctx *ctx) { return ctx->max_batch; }
+uint64_t ts_ctx_seed(const ts_ctx *ctx) { return ctx->seed; }
+const char *ts_ctx_results_dir(const ts_ctx *ctx) { return ctx->results_dir; }
+
+const ts_tensor *ts_ctx_field(ts_ctx *ctx, const char *name)
+{
+    ts_data *D = ctx->data;
+    for (int i = 0; D && i < D->nfield; i++)
+        if (!strcmp(D->field_name[i], name)) return &D->field[i];
+    return NULL;
+}
+
+int ts_ctx_aux(ts_ctx *ctx, const char *name, const void **ptr, long *n)
+{
+    if (!ctx->data || !ctx->data_ops || !ctx->data_ops->aux) return -1;
+    return ctx->data_ops->aux(ctx->data, name, ptr, n);
+}
+
+void ts_metric(ts_ctx *ctx, const char *task, const char *metric, double value)
+{
+    if (ctx->nmetrics == ctx->mcap) {
+        int cap = ctx->mcap ? 2 * ctx->mcap : 32;
+        ts_metric_rec *m = realloc(ctx->metrics, (size_t)cap * sizeof *m);
+        if (!m) return;
+        ctx->metrics = m;
+        ctx->mcap = cap;
+    }
+    ts_metric_rec *r = &ctx->metrics[ctx->nmetrics++];
+    r->split = ctx->phase;
+    snprintf(r->task, sizeof r->task, "%s", task);
+    snprintf(r->metric, sizeof r->metric, "%s", metric);
+    r->value = value;
+}
+
+const char *ts_ctx_path(ts_ctx *ctx, const char *path, char *buf, size_t n)
+{
+    if (path[0] == '/' || access(path, F_OK) == 0) {
+        snprintf(buf, n, "%s", path);
+        return buf;
+    }
+    const char *dirs[3] = {ctx ? ctx->exp_dir : NULL, NULL, getenv("TESSERA_DATA_DIR")};
+    char parent[TS_PATH_MAX];
+    if (ctx && ctx->exp_dir[0]) {
+        snprintf(parent, sizeof parent, "%s/..", ctx->exp_dir);
+        dirs[1] = parent;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!dirs[i] || !dirs[i][0]) continue;
+        snprintf(buf, n, "%s/%s", dirs[i], path);
+        if (access(buf, F_OK) == 0) return buf;
+    }
+    snprintf(buf, n, "%s", path);
+    return buf;
+}
+
+ts_tensor *ts_data_field(ts_data *D, const char *name, ts_dtype dtype, int ndim, const int *dims,
+                         int64_t vocab, ts_err *e)
+{
+    if (D->nfield == TS_MAX_FIELDS)
+        return ts_fail(e, "a dataset may declare at most %d fields", TS_MAX_FIELDS), NULL;
+    if (ndim < 1 || ndim > TS_MAX_DIMS)
+        return ts_fail(e, "field '%s': ndim %d is outside 1..%d", name, ndim, TS_MAX_DIMS), NULL;
+    int i = D->nfield++;
+    snprintf(D->field_name[i], TS_NAME_MAX, "%s", name);
+    ts_tensor *t = &D->field[i];
+    memset(t, 0, sizeof *t);
+    t->dtype = dtype;
+    t->ndim = ndim;
+    t->dim[0] = D->ctx ? D->ctx->max_batch : 0;
+    for (int k = 1; k < ndim; k++) t->dim[k] = dims[k - 1];
+    t->vocab = vocab;
+    return t;
+}
+
+/* ---- parameters ---------------------------------------------------------------------------- */
+ts_param *ts_param_add(ts_ctx *ctx, const char *name, int rows, int cols, ts_init init,
+                       float scale, unsigned flags, ts_err *e)
+{
+    if (rows <= 0 || cols <= 0)
+        return ts_fail(e, "%s: parameter %s has shape (%d, %d); both must be positive",
+                       ctx->owner ? ctx->owner : "?", name, rows, cols), NULL;
+    if (ctx->share_from) {
+        /* Tied weights: hand back the other layer's parameter in the same position. */
+        if (ctx->share_i >= ctx->share_n)
+            return ts_fail(e, "%s: shares weights with a layer that has only %d parameters",
+                           ctx->owner, ctx->share_n), NULL;
+        ts_param *p = ctx->share_from[ctx->share_i++];
+        if (p->rows != rows || p->cols != cols)
+            return ts_fail(e, "%s: cannot share parameter %s: here it is (%d, %d), in %s it is "
+                           "(%d, %d); give both layers the same keys and input widths",
+                           ctx->owner, name, rows, cols, p->name, p->rows, p->cols), NULL;
+        if (ctx->nparams == ctx->cap) {
+            int cap = ctx->cap ? 2 * ctx->cap : 32;
+            ts_param **n = realloc(ctx->params, (size_t)cap * sizeof *n);
+            if (!n) return ts_fail(e, "out of memory"), NULL;
+            ctx->params = n;
+            ctx->cap = cap;
+        }
+        /* The list holds a second reference marked by a proxy: the optimizer skips it. */
+        ts_param *proxy = calloc(1, sizeof *proxy);
+        if (!proxy) return ts_fail(e, "out of memory"), NULL;
+        *proxy = *p;
+        proxy->shared = 1;
+        proxy->host = p;
+        ctx->params[ctx->nparams++] = proxy;
+        return p;
+    }
+    ts_param *p = calloc(1, sizeof *p);
+    if (!p) return ts_fail(e, "out of memory"), NULL;
+    snprintf(p->name, sizeof p->name, "%s.%s", ctx->owner ? ctx->owner : "param", name);
+    p->rows = rows;
+    p->cols = cols;
+    p->init = init;
+    p->scale = scale;
+    p->flags = flags;
+    if (flags & TS_PARAM_SPARSE) {
+        p->touched = malloc((size_t)rows * sizeof *p->touched);
+        p->is_touched = calloc((size_t)rows, 1);
+        if (!p->touched || !p->is_touched) { free(p->touched); free(p->is_touched); free(p);
+            return ts_fail(e, "out of memory"), NULL; }
+    }
+    if (ctx->nparams == ctx->cap) {
+        int cap = ctx->cap ? 2 * ctx->cap : 32;
+        ts_param **n = realloc(ctx->params, (size_t)cap * sizeof *n);
+        if (!n) { free(p); return ts_fail(e, "out of memory"), NULL; }
+        ctx->params = n;
+        ctx->cap = cap;
+    }
+    ctx->params[ctx->nparams++] = p;
+    return p;
+}
+
+void ts_param_touch(ts_param *p, int32_t r)
+{
+    if (!p->is_touched || r < 0 || r >= p->rows || p->is_touched[r]) return;
+    p->is_touched[r] = 1;
+    p->touched[p->ntouched++] = r;
+}
+
+void ts_param_init_values(ts_param *p, ts_rng *r)
+{
+    long n = (long)p->rows * p->cols;
+    double a;
+    switch (p->init) {
+    case TS_INIT_ZEROS: memset(p->w, 0, (size_t)n * sizeof *p->w); break;
+    case TS_INIT_ONES: for (long i = 0; i < n; i++) p->w[i] = 1; break;
+    case TS_INIT_CONST: for (long i = 0; i < n; i++) p->w[i] = p->scale; break;
+    case TS_INIT_UNIFORM:
+        for (long i = 0; i < n; i++) p->w[i] = (float)((2 * ts_rng_uniform(r) - 1) * p->scale);
+        break;
+    case TS_INIT_NORMAL:
+        for (long i = 0; i < n; i++) p->w[i] = (float)(ts_rng_normal(r) * p->scale);
+        break;
+    case TS_INIT_XAVIER:
+        a = sqrt(6.0 / (p->rows + p->cols));
+        for (long i = 0; i < n; i++) p->w[i] = (float)((2 * ts_rng_uniform(r) - 1) * a);
+        break;
+    case TS_INIT_HE:
+        a = sqrt(2.0 / p->rows);
+        for (long i = 0; i < n; i++) p->w[i] = (float)(ts_rng_normal(r) * a);
+        break;
+    }
+}
+
+int ts_ctx_alloc_params(ts_ctx *ctx, int nslots, float **arena, size_t *arena_n, ts_err *e)
+{
+    size_t total = 0;
+    for (int i = 0; i < ctx->nparams; i++) {
+        ts_param *p = ctx->params[i];
+        if (!p->shared) total += (size_t)p->rows * p->cols * (size_t)(2 + nslots);
+    }
+    float *a = calloc(total ? total : 1, sizeof *a);
+    if (!a)
+        return ts_fail(e, "cannot allocate %.1f MiB for the parameters; make the model or the "
+                       "embedding tables smaller", total * 4.0 / 1048576);
+    /* layout: every w, then every g, then every optimizer state, so each is one flat array */
+    size_t off = 0;
+    for (int k = 0; k < 2 + nslots; k++)
+        for (int i = 0; i < ctx->nparams; i++) {
+            ts_param *p = ctx->params[i];
+            if (p->shared) continue;
+            size_t n = (size_t)p->rows * p->cols;
+            if (k == 0) p->w = a + off;
+            else if (k == 1) p->g = a + off;
+            else if (k == 2) p->state = a + off;
+            off += n;
+        }
+    for (int i = 0; i < ctx->nparams; i++) {
+        ts_param *p = ctx->params[i];
+        if (p->shared) {
+            ts_param *o = p->host;
+            p->w = o->w; p->g = o->g; p->state = o->state;
+        } else {
+            ts_param_init_values(p, &ctx->rng);
+        }
+    }
+    *arena = a;
+    *arena_n = total;
+    return 0;
+}
+
+void ts_params_zero_grad(ts_ctx *ctx)
+{
+    for (int i = 0; i < ctx->nparams; i++) {
+        ts_param *p = ctx->params[i];
+        if (p->shared) continue;
+        if (p->flags & TS_PARAM_SPARSE) {
+            for (int k = 0; k < p->ntouched; k++) {
+                int32_t r = p->touched[k];
+                memset(p->g + (size_t)r * p->cols, 0, (size_t)p->cols * sizeof *p->g);
+                p->is_touched[r] = 0;
+            }
+            p->ntouched = 0;
+        } else {
+            memset(p->g, 0, (size_t)p->rows * p->cols * sizeof *p->g);
+        }
+    }
+}
+
+/* ---- loading an experiment ----------------------------------------------------------------- */
+static const char *const experiment_keys[] = {"name", "seed", "description", NULL};
+static const char *const train_keys[] = {"epochs", "batch", "eval_batch", "early_stop", "patience",
+                                         "log_every", "threads", "clip_norm", "weighting", NULL};
+static const char *const layer_keys[] = {"type", "input", "share", "plugin", NULL};
+static const char *const head_keys[] = {"type", "input", "label", "loss", "weight", "plugin", NULL};
+static const char *const plugin_keys[] = {"type", "plugin", NULL};
+
+static int starts(const char *s, const char *p) { return !strncmp(s, p, strlen(p)); }
+
+static const ts_plugin *section_plugin(ts_cfg *c, ts_kind kind, ts_err *e)
+{
+    const char *type = ts_cfg_str(c, "type");
+    if (!type)
+        return ts_fail(e, "%s:%d: [%s] needs `type =` (the %s plugin to use; `tessera plugins` "
+                       "lists them)", c->file, c->line, c->name, ts_kind_name(kind)), NULL;
+    const char *path = ts_cfg_str(c, "plugin");
+    ts_err pe;
+    const ts_plugin *p = ts_plugin_find(kind, path ? path : type, &pe);
+    if (!p)
+        ts_fail(e, "%s: [%s] type = %s: %s", ts_cfg_where(c, "type"), c->name, type, pe.msg);
+    return p;
+}
+
+ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
+{
+    ts_exp *x = calloc(1, sizeof *x);
+    if (!x) return ts_fail(e, "out of memory"), NULL;
+    if (o) x->opts = *o;
+    if (ts_ini_load(&x->ini, ini_path, e)) goto fail;
+    for (int i = 0; i < x->opts.noverride; i++)
+        if (ts_ini_override(&x->ini, x->opts.overrides[i], e)) goto fail;
+
+    ts_ini *ini = &x->ini;
+    static const char *required[] = {"experiment", "data", "optimizer", "train"};
+    for (int i = 0; i < 4; i++)
+        if (!ts_ini_find(ini, required[i]))
+            { ts_fail(e, "%s: has no [%s] section; every experiment needs [experiment], [data], "
+                      "[optimizer], [train], layers and at least one [head.TASK] (see "
+                      "docs/ini.md)", ini->file, required[i]); goto fail; }
+    /* Sections: known names only. */
+    for (int i = 0; i < ini->nsec; i++) {
+        ts_cfg *c = &ini->sec[i];
+        if (!strcmp(c->name, "experiment") || !strcmp(c->name, "data") ||
+            !strcmp(c->name, "optimizer") || !strcmp(c->name, "train") ||
+            starts(c->name, "layer.") || starts(c->name, "head."))
+            continue;
+        static const char *known[] = {"experiment", "data", "optimizer", "train", "layer.",
+                                      "head."};
+        const char *near = known[0];
+        int best = 99;
+        for (int k = 0; k < 6; k++) {
+            int d = ts_edit_distance(c->name, known[k]);
+            if (d < best) { best = d; near = known[k]; }
+        }
+        ts_fail(e, "%s:%d: unknown section [%s]; sections are [experiment], [data], [optimizer], "
+                "[train], [layer.NAME] and [head.TASK]%s%s%s", ini->file, c->line, c->name,
+                best <= 3 ? " — did you mean [" : "", best <= 3 ? near : "",
+                best <= 3 ? (strchr(near, '.') ? "NAME]?" : "]?") : "");
+        goto fail;
+    }
+    ts_cfg *ce = ts_ini_find(ini, "experiment");
+    if (ts_cfg_validate(ce, experiment_keys, NULL, 0, e)) goto fail;
+    const char *name = ts_cfg_str(ce, "name");
+    if (!name) {
+        ts_fail(e, "%s:%d: [experiment] needs `name =` (results go to results/NAME)", ini->file,
+                ce->line);
+        goto fail;
+    }
+    snprintf(x->name, sizeof x->name, "%s", name);
+    long seed = 1;
+    if (ts_cfg_str(ce, "seed") && ts_cfg_int(ce, "seed", &seed, e)) goto fail;
+
+    ts_cfg *ct = ts_ini_find(ini, "train");
+    if (ts_cfg_validate(ct, train_keys, NULL, 0, e)) goto fail;
+    x->epochs = 10; x->batch = 256; x->log_every = 100; x->patience = 0; x->threads = 0;
+    struct { const char *k; long *v; long lo, hi; } ints[] = {
+        {"epochs", &x->epochs, 1, 100000}, {"batch", &x->batch, 1, 1 << 20},
+        {"eval_batch", &x->eval_batch, 0, 1 << 20}, {"patience", &x->patience, 0, 100000},
+        {"log_every", &x->log_every, 1, 1 << 30}, {"threads", &x->threads, 0, 256}};
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+        if (!ts_cfg_str(ct, ints[i].k)) continue;
+        if (ts_cfg_int(ct, ints[i].k, ints[i].v, e)) goto fail;
+        if (*ints[i].v < ints[i].lo || *ints[i].v > ints[i].hi) {
+            ts_fail(e, "%s: [train] %s = %ld is outside %ld..%ld", ts_cfg_where(ct, ints[i].k),
+                    ints[i].k, *ints[i].v, ints[i].lo, ints[i].hi);
+            goto fail;
+        }
+    }
+    if (x->opts.max_epochs > 0 && x->epochs > x->opts.max_epochs) x->epochs = x->opts.max_epochs;
+    if (!x->eval_batch) x->eval_batch = x->batch > 1024 ? x->batch : 1024;
+    if (ts_cfg_str(ct, "clip_norm") && ts_cfg_float(ct, "clip_norm", &x->clip_norm, e)) goto fail;
+    if (ts_cfg_str(ct, "early_stop"))
+        snprintf(x->early_stop, sizeof x->early_stop, "%s", ts_cfg_str(ct, "early_stop"));
+    if (ts_cfg_str(ct, "weighting") &&
+        ts_cfg_choice(ct, "weighting", "static|uncertainty", &x->weighting, e)) goto fail;
+
+    int maxb = (int)(x->batch > x->eval_batch ? x->batch : x->eval_batch);
+    ts_ctx_init(&x->ctx, (uint64_t)seed, maxb);
+    {
+        const char *slash = strrchr(ini_path, '/');
+        if (slash) snprintf(x->ctx.exp_dir, sizeof x->ctx.exp_dir, "%.*s", (int)(slash - ini_path),
+                            ini_path);
+        else snprintf(x->ctx.exp_dir, sizeof x->ctx.exp_dir, ".");
+    }
+    if (x->opts.results_dir)
+        snprintf(x->ctx.results_dir, sizeof x->ctx.results_dir, "%s", x->opts.results_dir);
+    else
+        snprintf(x->ctx.results_dir, sizeof x->ctx.results_dir, "results/%s", x->name);
+
+    /* Plugins of every section, and their keys. */
+    ts_cfg *cd = ts_ini_find(ini, "data");
+    if (!(x->data_pl = section_plugin(cd, TS_DATASET, e))) goto fail;
+    {
+        const ts_key *l[1] = {x->data_pl->keys};
+        if (ts_cfg_validate(cd, plugin_keys, l, 1, e)) goto fail;
+    }
+    ts_cfg *co = ts_ini_find(ini, "optimizer");
+    if (!(x->opt_pl = section_plugin(co, TS_OPTIMIZER, e))) goto fail;
+    {
+        const ts_key *l[1] = {x->opt_pl->keys};
+        if (ts_cfg_validate(co, plugin_keys, l, 1, e)) goto fail;
+    }
+    int nl = 0, nh = 0;
+    for (int i = 0; i < ini->nsec; i++) {
+        nl += starts(ini->sec[i].name, "layer.");
+        nh += starts(ini->sec[i].name, "head.");
+    }
+    if (!nh) {
+        ts_fail(e, "%s: has no [head.TASK] section; a head names the task, its input, label and "
+                "loss (see docs/ini.md)", ini->file);
+        goto fail;
+    }
+    x->nodes = calloc((size_t)(nl ? nl : 1), sizeof *x->nodes);
+    x->heads = calloc((size_t)nh, sizeof *x->heads);
+    if (!x->nodes || !x->heads) { ts_fail(e, "out of memory"); goto fail; }
+    for (int i = 0; i < ini->nsec; i++) {
+        ts_cfg *c = &ini->sec[i];
+        if (starts(c->name, "layer.")) {
+            ts_node *nd = &x->nodes[x->nnodes++];
+            nd->cfg = c;
+            nd->L.name = c->name + 6;
+            if (!*nd->L.name || strchr(nd->L.name, '.')) {
+                ts_fail(e, "%s:%d: [%s]: a layer name is one word without dots", c->file, c->line,
+                        c->name);
+                goto fail;
+            }
+            if (!(nd->pl = section_plugin(c, TS_LAYER, e))) goto fail;
+            nd->ops = nd->pl->ops;
+            const ts_key *l[1] = {nd->pl->keys};
+            if (ts_cfg_validate(c, layer_keys, l, 1, e)) goto fail;
+        } else if (starts(c->name, "head.")) {
+            ts_hnode *hn = &x->heads[x->nheads++];
+            hn->cfg = c;
+            hn->H.name = c->name + 5;
+            if (!(hn->pl = section_plugin(c, TS_HEAD, e))) goto fail;
+            hn->ops = hn->pl->ops;
+            const ts_key *l[2] = {hn->pl->keys, NULL};
+            const char *loss = ts_cfg_str(c, "loss");
+            const ts_plugin *lp = NULL;
+            if (loss) {
+                ts_err pe;
+                if (!(lp = ts_plugin_find(TS_LOSS, loss, &pe))) {
+                    ts_fail(e, "%s: [%s] loss = %s: %s", ts_cfg_where(c, "loss"), c->name, loss,
+                            pe.msg);
+                    goto fail;
+                }
+                l[1] = lp->keys;
+                hn->H.loss = lp->ops;
+            }
+            if (ts_cfg_validate(c, head_keys, l, 2, e)) goto fail;
+            hn->weight = 1;
+            if (ts_cfg_str(c, "weight") && ts_cfg_float(c, "weight", &hn->weight, e)) goto fail;
+            if (hn->weight < 0) {
+                ts_fail(e, "%s: [%s] weight must be ≥ 0", ts_cfg_where(c, "weight"), c->name);
+                goto fail;
+            }
+        }
+    }
+    return x;
+fail:
+    ts_exp_free(x);
+    return NULL;
+}
+
+int ts_exp_open_data(ts_exp *x, ts_err *e)
+{
+    if (x->data_open) return 0;
+    const ts_dataset_ops *ops = x->data_pl->ops;
+    x->data.ctx = &x->ctx;
+    x->ctx.data = &x->data;
+    x->ctx.data_ops = ops;
+    ts_cfg *cd = ts_ini_find(&x->ini, "data");
+    ts_err pe;
+    x->ctx.owner = "data";
+    if (ops->open(&x->data, cd, &pe)) {
+        if (ops->close) ops->close(&x->data);
+        return ts_fail(e, "[data] type = %s: %s", x->data_pl->name, pe.msg);
+    }
+    x->data_open = 1;
+    if (x->data.nrows[TS_TRAIN] <= 0)
+        return ts_fail(e, "%s: [data] the training split is empty; check the path and split",
+                       ts_cfg_where(cd, "path"));
+    return 0;
+}
+
+ts_data *ts_exp_data(ts_exp *x) { return &x->data; }
+const ts_dataset_ops *ts_exp_data_ops(ts_exp *x) { return x->data_pl ? x->data_pl->ops : NULL; }
+
+ts_tensor *ts_exp_tensor(ts_exp *x, const char *name)
+{
+    for (int i = 0; i < x->data.nfield; i++)
+        if (!strcmp(x->data.field_name[i], name)) return &x->data.field[i];
+    for (int i = 0; i < x->nnodes; i++) {
+        ts_node *nd = &x->nodes[i];
+        size_t n = strlen(nd->L.name);
+        if (strncmp(name, nd->L.name, n)) continue;
+        if (!name[n] && nd->built) {
+            if (nd->L.nout == 1) return &nd->L.out[0];
+            return NULL;
+        }
+        if (name[n] == '.' && nd->built)
+            for (int k = 0; k < nd->L.nout; k++)
+                if (!strcmp(nd->L.out_name[k], name + n + 1)) return &nd->L.out[k];
+    }
+    return NULL;
+}
+
+/* Which layer produces `name` ("mix.income" -> the node "mix"); -1 for a dataset field. */
+static int producer(ts_exp *x, const char *name)
+{
+    for (int i = 0; i < x->nnodes; i++) {
+        size_t n = strlen(x->nodes[i].L.name);
+        if (!strncmp(name, x->nodes[i].L.name, n) && (!name[n] || name[n] == '.')) return i;
+    }
+    return -1;
+}
+
+static int field_index(ts_exp *x, const char *name)
+{
+    for (int i = 0; i < x->data.nfield; i++)
+        if (!strcmp(x->data.field_name[i], name)) return i;
+    return -1;
+}
+
+/* "did you mean": the nearest field or layer name. */
+static const char *nearest_source(ts_exp *x, const char *name)
+{
+    const char *best = NULL;
+    int bd = 4;
+    for (int i = 0; i < x->data.nfield; i++) {
+        int d = ts_edit_distance(name, x->data.field_name[i]);
+        if (d < bd) { bd = d; best = x->data.field_name[i]; }
+    }
+    for (int i = 0; i < x->nnodes; i++) {
+        int d = ts_edit_distance(name, x->nodes[i].L.name);
+        if (d < bd) { bd = d; best = x->nodes[i].L.name; }
+    }
+    return best;
+}
+
+static int parse_inputs(ts_exp *x, ts_cfg *c, char names[][2 * TS_NAME_MAX], int *n, ts_err *e)
+{
+    char items[TS_MAX_IN][TS_NAME_MAX];
+    if (!ts_cfg_str(c, "input"))
+        return ts_fail(e, "%s:%d: [%s] needs `input =` (dataset fields or layer names)", c->file,
+                       c->line, c->name);
+    if (ts_cfg_list(c, "input", items, TS_MAX_IN, n, e)) return -1;
+    if (*n == 0) return ts_fail(e, "%s: [%s] input is empty", ts_cfg_where(c, "input"), c->name);
+    for (int i = 0; i < *n; i++) {
+        const char *s = items[i];
+        if (starts(s, "layer.")) s += 6;   /* accept `input = layer.q_conv` too */
+        snprintf(names[i], 2 * TS_NAME_MAX, "%s", s);
+        if (field_index(x, names[i]) < 0 && producer(x, names[i]) < 0) {
+            const char *near = nearest_source(x, names[i]);
+            char fields[1024] = "";
+            for (int f = 0; f < x->data.nfield; f++) {
+                size_t k = strlen(fields);
+                snprintf(fields + k, sizeof fields - k, "%s%s", f ? ", " : "", x->data.field_name[f]);
+            }
+            return ts_fail(e, "%s: [%s] input '%s' is neither a dataset field nor a layer%s%s%s. "
+                           "The dataset's fields: %s", ts_cfg_where(c, "input"), c->name, names[i],
+                           near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "",
+                           fields);
+        }
+    }
+    return 0;
+}
+
+static int alloc_outputs(ts_layer *L, ts_err *e)
+{
+    for (int k = 0; k < L->nout; k++) {
+        ts_tensor *t = &L->out[k];
+        if (t->dtype != TS_F32 || t->x) continue;
+        long n = ts_numel(t);
+        if (n <= 0)
+            return ts_fail(e, "layer %s: output %d has no elements", L->name, k);
+        t->x = calloc((size_t)n, sizeof *t->x);
+        t->dx = calloc((size_t)n, sizeof *t->dx);
+        if (!t->x || !t->dx) return ts_fail(e, "layer %s: out of memory for its output", L->name);
+    }
+    return 0;
+}
+
+int ts_exp_build(ts_exp *x, ts_err *e)
+{
+    if (x->built) return 0;
+    if (ts_exp_open_data(x, e)) return -1;
+    /* Inputs of every layer, then a topological order by repeated passes (Kahn's idea): a
+     * layer is ready once all its inputs are fields or built layers. */
+    for (int i = 0; i < x->nnodes; i++) {
+        ts_node *nd = &x->nodes[i];
+        if (parse_inputs(x, nd->cfg, nd->in_name, &nd->nin, e)) return -1;
+        const char *sh = ts_cfg_str(nd->cfg, "share");
+        if (sh) snprintf(nd->share, sizeof nd->share, "%s", starts(sh, "layer.") ? sh + 6 : sh);
+    }
+    ts_node *sorted = calloc((size_t)(x->nnodes ? x->nnodes : 1), sizeof *sorted);
+    int *done = calloc((size_t)(x->nnodes ? x->nnodes : 1), sizeof *done);
+    if (!sorted || !done) { free(sorted); free(done); return ts_fail(e, "out of memory"); }
+    int ns = 0, progress = 1;
+    while (ns < x->nnodes && progress) {
+        progress = 0;
+        for (int i = 0; i < x->nnodes; i++) {
+            if (done[i]) continue;
+            ts_node *nd = &x->nodes[i];
+            int ready = 1;
+            for (int k = 0; k < nd->nin && ready; k++) {
+                int p = producer(x, nd->in_name[k]);
+                if (p >= 0 && !done[p]) ready = 0;
+            }
+            if (nd->share[0]) {
+                int p = producer(x, nd->share);
+                if (p < 0) {
+                    free(sorted); free(done);
+                    return ts_fail(e, "%s: [%s] share = %s: no such layer",
+                                   ts_cfg_where(nd->cfg, "share"), nd->cfg->name, nd->share);
+                }
+                if (!done[p]) ready = 0;
+            }
+            if (!ready) continue;
+            done[i] = ns + 1;
+            progress = 1;
+            ns++;
+        }
+    }
+    if (ns < x->nnodes) {
+        /* Every layer not placed is on a cycle or downstream of one: name the first. */
+        char path[1024] = "";
+        for (int i = 0; i < x->nnodes; i++)
+            if (!done[i]) {
+                size_t k = strlen(path);
+                snprintf(path + k, sizeof path - k, "%s%s (line %d)", k ? ", " : "",
+                         x->nodes[i].cfg->name, x->nodes[i].cfg->line);
+            }
+        ts_cfg *c = NULL;
+        for (int i = 0; i < x->nnodes && !c; i++) if (!done[i]) c = x->nodes[i].cfg;
+        free(sorted); free(done);
+        return ts_fail(e, "%s: the layers form a cycle: %s depend on each other through "
+                       "`input =` or `share =`; a graph must run from dataset fields to heads",
+                       ts_cfg_where(c, "input"), path);
+    }
+    for (int i = 0; i < x->nnodes; i++) sorted[done[i] - 1] = x->nodes[i];
+    memcpy(x->nodes, sorted, (size_t)x->nnodes * sizeof *sorted);
+    free(sorted);
+    free(done);
+
+    /* Build in order. */
+    for (int i = 0; i < x->nnodes; i++) {
+        ts_node *nd = &x->nodes[i];
+        ts_layer *L = &nd->L;
+        L->name = nd->cfg->name + 6;
+        L->ctx = &x->ctx;
+        L->nin = nd->nin;
+        for (int k = 0; k < nd->nin; k++) {
+            L->in[k] = ts_exp_tensor(x, nd->in_name[k]);
+            if (!L->in[k]) {
+                int p = producer(x, nd->in_name[k]);
+                return ts_fail(e, "%s: [%s] input '%s': layer %s has %d named outputs; name one "
+                               "as %s.OUTPUT (%s%s)", ts_cfg_where(nd->cfg, "input"), nd->cfg->name,
+                               nd->in_name[k], x->nodes[p].L.name, x->nodes[p].L.nout,
+                               x->nodes[p].L.name, x->nodes[p].L.out_name[0],
+                               x->nodes[p].L.nout > 1 ? ", ..." : "");
+            }
+        }
+        L->nout = 1;
+        nd->first_param = x->ctx.nparams;
+        x->ctx.owner = nd->cfg->name;
+        if (nd->share[0]) {
+            ts_node *src = NULL;
+            for (int j = 0; j < i; j++)
+                if (!strcmp(x->nodes[j].L.name, nd->share)) src = &x->nodes[j];
+            if (!src || strcmp(src->pl->name, nd->pl->name))
+                return ts_fail(e, "%s: [%s] share = %s: weights can be shared only with a layer "
+                               "of the same type (%s is %s)", ts_cfg_where(nd->cfg, "share"),
+                               nd->cfg->name, nd->share, nd->share, src ? src->pl->name : "?");
+            x->ctx.share_from = x->ctx.params + src->first_param;
+            x->ctx.share_n = src->nparam;
+            x->ctx.share_i = 0;
+        }
+        ts_err pe;
+        int rc = nd->ops->build(L, nd->cfg, &pe);
+        x->ctx.share_from = NULL;
+        if (rc) {
+            /* A plugin message that names no place gets the section's. */
+            if (strchr(pe.msg, ':') && strstr(pe.msg, nd->cfg->file))
+                return ts_fail(e, "%s", pe.msg);
+            char shapes[512] = "";
+            for (int k = 0; k < L->nin; k++) {
+                char b[96];
+                size_t n = strlen(shapes);
+                snprintf(shapes + n, sizeof shapes - n, "%s%s %s", k ? ", " : "", nd->in_name[k],
+                         ts_shape_str(L->in[k], b, sizeof b));
+            }
+            return ts_fail(e, "%s:%d: [%s] (type %s, inputs %s): %s", nd->cfg->file, nd->cfg->line,
+                           nd->cfg->name, nd->pl->name, shapes, pe.msg);
+        }
+        nd->nparam = x->ctx.nparams - nd->first_param;
+        if (L->nout < 1 || L->nout > TS_MAX_OUT)
+            return ts_fail(e, "[%s]: plugin %s declared %d outputs", nd->cfg->name, nd->pl->name,
+                           L->nout);
+        for (int k = 0; k < L->nout; k++) L->out[k].dim[0] = x->ctx.max_batch;
+        if (alloc_outputs(L, e)) return -1;
+        nd->built = 1;
+    }
+    /* Heads. */
+    for (int i = 0; i < x->nheads; i++) {
+        ts_hnode *hn = &x->heads[i];
+        ts_head *H = &hn->H;
+        char names[TS_MAX_IN][2 * TS_NAME_MAX];
+        if (parse_inputs(x, hn->cfg, names, &H->nin, e)) return -1;
+        for (int k = 0; k < H->nin; k++) {
+            H->in[k] = ts_exp_tensor(x, names[k]);
+            if (!H->in[k])
+                return ts_fail(e, "%s: [%s] input '%s' has several outputs; name one as "
+                               "LAYER.OUTPUT", ts_cfg_where(hn->cfg, "input"), hn->cfg->name,
+                               names[k]);
+        }
+        const char *label = ts_cfg_str(hn->cfg, "label");
+        if (label) {
+            int f = field_index(x, label);
+            if (f < 0) {
+                char fields[1024] = "";
+                for (int j = 0; j < x->data.nfield; j++) {
+                    size_t k = strlen(fields);
+                    snprintf(fields + k, sizeof fields - k, "%s%s", j ? ", " : "",
+                             x->data.field_name[j]);
+                }
+                return ts_fail(e, "%s: [%s] label '%s' is not a field of the dataset (%s)",
+                               ts_cfg_where(hn->cfg, "label"), hn->cfg->name, label, fields);
+            }
+            H->label = &x->data.field[f];
+        }
+        H->ctx = &x->ctx;
+        H->grad_scale = (float)hn->weight;
+        ts_err pe;
+        if (H->loss && H->loss->init(&H->loss_state, hn->cfg, &pe))
+            return ts_fail(e, "%s:%d: [%s] loss: %s", hn->cfg->file, hn->cfg->line, hn->cfg->name,
+                           pe.msg);
+        x->ctx.owner = hn->cfg->name;
+        if (hn->ops->build(H, hn->cfg, &pe)) {
+            if (strstr(pe.msg, hn->cfg->file)) return ts_fail(e, "%s", pe.msg);
+            char shapes[512] = "";
+            for (int k = 0; k < H->nin; k++) {
+                char b[96];
+                size_t n = strlen(shapes);
+                snprintf(shapes + n, sizeof shapes - n, "%s%s %s", k ? ", " : "", names[k],
+                         ts_shape_str(H->in[k], b, sizeof b));
+            }
+            return ts_fail(e, "%s:%d: [%s] (type %s, inputs %s): %s", hn->cfg->file, hn->cfg->line,
+                           hn->cfg->name, hn->pl->name, shapes, pe.msg);
+        }
+    }
+    x->ctx.owner = "weighting";
+    if (x->weighting == 1 && !(x->log_var = ts_param_add(&x->ctx, "log_var", 1, x->nheads,
+                                                          TS_INIT_ZEROS, 0, 0, e)))
+        return -1;
+    x->ctx.owner = NULL;
+    /* Optimizer and the parameter arena. */
+    const ts_optim_ops *oo = x->opt_pl->ops;
+    ts_err pe;
+    if (oo->init(&x->opt_state, ts_ini_find(&x->ini, "optimizer"), &pe))
+        return ts_fail(e, "[optimizer] type = %s: %s", x->opt_pl->name, pe.msg);
+    if (ts_ctx_alloc_params(&x->ctx, oo->nslots, &x->arena, &x->arena_n, e)) return -1;
+    x->built = 1;
+    return 0;
+}
+
+void ts_exp_free(ts_exp *x)
+{
+    if (!x) return;
+    for (int i = 0; i < x->nheads; i++) {
+        ts_hnode *hn = &x->heads[i];
+        if (hn->ops && hn->ops->destroy && hn->H.ctx) hn->ops->destroy(&hn->H);
+        if (hn->H.loss && hn->H.loss->destroy && hn->H.loss_state)
+            hn->H.loss->destroy(hn->H.loss_state);
+    }
+    for (int i = 0; i < x->nnodes; i++) {
+        ts_node *nd = &x->nodes[i];
+        if (nd->built && nd->ops->destroy) nd->ops->destroy(&nd->L);
+        for (int k = 0; k < TS_MAX_OUT; k++) {
+            if (nd->L.out[k].dtype != TS_F32) continue;
+            free(nd->L.out[k].x);
+            free(nd->L.out[k].dx);
+        }
+    }
+    if (x->opt_pl && x->opt_state) {
+        const ts_optim_ops *oo = x->opt_pl->ops;
+        if (oo->destroy) oo->destroy(x->opt_state);
+    }
+    if (x->data_open && x->data_pl && ((const ts_dataset_ops *)x->data_pl->ops)->close)
+        ((const ts_dataset_ops *)x->data_pl->ops)->close(&x->data);
+    free(x->nodes);
+    free(x->heads);
+    free(x->arena);
+    ts_ctx_free(&x->ctx);
+    ts_ini_free(&x->ini);
+    free(x);
+}
+
+/* ---- one pass ------------------------------------------------------------------------------ */
+int ts_exp_forward(ts_exp *x, ts_phase phase, int n, ts_err *e)
+{
+    x->ctx.phase = phase;
+    for (int i = 0; i < x->nnodes; i++) {
+        ts_layer *L = &x->nodes[i].L;
+        for (int k = 0; k < L->nout; k++) {
+            L->out[k].dim[0] = n;
+            if (phase == TS_TRAIN && L->out[k].dx)
+                memset(L->out[k].dx, 0, (size_t)ts_numel(&L->out[k]) * sizeof(float));
+        }
+        ts_err pe;
+        if (x->nodes[i].ops->forward(L, phase, &pe))
+            return ts_fail(e, "[%s] forward: %s", x->nodes[i].cfg->name, pe.msg);
+    }
+    return 0;
+}
+
+int ts_exp_backward(ts_exp *x, ts_err *e)
+{
+    for (int i = x->nnodes - 1; i >= 0; i--) {
+        ts_err pe;
+        if (x->nodes[i].ops->backward(&x->nodes[i].L, &pe))
+            return ts_fail(e, "[%s] backward: %s", x->nodes[i].cfg->name, pe.msg);
+    }
+    return 0;
+}

@@ -1,0 +1,58 @@
+/* host.h — the host side of libtessera, for the tessera program and the test suite:
+ * finding plugins, loading and running experiments, conformance checks, reading results.
+ * Not installed and not for plugins (a plugin includes tessera.h alone). */
+#ifndef TESSERA_HOST_H
+#define TESSERA_HOST_H
+
+#include <stdio.h>
+#include "tessera.h"
+
+/* ---- plugins ------------------------------------------------------------------------------ */
+/* Scans the search path once (plugin = paths, TESSERA_PLUGIN_PATH, the installed directory,
+ * the build tree). Returns -1 with a message naming the file, dlerror() and a hint on a
+ * broken plugin file or a duplicate name. */
+int ts_plugins_scan(ts_err *e);
+/* A plugin of a kind by name, scanning first if needed; NULL + message (with the nearest
+ * known name) when there is none. */
+const ts_plugin *ts_plugin_find(ts_kind kind, const char *name, ts_err *e);
+/* Opens one plugin file (a path) and returns its index-th entry, validating ABI and size. */
+const ts_plugin *ts_plugin_open_file(const char *path, uint32_t index, ts_err *e);
+/* Where the plugin was loaded from. */
+const char *ts_plugin_path(const ts_plugin *p);
+const char *ts_kind_name(ts_kind k);
+/* Every plugin found (after a scan), for `tessera plugins`. */
+int ts_plugin_count(void);
+const ts_plugin *ts_plugin_at(int i);
+
+/* ---- conformance checks (tessera check-plugin) ------------------------------------------- */
+/* Runs the checks for p's kind: finite-difference gradients for layers, losses and heads;
+ * a quadratic for optimizers; a batch of every split for datasets is not checked here.
+ * Writes a human-readable report into log (may be NULL). Returns 0 when every check passes. */
+int ts_check_plugin(const ts_plugin *p, FILE *log, ts_err *e);
+
+/* ---- experiments -------------------------------------------------------------------------- */
+typedef struct ts_run_opts {
+    const char *results_dir;  /* NULL: results/<experiment name> */
+    int noverride;
+    char **overrides;         /* "section.key=value" */
+    FILE *log;                /* progress lines and the final figures; NULL = silent */
+    int max_epochs;           /* > 0: cap [train] epochs (compare --quick) */
+} ts_run_opts;
+
+/* Parses, builds, trains, evaluates and writes results. */
+int ts_run(const char *ini_path, const ts_run_opts *o, ts_err *e);
+
+/* For tests and tools: an experiment loaded and built but not trained. */
+typedef struct ts_exp ts_exp;
+ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e); /* parse + check keys */
+int ts_exp_open_data(ts_exp *x, ts_err *e);                                 /* dataset open */
+int ts_exp_build(ts_exp *x, ts_err *e);                                     /* graph, params */
+ts_data *ts_exp_data(ts_exp *x);
+const ts_dataset_ops *ts_exp_data_ops(ts_exp *x);
+void ts_exp_free(ts_exp *x);
+
+/* ---- results ------------------------------------------------------------------------------ */
+/* Reads one value of RESULTS_DIR/metrics.json ("test.income.auc"). */
+int ts_metrics_get(const char *results_dir, const char *key, double *value, ts_err *e);
+
+#endif

@@ -1,0 +1,151 @@
+/* internal.h — libtessera private structures: the parsed INI, the run context, the graph
+ * and the experiment. Shared by the core sources only; plugins never see it. */
+#ifndef TESSERA_INTERNAL_H
+#define TESSERA_INTERNAL_H
+
+#include <stdio.h>
+#include "tessera.h"
+#include "host.h"
+
+#define TS_PATH_MAX 4096
+
+/* ---- INI ----------------------------------------------------------------------------------- */
+typedef struct ts_entry {
+    char key[TS_NAME_MAX];
+    char *value;              /* continuation lines joined with ", " */
+    int line;                 /* 0 = from the command line */
+    int used;                 /* a declared key of some reader */
+} ts_entry;
+
+struct ts_cfg {
+    char name[2 * TS_NAME_MAX];   /* "layer.q_conv" */
+    const char *file;             /* the experiment file (owned by ts_ini) */
+    int line;                     /* line of the [section] header; 0 = command line */
+    ts_entry *ent;
+    int n, cap;
+    const ts_key *keys[4];        /* declared keys (plugin, loss, ...) for defaults */
+    char where[TS_PATH_MAX + 32]; /* scratch for ts_cfg_where */
+};
+
+typedef struct ts_ini {
+    char *file;
+    ts_cfg *sec;
+    int nsec, cap;
+} ts_ini;
+
+int ts_ini_load(ts_ini *ini, const char *path, ts_err *e);
+int ts_ini_load_string(ts_ini *ini, const char *name, const char *text, ts_err *e);
+int ts_ini_override(ts_ini *ini, const char *assign, ts_err *e);
+ts_cfg *ts_ini_find(ts_ini *ini, const char *section);
+int ts_ini_write(const ts_ini *ini, const char *path, ts_err *e);
+void ts_ini_free(ts_ini *ini);
+/* Rejects a key that is neither a host key nor declared by the plugins' key lists, naming the
+ * nearest known key; records the key lists for defaults. Also rejects a missing required key. */
+int ts_cfg_validate(ts_cfg *c, const char *const *host_keys, const ts_key *const *lists, int nlists,
+                    ts_err *e);
+ts_entry *ts_cfg_entry(const ts_cfg *c, const char *key);
+/* Levenshtein distance, for "did you mean". */
+int ts_edit_distance(const char *a, const char *b);
+
+/* ---- the run context ----------------------------------------------------------------------- */
+typedef struct ts_metric_rec {
+    ts_phase split;
+    char task[TS_NAME_MAX];
+    char metric[TS_NAME_MAX];
+    double value;
+} ts_metric_rec;
+
+struct ts_ctx {
+    ts_rng rng;                    /* the run's generator: init, shuffling, sampling */
+    uint64_t seed;
+    int max_batch;
+    char results_dir[TS_PATH_MAX];
+    char exp_dir[TS_PATH_MAX];     /* folder of the experiment file */
+    ts_data *data;
+    const ts_dataset_ops *data_ops;
+    ts_param **params;             /* every declared parameter, in declaration order */
+    int nparams, cap;
+    const char *owner;             /* "layer.q_conv" while it builds */
+    ts_param **share_from;         /* `share =`: the other layer's params, in order */
+    int share_n, share_i;
+    ts_phase phase;
+    ts_metric_rec *metrics;        /* figures reported by the current evaluation */
+    int nmetrics, mcap;
+};
+
+void ts_ctx_init(ts_ctx *ctx, uint64_t seed, int max_batch);
+void ts_ctx_free(ts_ctx *ctx);
+/* Allocates w, g and optimizer state for every parameter in one arena and initialises w. */
+int ts_ctx_alloc_params(ts_ctx *ctx, int nslots, float **arena, size_t *arena_n, ts_err *e);
+void ts_param_init_values(ts_param *p, ts_rng *r);
+/* Zeroes gradients: whole dense ones, touched rows of sparse ones. */
+void ts_params_zero_grad(ts_ctx *ctx);
+
+/* ---- the graph ----------------------------------------------------------------------------- */
+typedef struct ts_node {
+    ts_layer L;
+    const ts_plugin *pl;
+    const ts_layer_ops *ops;
+    ts_cfg *cfg;
+    int nin;
+    char in_name[TS_MAX_IN][2 * TS_NAME_MAX];
+    char share[2 * TS_NAME_MAX];
+    int first_param, nparam;       /* its slice of ctx->params */
+    int built;
+} ts_node;
+
+typedef struct ts_hnode {
+    ts_head H;
+    const ts_plugin *pl;
+    const ts_head_ops *ops;
+    ts_cfg *cfg;
+    double weight;                 /* static weight of the task's loss */
+    double last_loss;              /* this step's mean loss */
+    double loss_sum;               /* since the last log line */
+} ts_hnode;
+
+struct ts_exp {
+    ts_ini ini;
+    ts_ctx ctx;
+    ts_run_opts opts;
+    char name[TS_NAME_MAX];
+    const ts_plugin *data_pl;
+    ts_data data;
+    int data_open;
+    ts_node *nodes;                /* topologically sorted after ts_exp_build */
+    int nnodes;
+    ts_hnode *heads;
+    int nheads;
+    const ts_plugin *opt_pl;
+    void *opt_state;
+    float *arena;
+    size_t arena_n;
+    int built;
+    /* [train] */
+    long epochs, batch, eval_batch, log_every, patience, threads;
+    double clip_norm;
+    char early_stop[2 * TS_NAME_MAX];   /* "income.auc"; "" = last epoch */
+    int weighting;                      /* 0 static, 1 uncertainty */
+    ts_param *log_var;                  /* uncertainty weighting: (1, nheads) */
+};
+
+/* Resolves a name of `input =`: a dataset field, a layer output, or LAYER.OUTPUT. */
+ts_tensor *ts_exp_tensor(ts_exp *x, const char *name);
+int ts_exp_forward(ts_exp *x, ts_phase phase, int n, ts_err *e);
+int ts_exp_backward(ts_exp *x, ts_err *e);
+/* One full evaluation of a split: heads' metrics land in x->ctx.metrics. */
+int ts_exp_evaluate(ts_exp *x, ts_phase split, ts_err *e);
+int ts_exp_train(ts_exp *x, FILE *log, ts_err *e);
+
+/* ---- results ------------------------------------------------------------------------------- */
+int ts_mkdirs(const char *path, ts_err *e);
+/* Writes text to path through a temporary file and rename(), so a reader never sees half. */
+int ts_write_atomic(const char *path, const char *text, size_t n, ts_err *e);
+int ts_write_metrics_json(const char *path, const ts_metric_rec *m, int n, ts_err *e);
+const char *ts_phase_name(ts_phase p);
+
+/* ---- check-plugin helpers ------------------------------------------------------------------ */
+/* Builds a section from "k=v k=v" for a plugin's check; caller frees with ts_ini_free. */
+int ts_ini_from_pairs(ts_ini *ini, const char *section, const char *pairs, ts_err *e);
+
+#endif

@@ -1,0 +1,105 @@
+/* results.c — what a run leaves on disk: folders, files written atomically (temporary file,
+ * fsync, rename), metrics.json, and reading a value back from it. Nothing here trains. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *ts_phase_name(ts_phase p)
+{
+    return p == TS_TRAIN ? "train" : p == TS_VALID ? "valid" : "test";
+}
+
+int ts_mkdirs(const char *path, ts_err *e)
+{
+    char buf[TS_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || !*p) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(buf, 0777) && errno != EEXIST)
+                return ts_fail(e, "%s: cannot create the folder: %s", buf, strerror(errno));
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return 0;
+}
+
+int ts_write_atomic(const char *path, const char *text, size_t n, ts_err *e)
+{
+    char tmp[TS_PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) return ts_fail(e, "%s: cannot write: %s", tmp, strerror(errno));
+    size_t off = 0;
+    while (off < n) {
+        ssize_t k = write(fd, text + off, n - off);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            int er = errno;
+            close(fd);
+            unlink(tmp);
+            return ts_fail(e, "%s: write failed: %s", tmp, strerror(er));
+        }
+        off += (size_t)k;
+    }
+    if (fsync(fd) || close(fd)) {
+        unlink(tmp);
+        return ts_fail(e, "%s: cannot flush to disk: %s", tmp, strerror(errno));
+    }
+    if (rename(tmp, path)) {
+        int er = errno;
+        unlink(tmp);
+        return ts_fail(e, "%s: cannot rename into place: %s", path, strerror(er));
+    }
+    return 0;
+}
+
+int ts_write_metrics_json(const char *path, const ts_metric_rec *m, int n, ts_err *e)
+{
+    size_t cap = 256 + (size_t)n * 200, k = 0;
+    char *out = malloc(cap);
+    if (!out) return ts_fail(e, "out of memory");
+    k += (size_t)snprintf(out + k, cap - k, "{");
+    for (int i = 0; i < n; i++) {
+        /* JSON has no NaN: a figure that could not be computed is null. */
+        char v[64];
+        if (isfinite(m[i].value)) snprintf(v, sizeof v, "%.17g", m[i].value);
+        else snprintf(v, sizeof v, "null");
+        k += (size_t)snprintf(out + k, cap - k, "%s\n  \"%s.%s.%s\": %s", i ? "," : "",
+                              ts_phase_name(m[i].split), m[i].task, m[i].metric, v);
+    }
+    k += (size_t)snprintf(out + k, cap - k, "\n}\n");
+    int rc = ts_write_atomic(path, out, k, e);
+    free(out);
+    return rc;
+}
+
+int ts_metrics_get(const char *results_dir, const char *key, double *value, ts_err *e)
+{
+    char path[TS_PATH_MAX];
+    snprintf(path, sizeof path, "%s/metrics.json", results_dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return ts_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    char line[1024], want[512];
+    snprintf(want, sizeof want, "\"%s\":", key);
+    int found = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *p = strstr(line, want);
+        if (!p) continue;
+        p += strlen(want);
+        while (*p == ' ') p++;
+        *value = strncmp(p, "null", 4) ? strtod(p, NULL) : NAN;
+        found = 1;
+        break;
+    }
+    fclose(f);
+    return found ? 0 : ts_fail(e, "%s: has no key %s", path, key);
+}

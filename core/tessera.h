@@ -1,0 +1,353 @@
+/* tessera.h — the one public header of tessera: tensors, parameters, configuration access,
+ * errors, random numbers, shared metric kernels and the plugin ABI.
+ *
+ * A plugin includes this file only, links against libtessera and exports one symbol,
+ * tessera_plugin_entry(). It is not the place for the host's own machinery (graph, loader,
+ * training loop): those live in the core sources behind this interface.
+ *
+ * Conventions
+ *  - Tensors are float32 (or int32 ids), row-major; dim[0] is the batch.
+ *  - Every function that can fail returns 0 on success and -1 on failure, with a sentence in
+ *    the ts_err it was given. Library and plugin code never prints and never exits.
+ *  - backward() ACCUMULATES (+=) into input gradients and parameter gradients; the host zeroes
+ *    them once per step.
+ */
+#ifndef TESSERA_H
+#define TESSERA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TS_ABI 1u             /* bump on any incompatible layout change of the structs below */
+#define TS_MAX_DIMS 4         /* a tensor has 1..4 dimensions */
+#define TS_MAX_IN 16          /* inputs of one layer or head */
+#define TS_MAX_OUT 16         /* named outputs of one layer (MMoE: one per task) */
+#define TS_MAX_FIELDS 64      /* fields of one dataset */
+#define TS_NAME_MAX 64        /* longest name of a layer, field, output or parameter, with NUL */
+#define TS_ERR_MAX 1024       /* longest error message, with NUL */
+
+/* ------------------------------------------------------------------------------------------
+ * Errors: a status is an int (0 ok, -1 failed); the message travels in a ts_err.
+ * ------------------------------------------------------------------------------------------ */
+typedef struct ts_err {
+    char msg[TS_ERR_MAX];     /* one or more sentences: what went wrong and what to do */
+} ts_err;
+
+/* Formats the message into e (if e is not NULL) and returns -1, so `return ts_fail(...)`. */
+int ts_fail(ts_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------------------------------------
+ * Random numbers: xoshiro256** seeded through splitmix64. Explicit state, no globals.
+ * ------------------------------------------------------------------------------------------ */
+typedef struct ts_rng {
+    uint64_t s[4];            /* xoshiro256** state; never all zero */
+} ts_rng;
+
+void ts_rng_seed(ts_rng *r, uint64_t seed);
+uint64_t ts_rng_next(ts_rng *r);                 /* 64 uniform bits */
+double ts_rng_uniform(ts_rng *r);                /* [0, 1) with 53 bits */
+double ts_rng_normal(ts_rng *r);                 /* N(0, 1), Box-Muller */
+uint64_t ts_rng_below(ts_rng *r, uint64_t n);    /* uniform in [0, n), unbiased; n > 0 */
+void ts_rng_shuffle(ts_rng *r, long *a, long n); /* Fisher-Yates */
+
+/* ------------------------------------------------------------------------------------------
+ * Tensors
+ * ------------------------------------------------------------------------------------------ */
+typedef enum ts_dtype {
+    TS_F32 = 0,   /* x holds dim[0]*...*dim[ndim-1] floats; dx the same shape or NULL */
+    TS_I32 = 1,   /* ids holds dim[0]*...*dim[ndim-1] ids in [0, vocab) */
+    TS_BAGS = 2   /* a bag of ids per cell of (dim[0], dim[1]): cell c holds ids[off[c] .. off[c+1]) */
+} ts_dtype;
+
+typedef struct ts_tensor {
+    ts_dtype dtype;            /* what the buffers below hold */
+    int ndim;                  /* 1..TS_MAX_DIMS */
+    int dim[TS_MAX_DIMS];      /* dim[0] = rows of this batch (at build: the largest batch) */
+    float *x;                  /* TS_F32: values, (dim[0], ..., dim[ndim-1]) */
+    float *dx;                 /* TS_F32: d loss / d x, same shape; NULL when nothing needs it */
+    int32_t *ids;              /* TS_I32: (dim...) ids; TS_BAGS: every bag's ids, concatenated */
+    int32_t *off;              /* TS_BAGS: (dim[0]*dim[1] + 1) offsets into ids; NULL otherwise */
+    int32_t *len;              /* sequences: (dim[0]) valid steps along dim[1], 1..dim[1];
+                                  NULL = every row uses all dim[1] steps */
+    int64_t vocab;             /* TS_I32 / TS_BAGS: ids lie in [0, vocab) */
+} ts_tensor;
+
+/* Number of cells: dim[0]*...*dim[ndim-1]. */
+long ts_numel(const ts_tensor *t);
+/* Elements of one row: dim[1]*...*dim[ndim-1] (1 for a 1-d tensor). */
+long ts_rowsize(const ts_tensor *t);
+/* "(256, 16, 300) f32" into buf; returns buf. */
+const char *ts_shape_str(const ts_tensor *t, char *buf, size_t n);
+
+/* ------------------------------------------------------------------------------------------
+ * Configuration: a plugin reads the keys of its own INI section through these getters.
+ * The host has already rejected keys the plugin did not declare (ts_key lists) and filled
+ * in declared defaults, so a getter only fails on a value of the wrong type or range; its
+ * message names the file, line, section and key.
+ * ------------------------------------------------------------------------------------------ */
+typedef struct ts_cfg ts_cfg;
+
+const char *ts_cfg_section(const ts_cfg *c);                 /* "layer.q_conv" */
+const char *ts_cfg_str(const ts_cfg *c, const char *key);    /* value, default, or NULL */
+/* "FILE:LINE" of the key (or of the section when the key is absent), for messages. */
+const char *ts_cfg_where(const ts_cfg *c, const char *key);
+int ts_cfg_int(const ts_cfg *c, const char *key, long *out, ts_err *e);
+int ts_cfg_float(const ts_cfg *c, const char *key, double *out, ts_err *e);
+int ts_cfg_bool(const ts_cfg *c, const char *key, int *out, ts_err *e);   /* true/false/1/0/yes/no/on/off */
+/* A list split on commas and white space: up to max items of TS_NAME_MAX bytes. */
+int ts_cfg_list(const ts_cfg *c, const char *key, char items[][TS_NAME_MAX], int max, int *n,
+                ts_err *e);
+/* A list of numbers: "0.6, 0.2, 0.2". */
+int ts_cfg_floats(const ts_cfg *c, const char *key, double *out, int max, int *n, ts_err *e);
+/* The value must be one of the words in choices ("sum|mean|max"); *out is its index. */
+int ts_cfg_choice(const ts_cfg *c, const char *key, const char *choices, int *out, ts_err *e);
+
+/* ------------------------------------------------------------------------------------------
+ * Parameters: declared at build time, allocated by the host in one arena afterwards.
+ * Read p->w and p->g at forward/backward time, never at build time (they are NULL then).
+ * ------------------------------------------------------------------------------------------ */
+typedef enum ts_init {
+    TS_INIT_ZEROS = 0,
+    TS_INIT_ONES,
+    TS_INIT_CONST,            /* every weight = scale */
+    TS_INIT_UNIFORM,          /* U(-scale, scale) */
+    TS_INIT_NORMAL,           /* N(0, scale^2) */
+    TS_INIT_XAVIER,           /* U(-a, a), a = sqrt(6 / (fan_in + fan_out)); fans = rows, cols */
+    TS_INIT_HE                /* N(0, 2 / fan_in); fan_in = rows */
+} ts_init;
+
+enum {
+    TS_PARAM_SPARSE = 1u,     /* rows are updated only when touched (embedding tables) */
+    TS_PARAM_FROZEN = 2u      /* never updated (a pretrained, non-trainable table) */
+};
+
+typedef struct ts_param {
+    char name[2 * TS_NAME_MAX];  /* "layer.q_conv.W" */
+    int rows, cols;           /* a (rows, cols) matrix; a vector has rows = 1 */
+    unsigned flags;           /* TS_PARAM_* */
+    ts_init init;             /* how the host initialises w */
+    float scale;              /* the init's scale where it has one */
+    float *w;                 /* (rows, cols) weights, in the arena */
+    float *g;                 /* (rows, cols) gradient, in the arena; zeroed by the host each step */
+    float *state;             /* optimizer slots: nslots * rows * cols floats (host-owned) */
+    int32_t *touched;         /* TS_PARAM_SPARSE: rows with a gradient this step (ntouched of them) */
+    int ntouched;
+    uint8_t *is_touched;      /* TS_PARAM_SPARSE: (rows) 1 when the row is in touched */
+    int shared;               /* > 0: tied to an earlier declaration; the owner updates it */
+    void *host;               /* private to the host */
+} ts_param;
+
+typedef struct ts_ctx ts_ctx;     /* the host's run context, opaque to plugins */
+
+/* Declares a parameter of the layer or head being built. With `share = layer.other` the host
+ * returns the other layer's parameter of the same position and checks its shape. */
+ts_param *ts_param_add(ts_ctx *ctx, const char *name, int rows, int cols, ts_init init,
+                       float scale, unsigned flags, ts_err *e);
+/* Marks row r of a sparse parameter as having a gradient this step (idempotent). */
+void ts_param_touch(ts_param *p, int32_t r);
+
+/* Phases of a run. */
+typedef enum ts_phase { TS_TRAIN = 0, TS_VALID = 1, TS_TEST = 2 } ts_phase;
+
+/* The run's random generator (seeded from [experiment] seed), its phase, and lookups. */
+ts_rng *ts_ctx_rng(ts_ctx *ctx);
+int ts_ctx_max_batch(const ts_ctx *ctx);
+uint64_t ts_ctx_seed(const ts_ctx *ctx);
+/* The results folder of this run ("" when none, e.g. under check-plugin). */
+const char *ts_ctx_results_dir(const ts_ctx *ctx);
+/* A dataset field by name (a head's label, a group id, a history to exclude); NULL if none.
+ * The pointer stays valid for the whole run; its contents change with each batch. */
+const ts_tensor *ts_ctx_field(ts_ctx *ctx, const char *name);
+/* Auxiliary data a dataset offers (item frequencies, titles...); -1 when it has none. */
+int ts_ctx_aux(ts_ctx *ctx, const char *name, const void **ptr, long *n);
+/* Reports one evaluation figure: split.task.metric = value (metrics.json, eval.csv). */
+void ts_metric(ts_ctx *ctx, const char *task, const char *metric, double value);
+
+/* Resolves a data path named in an experiment: absolute as given; else relative to the current
+ * folder if it exists there; else relative to the experiment file's folder and its parent; else
+ * under $TESSERA_DATA_DIR. Writes the chosen path into buf (the first candidate if none exists,
+ * so the caller's "cannot open" message names it) and returns buf. */
+const char *ts_ctx_path(ts_ctx *ctx, const char *path, char *buf, size_t n);
+
+/* ------------------------------------------------------------------------------------------
+ * Reading text data: lines of a plain or gzip-compressed file (chosen by the .gz suffix),
+ * with line numbers for messages. Handles \n and \r\n endings and lines of any length.
+ * ------------------------------------------------------------------------------------------ */
+typedef struct ts_lines ts_lines;
+ts_lines *ts_lines_open(const char *path, ts_err *e);
+/* The next line without its ending (NUL-terminated, valid until the next call), or NULL at the
+ * end of the file or on a read error (then ts_lines_error returns -1 with the message). */
+char *ts_lines_next(ts_lines *r, size_t *len);
+long ts_lines_lineno(const ts_lines *r);          /* 1-based number of the line last returned */
+const char *ts_lines_path(const ts_lines *r);
+int ts_lines_error(const ts_lines *r, ts_err *e); /* 0, or -1 with "FILE: read error: ..." */
+void ts_lines_close(ts_lines *r);
+/* Splits s in place on the separator string sep (", " or "\t" or ","); returns the number of
+ * fields (at most max; one more field than max returns max + 1 and stops splitting). */
+int ts_split(char *s, const char *sep, char **fields, int max);
+
+/* ------------------------------------------------------------------------------------------
+ * Shared kernels: metrics and ranking, so every head computes them the same way.
+ * ------------------------------------------------------------------------------------------ */
+/* Exact ROC AUC with ties counted as one half (Mann-Whitney U). label > 0.5 is positive.
+ * w may be NULL (unit weights). Returns NAN when one class is absent. */
+double ts_auc(const float *score, const float *label, const float *w, long n);
+/* Mean binary cross-entropy of probabilities p (clamped to [1e-7, 1 - 1e-7]). */
+double ts_logloss(const float *p, const float *label, const float *w, long n);
+/* Indices of the k largest of s[0..n) into top[0..k), best first, ties broken by lower index;
+ * entries with s = -INFINITY are never returned (excluded items). Returns how many were written. */
+int ts_topk(const float *s, long n, int k, int32_t *top);
+/* 1-based rank of s[target] among s[0..n): 1 + #{j: s_j > s_t} + #{j < t: s_j == s_t}. */
+long ts_rank_of(const float *s, long n, long target);
+
+/* ------------------------------------------------------------------------------------------
+ * The plugin ABI
+ * ------------------------------------------------------------------------------------------ */
+typedef enum ts_kind { TS_LAYER = 1, TS_LOSS, TS_OPTIMIZER, TS_HEAD, TS_DATASET } ts_kind;
+
+typedef struct ts_key {           /* one INI key a plugin accepts */
+    const char *key;              /* NULL ends the list */
+    const char *type;             /* "int", "float", "bool", "string", "list", "choice:a|b" */
+    const char *def;              /* default as text; NULL = required */
+    const char *help;             /* one sentence for `tessera describe` */
+} ts_key;
+
+typedef struct ts_plugin {
+    uint32_t abi;                 /* = TS_ABI; the host refuses a mismatch */
+    uint32_t size;                /* = sizeof(ts_plugin); the host reads nothing past it */
+    ts_kind kind;
+    const char *name;             /* the value of `type =` in an experiment */
+    const char *version;          /* the plugin's own version, "1.0" */
+    const char *summary;          /* one line for `tessera plugins` */
+    const ts_key *keys;           /* printed by `tessera describe NAME` */
+    const void *ops;              /* ts_layer_ops, ts_loss_ops, ... by kind */
+} ts_plugin;
+
+/* The only exported symbol of a plugin file. Returns NULL past the last entry. */
+typedef const ts_plugin *(*ts_entry_fn)(uint32_t index);
+const ts_plugin *tessera_plugin_entry(uint32_t index);
+
+/* ---- layers ---------------------------------------------------------------------------- */
+typedef struct ts_layer {
+    const char *name;             /* "q_conv" from [layer.q_conv] */
+    int nin;                      /* inputs, in the order of `input =` */
+    ts_tensor *in[TS_MAX_IN];     /* host-owned; in[i]->dx is NULL when nothing upstream learns */
+    int nout;                     /* outputs: 1 unless build() says otherwise */
+    ts_tensor out[TS_MAX_OUT];    /* build sets dtype/ndim/dim[1..]; the host allocates F32 x, dx */
+    char out_name[TS_MAX_OUT][TS_NAME_MAX];  /* "" for the single output; "income" -> mix.income */
+    void *state;                  /* the plugin's own */
+    ts_ctx *ctx;                  /* the host's: rng, params */
+} ts_layer;
+
+typedef struct ts_layer_ops {
+    /* Reads keys, checks inputs' dtypes and shapes, sets outputs' shapes (dim[0] = the largest
+     * batch), declares parameters. */
+    int (*build)(ts_layer *L, const ts_cfg *cfg, ts_err *e);
+    /* out = f(in); dim[0] of every input and output already equals this batch's rows.
+     * Outputs that keep a time axis pass the sequence lengths through (out->len = in->len). */
+    int (*forward)(ts_layer *L, ts_phase phase, ts_err *e);
+    /* in->dx += (d out / d in)^T out->dx, p->g += ...; skips inputs whose dx is NULL. */
+    int (*backward)(ts_layer *L, ts_err *e);
+    void (*destroy)(ts_layer *L);                                   /* may be NULL */
+    /* Optional: called after the test evaluation to write extra results (gates.csv). */
+    int (*report)(ts_layer *L, const char *dir, ts_err *e);
+    /* For `tessera check-plugin`: the inputs to check on and the keys to build with.
+     * check_inputs: "f32 4 6; i32 4 3 vocab=20; bags 4 5 vocab=30 len" (rows, dims, options;
+     * `len` draws random sequence lengths). check_keys: "units=3 activation=tanh". */
+    const char *check_inputs;
+    const char *check_keys;
+} ts_layer_ops;
+
+/* ---- losses ---------------------------------------------------------------------------- */
+typedef enum ts_label_kind {
+    TS_LABEL_BINARY = 0,          /* y in {0, 1}, one per row; z is (n, 1) */
+    TS_LABEL_REAL,                /* y real, (n, k) like z */
+    TS_LABEL_CLASS                /* y a class index in [0, k) stored as float; z is (n, k) */
+} ts_label_kind;
+
+typedef struct ts_loss_ops {
+    ts_label_kind label_kind;
+    /* Reads the loss's keys from the head's section (pos_weight...). */
+    int (*init)(void **state, const ts_cfg *cfg, ts_err *e);
+    /* loss = sum_i w_i l(z_i, y_i) / sum_i w_i  (w NULL = 1). z is (n, k).
+     * If dz is not NULL: dz += scale * d loss / d z. */
+    int (*eval)(void *state, int n, int k, const float *z, const float *y, const float *w,
+                double *loss, float *dz, float scale, ts_err *e);
+    void (*destroy)(void *state);                                    /* may be NULL */
+} ts_loss_ops;
+
+/* ---- optimizers ------------------------------------------------------------------------ */
+typedef struct ts_optim_ops {
+    int nslots;                   /* floats of state per weight (adam 2, adagrad 1, sgd 0-1) */
+    int (*init)(void **state, const ts_cfg *cfg, ts_err *e);
+    /* One update of p with p->g. t counts steps from 1. A TS_PARAM_SPARSE parameter is
+     * updated only in its p->touched rows. lr_scale multiplies the configured rate. */
+    int (*step)(void *state, ts_param *p, long t, float lr_scale, ts_err *e);
+    void (*destroy)(void *state);                                    /* may be NULL */
+} ts_optim_ops;
+
+/* ---- heads ----------------------------------------------------------------------------- */
+typedef struct ts_head {
+    const char *name;             /* the task: "income" from [head.income] */
+    int nin;
+    ts_tensor *in[TS_MAX_IN];     /* from `input =` */
+    const ts_tensor *label;       /* the dataset field of `label =`; NULL when the head has none */
+    const ts_loss_ops *loss;      /* from `loss =`; NULL for a head that does not train */
+    void *loss_state;
+    float grad_scale;             /* set by the host each step: the task's weight in the total */
+    void *state;                  /* the plugin's own */
+    ts_ctx *ctx;
+} ts_head;
+
+typedef struct ts_head_ops {
+    int (*build)(ts_head *H, const ts_cfg *cfg, ts_err *e);
+    /* Predictions and the batch's mean loss (*loss; 0 for a head without one).
+     * TS_TRAIN: also in[i]->dx += grad_scale * d loss / d in[i] (and parameter gradients).
+     * TS_VALID / TS_TEST: accumulate what eval_end needs. */
+    int (*forward)(ts_head *H, ts_phase phase, double *loss, ts_err *e);
+    int (*eval_begin)(ts_head *H, ts_phase phase, ts_err *e);
+    /* Reports the split's metrics with ts_metric(ctx, H->name, "auc", v). */
+    int (*eval_end)(ts_head *H, ts_phase phase, ts_err *e);
+    void (*destroy)(ts_head *H);                                    /* may be NULL */
+    /* Optional: extra results after the test evaluation. */
+    int (*report)(ts_head *H, const char *dir, ts_err *e);
+    /* For check-plugin: inputs as in ts_layer_ops, and the label to draw ("binary", "real",
+     * "class K", or NULL for none). */
+    const char *check_inputs;
+    const char *check_label;
+    const char *check_keys;
+} ts_head_ops;
+
+/* ---- datasets -------------------------------------------------------------------------- */
+typedef struct ts_data {
+    int nfield;
+    char field_name[TS_MAX_FIELDS][TS_NAME_MAX];
+    ts_tensor field[TS_MAX_FIELDS];   /* open(): dtype, ndim, dim[1..], vocab; batch(): values */
+    long nrows[3];                    /* examples per split: [TS_TRAIN], [TS_VALID], [TS_TEST] */
+    void *state;                      /* the plugin's own */
+    ts_ctx *ctx;
+} ts_data;
+
+/* Declares a field at open(): dims excludes the batch dimension (ndim-1 of them).
+ * The dataset owns the buffers it points the field at in batch(). */
+ts_tensor *ts_data_field(ts_data *D, const char *name, ts_dtype dtype, int ndim, const int *dims,
+                         int64_t vocab, ts_err *e);
+
+typedef struct ts_dataset_ops {
+    /* Reads the files, makes the splits, declares the fields. */
+    int (*open)(ts_data *D, const ts_cfg *cfg, ts_err *e);
+    /* Fills every field with examples rows[0..n) of split; sets dim[0] = n. */
+    int (*batch)(ts_data *D, ts_phase split, const long *rows, int n, ts_err *e);
+    /* Optional: named auxiliary arrays (see ts_ctx_aux). */
+    int (*aux)(ts_data *D, const char *name, const void **ptr, long *n);
+    void (*close)(ts_data *D);                                       /* may be NULL */
+} ts_dataset_ops;
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TESSERA_H */
