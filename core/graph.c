@@ -207,17 +207,18 @@ int ts_ctx_alloc_params(ts_ctx *ctx, int nslots, float **arena, size_t *arena_n,
     if (!a)
         return ts_fail(e, "cannot allocate %.1f MiB for the parameters; make the model or the "
                        "embedding tables smaller", total * 4.0 / 1048576);
-    /* layout: every w, then every g, then every optimizer state, so each is one flat array */
+    /* layout: every w, then every g, then every parameter's optimizer slots (nslots * n
+     * contiguous floats each), so w and g are each one flat array */
     size_t off = 0;
-    for (int k = 0; k < 2 + nslots; k++)
+    for (int k = 0; k < 3; k++)
         for (int i = 0; i < ctx->nparams; i++) {
             ts_param *p = ctx->params[i];
             if (p->shared) continue;
             size_t n = (size_t)p->rows * p->cols;
             if (k == 0) p->w = a + off;
             else if (k == 1) p->g = a + off;
-            else if (k == 2) p->state = a + off;
-            off += n;
+            else p->state = nslots ? a + off : NULL;
+            off += k < 2 ? n : n * (size_t)nslots;
         }
     for (int i = 0; i < ctx->nparams; i++) {
         ts_param *p = ctx->params[i];
@@ -448,7 +449,8 @@ int ts_exp_open_data(ts_exp *x, ts_err *e)
     x->ctx.owner = "data";
     if (ops->open(&x->data, cd, &pe)) {
         if (ops->close) ops->close(&x->data);
-        return ts_fail(e, "[data] type = %s: %s", x->data_pl->name, pe.msg);
+        return ts_fail(e, "%s: [data] type = %s: %s", ts_cfg_where(cd, "type"), x->data_pl->name,
+                       pe.msg);
     }
     x->data_open = 1;
     if (x->data.nrows[TS_TRAIN] <= 0)
@@ -597,20 +599,39 @@ int ts_exp_build(ts_exp *x, ts_err *e)
         }
     }
     if (ns < x->nnodes) {
-        /* Every layer not placed is on a cycle or downstream of one: name the first. */
-        char path[1024] = "";
-        for (int i = 0; i < x->nnodes; i++)
-            if (!done[i]) {
-                size_t k = strlen(path);
-                snprintf(path + k, sizeof path - k, "%s%s (line %d)", k ? ", " : "",
-                         x->nodes[i].cfg->name, x->nodes[i].cfg->line);
+        /* Walk from an unplaced layer to an unplaced producer of one of its inputs until a
+         * layer repeats: the walk from that layer on is the cycle. */
+        int *seen = calloc((size_t)x->nnodes, sizeof *seen), cur = 0, step = 1;
+        while (done[cur]) cur++;
+        while (seen && !seen[cur]) {
+            seen[cur] = step++;
+            ts_node *nd = &x->nodes[cur];
+            int next = -1;
+            for (int k = 0; k < nd->nin && next < 0; k++) {
+                int p = producer(x, nd->in_name[k]);
+                if (p >= 0 && !done[p]) next = p;
             }
-        ts_cfg *c = NULL;
-        for (int i = 0; i < x->nnodes && !c; i++) if (!done[i]) c = x->nodes[i].cfg;
-        free(sorted); free(done);
-        return ts_fail(e, "%s: the layers form a cycle: %s depend on each other through "
-                       "`input =` or `share =`; a graph must run from dataset fields to heads",
-                       ts_cfg_where(c, "input"), path);
+            if (next < 0 && nd->share[0]) next = producer(x, nd->share);
+            if (next < 0) break;
+            cur = next;
+        }
+        char path[1024] = "";
+        int start = seen ? seen[cur] : 0;
+        for (int s2 = start; seen && s2 < step; s2++)
+            for (int i = 0; i < x->nnodes; i++)
+                if (seen[i] == s2) {
+                    size_t k = strlen(path);
+                    snprintf(path + k, sizeof path - k, "[%s] (line %d) takes input from ",
+                             x->nodes[i].cfg->name, x->nodes[i].cfg->line);
+                }
+        {
+            size_t k = strlen(path);
+            snprintf(path + k, sizeof path - k, "[%s]", x->nodes[cur].cfg->name);
+        }
+        ts_cfg *c = x->nodes[cur].cfg;
+        free(seen); free(sorted); free(done);
+        return ts_fail(e, "%s: the layers form a cycle: %s; a graph must run from dataset fields "
+                       "to heads (check `input =` and `share =`)", ts_cfg_where(c, "input"), path);
     }
     for (int i = 0; i < x->nnodes; i++) sorted[done[i] - 1] = x->nodes[i];
     memcpy(x->nodes, sorted, (size_t)x->nnodes * sizeof *sorted);

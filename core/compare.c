@@ -1,0 +1,743 @@
+/* compare.c — `tessera compare` and `tessera plot`: run experiments over seeds (and an
+ * optional sweep of one key) in parallel processes, skip runs whose results exist, aggregate
+ * mean ± std over seeds with a paired t-test between experiments on the same data, and write a
+ * report folder (report.md, summary.csv, significance.csv, gnuplot PNGs).
+ * It is part of the program, not the library: it prints, forks and runs gnuplot. */
+#include "config.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_EXP 64
+#define MAX_KEYS 256
+#define MAX_SEEDS 32
+#define MAX_SWEEP 16
+
+typedef struct cmp_exp {
+    char path[TS_PATH_MAX];
+    char name[TS_NAME_MAX];
+    char group[256];               /* the data it runs on: [data] type and path */
+    char quick[1024];              /* [experiment] quick: overrides for --quick */
+} cmp_exp;
+
+typedef struct cmp_opts {
+    int seeds, jobs, quick;
+    char out[TS_PATH_MAX];
+    char *over[64];
+    int nover;
+    char sweep_key[128];           /* "data.p" */
+    char sweep_val[MAX_SWEEP][64];
+    int nsweep;
+} cmp_opts;
+
+static int file_exists(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
+/* ---- statistics ---------------------------------------------------------------------------- */
+/* Regularised incomplete beta I_x(a, b) by Lentz's continued fraction. */
+static double betacf(double a, double b, double x)
+{
+    double qab = a + b, qap = a + 1, qam = a - 1, c = 1, d = 1 - qab * x / qap;
+    if (fabs(d) < 1e-300) d = 1e-300;
+    d = 1 / d;
+    double h = d;
+    for (int m = 1; m <= 300; m++) {
+        int m2 = 2 * m;
+        double aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1 + aa * d; if (fabs(d) < 1e-300) d = 1e-300;
+        c = 1 + aa / c; if (fabs(c) < 1e-300) c = 1e-300;
+        d = 1 / d; h *= d * c;
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1 + aa * d; if (fabs(d) < 1e-300) d = 1e-300;
+        c = 1 + aa / c; if (fabs(c) < 1e-300) c = 1e-300;
+        d = 1 / d;
+        double del = d * c;
+        h *= del;
+        if (fabs(del - 1) < 1e-14) break;
+    }
+    return h;
+}
+
+static double ibeta(double a, double b, double x)
+{
+    if (x <= 0) return 0;
+    if (x >= 1) return 1;
+    double bt = exp(lgamma(a + b) - lgamma(a) - lgamma(b) + a * log(x) + b * log(1 - x));
+    if (x < (a + 1) / (a + b + 2)) return bt * betacf(a, b, x) / a;
+    return 1 - bt * betacf(b, a, 1 - x) / b;
+}
+
+/* Two-sided p-value of Student's t with df degrees of freedom. */
+double ts_t_pvalue(double t, double df);
+double ts_t_pvalue(double t, double df)
+{
+    if (!isfinite(t)) return 0;
+    return ibeta(df / 2, 0.5, df / (df + t * t));
+}
+
+/* Mean and sample standard deviation (n - 1); std is NAN for one value. */
+void ts_mean_std(const double *v, int n, double *mean, double *std);
+void ts_mean_std(const double *v, int n, double *mean, double *std)
+{
+    double s = 0, q = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    *mean = n ? s / n : NAN;
+    for (int i = 0; i < n; i++) q += (v[i] - *mean) * (v[i] - *mean);
+    *std = n > 1 ? sqrt(q / (n - 1)) : NAN;
+}
+
+/* Paired t-test of a - b over n pairs: the t statistic and its two-sided p-value. When every
+ * difference is equal the test is undefined unless they are all zero (t = 0, p = 1). */
+int ts_paired_t(const double *a, const double *b, int n, double *t, double *p);
+int ts_paired_t(const double *a, const double *b, int n, double *t, double *p)
+{
+    if (n < 2) return -1;
+    double d[MAX_SEEDS * MAX_SWEEP], m, s;
+    for (int i = 0; i < n; i++) d[i] = a[i] - b[i];
+    ts_mean_std(d, n, &m, &s);
+    if (s == 0) {
+        *t = m == 0 ? 0 : (m > 0 ? INFINITY : -INFINITY);
+        *p = m == 0 ? 1 : 0;
+        return 0;
+    }
+    *t = m / (s / sqrt(n));
+    *p = ts_t_pvalue(*t, n - 1);
+    return 0;
+}
+
+/* ---- reading experiments and suites -------------------------------------------------------- */
+static int add_experiment(cmp_exp *v, int *n, const char *path)
+{
+    ts_ini ini;
+    ts_err e;
+    if (ts_ini_load(&ini, path, &e)) { fprintf(stderr, "tessera compare: %s\n", e.msg); return -1; }
+    if (ts_ini_find(&ini, "suite")) {
+        ts_cfg *s = ts_ini_find(&ini, "suite");
+        char items[MAX_EXP][TS_NAME_MAX];
+        int k = 0;
+        const char *keys[] = {"experiments", "suites"};
+        for (int w = 0; w < 2; w++) {
+            ts_entry *en = ts_cfg_entry(s, keys[w]);
+            if (!en) continue;
+            if (ts_cfg_list(s, keys[w], items, MAX_EXP, &k, &e)) {
+                fprintf(stderr, "tessera compare: %s\n", e.msg);
+                ts_ini_free(&ini);
+                return -1;
+            }
+            for (int i = 0; i < k; i++) {
+                char p[TS_PATH_MAX];
+                const char *slash = strrchr(path, '/');
+                if (items[i][0] == '/') snprintf(p, sizeof p, "%s", items[i]);
+                else if (slash) snprintf(p, sizeof p, "%.*s/%s", (int)(slash - path), path, items[i]);
+                else snprintf(p, sizeof p, "%s", items[i]);
+                if (add_experiment(v, n, p)) { ts_ini_free(&ini); return -1; }
+            }
+        }
+        for (int i = 0; i < s->n; i++)
+            if (strcmp(s->ent[i].key, "experiments") && strcmp(s->ent[i].key, "suites") &&
+                strcmp(s->ent[i].key, "name") && strcmp(s->ent[i].key, "description")) {
+                fprintf(stderr, "tessera compare: %s:%d: unknown key '%s' in [suite] (name, "
+                        "description, experiments, suites)\n", path, s->ent[i].line, s->ent[i].key);
+                ts_ini_free(&ini);
+                return -1;
+            }
+        ts_ini_free(&ini);
+        return 0;
+    }
+    ts_cfg *ce = ts_ini_find(&ini, "experiment"), *cd = ts_ini_find(&ini, "data");
+    if (!ce || !cd || !ts_cfg_str(ce, "name")) {
+        fprintf(stderr, "tessera compare: %s: neither a suite ([suite]) nor an experiment with "
+                "[experiment] name and [data]\n", path);
+        ts_ini_free(&ini);
+        return -1;
+    }
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(v[i].name, ts_cfg_str(ce, "name"))) { ts_ini_free(&ini); return 0; }
+    if (*n == MAX_EXP) { fprintf(stderr, "tessera compare: more than %d experiments\n", MAX_EXP);
+        ts_ini_free(&ini); return -1; }
+    cmp_exp *x = &v[(*n)++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->path, sizeof x->path, "%s", path);
+    snprintf(x->name, sizeof x->name, "%s", ts_cfg_str(ce, "name"));
+    const char *type = ts_cfg_str(cd, "type"), *dpath = ts_cfg_str(cd, "path"),
+               *fmt = ts_cfg_str(cd, "format");
+    snprintf(x->group, sizeof x->group, "%s%s%s%s%s", type ? type : "?", fmt ? " " : "",
+             fmt ? fmt : "", dpath ? " " : "", dpath ? dpath : "");
+    const char *q = ts_cfg_str(ce, "quick");
+    if (q) snprintf(x->quick, sizeof x->quick, "%s", q);
+    ts_ini_free(&ini);
+    return 0;
+}
+
+/* ---- running ------------------------------------------------------------------------------- */
+typedef struct job {
+    int exp, seed, sweep;
+    char dir[TS_PATH_MAX];
+    pid_t pid;
+} job;
+
+static void run_dir(char *buf, size_t n, const cmp_opts *o, const cmp_exp *x, int seed, int sw)
+{
+    if (o->nsweep)
+        snprintf(buf, n, "%s/runs/%s/%s=%s/seed-%d", o->out, x->name, o->sweep_key,
+                 o->sweep_val[sw], seed);
+    else
+        snprintf(buf, n, "%s/runs/%s/seed-%d", o->out, x->name, seed);
+}
+
+static pid_t start_job(const cmp_opts *o, const cmp_exp *x, job *j, int blas_threads)
+{
+    ts_err e;
+    if (ts_mkdirs(j->dir, &e)) { fprintf(stderr, "tessera compare: %s\n", e.msg); return -1; }
+    char *argv[160];
+    int a = 0;
+    static char self[TS_PATH_MAX];
+    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (k <= 0) return -1;
+    self[k] = 0;
+    char seedarg[64], sweeparg[256], threadsarg[64];
+    argv[a++] = self;
+    argv[a++] = "run";
+    argv[a++] = (char *)x->path;
+    snprintf(seedarg, sizeof seedarg, "experiment.seed=%d", j->seed);
+    argv[a++] = seedarg;
+    snprintf(threadsarg, sizeof threadsarg, "train.threads=%d", blas_threads);
+    argv[a++] = threadsarg;
+    /* --quick: the experiment's own quick overrides (split on white space and commas between
+     * assignments), then the command line's, which win. */
+    char quick[1024];
+    snprintf(quick, sizeof quick, "%s", o->quick ? x->quick : "");
+    char *save = NULL;
+    for (char *t = strtok_r(quick, " \t", &save); t && a < 140; t = strtok_r(NULL, " \t", &save)) {
+        size_t n = strlen(t);
+        while (n && t[n - 1] == ',') t[--n] = 0;
+        if (n) argv[a++] = t;
+    }
+    if (o->nsweep) {
+        snprintf(sweeparg, sizeof sweeparg, "%s=%s", o->sweep_key, o->sweep_val[j->sweep]);
+        argv[a++] = sweeparg;
+    }
+    for (int i = 0; i < o->nover && a < 150; i++) argv[a++] = o->over[i];
+    argv[a++] = "--results";
+    argv[a++] = j->dir;
+    argv[a] = NULL;
+    char logp[TS_PATH_MAX + 16];
+    snprintf(logp, sizeof logp, "%s/log.txt", j->dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *f = freopen(logp, "w", stderr);
+        (void)f;
+        char th[16];
+        snprintf(th, sizeof th, "%d", blas_threads);
+        setenv("OPENBLAS_NUM_THREADS", th, 1);
+        execv(self, argv);
+        fprintf(stderr, "exec %s: %s\n", self, strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+static int run_all(const cmp_opts *o, const cmp_exp *xs, int nx)
+{
+    int nsw = o->nsweep ? o->nsweep : 1;
+    int total = nx * o->seeds * nsw, skipped = 0, failed = 0, done = 0;
+    job *jobs = calloc((size_t)total, sizeof *jobs);
+    int nj = 0;
+    for (int i = 0; i < nx; i++)
+        for (int sw = 0; sw < nsw; sw++)
+            for (int s = 1; s <= o->seeds; s++) {
+                job *j = &jobs[nj];
+                j->exp = i; j->seed = s; j->sweep = sw;
+                run_dir(j->dir, sizeof j->dir, o, &xs[i], s, sw);
+                char m[TS_PATH_MAX + 16];
+                snprintf(m, sizeof m, "%s/metrics.json", j->dir);
+                if (file_exists(m)) { skipped++; continue; }
+                nj++;
+            }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int jobsn = o->jobs < 1 ? 1 : o->jobs;
+    int threads = (int)(ncpu / jobsn) > 0 ? (int)(ncpu / jobsn) : 1;
+    fprintf(stderr, "tessera compare: %d runs (%d experiments x %d seeds%s), %d already done, "
+            "%d to run, %d at a time with %d BLAS thread%s each\n", total, nx, o->seeds,
+            o->nsweep ? " x sweep" : "", skipped, nj, jobsn, threads, threads > 1 ? "s" : "");
+    int next = 0, running = 0;
+    while (next < nj || running) {
+        while (running < jobsn && next < nj) {
+            job *j = &jobs[next++];
+            j->pid = start_job(o, &xs[j->exp], j, threads);
+            if (j->pid < 0) { failed++; continue; }
+            running++;
+        }
+        int status;
+        pid_t pid = wait(&status);
+        if (pid < 0) break;
+        for (int i = 0; i < nj; i++) {
+            if (jobs[i].pid != pid) continue;
+            running--;
+            done++;
+            int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            if (!ok) failed++;
+            fprintf(stderr, "  [%d/%d] %s seed %d%s%s%s: %s\n", done, nj, xs[jobs[i].exp].name,
+                    jobs[i].seed, o->nsweep ? " " : "", o->nsweep ? o->sweep_key : "",
+                    o->nsweep ? "" : "", ok ? "done" : "FAILED");
+            if (!ok) {
+                /* Show the run's own error: its last line. */
+                char logp[TS_PATH_MAX + 16], line[2048] = "", last[2048] = "";
+                snprintf(logp, sizeof logp, "%s/log.txt", jobs[i].dir);
+                FILE *f = fopen(logp, "r");
+                while (f && fgets(line, sizeof line, f)) if (line[0] != '\n') snprintf(last, sizeof last, "%s", line);
+                if (f) fclose(f);
+                fprintf(stderr, "      %s      (log: %s)\n", last, logp);
+            }
+            jobs[i].pid = 0;
+        }
+    }
+    free(jobs);
+    return failed;
+}
+
+/* ---- aggregation --------------------------------------------------------------------------- */
+typedef struct series {
+    char key[160];                      /* "test.income.auc" */
+    double v[MAX_SWEEP][MAX_SEEDS];     /* NAN where the run has no value */
+} series;
+
+typedef struct agg {
+    series *s;
+    int n;
+} agg;
+
+static series *agg_get(agg *a, const char *key)
+{
+    for (int i = 0; i < a->n; i++)
+        if (!strcmp(a->s[i].key, key)) return &a->s[i];
+    if (a->n == MAX_KEYS) return NULL;
+    series *s = &a->s[a->n++];
+    snprintf(s->key, sizeof s->key, "%s", key);
+    for (int i = 0; i < MAX_SWEEP; i++)
+        for (int j = 0; j < MAX_SEEDS; j++) s->v[i][j] = NAN;
+    return s;
+}
+
+static void read_metrics(const char *dir, agg *a, int sw, int seed)
+{
+    char path[TS_PATH_MAX + 16], line[1024];
+    snprintf(path, sizeof path, "%s/metrics.json", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    while (fgets(line, sizeof line, f)) {
+        char *q1 = strchr(line, '"'), *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
+        if (!q2) continue;
+        *q2 = 0;
+        char *colon = strchr(q2 + 1, ':');
+        if (!colon) continue;
+        double v = strncmp(colon + 2, "null", 4) ? strtod(colon + 1, NULL) : NAN;
+        series *s = agg_get(a, q1 + 1);
+        if (s) s->v[sw][seed - 1] = v;
+    }
+    fclose(f);
+}
+
+/* Metrics worth a column: test figures except raw losses, plus training speed. */
+static int reportable(const char *key)
+{
+    if (!strncmp(key, "train.run.examples_per_sec", 26)) return 1;
+    if (strncmp(key, "test.", 5)) return 0;
+    const char *m = strrchr(key, '.');
+    return m && strcmp(m, ".loss") && strcmp(m, ".positive_rate");
+}
+
+static int write_file(const char *path, const char *text)
+{
+    ts_err e;
+    if (ts_write_atomic(path, text, strlen(text), &e)) {
+        fprintf(stderr, "tessera: %s\n", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* A growing string. */
+typedef struct sbuf { char *s; size_t n, cap; } sbuf;
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (b->s && (size_t)k < b->cap - b->n) { b->n += (size_t)k; return; }
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->n + (size_t)k + 1) cap *= 2;
+        b->s = realloc(b->s, cap);
+        b->cap = cap;
+    }
+}
+
+/* ---- gnuplot ------------------------------------------------------------------------------- */
+static int gnuplot(const char *script_path, const char *script)
+{
+    if (write_file(script_path, script)) return -1;
+    char cmd[TS_PATH_MAX + 64];
+    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>&1", script_path);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    char line[512];
+    int noisy = 0;
+    while (fgets(line, sizeof line, p)) {
+        if (!noisy++) fprintf(stderr, "gnuplot (%s):\n", script_path);
+        fprintf(stderr, "  %s", line);
+    }
+    int st = pclose(p);
+    return st == 0 ? 0 : -1;
+}
+
+static int have_gnuplot(void)
+{
+    return system("gnuplot --version >/dev/null 2>&1") == 0;
+}
+
+/* Loss curves of runs: train loss per task (train.csv) and validation loss per task (eval.csv),
+ * one line per run, against epochs. */
+static int plot_curves(char **dirs, char **labels, int n, const char *png, const char *title)
+{
+    sbuf s = {0};
+    char script[TS_PATH_MAX + 16];
+    snprintf(script, sizeof script, "%s.gp", png);
+    sb_printf(&s, "set terminal pngcairo size 1200,520 font 'sans,10'\nset output '%s'\n", png);
+    sb_printf(&s, "set termoption noenhanced\nset datafile separator ','\nset key below box\nset grid\n"
+              "set multiplot layout 1,2 title '%s'\n", title);
+    /* Left: training loss (weighted total) against epoch; right: validation loss per task. */
+    sb_printf(&s, "set title 'training loss (mean over each log interval)'\nset xlabel 'epoch'\n"
+              "set ylabel 'loss (nats per example)'\nplot ");
+    for (int i = 0; i < n; i++)
+        sb_printf(&s, "%s'%s/train.csv' using 2:4 every ::1 with lines lw 2 title '%s'",
+                  i ? ", " : "", dirs[i], labels[i]);
+    sb_printf(&s, "\nset title 'validation loss per task'\nset xlabel 'epoch'\n"
+              "set ylabel 'loss (nats per example)'\nplot ");
+    int any = 0;
+    for (int i = 0; i < n; i++) {
+        /* tasks of this run, from eval.csv */
+        char p[TS_PATH_MAX + 16], line[512], tasks[16][TS_NAME_MAX];
+        int nt = 0;
+        snprintf(p, sizeof p, "%s/eval.csv", dirs[i]);
+        FILE *f = fopen(p, "r");
+        while (f && fgets(line, sizeof line, f)) {
+            char *fld[8];
+            line[strcspn(line, "\n")] = 0;
+            if (ts_split(line, ",", fld, 7) < 6 || strcmp(fld[2], "valid") || strcmp(fld[4], "loss"))
+                continue;
+            int seen = 0;
+            for (int t = 0; t < nt; t++) seen |= !strcmp(tasks[t], fld[3]);
+            if (!seen && nt < 16) snprintf(tasks[nt++], TS_NAME_MAX, "%s", fld[3]);
+        }
+        if (f) fclose(f);
+        for (int t = 0; t < nt; t++) {
+            sb_printf(&s, "%s'< grep \",valid,%s,loss,\" %s/eval.csv' using 1:6 with linespoints "
+                      "lw 2 title '%s %s'", any ? ", " : "", tasks[t], dirs[i], labels[i], tasks[t]);
+            any = 1;
+        }
+    }
+    if (!any) sb_printf(&s, "NaN notitle");
+    sb_printf(&s, "\nunset multiplot\n");
+    int rc = gnuplot(script, s.s);
+    free(s.s);
+    return rc;
+}
+
+int ts_cmd_plot(int argc, char **argv)
+{
+    char *dirs[64], *labels[64], out[TS_PATH_MAX] = "curves.png";
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--out") && i + 1 < argc) snprintf(out, sizeof out, "%s", argv[++i]);
+        else if (n < 64) {
+            char p[TS_PATH_MAX + 16];
+            snprintf(p, sizeof p, "%s/train.csv", argv[i]);
+            if (!file_exists(p)) {
+                fprintf(stderr, "tessera plot: %s has no train.csv; give run folders (results/NAME)\n",
+                        argv[i]);
+                return 1;
+            }
+            dirs[n] = argv[i];
+            const char *b = strrchr(argv[i], '/');
+            labels[n++] = (char *)(b && b[1] ? b + 1 : argv[i]);
+        }
+    }
+    if (!n) { fprintf(stderr, "usage: tessera plot RUN_DIR ... [--out FILE.png]\n"); return 2; }
+    if (!have_gnuplot()) { fprintf(stderr, "tessera plot: gnuplot not found (apt-get install gnuplot-nox)\n"); return 1; }
+    if (plot_curves(dirs, labels, n, out, "loss curves")) return 1;
+    printf("%s\n", out);
+    return 0;
+}
+
+/* Bars of one metric per experiment, mean ± std over seeds. */
+static int plot_bars(const char *png, const char *title, const char *ylabel, char names[][TS_NAME_MAX],
+                     const double *mean, const double *std, int n)
+{
+    sbuf s = {0}, d = {0};
+    char script[TS_PATH_MAX + 16], dat[TS_PATH_MAX + 16];
+    snprintf(script, sizeof script, "%s.gp", png);
+    snprintf(dat, sizeof dat, "%s.dat", png);
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        double sd = isfinite(std[i]) ? std[i] : 0;
+        sb_printf(&d, "%d \"%s\" %.9g %.9g\n", i, names[i], mean[i], sd);
+        if (mean[i] - sd < lo) lo = mean[i] - sd;
+        if (mean[i] + sd > hi) hi = mean[i] + sd;
+    }
+    if (write_file(dat, d.s ? d.s : "")) { free(d.s); return -1; }
+    double pad = (hi - lo) * 0.25 + 1e-3;
+    /* Points with error bars, not bars: a bar's length would be read from an axis that does
+     * not start at zero. */
+    sb_printf(&s, "set terminal pngcairo size 900,480 font 'sans,10'\nset output '%s'\n"
+              "set termoption noenhanced\nset title '%s'\nset ylabel '%s'\nset grid ytics\n"
+              "set xtics rotate by -20\nset key off\nset yrange [%g:%g]\nset xrange [-0.6:%d.6]\n"
+              "set bmargin 6\n"
+              "plot '%s' using 1:3:4:xtic(2) with yerrorbars lc rgb '#2b5d9b' pt 7 ps 1.5 lw 2, "
+              "'' using 1:($3+$4):(sprintf('%%.4g', $3)) with labels offset 0,1\n",
+              png, title, ylabel, lo - pad, hi + pad, n - 1, dat);
+    int rc = gnuplot(script, s.s);
+    free(s.s);
+    free(d.s);
+    return rc;
+}
+
+/* ---- compare ------------------------------------------------------------------------------- */
+int ts_cmd_compare(int argc, char **argv)
+{
+    cmp_opts o;
+    memset(&o, 0, sizeof o);
+    o.seeds = 1;
+    o.jobs = 1;
+    static cmp_exp xs[MAX_EXP];
+    int nx = 0;
+    char suite_name[TS_NAME_MAX] = "";
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--seeds") && i + 1 < argc) o.seeds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--jobs") && i + 1 < argc) o.jobs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--quick")) o.quick = 1;
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) snprintf(o.out, sizeof o.out, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--sweep") && i + 1 < argc) {
+            /* --sweep data.p=0.5,0.9,1.0 */
+            char *a = argv[++i], *eq = strchr(a, '=');
+            if (!eq) { fprintf(stderr, "tessera compare: --sweep SECTION.KEY=V1,V2,...\n"); return 2; }
+            snprintf(o.sweep_key, sizeof o.sweep_key, "%.*s", (int)(eq - a), a);
+            char vals[1024], *save = NULL;
+            snprintf(vals, sizeof vals, "%s", eq + 1);
+            for (char *t = strtok_r(vals, ",", &save); t && o.nsweep < MAX_SWEEP; t = strtok_r(NULL, ",", &save))
+                snprintf(o.sweep_val[o.nsweep++], 64, "%s", t);
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "tessera compare: unknown option %s\n", argv[i]);
+            return 2;
+        } else if (strchr(argv[i], '=') && !strstr(argv[i], ".ini")) {
+            if (o.nover < 64) o.over[o.nover++] = argv[i];
+        } else {
+            if (!suite_name[0]) {
+                const char *b = strrchr(argv[i], '/');
+                b = b ? b + 1 : argv[i];
+                snprintf(suite_name, sizeof suite_name, "%.*s", (int)strcspn(b, "."), b);
+            }
+            if (add_experiment(xs, &nx, argv[i])) return 1;
+        }
+    }
+    if (!nx) {
+        fprintf(stderr, "usage: tessera compare EXP.ini|SUITE.ini ... [--seeds N] [--jobs N] "
+                "[--quick] [--sweep SECTION.KEY=V1,V2] [--out DIR] [SECTION.KEY=VALUE ...]\n");
+        return 2;
+    }
+    if (o.seeds < 1 || o.seeds > MAX_SEEDS) { fprintf(stderr, "tessera compare: --seeds must be 1..%d\n", MAX_SEEDS); return 2; }
+    if (!o.out[0]) snprintf(o.out, sizeof o.out, "results/compare-%s%s", nx == 1 ? xs[0].name : suite_name,
+                            o.quick ? "-quick" : "");
+    ts_err e;
+    if (ts_mkdirs(o.out, &e)) { fprintf(stderr, "tessera: %s\n", e.msg); return 1; }
+    int failed = run_all(&o, xs, nx);
+
+    /* Aggregate. */
+    int nsw = o.nsweep ? o.nsweep : 1;
+    agg *ag = calloc((size_t)nx, sizeof *ag);
+    for (int i = 0; i < nx; i++) {
+        ag[i].s = calloc(MAX_KEYS, sizeof(series));
+        for (int sw = 0; sw < nsw; sw++)
+            for (int s = 1; s <= o.seeds; s++) {
+                char dir[TS_PATH_MAX];
+                run_dir(dir, sizeof dir, &o, &xs[i], s, sw);
+                read_metrics(dir, &ag[i], sw, s);
+            }
+    }
+    sbuf md = {0}, csv = {0}, sig = {0};
+    sb_printf(&md, "# Comparison: %s\n\n", suite_name);
+    sb_printf(&md, "Command: `tessera compare");
+    for (int i = 0; i < argc; i++) sb_printf(&md, " %s", argv[i]);
+    sb_printf(&md, "`  \ntessera %s, %d seed%s per experiment%s. Each figure is the mean ± the "
+              "sample standard deviation over seeds (n = number of runs that finished).\n\n",
+              PACKAGE_VERSION, o.seeds, o.seeds > 1 ? "s" : "", o.quick ? ", **quick mode** "
+              "(fewer epochs or less data: figures are below the full runs')" : "");
+    sb_printf(&csv, "experiment,data,%s%smetric,n,mean,std,values\n", o.nsweep ? o.sweep_key : "",
+              o.nsweep ? "," : "");
+    sb_printf(&sig, "data,metric,a,b,n,mean_diff,t,p\n");
+    int have_gp = have_gnuplot();
+    if (!have_gp) sb_printf(&md, "_gnuplot was not found: no plots (apt-get install gnuplot-nox)._\n\n");
+    char plots[TS_PATH_MAX + 16];
+    snprintf(plots, sizeof plots, "%s/plots", o.out);
+    ts_mkdirs(plots, &e);
+
+    /* Groups: experiments on the same data. */
+    int gdone[MAX_EXP] = {0}, gno = 0;
+    for (int g = 0; g < nx; g++) {
+        if (gdone[g]) continue;
+        int members[MAX_EXP], nm = 0;
+        for (int i = g; i < nx; i++)
+            if (!gdone[i] && !strcmp(xs[i].group, xs[g].group)) { members[nm++] = i; gdone[i] = 1; }
+        gno++;
+        sb_printf(&md, "## Data: %s\n\n", xs[g].group);
+        /* columns: reportable keys present in any member */
+        char keys[MAX_KEYS][160];
+        int nk = 0;
+        for (int m = 0; m < nm; m++)
+            for (int k = 0; k < ag[members[m]].n; k++) {
+                const char *key = ag[members[m]].s[k].key;
+                if (!reportable(key)) continue;
+                int seen = 0;
+                for (int j = 0; j < nk; j++) seen |= !strcmp(keys[j], key);
+                if (!seen && nk < MAX_KEYS) snprintf(keys[nk++], 160, "%s", key);
+            }
+        for (int sw = 0; sw < nsw; sw++) {
+            if (o.nsweep) sb_printf(&md, "### %s = %s\n\n", o.sweep_key, o.sweep_val[sw]);
+            sb_printf(&md, "| experiment | n |");
+            for (int k = 0; k < nk; k++) sb_printf(&md, " %s |", keys[k] + (strncmp(keys[k], "test.", 5) ? 0 : 5));
+            sb_printf(&md, "\n|---|---|");
+            for (int k = 0; k < nk; k++) sb_printf(&md, "---|");
+            sb_printf(&md, "\n");
+            for (int m = 0; m < nm; m++) {
+                int i = members[m];
+                int nruns = 0;
+                for (int s = 0; s < o.seeds; s++) {
+                    series *any = ag[i].n ? &ag[i].s[0] : NULL;
+                    if (any && isfinite(any->v[sw][s])) nruns++;
+                }
+                sb_printf(&md, "| %s | %d |", xs[i].name, nruns);
+                for (int k = 0; k < nk; k++) {
+                    series *s = NULL;
+                    for (int j = 0; j < ag[i].n; j++) if (!strcmp(ag[i].s[j].key, keys[k])) s = &ag[i].s[j];
+                    double v[MAX_SEEDS], mean, sd;
+                    int n = 0;
+                    for (int r = 0; s && r < o.seeds; r++) if (isfinite(s->v[sw][r])) v[n++] = s->v[sw][r];
+                    if (!n) { sb_printf(&md, " – |"); continue; }
+                    ts_mean_std(v, n, &mean, &sd);
+                    int big = fabs(mean) >= 1000;
+                    if (n > 1) sb_printf(&md, big ? " %.0f ± %.0f |" : " %.4f ± %.4f |", mean, sd);
+                    else sb_printf(&md, big ? " %.0f |" : " %.4f |", mean);
+                    sb_printf(&csv, "%s,\"%s\",%s%s%s,%d,%.9g,%.9g,", xs[i].name, xs[g].group,
+                              o.nsweep ? o.sweep_val[sw] : "", o.nsweep ? "," : "", keys[k], n, mean, sd);
+                    for (int r = 0; r < n; r++) sb_printf(&csv, "%s%.9g", r ? " " : "", v[r]);
+                    sb_printf(&csv, "\n");
+                }
+                sb_printf(&md, "\n");
+            }
+            sb_printf(&md, "\n");
+            /* Paired t-tests between members, seed by seed. */
+            if (nm > 1 && o.seeds > 1) {
+                sb_printf(&md, "Paired t-test over seeds (two-sided; a − b):\n\n| metric | a | b | mean a − b | t | p |\n|---|---|---|---|---|---|\n");
+                for (int k = 0; k < nk; k++) {
+                    if (strncmp(keys[k], "test.", 5)) continue;
+                    for (int a = 0; a < nm; a++)
+                        for (int b = a + 1; b < nm; b++) {
+                            series *sa = NULL, *sb = NULL;
+                            for (int j = 0; j < ag[members[a]].n; j++) if (!strcmp(ag[members[a]].s[j].key, keys[k])) sa = &ag[members[a]].s[j];
+                            for (int j = 0; j < ag[members[b]].n; j++) if (!strcmp(ag[members[b]].s[j].key, keys[k])) sb = &ag[members[b]].s[j];
+                            if (!sa || !sb) continue;
+                            double va[MAX_SEEDS], vb[MAX_SEEDS], t, p, md_, sd_;
+                            int n = 0;
+                            for (int r = 0; r < o.seeds; r++)
+                                if (isfinite(sa->v[sw][r]) && isfinite(sb->v[sw][r])) { va[n] = sa->v[sw][r]; vb[n] = sb->v[sw][r]; n++; }
+                            if (ts_paired_t(va, vb, n, &t, &p)) continue;
+                            double d[MAX_SEEDS];
+                            for (int r = 0; r < n; r++) d[r] = va[r] - vb[r];
+                            ts_mean_std(d, n, &md_, &sd_);
+                            sb_printf(&md, "| %s | %s | %s | %+.4f | %.2f | %.3g%s |\n", keys[k] + 5,
+                                      xs[members[a]].name, xs[members[b]].name, md_, t, p, p < 0.05 ? " *" : "");
+                            sb_printf(&sig, "\"%s\",%s,%s,%s,%d,%.9g,%.6g,%.6g\n", xs[g].group, keys[k],
+                                      xs[members[a]].name, xs[members[b]].name, n, md_, t, p);
+                        }
+                }
+                sb_printf(&md, "\n(* p < 0.05; with few seeds the test has little power: read the differences with their spread.)\n\n");
+            } else if (nm > 1) {
+                sb_printf(&md, "_One seed: no significance test (run with --seeds 3 or more)._\n\n");
+            }
+        }
+        if (!have_gp) continue;
+        /* Plots: loss curves (first seed of each), bars for each test metric. */
+        char *dirs[MAX_EXP], *labels[MAX_EXP];
+        char dirbuf[MAX_EXP][TS_PATH_MAX];
+        int nd = 0;
+        for (int m = 0; m < nm; m++) {
+            run_dir(dirbuf[nd], TS_PATH_MAX, &o, &xs[members[m]], 1, 0);
+            char p[TS_PATH_MAX + 16];
+            snprintf(p, sizeof p, "%s/train.csv", dirbuf[nd]);
+            if (!file_exists(p)) continue;
+            dirs[nd] = dirbuf[nd];
+            labels[nd] = xs[members[m]].name;
+            nd++;
+        }
+        char png[TS_PATH_MAX + 64], title[512];
+        if (nd) {
+            snprintf(png, sizeof png, "%s/loss_%d.png", plots, gno);
+            snprintf(title, sizeof title, "loss curves on %s (seed 1)", xs[g].group);
+            if (!plot_curves(dirs, labels, nd, png, title))
+                sb_printf(&md, "![loss curves](plots/loss_%d.png)\n\n", gno);
+        }
+        for (int k = 0; k < nk && !o.nsweep; k++) {
+            char names[MAX_EXP][TS_NAME_MAX];
+            double mean[MAX_EXP], sd[MAX_EXP];
+            int n = 0;
+            for (int m = 0; m < nm; m++) {
+                series *s = NULL;
+                for (int j = 0; j < ag[members[m]].n; j++) if (!strcmp(ag[members[m]].s[j].key, keys[k])) s = &ag[members[m]].s[j];
+                double v[MAX_SEEDS];
+                int c = 0;
+                for (int r = 0; s && r < o.seeds; r++) if (isfinite(s->v[0][r])) v[c++] = s->v[0][r];
+                if (!c) continue;
+                snprintf(names[n], TS_NAME_MAX, "%s", xs[members[m]].name);
+                ts_mean_std(v, c, &mean[n], &sd[n]);
+                n++;
+            }
+            if (!n) continue;
+            char fname[200];
+            snprintf(fname, sizeof fname, "bar_%d_%s.png", gno, keys[k]);
+            for (char *c = fname; *c; c++) if (*c == '@') *c = '_';
+            snprintf(png, sizeof png, "%s/%s", plots, fname);
+            snprintf(title, sizeof title, "%s on %s (mean ± std over %d seed%s)", keys[k], xs[g].group,
+                     o.seeds, o.seeds > 1 ? "s" : "");
+            const char *unit = strstr(keys[k], "examples_per_sec") ? "examples per second" : keys[k];
+            if (!plot_bars(png, title, unit, names, mean, sd, n))
+                sb_printf(&md, "![%s](plots/%s)\n\n", keys[k], fname);
+        }
+    }
+    char path[TS_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/report.md", o.out);
+    write_file(path, md.s);
+    snprintf(path, sizeof path, "%s/summary.csv", o.out);
+    write_file(path, csv.s);
+    snprintf(path, sizeof path, "%s/significance.csv", o.out);
+    write_file(path, sig.s);
+    free(md.s); free(csv.s); free(sig.s);
+    for (int i = 0; i < nx; i++) free(ag[i].s);
+    free(ag);
+    if (failed) fprintf(stderr, "tessera compare: %d run%s failed (see their log.txt); the report "
+                        "covers the runs that finished\n", failed, failed > 1 ? "s" : "");
+    printf("%s/report.md\n", o.out);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,246 @@
+/* test_config.c — every class of bad experiment input that the core itself catches gets a
+ * clear error naming the file, the line and what to do: INI syntax, duplicate sections, long
+ * lines, unknown keys (with the nearest known key), missing sections and keys, unknown plugin
+ * types, cycles, unknown inputs, shape mismatches, missing data files, malformed data rows,
+ * plugins of another ABI and files that are not plugins; and overrides. */
+#include "testutil.h"
+
+/* A small valid experiment on the synthetic generator; %s slots take extra lines. */
+static const char *exp_text(const char *data_extra, const char *layers)
+{
+    static char buf[8192];
+    snprintf(buf, sizeof buf,
+             "[experiment]\nname = cfgtest\nseed = 1\n\n"
+             "[data]\ntype = synthetic_mmoe\nrows = 200, 50, 50\n%s\n"
+             "%s\n"
+             "[head.y1]\ntype = regression\ninput = out\nlabel = y1\nloss = mse\n\n"
+             "[optimizer]\ntype = adam\nlr = 0.01\n\n"
+             "[train]\nepochs = 1\nbatch = 32\n",
+             data_extra, layers);
+    return buf;
+}
+
+static const char *good_layers =
+    "[layer.h]\ntype = dense\ninput = x\nunits = 8\nactivation = relu\n\n"
+    "[layer.out]\ntype = dense\ninput = h\nunits = 1\n";
+
+static void expect_error(const char *text, ...)
+{
+    const char *path = tu_write(".ini", text);
+    ts_err e = {{0}};
+    int rc = tu_build_exp(path, 0, NULL, &e);
+    if (rc == 0) { print_error("no error for:\n%s\n", text); fail(); }
+    va_list ap;
+    va_start(ap, text);
+    for (const char *s; (s = va_arg(ap, const char *));)
+        if (!strstr(e.msg, s)) { print_error("message: %s\nmissing: %s\n", e.msg, s); fail(); }
+    va_end(ap);
+    assert_non_null(strstr(e.msg, path));   /* every message names the file */
+    unlink(path);
+}
+
+static void test_valid_experiment_builds(void **st)
+{
+    (void)st;
+    const char *path = tu_write(".ini", exp_text("", good_layers));
+    ts_err e;
+    if (tu_build_exp(path, 0, NULL, &e)) { print_error("%s\n", e.msg); fail(); }
+    unlink(path);
+}
+
+static void test_unknown_key_suggests_nearest(void **st)
+{
+    (void)st;
+    char text[8192];
+    snprintf(text, sizeof text, "%s", exp_text("", good_layers));
+    char *p = strstr(text, "epochs");
+    memcpy(p, "epocks", 6);
+    expect_error(text, "unknown key 'epocks'", "[train]", "did you mean 'epochs'", NULL);
+    /* a plugin's own key, misspelt, with its line number */
+    snprintf(text, sizeof text, "%s",
+             exp_text("", "[layer.h]\ntype = dense\ninput = x\nunit = 8\n\n"
+                          "[layer.out]\ntype = dense\ninput = h\nunits = 1\n"));
+    expect_error(text, ":12: unknown key 'unit'", "[layer.h]", "did you mean 'units'", NULL);
+}
+
+static void test_missing_section_and_key(void **st)
+{
+    (void)st;
+    char text[8192];
+    snprintf(text, sizeof text, "%s", exp_text("", good_layers));
+    *strstr(text, "[optimizer]") = 0;   /* drop optimizer and train */
+    expect_error(text, "has no [optimizer] section", NULL);
+    snprintf(text, sizeof text, "%s",
+             exp_text("", "[layer.h]\ntype = dense\ninput = x\n\n"
+                          "[layer.out]\ntype = dense\ninput = h\nunits = 1\n"));
+    expect_error(text, "[layer.h] needs the key 'units'", NULL);
+}
+
+static void test_unknown_section(void **st)
+{
+    (void)st;
+    char text[8192];
+    snprintf(text, sizeof text, "%s[optimiser]\nlr = 1\n", exp_text("", good_layers));
+    expect_error(text, "unknown section [optimiser]", "did you mean [optimizer]", NULL);
+}
+
+static void test_unknown_plugin_type(void **st)
+{
+    (void)st;
+    expect_error(exp_text("", "[layer.h]\ntype = dence\ninput = x\nunits = 8\n\n"
+                              "[layer.out]\ntype = dense\ninput = h\nunits = 1\n"),
+                 ":10:", "no layer plugin named 'dence'", "did you mean 'dense'", NULL);
+}
+
+static void test_syntax_errors(void **st)
+{
+    (void)st;
+    expect_error("[experiment]\nname = a\nthis line has no equals sign\n", ":3:", "cannot read this line",
+                 NULL);
+    expect_error("[experiment]\nname = a\n[train]\nepochs = 1\n[train]\nbatch = 2\n",
+                 ":5:", "[train] appears twice", "first on line 3", NULL);
+    char text[1024];
+    memset(text, 0, sizeof text);
+    strcpy(text, "[experiment]\nname = ");
+    memset(text + strlen(text), 'a', 300);
+    strcat(text, "\n");
+    expect_error(text, ":2:", "at most 199", "indented lines", NULL);
+    expect_error("[experiment]\nname = a\nname = b\n", ":3:", "set twice", NULL);
+}
+
+static void test_cycle_is_reported(void **st)
+{
+    (void)st;
+    expect_error(exp_text("", "[layer.a]\ntype = dense\ninput = b\nunits = 8\n\n"
+                              "[layer.b]\ntype = dense\ninput = a\nunits = 8\n\n"
+                              "[layer.out]\ntype = dense\ninput = b\nunits = 1\n"),
+                 "cycle", "[layer.a]", "[layer.b]", NULL);
+}
+
+static void test_unknown_input_names_fields(void **st)
+{
+    (void)st;
+    expect_error(exp_text("", "[layer.h]\ntype = dense\ninput = xx\nunits = 8\n\n"
+                              "[layer.out]\ntype = dense\ninput = h\nunits = 1\n"),
+                 ":11:", "input 'xx' is neither a dataset field nor a layer", "did you mean 'x'",
+                 "y1", NULL);
+}
+
+static void test_shape_mismatch(void **st)
+{
+    (void)st;
+    /* the regression head wants (B, 1); a (B, 8) input is a shape error naming the section */
+    expect_error(exp_text("", "[layer.h]\ntype = dense\ninput = x\nunits = 8\n\n"
+                              "[layer.out]\ntype = dense\ninput = h\nunits = 8\n"),
+                 "head.y1", "(1024, 8)", NULL);
+    /* a layer given the wrong kind of input */
+    expect_error(exp_text("", "[layer.e]\ntype = embedding\ninput = x\ndim = 4\n\n"
+                              "[layer.out]\ntype = dense\ninput = e\nunits = 1\n"),
+                 "layer.e", "(1024, 100) f32", NULL);
+}
+
+static void test_missing_data_file(void **st)
+{
+    (void)st;
+    const char *text =
+        "[experiment]\nname = a\n[data]\ntype = census\npath = /nonexistent/census.gz\n"
+        "[layer.out]\ntype = dense\ninput = continuous\nunits = 1\n"
+        "[head.income]\ntype = binary\ninput = out\nlabel = income\nloss = bce\n"
+        "[optimizer]\ntype = adam\n[train]\nepochs = 1\n";
+    expect_error(text, "/nonexistent/census.gz", NULL);
+}
+
+static void test_malformed_data_row(void **st)
+{
+    (void)st;
+    /* a census file whose third row lost its tail */
+    char rows[8192] = "";
+    const char *good =
+        "73, Not in universe, 0, 0, High school graduate, 0, Not in universe, Widowed, "
+        "Not in universe or children, Not in universe, White, All other, Female, Not in universe, "
+        "Not in universe, Not in labor force, 0, 0, 0, Nonfiler, Not in universe, Not in universe, "
+        "Other Rel 18+ ever marr not in subfamily, Other relative of householder, 1700.09, ?, ?, ?, "
+        "Not in universe under 1 year old, ?, 0, Not in universe, United-States, United-States, "
+        "United-States, Native- Born in the United States, 0, Not in universe, 2, 0, 95, - 50000.\n";
+    for (int i = 0; i < 2; i++) strcat(rows, good);
+    strcat(rows, "58, Self-employed-not incorporated, 4, 34, Some college but no degree\n");
+    for (int i = 0; i < 2; i++) strcat(rows, good);
+    const char *data = tu_write(".csv", rows);
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[experiment]\nname = a\n[data]\ntype = census\npath = %s\n"
+             "[layer.out]\ntype = dense\ninput = continuous\nunits = 1\n"
+             "[head.income]\ntype = binary\ninput = out\nlabel = income\nloss = bce\n"
+             "[optimizer]\ntype = adam\n[train]\nepochs = 1\n", data);
+    char needle[512];
+    snprintf(needle, sizeof needle, "%s:3:", data);
+    expect_error(text, needle, NULL);
+    unlink(data);
+}
+
+static void test_plugin_of_another_abi(void **st)
+{
+    (void)st;
+    char layers[1024];
+    snprintf(layers, sizeof layers, "[layer.h]\ntype = old_abi\nplugin = %s\ninput = x\n\n"
+             "[layer.out]\ntype = dense\ninput = h\nunits = 1\n",
+             tu_build("tests/plugins/.libs/old_abi.so"));
+    expect_error(exp_text("", layers), "old_abi.so", "ABI 42", "rebuild", NULL);
+}
+
+static void test_file_that_is_not_a_plugin(void **st)
+{
+    (void)st;
+    char layers[1024];
+    snprintf(layers, sizeof layers, "[layer.h]\ntype = x\nplugin = %s\ninput = x\n\n"
+             "[layer.out]\ntype = dense\ninput = h\nunits = 1\n",
+             tu_build("tests/plugins/.libs/not_plugin.so"));
+    expect_error(exp_text("", layers), "not_plugin.so", "not a tessera plugin",
+                 "tessera_plugin_entry", NULL);
+    snprintf(layers, sizeof layers, "[layer.h]\ntype = x\nplugin = /nonexistent/p.so\ninput = x\n\n"
+             "[layer.out]\ntype = dense\ninput = h\nunits = 1\n");
+    expect_error(exp_text("", layers), "/nonexistent/p.so", "cannot load", NULL);
+}
+
+static void test_overrides(void **st)
+{
+    (void)st;
+    const char *path = tu_write(".ini", exp_text("", good_layers));
+    ts_err e;
+    char *ok[] = {"train.epochs=2", "layer.h.units=4", "data.p=0.9"};
+    if (tu_build_exp(path, 3, ok, &e)) { print_error("%s\n", e.msg); fail(); }
+    char *bad1[] = {"epochs=2"};
+    assert_int_equal(tu_build_exp(path, 1, bad1, &e), -1);
+    tu_contains(e.msg, "SECTION.KEY=VALUE", NULL);
+    char *bad2[] = {"train.epoch=2"};
+    assert_int_equal(tu_build_exp(path, 1, bad2, &e), -1);
+    tu_contains(e.msg, "command line", "unknown key 'epoch'", "did you mean 'epochs'", NULL);
+    char *bad3[] = {"layer.nope.units=2"};
+    assert_int_equal(tu_build_exp(path, 1, bad3, &e), -1);
+    tu_contains(e.msg, "[layer.nope]", NULL);
+    char *bad4[] = {"train.epochs=many"};
+    assert_int_equal(tu_build_exp(path, 1, bad4, &e), -1);
+    tu_contains(e.msg, "command line", "'many' is not a whole number", NULL);
+    unlink(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_experiment_builds),
+        cmocka_unit_test(test_unknown_key_suggests_nearest),
+        cmocka_unit_test(test_missing_section_and_key),
+        cmocka_unit_test(test_unknown_section),
+        cmocka_unit_test(test_unknown_plugin_type),
+        cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_cycle_is_reported),
+        cmocka_unit_test(test_unknown_input_names_fields),
+        cmocka_unit_test(test_shape_mismatch),
+        cmocka_unit_test(test_missing_data_file),
+        cmocka_unit_test(test_malformed_data_row),
+        cmocka_unit_test(test_plugin_of_another_abi),
+        cmocka_unit_test(test_file_that_is_not_a_plugin),
+        cmocka_unit_test(test_overrides),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
