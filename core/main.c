@@ -169,13 +169,13 @@ static int cmd_check(int argc, char **argv)
                        argv[i], rc ? ": " : "", rc ? ce.msg : "");
                 failed += rc != 0;
             }
-            if (n == 0) { fprintf(stderr, "tessera: %s\n", e.msg); failed++; }
+            if (n == 0) { fprintf(stderr, "tessera: %s\n", e.msg); failed++; total++; }
         } else {
             const ts_plugin *p = NULL;
             if (ts_plugins_scan(&e)) return fail(&e);
             for (int j = 0; j < ts_plugin_count(); j++)
                 if (!strcmp(ts_plugin_at(j)->name, argv[i])) p = ts_plugin_at(j);
-            if (!p) { fprintf(stderr, "tessera: no plugin named %s\n", argv[i]); failed++; continue; }
+            if (!p) { fprintf(stderr, "tessera: no plugin named %s\n", argv[i]); failed++; total++; continue; }
             ts_err ce;
             total++;
             int rc = ts_check_plugin(p, stdout, &ce);
