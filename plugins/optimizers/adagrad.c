@@ -1,0 +1,78 @@
+/* adagrad.c — Adagrad (Duchi et al., 2011), row-wise lazy on sparse tables.
+ *
+ * With the accumulator G = initial_accumulator + s, where the slot s starts at 0 (the host
+ * zeroes slots, so the initial value is added rather than stored):
+ *   s <- s + g^2,   w <- w - lr * g / (sqrt(initial_accumulator + s) + eps)
+ * as PyTorch's Adagrad (initial_accumulator_value, eps 1e-10). Sparse parameters update only
+ * their touched rows; frozen and tied (p->shared > 0) parameters are left alone.
+ * It is not Adadelta or RMSprop (no decay of the accumulator).
+ */
+#include "tessera.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+typedef struct adagrad_state {
+    float lr, eps, initial;
+} adagrad_state;
+
+/* Updates n weights w (n) from g (n) and the accumulated squares s (n). */
+static void adagrad_span(const adagrad_state *st, float lr, float *w, const float *g, float *s,
+                         long n)
+{
+    float eps = st->eps, g0 = st->initial;
+    for (long i = 0; i < n; i++) {
+        s[i] += g[i] * g[i];
+        w[i] -= lr * g[i] / (sqrtf(g0 + s[i]) + eps);
+    }
+}
+
+static int init(void **state, const ts_cfg *cfg, ts_err *e)
+{
+    double lr = 0.01, eps = 1e-10, g0 = 0;
+    if (cfg && (ts_cfg_float(cfg, "lr", &lr, e) || ts_cfg_float(cfg, "eps", &eps, e) ||
+                ts_cfg_float(cfg, "initial_accumulator", &g0, e)))
+        return -1;
+    if (!(lr > 0) || !(eps > 0) || !(g0 >= 0))
+        return ts_fail(e, "%s: adagrad needs lr > 0, eps > 0 and initial_accumulator >= 0 (got "
+                       "%g, %g, %g)", cfg ? ts_cfg_section(cfg) : "adagrad", lr, eps, g0);
+    adagrad_state *s = malloc(sizeof *s);
+    if (!s) return ts_fail(e, "adagrad: out of memory");
+    *s = (adagrad_state){(float)lr, (float)eps, (float)g0};
+    *state = s;
+    return 0;
+}
+
+static int step(void *state, ts_param *p, long t, float lr_scale, ts_err *e)
+{
+    (void)t;
+    const adagrad_state *s = state;
+    if ((p->flags & TS_PARAM_FROZEN) || p->shared > 0) return 0;
+    if (!p->state) return ts_fail(e, "adagrad: parameter %s has no optimizer slot", p->name);
+    float lr = s->lr * lr_scale;
+    long cols = p->cols;
+    if (p->flags & TS_PARAM_SPARSE) {
+        for (int k = 0; k < p->ntouched; k++) {
+            long o = (long)p->touched[k] * cols;
+            adagrad_span(s, lr, p->w + o, p->g + o, p->state + o, cols);
+        }
+    } else {
+        adagrad_span(s, lr, p->w, p->g, p->state, (long)p->rows * cols);
+    }
+    return 0;
+}
+
+static void destroy(void *state) { free(state); }
+
+static const ts_key keys[] = {
+    {"lr", "float", "0.01", "learning rate"},
+    {"eps", "float", "1e-10", "added to sqrt(G) to avoid division by zero"},
+    {"initial_accumulator", "float", "0", "starting value of the sum of squared gradients"},
+    {NULL, NULL, NULL, NULL}};
+
+static const ts_optim_ops ops = {1, init, step, destroy};
+
+static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_OPTIMIZER, "adagrad", "1.0",
+    "Adagrad; row-wise lazy on sparse tables", keys, &ops};
+
+const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }
