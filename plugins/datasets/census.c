@@ -1,0 +1,412 @@
+/* census.c — the UCI Census-Income (KDD) dataset (Lane & Kohavi; UCI #117, CC BY 4.0) for the
+ * multi-task experiments of Ma et al. (KDD 2018): income > 50K and "never married".
+ *
+ * Reads the 42-field ", "-separated file (plain or .gz), splits it train/valid/test with its own
+ * split_seed (never the experiment seed), standardises the 7 continuous attributes with the
+ * TRAINING split's mean and std, and indexes the 32 nominal attributes from the training split
+ * (one unseen-value bucket per attribute, all attributes in one id space). Fields:
+ *   continuous      F32 (B, 7)   age, wage/hour, capital gains, capital losses, dividends,
+ *                                persons worked for employer, weeks worked; (v - mean) / std
+ *   categorical     I32 (B, 32)  attribute f's ids lie in [offset_f, offset_f + n_f]; id offset_f
+ *                                is the bucket for a value never seen in the training split
+ *   instance_weight F32 (B, 1)   column 24, the CPS sampling weight, raw (never a feature)
+ *   income          F32 (B, 1)   1 when the last column is "50000+."
+ *   marital         F32 (B, 1)   1 when column 7 is "Never married" (never a feature)
+ * Aux arrays (ts_ctx_aux): "skipped_rows" (1 long), "continuous_mean" / "continuous_std"
+ * (7 doubles, the training statistics), "categorical_offsets" (33 int32: offsets, then vocab).
+ * Not a generic CSV reader (that is csv.c), and it does no feature engineering beyond this. */
+#include "tessera.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NCOL 42
+#define NCONT 7
+#define NCAT 32
+#define COL_MARITAL 7
+#define COL_WEIGHT 24
+#define COL_INCOME 41
+
+/* 0-based column names, from census-income.names.txt (instance weight inserted at 24). */
+static const char *const colname[NCOL] = {
+    "age", "class of worker", "detailed industry recode", "detailed occupation recode",
+    "education", "wage per hour", "enroll in edu inst last wk", "marital stat",
+    "major industry code", "major occupation code", "race", "hispanic origin", "sex",
+    "member of a labor union", "reason for unemployment", "full or part time employment stat",
+    "capital gains", "capital losses", "dividends from stocks", "tax filer stat",
+    "region of previous residence", "state of previous residence",
+    "detailed household and family stat", "detailed household summary in household",
+    "instance weight", "migration code-change in msa", "migration code-change in reg",
+    "migration code-move within reg", "live in this house 1 year ago",
+    "migration prev res in sunbelt", "num persons worked for employer", "family members under 18",
+    "country of birth father", "country of birth mother", "country of birth self", "citizenship",
+    "own business or self employed", "fill inc questionnaire for veteran's admin",
+    "veterans benefits", "weeks worked in year", "year", "income"};
+static const int cont_col[NCONT] = {0, 5, 16, 17, 18, 30, 39};
+
+/* Interned strings: (attribute, text) -> raw id, numbered per attribute in order of appearance. */
+typedef struct intern {
+    char **key;      /* (cap) owned strings, NULL = empty slot */
+    int32_t *attr;   /* (cap) attribute of the slot */
+    int32_t *id;     /* (cap) raw id within the attribute */
+    long cap, used;
+    int32_t nraw[NCAT]; /* distinct values seen per attribute, in the whole file */
+} intern;
+
+typedef struct census {
+    long n;                  /* usable rows in the file */
+    float *cont;             /* (n, NCONT) standardised */
+    int32_t *cat;            /* (n, NCAT) raw ids at first, final ids after indexing */
+    float *weight, *income, *marital;  /* (n) each */
+    long *rows[3];           /* (nrows[split]) row numbers of each split */
+    long skipped;            /* bad rows skipped under skip_bad_rows */
+    double mean[NCONT], sd[NCONT];
+    int32_t offsets[NCAT + 1];
+    int cap;                 /* rows the batch buffers hold */
+    float *b_cont, *b_w, *b_inc, *b_mar; /* (cap, NCONT), (cap), (cap), (cap) */
+    int32_t *b_cat;          /* (cap, NCAT) */
+    ts_tensor *f_cont, *f_cat, *f_w, *f_inc, *f_mar;
+    intern dict;
+} census;
+
+static uint64_t hash_str(int attr, const char *s)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)attr;   /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static int intern_grow(intern *d)
+{
+    long cap = d->cap ? 2 * d->cap : 1024;
+    intern nd = {calloc((size_t)cap, sizeof(char *)), calloc((size_t)cap, 4),
+                 calloc((size_t)cap, 4), cap, d->used, {0}};
+    if (!nd.key || !nd.attr || !nd.id) {
+        free(nd.key); free(nd.attr); free(nd.id);
+        return -1;
+    }
+    memcpy(nd.nraw, d->nraw, sizeof nd.nraw);
+    for (long i = 0; i < d->cap; i++) {
+        if (!d->key[i]) continue;
+        long j = (long)(hash_str(d->attr[i], d->key[i]) & (uint64_t)(cap - 1));
+        while (nd.key[j]) j = (j + 1) & (cap - 1);
+        nd.key[j] = d->key[i]; nd.attr[j] = d->attr[i]; nd.id[j] = d->id[i];
+    }
+    free(d->key); free(d->attr); free(d->id);
+    *d = nd;
+    return 0;
+}
+
+/* Raw id of text in attribute a, adding it when new; -1 when out of memory. */
+static int32_t intern_get(intern *d, int a, const char *text)
+{
+    if (2 * (d->used + 1) > d->cap && intern_grow(d) < 0) return -1;
+    long j = (long)(hash_str(a, text) & (uint64_t)(d->cap - 1));
+    for (; d->key[j]; j = (j + 1) & (d->cap - 1))
+        if (d->attr[j] == a && strcmp(d->key[j], text) == 0) return d->id[j];
+    if (!(d->key[j] = strdup(text))) return -1;
+    d->attr[j] = a;
+    d->id[j] = d->nraw[a]++;
+    d->used++;
+    return d->id[j];
+}
+
+static void intern_free(intern *d)
+{
+    for (long i = 0; i < d->cap; i++) free(d->key[i]);
+    free(d->key); free(d->attr); free(d->id);
+}
+
+static int parse_num(const char *s, double *v)
+{
+    char *end;
+    while (isspace((unsigned char)*s)) s++;
+    if (!*s) return -1;
+    *v = strtod(s, &end);
+    while (isspace((unsigned char)*end)) end++;
+    return (*end || !isfinite(*v)) ? -1 : 0;
+}
+
+/* Parses one split line into row r of the arrays; a message in why on a bad row. */
+static int parse_row(census *st, char **f, int nf, long r, char *why, size_t nwhy)
+{
+    if (nf != NCOL) {
+        snprintf(why, nwhy, "expected %d fields separated by \", \", found %s%d", NCOL,
+                 nf > NCOL ? "more than " : "", nf > NCOL ? NCOL : nf);
+        return -1;
+    }
+    double v;
+    for (int c = 0; c < NCONT; c++) {
+        if (parse_num(f[cont_col[c]], &v) < 0) {
+            snprintf(why, nwhy, "field %d (%s) is \"%.40s\", not a number", cont_col[c],
+                     colname[cont_col[c]], f[cont_col[c]]);
+            return -1;
+        }
+        st->cont[r * NCONT + c] = (float)v;
+    }
+    if (parse_num(f[COL_WEIGHT], &v) < 0) {
+        snprintf(why, nwhy, "field 24 (instance weight) is \"%.40s\", not a number", f[COL_WEIGHT]);
+        return -1;
+    }
+    st->weight[r] = (float)v;
+    const char *inc = f[COL_INCOME];
+    if (strncmp(inc, "50000+", 6) == 0 && (!inc[6] || strcmp(inc + 6, ".") == 0)) st->income[r] = 1;
+    else if (strncmp(inc, "- 50000", 7) == 0 && (!inc[7] || strcmp(inc + 7, ".") == 0)) st->income[r] = 0;
+    else {
+        snprintf(why, nwhy, "field 41 (income) is \"%.40s\", expected \"- 50000.\" or \"50000+.\"", inc);
+        return -1;
+    }
+    st->marital[r] = strcmp(f[COL_MARITAL], "Never married") == 0 ? 1.0f : 0.0f;
+    int a = 0;
+    for (int c = 0; c < NCOL; c++) {
+        int is_cont = 0;
+        for (int k = 0; k < NCONT; k++) is_cont |= cont_col[k] == c;
+        if (is_cont || c == COL_WEIGHT || c == COL_INCOME || c == COL_MARITAL) continue;
+        int32_t id = intern_get(&st->dict, a, f[c]);
+        if (id < 0) {
+            snprintf(why, nwhy, "out of memory");
+            return -2;
+        }
+        st->cat[r * NCAT + a++] = id;
+    }
+    return 0;
+}
+
+static int grow_rows(census *st, long cap)
+{
+    float *c = realloc(st->cont, (size_t)cap * NCONT * sizeof(float));
+    if (c) st->cont = c;
+    int32_t *k = realloc(st->cat, (size_t)cap * NCAT * sizeof(int32_t));
+    if (k) st->cat = k;
+    float *w = realloc(st->weight, (size_t)cap * sizeof(float));
+    if (w) st->weight = w;
+    float *i = realloc(st->income, (size_t)cap * sizeof(float));
+    if (i) st->income = i;
+    float *m = realloc(st->marital, (size_t)cap * sizeof(float));
+    if (m) st->marital = m;
+    return (c && k && w && i && m) ? 0 : -1;
+}
+
+static int read_file(census *st, const char *path, int skip_bad, ts_err *e)
+{
+    ts_err sub;
+    ts_lines *in = ts_lines_open(path, &sub);
+    if (!in)
+        return ts_fail(e, "%s. The census data ships as data/census/census-income.test.gz; set "
+                       "[data] path to that file.", sub.msg);
+    long cap = 0;
+    char *line, why[256];
+    char *f[NCOL + 1];
+    size_t len;
+    while ((line = ts_lines_next(in, &len))) {
+        size_t k = 0;
+        while (k < len && isspace((unsigned char)line[k])) k++;
+        if (k == len) continue;                           /* blank lines carry nothing */
+        if (st->n == cap) {
+            cap = cap ? 2 * cap : 131072;
+            if (grow_rows(st, cap) < 0) {
+                ts_lines_close(in);
+                return ts_fail(e, "%s: out of memory after %ld rows", path, st->n);
+            }
+        }
+        int nf = ts_split(line, ", ", f, NCOL);
+        int rc = parse_row(st, f, nf, st->n, why, sizeof why);
+        if (rc == -2 || (rc < 0 && !skip_bad)) {
+            long ln = ts_lines_lineno(in);
+            ts_lines_close(in);
+            return ts_fail(e, "%s:%ld: %s; fix or delete the row, or set skip_bad_rows = true "
+                           "in [data]", path, ln, why);
+        }
+        if (rc < 0) st->skipped++;
+        else st->n++;
+    }
+    int rc = ts_lines_error(in, e);
+    ts_lines_close(in);
+    if (rc < 0) return -1;
+    if (st->n == 0)
+        return ts_fail(e, "%s: no usable rows (%ld bad rows skipped); point [data] path at "
+                       "census-income.test.gz or a file in its format", path, st->skipped);
+    return 0;
+}
+
+/* Splits rows with split_seed, standardises with training statistics, indexes categories. */
+static int prepare(ts_data *D, census *st, const double *frac, uint64_t seed, ts_err *e)
+{
+    long n = st->n, *perm = malloc((size_t)n * sizeof(long));
+    if (!perm) return ts_fail(e, "census: out of memory");
+    for (long i = 0; i < n; i++) perm[i] = i;
+    ts_rng rng;
+    ts_rng_seed(&rng, seed);
+    ts_rng_shuffle(&rng, perm, n);
+    long ntr = (long)(frac[0] * n + 0.5), nva = (long)(frac[1] * n + 0.5);
+    if (ntr + nva > n) nva = n - ntr;
+    if (ntr < 1) {
+        free(perm);
+        return ts_fail(e, "census: the training split of %ld rows is empty; raise its fraction "
+                       "in [data] split", n);
+    }
+    long cnt[3] = {ntr, nva, n - ntr - nva}, at = 0;
+    for (int s = 0; s < 3; s++) {
+        D->nrows[s] = cnt[s];
+        st->rows[s] = malloc((size_t)(cnt[s] ? cnt[s] : 1) * sizeof(long));
+        if (!st->rows[s]) { free(perm); return ts_fail(e, "census: out of memory"); }
+        memcpy(st->rows[s], perm + at, (size_t)cnt[s] * sizeof(long));
+        at += cnt[s];
+    }
+    free(perm);
+    /* mean and std of each continuous attribute over the training rows only */
+    for (int c = 0; c < NCONT; c++) {
+        double s1 = 0, s2 = 0;
+        for (long i = 0; i < ntr; i++) s1 += st->cont[st->rows[0][i] * NCONT + c];
+        double mu = s1 / ntr;
+        for (long i = 0; i < ntr; i++) {
+            double d = st->cont[st->rows[0][i] * NCONT + c] - mu;
+            s2 += d * d;
+        }
+        double sd = sqrt(s2 / ntr);
+        st->mean[c] = mu;
+        st->sd[c] = sd > 1e-12 ? sd : 1.0;   /* a constant column becomes all zeros */
+    }
+    for (long r = 0; r < n; r++)
+        for (int c = 0; c < NCONT; c++)
+            st->cont[r * NCONT + c] = (float)((st->cont[r * NCONT + c] - st->mean[c]) / st->sd[c]);
+    /* local id 1.. for values seen in training (in raw-id order), 0 for unseen ones */
+    int32_t *map[NCAT] = {0};
+    int fail = 0;
+    for (int a = 0; a < NCAT; a++) fail |= !(map[a] = calloc((size_t)st->dict.nraw[a] + 1, 4));
+    if (!fail) {
+        for (long i = 0; i < ntr; i++)
+            for (int a = 0; a < NCAT; a++) map[a][st->cat[st->rows[0][i] * NCAT + a]] = 1;
+        st->offsets[0] = 0;
+        for (int a = 0; a < NCAT; a++) {
+            int32_t next = 1;
+            for (int32_t v = 0; v < st->dict.nraw[a]; v++) map[a][v] = map[a][v] ? next++ : 0;
+            st->offsets[a + 1] = st->offsets[a] + next;
+        }
+        for (long r = 0; r < n; r++)
+            for (int a = 0; a < NCAT; a++)
+                st->cat[r * NCAT + a] = st->offsets[a] + map[a][st->cat[r * NCAT + a]];
+    }
+    for (int a = 0; a < NCAT; a++) free(map[a]);
+    if (fail) return ts_fail(e, "census: out of memory");
+    intern_free(&st->dict);
+    memset(&st->dict, 0, sizeof st->dict);
+    return 0;
+}
+
+static int ensure_cap(census *st, int n)
+{
+    if (n <= st->cap) return 0;
+    float *a = realloc(st->b_cont, (size_t)n * NCONT * sizeof(float));
+    if (a) st->b_cont = a;
+    int32_t *b = realloc(st->b_cat, (size_t)n * NCAT * sizeof(int32_t));
+    if (b) st->b_cat = b;
+    float *c = realloc(st->b_w, (size_t)n * sizeof(float));
+    if (c) st->b_w = c;
+    float *d = realloc(st->b_inc, (size_t)n * sizeof(float));
+    if (d) st->b_inc = d;
+    float *m = realloc(st->b_mar, (size_t)n * sizeof(float));
+    if (m) st->b_mar = m;
+    if (!(a && b && c && d && m)) return -1;
+    st->cap = n;
+    return 0;
+}
+
+static void census_close(ts_data *D)
+{
+    census *st = D->state;
+    if (!st) return;
+    intern_free(&st->dict);
+    free(st->cont); free(st->cat); free(st->weight); free(st->income); free(st->marital);
+    for (int s = 0; s < 3; s++) free(st->rows[s]);
+    free(st->b_cont); free(st->b_cat); free(st->b_w); free(st->b_inc); free(st->b_mar);
+    free(st);
+    D->state = NULL;
+}
+
+static int census_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
+{
+    double frac[4];
+    int nfrac, skip;
+    long seed;
+    if (ts_cfg_floats(cfg, "split", frac, 4, &nfrac, e) < 0 || ts_cfg_int(cfg, "split_seed", &seed, e) < 0 ||
+        ts_cfg_bool(cfg, "skip_bad_rows", &skip, e) < 0)
+        return -1;
+    if (nfrac != 3 || frac[0] < 0 || frac[1] < 0 || frac[2] < 0 ||
+        fabs(frac[0] + frac[1] + frac[2] - 1.0) > 1e-6)
+        return ts_fail(e, "%s: [data] split must be three fractions train, valid, test that sum "
+                       "to 1, like 0.6, 0.2, 0.2", ts_cfg_where(cfg, "split"));
+    census *st = calloc(1, sizeof *st);
+    if (!st) return ts_fail(e, "census: out of memory");
+    D->state = st;
+    char path[4096];
+    ts_ctx_path(D->ctx, ts_cfg_str(cfg, "path"), path, sizeof path);
+    if (read_file(st, path, skip, e) < 0 || prepare(D, st, frac, (uint64_t)seed, e) < 0) {
+        census_close(D);
+        return -1;
+    }
+    int one = 1, ncont = NCONT, ncat = NCAT;
+    if (!(st->f_cont = ts_data_field(D, "continuous", TS_F32, 2, &ncont, 0, e)) ||
+        !(st->f_cat = ts_data_field(D, "categorical", TS_I32, 2, &ncat, st->offsets[NCAT], e)) ||
+        !(st->f_w = ts_data_field(D, "instance_weight", TS_F32, 2, &one, 0, e)) ||
+        !(st->f_inc = ts_data_field(D, "income", TS_F32, 2, &one, 0, e)) ||
+        !(st->f_mar = ts_data_field(D, "marital", TS_F32, 2, &one, 0, e))) {
+        census_close(D);
+        return -1;
+    }
+    int mb = ts_ctx_max_batch(D->ctx);
+    if (ensure_cap(st, mb > 0 ? mb : 1) < 0) {
+        census_close(D);
+        return ts_fail(e, "census: out of memory for batches of %d rows", mb);
+    }
+    return 0;
+}
+
+static int census_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_err *e)
+{
+    census *st = D->state;
+    if (ensure_cap(st, n) < 0) return ts_fail(e, "census: out of memory for a batch of %d rows", n);
+    for (int i = 0; i < n; i++) {
+        if (rows[i] < 0 || rows[i] >= D->nrows[split])
+            return ts_fail(e, "census: row %ld asked of a split of %ld rows", rows[i], D->nrows[split]);
+        long r = st->rows[split][rows[i]];
+        memcpy(st->b_cont + (size_t)i * NCONT, st->cont + r * NCONT, NCONT * sizeof(float));
+        memcpy(st->b_cat + (size_t)i * NCAT, st->cat + r * NCAT, NCAT * sizeof(int32_t));
+        st->b_w[i] = st->weight[r];
+        st->b_inc[i] = st->income[r];
+        st->b_mar[i] = st->marital[r];
+    }
+    st->f_cont->x = st->b_cont;
+    st->f_cat->ids = st->b_cat;
+    st->f_w->x = st->b_w;
+    st->f_inc->x = st->b_inc;
+    st->f_mar->x = st->b_mar;
+    st->f_cont->dim[0] = st->f_cat->dim[0] = st->f_w->dim[0] = st->f_inc->dim[0] = st->f_mar->dim[0] = n;
+    return 0;
+}
+
+static int census_aux(ts_data *D, const char *name, const void **ptr, long *n)
+{
+    census *st = D->state;
+    if (strcmp(name, "skipped_rows") == 0) { *ptr = &st->skipped; *n = 1; }
+    else if (strcmp(name, "continuous_mean") == 0) { *ptr = st->mean; *n = NCONT; }
+    else if (strcmp(name, "continuous_std") == 0) { *ptr = st->sd; *n = NCONT; }
+    else if (strcmp(name, "categorical_offsets") == 0) { *ptr = st->offsets; *n = NCAT + 1; }
+    else return -1;
+    return 0;
+}
+
+static const ts_key keys[] = {
+    {"path", "string", "data/census/census-income.test.gz", "the census-income file (plain or .gz)"},
+    {"split", "list", "0.6, 0.2, 0.2", "fractions of rows for train, valid, test"},
+    {"split_seed", "int", "2026", "seed of the row shuffle that makes the splits"},
+    {"skip_bad_rows", "bool", "false", "skip malformed rows (counted in aux skipped_rows) instead of failing"},
+    {NULL, NULL, NULL, NULL}};
+static const ts_dataset_ops ops = {.open = census_open, .batch = census_batch, .aux = census_aux,
+                                   .close = census_close};
+static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "census", "1.0",
+    "UCI Census-Income (KDD): income and never-married labels for multi-task models", keys, &ops};
+const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }
