@@ -1,0 +1,604 @@
+/* textpairs.c — query/document text pairs with DSSM word hashing (WordNet glosses, WikiQA).
+ *
+ * What it is for: the data of the semantic matching models (DSSM, CNN-DSSM, LSTM-DSSM) and of the
+ * BM25 baseline. Word hashing follows Huang et al. (CIKM 2013): a word is lower-cased, wrapped as
+ * "#word#" and cut into letter trigrams ("#go", "goo", "ood", "od#"); the trigram vocabulary is the
+ * vocab_cap most frequent trigrams of the TRAINING split (ties by byte order), unseen trigrams are
+ * dropped. A word is a run of ASCII letters and digits and of bytes >= 0x80 (UTF-8 letters travel
+ * as bytes); everything else separates words.
+ *   format = wordnet: one row per synset `synset_id pos lemmas definition examples`; query = the
+ *     definition, document = the lemmas ('_' -> ' '); a split_seed shuffle holds out test_size
+ *     synsets as test and valid_size as validation; label 1; qid = the row.
+ *   format = wikiqa: the three WikiQA files (header, CRLF, `QuestionID Question DocumentID
+ *     DocumentTitle SentenceID Sentence Label`); qid = the question, label 0/1 as given.
+ * Fields (B rows): query, doc      BAGS (B, max_words) trigram ids per word, len = words (>= 1)
+ *                  label           F32 (B, 1)
+ *                  qid, doc_id     I32 (B, 1) the query group; the distinct (lower-cased) document
+ *                  query_words, doc_words  BAGS (B, 1) word ids of the whole text (for BM25)
+ * aux: "doc_freq" (int32 per word: distinct training documents containing it), "doc_count"
+ * (int32[1]: distinct training documents), "trigram_keys" (int32 per trigram id: its three bytes
+ * b0<<16 | b1<<8 | b2), "skipped_rows" (int32[1]).
+ * What it is not: a tokenizer with stemming or stop words, nor a loader of arbitrary TSV files.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tessera.h"
+
+/* ---- an interning table: string -> dense id, strings kept in one arena ------------------- */
+typedef struct {
+    char *buf; size_t len, cap;      /* NUL-terminated strings back to back */
+    size_t *off; int32_t n, ncap;    /* (n) where string id starts in buf */
+    int32_t *slot; uint32_t nslot;   /* open addressing: id + 1, 0 = empty */
+} strtab;
+
+static uint32_t fnv1a(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
+
+/* The id of s[0..n), added if new (*added = 1); -1 when out of memory. */
+static int32_t intern(strtab *t, const char *s, size_t n, int *added)
+{
+    if ((uint32_t)(t->n + 1) * 2 > t->nslot) {  /* keep the load under 1/2 */
+        uint32_t ns = t->nslot ? t->nslot * 2 : 1024;
+        int32_t *sl = calloc(ns, sizeof *sl);
+        if (!sl) return -1;
+        for (int32_t i = 0; i < t->n; i++) {
+            const char *q = t->buf + t->off[i];
+            uint32_t h = fnv1a(q, strlen(q)) & (ns - 1);
+            while (sl[h]) h = (h + 1) & (ns - 1);
+            sl[h] = i + 1;
+        }
+        free(t->slot);
+        t->slot = sl;
+        t->nslot = ns;
+    }
+    uint32_t h = fnv1a(s, n) & (t->nslot - 1);
+    for (; t->slot[h]; h = (h + 1) & (t->nslot - 1)) {
+        const char *q = t->buf + t->off[t->slot[h] - 1];
+        if (strncmp(q, s, n) == 0 && q[n] == '\0') { *added = 0; return t->slot[h] - 1; }
+    }
+    if (t->len + n + 1 > t->cap) {
+        size_t nc = t->cap ? t->cap : 65536;
+        while (nc < t->len + n + 1) nc *= 2;
+        char *nb = realloc(t->buf, nc);
+        if (!nb) return -1;
+        t->buf = nb; t->cap = nc;
+    }
+    if (t->n == t->ncap) {
+        int32_t nc = t->ncap ? t->ncap * 2 : 1024;
+        size_t *no = realloc(t->off, (size_t)nc * sizeof *no);
+        if (!no) return -1;
+        t->off = no; t->ncap = nc;
+    }
+    memcpy(t->buf + t->len, s, n);
+    t->buf[t->len + n] = '\0';
+    t->off[t->n] = t->len;
+    t->len += n + 1;
+    t->slot[h] = t->n + 1;
+    *added = 1;
+    return t->n++;
+}
+
+static void strtab_free(strtab *t) { free(t->buf); free(t->off); free(t->slot); }
+
+/* ---- growable int32 arrays ---------------------------------------------------------------- */
+typedef struct { int32_t *v; long n, cap; } ivec;
+
+static int ipush(ivec *a, int32_t x)
+{
+    if (a->n == a->cap) {
+        long nc = a->cap ? a->cap * 2 : 4096;
+        int32_t *nv = realloc(a->v, (size_t)nc * sizeof *nv);
+        if (!nv) return -1;
+        a->v = nv; a->cap = nc;
+    }
+    a->v[a->n++] = x;
+    return 0;
+}
+
+/* ---- the dataset ------------------------------------------------------------------------- */
+typedef struct { int32_t q, d, qid; float label; } example;
+
+typedef struct {
+    int T, Td;                   /* words kept per query (max_words) / document (doc_max_words) */
+    strtab words, queries, docs, qids;
+    ivec qw_off, qw, dw_off, dw; /* word ids of each distinct query / document text */
+    ivec tri_off, tri;           /* (nwords + 1) offsets, trigram ids of each word */
+    int32_t *tri_keys;           /* (ntri) packed bytes of trigram id */
+    int32_t ntri;
+    int32_t *doc_freq, doc_count, skipped;
+    example *ex[3]; long nex[3], cap[3];
+    /* batch buffers, for the largest batch */
+    int32_t *q_off, *q_ids, *q_len, *d_off, *d_ids, *d_len;
+    int32_t *qw_boff, *qw_bids, *dw_boff, *dw_bids;
+    int32_t *qid_b, *doc_b;
+    float *label_b;
+    ts_tensor *f_query, *f_doc, *f_label, *f_qid, *f_doc_id, *f_qw, *f_dw;  /* the fields */
+} tp_state;
+
+static int is_word_byte(unsigned char c) { return isalnum(c) || c >= 0x80; }
+
+/* Appends the word ids of text s to (off, ids) and returns 0; -1 when out of memory. */
+static int tokenize(tp_state *S, const char *s, ivec *off, ivec *ids)
+{
+    char w[256];
+    size_t i = 0, n = strlen(s);
+    if (off->n == 0 && ipush(off, 0)) return -1;
+    while (i < n) {
+        while (i < n && !is_word_byte((unsigned char)s[i])) i++;
+        size_t k = 0;
+        while (i < n && is_word_byte((unsigned char)s[i])) {
+            if (k < sizeof w - 1) w[k++] = (char)tolower((unsigned char)s[i]);  /* longer: cut */
+            i++;
+        }
+        if (k == 0) break;
+        int added;
+        int32_t id = intern(&S->words, w, k, &added);
+        if (id < 0 || ipush(ids, id)) return -1;
+    }
+    return ipush(off, (int32_t)ids->n);
+}
+
+/* Interns a text (lower-cased identity) into tab, tokenizing it the first time it is seen. */
+static int32_t add_text(tp_state *S, strtab *tab, ivec *off, ivec *ids, char *s)
+{
+    for (char *p = s; *p; p++) *p = (char)tolower((unsigned char)*p);
+    int added;
+    int32_t id = intern(tab, s, strlen(s), &added);
+    if (id < 0) return -1;
+    if (added && tokenize(S, s, off, ids)) return -1;
+    return id;
+}
+
+static int add_example(tp_state *S, int split, int32_t q, int32_t d, int32_t qid, float label)
+{
+    if (S->nex[split] == S->cap[split]) {
+        long nc = S->cap[split] ? S->cap[split] * 2 : 4096;
+        example *ne = realloc(S->ex[split], (size_t)nc * sizeof *ne);
+        if (!ne) return -1;
+        S->ex[split] = ne; S->cap[split] = nc;
+    }
+    S->ex[split][S->nex[split]++] = (example){q, d, qid, label};
+    return 0;
+}
+
+#define OOM(e) ts_fail(e, "textpairs: out of memory while reading the data")
+
+/* WordNet rows `synset_id pos lemmas definition examples`; split by a split_seed shuffle. */
+static int read_wordnet(tp_state *S, const char *path, long test_size, long valid_size,
+                        uint64_t seed, int skip_bad, ts_err *e)
+{
+    ts_lines *r = ts_lines_open(path, e);
+    if (!r) return -1;
+    example *all = NULL;
+    long n = 0, cap = 0;
+    char *line, *f[8];
+    size_t len;
+    while ((line = ts_lines_next(r, &len))) {
+        long ln = ts_lines_lineno(r);
+        if (ln == 1 && strncmp(line, "synset_id\t", 10) == 0) continue;
+        if (len == 0) continue;
+        int nf = ts_split(line, "\t", f, 6);
+        if (nf < 4 || nf > 5 || !f[2][0]) {
+            if (skip_bad) { S->skipped++; continue; }
+            ts_lines_close(r); free(all);
+            return ts_fail(e, "%s:%ld: expected 5 tab-separated fields (synset_id pos lemmas "
+                           "definition examples) with lemmas, found %d; fix or delete the row, or "
+                           "set skip_bad_rows = true", path, ln, nf);
+        }
+        for (char *p = f[2]; *p; p++) if (*p == '_') *p = ' ';
+        int32_t d = add_text(S, &S->docs, &S->dw_off, &S->dw, f[2]);
+        int32_t q = add_text(S, &S->queries, &S->qw_off, &S->qw, f[3]);
+        if (d < 0 || q < 0) { ts_lines_close(r); free(all); return OOM(e); }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 65536;
+            example *na = realloc(all, (size_t)cap * sizeof *na);
+            if (!na) { ts_lines_close(r); free(all); return OOM(e); }
+            all = na;
+        }
+        all[n] = (example){q, d, (int32_t)n, 1.0f};
+        n++;
+    }
+    int bad = ts_lines_error(r, e);
+    ts_lines_close(r);
+    if (bad) { free(all); return -1; }
+    if (test_size < 1 || valid_size < 0 || test_size + valid_size >= n) {
+        free(all);
+        return ts_fail(e, "%s: %ld synsets cannot hold test_size = %ld and valid_size = %ld with "
+                       "rows left to train on; lower them", path, n, test_size, valid_size);
+    }
+    long *perm = malloc((size_t)n * sizeof *perm);
+    char *where = malloc((size_t)n);
+    if (!perm || !where) { free(all); free(perm); free(where); return OOM(e); }
+    for (long i = 0; i < n; i++) perm[i] = i;
+    ts_rng rng;
+    ts_rng_seed(&rng, seed);
+    ts_rng_shuffle(&rng, perm, n);
+    for (long i = 0; i < n; i++)
+        where[perm[i]] = i < test_size ? TS_TEST : i < test_size + valid_size ? TS_VALID : TS_TRAIN;
+    int rc = 0;
+    for (long i = 0; i < n && !rc; i++)  /* file order inside each split */
+        rc = add_example(S, where[i], all[i].q, all[i].d, all[i].qid, 1.0f);
+    free(perm); free(where); free(all);
+    return rc ? OOM(e) : 0;
+}
+
+/* One WikiQA file: a header, then
+ * `QuestionID Question DocumentID DocumentTitle SentenceID Sentence Label`. */
+static int read_wikiqa(tp_state *S, const char *path, int split, int skip_bad, ts_err *e)
+{
+    ts_lines *r = ts_lines_open(path, e);
+    if (!r) return -1;
+    char *line, *f[9];
+    size_t len;
+    long rows = 0;
+    while ((line = ts_lines_next(r, &len))) {
+        long ln = ts_lines_lineno(r);
+        if (ln == 1 && strncmp(line, "QuestionID\t", 11) == 0) continue;
+        if (len == 0) continue;
+        int nf = ts_split(line, "\t", f, 8);
+        int bad = nf != 7 || !((f[6][0] == '0' || f[6][0] == '1') && f[6][1] == '\0');
+        if (bad) {
+            if (skip_bad) { S->skipped++; continue; }
+            ts_lines_close(r);
+            return ts_fail(e, "%s:%ld: expected 7 tab-separated fields ending in a 0/1 label, "
+                           "found %d fields; fix or delete the row, or set skip_bad_rows = true",
+                           path, ln, nf);
+        }
+        int added;
+        int32_t qid = intern(&S->qids, f[0], strlen(f[0]), &added);
+        int32_t q = add_text(S, &S->queries, &S->qw_off, &S->qw, f[1]);
+        int32_t d = add_text(S, &S->docs, &S->dw_off, &S->dw, f[5]);
+        if (qid < 0 || q < 0 || d < 0 || add_example(S, split, q, d, qid, f[6][0] == '1'))
+            { ts_lines_close(r); return OOM(e); }
+        rows++;
+    }
+    int bad = ts_lines_error(r, e);
+    ts_lines_close(r);
+    if (bad) return -1;
+    if (rows == 0)
+        return ts_fail(e, "%s: no question-sentence rows; is this a WikiQA .tsv(.gz) file?", path);
+    return 0;
+}
+
+typedef struct { uint32_t key; long count; } tri_count;
+
+static int by_count(const void *a, const void *b)
+{
+    const tri_count *x = a, *y = b;
+    if (x->count != y->count) return x->count < y->count ? 1 : -1;
+    return (x->key > y->key) - (x->key < y->key);
+}
+
+static uint32_t tri_key(const char *w, size_t k, size_t i)  /* trigram i of "#w#" */
+{
+    unsigned char c[3];
+    for (int j = 0; j < 3; j++) {
+        size_t p = i + (size_t)j;  /* position in "#w#" */
+        c[j] = p == 0 || p == k + 1 ? '#' : (unsigned char)w[p - 1];
+    }
+    return (uint32_t)c[0] << 16 | (uint32_t)c[1] << 8 | c[2];
+}
+
+/* Counts trigrams over the training texts (each word occurrence counts), keeps the vocab_cap
+ * most frequent, and lists each word's trigram ids (repeats kept: the hashing vector counts). */
+static int build_trigrams(tp_state *S, long vocab_cap, ts_err *e)
+{
+    int32_t nw = S->words.n;
+    long *wc = calloc((size_t)nw + 1, sizeof *wc);
+    if (!wc) return OOM(e);
+    for (long i = 0; i < S->nex[TS_TRAIN]; i++) {
+        const example *x = &S->ex[TS_TRAIN][i];
+        for (int32_t k = S->qw_off.v[x->q]; k < S->qw_off.v[x->q + 1]; k++) wc[S->qw.v[k]]++;
+        for (int32_t k = S->dw_off.v[x->d]; k < S->dw_off.v[x->d + 1]; k++) wc[S->dw.v[k]]++;
+    }
+    /* trigram -> count in an open-addressing table of (key + 1) */
+    uint32_t ns = 1u << 20;
+    tri_count *tab = calloc(ns, sizeof *tab);
+    if (!tab) { free(wc); return OOM(e); }
+    long distinct = 0;
+    for (int32_t w = 0; w < nw; w++) {
+        if (!wc[w]) continue;
+        const char *s = S->words.buf + S->words.off[w];
+        size_t k = strlen(s);
+        for (size_t i = 0; i < k; i++) {
+            uint32_t key = tri_key(s, k, i) + 1, h = (key * 2654435761u) & (ns - 1);
+            while (tab[h].key && tab[h].key != key) h = (h + 1) & (ns - 1);
+            if (!tab[h].key) { tab[h].key = key; distinct++; }
+            tab[h].count += wc[w];
+            if (distinct > (long)ns / 2) {
+                free(wc); free(tab);
+                return ts_fail(e, "textpairs: more than %u distinct letter trigrams in the "
+                               "training texts; is this natural-language text?", ns / 2);
+            }
+        }
+    }
+    free(wc);
+    long m = 0;
+    for (uint32_t h = 0; h < ns; h++) if (tab[h].key) tab[m++] = tab[h];
+    qsort(tab, (size_t)m, sizeof *tab, by_count);
+    S->ntri = (int32_t)(m < vocab_cap ? m : vocab_cap);
+    if (S->ntri == 0) {
+        free(tab);
+        return ts_fail(e, "textpairs: the training texts hold no words; check the data files");
+    }
+    S->tri_keys = malloc((size_t)S->ntri * sizeof *S->tri_keys);
+    /* key -> id lookup table, again open addressing */
+    int32_t *id_of = malloc(ns * sizeof *id_of);
+    uint32_t *key_at = calloc(ns, sizeof *key_at);
+    if (!S->tri_keys || !id_of || !key_at) { free(tab); free(id_of); free(key_at); return OOM(e); }
+    for (int32_t i = 0; i < S->ntri; i++) {
+        uint32_t key = tab[i].key, h = (key * 2654435761u) & (ns - 1);
+        S->tri_keys[i] = (int32_t)(key - 1);
+        while (key_at[h]) h = (h + 1) & (ns - 1);
+        key_at[h] = key;
+        id_of[h] = i;
+    }
+    free(tab);
+    int rc = ipush(&S->tri_off, 0);
+    for (int32_t w = 0; w < nw && !rc; w++) {
+        const char *s = S->words.buf + S->words.off[w];
+        size_t k = strlen(s);
+        for (size_t i = 0; i < k && !rc; i++) {
+            uint32_t key = tri_key(s, k, i) + 1, h = (key * 2654435761u) & (ns - 1);
+            while (key_at[h] && key_at[h] != key) h = (h + 1) & (ns - 1);
+            if (key_at[h]) rc = ipush(&S->tri, id_of[h]);
+        }
+        if (!rc) rc = ipush(&S->tri_off, (int32_t)S->tri.n);
+    }
+    free(id_of); free(key_at);
+    return rc ? OOM(e) : 0;
+}
+
+/* BM25's document frequencies over the distinct documents of the training split. */
+static int build_doc_freq(tp_state *S, ts_err *e)
+{
+    int32_t nw = S->words.n, nd = S->docs.n;
+    S->doc_freq = calloc((size_t)nw + 1, sizeof *S->doc_freq);
+    int32_t *stamp = malloc(((size_t)nw + 1) * sizeof *stamp);
+    uint8_t *seen = calloc((size_t)nd + 1, 1);
+    if (!S->doc_freq || !stamp || !seen) { free(stamp); free(seen); return OOM(e); }
+    for (int32_t w = 0; w < nw; w++) stamp[w] = -1;
+    for (long i = 0; i < S->nex[TS_TRAIN]; i++) {
+        int32_t d = S->ex[TS_TRAIN][i].d;
+        if (seen[d]) continue;
+        seen[d] = 1;
+        S->doc_count++;
+        for (int32_t k = S->dw_off.v[d]; k < S->dw_off.v[d + 1]; k++) {
+            int32_t w = S->dw.v[k];
+            if (stamp[w] != d) { stamp[w] = d; S->doc_freq[w]++; }
+        }
+    }
+    free(stamp); free(seen);
+    return 0;
+}
+
+static const ts_key keys[] = {
+    {"format", "choice:wordnet|wikiqa", "wordnet", "which files: WordNet gloss pairs or WikiQA"},
+    {"path", "string", "",
+     "wordnet: the gloss-pairs file; wikiqa: the train file (default: the bundled copy)"},
+    {"valid_path", "string", "", "wikiqa: the dev file (default: path with train -> dev)"},
+    {"test_path", "string", "", "wikiqa: the test file (default: path with train -> test)"},
+    {"max_words", "int", "16", "words kept per query (later words are cut)"},
+    {"doc_max_words", "int", "0", "words kept per document; 0 = max_words"},
+    {"vocab_cap", "int", "30000", "letter trigrams kept: the most frequent of the training split"},
+    {"split_seed", "int", "2026", "wordnet: seed of the test/validation hold-out"},
+    {"test_size", "int", "5000", "wordnet: synsets held out for test"},
+    {"valid_size", "int", "2000", "wordnet: synsets held out for validation"},
+    {"skip_bad_rows", "bool", "false",
+     "skip malformed rows (counted in aux skipped_rows) instead of failing"},
+    {NULL, NULL, NULL, NULL}};
+
+/* path with its last "train" replaced by word, into buf; -1 if path has no "train". */
+static int sibling(const char *path, const char *word, char *buf, size_t n)
+{
+    const char *p = NULL, *q = path;
+    while ((q = strstr(q, "train"))) p = q++;
+    if (!p) return -1;
+    snprintf(buf, n, "%.*s%s%s", (int)(p - path), path, word, p + 5);
+    return 0;
+}
+
+static int max_tokens(const ivec *off, long n, int cap_words, const ivec *tri_off, const ivec *ids,
+                      long *max_tri)
+{
+    /* the largest number of words of a text, and of trigram ids within its first cap_words words */
+    int mw = 0;
+    for (long t = 0; t < n; t++) {
+        int w = off->v[t + 1] - off->v[t];
+        if (w > mw) mw = w;
+        long c = 0;
+        for (int32_t k = off->v[t]; k < off->v[t + 1] && k - off->v[t] < cap_words; k++)
+            c += tri_off->v[ids->v[k] + 1] - tri_off->v[ids->v[k]];
+        if (c > *max_tri) *max_tri = c;
+    }
+    return mw;
+}
+
+static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
+{
+    tp_state *S = calloc(1, sizeof *S);
+    if (!S) return ts_fail(e, "textpairs: out of memory");
+    D->state = S;
+    int format, skip_bad;
+    long T, Td, cap, seed, test_size, valid_size;
+    if (ts_cfg_choice(cfg, "format", "wordnet|wikiqa", &format, e) ||
+        ts_cfg_int(cfg, "max_words", &T, e) || ts_cfg_int(cfg, "doc_max_words", &Td, e) ||
+        ts_cfg_int(cfg, "vocab_cap", &cap, e) || ts_cfg_int(cfg, "split_seed", &seed, e) ||
+        ts_cfg_int(cfg, "test_size", &test_size, e) ||
+        ts_cfg_int(cfg, "valid_size", &valid_size, e) ||
+        ts_cfg_bool(cfg, "skip_bad_rows", &skip_bad, e))
+        return -1;
+    if (T < 1 || T > 1024 || Td < 0 || Td > 1024)
+        return ts_fail(e, "%s: max_words and doc_max_words must lie in 1..1024 (doc_max_words 0 = "
+                       "max_words)", ts_cfg_where(cfg, "max_words"));
+    if (cap < 1) return ts_fail(e, "%s: vocab_cap must be >= 1", ts_cfg_where(cfg, "vocab_cap"));
+    S->T = (int)T;
+    S->Td = Td ? (int)Td : (int)T;
+    const char *p = ts_cfg_str(cfg, "path");
+    if (!p || !*p)
+        p = format == 0 ? "data/wordnet/wordnet30_gloss_pairs.tsv.gz"
+                        : "data/wikiqa/WikiQA-train.tsv.gz";
+    char path[4096], other[4096], full[4096];
+    snprintf(path, sizeof path, "%s", p);
+    if (format == 0) {
+        ts_ctx_path(D->ctx, path, full, sizeof full);
+        if (read_wordnet(S, full, test_size, valid_size, (uint64_t)seed, skip_bad, e)) return -1;
+    } else {
+        ts_ctx_path(D->ctx, path, full, sizeof full);
+        if (read_wikiqa(S, full, TS_TRAIN, skip_bad, e)) return -1;
+        static const char *key[2] = {"valid_path", "test_path"}, *word[2] = {"dev", "test"};
+        for (int k = 0; k < 2; k++) {
+            const char *v = ts_cfg_str(cfg, key[k]);
+            if (v && *v) snprintf(other, sizeof other, "%s", v);
+            else if (sibling(path, word[k], other, sizeof other))
+                return ts_fail(e, "%s: cannot guess the %s file from path = %s (no \"train\" "
+                               "in it); set %s", ts_cfg_where(cfg, "path"), word[k], path, key[k]);
+            ts_ctx_path(D->ctx, other, full, sizeof full);
+            if (read_wikiqa(S, full, k == 0 ? TS_VALID : TS_TEST, skip_bad, e)) return -1;
+        }
+    }
+    if (S->nex[TS_TRAIN] == 0)
+        return ts_fail(e, "textpairs: the training split is empty; check path");
+    if (build_trigrams(S, cap, e) || build_doc_freq(S, e)) return -1;
+
+    /* batch buffers for the largest batch: worst-case sizes, so batch() never allocates */
+    long B = ts_ctx_max_batch(D->ctx), qtri = 0, dtri = 0;
+    if (B < 1) B = 1;
+    int qmw = max_tokens(&S->qw_off, S->queries.n, S->T, &S->tri_off, &S->qw, &qtri);
+    int dmw = max_tokens(&S->dw_off, S->docs.n, S->Td, &S->tri_off, &S->dw, &dtri);
+    S->q_off = malloc((size_t)(B * S->T + 1) * sizeof(int32_t));
+    S->d_off = malloc((size_t)(B * S->Td + 1) * sizeof(int32_t));
+    S->q_ids = malloc((size_t)(B * qtri + 1) * sizeof(int32_t));
+    S->d_ids = malloc((size_t)(B * dtri + 1) * sizeof(int32_t));
+    S->q_len = malloc((size_t)B * sizeof(int32_t));
+    S->d_len = malloc((size_t)B * sizeof(int32_t));
+    S->qw_boff = malloc((size_t)(B + 1) * sizeof(int32_t));
+    S->dw_boff = malloc((size_t)(B + 1) * sizeof(int32_t));
+    S->qw_bids = malloc((size_t)(B * qmw + 1) * sizeof(int32_t));
+    S->dw_bids = malloc((size_t)(B * dmw + 1) * sizeof(int32_t));
+    S->qid_b = malloc((size_t)B * sizeof(int32_t));
+    S->doc_b = malloc((size_t)B * sizeof(int32_t));
+    S->label_b = malloc((size_t)B * sizeof(float));
+    if (!S->q_off || !S->d_off || !S->q_ids || !S->d_ids || !S->q_len || !S->d_len ||
+        !S->qw_boff || !S->dw_boff || !S->qw_bids || !S->dw_bids || !S->qid_b || !S->doc_b ||
+        !S->label_b)
+        return ts_fail(e, "textpairs: cannot allocate batch buffers for %ld rows; lower [train] "
+                       "batch", B);
+
+    int one = 1;
+    int32_t nq = format == 0 ? (int32_t)(S->nex[0] + S->nex[1] + S->nex[2]) : S->qids.n;
+    int64_t nwv = S->words.n > 0 ? S->words.n : 1;
+    if (!(S->f_query = ts_data_field(D, "query", TS_BAGS, 2, (int[]){S->T}, S->ntri, e)) ||
+        !(S->f_doc = ts_data_field(D, "doc", TS_BAGS, 2, (int[]){S->Td}, S->ntri, e)) ||
+        !(S->f_label = ts_data_field(D, "label", TS_F32, 2, &one, 0, e)) ||
+        !(S->f_qid = ts_data_field(D, "qid", TS_I32, 2, &one, nq > 0 ? nq : 1, e)) ||
+        !(S->f_doc_id = ts_data_field(D, "doc_id", TS_I32, 2, &one, S->docs.n, e)) ||
+        !(S->f_qw = ts_data_field(D, "query_words", TS_BAGS, 2, &one, nwv, e)) ||
+        !(S->f_dw = ts_data_field(D, "doc_words", TS_BAGS, 2, &one, nwv, e)))
+        return -1;
+    for (int s = 0; s < 3; s++) D->nrows[s] = S->nex[s];
+    return 0;
+}
+
+/* One text as a (T) row of trigram bags: cell t = trigrams of word t; len = max(1, words). */
+static void fill_bags(const tp_state *S, const ivec *off, const ivec *ids, int32_t text, int T,
+                      int32_t *cell_off, int32_t *out_ids, int32_t *pos, int32_t *len)
+{
+    int32_t w0 = off->v[text], nw = off->v[text + 1] - w0;
+    if (nw > T) nw = T;
+    for (int t = 0; t < T; t++) {
+        cell_off[t] = *pos;
+        if (t >= nw) continue;
+        int32_t w = ids->v[w0 + t];
+        for (int32_t k = S->tri_off.v[w]; k < S->tri_off.v[w + 1]; k++)
+            out_ids[(*pos)++] = S->tri.v[k];
+    }
+    *len = nw > 0 ? nw : 1;
+}
+
+static int batch(ts_data *D, ts_phase split, const long *rows, int n, ts_err *e)
+{
+    tp_state *S = D->state;
+    ts_tensor *q = S->f_query, *d = S->f_doc, *lab = S->f_label, *qid = S->f_qid,
+              *did = S->f_doc_id, *qw = S->f_qw, *dw = S->f_dw;
+    int32_t qp = 0, dp = 0, qwp = 0, dwp = 0;
+    for (int i = 0; i < n; i++) {
+        if (rows[i] < 0 || rows[i] >= S->nex[split])
+            return ts_fail(e, "textpairs: row %ld is outside split %d (%ld rows)", rows[i],
+                           (int)split, S->nex[split]);
+        const example *x = &S->ex[split][rows[i]];
+        fill_bags(S, &S->qw_off, &S->qw, x->q, S->T, S->q_off + (size_t)i * S->T, S->q_ids, &qp,
+                  &S->q_len[i]);
+        fill_bags(S, &S->dw_off, &S->dw, x->d, S->Td, S->d_off + (size_t)i * S->Td, S->d_ids, &dp,
+                  &S->d_len[i]);
+        S->qw_boff[i] = qwp;
+        for (int32_t k = S->qw_off.v[x->q]; k < S->qw_off.v[x->q + 1]; k++)
+            S->qw_bids[qwp++] = S->qw.v[k];
+        S->dw_boff[i] = dwp;
+        for (int32_t k = S->dw_off.v[x->d]; k < S->dw_off.v[x->d + 1]; k++)
+            S->dw_bids[dwp++] = S->dw.v[k];
+        S->label_b[i] = x->label;
+        S->qid_b[i] = x->qid;
+        S->doc_b[i] = x->d;
+    }
+    S->q_off[(size_t)n * S->T] = qp;
+    S->d_off[(size_t)n * S->Td] = dp;
+    S->qw_boff[n] = qwp;
+    S->dw_boff[n] = dwp;
+    q->off = S->q_off; q->ids = S->q_ids; q->len = S->q_len;
+    d->off = S->d_off; d->ids = S->d_ids; d->len = S->d_len;
+    qw->off = S->qw_boff; qw->ids = S->qw_bids; qw->len = NULL;
+    dw->off = S->dw_boff; dw->ids = S->dw_bids; dw->len = NULL;
+    lab->x = S->label_b; qid->ids = S->qid_b; did->ids = S->doc_b;
+    q->dim[0] = d->dim[0] = lab->dim[0] = qid->dim[0] = did->dim[0] = qw->dim[0] = dw->dim[0] = n;
+    return 0;
+}
+
+static int aux(ts_data *D, const char *name, const void **ptr, long *n)
+{
+    tp_state *S = D->state;
+    if (!strcmp(name, "doc_freq")) { *ptr = S->doc_freq; *n = S->words.n; return 0; }
+    if (!strcmp(name, "doc_count")) { *ptr = &S->doc_count; *n = 1; return 0; }
+    if (!strcmp(name, "trigram_keys")) { *ptr = S->tri_keys; *n = S->ntri; return 0; }
+    if (!strcmp(name, "skipped_rows")) { *ptr = &S->skipped; *n = 1; return 0; }
+    return -1;
+}
+
+static void close_data(ts_data *D)
+{
+    tp_state *S = D->state;
+    if (!S) return;
+    strtab_free(&S->words); strtab_free(&S->queries); strtab_free(&S->docs); strtab_free(&S->qids);
+    free(S->qw_off.v); free(S->qw.v); free(S->dw_off.v); free(S->dw.v);
+    free(S->tri_off.v); free(S->tri.v); free(S->tri_keys); free(S->doc_freq);
+    for (int s = 0; s < 3; s++) free(S->ex[s]);
+    free(S->q_off); free(S->q_ids); free(S->q_len); free(S->d_off); free(S->d_ids); free(S->d_len);
+    free(S->qw_boff); free(S->qw_bids); free(S->dw_boff); free(S->dw_bids);
+    free(S->qid_b); free(S->doc_b); free(S->label_b);
+    free(S);
+    D->state = NULL;
+}
+
+
+/* A failed open frees what it read: the host calls close only after an open succeeded. */
+static int open_data(ts_data *D, const ts_cfg *cfg, ts_err *e)
+{
+    if (open_impl(D, cfg, e) == 0) return 0;
+    close_data(D);
+    return -1;
+}
+static const ts_dataset_ops ops = {
+    .open = open_data, .batch = batch, .aux = aux, .close = close_data};
+static const ts_plugin plugin = {
+    TS_ABI, sizeof(ts_plugin), TS_DATASET, "textpairs", "1.0",
+    "query/document text pairs with DSSM letter-trigram word hashing (WordNet glosses, WikiQA)",
+    keys, &ops};
+
+const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }

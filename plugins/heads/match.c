@@ -1,0 +1,389 @@
+/* match.c — the DSSM matching head: a scaled cosine trained with in-batch negatives.
+ *
+ * What it is for: the loss and the evaluation of two-tower semantic matching (DSSM, CNN-DSSM,
+ * LSTM-DSSM; Huang et al. 2013). Inputs q (B, E) and d (B, E); the relevance of a pair is
+ *   R(q, d) = gamma cos(q, d),  cos = q.d / (|q|_e |d|_e),  |v|_e = sqrt(|v|^2 + 1e-8)
+ * with gamma fixed (key gamma) or learned (learn_gamma). Training: for every positive row i (rows
+ * with label 0 — WikiQA's wrong sentences — are skipped when positives_only is set) the softmax
+ * runs over its own document and J = negatives documents of OTHER rows of the batch (drawn with
+ * ts_ctx_rng, never the same doc_id nor another positive of the same qid):
+ *   loss_i = -log( exp R(q_i, d_i) / sum_{c in {i} + negatives} exp R(q_i, d_c) )
+ * computed by the loss plugin (loss = softmax_ce, class 0 = the positive). When the batch has no
+ * more than J other rows, all of them are used (deterministic, which the gradient check needs);
+ * slots without a valid negative get a logit of -1e30 (probability 0, gradient 0). All in-batch
+ * cosines are one sgemm C = qh dh^T over the unit vectors, and the gradient goes back through two
+ * more (dqh = dC dh, ddh = dC^T qh), so J = B - 1 (every other row) costs little more than J = 4.
+ * Evaluation ranks with ranking.h: rank = all (each query against every distinct document of the
+ * split) or group (each query against its own candidates, plus the AUC of all pair scores).
+ * What it is not: a sampled softmax over a corpus (that is the retrieval head).
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tessera.h"
+#include "ranking.h"
+
+#define EPS2 1e-8f
+#define MASKED (-1e30f)
+
+typedef struct {
+    int E, J, Bmax, learn, all_mode, pos_only;
+    float gamma0;
+    ts_param *gamma;         /* (1, 1) when learned */
+    char group_field[TS_NAME_MAX], doc_field[TS_NAME_MAX];
+    /* training buffers, (Bmax) rows */
+    float *qn, *dn;          /* (Bmax) norms */
+    float *qh, *dh;          /* (Bmax, E) unit vectors q/|q|_e, d/|d|_e */
+    float *dqh, *ddh;        /* (Bmax, E) their gradients */
+    float *C, *dC;           /* (Bmax, Bmax) all in-batch cosines qh dh^T, and d loss / d C */
+    float *z, *dz, *cosv;    /* (Bmax, 1+J) logits, their gradient, cosines */
+    int32_t *cand;           /* (Bmax, 1+J) the row of each candidate, -1 masked */
+    int32_t *rows;           /* (Bmax) the rows that carry a loss */
+    int32_t *mark;           /* (Bmax) sampling scratch: which rows a row already drew */
+    float *y;                /* (Bmax) class 0 */
+    ts_rng eval_rng;         /* negatives of the evaluation loss (training's stream stays put) */
+    /* evaluation accumulators, grown as the split streams by */
+    long n, cap;
+    float *eq, *ed;          /* (cap, E) unit vectors */
+    float *score, *label;    /* (cap) */
+    int32_t *qid, *doc;      /* (cap) */
+} match_state;
+
+static const ts_key keys[] = {
+    {"gamma", "float", "10", "the softmax smoothing factor gamma (initial value when learned)"},
+    {"learn_gamma", "bool", "false", "learn gamma as a parameter"},
+    {"negatives", "int", "4",
+     "J: negatives per positive, drawn from the other documents of the batch"},
+    {"rank", "choice:all|group", "all",
+     "all: rank each query against every distinct document; group: against its own candidates"},
+    {"positives_only", "bool", "true",
+     "train only on rows with label 1 (others are candidates, not pairs)"},
+    {"group_field", "string", "qid", "dataset field with the query group id"},
+    {"doc_field", "string", "doc_id", "dataset field with the distinct document id"},
+    {NULL, NULL, NULL, NULL}};
+
+static int build_impl(ts_head *H, const ts_cfg *cfg, ts_err *e)
+{
+    char s1[64], s2[64];
+    if (H->nin != 2)
+        return ts_fail(e, "%s: the match head takes two inputs, the query and document vectors; "
+                       "set input = Q, D", ts_cfg_where(cfg, "input"));
+    const ts_tensor *q = H->in[0], *d = H->in[1];
+    if (q->dtype != TS_F32 || d->dtype != TS_F32 || q->ndim != 2 || d->ndim != 2 ||
+        q->dim[1] != d->dim[1])
+        return ts_fail(e, "%s: match needs two f32 inputs of the same shape (B, E), got %s and %s",
+                       ts_cfg_where(cfg, "input"), ts_shape_str(q, s1, sizeof s1),
+                       ts_shape_str(d, s2, sizeof s2));
+    if (!H->loss)
+        return ts_fail(e, "%s: the match head trains through a softmax over candidates; set "
+                       "loss = softmax_ce", ts_cfg_section(cfg));
+    if (H->loss->label_kind != TS_LABEL_CLASS)
+        return ts_fail(e, "%s: the match head needs a loss over class indices (loss = softmax_ce)",
+                       ts_cfg_where(cfg, "loss"));
+    match_state *s = calloc(1, sizeof *s);
+    if (!s) return ts_fail(e, "match: out of memory");
+    H->state = s;
+    double g;
+    long J;
+    int rank;
+    if (ts_cfg_float(cfg, "gamma", &g, e) || ts_cfg_bool(cfg, "learn_gamma", &s->learn, e) ||
+        ts_cfg_int(cfg, "negatives", &J, e) || ts_cfg_choice(cfg, "rank", "all|group", &rank, e) ||
+        ts_cfg_bool(cfg, "positives_only", &s->pos_only, e))
+        return -1;
+    if (J < 1 || J > 1024)
+        return ts_fail(e, "%s: negatives = %ld; use 1..1024", ts_cfg_where(cfg, "negatives"), J);
+    s->E = q->dim[1];
+    s->J = (int)J;
+    s->Bmax = q->dim[0];
+    s->gamma0 = (float)g;
+    s->all_mode = rank == 0;
+    snprintf(s->group_field, sizeof s->group_field, "%s", ts_cfg_str(cfg, "group_field"));
+    snprintf(s->doc_field, sizeof s->doc_field, "%s", ts_cfg_str(cfg, "doc_field"));
+    if (s->learn &&
+        !(s->gamma = ts_param_add(H->ctx, "gamma", 1, 1, TS_INIT_CONST, s->gamma0, 0, e)))
+        return -1;
+    size_t B = (size_t)s->Bmax, K = (size_t)s->J + 1;
+    s->qn = malloc(B * sizeof(float));
+    s->dn = malloc(B * sizeof(float));
+    s->z = malloc(B * K * sizeof(float));
+    s->dz = malloc(B * K * sizeof(float));
+    s->cosv = malloc(B * K * sizeof(float));
+    s->qh = malloc(B * (size_t)s->E * sizeof(float));
+    s->dh = malloc(B * (size_t)s->E * sizeof(float));
+    s->dqh = malloc(B * (size_t)s->E * sizeof(float));
+    s->ddh = malloc(B * (size_t)s->E * sizeof(float));
+    if (B > 4096)
+        return ts_fail(e, "%s: the match head keeps a (B, B) matrix of in-batch cosines; a "
+                       "batch of %zu rows is too large, use [train] batch and eval_batch <= 4096",
+                       ts_cfg_section(cfg), B);
+    s->C = malloc(B * B * sizeof(float));
+    s->dC = malloc(B * B * sizeof(float));
+    s->cand = malloc(B * K * sizeof(int32_t));
+    s->rows = malloc(B * sizeof(int32_t));
+    s->mark = malloc(B * sizeof(int32_t));
+    s->y = calloc(B, sizeof(float));
+    if (!s->qn || !s->dn || !s->z || !s->dz || !s->cosv || !s->cand || !s->rows || !s->mark ||
+        !s->y || !s->qh || !s->dh || !s->dqh || !s->ddh || !s->C || !s->dC)
+        return ts_fail(e, "match: out of memory");
+    ts_rng_seed(&s->eval_rng, ts_ctx_seed(H->ctx) ^ 0x6d61746368ull);
+    return 0;
+}
+
+static float dotf(const float *a, const float *b, int n)
+{
+    float s = 0;
+    for (int j = 0; j < n; j++) s += a[j] * b[j];
+    return s;
+}
+
+/* Row j may serve as a negative for row i: another row and document, not a positive of i's
+ * query. */
+static int may_negate(const int32_t *qid, const int32_t *doc, const float *lab, int i, int j)
+{
+    if (j == i) return 0;
+    if (doc && doc[j] == doc[i]) return 0;
+    if (qid && qid[j] == qid[i] && (!lab || lab[j] > 0.5f)) return 0;
+    return 1;
+}
+
+/* The batch's softmax loss; with train, also the gradients into q->dx, d->dx and gamma. */
+static int batch_loss(ts_head *H, ts_rng *rng, int train, double *loss, ts_err *e)
+{
+    match_state *s = H->state;
+    const ts_tensor *Q = H->in[0], *D = H->in[1];
+    const int B = Q->dim[0], E = s->E, J = s->J, K = J + 1;
+    const float *q = Q->x, *d = D->x;  /* (B, E) */
+    const float *lab = H->label ? H->label->x : NULL;
+    const ts_tensor *gq = ts_ctx_field(H->ctx, s->group_field);
+    const ts_tensor *gd = ts_ctx_field(H->ctx, s->doc_field);
+    const int32_t *qid = gq ? gq->ids : NULL, *doc = gd ? gd->ids : NULL;
+    const float gamma = s->gamma ? s->gamma->w[0] : s->gamma0;
+    for (int i = 0; i < B; i++) {
+        const float *qi = q + (size_t)i * E, *di = d + (size_t)i * E;
+        float *oq = s->qh + (size_t)i * E, *od = s->dh + (size_t)i * E;
+        s->qn[i] = sqrtf(dotf(qi, qi, E) + EPS2);
+        s->dn[i] = sqrtf(dotf(di, di, E) + EPS2);
+        for (int t = 0; t < E; t++) { oq[t] = qi[t] / s->qn[i]; od[t] = di[t] / s->dn[i]; }
+    }
+    /* every in-batch cosine at once: C = qh dh^T (B, B) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, B, E, 1.0f, s->qh, E, s->dh, E, 0.0f,
+                s->C, B);
+    int n = 0;
+    for (int i = 0; i < B; i++) s->mark[i] = 0;
+    for (int i = 0; i < B; i++) {
+        if (s->pos_only && lab && !(lab[i] > 0.5f)) continue;
+        int32_t *c = s->cand + (size_t)n * K;
+        c[0] = i;
+        int m = 1;
+        if (B - 1 <= J) {  /* every other row: deterministic */
+            for (int j = 0; j < B; j++) if (may_negate(qid, doc, lab, i, j)) c[m++] = j;
+        } else {
+            /* distinct negatives: mark[j] == n + 1 once row j is among this row's candidates */
+            for (int tries = 0; m < K && tries < 8 * J; tries++) {
+                int j = (int)ts_rng_below(rng, (uint64_t)B);
+                if (s->mark[j] != n + 1 && may_negate(qid, doc, lab, i, j)) {
+                    s->mark[j] = n + 1;
+                    c[m++] = j;
+                }
+            }
+        }
+        for (; m < K; m++) c[m] = -1;
+        s->rows[n++] = i;
+    }
+    *loss = 0;
+    if (n == 0) return 0;
+    for (int r = 0; r < n; r++) {
+        int i = s->rows[r];
+        for (int k = 0; k < K; k++) {
+            int j = s->cand[(size_t)r * K + k];
+            float cs = j < 0 ? 0 : s->C[(size_t)i * B + j];
+            s->cosv[(size_t)r * K + k] = cs;
+            s->z[(size_t)r * K + k] = j < 0 ? MASKED : gamma * cs;
+        }
+    }
+    memset(s->dz, 0, (size_t)n * K * sizeof(float));
+    if (H->loss->eval(H->loss_state, n, K, s->z, s->y, NULL, loss, train ? s->dz : NULL,
+                      train ? H->grad_scale : 0.0f, e))
+        return -1;
+    if (!train) return 0;
+    /* dC[i, j] = gamma dz over the candidates; dR/dgamma = cos. Then dqh = dC dh, ddh = dC^T qh
+     * (two sgemms), and through the normalisation v/|v|_e: dv = (dvh - vh (vh . dvh)) / |v|_e. */
+    float dgamma = 0;
+    memset(s->dC, 0, (size_t)B * B * sizeof(float));
+    for (int r = 0; r < n; r++) {
+        int i = s->rows[r];
+        for (int k = 0; k < K; k++) {
+            int j = s->cand[(size_t)r * K + k];
+            if (j < 0) continue;
+            float g = s->dz[(size_t)r * K + k];
+            dgamma += g * s->cosv[(size_t)r * K + k];
+            s->dC[(size_t)i * B + j] += gamma * g;
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, E, B, 1.0f, s->dC, B, s->dh, E, 0.0f,
+                s->dqh, E);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, B, E, B, 1.0f, s->dC, B, s->qh, E, 0.0f,
+                s->ddh, E);
+    for (int side = 0; side < 2; side++) {
+        float *dv = side ? D->dx : Q->dx;
+        const float *vh = side ? s->dh : s->qh, *dvh = side ? s->ddh : s->dqh;
+        const float *nv = side ? s->dn : s->qn;
+        if (!dv) continue;
+        for (int i = 0; i < B; i++) {
+            const float *a = vh + (size_t)i * E, *ga = dvh + (size_t)i * E;
+            float proj = dotf(a, ga, E), inv = 1.0f / nv[i];
+            float *o = dv + (size_t)i * E;
+            for (int t = 0; t < E; t++) o[t] += (ga[t] - a[t] * proj) * inv;
+        }
+    }
+    if (s->gamma) s->gamma->g[0] += dgamma;
+    return 0;
+}
+
+static int grow(match_state *s, long need)
+{
+    if (need <= s->cap) return 0;
+    long nc = s->cap ? s->cap : 4096;
+    while (nc < need) nc *= 2;
+    float *eq = realloc(s->eq, (size_t)nc * s->E * sizeof(float));
+    if (eq) s->eq = eq;
+    float *ed = realloc(s->ed, (size_t)nc * s->E * sizeof(float));
+    if (ed) s->ed = ed;
+    float *sc = realloc(s->score, (size_t)nc * sizeof(float));
+    if (sc) s->score = sc;
+    float *lb = realloc(s->label, (size_t)nc * sizeof(float));
+    if (lb) s->label = lb;
+    int32_t *qi = realloc(s->qid, (size_t)nc * sizeof(int32_t));
+    if (qi) s->qid = qi;
+    int32_t *dc = realloc(s->doc, (size_t)nc * sizeof(int32_t));
+    if (dc) s->doc = dc;
+    if (!eq || !ed || !sc || !lb || !qi || !dc) return -1;
+    s->cap = nc;
+    return 0;
+}
+
+static int forward(ts_head *H, ts_phase phase, double *loss, ts_err *e)
+{
+    match_state *s = H->state;
+    if (phase == TS_TRAIN) return batch_loss(H, ts_ctx_rng(H->ctx), 1, loss, e);
+    if (batch_loss(H, &s->eval_rng, 0, loss, e)) return -1;
+    const int B = H->in[0]->dim[0], E = s->E;
+    if (grow(s, s->n + B))
+        return ts_fail(e, "match: out of memory while collecting the evaluation");
+    const ts_tensor *gq = ts_ctx_field(H->ctx, s->group_field);
+    const ts_tensor *gd = ts_ctx_field(H->ctx, s->doc_field);
+    for (int i = 0; i < B; i++) {
+        long r = s->n + i;
+        float *oq = s->eq + (size_t)r * E, *od = s->ed + (size_t)r * E;
+        memcpy(oq, s->qh + (size_t)i * E, (size_t)E * sizeof(float));
+        memcpy(od, s->dh + (size_t)i * E, (size_t)E * sizeof(float));
+        s->score[r] = s->C[(size_t)i * B + i];
+        s->label[r] = H->label ? H->label->x[i] : 1.0f;
+        s->qid[r] = gq ? gq->ids[i] : (int32_t)r;
+        s->doc[r] = gd ? gd->ids[i] : (int32_t)r;
+    }
+    s->n += B;
+    return 0;
+}
+
+static int eval_begin(ts_head *H, ts_phase phase, ts_err *e)
+{
+    (void)phase; (void)e;
+    match_state *s = H->state;
+    s->n = 0;
+    ts_rng_seed(&s->eval_rng, ts_ctx_seed(H->ctx) ^ 0x6d61746368ull);
+    return 0;
+}
+
+static int eval_end(ts_head *H, ts_phase phase, ts_err *e)
+{
+    (void)phase;
+    match_state *s = H->state;
+    const int E = s->E;
+    rk_groups g;
+    if (rk_groups_make(&g, s->qid, s->doc, s->n))
+        return ts_fail(e, "match: out of memory while ranking");
+    long ncand = s->all_mode ? g.nd : 1;
+    for (long q = 0; q < g.nq; q++) {
+        long m = g.qstart[q + 1] - g.qstart[q];
+        if (m > ncand && !s->all_mode) ncand = m;
+    }
+    float *sc = malloc((size_t)(ncand + 1) * sizeof(float));
+    uint32_t *tie = malloc((size_t)(ncand + 1) * sizeof(uint32_t));
+    long *rel = malloc((size_t)(ncand + 1) * sizeof(long));
+    long *ranks = malloc((size_t)(ncand + 1) * sizeof(long));
+    float *Dm = s->all_mode ? malloc((size_t)(g.nd + 1) * E * sizeof(float)) : NULL;
+    if (!sc || !tie || !rel || !ranks || (s->all_mode && !Dm)) {
+        free(sc); free(tie); free(rel); free(ranks); free(Dm); rk_groups_free(&g);
+        return ts_fail(e, "match: out of memory while ranking %ld documents", g.nd);
+    }
+    rk_acc acc = {0};
+    if (s->all_mode) {
+        for (long c = 0; c < g.nd; c++) {
+            memcpy(Dm + (size_t)c * E, s->ed + (size_t)g.doc_row[c] * E, (size_t)E * sizeof(float));
+            tie[c] = rk_tie(s->doc[g.doc_row[c]]);
+        }
+    }
+    for (long q = 0; q < g.nq; q++) {
+        const long *rows = g.order + g.qstart[q];
+        long m = g.qstart[q + 1] - g.qstart[q], R = 0;
+        if (s->all_mode) {
+            /* scores of the query against every distinct document: (nd, E) x (E) */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)g.nd, E, 1.0f, Dm, E,
+                        s->eq + (size_t)rows[0] * E, 1, 0.0f, sc, 1);
+            for (long k = 0; k < m; k++)
+                if (s->label[rows[k]] > 0.5f) {
+                    long c = g.cand[rows[k]], dup = 0;
+                    for (long t = 0; t < R; t++) dup |= rel[t] == c;
+                    if (!dup) rel[R++] = c;
+                }
+            rk_add(&acc, sc, tie, g.nd, rel, R, ranks);
+        } else {
+            for (long k = 0; k < m; k++) {
+                sc[k] = s->score[rows[k]];
+                tie[k] = rk_tie(s->doc[rows[k]]);
+                if (s->label[rows[k]] > 0.5f) rel[R++] = k;
+            }
+            rk_add(&acc, sc, tie, m, rel, R, ranks);
+        }
+    }
+    rk_report(H->ctx, H->name, &acc);
+    if (!s->all_mode) ts_metric(H->ctx, H->name, "auc", ts_auc(s->score, s->label, NULL, s->n));
+    if (s->gamma) ts_metric(H->ctx, H->name, "gamma", s->gamma->w[0]);
+    free(sc); free(tie); free(rel); free(ranks); free(Dm); rk_groups_free(&g);
+    return 0;
+}
+
+static void destroy(ts_head *H)
+{
+    match_state *s = H->state;
+    if (!s) return;
+    free(s->qn); free(s->dn); free(s->z); free(s->dz); free(s->cosv); free(s->cand);
+    free(s->qh); free(s->dh); free(s->dqh); free(s->ddh); free(s->C); free(s->dC);
+    free(s->rows); free(s->mark); free(s->y);
+    free(s->eq); free(s->ed); free(s->score); free(s->label); free(s->qid); free(s->doc);
+    free(s);
+    H->state = NULL;
+}
+
+
+/* A failed build frees what it allocated: the host calls destroy only after a build succeeded. */
+static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
+{
+    if (build_impl(H, cfg, e) == 0) return 0;
+    destroy(H);
+    return -1;
+}
+static const ts_head_ops ops = {
+    .build = build, .forward = forward, .eval_begin = eval_begin, .eval_end = eval_end,
+    .destroy = destroy, .check_inputs = "f32 5 4; f32 5 4", .check_label = "binary",
+    .check_keys = "loss=softmax_ce negatives=4 learn_gamma=true gamma=5"};
+static const ts_plugin plugin = {
+    TS_ABI, sizeof(ts_plugin), TS_HEAD, "match", "1.0",
+    "DSSM matching: gamma*cos(q,d), softmax over in-batch negatives; ranking MRR/MAP/NDCG/Recall",
+    keys, &ops};
+
+const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }

@@ -1,0 +1,193 @@
+/* embedding_bag.c — a sparse table looked up by bags of ids and pooled (sum or mean).
+ *
+ * What it is for: the word-hashing front of DSSM (a 30k-wide letter-trigram count vector times a
+ * (30k, E) matrix, done at the cost of the ids present), per-word trigram vectors for CNN-DSSM and
+ * LSTM-DSSM, and the averaged watch history of the YouTube DNN.
+ *   input  BAGS (B, T): cell (b, t) holds ids[off[c] .. off[c+1]), c = b*T + t; rows may carry len.
+ *   combine = cell: out (B, T, E), out[b,t] = pool_{i in bag(b,t)} W[i]   (t < len[b]; else 0),
+ *                   len passed through.
+ *   combine = row:  out (B, E),    out[b]   = pool_{i in every bag(b,t), t < len[b]} W[i].
+ *   pool = sum: sum of rows; mean: the sum divided by the number of ids (an empty bag gives 0).
+ * Backward touches only the rows that occurred: g[i] += (1 or 1/count) * dout, ts_param_touch(i).
+ * What it is not: a dense one-hot product, nor a weighted bag (an id counts once per occurrence).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tessera.h"
+
+typedef struct {
+    int E;           /* embedding width */
+    int per_cell;    /* 1: combine = cell, output (B, T, E); 0: combine = row, output (B, E) */
+    int mean;        /* 1: pool = mean; 0: sum */
+    ts_param *W;     /* (vocab, E) sparse table */
+} bag_state;
+
+static const ts_key keys[] = {
+    {"dim", "int", NULL, "embedding width E"},
+    {"combine", "choice:cell|row", "row",
+     "cell: one vector per (row, step) cell, output (B, T, E); row: one vector per row, (B, E)"},
+    {"pool", "choice:sum|mean", "sum", "how the ids of a bag are combined"},
+    {"init_scale", "float", "0.05", "standard deviation of the normal initialisation"},
+    {NULL, NULL, NULL, NULL}};
+
+static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
+{
+    if (L->nin != 1)
+        return ts_fail(e, "%s: embedding_bag takes one input (a bags field), got %d; set "
+                       "input = ONE_FIELD", ts_cfg_where(cfg, "input"), L->nin);
+    const ts_tensor *in = L->in[0];
+    char sh[64];
+    if (in->dtype != TS_BAGS || in->ndim != 2)
+        return ts_fail(e, "%s: embedding_bag needs a bags input of shape (B, T), got %s; feed it a "
+                       "bags field of the dataset (e.g. query)", ts_cfg_where(cfg, "input"),
+                       ts_shape_str(in, sh, sizeof sh));
+    if (in->vocab <= 0 || in->vocab > 0x7fffffff)
+        return ts_fail(e, "%s: the input's vocabulary size %lld is not usable; the dataset must "
+                       "declare the field's vocab", ts_cfg_where(cfg, "input"),
+                       (long long)in->vocab);
+    long dim;
+    int combine, pool;
+    double scale;
+    if (ts_cfg_int(cfg, "dim", &dim, e) || ts_cfg_choice(cfg, "combine", "cell|row", &combine, e) ||
+        ts_cfg_choice(cfg, "pool", "sum|mean", &pool, e) ||
+        ts_cfg_float(cfg, "init_scale", &scale, e))
+        return -1;
+    if (dim < 1 || dim > 65536)
+        return ts_fail(e, "%s: dim = %ld is out of range; use 1..65536", ts_cfg_where(cfg, "dim"),
+                       dim);
+    bag_state *s = calloc(1, sizeof *s);
+    if (!s) return ts_fail(e, "embedding_bag: out of memory");
+    L->state = s;
+    s->E = (int)dim;
+    s->per_cell = combine == 0;
+    s->mean = pool == 1;
+    s->W = ts_param_add(L->ctx, "W", (int)in->vocab, s->E, TS_INIT_NORMAL, (float)scale,
+                        TS_PARAM_SPARSE, e);
+    if (!s->W) return -1;
+    ts_tensor *out = &L->out[0];
+    out->dtype = TS_F32;
+    out->dim[0] = in->dim[0];
+    if (s->per_cell) {
+        out->ndim = 3;
+        out->dim[1] = in->dim[1];
+        out->dim[2] = s->E;
+    } else {
+        out->ndim = 2;
+        out->dim[1] = s->E;
+    }
+    return 0;
+}
+
+/* Valid steps of row b: len[b] clamped to [0, T] (NULL len = all T). */
+static int steps_of(const ts_tensor *in, int b)
+{
+    int T = in->dim[1];
+    if (!in->len) return T;
+    int n = in->len[b];
+    return n < 0 ? 0 : n > T ? T : n;
+}
+
+static int forward(ts_layer *L, ts_phase phase, ts_err *e)
+{
+    (void)phase;
+    bag_state *s = L->state;
+    const ts_tensor *in = L->in[0];
+    ts_tensor *out = &L->out[0];
+    const int B = in->dim[0], T = in->dim[1], E = s->E;
+    const int32_t *off = in->off;   /* (B*T + 1) */
+    const int32_t *ids = in->ids;   /* (off[B*T]) */
+    const float *W = s->W->w;       /* (vocab, E) */
+    float *y = out->x;              /* (B, T, E) or (B, E) */
+    const int64_t V = in->vocab;
+    memset(y, 0, (size_t)ts_numel(out) * sizeof *y);
+    for (int b = 0; b < B; b++) {
+        int nt = steps_of(in, b);
+        float *yr = s->per_cell ? NULL : y + (size_t)b * E;
+        long row_count = 0;
+        for (int t = 0; t < nt; t++) {
+            long c = (long)b * T + t;
+            float *yc = s->per_cell ? y + (size_t)c * E : yr;
+            for (int32_t k = off[c]; k < off[c + 1]; k++) {
+                int32_t id = ids[k];
+                if (id < 0 || id >= V)
+                    return ts_fail(e, "embedding_bag %s: id %d at row %d step %d is outside the "
+                                   "vocabulary [0, %lld); the dataset produced a bad id",
+                                   L->name, id, b, t, (long long)V);
+                const float *w = W + (size_t)id * E;
+                for (int j = 0; j < E; j++) yc[j] += w[j];
+            }
+            int cnt = off[c + 1] - off[c];
+            if (s->per_cell && s->mean && cnt > 1) {
+                float inv = 1.0f / (float)cnt;
+                for (int j = 0; j < E; j++) yc[j] *= inv;
+            }
+            row_count += cnt;
+        }
+        if (!s->per_cell && s->mean && row_count > 1) {
+            float inv = 1.0f / (float)row_count;
+            for (int j = 0; j < E; j++) yr[j] *= inv;
+        }
+    }
+    if (s->per_cell) out->len = in->len;
+    return 0;
+}
+
+/* g[id] += scale * dy for every id of every valid bag; scale = 1 (sum) or 1/count (mean). */
+static int backward(ts_layer *L, ts_err *e)
+{
+    (void)e;
+    bag_state *s = L->state;
+    const ts_tensor *in = L->in[0];
+    const ts_tensor *out = &L->out[0];
+    if (!out->dx || (s->W->flags & TS_PARAM_FROZEN)) return 0;
+    const int B = in->dim[0], T = in->dim[1], E = s->E;
+    const int32_t *off = in->off, *ids = in->ids;
+    const float *dy = out->dx;  /* (B, T, E) or (B, E) */
+    float *G = s->W->g;         /* (vocab, E) */
+    for (int b = 0; b < B; b++) {
+        int nt = steps_of(in, b);
+        float row_scale = 1.0f;
+        if (!s->per_cell && s->mean) {
+            long cnt = (long)off[(long)b * T + nt] - off[(long)b * T];
+            if (cnt > 1) row_scale = 1.0f / (float)cnt;
+        }
+        for (int t = 0; t < nt; t++) {
+            long c = (long)b * T + t;
+            const float *d = s->per_cell ? dy + (size_t)c * E : dy + (size_t)b * E;
+            int cnt = off[c + 1] - off[c];
+            float sc = s->per_cell ? (s->mean && cnt > 1 ? 1.0f / (float)cnt : 1.0f) : row_scale;
+            for (int32_t k = off[c]; k < off[c + 1]; k++) {
+                int32_t id = ids[k];
+                float *g = G + (size_t)id * E;
+                for (int j = 0; j < E; j++) g[j] += sc * d[j];
+                ts_param_touch(s->W, id);
+            }
+        }
+    }
+    return 0;
+}
+
+static void destroy(ts_layer *L)
+{
+    free(L->state);
+    L->state = NULL;
+}
+
+
+/* A failed build frees what it allocated: the host calls destroy only after a build succeeded. */
+static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
+{
+    if (build_impl(L, cfg, e) == 0) return 0;
+    destroy(L);
+    return -1;
+}
+static const ts_layer_ops ops_cell = {
+    .build = build, .forward = forward, .backward = backward, .destroy = destroy,
+    .check_inputs = "bags 4 5 vocab=30 len", .check_keys = "dim=3 combine=cell pool=mean"};
+static const ts_plugin plugin = {
+    TS_ABI, sizeof(ts_plugin), TS_LAYER, "embedding_bag", "1.0",
+    "sparse table looked up by bags of ids, pooled per cell (B,T,E) or per row (B,E)", keys,
+    &ops_cell};
+
+const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }
