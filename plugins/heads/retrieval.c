@@ -1,0 +1,476 @@
+/* retrieval.c — the candidate-generation head of the YouTube DNN (Covington et al., RecSys
+ * 2016): next-item prediction as extreme multiclass classification over the whole catalogue.
+ *
+ *   P(next = i | u) = exp(u.v_i + b_i) / sum_j exp(u.v_j + b_j)      u (B, D) from `input =`
+ *
+ * Training: softmax = full computes every logit (one sgemm) and the loss plugin's softmax
+ * cross-entropy (or a built-in one when `loss =` is absent). softmax = sampled scores the
+ * target and J negatives shared by the batch, drawn with replacement from Q (log_uniform,
+ * frequency^power or uniform), with the logQ correction z_i -= log(J Q(i)) (Jean et al. 2015,
+ * Bengio & Senecal 2008) on the target and the negatives; a negative equal to a row's target
+ * (an accidental hit) is masked. Only the touched rows of V and b are updated (sparse).
+ * Evaluation: for every row, the scores of ALL items in blocks of `eval_block` items (sgemm),
+ * the items the user already watched set to -inf, top-K by ts_topk merged across blocks, the
+ * exact rank of the target; recall@K (= hit rate, one target per row), ndcg@K and mrr. A target
+ * that is itself among the excluded items counts as a miss.
+ * Not a serving index: report() writes the item vectors for `tessera export`. */
+#include "tessera.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RT_MAXK 8
+#define RT_MASK (-1e30f)   /* a masked logit: exp() is 0 without the inf - inf of -INFINITY */
+
+typedef struct {
+    int items, D, sampled, J, sampler, logq, nk, kmax, k[RT_MAXK], blk, maxb;
+    float power;
+    ts_param *V, *b;            /* (items, D) output embeddings, (items, 1) biases */
+    const ts_tensor *ex;        /* (B, 1) bags of items to exclude at evaluation, or NULL */
+    double *cdf;                /* (items) cumulative Q for sampler = frequency */
+    float *z, *dz;              /* full: (B, items); sampled: (B, 1 + J) logits and gradient */
+    float *zero_lab;            /* (B) label 0 = the target's column of a sampled row */
+    int32_t *samp;              /* (J) the shared negatives */
+    float *corr;                /* (J) log(J Q(s_j)), 0 without the correction */
+    float *Vs, *dVs;            /* (J, D) gathered negative rows and their gradient */
+    int32_t *tgt;               /* (B) target items */
+    float *S;                   /* (B, blk) one block of evaluation scores */
+    float *best_s, *tmp_s, *mrg_s; int32_t *best_i, *tmp_i, *mrg_i;  /* (B, kmax), (kmax), (kmax) */
+    int *nbest;                 /* (B) */
+    float *st;                  /* (B) the target's score */
+    double *lse_m, *lse_s;      /* (B) running log-sum-exp: max and sum of exp(s - max) */
+    long *rank;                 /* (B) rank of the target, 0 = still unknown, -1 = excluded */
+    int32_t *exs; long excap;   /* excluded ids, sorted per row */
+    long *exo, *ptr;            /* (B + 1) row starts in exs, (B) walking pointers */
+    double hit[RT_MAXK], ndcg[RT_MAXK], rr, loss; long count;
+} rt_state;
+
+static const ts_key keys[] = {
+    {"items", "int", "0", "catalogue size; 0 = from the dataset (aux item_freq, or the exclusion field's vocab)"},
+    {"softmax", "choice:full|sampled", "sampled", "full: every item's logit; sampled: target + J shared negatives"},
+    {"negatives", "int", "100", "J, negatives per batch for softmax = sampled"},
+    {"sampler", "choice:log_uniform|frequency|uniform", "log_uniform", "the proposal Q of the negatives"},
+    {"frequency_power", "float", "0.75", "sampler = frequency draws items with Q ~ (count + 1)^power"},
+    {"logq_correction", "bool", "true", "subtract log(J Q(i)) from the sampled logits, the target's too"},
+    {"exclude_watched", "string", "history", "a bags field of items never to recommend at evaluation; none = keep all"},
+    {"k", "list", "10,50,100", "cut-offs K of recall@K and ndcg@K"},
+    {"eval_block", "int", "4096", "items scored per sgemm at evaluation"},
+    {NULL, NULL, NULL, NULL}};
+
+static double log_q(const rt_state *R, int i)
+{
+    if (R->sampler == 0) return log(log((i + 2.0) / (i + 1.0)) / log(R->items + 1.0));
+    if (R->sampler == 1) return log(R->cdf[i] - (i ? R->cdf[i - 1] : 0.0));
+    return -log((double)R->items);
+}
+
+static int draw(rt_state *R, ts_rng *rng)
+{
+    double u = ts_rng_uniform(rng);
+    long i;
+    if (R->sampler == 0) i = (long)floor(exp(u * log(R->items + 1.0))) - 1;   /* inverse CDF */
+    else if (R->sampler == 1) {
+        long lo = 0, hi = R->items - 1;                  /* first i with cdf[i] > u */
+        while (lo < hi) { long m = (lo + hi) / 2; if (R->cdf[m] > u) hi = m; else lo = m + 1; }
+        i = lo;
+    } else i = (long)ts_rng_below(rng, (uint64_t)R->items);
+    return (int)(i < 0 ? 0 : i >= R->items ? R->items - 1 : i);
+}
+
+/* The built-in softmax cross-entropy (when `loss =` is absent): mean over the n rows of
+ * log sum_j exp(z_j - m) - (z_c - m), m = the row max; dz (n, k), zeroed by the caller, gets
+ * scale / n * (softmax(z) - onehot(c)). One expf per logit, kept in dz between the passes. */
+static double softmax_ce(int n, int k, const float *z, const float *y, float *dz, float scale)
+{
+    double total = 0;
+    for (int r = 0; r < n; r++) {
+        const float *zr = z + (long)r * k;
+        float *g = dz + (long)r * k, m = zr[0];
+        for (int j = 1; j < k; j++) m = zr[j] > m ? zr[j] : m;
+        double s = 0;
+        for (int j = 0; j < k; j++) s += g[j] = expf(zr[j] - m);
+        int c = (int)y[r];
+        total += log(s) + m - zr[c];
+        float a = (float)(scale / n / s);
+        for (int j = 0; j < k; j++) g[j] *= a;
+        g[c] -= scale / n;
+    }
+    return total / n;
+}
+
+static int loss_of(ts_head *H, int n, int k, const float *z, const float *y, float *dz, double *loss, ts_err *e)
+{
+    if (H->loss) return H->loss->eval(H->loss_state, n, k, z, y, NULL, loss, dz, H->grad_scale, e);
+    *loss = softmax_ce(n, k, z, y, dz, H->grad_scale);
+    return 0;
+}
+
+static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
+{
+    rt_state *R = calloc(1, sizeof *R);
+    if (!R) return ts_fail(e, "out of memory");
+    H->state = R;
+    long items, J, blk;
+    double power;
+    char kl[RT_MAXK + 1][TS_NAME_MAX];
+    if (ts_cfg_int(cfg, "items", &items, e) || ts_cfg_choice(cfg, "softmax", "full|sampled", &R->sampled, e) ||
+        ts_cfg_int(cfg, "negatives", &J, e) || ts_cfg_choice(cfg, "sampler", "log_uniform|frequency|uniform",
+        &R->sampler, e) || ts_cfg_float(cfg, "frequency_power", &power, e) ||
+        ts_cfg_bool(cfg, "logq_correction", &R->logq, e) ||
+        ts_cfg_list(cfg, "k", kl, RT_MAXK, &R->nk, e) || ts_cfg_int(cfg, "eval_block", &blk, e)) return -1;
+    if (H->nin != 1 || H->in[0]->dtype != TS_F32 || H->in[0]->ndim != 2)
+        return ts_fail(e, "%s: the retrieval head takes one (B, D) f32 input, the user vector", ts_cfg_section(cfg));
+    if (H->loss && H->loss->label_kind != TS_LABEL_CLASS)
+        return ts_fail(e, "%s: the loss must take a class label (loss = softmax_ce)", ts_cfg_section(cfg));
+    const char *exn = ts_cfg_str(cfg, "exclude_watched");
+    if (exn && strcmp(exn, "none")) {
+        R->ex = ts_ctx_field(H->ctx, exn);
+        if (R->ex && R->ex->dtype != TS_BAGS)
+            return ts_fail(e, "%s: exclude_watched = %s must name a bags field of item ids", ts_cfg_where(cfg, "exclude_watched"), exn);
+    }
+    const void *aux;
+    long naux = 0;
+    const float *freq = ts_ctx_aux(H->ctx, "item_freq", &aux, &naux) == 0 ? aux : NULL;
+    if (items <= 0) items = freq ? naux : R->ex ? (long)R->ex->vocab : 0;
+    if (items <= 0)
+        return ts_fail(e, "%s: set items = the catalogue size (the dataset offers no item_freq)", ts_cfg_section(cfg));
+    if (J < 1 || blk < 1) return ts_fail(e, "%s: negatives and eval_block must be positive", ts_cfg_section(cfg));
+    R->items = (int)items; R->D = H->in[0]->dim[1]; R->J = (int)J; R->blk = (int)blk; R->power = (float)power;
+    R->maxb = H->in[0]->dim[0] > ts_ctx_max_batch(H->ctx) ? H->in[0]->dim[0] : ts_ctx_max_batch(H->ctx);
+    for (int i = 0; i < R->nk; i++) {
+        R->k[i] = atoi(kl[i]);
+        if (R->k[i] < 1) return ts_fail(e, "%s: k = %s: every cut-off must be a positive integer", ts_cfg_where(cfg, "k"), kl[i]);
+        if (R->k[i] > R->kmax) R->kmax = R->k[i];
+    }
+    if (R->kmax > R->items) R->kmax = R->items;
+    if (R->sampled && R->sampler == 1) {
+        if (!freq || naux != items)
+            return ts_fail(e, "%s: sampler = frequency needs the dataset's item_freq for %ld items; use log_uniform", ts_cfg_section(cfg), items);
+        if (!(R->cdf = malloc((size_t)items * sizeof *R->cdf))) return ts_fail(e, "out of memory");
+        double c = 0;
+        for (long i = 0; i < items; i++) R->cdf[i] = c += pow(freq[i] + 1.0, power);
+        for (long i = 0; i < items; i++) R->cdf[i] /= c;
+    }
+    unsigned fl = R->sampled ? TS_PARAM_SPARSE : 0;
+    if (!(R->V = ts_param_add(H->ctx, "V", R->items, R->D, TS_INIT_NORMAL, 1.0f / sqrtf((float)R->D), fl, e)) ||
+        !(R->b = ts_param_add(H->ctx, "b", R->items, 1, TS_INIT_ZEROS, 0, fl, e))) return -1;
+    long B = R->maxb, zc = R->sampled ? 1 + R->J : R->items, kb = R->kmax > 0 ? R->kmax : 1;
+    R->z = malloc((size_t)(B * zc) * sizeof(float)); R->dz = malloc((size_t)(B * zc) * sizeof(float));
+    R->zero_lab = calloc((size_t)B, sizeof(float)); R->tgt = malloc((size_t)B * sizeof(int32_t));
+    R->samp = malloc((size_t)R->J * sizeof(int32_t)); R->corr = malloc((size_t)R->J * sizeof(float));
+    R->Vs = malloc((size_t)R->J * R->D * sizeof(float)); R->dVs = malloc((size_t)R->J * R->D * sizeof(float));
+    long bl = R->blk < R->items ? R->blk : R->items;
+    R->S = malloc((size_t)(B * bl) * sizeof(float));
+    R->best_s = malloc((size_t)(B * kb) * sizeof(float)); R->best_i = malloc((size_t)(B * kb) * sizeof(int32_t));
+    R->tmp_s = malloc((size_t)kb * sizeof(float)); R->tmp_i = malloc((size_t)kb * sizeof(int32_t));
+    R->mrg_s = malloc((size_t)kb * sizeof(float)); R->mrg_i = malloc((size_t)kb * sizeof(int32_t));
+    R->nbest = malloc((size_t)B * sizeof(int)); R->st = malloc((size_t)B * sizeof(float));
+    R->lse_m = malloc((size_t)B * sizeof(double)); R->lse_s = malloc((size_t)B * sizeof(double));
+    R->rank = malloc((size_t)B * sizeof(long)); R->exo = malloc((size_t)(B + 1) * sizeof(long));
+    R->ptr = malloc((size_t)B * sizeof(long));
+    if (!R->z || !R->dz || !R->zero_lab || !R->tgt || !R->samp || !R->corr || !R->Vs || !R->dVs || !R->S ||
+        !R->best_s || !R->best_i || !R->tmp_s || !R->tmp_i || !R->mrg_s || !R->mrg_i || !R->nbest || !R->st ||
+        !R->lse_m || !R->lse_s || !R->rank || !R->exo || !R->ptr) return ts_fail(e, "out of memory");
+    return 0;
+}
+
+static int targets(ts_head *H, rt_state *R, int B, ts_err *e)
+{
+    if (!H->label) return ts_fail(e, "head %s: set label = the next-item field (an item index)", H->name);
+    for (int r = 0; r < B; r++) {
+        float y = H->label->x[r];
+        if (!(y >= 0 && y < R->items) || y != (float)(int)y)
+            return ts_fail(e, "head %s: label %g of row %d is not an item index in [0, %d); check items =", H->name, y, r, R->items);
+        R->tgt[r] = (int)y;
+    }
+    return 0;
+}
+
+/* Full softmax: z = U V^T + b (B, items); dU += dz V, dV += dz^T U, db += colsum dz. */
+static int train_full(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
+{
+    const float *U = H->in[0]->x;                   /* (B, D) */
+    float *V = R->V->w, *z = R->z, *dz = R->dz;     /* (items, D), (B, items) */
+    int N = R->items, D = R->D;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, N, D, 1.0f, U, D, V, D, 0.0f, z, N);
+    for (int r = 0; r < B; r++) for (int j = 0; j < N; j++) z[(long)r * N + j] += R->b->w[j];
+    memset(dz, 0, (size_t)B * N * sizeof *dz);
+    if (loss_of(H, B, N, z, H->label->x, dz, loss, e)) return -1;
+    if (H->in[0]->dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, N, 1.0f, dz, N, V, D, 1.0f, H->in[0]->dx, D);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, B, 1.0f, dz, N, U, D, 1.0f, R->V->g, D);
+    for (int r = 0; r < B; r++) for (int j = 0; j < N; j++) R->b->g[j] += dz[(long)r * N + j];
+    return 0;
+}
+
+/* Sampled softmax: row r's logits are [u_r.v_t + b_t, u_r.v_s1 + b_s1, ...] - log(J Q(.)),
+ * the target in column 0; the J negatives are shared, so their scores are one sgemm. */
+static int train_sampled(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
+{
+    const float *U = H->in[0]->x;                   /* (B, D) */
+    int J = R->J, D = R->D, C = 1 + J;
+    float *V = R->V->w, *bw = R->b->w, *z = R->z, *dz = R->dz;   /* z, dz (B, 1 + J) */
+    ts_rng *rng = ts_ctx_rng(H->ctx);               /* new negatives every step */
+    for (int j = 0; j < J; j++) {
+        R->samp[j] = draw(R, rng);
+        R->corr[j] = R->logq ? (float)(log((double)J) + log_q(R, R->samp[j])) : 0.0f;
+    }
+    for (int j = 0; j < J; j++) memcpy(R->Vs + (long)j * D, V + (long)R->samp[j] * D, (size_t)D * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, J, D, 1.0f, U, D, R->Vs, D, 0.0f, z + 1, C);
+    for (int r = 0; r < B; r++) {
+        int t = R->tgt[r];
+        float *zr = z + (long)r * C;
+        zr[0] = cblas_sdot(D, U + (long)r * D, 1, V + (long)t * D, 1) + bw[t] -
+                (R->logq ? (float)(log((double)J) + log_q(R, t)) : 0.0f);
+        for (int j = 0; j < J; j++) zr[1 + j] = R->samp[j] == t ? RT_MASK : zr[1 + j] + bw[R->samp[j]] - R->corr[j];
+    }
+    memset(dz, 0, (size_t)B * C * sizeof *dz);
+    if (loss_of(H, B, C, z, R->zero_lab, dz, loss, e)) return -1;
+    for (int r = 0; r < B; r++)                     /* an accidental hit gets no gradient */
+        for (int j = 0; j < J; j++) if (R->samp[j] == R->tgt[r]) dz[(long)r * C + 1 + j] = 0;
+    if (H->in[0]->dx) {
+        float *dx = H->in[0]->dx;                   /* (B, D) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, J, 1.0f, dz + 1, C, R->Vs, D, 1.0f, dx, D);
+        for (int r = 0; r < B; r++) cblas_saxpy(D, dz[(long)r * C], V + (long)R->tgt[r] * D, 1, dx + (long)r * D, 1);
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, J, D, B, 1.0f, dz + 1, C, U, D, 0.0f, R->dVs, D);
+    for (int j = 0; j < J; j++) {
+        int s = R->samp[j];
+        cblas_saxpy(D, 1.0f, R->dVs + (long)j * D, 1, R->V->g + (long)s * D, 1);
+        float gb = 0;
+        for (int r = 0; r < B; r++) gb += dz[(long)r * C + 1 + j];
+        R->b->g[s] += gb;
+        ts_param_touch(R->V, s); ts_param_touch(R->b, s);
+    }
+    for (int r = 0; r < B; r++) {
+        int t = R->tgt[r];
+        cblas_saxpy(D, dz[(long)r * C], U + (long)r * D, 1, R->V->g + (long)t * D, 1);
+        R->b->g[t] += dz[(long)r * C];
+        ts_param_touch(R->V, t); ts_param_touch(R->b, t);
+    }
+    return 0;
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Scores of items [j0, j0 + nb) for every row into S (B, nb): s = U V[j0 .. j0 + nb)^T + b. */
+static void score_block(rt_state *R, const float *U, int B, int j0, int nb)
+{
+    float *S = R->S;                                /* (B, nb) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nb, R->D, 1.0f, U, R->D, R->V->w + (long)j0 * R->D,
+                R->D, 0.0f, S, nb);
+    const float *bw = R->b->w + j0;
+    for (int r = 0; r < B; r++) {
+        float *s = S + (long)r * nb;
+        for (int j = 0; j < nb; j++) s[j] += bw[j];
+    }
+}
+
+/* Sets the excluded items of the block to -inf; ptr[r] walks row r's sorted list across blocks. */
+static void exclude_block(rt_state *R, int B, int j0, int nb, long *ptr)
+{
+    for (int r = 0; r < B; r++) {
+        float *s = R->S + (long)r * nb;
+        while (ptr[r] < R->exo[r + 1] && R->exs[ptr[r]] < j0 + nb) {
+            int32_t it = R->exs[ptr[r]++];
+            if (it >= j0) s[it - j0] = -INFINITY;
+        }
+    }
+}
+
+/* Merges row r's running top list with a block's (both best first; the block's ids are all
+ * larger, so on a tie the running entry stays ahead, as in ts_topk). */
+static void merge_top(rt_state *R, int r, const float *bs, const int32_t *bi, int m)
+{
+    float *as = R->best_s + (long)r * R->kmax;
+    int32_t *ai = R->best_i + (long)r * R->kmax;
+    int na = R->nbest[r], i = 0, j = 0, o = 0;
+    while (o < R->kmax && (i < na || j < m)) {
+        if (j >= m || (i < na && as[i] >= bs[j])) { R->mrg_s[o] = as[i]; R->mrg_i[o++] = ai[i++]; }
+        else { R->mrg_s[o] = bs[j]; R->mrg_i[o++] = bi[j++]; }
+    }
+    memcpy(as, R->mrg_s, (size_t)o * sizeof *as);
+    memcpy(ai, R->mrg_i, (size_t)o * sizeof *ai);
+    R->nbest[r] = o;
+}
+
+/* Every row against the whole catalogue: full-softmax loss, top-K, the target's exact rank. */
+static int eval_batch(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
+{
+    const float *U = H->in[0]->x;                   /* (B, D) */
+    long tot = 0;
+    R->exo[0] = 0;
+    for (int r = 0; r < B; r++) {
+        if (R->ex) tot += R->ex->off[r + 1] - R->ex->off[r];
+        R->exo[r + 1] = tot;
+    }
+    if (tot > R->excap) {
+        int32_t *g = realloc(R->exs, (size_t)tot * sizeof *g);
+        if (!g) return ts_fail(e, "out of memory");
+        R->exs = g; R->excap = tot;
+    }
+    for (int r = 0; r < B; r++) {
+        long n = R->exo[r + 1] - R->exo[r];
+        R->rank[r] = 0;
+        if (n) {
+            int32_t *x = R->exs + R->exo[r];
+            memcpy(x, R->ex->ids + R->ex->off[r], (size_t)n * sizeof *x);
+            qsort(x, (size_t)n, sizeof *x, cmp_i32);
+            if (bsearch(&R->tgt[r], x, (size_t)n, sizeof *x, cmp_i32)) R->rank[r] = -1;
+        }
+        R->nbest[r] = 0; R->lse_m[r] = -INFINITY; R->lse_s[r] = 0; R->ptr[r] = R->exo[r];
+    }
+    for (int j0 = 0; j0 < R->items; j0 += R->blk) {
+        int nb = R->items - j0 < R->blk ? R->items - j0 : R->blk;
+        score_block(R, U, B, j0, nb);
+        for (int r = 0; r < B; r++) {
+            const float *s = R->S + (long)r * nb;
+            float m = -INFINITY;
+            for (int j = 0; j < nb; j++) m = s[j] > m ? s[j] : m;
+            double nm = m > R->lse_m[r] ? m : R->lse_m[r], acc = 0;
+            for (int j = 0; j < nb; j++) acc += expf(s[j] - (float)nm);
+            R->lse_s[r] = R->lse_s[r] * exp(R->lse_m[r] - nm) + acc;
+            R->lse_m[r] = nm;
+            if (R->tgt[r] >= j0 && R->tgt[r] < j0 + nb) R->st[r] = s[R->tgt[r] - j0];
+        }
+        exclude_block(R, B, j0, nb, R->ptr);
+        for (int r = 0; r < B && R->kmax > 0; r++) {
+            const float *s = R->S + (long)r * nb;
+            int m = ts_topk(s, nb, R->kmax, R->tmp_i);
+            for (int q = 0; q < m; q++) { R->tmp_s[q] = s[R->tmp_i[q]]; R->tmp_i[q] += j0; }
+            merge_top(R, r, R->tmp_s, R->tmp_i, m);
+        }
+    }
+    int need = 0;
+    for (int r = 0; r < B; r++) {
+        if (R->st[r] != R->st[r]) R->rank[r] = -1;  /* a NaN score ranks nowhere */
+        for (int q = 0; q < R->nbest[r] && R->rank[r] == 0; q++)
+            if (R->best_i[(long)r * R->kmax + q] == R->tgt[r]) R->rank[r] = q + 1;
+        if (R->rank[r] == 0) { need = 1; R->rank[r] = 1; R->ptr[r] = R->exo[r]; }
+        else R->ptr[r] = -1;
+    }
+    /* Past the top-K list: rank = 1 + #{s_j > s_t} + #{j < t: s_j = s_t}, over a second pass of
+     * the same sgemm (same shapes and inputs give bit-identical scores). */
+    for (int j0 = 0; need && j0 < R->items; j0 += R->blk) {
+        int nb = R->items - j0 < R->blk ? R->items - j0 : R->blk;
+        score_block(R, U, B, j0, nb);
+        for (int r = 0; r < B; r++) {
+            if (R->ptr[r] < 0) continue;
+            float *s = R->S + (long)r * nb, st = R->st[r];
+            while (R->ptr[r] < R->exo[r + 1] && R->exs[R->ptr[r]] < j0 + nb) {
+                int32_t it = R->exs[R->ptr[r]++];
+                if (it >= j0) s[it - j0] = -INFINITY;
+            }
+            long c = 0;
+            int tl = R->tgt[r] - j0;                /* items below the target win ties */
+            for (int j = 0; j < nb; j++) c += s[j] > st || (s[j] == st && j < tl);
+            R->rank[r] += c;
+        }
+    }
+    double ls = 0;
+    for (int r = 0; r < B; r++) {
+        ls += log(R->lse_s[r]) + R->lse_m[r] - R->st[r];
+        long k = R->rank[r];
+        if (k < 1) continue;                        /* excluded target: a miss everywhere */
+        R->rr += 1.0 / k;
+        for (int q = 0; q < R->nk; q++)
+            if (k <= R->k[q]) { R->hit[q] += 1; R->ndcg[q] += 1.0 / log2(k + 1.0); }
+    }
+    R->loss += ls;
+    R->count += B;
+    *loss = ls / B;
+    return 0;
+}
+
+static int forward(ts_head *H, ts_phase phase, double *loss, ts_err *e)
+{
+    rt_state *R = H->state;
+    int B = H->in[0]->dim[0];
+    *loss = 0;
+    if (B <= 0) return 0;
+    if (targets(H, R, B, e)) return -1;
+    if (phase != TS_TRAIN) return eval_batch(H, R, B, loss, e);
+    return R->sampled ? train_sampled(H, R, B, loss, e) : train_full(H, R, B, loss, e);
+}
+
+static int eval_begin(ts_head *H, ts_phase phase, ts_err *e)
+{
+    rt_state *R = H->state;
+    memset(R->hit, 0, sizeof R->hit); memset(R->ndcg, 0, sizeof R->ndcg);
+    R->rr = R->loss = 0; R->count = 0;
+    return 0;
+}
+
+static int eval_end(ts_head *H, ts_phase phase, ts_err *e)
+{
+    rt_state *R = H->state;
+    if (R->count == 0) return ts_fail(e, "head %s: no example was evaluated", H->name);
+    char name[32];
+    for (int q = 0; q < R->nk; q++) {
+        snprintf(name, sizeof name, "recall@%d", R->k[q]);
+        ts_metric(H->ctx, H->name, name, R->hit[q] / R->count);
+    }
+    for (int q = 0; q < R->nk; q++) {
+        snprintf(name, sizeof name, "ndcg@%d", R->k[q]);
+        ts_metric(H->ctx, H->name, name, R->ndcg[q] / R->count);
+    }
+    ts_metric(H->ctx, H->name, "mrr", R->rr / R->count);
+    ts_metric(H->ctx, H->name, "full_softmax_loss", R->loss / R->count);
+    return 0;
+}
+
+/* item_vectors.txt: "index<TAB>raw_id<TAB>bias<TAB>v_1 ... v_D<TAB>title" after a '#' header;
+ * item_vectors.bin: "TSIV", uint32 version 1, int32 items, int32 D, then V (items, D) and
+ * b (items) as little-endian float32: what `tessera export` / `recommend` read. */
+static int report(ts_head *H, const char *dir, ts_err *e)
+{
+    rt_state *R = H->state;
+    const void *p;
+    long n;
+    const char *const *title = ts_ctx_aux(H->ctx, "item_title", &p, &n) == 0 && n == R->items ? p : NULL;
+    const int32_t *raw = ts_ctx_aux(H->ctx, "item_raw_id", &p, &n) == 0 && n == R->items ? p : NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/item_vectors.txt", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return ts_fail(e, "cannot write %s: check the results folder", path);
+    fprintf(f, "# tessera retrieval head %s: items=%d dim=%d; index raw_id bias v_1..v_%d title\n", H->name, R->items, R->D, R->D);
+    for (int i = 0; i < R->items; i++) {
+        fprintf(f, "%d\t%d\t%.7g\t", i, raw ? raw[i] : i, R->b->w[i]);
+        for (int d = 0; d < R->D; d++) fprintf(f, d ? " %.7g" : "%.7g", R->V->w[(long)i * R->D + d]);
+        fprintf(f, "\t%s\n", title && title[i] ? title[i] : "");
+    }
+    int bad = fclose(f) != 0;
+    snprintf(path, sizeof path, "%s/item_vectors.bin", dir);
+    if (bad || !(f = fopen(path, "wb"))) return ts_fail(e, "cannot write %s: check the results folder and disk space", path);
+    uint32_t hdr[4] = {0x56495354u /* "TSIV" */, 1, (uint32_t)R->items, (uint32_t)R->D};
+    bad = fwrite(hdr, sizeof hdr, 1, f) != 1 || fwrite(R->V->w, sizeof(float), (size_t)R->items * R->D, f) != (size_t)R->items * R->D ||
+          fwrite(R->b->w, sizeof(float), (size_t)R->items, f) != (size_t)R->items;
+    if (fclose(f) || bad) return ts_fail(e, "cannot write %s: check disk space", path);
+    return 0;
+}
+
+static void destroy(ts_head *H)
+{
+    rt_state *R = H->state;
+    if (!R) return;
+    void *bufs[] = {R->cdf, R->z, R->dz, R->zero_lab, R->samp, R->corr, R->Vs, R->dVs, R->tgt, R->S, R->best_s,
+        R->tmp_s, R->mrg_s, R->best_i, R->tmp_i, R->mrg_i, R->nbest, R->st, R->lse_m, R->lse_s, R->rank, R->exs,
+        R->exo, R->ptr};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    free(R);
+    H->state = NULL;
+}
+
+static const ts_head_ops ops = {.build = build, .forward = forward, .eval_begin = eval_begin,
+    .eval_end = eval_end, .destroy = destroy, .report = report, .check_inputs = "f32 5 4",
+    .check_label = "class 7", .check_keys = "items=7 softmax=sampled negatives=6 k=1,3"};
+static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_HEAD, "retrieval", "1.0",
+    "YouTube DNN candidate generation: full or sampled softmax over items, recall@K / ndcg@K / mrr", keys, &ops};
+const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }
