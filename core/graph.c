@@ -743,6 +743,7 @@ int ts_exp_build(ts_exp *x, ts_err *e)
             return ts_fail(e, "%s:%d: [%s] (type %s, inputs %s): %s", hn->cfg->file, hn->cfg->line,
                            hn->cfg->name, hn->pl->name, shapes, pe.msg);
         }
+        hn->built = 1;
     }
     x->ctx.owner = "weighting";
     if (x->weighting == 1 && !(x->log_var = ts_param_add(&x->ctx, "log_var", 1, x->nheads,
@@ -764,7 +765,7 @@ void ts_exp_free(ts_exp *x)
     if (!x) return;
     for (int i = 0; i < x->nheads; i++) {
         ts_hnode *hn = &x->heads[i];
-        if (hn->ops && hn->ops->destroy && hn->H.ctx) hn->ops->destroy(&hn->H);
+        if (hn->built && hn->ops->destroy) hn->ops->destroy(&hn->H);
         if (hn->H.loss && hn->H.loss->destroy && hn->H.loss_state)
             hn->H.loss->destroy(hn->H.loss_state);
     }

@@ -102,6 +102,7 @@ typedef struct ts_hnode {
     double weight;                 /* static weight of the task's loss */
     double last_loss;              /* this step's mean loss */
     double loss_sum;               /* since the last log line */
+    int built;                     /* build() succeeded: destroy() is owed */
 } ts_hnode;
 
 struct ts_exp {

@@ -88,9 +88,17 @@ static void describe(const ts_plugin *p, int md)
         printf("### `%s` (%s)\n\n%s\n\n", p->name, ts_kind_name(p->kind), p->summary ? p->summary : "");
         if (!p->keys || !p->keys->key) { printf("No keys.\n\n"); return; }
         printf("| key | type | default | meaning |\n|---|---|---|---|\n");
-        for (const ts_key *k = p->keys; k->key; k++)
-            printf("| `%s` | %s | %s | %s |\n", k->key, k->type ? k->type : "",
+        for (const ts_key *k = p->keys; k->key; k++) {
+            /* a '|' inside a cell (choice:a|b) would split the Markdown table */
+            char type[256] = "";
+            for (const char *c = k->type ? k->type : ""; *c && strlen(type) < sizeof type - 3; c++) {
+                size_t n = strlen(type);
+                if (*c == '|') { type[n] = '\\'; type[n + 1] = '|'; type[n + 2] = 0; }
+                else { type[n] = *c; type[n + 1] = 0; }
+            }
+            printf("| `%s` | %s | %s | %s |\n", k->key, type,
                    k->def ? (k->def[0] ? k->def : "\"\"") : "**required**", k->help ? k->help : "");
+        }
         printf("\n");
         return;
     }

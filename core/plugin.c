@@ -131,6 +131,7 @@ static int add(const ts_plugin *p, const char *path, int rank, ts_err *e)
     for (int i = 0; i < reg.n; i++) {
         reg_entry *r = &reg.e[i];
         if (r->p->kind != p->kind || strcmp(r->p->name, p->name)) continue;
+        if (r->p == p) return 0;   /* the same file named twice (`plugin =` on two layers) */
         if (r->dir_rank < rank) return 0;   /* an earlier folder of the path wins, like PATH */
         return ts_fail(e, "two plugins define the %s '%s': %s and %s; remove or rename one "
                        "(a plugin's name is the `type =` value experiments use)",

@@ -252,7 +252,9 @@ typedef struct ts_layer_ops {
     int (*forward)(ts_layer *L, ts_phase phase, ts_err *e);
     /* in->dx += (d out / d in)^T out->dx, p->g += ...; skips inputs whose dx is NULL. */
     int (*backward)(ts_layer *L, ts_err *e);
-    void (*destroy)(ts_layer *L);                                   /* may be NULL */
+    /* Frees what build allocated; called only after a successful build (a build that fails
+     * frees what it allocated itself). May be NULL. */
+    void (*destroy)(ts_layer *L);
     /* Optional: called after the test evaluation to write extra results (gates.csv). */
     int (*report)(ts_layer *L, const char *dir, ts_err *e);
     /* For `tessera check-plugin`: the inputs to check on and the keys to build with.
@@ -344,7 +346,9 @@ typedef struct ts_dataset_ops {
     int (*batch)(ts_data *D, ts_phase split, const long *rows, int n, ts_err *e);
     /* Optional: named auxiliary arrays (see ts_ctx_aux). */
     int (*aux)(ts_data *D, const char *name, const void **ptr, long *n);
-    void (*close)(ts_data *D);                                       /* may be NULL */
+    /* Frees the dataset; called after open(), also after a failed one (so open() leaves
+     * D->state NULL or valid). May be NULL. */
+    void (*close)(ts_data *D);
 } ts_dataset_ops;
 
 #ifdef __cplusplus
