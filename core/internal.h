@@ -149,4 +149,12 @@ const char *ts_phase_name(ts_phase p);
 /* Builds a section from "k=v k=v" for a plugin's check; caller frees with ts_ini_free. */
 int ts_ini_from_pairs(ts_ini *ini, const char *section, const char *pairs, ts_err *e);
 
+/* ---- trained parameters (params_io.c) ------------------------------------------------------ */
+/* Writes every parameter's weights (tied copies once) to path, "TSPR" layout with a CRC-32
+ * (params_io.c documents it); written to a temporary file and renamed. */
+int ts_save_params(ts_exp *x, const char *path, ts_err *e);
+/* Reads path into a built experiment's weights after checking the CRC and that names and
+ * shapes match one to one; on a mismatch names what differs and changes nothing. */
+int ts_load_params(ts_exp *x, const char *path, ts_err *e);
+
 #endif

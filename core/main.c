@@ -9,6 +9,8 @@
 
 int ts_cmd_compare(int argc, char **argv);
 int ts_cmd_plot(int argc, char **argv);
+int ts_cmd_export(int argc, char **argv);
+int ts_cmd_recommend(int argc, char **argv);
 
 static void usage(FILE *f)
 {
@@ -21,6 +23,10 @@ static void usage(FILE *f)
         "                          run experiments over seeds and write a comparison report\n"
         "  plot RUN_DIR ... [--out FILE.png]\n"
         "                          draw the loss curves of runs\n"
+        "  export RUN_DIR [--out DIR] [--head TASK]\n"
+        "                          write a retrieval run's user and item vectors (ANN index)\n"
+        "  recommend RUN_DIR --user ID [-k 10]\n"
+        "                          print a user's top-K items, watched ones excluded\n"
         "  plugins                 list the plugins found, where, kind and version\n"
         "  describe NAME|--all [--markdown]\n"
         "                          print a plugin's keys (the INI reference)\n"
@@ -209,6 +215,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "check-plugin")) return cmd_check(argc - 2, argv + 2);
     if (!strcmp(cmd, "compare")) return ts_cmd_compare(argc - 2, argv + 2);
     if (!strcmp(cmd, "plot")) return ts_cmd_plot(argc - 2, argv + 2);
+    if (!strcmp(cmd, "export")) return ts_cmd_export(argc - 2, argv + 2);
+    if (!strcmp(cmd, "recommend")) return ts_cmd_recommend(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("tessera %s (plugin ABI %u)\n", PACKAGE_VERSION, TS_ABI);
         return 0;

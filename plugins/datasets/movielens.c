@@ -14,7 +14,8 @@
  * for validation and test), next_item F32 (the label, an item index), user I32, and where the
  * files have them gender, user_age, occupation I32. Items are re-indexed by descending
  * training frequency (id 0 = most watched), so a log-uniform sampler approximates popularity.
- * aux: item_freq (float), item_title (const char *), item_raw_id (int32), genre_name. */
+ * aux: item_freq (float), item_title (const char *), item_raw_id (int32), genre_name,
+ * user_raw_id (int32, the files' userId of each user index: `tessera recommend --user`). */
 #include "tessera.h"
 
 #include <stdio.h>
@@ -33,6 +34,7 @@ typedef struct {
     float *item_freq;       /* (nitems) training watches of each item */
     char **title;           /* (nitems) */
     int32_t *raw_id;        /* (nitems) the files' movie id */
+    int32_t *user_raw_id;   /* (nusers) the files' user id */
     int64_t *raw_sorted;    /* (nitems) raw ids ascending, and their index below */
     int32_t *raw_to_new;    /* (nitems) */
     char **genre;           /* (ngenres) */
@@ -287,8 +289,8 @@ static void ml_close(ts_data *D)
     for (int i = 0; S->title && i < S->nitems; i++) free(S->title[i]);
     for (int i = 0; S->genre && i < S->ngenres; i++) free(S->genre[i]);
     void *bufs[] = {S->uoff, S->witem, S->wtime, S->goff, S->gids, S->ex_user, S->ex_pos, S->item_freq,
-        S->title, S->raw_id, S->raw_sorted, S->raw_to_new, S->genre, S->gender, S->uage, S->occ, S->h_off,
-        S->h_ids, S->g_off, S->g_ids, S->w_off, S->w_ids, S->f_user, S->f_gen, S->f_uage, S->f_occ,
+        S->title, S->raw_id, S->user_raw_id, S->raw_sorted, S->raw_to_new, S->genre, S->gender, S->uage,
+        S->occ, S->h_off, S->h_ids, S->g_off, S->g_ids, S->w_off, S->w_ids, S->f_user, S->f_gen, S->f_uage, S->f_occ,
         S->f_age, S->f_label};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(S);
@@ -430,6 +432,9 @@ static int ml_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
         rc = !S->gender || !S->uage || !S->occ ? ts_fail(e, "out of memory")
                                                 : read_users(S, up, fmt, uraw, skip, e);
     }
+    if (!rc && !(S->user_raw_id = malloc((size_t)S->nusers * sizeof *S->user_raw_id)))
+        rc = ts_fail(e, "out of memory");
+    for (int u = 0; !rc && u < S->nusers; u++) S->user_raw_id[u] = (int32_t)uraw[u];
     free(uraw);
     int B = ts_ctx_max_batch(D->ctx), one[1] = {1};
     if (B < 1) B = 1;
@@ -516,6 +521,7 @@ static int ml_aux(ts_data *D, const char *name, const void **ptr, long *n)
     else if (!strcmp(name, "item_title")) *ptr = S->title;
     else if (!strcmp(name, "item_raw_id")) *ptr = S->raw_id;
     else if (!strcmp(name, "genre_name")) { *ptr = S->genre; *n = S->ngenres; return 0; }
+    else if (!strcmp(name, "user_raw_id")) { *ptr = S->user_raw_id; *n = S->nusers; return 0; }
     else return -1;
     *n = S->nitems;
     return 0;

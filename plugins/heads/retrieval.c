@@ -13,7 +13,8 @@
  * the items the user already watched set to -inf, top-K by ts_topk merged across blocks, the
  * exact rank of the target; recall@K (= hit rate, one target per row), ndcg@K and mrr. A target
  * that is itself among the excluded items counts as a miss.
- * Not a serving index: report() writes the item vectors for `tessera export`. */
+ * Not a serving index: report() writes the item vectors for `tessera export`, which also reads
+ * the parameters head.TASK.V and head.TASK.b from params.bin by these names (core/export.c). */
 #include "tessera.h"
 
 #include <cblas.h>

@@ -1,0 +1,241 @@
+/* params_io.c — saving and loading a run's trained parameters (RUN_DIR/params.bin), so a run
+ * can be reloaded by `tessera export` and `tessera recommend` without training again.
+ * Not a checkpoint: the optimizer's slots and the step count are not kept, so a reloaded run
+ * cannot resume training exactly.
+ *
+ * Layout of params.bin, every integer and float little-endian:
+ *
+ *   offset  type        what
+ *   0       char[4]     magic "TSPR"
+ *   4       uint32      version = 1
+ *   8       uint32      count: the parameters stored (every declared one except tied copies)
+ *   then count records, in declaration order:
+ *           uint32      name length L (1..255)
+ *           char[L]     name, no NUL ("layer.tower1.W", "head.next.V")
+ *           int32       rows
+ *           int32       cols
+ *           float32     rows * cols weights, row-major
+ *   end     uint32      CRC-32 (zlib's, IEEE 802.3) of every byte before it
+ *
+ * Loading reads the whole file, checks magic, version, sizes and the CRC, then matches the
+ * records to the built experiment's parameters BY NAME and checks their shapes; nothing is
+ * copied into the weights unless every parameter matches. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define TS_PARAMS_VERSION 1u
+#define TS_PARAMS_MAXNAME 255u
+
+static int little_endian(void)
+{
+    const uint16_t one = 1;
+    return *(const uint8_t *)&one == 1;
+}
+
+/* Writes n bytes and folds them into the running CRC. */
+static int put(FILE *f, const void *p, size_t n, uLong *crc)
+{
+    *crc = crc32(*crc, p, (uInt)n);
+    return fwrite(p, 1, n, f) == n ? 0 : -1;
+}
+
+static int put_u32(FILE *f, uint32_t v, uLong *crc) { return put(f, &v, 4, crc); }
+
+int ts_save_params(ts_exp *x, const char *path, ts_err *e)
+{
+    if (!little_endian())
+        return ts_fail(e, "%s: params.bin is little-endian and this host is not; no file written",
+                       path);
+    if (!x->built || !x->arena)
+        return ts_fail(e, "%s: the experiment is not built, so it has no parameters to save", path);
+    char tmp[TS_PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return ts_fail(e, "cannot write %s: %s; check the results folder", tmp, strerror(errno));
+    uint32_t count = 0;
+    for (int i = 0; i < x->ctx.nparams; i++) count += !x->ctx.params[i]->shared;
+    uLong crc = crc32(0L, Z_NULL, 0);
+    int bad = put(f, "TSPR", 4, &crc) || put_u32(f, TS_PARAMS_VERSION, &crc) ||
+              put_u32(f, count, &crc);
+    for (int i = 0; i < x->ctx.nparams && !bad; i++) {
+        const ts_param *p = x->ctx.params[i];
+        if (p->shared) continue;      /* a tied copy: the owner's record holds the weights */
+        size_t len = strlen(p->name);
+        if (len < 1 || len > TS_PARAMS_MAXNAME) { bad = 2; break; }
+        int32_t shape[2] = {p->rows, p->cols};
+        bad = put_u32(f, (uint32_t)len, &crc) || put(f, p->name, len, &crc) ||
+              put(f, shape, sizeof shape, &crc);
+        /* (rows, cols) floats, in chunks so crc32's uInt length never overflows */
+        size_t n = (size_t)p->rows * (size_t)p->cols * sizeof(float);
+        const unsigned char *w = (const unsigned char *)p->w;
+        for (size_t o = 0; o < n && !bad; o += (size_t)1 << 30)
+            bad = put(f, w + o, n - o < ((size_t)1 << 30) ? n - o : (size_t)1 << 30, &crc);
+    }
+    uint32_t c = (uint32_t)crc;
+    if (!bad) bad = fwrite(&c, 4, 1, f) != 1;
+    if (fclose(f) != 0 && !bad) bad = 1;
+    if (bad) {
+        remove(tmp);
+        return ts_fail(e, bad == 2 ? "cannot write %s: a parameter name is empty or longer than "
+                       "255 bytes" : "cannot write %s: check disk space", path);
+    }
+    if (rename(tmp, path)) {
+        int er = errno;
+        remove(tmp);
+        return ts_fail(e, "cannot rename %s to %s: %s", tmp, path, strerror(er));
+    }
+    return 0;
+}
+
+typedef struct {
+    const char *name;             /* into the file buffer, not NUL-terminated */
+    uint32_t len;
+    int32_t rows, cols;
+    const unsigned char *w;       /* (rows, cols) floats, unaligned */
+    int used;
+} rec;
+
+/* zlib's crc32 takes a uInt length: fold a large buffer in 1 GiB pieces. */
+static uint32_t crc_of(const unsigned char *p, size_t n)
+{
+    uLong c = crc32(0L, Z_NULL, 0);
+    for (size_t o = 0; o < n; o += (size_t)1 << 30)
+        c = crc32(c, p + o, (uInt)(n - o < ((size_t)1 << 30) ? n - o : (size_t)1 << 30));
+    return (uint32_t)c;
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Appends one difference to the message (at most a few are spelled out). */
+static void note(char *msg, size_t cap, int *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void note(char *msg, size_t cap, int *n, const char *fmt, ...)
+{
+    if (++*n > 4) return;
+    size_t k = strlen(msg);
+    if (k + 2 >= cap) return;
+    if (k) { msg[k++] = ';'; msg[k++] = ' '; msg[k] = 0; }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg + k, cap - k, fmt, ap);
+    va_end(ap);
+}
+
+static int read_all(const char *path, unsigned char **buf, size_t *n, ts_err *e)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ts_fail(e, "cannot open %s: %s; a run writes it at the end of training (runs "
+                       "made before params.bin existed must be run again)", path, strerror(errno));
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return ts_fail(e, "%s: cannot read its size", path);
+    }
+    *buf = malloc((size_t)size + 1);
+    if (!*buf) { fclose(f); return ts_fail(e, "%s: out of memory for %ld bytes", path, size); }
+    *n = fread(*buf, 1, (size_t)size, f);
+    int err = ferror(f);
+    fclose(f);
+    if (err || *n != (size_t)size) { free(*buf); return ts_fail(e, "%s: read error", path); }
+    return 0;
+}
+
+int ts_load_params(ts_exp *x, const char *path, ts_err *e)
+{
+    if (!little_endian())
+        return ts_fail(e, "%s: params.bin is little-endian and this host is not", path);
+    if (!x->built || !x->arena)
+        return ts_fail(e, "%s: build the experiment before loading its parameters", path);
+    unsigned char *b = NULL;
+    size_t n = 0;
+    if (read_all(path, &b, &n, e)) return -1;
+    const char *corrupt = NULL;
+    rec *r = NULL;
+    uint32_t count = 0;
+    if (n < 16 || memcmp(b, "TSPR", 4))
+        corrupt = "it does not start with \"TSPR\" (not a tessera params.bin)";
+    else if (get_u32(b + 4) != TS_PARAMS_VERSION)
+        corrupt = "its version is not 1; this tessera reads version 1";
+    else if (get_u32(b + n - 4) != crc_of(b, n - 4))
+        corrupt = "its CRC-32 does not match (the file is truncated or damaged)";
+    else if ((count = get_u32(b + 8)) > (n - 16) / 13)
+        corrupt = "its parameter count is larger than the file";
+    if (!corrupt && !(r = calloc(count ? count : 1, sizeof *r))) {
+        free(b);
+        return ts_fail(e, "%s: out of memory", path);
+    }
+    size_t off = 12, end = n - 4;
+    for (uint32_t i = 0; i < count && !corrupt; i++) {
+        if (end - off < 4 || (r[i].len = get_u32(b + off)) < 1 || r[i].len > TS_PARAMS_MAXNAME ||
+            end - off - 4 < r[i].len + 8) { corrupt = "a record is cut short"; break; }
+        r[i].name = (const char *)b + off + 4;
+        off += 4 + r[i].len;
+        r[i].rows = (int32_t)get_u32(b + off);
+        r[i].cols = (int32_t)get_u32(b + off + 4);
+        off += 8;
+        uint64_t bytes = (uint64_t)(uint32_t)r[i].rows * (uint32_t)r[i].cols * 4u;
+        if (r[i].rows < 1 || r[i].cols < 1 || bytes > end - off) {
+            corrupt = "a record's weights run past the end";
+            break;
+        }
+        r[i].w = b + off;
+        off += (size_t)bytes;
+    }
+    if (!corrupt && off != end) corrupt = "it has bytes after the last record";
+    if (corrupt) {
+        free(r); free(b);
+        return ts_fail(e, "%s is not a valid parameter file: %s. Run the experiment again to "
+                       "write a new one", path, corrupt);
+    }
+    /* Match by name: every parameter of the experiment must be in the file, same shape. */
+    char diff[768] = "";
+    int ndiff = 0;
+    for (int i = 0; i < x->ctx.nparams; i++) {
+        const ts_param *p = x->ctx.params[i];
+        if (p->shared) continue;
+        uint32_t k = 0;
+        size_t len = strlen(p->name);
+        while (k < count && (r[k].len != len || memcmp(r[k].name, p->name, len))) k++;
+        if (k == count) {
+            note(diff, sizeof diff, &ndiff, "%s (%d, %d) is not in the file", p->name, p->rows, p->cols);
+            continue;
+        }
+        r[k].used = 1;
+        if (r[k].rows != p->rows || r[k].cols != p->cols)
+            note(diff, sizeof diff, &ndiff, "%s is (%d, %d) in the file but (%d, %d) in the "
+                 "experiment", p->name, r[k].rows, r[k].cols, p->rows, p->cols);
+    }
+    for (uint32_t k = 0; k < count; k++)
+        if (!r[k].used)
+            note(diff, sizeof diff, &ndiff, "the file has %.*s (%d, %d), which the experiment "
+                 "does not declare", (int)r[k].len, r[k].name, r[k].rows, r[k].cols);
+    if (ndiff) {
+        free(r); free(b);
+        return ts_fail(e, "%s does not match the experiment (%d difference%s): %s%s. Load it with "
+                       "the run's own config.ini and the same plugins and data", path, ndiff,
+                       ndiff > 1 ? "s" : "", diff, ndiff > 4 ? "; ..." : "");
+    }
+    for (int i = 0; i < x->ctx.nparams; i++) {
+        ts_param *p = x->ctx.params[i];
+        if (p->shared) continue;
+        size_t len = strlen(p->name);
+        for (uint32_t k = 0; k < count; k++)
+            if (r[k].len == len && !memcmp(r[k].name, p->name, len)) {
+                memcpy(p->w, r[k].w, (size_t)p->rows * (size_t)p->cols * sizeof(float));
+                break;
+            }
+    }
+    free(r); free(b);
+    return 0;
+}
