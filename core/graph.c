@@ -253,9 +253,11 @@ void ts_params_zero_grad(ts_ctx *ctx)
 }
 
 /* ---- loading an experiment ----------------------------------------------------------------- */
-static const char *const experiment_keys[] = {"name", "seed", "description", NULL};
+static const char *const experiment_keys[] = {"name", "seed", "description", "quick", "source",
+                                              NULL};
 static const char *const train_keys[] = {"epochs", "batch", "eval_batch", "early_stop", "patience",
-                                         "log_every", "threads", "clip_norm", "weighting", NULL};
+                                         "log_every", "threads", "clip_norm", "weighting",
+                                         "gradnorm_alpha", "gradnorm_lr", "output_weights", NULL};
 static const char *const layer_keys[] = {"type", "input", "share", "plugin", NULL};
 static const char *const head_keys[] = {"type", "input", "label", "loss", "weight", "plugin", NULL};
 static const char *const plugin_keys[] = {"type", "plugin", NULL};
@@ -314,6 +316,16 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
         goto fail;
     }
     ts_cfg *ce = ts_ini_find(ini, "experiment");
+    if (!ts_cfg_entry(ce, "source")) {
+        /* Remember where the experiment came from, so a results folder's config.ini finds the
+         * same relative data paths from anywhere (export, recommend, resumed comparisons). */
+        char abs[TS_PATH_MAX], assign[TS_PATH_MAX + 32];
+        if (realpath(ini_path, abs)) {
+            snprintf(assign, sizeof assign, "experiment.source=%s", abs);
+            if (ts_ini_override(ini, assign, e)) goto fail;
+            ce = ts_ini_find(ini, "experiment");
+        }
+    }
     if (ts_cfg_validate(ce, experiment_keys, NULL, 0, e)) goto fail;
     const char *name = ts_cfg_str(ce, "name");
     if (!name) {
@@ -347,14 +359,14 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
     if (ts_cfg_str(ct, "early_stop"))
         snprintf(x->early_stop, sizeof x->early_stop, "%s", ts_cfg_str(ct, "early_stop"));
     if (ts_cfg_str(ct, "weighting") &&
-        ts_cfg_choice(ct, "weighting", "static|uncertainty", &x->weighting, e)) goto fail;
+        ts_cfg_choice(ct, "weighting", "static|uncertainty|gradnorm", &x->weighting, e)) goto fail;
 
     int maxb = (int)(x->batch > x->eval_batch ? x->batch : x->eval_batch);
     ts_ctx_init(&x->ctx, (uint64_t)seed, maxb);
     {
-        const char *slash = strrchr(ini_path, '/');
-        if (slash) snprintf(x->ctx.exp_dir, sizeof x->ctx.exp_dir, "%.*s", (int)(slash - ini_path),
-                            ini_path);
+        const char *src = ts_cfg_str(ce, "source") ? ts_cfg_str(ce, "source") : ini_path;
+        const char *slash = strrchr(src, '/');
+        if (slash) snprintf(x->ctx.exp_dir, sizeof x->ctx.exp_dir, "%.*s", (int)(slash - src), src);
         else snprintf(x->ctx.exp_dir, sizeof x->ctx.exp_dir, ".");
     }
     if (x->opts.results_dir)
