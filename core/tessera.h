@@ -205,6 +205,21 @@ int ts_topk(const float *s, long n, int k, int32_t *top);
 long ts_rank_of(const float *s, long n, long target);
 
 /* ------------------------------------------------------------------------------------------
+ * A string table for datasets: (space, string) -> dense id. Each space (an attribute, a column,
+ * a vocabulary) numbers its strings 0, 1, 2, ... in order of first appearance. Keys are copied
+ * into an arena; ts_strtab_str pointers stay valid until ts_strtab_free. Not thread-safe.
+ * ------------------------------------------------------------------------------------------ */
+typedef struct ts_strtab ts_strtab;
+ts_strtab *ts_strtab_new(void);                     /* NULL when out of memory */
+/* The id of s[0..n) (any bytes) in space (>= 0), added when new and add != 0; -1 when absent
+ * and add == 0; -2 when out of memory (or space < 0). */
+int32_t ts_strtab_id(ts_strtab *t, int32_t space, const char *s, size_t n, int add);
+int32_t ts_strtab_count(const ts_strtab *t, int32_t space);  /* distinct strings of a space */
+/* The NUL-terminated string of an id, or NULL when there is no such id. */
+const char *ts_strtab_str(const ts_strtab *t, int32_t space, int32_t id);
+void ts_strtab_free(ts_strtab *t);                  /* NULL is fine */
+
+/* ------------------------------------------------------------------------------------------
  * The plugin ABI
  * ------------------------------------------------------------------------------------------ */
 typedef enum ts_kind { TS_LAYER = 1, TS_LOSS, TS_OPTIMIZER, TS_HEAD, TS_DATASET } ts_kind;
@@ -322,6 +337,11 @@ typedef struct ts_head_ops {
     const char *check_inputs;
     const char *check_label;
     const char *check_keys;
+    /* Optional (appended): the scores and labels the last evaluation accumulated, n of each,
+     * in the order of the split's rows; valid until the next eval_begin. A binary head gives
+     * sigmoid probabilities, a regression head its predictions. The host combines them across
+     * tasks ([train] output_weights). Returns -1 when the head keeps no per-row scores. */
+    int (*predictions)(ts_head *H, const float **score, const float **label, long *n);
 } ts_head_ops;
 
 /* ---- datasets -------------------------------------------------------------------------- */

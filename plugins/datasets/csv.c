@@ -26,14 +26,6 @@
 
 #define MAXLIST 1024
 
-/* Interned strings: (column, text) -> raw id, numbered per column in order of appearance. */
-typedef struct intern {
-    char **key;       /* (cap) owned strings, NULL = empty slot */
-    int32_t *col, *id;/* (cap) categorical column of the slot, raw id within it */
-    long cap, used;
-    int32_t *nraw;    /* (ncat) distinct values per categorical column */
-} intern;
-
 typedef struct csvdata {
     int ncol, ndense, ncat, nlab;
     int *dense_col, *cat_col, *lab_col;   /* column index of each named column */
@@ -48,48 +40,8 @@ typedef struct csvdata {
     float *b_dense, *b_lab;   /* (cap, ndense), (nlab, cap): one column per label field */
     int32_t *b_cat;           /* (cap, ncat) */
     ts_tensor *f_dense, *f_cat, *f_lab[TS_MAX_FIELDS];
-    intern dict;
+    ts_strtab *dict;       /* (column, text) -> raw id, numbered per column; NULL after indexing */
 } csvdata;
-
-static uint64_t hash_str(int col, const char *s)
-{
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)col;   /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-static int32_t intern_get(intern *d, int c, const char *text)
-{
-    if (2 * (d->used + 1) > d->cap) {               /* grow to keep the load under one half */
-        long cap = d->cap ? 2 * d->cap : 1024;
-        char **k = calloc((size_t)cap, sizeof *k);
-        int32_t *cc = calloc((size_t)cap, 4), *id = calloc((size_t)cap, 4);
-        if (!k || !cc || !id) { free(k); free(cc); free(id); return -1; }
-        for (long i = 0; i < d->cap; i++) {
-            if (!d->key[i]) continue;
-            long j = (long)(hash_str(d->col[i], d->key[i]) & (uint64_t)(cap - 1));
-            while (k[j]) j = (j + 1) & (cap - 1);
-            k[j] = d->key[i]; cc[j] = d->col[i]; id[j] = d->id[i];
-        }
-        free(d->key); free(d->col); free(d->id);
-        d->key = k; d->col = cc; d->id = id; d->cap = cap;
-    }
-    long j = (long)(hash_str(c, text) & (uint64_t)(d->cap - 1));
-    for (; d->key[j]; j = (j + 1) & (d->cap - 1))
-        if (d->col[j] == c && strcmp(d->key[j], text) == 0) return d->id[j];
-    if (!(d->key[j] = strdup(text))) return -1;
-    d->col[j] = c;
-    d->id[j] = d->nraw[c]++;
-    d->used++;
-    return d->id[j];
-}
-
-static void intern_free(intern *d)
-{
-    for (long i = 0; i < d->cap; i++) free(d->key[i]);
-    free(d->key); free(d->col); free(d->id); free(d->nraw);
-    memset(d, 0, sizeof *d);
-}
 
 /* Trims white space and one pair of surrounding double quotes, in place. */
 static char *trim(char *s)
@@ -184,7 +136,8 @@ static int parse_row(csvdata *st, char **f, int nf, char *why, size_t nwhy, char
         else st->lab[r * st->nlab + i - st->ndense] = (float)v;
     }
     for (int i = 0; i < st->ncat; i++) {
-        int32_t id = intern_get(&st->dict, i, trim(f[st->cat_col[i]]));
+        const char *text = trim(f[st->cat_col[i]]);
+        int32_t id = ts_strtab_id(st->dict, i, text, strlen(text), 1);
         if (id < 0) { snprintf(why, nwhy, "out of memory"); return -2; }
         st->cat[r * st->ncat + i] = id;
     }
@@ -249,7 +202,7 @@ static int read_file(csvdata *st, const ts_cfg *cfg, const char *path, const cha
                 *cnt[k] = n;
             }
             free(owner);
-            if (!(st->dict.nraw = calloc((size_t)st->ncat + 1, sizeof(int32_t)))) goto oom;
+            if (!(st->dict = ts_strtab_new())) goto oom;
             if (header) continue;
         }
         if (st->n == cap) {
@@ -328,15 +281,16 @@ static int prepare(ts_data *D, csvdata *st, const double *frac, uint64_t seed, t
         for (int c = 0; c < nd; c++)
             st->dense[r * nd + c] = (float)((st->dense[r * nd + c] - st->mean[c]) / st->sd[c]);
     for (int a = 0; a < ncat; a++) {                /* local ids 1.. for values seen in training */
-        int32_t *map = calloc((size_t)st->dict.nraw[a] + 1, sizeof *map), next = 1;
+        int32_t *map = calloc((size_t)ts_strtab_count(st->dict, a) + 1, sizeof *map), next = 1;
         if (!map) return ts_fail(e, "csv: out of memory");
         for (long i = 0; i < ntr; i++) map[st->cat[st->rows[0][i] * ncat + a]] = 1;
-        for (int32_t v = 0; v < st->dict.nraw[a]; v++) map[v] = map[v] ? next++ : 0;
+        for (int32_t v = 0, nv = ts_strtab_count(st->dict, a); v < nv; v++) map[v] = map[v] ? next++ : 0;
         st->offsets[a + 1] = st->offsets[a] + next;
         for (long r = 0; r < n; r++) st->cat[r * ncat + a] = st->offsets[a] + map[st->cat[r * ncat + a]];
         free(map);
     }
-    intern_free(&st->dict);
+    ts_strtab_free(st->dict);
+    st->dict = NULL;
     return 0;
 }
 
@@ -355,7 +309,7 @@ static void csv_close(ts_data *D)
 {
     csvdata *st = D->state;
     if (!st) return;
-    intern_free(&st->dict);
+    ts_strtab_free(st->dict);
     free(st->dense_col); free(st->cat_col); free(st->lab_col);
     free(st->dense); free(st->cat); free(st->lab);
     for (int s = 0; s < 3; s++) free(st->rows[s]);

@@ -27,65 +27,17 @@
 
 #include "tessera.h"
 
-/* ---- an interning table: string -> dense id, strings kept in one arena ------------------- */
-typedef struct {
-    char *buf; size_t len, cap;      /* NUL-terminated strings back to back */
-    size_t *off; int32_t n, ncap;    /* (n) where string id starts in buf */
-    int32_t *slot; uint32_t nslot;   /* open addressing: id + 1, 0 = empty */
-} strtab;
+/* ---- interned strings: one ts_strtab, a space per kind, ids dense in order of appearance -- */
+enum { SP_WORDS, SP_QUERIES, SP_DOCS, SP_QIDS };
 
-static uint32_t fnv1a(const char *s, size_t n)
+/* The id of s[0..n) in space sp, added if new (*added = 1); -1 when out of memory. */
+static int32_t intern(ts_strtab *t, int32_t sp, const char *s, size_t n, int *added)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
-    return h;
+    int32_t before = ts_strtab_count(t, sp);
+    int32_t id = ts_strtab_id(t, sp, s, n, 1);
+    *added = id == before;
+    return id < 0 ? -1 : id;
 }
-
-/* The id of s[0..n), added if new (*added = 1); -1 when out of memory. */
-static int32_t intern(strtab *t, const char *s, size_t n, int *added)
-{
-    if ((uint32_t)(t->n + 1) * 2 > t->nslot) {  /* keep the load under 1/2 */
-        uint32_t ns = t->nslot ? t->nslot * 2 : 1024;
-        int32_t *sl = calloc(ns, sizeof *sl);
-        if (!sl) return -1;
-        for (int32_t i = 0; i < t->n; i++) {
-            const char *q = t->buf + t->off[i];
-            uint32_t h = fnv1a(q, strlen(q)) & (ns - 1);
-            while (sl[h]) h = (h + 1) & (ns - 1);
-            sl[h] = i + 1;
-        }
-        free(t->slot);
-        t->slot = sl;
-        t->nslot = ns;
-    }
-    uint32_t h = fnv1a(s, n) & (t->nslot - 1);
-    for (; t->slot[h]; h = (h + 1) & (t->nslot - 1)) {
-        const char *q = t->buf + t->off[t->slot[h] - 1];
-        if (strncmp(q, s, n) == 0 && q[n] == '\0') { *added = 0; return t->slot[h] - 1; }
-    }
-    if (t->len + n + 1 > t->cap) {
-        size_t nc = t->cap ? t->cap : 65536;
-        while (nc < t->len + n + 1) nc *= 2;
-        char *nb = realloc(t->buf, nc);
-        if (!nb) return -1;
-        t->buf = nb; t->cap = nc;
-    }
-    if (t->n == t->ncap) {
-        int32_t nc = t->ncap ? t->ncap * 2 : 1024;
-        size_t *no = realloc(t->off, (size_t)nc * sizeof *no);
-        if (!no) return -1;
-        t->off = no; t->ncap = nc;
-    }
-    memcpy(t->buf + t->len, s, n);
-    t->buf[t->len + n] = '\0';
-    t->off[t->n] = t->len;
-    t->len += n + 1;
-    t->slot[h] = t->n + 1;
-    *added = 1;
-    return t->n++;
-}
-
-static void strtab_free(strtab *t) { free(t->buf); free(t->off); free(t->slot); }
 
 /* ---- growable int32 arrays ---------------------------------------------------------------- */
 typedef struct { int32_t *v; long n, cap; } ivec;
@@ -107,7 +59,7 @@ typedef struct { int32_t q, d, qid; float label; } example;
 
 typedef struct {
     int T, Td;                   /* words kept per query (max_words) / document (doc_max_words) */
-    strtab words, queries, docs, qids;
+    ts_strtab *tab;              /* words, queries, docs, qids: one space each (SP_) */
     ivec qw_off, qw, dw_off, dw; /* word ids of each distinct query / document text */
     ivec tri_off, tri;           /* (nwords + 1) offsets, trigram ids of each word */
     int32_t *tri_keys;           /* (ntri) packed bytes of trigram id */
@@ -139,18 +91,18 @@ static int tokenize(tp_state *S, const char *s, ivec *off, ivec *ids)
         }
         if (k == 0) break;
         int added;
-        int32_t id = intern(&S->words, w, k, &added);
+        int32_t id = intern(S->tab, SP_WORDS, w, k, &added);
         if (id < 0 || ipush(ids, id)) return -1;
     }
     return ipush(off, (int32_t)ids->n);
 }
 
 /* Interns a text (lower-cased identity) into tab, tokenizing it the first time it is seen. */
-static int32_t add_text(tp_state *S, strtab *tab, ivec *off, ivec *ids, char *s)
+static int32_t add_text(tp_state *S, int32_t sp, ivec *off, ivec *ids, char *s)
 {
     for (char *p = s; *p; p++) *p = (char)tolower((unsigned char)*p);
     int added;
-    int32_t id = intern(tab, s, strlen(s), &added);
+    int32_t id = intern(S->tab, sp, s, strlen(s), &added);
     if (id < 0) return -1;
     if (added && tokenize(S, s, off, ids)) return -1;
     return id;
@@ -193,8 +145,8 @@ static int read_wordnet(tp_state *S, const char *path, long test_size, long vali
                            "set skip_bad_rows = true", path, ln, nf);
         }
         for (char *p = f[2]; *p; p++) if (*p == '_') *p = ' ';
-        int32_t d = add_text(S, &S->docs, &S->dw_off, &S->dw, f[2]);
-        int32_t q = add_text(S, &S->queries, &S->qw_off, &S->qw, f[3]);
+        int32_t d = add_text(S, SP_DOCS, &S->dw_off, &S->dw, f[2]);
+        int32_t q = add_text(S, SP_QUERIES, &S->qw_off, &S->qw, f[3]);
         if (d < 0 || q < 0) { ts_lines_close(r); free(all); return OOM(e); }
         if (n == cap) {
             cap = cap ? cap * 2 : 65536;
@@ -252,9 +204,9 @@ static int read_wikiqa(tp_state *S, const char *path, int split, int skip_bad, t
                            path, ln, nf);
         }
         int added;
-        int32_t qid = intern(&S->qids, f[0], strlen(f[0]), &added);
-        int32_t q = add_text(S, &S->queries, &S->qw_off, &S->qw, f[1]);
-        int32_t d = add_text(S, &S->docs, &S->dw_off, &S->dw, f[5]);
+        int32_t qid = intern(S->tab, SP_QIDS, f[0], strlen(f[0]), &added);
+        int32_t q = add_text(S, SP_QUERIES, &S->qw_off, &S->qw, f[1]);
+        int32_t d = add_text(S, SP_DOCS, &S->dw_off, &S->dw, f[5]);
         if (qid < 0 || q < 0 || d < 0 || add_example(S, split, q, d, qid, f[6][0] == '1'))
             { ts_lines_close(r); return OOM(e); }
         rows++;
@@ -290,7 +242,7 @@ static uint32_t tri_key(const char *w, size_t k, size_t i)  /* trigram i of "#w#
  * most frequent, and lists each word's trigram ids (repeats kept: the hashing vector counts). */
 static int build_trigrams(tp_state *S, long vocab_cap, ts_err *e)
 {
-    int32_t nw = S->words.n;
+    int32_t nw = ts_strtab_count(S->tab, SP_WORDS);
     long *wc = calloc((size_t)nw + 1, sizeof *wc);
     if (!wc) return OOM(e);
     for (long i = 0; i < S->nex[TS_TRAIN]; i++) {
@@ -305,7 +257,7 @@ static int build_trigrams(tp_state *S, long vocab_cap, ts_err *e)
     long distinct = 0;
     for (int32_t w = 0; w < nw; w++) {
         if (!wc[w]) continue;
-        const char *s = S->words.buf + S->words.off[w];
+        const char *s = ts_strtab_str(S->tab, SP_WORDS, w);
         size_t k = strlen(s);
         for (size_t i = 0; i < k; i++) {
             uint32_t key = tri_key(s, k, i) + 1, h = (key * 2654435761u) & (ns - 1);
@@ -343,7 +295,7 @@ static int build_trigrams(tp_state *S, long vocab_cap, ts_err *e)
     free(tab);
     int rc = ipush(&S->tri_off, 0);
     for (int32_t w = 0; w < nw && !rc; w++) {
-        const char *s = S->words.buf + S->words.off[w];
+        const char *s = ts_strtab_str(S->tab, SP_WORDS, w);
         size_t k = strlen(s);
         for (size_t i = 0; i < k && !rc; i++) {
             uint32_t key = tri_key(s, k, i) + 1, h = (key * 2654435761u) & (ns - 1);
@@ -359,7 +311,7 @@ static int build_trigrams(tp_state *S, long vocab_cap, ts_err *e)
 /* BM25's document frequencies over the distinct documents of the training split. */
 static int build_doc_freq(tp_state *S, ts_err *e)
 {
-    int32_t nw = S->words.n, nd = S->docs.n;
+    int32_t nw = ts_strtab_count(S->tab, SP_WORDS), nd = ts_strtab_count(S->tab, SP_DOCS);
     S->doc_freq = calloc((size_t)nw + 1, sizeof *S->doc_freq);
     int32_t *stamp = malloc(((size_t)nw + 1) * sizeof *stamp);
     uint8_t *seen = calloc((size_t)nd + 1, 1);
@@ -426,6 +378,7 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
     tp_state *S = calloc(1, sizeof *S);
     if (!S) return ts_fail(e, "textpairs: out of memory");
     D->state = S;
+    if (!(S->tab = ts_strtab_new())) return ts_fail(e, "textpairs: out of memory");
     int format, skip_bad;
     long T, Td, cap, seed, test_size, valid_size;
     if (ts_cfg_choice(cfg, "format", "wordnet|wikiqa", &format, e) ||
@@ -471,8 +424,9 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
     /* batch buffers for the largest batch: worst-case sizes, so batch() never allocates */
     long B = ts_ctx_max_batch(D->ctx), qtri = 0, dtri = 0;
     if (B < 1) B = 1;
-    int qmw = max_tokens(&S->qw_off, S->queries.n, S->T, &S->tri_off, &S->qw, &qtri);
-    int dmw = max_tokens(&S->dw_off, S->docs.n, S->Td, &S->tri_off, &S->dw, &dtri);
+    int32_t nqt = ts_strtab_count(S->tab, SP_QUERIES), ndt = ts_strtab_count(S->tab, SP_DOCS);
+    int qmw = max_tokens(&S->qw_off, nqt, S->T, &S->tri_off, &S->qw, &qtri);
+    int dmw = max_tokens(&S->dw_off, ndt, S->Td, &S->tri_off, &S->dw, &dtri);
     S->q_off = malloc((size_t)(B * S->T + 1) * sizeof(int32_t));
     S->d_off = malloc((size_t)(B * S->Td + 1) * sizeof(int32_t));
     S->q_ids = malloc((size_t)(B * qtri + 1) * sizeof(int32_t));
@@ -493,13 +447,14 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
                        "batch", B);
 
     int one = 1;
-    int32_t nq = format == 0 ? (int32_t)(S->nex[0] + S->nex[1] + S->nex[2]) : S->qids.n;
-    int64_t nwv = S->words.n > 0 ? S->words.n : 1;
+    int32_t nq = format == 0 ? (int32_t)(S->nex[0] + S->nex[1] + S->nex[2])
+                             : ts_strtab_count(S->tab, SP_QIDS);
+    int64_t nwv = ts_strtab_count(S->tab, SP_WORDS) > 0 ? ts_strtab_count(S->tab, SP_WORDS) : 1;
     if (!(S->f_query = ts_data_field(D, "query", TS_BAGS, 2, (int[]){S->T}, S->ntri, e)) ||
         !(S->f_doc = ts_data_field(D, "doc", TS_BAGS, 2, (int[]){S->Td}, S->ntri, e)) ||
         !(S->f_label = ts_data_field(D, "label", TS_F32, 2, &one, 0, e)) ||
         !(S->f_qid = ts_data_field(D, "qid", TS_I32, 2, &one, nq > 0 ? nq : 1, e)) ||
-        !(S->f_doc_id = ts_data_field(D, "doc_id", TS_I32, 2, &one, S->docs.n, e)) ||
+        !(S->f_doc_id = ts_data_field(D, "doc_id", TS_I32, 2, &one, ndt, e)) ||
         !(S->f_qw = ts_data_field(D, "query_words", TS_BAGS, 2, &one, nwv, e)) ||
         !(S->f_dw = ts_data_field(D, "doc_words", TS_BAGS, 2, &one, nwv, e)))
         return -1;
@@ -564,7 +519,11 @@ static int batch(ts_data *D, ts_phase split, const long *rows, int n, ts_err *e)
 static int aux(ts_data *D, const char *name, const void **ptr, long *n)
 {
     tp_state *S = D->state;
-    if (!strcmp(name, "doc_freq")) { *ptr = S->doc_freq; *n = S->words.n; return 0; }
+    if (!strcmp(name, "doc_freq")) {
+        *ptr = S->doc_freq;
+        *n = ts_strtab_count(S->tab, SP_WORDS);
+        return 0;
+    }
     if (!strcmp(name, "doc_count")) { *ptr = &S->doc_count; *n = 1; return 0; }
     if (!strcmp(name, "trigram_keys")) { *ptr = S->tri_keys; *n = S->ntri; return 0; }
     if (!strcmp(name, "skipped_rows")) { *ptr = &S->skipped; *n = 1; return 0; }
@@ -575,7 +534,7 @@ static void close_data(ts_data *D)
 {
     tp_state *S = D->state;
     if (!S) return;
-    strtab_free(&S->words); strtab_free(&S->queries); strtab_free(&S->docs); strtab_free(&S->qids);
+    ts_strtab_free(S->tab);
     free(S->qw_off.v); free(S->qw.v); free(S->dw_off.v); free(S->dw.v);
     free(S->tri_off.v); free(S->tri.v); free(S->tri_keys); free(S->doc_freq);
     for (int s = 0; s < 3; s++) free(S->ex[s]);
