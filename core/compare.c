@@ -288,9 +288,10 @@ static int run_all(const cmp_opts *o, const cmp_exp *xs, int nx)
             done++;
             int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
             if (!ok) failed++;
-            fprintf(stderr, "  [%d/%d] %s seed %d%s%s%s: %s\n", done, nj, xs[jobs[i].exp].name,
+            fprintf(stderr, "  [%d/%d] %s seed %d%s%s%s%s: %s\n", done, nj, xs[jobs[i].exp].name,
                     jobs[i].seed, o->nsweep ? " " : "", o->nsweep ? o->sweep_key : "",
-                    o->nsweep ? "" : "", ok ? "done" : "FAILED");
+                    o->nsweep ? "=" : "", o->nsweep ? o->sweep_val[jobs[i].sweep] : "",
+                    ok ? "done" : "FAILED");
             if (!ok) {
                 /* Show the run's own error: its last line. */
                 char logp[TS_PATH_MAX + 16], line[2048] = "", last[2048] = "";
@@ -416,17 +417,20 @@ static int plot_curves(char **dirs, char **labels, int n, const char *png, const
     sbuf s = {0};
     char script[TS_PATH_MAX + 16];
     snprintf(script, sizeof script, "%s.gp", png);
-    sb_printf(&s, "set terminal pngcairo size 1200,520 font 'sans,10'\nset output '%s'\n", png);
+    sb_printf(&s, "set terminal pngcairo size 1200,560 font 'sans,10'\nset output '%s'\n", png);
     sb_printf(&s, "set termoption noenhanced\nset datafile separator ','\nset key below box\nset grid\n"
-              "set multiplot layout 1,2 title '%s'\n", title);
+              "set bmargin 8\nset multiplot layout 1,2 title '%s'\n", title);
     /* Left: training loss (weighted total) against epoch; right: validation loss per task. */
-    sb_printf(&s, "set title 'training loss (mean over each log interval)'\nset xlabel 'epoch'\n"
-              "set ylabel 'loss (nats per example)'\nplot ");
+    /* The loss plugin sets the unit: nats for bce and softmax, squared label units for mse. */
+    sb_printf(&s, "set title 'training loss, weighted sum over tasks (mean over each log "
+              "interval)'\nset xlabel 'epoch'\n"
+              "set ylabel 'loss per example (nats; mse: label units squared)'\nplot ");
     for (int i = 0; i < n; i++)
         sb_printf(&s, "%s'%s/train.csv' using 2:4 every ::1 with lines lw 2 title '%s'",
                   i ? ", " : "", dirs[i], labels[i]);
-    sb_printf(&s, "\nset title 'validation loss per task'\nset xlabel 'epoch'\n"
-              "set ylabel 'loss (nats per example)'\nplot ");
+    sb_printf(&s, "\nset title 'validation loss per task (log scale)'\nset xlabel 'epoch'\n"
+              "set ylabel 'loss per example (nats; mse: label units squared)'\nset logscale y\n");
+    sbuf pl = {0};   /* the right panel's plot list */
     int any = 0;
     for (int i = 0; i < n; i++) {
         /* tasks of this run, from eval.csv */
@@ -445,13 +449,18 @@ static int plot_curves(char **dirs, char **labels, int n, const char *png, const
         }
         if (f) fclose(f);
         for (int t = 0; t < nt; t++) {
-            sb_printf(&s, "%s'< grep \",valid,%s,loss,\" %s/eval.csv' using 1:6 with linespoints "
+            sb_printf(&pl, "%s'< grep \",valid,%s,loss,\" %s/eval.csv' using 1:6 with linespoints "
                       "lw 2 title '%s %s'", any ? ", " : "", tasks[t], dirs[i], labels[i], tasks[t]);
             any = 1;
         }
     }
-    if (!any) sb_printf(&s, "NaN notitle");
-    sb_printf(&s, "\nunset multiplot\n");
+    if (any)
+        sb_printf(&s, "plot %s\n", pl.s);
+    else   /* retrieval heads report no validation loss: say so instead of an empty plot */
+        sb_printf(&s, "set label 1 'no head reports a validation loss' at graph 0.5, graph 0.5 "
+                  "center\nset xrange [0:1]\nset yrange [0:1]\nunset key\nplot -1 notitle\n");
+    free(pl.s);
+    sb_printf(&s, "unset multiplot\n");
     int rc = gnuplot(script, s.s);
     free(s.s);
     return rc;
@@ -509,6 +518,265 @@ static int plot_bars(const char *png, const char *title, const char *ylabel, cha
               "plot '%s' using 1:3:4:xtic(2) with yerrorbars lc rgb '#2b5d9b' pt 7 ps 1.5 lw 2, "
               "'' using 1:($3+$4):(sprintf('%%.4g', $3)) with labels offset 0,1\n",
               png, title, ylabel, lo - pad, hi + pad, n - 1, dat);
+    int rc = gnuplot(script, s.s);
+    free(s.s);
+    free(d.s);
+    return rc;
+}
+
+/* ---- multi-task figures: sweeps, per-seed wins, gate heatmaps, Recall@K curves ------------- */
+static series *find_series(agg *a, const char *key)
+{
+    for (int j = 0; j < a->n; j++)
+        if (!strcmp(a->s[j].key, key)) return &a->s[j];
+    return NULL;
+}
+
+/* Lower is better for errors and losses, higher for AUC, recall and the like. */
+static int lower_better(const char *key)
+{
+    return strstr(key, "loss") || strstr(key, "mse") || strstr(key, "mae") || strstr(key, "rmse");
+}
+
+/* A test figure that measures quality (not the combined score's weights or a label rate). */
+static int quality_metric(const char *key)
+{
+    const char *m = strrchr(key, '.');
+    return !strncmp(key, "test.", 5) && reportable(key) && m && strncmp(m, ".w_", 3);
+}
+
+/* The y axis title of a metric, with its unit. */
+static const char *metric_axis(const char *key, char *buf, size_t n)
+{
+    const char *m = strrchr(key, '.');
+    m = m ? m + 1 : key;
+    if (!strcmp(m, "mse")) snprintf(buf, n, "%s: mean squared error (label units squared)", key);
+    else if (!strcmp(m, "mae")) snprintf(buf, n, "%s: mean absolute error (label units)", key);
+    else if (!strcmp(m, "auc")) snprintf(buf, n, "%s: ROC AUC (0.5 = chance)", key);
+    else if (!strcmp(m, "logloss")) snprintf(buf, n, "%s: log loss (nats per example)", key);
+    else if (!strncmp(m, "recall@", 7))
+        snprintf(buf, n, "%s: fraction of targets in the top K", key);
+    else snprintf(buf, n, "%s", key);
+    return buf;
+}
+
+/* One metric against the sweep value: a line per experiment, mean ± std over seeds.
+ * mean and sd are (nexp, MAX_SWEEP); x values are the sweep values when they are all numbers,
+ * else their positions with the values as tic labels. */
+static int plot_sweep(const char *png, const char *title, const char *xlabel, const char *ylabel,
+                      const cmp_opts *o, char names[][TS_NAME_MAX], double mean[][MAX_SWEEP],
+                      double sd[][MAX_SWEEP], int nexp)
+{
+    sbuf s = {0}, d = {0};
+    char script[TS_PATH_MAX + 16], dat[TS_PATH_MAX + 16];
+    snprintf(script, sizeof script, "%s.gp", png);
+    snprintf(dat, sizeof dat, "%s.dat", png);
+    double xv[MAX_SWEEP], lo = INFINITY, hi = -INFINITY;
+    int numeric = 1;
+    for (int w = 0; w < o->nsweep; w++) {
+        char *end;
+        xv[w] = strtod(o->sweep_val[w], &end);
+        if (end == o->sweep_val[w] || *end) numeric = 0;
+    }
+    for (int w = 0; w < o->nsweep && !numeric; w++) xv[w] = w;
+    for (int w = 0; w < o->nsweep; w++) {
+        if (xv[w] < lo) lo = xv[w];
+        if (xv[w] > hi) hi = xv[w];
+    }
+    double span = hi > lo ? hi - lo : 1, shift = 0.012 * span;
+    for (int i = 0; i < nexp; i++) {
+        /* a small horizontal offset per experiment keeps the error bars apart */
+        double off = (i - (nexp - 1) / 2.0) * shift;
+        for (int w = 0; w < o->nsweep; w++)
+            if (isfinite(mean[i][w]))
+                sb_printf(&d, "%.9g %.9g %.9g\n", xv[w] + off, mean[i][w],
+                          isfinite(sd[i][w]) ? sd[i][w] : 0);
+        sb_printf(&d, "\n\n");
+    }
+    if (write_file(dat, d.s ? d.s : "")) { free(d.s); return -1; }
+    sb_printf(&s, "set terminal pngcairo size 900,560 font 'sans,10'\nset output '%s'\n"
+              "set termoption noenhanced\nset title '%s'\nset xlabel '%s'\nset ylabel '%s'\n"
+              "set grid\nset key below box\nset bmargin 7\nset xrange [%g:%g]\n"
+              "set offsets 0, 0, graph 0.08, graph 0.08\n",
+              png, title, xlabel, ylabel, lo - 0.08 * span, hi + 0.08 * span);
+    /* tics at the swept values, labelled as written (xv holds positions when not numeric) */
+    sb_printf(&s, "set xtics (");
+    for (int w = 0; w < o->nsweep; w++)
+        sb_printf(&s, "%s'%s' %g", w ? ", " : "", o->sweep_val[w], xv[w]);
+    sb_printf(&s, ")\n");
+    sb_printf(&s, "plot ");
+    for (int i = 0; i < nexp; i++)
+        sb_printf(&s, "%s'%s' index %d using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.2 title '%s'",
+                  i ? ", " : "", dat, i, names[i]);
+    sb_printf(&s, "\n");
+    int rc = gnuplot(script, s.s);
+    free(s.s);
+    free(d.s);
+    return rc;
+}
+
+/* Gate usage of one MMoE/OMoE run: the mean gate weight of each task on each expert (gates.csv,
+ * written by the layer's report()) as a tasks x experts heatmap with the values printed.
+ * ndir runs side by side (one per sweep value). Returns 1 when no run has a gates.csv. */
+enum { GATE_TASKS = 16, GATE_EXPERTS = 64 };
+typedef struct gates {
+    char task[GATE_TASKS][TS_NAME_MAX];
+    double w[GATE_TASKS][GATE_EXPERTS];   /* (tasks, experts) mean gate weights */
+    int nt, ne;
+} gates;
+
+static int read_gates(const char *dir, gates *g)
+{
+    char p[TS_PATH_MAX + 16], line[512];
+    snprintf(p, sizeof p, "%s/gates.csv", dir);
+    memset(g, 0, sizeof *g);
+    FILE *f = fopen(p, "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f)) {
+        char *fld[4];
+        line[strcspn(line, "\r\n")] = 0;
+        if (ts_split(line, ",", fld, 3) != 3 || !strcmp(fld[0], "task")) continue;
+        int t = 0, ex = atoi(fld[1]);
+        while (t < g->nt && strcmp(g->task[t], fld[0])) t++;
+        if (t == g->nt) {
+            if (g->nt == GATE_TASKS) continue;
+            snprintf(g->task[g->nt++], TS_NAME_MAX, "%s", fld[0]);
+        }
+        if (ex < 0 || ex >= GATE_EXPERTS) continue;
+        g->w[t][ex] = strtod(fld[2], NULL);
+        if (ex + 1 > g->ne) g->ne = ex + 1;
+    }
+    fclose(f);
+    return g->nt ? 0 : -1;
+}
+
+static int plot_gates(const char *png, const char *title, char dirs[][TS_PATH_MAX],
+                      char subtitles[][128], int ndir)
+{
+    gates *g = calloc((size_t)ndir, sizeof *g);
+    if (!g) return -1;
+    int any = 0, tallest = 1;
+    for (int r = 0; r < ndir; r++)
+        if (!read_gates(dirs[r], &g[r])) {
+            any = 1;
+            if (g[r].nt > tallest) tallest = g[r].nt;
+        }
+    if (!any) { free(g); return 1; }
+    /* One colour scale for every panel, from 0 to the largest weight rounded up to 0.1: a
+     * near-uniform gate (all 1/E) then reads pale, a specialised one dark. */
+    double top = 0.1;
+    for (int r = 0; r < ndir; r++)
+        for (int t = 0; t < g[r].nt; t++)
+            for (int k = 0; k < g[r].ne; k++)
+                if (g[r].w[t][k] > top) top = g[r].w[t][k];
+    top = ceil(top * 10 - 1e-9) / 10;
+    sbuf s = {0};
+    char script[TS_PATH_MAX + 16];
+    snprintf(script, sizeof script, "%s.gp", png);
+    sb_printf(&s, "set terminal pngcairo size %d,%d font 'sans,10'\nset output '%s'\n"
+              "set termoption noenhanced\nset multiplot layout 1,%d title '%s'\n"
+              "set xlabel 'expert'\nset ylabel 'task'\n"
+              "set palette defined (0 'white', 0.5 '#6baed6', 1 '#08306b')\nset cbrange [0:%g]\n"
+              "set tics out\nunset key\n",
+              ndir > 1 ? 560 * ndir : 760, 170 + 60 * tallest, png, ndir, title, top);
+    int rc = 0;
+    for (int r = 0; r < ndir && !rc; r++) {
+        sb_printf(&s, "set title '%s'\n", subtitles[r]);
+        if (!g[r].nt) {   /* this run wrote no gates: an empty panel that says so */
+            sb_printf(&s, "set title '%s (no gates.csv)'\nset xrange [0:1]\nset yrange [0:1]\n"
+                      "plot -1 notitle\n", subtitles[r]);
+            continue;
+        }
+        char dat[TS_PATH_MAX + 32];
+        snprintf(dat, sizeof dat, "%s.%d.dat", png, r);
+        sbuf d = {0};
+        for (int t = 0; t < g[r].nt; t++)
+            for (int k = 0; k < g[r].ne; k++) sb_printf(&d, "%d %d %.6f\n", k, t, g[r].w[t][k]);
+        rc = write_file(dat, d.s);
+        free(d.s);
+        sb_printf(&s, "set xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\nset xtics 1\nset ytics (",
+                  g[r].ne - 1, g[r].nt - 1);
+        for (int t = 0; t < g[r].nt; t++)
+            sb_printf(&s, "%s'%s' %d", t ? ", " : "", g[r].task[t], t);
+        /* values printed in each cell, white on the dark ones */
+        sb_printf(&s, ")\nplot '%s' using 1:2:3 with image, '' using 1:2:(sprintf('%%.2f', $3)):"
+                  "($3 > %g ? 0xffffff : 0x000000) with labels tc rgb variable font 'sans,8'\n",
+                  dat, top / 2);
+    }
+    sb_printf(&s, "unset multiplot\n");
+    if (!rc) rc = gnuplot(script, s.s);
+    free(s.s);
+    free(g);
+    return rc;
+}
+
+/* Recall@K against K (test figures named recall@K): a line per experiment and task, mean ± std
+ * over seeds, for sweep value sw. Returns 1 when no experiment reports recall@K. */
+static int plot_recall(const char *png, const char *title, const cmp_opts *o, const cmp_exp *xs,
+                       const int *members, int nm, agg *ag, int sw)
+{
+    sbuf s = {0}, d = {0};
+    char script[TS_PATH_MAX + 16], dat[TS_PATH_MAX + 16];
+    snprintf(script, sizeof script, "%s.gp", png);
+    snprintf(dat, sizeof dat, "%s.dat", png);
+    char lines[64][2 * TS_NAME_MAX + 8];
+    int nl = 0, kmax = 0;
+    for (int m = 0; m < nm && nl < 64; m++) {
+        agg *a = &ag[members[m]];
+        /* tasks with recall@K figures */
+        char tasks[16][TS_NAME_MAX];
+        int nt = 0;
+        for (int j = 0; j < a->n; j++) {
+            const char *key = a->s[j].key, *r = strstr(key, ".recall@");
+            if (strncmp(key, "test.", 5) || !r) continue;
+            char task[TS_NAME_MAX];
+            snprintf(task, sizeof task, "%.*s", (int)(r - key - 5), key + 5);
+            int seen = 0;
+            for (int t = 0; t < nt; t++) seen |= !strcmp(tasks[t], task);
+            if (!seen && nt < 16) snprintf(tasks[nt++], TS_NAME_MAX, "%s", task);
+        }
+        for (int t = 0; t < nt && nl < 64; t++) {
+            /* points sorted by K */
+            int ks[64], nk = 0;
+            for (int j = 0; j < a->n; j++) {
+                char pre[TS_NAME_MAX + 16];
+                snprintf(pre, sizeof pre, "test.%s.recall@", tasks[t]);
+                if (strncmp(a->s[j].key, pre, strlen(pre)) || nk == 64) continue;
+                ks[nk++] = atoi(a->s[j].key + strlen(pre));
+            }
+            for (int i = 1; i < nk; i++)
+                for (int j = i; j > 0 && ks[j - 1] > ks[j]; j--) { int tk = ks[j]; ks[j] = ks[j - 1]; ks[j - 1] = tk; }
+            int wrote = 0;
+            for (int i = 0; i < nk; i++) {
+                char key[TS_NAME_MAX + 32];
+                snprintf(key, sizeof key, "test.%s.recall@%d", tasks[t], ks[i]);
+                series *se = find_series(a, key);
+                double v[MAX_SEEDS], mean, sd;
+                int c = 0;
+                for (int r = 0; se && r < o->seeds; r++) if (isfinite(se->v[sw][r])) v[c++] = se->v[sw][r];
+                if (!c) continue;
+                ts_mean_std(v, c, &mean, &sd);
+                sb_printf(&d, "%d %.9g %.9g\n", ks[i], mean, isfinite(sd) ? sd : 0);
+                if (ks[i] > kmax) kmax = ks[i];
+                wrote = 1;
+            }
+            if (!wrote) continue;
+            sb_printf(&d, "\n\n");
+            snprintf(lines[nl++], sizeof lines[0], "%s%s%s", xs[members[m]].name, nt > 1 ? " " : "",
+                     nt > 1 ? tasks[t] : "");
+        }
+    }
+    if (!nl) { free(d.s); return 1; }
+    if (write_file(dat, d.s)) { free(d.s); return -1; }
+    sb_printf(&s, "set terminal pngcairo size 900,560 font 'sans,10'\nset output '%s'\n"
+              "set termoption noenhanced\nset title '%s'\nset xlabel 'K (items retrieved per query)'\n"
+              "set ylabel 'Recall@K (fraction of held-out targets in the top K)'\nset grid\n"
+              "set key below box\nset bmargin 7\nset xrange [0:%g]\nset yrange [0:*]\nplot ", png, title,
+              kmax * 1.05);
+    for (int i = 0; i < nl; i++)
+        sb_printf(&s, "%s'%s' index %d using 1:2:3 with yerrorlines lw 2 pt 7 title '%s'", i ? ", " : "",
+                  dat, i, lines[i]);
+    sb_printf(&s, "\n");
     int rc = gnuplot(script, s.s);
     free(s.s);
     free(d.s);
@@ -678,6 +946,44 @@ int ts_cmd_compare(int argc, char **argv)
                 sb_printf(&md, "_One seed: no significance test (run with --seeds 3 or more)._\n\n");
             }
         }
+        /* Per-seed wins: on how many seeds experiment a beats b, figure by figure. */
+        if (nm > 1 && o.seeds > 1) {
+            sb_printf(&md, "### Per-seed comparison\n\nSeeds on which a beats b (the same seed%s; "
+                      "lower is better for errors and losses, higher for the rest):\n\n"
+                      "| metric | a | b |", o.nsweep ? " and sweep value" : "");
+            for (int sw = 0; sw < nsw; sw++) {
+                if (o.nsweep) sb_printf(&md, " %s = %s |", o.sweep_key, o.sweep_val[sw]);
+                else sb_printf(&md, " a wins |");
+            }
+            sb_printf(&md, "\n|---|---|---|");
+            for (int sw = 0; sw < nsw; sw++) sb_printf(&md, "---|");
+            sb_printf(&md, "\n");
+            for (int k = 0; k < nk; k++) {
+                if (!quality_metric(keys[k])) continue;
+                int low = lower_better(keys[k]);
+                for (int a = 0; a < nm; a++)
+                    for (int b = a + 1; b < nm; b++) {
+                        series *sa = find_series(&ag[members[a]], keys[k]),
+                               *sb = find_series(&ag[members[b]], keys[k]);
+                        if (!sa || !sb) continue;
+                        sb_printf(&md, "| %s | %s | %s |", keys[k] + 5, xs[members[a]].name,
+                                  xs[members[b]].name);
+                        for (int sw = 0; sw < nsw; sw++) {
+                            int wins = 0, n = 0;
+                            for (int r = 0; r < o.seeds; r++) {
+                                double va = sa->v[sw][r], vb = sb->v[sw][r];
+                                if (!isfinite(va) || !isfinite(vb)) continue;
+                                n++;
+                                wins += low ? va < vb : va > vb;
+                            }
+                            if (n) sb_printf(&md, " %d/%d |", wins, n);
+                            else sb_printf(&md, " – |");
+                        }
+                        sb_printf(&md, "\n");
+                    }
+            }
+            sb_printf(&md, "\n");
+        }
         if (!have_gp) continue;
         /* Plots: loss curves (first seed of each), bars for each test metric. */
         char *dirs[MAX_EXP], *labels[MAX_EXP];
@@ -695,7 +1001,9 @@ int ts_cmd_compare(int argc, char **argv)
         char png[TS_PATH_MAX + 64], title[512];
         if (nd) {
             snprintf(png, sizeof png, "%s/loss_%d.png", plots, gno);
-            snprintf(title, sizeof title, "loss curves on %s (seed 1)", xs[g].group);
+            snprintf(title, sizeof title, "loss curves on %s (seed 1%s%s%s%s)", xs[g].group,
+                     o.nsweep ? ", " : "", o.nsweep ? o.sweep_key : "", o.nsweep ? " = " : "",
+                     o.nsweep ? o.sweep_val[0] : "");
             if (!plot_curves(dirs, labels, nd, png, title))
                 sb_printf(&md, "![loss curves](plots/loss_%d.png)\n\n", gno);
         }
@@ -724,6 +1032,70 @@ int ts_cmd_compare(int argc, char **argv)
             const char *unit = strstr(keys[k], "examples_per_sec") ? "examples per second" : keys[k];
             if (!plot_bars(png, title, unit, names, mean, sd, n))
                 sb_printf(&md, "![%s](plots/%s)\n\n", keys[k], fname);
+        }
+        /* A sweep: each test figure against the swept value, a line per experiment. */
+        for (int k = 0; k < nk && o.nsweep; k++) {
+            if (!quality_metric(keys[k])) continue;
+            static char names[MAX_EXP][TS_NAME_MAX];
+            static double mean[MAX_EXP][MAX_SWEEP], sd[MAX_EXP][MAX_SWEEP];
+            int n = 0;
+            for (int m = 0; m < nm; m++) {
+                series *se = find_series(&ag[members[m]], keys[k]);
+                if (!se) continue;
+                snprintf(names[n], TS_NAME_MAX, "%s", xs[members[m]].name);
+                for (int sw = 0; sw < nsw; sw++) {
+                    double v[MAX_SEEDS];
+                    int c = 0;
+                    for (int r = 0; r < o.seeds; r++) if (isfinite(se->v[sw][r])) v[c++] = se->v[sw][r];
+                    mean[n][sw] = sd[n][sw] = NAN;
+                    if (c) ts_mean_std(v, c, &mean[n][sw], &sd[n][sw]);
+                }
+                n++;
+            }
+            if (!n) continue;
+            char fname[200], ylabel[256];
+            snprintf(fname, sizeof fname, "sweep_%d_%s.png", gno, keys[k]);
+            for (char *c = fname; *c; c++) if (*c == '@' || *c == '/') *c = '_';
+            snprintf(png, sizeof png, "%s/%s", plots, fname);
+            snprintf(title, sizeof title, "%s against %s, data: %s (mean ± std over %d seed%s)",
+                     keys[k] + 5, o.sweep_key, xs[g].group, o.seeds, o.seeds > 1 ? "s" : "");
+            char xlabel[200];
+            snprintf(xlabel, sizeof xlabel, "%s (the swept value)", o.sweep_key);
+            if (!plot_sweep(png, title, xlabel, metric_axis(keys[k], ylabel, sizeof ylabel),
+                            &o, names, mean, sd, n))
+                sb_printf(&md, "![%s against %s](plots/%s)\n\n", keys[k], o.sweep_key, fname);
+        }
+        /* Gate usage of each mixture-of-experts run (seed 1; one panel per sweep value). */
+        for (int m = 0; m < nm; m++) {
+            static char gdirs[MAX_SWEEP][TS_PATH_MAX], subs[MAX_SWEEP][128];
+            for (int sw = 0; sw < nsw; sw++) {
+                run_dir(gdirs[sw], TS_PATH_MAX, &o, &xs[members[m]], 1, sw);
+                if (o.nsweep) snprintf(subs[sw], sizeof subs[sw], "%s = %s", o.sweep_key, o.sweep_val[sw]);
+                else snprintf(subs[sw], sizeof subs[sw], "seed 1");
+            }
+            char fname[200];
+            snprintf(fname, sizeof fname, "gates_%d_%s.png", gno, xs[members[m]].name);
+            snprintf(png, sizeof png, "%s/%s", plots, fname);
+            snprintf(title, sizeof title, "gate usage of %s: mean gate weight of each task on each "
+                     "expert over the test split (seed 1; a uniform gate is 1 / experts)",
+                     xs[members[m]].name);
+            if (!plot_gates(png, title, gdirs, subs, nsw))
+                sb_printf(&md, "![gate usage of %s](plots/%s)\n\n", xs[members[m]].name, fname);
+        }
+        /* Recall@K against K, for experiments that report recall@K. */
+        for (int sw = 0; sw < nsw; sw++) {
+            char fname[200];
+            if (o.nsweep) snprintf(fname, sizeof fname, "recall_%d_%d.png", gno, sw + 1);
+            else snprintf(fname, sizeof fname, "recall_%d.png", gno);
+            snprintf(png, sizeof png, "%s/%s", plots, fname);
+            snprintf(title, sizeof title, "Recall@K, data: %s (mean ± std over %d seed%s)",
+                     xs[g].group, o.seeds, o.seeds > 1 ? "s" : "");
+            if (o.nsweep) {
+                size_t l = strlen(title);
+                snprintf(title + l, sizeof title - l, " at %s = %s", o.sweep_key, o.sweep_val[sw]);
+            }
+            if (!plot_recall(png, title, &o, xs, members, nm, ag, sw))
+                sb_printf(&md, "![Recall@K](plots/%s)\n\n", fname);
         }
     }
     char path[TS_PATH_MAX + 32];

@@ -8,6 +8,8 @@
  *   logloss        mean binary cross-entropy of sigmoid(z) (ts_logloss)
  *   loss           the mean of the loss plugin's value over the examples
  *   positive_rate  the fraction of positive labels (a baseline for the two figures above)
+ * and hands the split's probabilities and labels to the host (predictions), which combines
+ * several tasks' scores into one ranking score ([train] output_weights).
  * It is not a multi-class head and does not calibrate its scores.
  */
 #include "tessera.h"
@@ -118,6 +120,17 @@ static int eval_end(ts_head *H, ts_phase phase, ts_err *e)
     return 0;
 }
 
+/* The split's probabilities and labels, for a combined score across tasks (train.c). */
+static int predictions(ts_head *H, const float **score, const float **label, long *n)
+{
+    binary_state *s = H->state;
+    if (!s) return -1;
+    *score = s->prob;
+    *label = s->label;
+    *n = s->n;
+    return 0;
+}
+
 static void destroy(ts_head *H)
 {
     binary_state *s = H->state;
@@ -133,7 +146,7 @@ static const ts_key keys[] = {{NULL, NULL, NULL, NULL}};
 
 static const ts_head_ops ops = {.build = build, .forward = forward, .eval_begin = eval_begin,
     .eval_end = eval_end, .destroy = destroy, .check_inputs = "f32 6 1",
-    .check_label = "binary", .check_keys = ""};
+    .check_label = "binary", .check_keys = "", .predictions = predictions};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_HEAD, "binary", "1.0",
     "binary task on one logit: sigmoid prediction; AUC, logloss, positive rate", keys, &ops};

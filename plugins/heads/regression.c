@@ -4,8 +4,10 @@
  * `loss =` plugin (normally mse); in training its gradient, scaled by the task's weight, flows
  * into the input. On a validation or test split the head reports
  *   mse   mean of (z - y)^2      mae   mean of |z - y|      loss  the loss plugin's mean value
- * accumulated in double over the whole split (no buffers are kept). It is not a ranking head
- * and does not rescale targets: normalise them in the dataset if their range is large.
+ * accumulated in double over the whole split. It also keeps the split's predictions and targets
+ * (two floats per row, grown by doubling during evaluation only) for the host's combined score
+ * across tasks ([train] output_weights). It does not rescale targets: normalise them in the
+ * dataset if their range is large.
  */
 #include "tessera.h"
 
@@ -15,6 +17,8 @@
 typedef struct regression_state {
     double se, ae, loss_sum;   /* sums over the split: squared error, absolute error, loss * rows */
     long n;
+    float *pred, *target;      /* (cap) predictions and targets of the split so far */
+    long cap;
 } regression_state;
 
 /* Plain mse for a head built without a loss plugin: mean over z (n), dz += scale * dl/dz. */
@@ -54,7 +58,23 @@ static int eval_begin(ts_head *H, ts_phase phase, ts_err *e)
     (void)phase;
     (void)e;
     regression_state *s = H->state;
-    *s = (regression_state){0, 0, 0, 0};
+    s->se = s->ae = s->loss_sum = 0;
+    s->n = 0;
+    return 0;
+}
+
+/* Grows the split's buffers to hold need rows (evaluation only). */
+static int reserve(regression_state *s, long need, const char *name, ts_err *e)
+{
+    if (need <= s->cap) return 0;
+    long cap = s->cap ? s->cap : 4096;
+    while (cap < need) cap *= 2;
+    float *p = realloc(s->pred, sizeof(float) * (size_t)cap);
+    if (p) s->pred = p;
+    float *t = p ? realloc(s->target, sizeof(float) * (size_t)cap) : NULL;
+    if (t) s->target = t;
+    if (!p || !t) return ts_fail(e, "head.%s: out of memory for %ld predictions", name, cap);
+    s->cap = cap;
     return 0;
 }
 
@@ -72,10 +92,13 @@ static int forward(ts_head *H, ts_phase phase, double *loss, ts_err *e)
         *loss = mse_fallback(z, y, n, dz, H->grad_scale);
     }
     if (phase == TS_TRAIN) return 0;
+    if (reserve(s, s->n + n, H->name, e)) return -1;
     for (int i = 0; i < n; i++) {
         double r = (double)z[i] - y[i];
         s->se += r * r;
         s->ae += fabs(r);
+        s->pred[s->n + i] = z[i];
+        s->target[s->n + i] = y[i];
     }
     s->n += n;
     s->loss_sum += *loss * n;
@@ -93,9 +116,25 @@ static int eval_end(ts_head *H, ts_phase phase, ts_err *e)
     return 0;
 }
 
+/* The split's predictions and targets, for a combined score across tasks (train.c). */
+static int predictions(ts_head *H, const float **score, const float **label, long *n)
+{
+    regression_state *s = H->state;
+    if (!s) return -1;
+    *score = s->pred;
+    *label = s->target;
+    *n = s->n;
+    return 0;
+}
+
 static void destroy(ts_head *H)
 {
-    free(H->state);
+    regression_state *s = H->state;
+    if (s) {
+        free(s->pred);
+        free(s->target);
+    }
+    free(s);
     H->state = NULL;
 }
 
@@ -103,7 +142,7 @@ static const ts_key keys[] = {{NULL, NULL, NULL, NULL}};
 
 static const ts_head_ops ops = {.build = build, .forward = forward, .eval_begin = eval_begin,
     .eval_end = eval_end, .destroy = destroy, .check_inputs = "f32 6 1",
-    .check_label = "real", .check_keys = ""};
+    .check_label = "real", .check_keys = "", .predictions = predictions};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_HEAD, "regression", "1.0",
     "real-valued task on one output: MSE, MAE", keys, &ops};
