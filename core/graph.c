@@ -2,6 +2,7 @@
  * arena, rng, lookups), the dataset, layers sorted topologically with cycle / unknown-input /
  * shape errors, tied weights, heads, and one forward and backward pass.
  * The training loop itself is in train.c. */
+#define _XOPEN_SOURCE 700   /* realpath */
 #include "internal.h"
 
 #include <math.h>

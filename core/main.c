@@ -20,6 +20,7 @@ static void usage(FILE *f)
         "  run EXP.ini [SECTION.KEY=VALUE ...] [--results DIR] [--quiet]\n"
         "                          train and evaluate one experiment\n"
         "  compare EXP.ini|SUITE.ini ... [--seeds N] [--jobs N] [--quick] [--out DIR]\n"
+        "          [--sweep SECTION.KEY=V1,V2,...] [SECTION.KEY=VALUE ...]\n"
         "                          run experiments over seeds and write a comparison report\n"
         "  plot RUN_DIR ... [--out FILE.png]\n"
         "                          draw the loss curves of runs\n"

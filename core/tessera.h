@@ -22,7 +22,7 @@
 extern "C" {
 #endif
 
-#define TS_ABI 1u             /* bump on any incompatible layout change of the structs below */
+#define TS_ABI 2u             /* bump on any incompatible layout change of the structs below (2: ts_head_ops.predictions) */
 #define TS_MAX_DIMS 4         /* a tensor has 1..4 dimensions */
 #define TS_MAX_IN 16          /* inputs of one layer or head */
 #define TS_MAX_OUT 16         /* named outputs of one layer (MMoE: one per task) */
