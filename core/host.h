@@ -55,4 +55,13 @@ void ts_exp_free(ts_exp *x);
 /* Reads one value of RESULTS_DIR/metrics.json ("test.income.auc"). */
 int ts_metrics_get(const char *results_dir, const char *key, double *value, ts_err *e);
 
+/* ---- statistics of comparisons (stats.c) ---------------------------------------------------- */
+/* Mean and sample standard deviation (n - 1) of v[0..n); std is NAN for one value. */
+void ts_mean_std(const double *v, int n, double *mean, double *std);
+/* Two-sided p-value of Student's t statistic with df degrees of freedom. */
+double ts_t_pvalue(double t, double df);
+/* Paired t-test of a - b over n >= 2 pairs; -1 when n < 2. Equal differences give t = +-inf,
+ * p = 0 (all zero: t = 0, p = 1). */
+int ts_paired_t(const double *a, const double *b, int n, double *t, double *p);
+
 #endif
