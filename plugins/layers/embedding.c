@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -240,8 +241,23 @@ static const ts_key keys[] = {
     {"trainable", "bool", "true", "false freezes the table (useful with pretrained)"},
     {NULL, NULL, NULL, NULL}};
 
+/* The pretrained table's counts, so a user sees how much of the vocabulary the file covered:
+ * DIR/pretrained_NAME.csv (only when the layer read a file). */
+static int report(ts_layer *L, const char *dir, ts_err *e)
+{
+    const embedding_state *s = L->state;
+    if (!s->pre_loaded && !s->pre_missing && !s->pre_outside) return 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/pretrained_%s.csv", dir, L->name);
+    FILE *f = fopen(path, "w");
+    if (!f) return ts_fail(e, "%s: cannot write", path);
+    fprintf(f, "layer,rows_loaded,ids_missing_kept_init,file_rows_outside_vocab\n%s,%ld,%ld,%ld\n",
+            L->name, s->pre_loaded, s->pre_missing, s->pre_outside);
+    return fclose(f) ? ts_fail(e, "%s: write failed", path) : 0;
+}
+
 static const ts_layer_ops ops = {.build = build, .forward = forward, .backward = backward,
-    .destroy = destroy, .check_inputs = "i32 4 3 vocab=20", .check_keys = "dim=5"};
+    .destroy = destroy, .report = report, .check_inputs = "i32 4 3 vocab=20", .check_keys = "dim=5"};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "embedding", "1.0",
     "lookup table for categorical ids (B, F) -> (B, F*dim), sparse gradients", keys, &ops};
