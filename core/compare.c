@@ -284,7 +284,19 @@ static int reportable(const char *key)
     if (!strncmp(key, "train.run.examples_per_sec", 26)) return 1;
     if (strncmp(key, "test.", 5)) return 0;
     const char *m = strrchr(key, '.');
-    return m && strcmp(m, ".loss") && strcmp(m, ".positive_rate");
+    return m && strcmp(m, ".loss") && strcmp(m, ".positive_rate") && strcmp(m, ".queries") &&
+           strcmp(m, ".users");
+}
+
+/* The figures worth a plot and a significance test: each task's main quality measure. */
+static int headline(const char *key)
+{
+    static const char *const main_metrics[] = {".auc", ".mrr", ".map", ".recall@50", ".mse",
+                                               ".examples_per_sec", NULL};
+    const char *m = strrchr(key, '.');
+    for (int i = 0; m && main_metrics[i]; i++)
+        if (!strcmp(m, main_metrics[i])) return reportable(key);
+    return 0;
 }
 
 static int write_file(const char *path, const char *text)
@@ -812,20 +824,25 @@ int ts_cmd_compare(int argc, char **argv)
             }
         for (int sw = 0; sw < nsw; sw++) {
             if (o.nsweep) sb_printf(&md, "### %s = %s\n\n", o.sweep_key, o.sweep_val[sw]);
-            sb_printf(&md, "| experiment | n |");
-            for (int k = 0; k < nk; k++) sb_printf(&md, " %s |", keys[k] + (strncmp(keys[k], "test.", 5) ? 0 : 5));
-            sb_printf(&md, "\n|---|---|");
-            for (int k = 0; k < nk; k++) sb_printf(&md, "---|");
-            sb_printf(&md, "\n");
+            /* One row per figure, one column per experiment: reads down a column, compares
+             * across a row. */
+            sb_printf(&md, "| figure |");
+            for (int m = 0; m < nm; m++) sb_printf(&md, " %s |", xs[members[m]].name);
+            sb_printf(&md, "\n|---|");
+            for (int m = 0; m < nm; m++) sb_printf(&md, "---|");
+            sb_printf(&md, "\n| runs finished |");
             for (int m = 0; m < nm; m++) {
-                int i = members[m];
                 int nruns = 0;
-                for (int s = 0; s < o.seeds; s++) {
-                    series *any = ag[i].n ? &ag[i].s[0] : NULL;
-                    if (any && isfinite(any->v[sw][s])) nruns++;
-                }
-                sb_printf(&md, "| %s | %d |", xs[i].name, nruns);
-                for (int k = 0; k < nk; k++) {
+                series *any = ag[members[m]].n ? &ag[members[m]].s[0] : NULL;
+                for (int r = 0; any && r < o.seeds; r++) if (isfinite(any->v[sw][r])) nruns++;
+                sb_printf(&md, " %d |", nruns);
+            }
+            sb_printf(&md, "\n");
+            for (int k = 0; k < nk; k++) {
+                sb_printf(&md, "| %s |", keys[k] + (strncmp(keys[k], "test.", 5) ? 0 : 5));
+                int whole = strstr(keys[k], "examples_per_sec") != NULL;
+                for (int m = 0; m < nm; m++) {
+                    int i = members[m];
                     series *s = NULL;
                     for (int j = 0; j < ag[i].n; j++) if (!strcmp(ag[i].s[j].key, keys[k])) s = &ag[i].s[j];
                     double v[MAX_SEEDS], mean, sd;
@@ -833,9 +850,8 @@ int ts_cmd_compare(int argc, char **argv)
                     for (int r = 0; s && r < o.seeds; r++) if (isfinite(s->v[sw][r])) v[n++] = s->v[sw][r];
                     if (!n) { sb_printf(&md, " – |"); continue; }
                     ts_mean_std(v, n, &mean, &sd);
-                    int big = fabs(mean) >= 1000;
-                    if (n > 1) sb_printf(&md, big ? " %.0f ± %.0f |" : " %.4f ± %.4f |", mean, sd);
-                    else sb_printf(&md, big ? " %.0f |" : " %.4f |", mean);
+                    if (n > 1) sb_printf(&md, whole ? " %.0f ± %.0f |" : " %.4f ± %.4f |", mean, sd);
+                    else sb_printf(&md, whole ? " %.0f |" : " %.4f |", mean);
                     sb_printf(&csv, "%s,\"%s\",%s%s%s,%d,%.9g,%.9g,", xs[i].name, xs[g].group,
                               o.nsweep ? o.sweep_val[sw] : "", o.nsweep ? "," : "", keys[k], n, mean, sd);
                     for (int r = 0; r < n; r++) sb_printf(&csv, "%s%.9g", r ? " " : "", v[r]);
@@ -848,7 +864,7 @@ int ts_cmd_compare(int argc, char **argv)
             if (nm > 1 && o.seeds > 1) {
                 sb_printf(&md, "Paired t-test over seeds (two-sided; a − b):\n\n| metric | a | b | mean a − b | t | p |\n|---|---|---|---|---|---|\n");
                 for (int k = 0; k < nk; k++) {
-                    if (strncmp(keys[k], "test.", 5)) continue;
+                    if (strncmp(keys[k], "test.", 5) || !headline(keys[k])) continue;
                     for (int a = 0; a < nm; a++)
                         for (int b = a + 1; b < nm; b++) {
                             series *sa = NULL, *sb = NULL;
@@ -863,6 +879,7 @@ int ts_cmd_compare(int argc, char **argv)
                             double d[MAX_SEEDS];
                             for (int r = 0; r < n; r++) d[r] = va[r] - vb[r];
                             ts_mean_std(d, n, &md_, &sd_);
+                            if (md_ == 0 && sd_ == 0) continue;   /* the same figure (a shared baseline) */
                             sb_printf(&md, "| %s | %s | %s | %+.4f | %.2f | %.3g%s |\n", keys[k] + 5,
                                       xs[members[a]].name, xs[members[b]].name, md_, t, p, p < 0.05 ? " *" : "");
                             sb_printf(&sig, "\"%s\",%s,%s,%s,%d,%.9g,%.6g,%.6g\n", xs[g].group, keys[k],
@@ -887,13 +904,18 @@ int ts_cmd_compare(int argc, char **argv)
             for (int sw = 0; sw < nsw; sw++) sb_printf(&md, "---|");
             sb_printf(&md, "\n");
             for (int k = 0; k < nk; k++) {
-                if (!quality_metric(keys[k])) continue;
+                if (!quality_metric(keys[k]) || !headline(keys[k])) continue;
                 int low = lower_better(keys[k]);
                 for (int a = 0; a < nm; a++)
                     for (int b = a + 1; b < nm; b++) {
                         series *sa = find_series(&ag[members[a]], keys[k]),
                                *sb = find_series(&ag[members[b]], keys[k]);
                         if (!sa || !sb) continue;
+                        int same = 1;
+                        for (int sw = 0; sw < nsw; sw++)
+                            for (int r = 0; r < o.seeds; r++)
+                                if (isfinite(sa->v[sw][r]) && sa->v[sw][r] != sb->v[sw][r]) same = 0;
+                        if (same) continue;   /* a shared baseline: nothing to compare */
                         sb_printf(&md, "| %s | %s | %s |", keys[k] + 5, xs[members[a]].name,
                                   xs[members[b]].name);
                         for (int sw = 0; sw < nsw; sw++) {
@@ -936,6 +958,7 @@ int ts_cmd_compare(int argc, char **argv)
                 sb_printf(&md, "![loss curves](plots/loss_%d.png)\n\n", gno);
         }
         for (int k = 0; k < nk && !o.nsweep; k++) {
+            if (!headline(keys[k])) continue;
             char names[MAX_EXP][TS_NAME_MAX];
             double mean[MAX_EXP], sd[MAX_EXP];
             int n = 0;
@@ -1004,9 +1027,8 @@ int ts_cmd_compare(int argc, char **argv)
             char fname[200];
             snprintf(fname, sizeof fname, "gates_%d_%s.png", gno, xs[members[m]].name);
             snprintf(png, sizeof png, "%s/%s", plots, fname);
-            snprintf(title, sizeof title, "gate usage of %s: mean gate weight of each task on each "
-                     "expert over the test split (seed 1; a uniform gate is 1 / experts)",
-                     xs[members[m]].name);
+            snprintf(title, sizeof title, "%s: mean gate weight per task and expert on the test split "
+                     "(uniform gate = 1 / experts)", xs[members[m]].name);
             if (!plot_gates(png, title, gdirs, subs, nsw))
                 sb_printf(&md, "![gate usage of %s](plots/%s)\n\n", xs[members[m]].name, fname);
         }
