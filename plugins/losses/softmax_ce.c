@@ -11,10 +11,19 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
+
+/* One row's exp(z_ij - m_i), kept between the sum and the gradient so each logit costs one
+ * expf (a full softmax over a large catalogue is exp-bound). Grows with k, never per step. */
+typedef struct softmax_state {
+    float *ex;    /* (cap) */
+    int cap;
+} softmax_state;
 
 /* Checks the labels, returns sum_i w_i l_i, and dz (n, k) += scale * d loss / d z. */
 static int softmax_ce_kernel(int n, int k, const float *z, const float *y, const float *w,
-                             float *dz, float scale, double *sum_out, double *wsum_out, ts_err *e)
+                             float *dz, float scale, float *ex, double *sum_out, double *wsum_out,
+                             ts_err *e)
 {
     double wsum = 0, sum = 0;
     for (int i = 0; i < n; i++) {
@@ -34,16 +43,14 @@ static int softmax_ce_kernel(int n, int k, const float *z, const float *y, const
         float m = zi[0];
         for (int j = 1; j < k; j++) m = zi[j] > m ? zi[j] : m;
         double se = 0;
-        for (int j = 0; j < k; j++) se += exp((double)zi[j] - m);
+        for (int j = 0; j < k; j++) se += ex[j] = expf(zi[j] - m);   /* sum in double */
         double lse = log(se);
         sum += wi * (lse - ((double)zi[c] - m));
         if (dz) {
-            double g = scale * wi / wsum;
+            float g = (float)(scale * wi / wsum), inv = (float)(1.0 / se);
             float *dzi = dz + (long)i * k;
-            for (int j = 0; j < k; j++) {
-                double p = exp((double)zi[j] - m - lse);
-                dzi[j] += (float)(g * (p - (j == c)));
-            }
+            for (int j = 0; j < k; j++) dzi[j] += g * (ex[j] * inv);
+            dzi[c] -= g;
         }
     }
     *sum_out = sum;
@@ -53,26 +60,38 @@ static int softmax_ce_kernel(int n, int k, const float *z, const float *y, const
 static int init(void **state, const ts_cfg *cfg, ts_err *e)
 {
     (void)cfg;
-    (void)e;
-    *state = NULL;
-    return 0;
+    *state = calloc(1, sizeof(softmax_state));
+    return *state ? 0 : ts_fail(e, "softmax_ce: out of memory");
+}
+
+static void destroy(void *state)
+{
+    softmax_state *s = state;
+    if (s) free(s->ex);
+    free(s);
 }
 
 static int eval(void *state, int n, int k, const float *z, const float *y, const float *w,
                 double *loss, float *dz, float scale, ts_err *e)
 {
-    (void)state;
+    softmax_state *s = state;
     if (k < 2) return ts_fail(e, "softmax_ce: needs at least 2 classes, got %d; use bce for one "
                               "logit", k);
+    if (k > s->cap) {
+        float *ex = realloc(s->ex, sizeof(float) * (size_t)k);
+        if (!ex) return ts_fail(e, "softmax_ce: out of memory for %d classes", k);
+        s->ex = ex;
+        s->cap = k;
+    }
     double sum = 0, wsum = 0;
-    if (softmax_ce_kernel(n, k, z, y, w, dz, scale, &sum, &wsum, e)) return -1;
+    if (softmax_ce_kernel(n, k, z, y, w, dz, scale, s->ex, &sum, &wsum, e)) return -1;
     *loss = wsum > 0 ? sum / wsum : 0.0;
     return 0;
 }
 
 static const ts_key keys[] = {{NULL, NULL, NULL, NULL}};
 
-static const ts_loss_ops ops = {TS_LABEL_CLASS, init, eval, NULL};
+static const ts_loss_ops ops = {TS_LABEL_CLASS, init, eval, destroy};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LOSS, "softmax_ce", "1.0",
     "softmax cross-entropy over k classes, class-index labels", keys, &ops};
