@@ -209,18 +209,23 @@ int ts_ctx_alloc_params(ts_ctx *ctx, int nslots, float **arena, size_t *arena_n,
         return ts_fail(e, "cannot allocate %.1f MiB for the parameters; make the model or the "
                        "embedding tables smaller", total * 4.0 / 1048576);
     /* layout: every w, then every g, then every parameter's optimizer slots (nslots * n
-     * contiguous floats each), so w and g are each one flat array */
+     * contiguous floats each), so w and g are each one flat array; within each block the dense
+     * parameters come before the sparse ones, so the dense gradients are one contiguous range
+     * (one allreduce in data-parallel training, dist.h) */
     size_t off = 0;
+    ctx->n_dense = 0;
     for (int k = 0; k < 3; k++)
-        for (int i = 0; i < ctx->nparams; i++) {
-            ts_param *p = ctx->params[i];
-            if (p->shared) continue;
-            size_t n = (size_t)p->rows * p->cols;
-            if (k == 0) p->w = a + off;
-            else if (k == 1) p->g = a + off;
-            else p->state = nslots ? a + off : NULL;
-            off += k < 2 ? n : n * (size_t)nslots;
-        }
+        for (int sparse = 0; sparse < 2; sparse++)
+            for (int i = 0; i < ctx->nparams; i++) {
+                ts_param *p = ctx->params[i];
+                if (p->shared || !(p->flags & TS_PARAM_SPARSE) != !sparse) continue;
+                size_t n = (size_t)p->rows * p->cols;
+                if (k == 0) p->w = a + off;
+                else if (k == 1) p->g = a + off;
+                else p->state = nslots ? a + off : NULL;
+                if (k == 0 && !sparse) ctx->n_dense += n;
+                off += k < 2 ? n : n * (size_t)nslots;
+            }
     for (int i = 0; i < ctx->nparams; i++) {
         ts_param *p = ctx->params[i];
         if (p->shared) {
@@ -258,7 +263,9 @@ static const char *const experiment_keys[] = {"name", "seed", "description", "qu
                                               NULL};
 static const char *const train_keys[] = {"epochs", "batch", "eval_batch", "early_stop", "patience",
                                          "log_every", "threads", "clip_norm", "weighting",
-                                         "gradnorm_alpha", "gradnorm_lr", "output_weights", NULL};
+                                         "gradnorm_alpha", "gradnorm_lr", "output_weights",
+                                         "max_steps", "checkpoint_every", "keep_checkpoints",
+                                         NULL};
 static const char *const layer_keys[] = {"type", "input", "share", "plugin", NULL};
 static const char *const head_keys[] = {"type", "input", "label", "loss", "weight", "plugin", NULL};
 static const char *const plugin_keys[] = {"type", "plugin", NULL};
@@ -344,7 +351,9 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
     struct { const char *k; long *v; long lo, hi; } ints[] = {
         {"epochs", &x->epochs, 1, 100000}, {"batch", &x->batch, 1, 1 << 20},
         {"eval_batch", &x->eval_batch, 0, 1 << 20}, {"patience", &x->patience, 0, 100000},
-        {"log_every", &x->log_every, 1, 1 << 30}, {"threads", &x->threads, 0, 256}};
+        {"log_every", &x->log_every, 1, 1 << 30}, {"threads", &x->threads, 0, 256},
+        {"max_steps", &x->max_steps, 0, 1L << 40},
+        {"checkpoint_every", &x->checkpoint_every, 0, 1L << 40}};
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         if (!ts_cfg_str(ct, ints[i].k)) continue;
         if (ts_cfg_int(ct, ints[i].k, ints[i].v, e)) goto fail;
@@ -359,6 +368,8 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
     if (ts_cfg_str(ct, "clip_norm") && ts_cfg_float(ct, "clip_norm", &x->clip_norm, e)) goto fail;
     if (ts_cfg_str(ct, "early_stop"))
         snprintf(x->early_stop, sizeof x->early_stop, "%s", ts_cfg_str(ct, "early_stop"));
+    if (ts_cfg_str(ct, "keep_checkpoints") &&
+        ts_cfg_bool(ct, "keep_checkpoints", &x->keep_checkpoints, e)) goto fail;
     if (ts_cfg_str(ct, "weighting") &&
         ts_cfg_choice(ct, "weighting", "static|uncertainty|gradnorm", &x->weighting, e)) goto fail;
 
@@ -768,6 +779,7 @@ int ts_exp_build(ts_exp *x, ts_err *e)
     ts_err pe;
     if (oo->init(&x->opt_state, ts_ini_find(&x->ini, "optimizer"), &pe))
         return ts_fail(e, "[optimizer] type = %s: %s", x->opt_pl->name, pe.msg);
+    if (ts_exp_check_memory(x, oo->nslots, e)) return -1;
     if (ts_ctx_alloc_params(&x->ctx, oo->nslots, &x->arena, &x->arena_n, e)) return -1;
     x->built = 1;
     return 0;
@@ -831,4 +843,71 @@ int ts_exp_backward(ts_exp *x, ts_err *e)
             return ts_fail(e, "[%s] backward: %s", x->nodes[i].cfg->name, pe.msg);
     }
     return 0;
+}
+
+/* ---- the memory a run will need -------------------------------------------------------------- */
+/* Resident bytes of this process (/proc/self/statm); 0 when unknown. */
+static double rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
+        fclose(f);
+    }
+    return (double)res * (double)sysconf(_SC_PAGESIZE);
+}
+
+/* The system's MemAvailable (/proc/meminfo); 0 when unknown. */
+static double available_bytes(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb * 1024;
+}
+
+static void human(double b, char *out, size_t cap)
+{
+    if (b >= 1 << 30) snprintf(out, cap, "%.2f GiB", b / (1 << 30));
+    else snprintf(out, cap, "%.1f MiB", b / (1 << 20));
+}
+
+int ts_exp_check_memory(ts_exp *x, int nslots, ts_err *e)
+{
+    /* What is allocated from here on: the arena (weights, gradients, optimizer slots), the
+     * loop's copy of the best weights and its row order; the outputs were allocated by the
+     * build but not touched yet, so they are not in the resident size: count them too. */
+    double params = 0, w = 0, act = 0;
+    for (int i = 0; i < x->ctx.nparams; i++) {
+        const ts_param *p = x->ctx.params[i];
+        if (p->shared) continue;
+        double n = (double)p->rows * p->cols;
+        params += n * (2 + nslots) * sizeof(float);
+        w += n * sizeof(float);
+    }
+    for (int i = 0; i < x->nnodes; i++)
+        for (int k = 0; k < x->nodes[i].L.nout; k++)
+            if (x->nodes[i].L.out[k].dtype == TS_F32)
+                act += 2.0 * (double)ts_numel(&x->nodes[i].L.out[k]) * sizeof(float);
+    double now = rss_bytes();
+    double est = now + params + w + act + (double)x->data.nrows[TS_TRAIN] * sizeof(long);
+    double avail = available_bytes();
+    double limit = x->opts.max_memory > 0 ? x->opts.max_memory : now + avail;
+    if ((x->opts.max_memory <= 0 && avail <= 0) || est <= limit) return 0;   /* no /proc: unknown */
+    char s_est[32], s_lim[32], s_par[32], s_act[32], s_now[32];
+    human(est, s_est, sizeof s_est);
+    human(limit, s_lim, sizeof s_lim);
+    human(params + w, s_par, sizeof s_par);
+    human(act, s_act, sizeof s_act);
+    human(now, s_now, sizeof s_now);
+    return ts_fail(e, "%s: the run would need about %s (parameters with gradients, optimizer "
+                   "slots and the best copy %s, activations %s, data and program %s) but %s "
+                   "allows %s. Make the batch, the embedding tables or the vocabulary smaller, "
+                   "or raise --max-memory", x->ini.file, s_est, s_par, s_act, s_now,
+                   x->opts.max_memory > 0 ? "--max-memory" : "the memory available",
+                   s_lim);
 }

@@ -37,6 +37,8 @@ typedef struct ts_run_opts {
     char **overrides;         /* "section.key=value" */
     FILE *log;                /* progress lines and the final figures; NULL = silent */
     int max_epochs;           /* > 0: cap [train] epochs (compare --quick) */
+    int resume;               /* continue from the results folder's latest valid checkpoint */
+    double max_memory;        /* bytes a run may use; 0 = the memory the system has available */
 } ts_run_opts;
 
 /* Parses, builds, trains, evaluates and writes results. */

@@ -69,6 +69,8 @@ struct ts_ctx {
     ts_param **share_from;         /* `share =`: the other layer's params, in order */
     int share_n, share_i;
     ts_phase phase;
+    size_t n_dense;                /* floats of the dense parameters: the arena's w and g
+                                    * blocks each start with them (ts_ctx_alloc_params) */
     ts_metric_rec *metrics;        /* figures reported by the current evaluation */
     int nmetrics, mcap;
 };
@@ -124,6 +126,9 @@ struct ts_exp {
     int built;
     /* [train] */
     long epochs, batch, eval_batch, log_every, patience, threads;
+    long max_steps;                     /* > 0: stop after that many optimizer steps */
+    long checkpoint_every;              /* > 0: a checkpoint every that many steps too */
+    int keep_checkpoints;               /* keep them after a finished run */
     double clip_norm;
     char early_stop[2 * TS_NAME_MAX];   /* "income.auc"; "" = last epoch */
     int weighting;                      /* 0 static, 1 uncertainty */
@@ -156,5 +161,62 @@ int ts_save_params(ts_exp *x, const char *path, ts_err *e);
 /* Reads path into a built experiment's weights after checking the CRC and that names and
  * shapes match one to one; on a mismatch names what differs and changes nothing. */
 int ts_load_params(ts_exp *x, const char *path, ts_err *e);
+/* The pieces, shared with checkpoints: a parameter record of the file (into its buffer). */
+typedef struct ts_prec {
+    const char *name;             /* not NUL-terminated */
+    uint32_t len;
+    int32_t rows, cols;
+    const unsigned char *w;       /* (rows, cols) floats, unaligned */
+    int used;
+} ts_prec;
+size_t ts_params_records_size(const ts_exp *x);       /* bytes of the count and the records */
+int ts_params_write_records(FILE *f, ts_exp *x, unsigned long *crc);
+/* Parses the count and records of [b, b + n); NULL with the reason in *corrupt. */
+ts_prec *ts_params_parse(const unsigned char *b, size_t n, uint32_t *count, const char **corrupt);
+/* Names and shapes one to one with the experiment's parameters; a message naming what differs. */
+int ts_params_match(ts_exp *x, ts_prec *r, uint32_t count, const char *path, ts_err *e);
+void ts_params_copy(ts_exp *x, const ts_prec *r, uint32_t count);
+int ts_put_floats(FILE *f, const float *w, size_t n, unsigned long *crc);   /* + CRC-32 */
+uint32_t ts_crc_of(const unsigned char *p, size_t n);
+int ts_read_file(const char *path, unsigned char **buf, size_t *n, ts_err *e);
+
+/* ---- checkpoints (checkpoint.c; docs/checkpoints.md documents the format) -------------------- */
+/* The training loop's state between two steps: with the arena's weights and optimizer slots it
+ * is everything a resumed run needs to continue exactly where the killed one stopped. */
+typedef struct ts_loop {
+    long epoch;                    /* the epoch being trained, 1-based */
+    long s;                        /* the next step within it */
+    int shuffled;                  /* order holds this epoch's shuffle already */
+    int done;                      /* training is over (last epoch, max_steps or early stop) */
+    long step;                     /* optimizer steps taken */
+    long seen, seen_log, logged_steps, best_epoch, bad_evals;
+    double loss_acc, best_score, train_time, wall;   /* seconds trained, seconds run */
+    long ntrain;
+    long *order;                   /* (ntrain) this epoch's order of the training rows */
+    long nw;
+    float *best;                   /* (nw) the weights of the best validation so far */
+    long train_off, eval_off;      /* bytes of train.csv and eval.csv written */
+    double *gn;                    /* GradNorm's (6 K) doubles, or NULL */
+    long *gn_t;                    /* GradNorm's update count */
+} ts_loop;
+
+/* Writes RUN_DIR/checkpoint.tsck atomically (temporary file, fsync, rename), keeping the one it
+ * replaces as checkpoint.prev.tsck; best != 0 also writes checkpoint-best.tsck. */
+int ts_ckpt_save(ts_exp *x, const ts_loop *l, int best, ts_err *e);
+/* Restores the newest valid checkpoint of the results folder into x and l: 1 when one was
+ * restored, 0 when the folder has none, -1 with a message when none is usable. Each rejected file
+ * is reported on log with the reason (damaged, another experiment: the keys that differ). */
+int ts_ckpt_resume(ts_exp *x, ts_loop *l, FILE *log, ts_err *e);
+/* Removes the checkpoint files of a finished run (with keep: only unfinished temporary ones). */
+void ts_ckpt_clean(const char *dir, int keep);
+/* The experiment's identity for checkpoints: the resolved INI as canonical text (sorted
+ * sections and keys; the keys that may change on resume left out), and its 64-bit FNV-1a hash. */
+char *ts_ckpt_config_text(const ts_exp *x, size_t *n);
+uint64_t ts_hash64(const void *p, size_t n);
+
+/* Refuses, before the parameters are allocated, an experiment whose estimated memory (what the
+ * process holds now + parameters with gradients and optimizer slots + activations + the best
+ * weights' copy) exceeds the run's max_memory or the memory available. */
+int ts_exp_check_memory(ts_exp *x, int nslots, ts_err *e);
 
 #endif

@@ -2,6 +2,7 @@
  * returns and sets the exit status. The only place (with compare.c) that prints and exits. */
 #include "config.h"
 #include "internal.h"
+#include "dist.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,10 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: tessera COMMAND [ARGS]\n"
         "\n"
-        "  run EXP.ini [SECTION.KEY=VALUE ...] [--results DIR] [--quiet]\n"
-        "                          train and evaluate one experiment\n"
+        "  run EXP.ini [SECTION.KEY=VALUE ...] [--results DIR] [--quiet] [--resume]\n"
+        "      [--max-memory SIZE] train and evaluate one experiment; --resume continues from\n"
+        "                          the results folder's latest valid checkpoint\n"
+        "  resume RUN_DIR          continue a killed run from its checkpoint (its config.ini)\n"
         "  compare EXP.ini|SUITE.ini ... [--seeds N] [--jobs N] [--quick] [--out DIR]\n"
         "          [--sweep SECTION.KEY=V1,V2,...] [SECTION.KEY=VALUE ...]\n"
         "                          run experiments over seeds and write a comparison report\n"
@@ -45,32 +48,81 @@ static int fail(const ts_err *e)
     return 1;
 }
 
-static int cmd_run(int argc, char **argv)
+/* "2G", "512M", "100k" or bytes; -1 when it is not a size. */
+static double parse_size(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v <= 0) return -1;
+    switch (*end) {
+    case 'k': case 'K': v *= 1024; end++; break;
+    case 'm': case 'M': v *= 1024.0 * 1024; end++; break;
+    case 'g': case 'G': v *= 1024.0 * 1024 * 1024; end++; break;
+    case 't': case 'T': v *= 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (*end == 'i' || *end == 'B') end += *end == 'i' ? 1 : 0;
+    if (*end == 'B') end++;
+    return *end ? -1 : v;
+}
+
+/* `run` and `resume`: a run_dir (resume) stands for RUN_DIR/config.ini --results RUN_DIR. */
+static int cmd_run(int argc, char **argv, const char *run_dir)
 {
     const char *ini = NULL;
+    char cfg[4096];
     ts_run_opts o = {0};
     o.log = stderr;
+    if (run_dir) {
+        snprintf(cfg, sizeof cfg, "%s/config.ini", run_dir);
+        ini = cfg;
+        if (access(cfg, R_OK)) {
+            fprintf(stderr, "tessera resume: %s has no config.ini: the run stopped before it "
+                    "started (or this is not a results folder); run the experiment again with "
+                    "--results %s --resume\n", run_dir, run_dir);
+            return 1;
+        }
+        o.results_dir = run_dir;
+        o.resume = 1;
+    }
     char **over = calloc((size_t)argc + 1, sizeof *over);
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--results") && i + 1 < argc) o.results_dir = argv[++i];
+        if (!strcmp(argv[i], "--results") && i + 1 < argc && !run_dir) o.results_dir = argv[++i];
         else if (!strcmp(argv[i], "--quiet")) o.log = NULL;
+        else if (!strcmp(argv[i], "--resume")) o.resume = 1;
         else if (!strcmp(argv[i], "--max-epochs") && i + 1 < argc) o.max_epochs = atoi(argv[++i]);
-        else if (argv[i][0] == '-') {
-            fprintf(stderr, "tessera run: unknown option %s\n", argv[i]);
+        else if (!strcmp(argv[i], "--max-memory") && i + 1 < argc) {
+            if ((o.max_memory = parse_size(argv[++i])) <= 0) {
+                fprintf(stderr, "tessera run: --max-memory %s: give a size such as 512M or 4G\n",
+                        argv[i]);
+                free(over);
+                return 2;
+            }
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "tessera %s: unknown option %s\n", run_dir ? "resume" : "run", argv[i]);
             free(over);
             return 2;
         } else if (!ini) ini = argv[i];
         else over[o.noverride++] = argv[i];
     }
     if (!ini) {
-        fprintf(stderr, "usage: tessera run EXP.ini [SECTION.KEY=VALUE ...] [--results DIR]\n");
+        fprintf(stderr, "usage: tessera run EXP.ini [SECTION.KEY=VALUE ...] [--results DIR] "
+                "[--resume] [--max-memory SIZE]\n");
         free(over);
         return 2;
     }
     o.overrides = over;
     ts_err e;
+    if (ts_dist_init(&argc, &argv, &e)) { free(over); return fail(&e); }
     int rc = ts_run(ini, &o, &e);
     free(over);
+    if (rc && ts_dist_size() > 1) {
+        /* one rank's failure ends the job, never a hang in a collective */
+        fprintf(stderr, "tessera (rank %d of %d): %s\n", ts_dist_rank(), ts_dist_size(), e.msg);
+        fflush(stderr);
+        ts_dist_abort(1);
+    }
+    ts_dist_finalize();
     return rc ? fail(&e) : 0;
 }
 
@@ -210,7 +262,14 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2, NULL);
+    if (!strcmp(cmd, "resume")) {
+        if (argc < 3 || argv[2][0] == '-') {
+            fprintf(stderr, "usage: tessera resume RUN_DIR [--quiet] [--max-epochs N]\n");
+            return 2;
+        }
+        return cmd_run(argc - 3, argv + 3, argv[2]);
+    }
     if (!strcmp(cmd, "plugins")) return cmd_plugins();
     if (!strcmp(cmd, "describe")) return cmd_describe(argc - 2, argv + 2);
     if (!strcmp(cmd, "check-plugin")) return cmd_check(argc - 2, argv + 2);

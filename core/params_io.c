@@ -39,13 +39,62 @@ static int little_endian(void)
 }
 
 /* Writes n bytes and folds them into the running CRC. */
-static int put(FILE *f, const void *p, size_t n, uLong *crc)
+static int put(FILE *f, const void *p, size_t n, unsigned long *crc)
 {
     *crc = crc32(*crc, p, (uInt)n);
     return fwrite(p, 1, n, f) == n ? 0 : -1;
 }
 
-static int put_u32(FILE *f, uint32_t v, uLong *crc) { return put(f, &v, 4, crc); }
+static int put_u32(FILE *f, uint32_t v, unsigned long *crc) { return put(f, &v, 4, crc); }
+
+/* The records of every parameter (tied copies once), after their count: the body of params.bin
+ * and of a checkpoint's PARM block. Returns 0, -1 on a write error, 2 on a bad name. */
+static int put_records(FILE *f, ts_exp *x, uLong *crc)
+{
+    uint32_t count = 0;
+    for (int i = 0; i < x->ctx.nparams; i++) count += !x->ctx.params[i]->shared;
+    int bad = put_u32(f, count, crc);
+    for (int i = 0; i < x->ctx.nparams && !bad; i++) {
+        const ts_param *p = x->ctx.params[i];
+        if (p->shared) continue;      /* a tied copy: the owner's record holds the weights */
+        size_t len = strlen(p->name);
+        if (len < 1 || len > TS_PARAMS_MAXNAME) return 2;
+        int32_t shape[2] = {p->rows, p->cols};
+        bad = put_u32(f, (uint32_t)len, crc) || put(f, p->name, len, crc) ||
+              put(f, shape, sizeof shape, crc) ||
+              ts_put_floats(f, p->w, (size_t)p->rows * (size_t)p->cols, crc);
+    }
+    return bad ? -1 : 0;
+}
+
+size_t ts_params_records_size(const ts_exp *x)
+{
+    size_t n = 4;
+    for (int i = 0; i < x->ctx.nparams; i++) {
+        const ts_param *p = x->ctx.params[i];
+        if (!p->shared) n += 4 + strlen(p->name) + 8 + (size_t)p->rows * p->cols * sizeof(float);
+    }
+    return n;
+}
+
+int ts_params_write_records(FILE *f, ts_exp *x, unsigned long *crc)
+{
+    uLong c = *crc;
+    int rc = put_records(f, x, &c);
+    *crc = c;
+    return rc;
+}
+
+int ts_put_floats(FILE *f, const float *w, size_t n, unsigned long *crc)
+{
+    /* in 1 GiB pieces, so crc32's uInt length never overflows */
+    const unsigned char *b = (const unsigned char *)w;
+    size_t bytes = n * sizeof(float);
+    for (size_t o = 0; o < bytes; o += (size_t)1 << 30)
+        if (put(f, b + o, bytes - o < ((size_t)1 << 30) ? bytes - o : (size_t)1 << 30, crc))
+            return -1;
+    return 0;
+}
 
 int ts_save_params(ts_exp *x, const char *path, ts_err *e)
 {
@@ -58,25 +107,9 @@ int ts_save_params(ts_exp *x, const char *path, ts_err *e)
     snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) return ts_fail(e, "cannot write %s: %s; check the results folder", tmp, strerror(errno));
-    uint32_t count = 0;
-    for (int i = 0; i < x->ctx.nparams; i++) count += !x->ctx.params[i]->shared;
     uLong crc = crc32(0L, Z_NULL, 0);
-    int bad = put(f, "TSPR", 4, &crc) || put_u32(f, TS_PARAMS_VERSION, &crc) ||
-              put_u32(f, count, &crc);
-    for (int i = 0; i < x->ctx.nparams && !bad; i++) {
-        const ts_param *p = x->ctx.params[i];
-        if (p->shared) continue;      /* a tied copy: the owner's record holds the weights */
-        size_t len = strlen(p->name);
-        if (len < 1 || len > TS_PARAMS_MAXNAME) { bad = 2; break; }
-        int32_t shape[2] = {p->rows, p->cols};
-        bad = put_u32(f, (uint32_t)len, &crc) || put(f, p->name, len, &crc) ||
-              put(f, shape, sizeof shape, &crc);
-        /* (rows, cols) floats, in chunks so crc32's uInt length never overflows */
-        size_t n = (size_t)p->rows * (size_t)p->cols * sizeof(float);
-        const unsigned char *w = (const unsigned char *)p->w;
-        for (size_t o = 0; o < n && !bad; o += (size_t)1 << 30)
-            bad = put(f, w + o, n - o < ((size_t)1 << 30) ? n - o : (size_t)1 << 30, &crc);
-    }
+    int bad = put(f, "TSPR", 4, &crc) || put_u32(f, TS_PARAMS_VERSION, &crc);
+    if (!bad) bad = put_records(f, x, &crc);
     uint32_t c = (uint32_t)crc;
     if (!bad) bad = fwrite(&c, 4, 1, f) != 1;
     if (fclose(f) != 0 && !bad) bad = 1;
@@ -93,16 +126,8 @@ int ts_save_params(ts_exp *x, const char *path, ts_err *e)
     return 0;
 }
 
-typedef struct {
-    const char *name;             /* into the file buffer, not NUL-terminated */
-    uint32_t len;
-    int32_t rows, cols;
-    const unsigned char *w;       /* (rows, cols) floats, unaligned */
-    int used;
-} rec;
-
 /* zlib's crc32 takes a uInt length: fold a large buffer in 1 GiB pieces. */
-static uint32_t crc_of(const unsigned char *p, size_t n)
+uint32_t ts_crc_of(const unsigned char *p, size_t n)
 {
     uLong c = crc32(0L, Z_NULL, 0);
     for (size_t o = 0; o < n; o += (size_t)1 << 30)
@@ -130,12 +155,11 @@ static void note(char *msg, size_t cap, int *n, const char *fmt, ...)
     va_end(ap);
 }
 
-static int read_all(const char *path, unsigned char **buf, size_t *n, ts_err *e)
+int ts_read_file(const char *path, unsigned char **buf, size_t *n, ts_err *e)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return ts_fail(e, "cannot open %s: %s; a run writes it at the end of training (runs "
-                       "made before params.bin existed must be run again)", path, strerror(errno));
+        return ts_fail(e, "cannot open %s: %s", path, strerror(errno));
     long size = -1;
     if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
     if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
@@ -151,63 +175,56 @@ static int read_all(const char *path, unsigned char **buf, size_t *n, ts_err *e)
     return 0;
 }
 
-int ts_load_params(ts_exp *x, const char *path, ts_err *e)
+ts_prec *ts_params_parse(const unsigned char *b, size_t n, uint32_t *count, const char **corrupt)
 {
-    if (!little_endian())
-        return ts_fail(e, "%s: params.bin is little-endian and this host is not", path);
-    if (!x->built || !x->arena)
-        return ts_fail(e, "%s: build the experiment before loading its parameters", path);
-    unsigned char *b = NULL;
-    size_t n = 0;
-    if (read_all(path, &b, &n, e)) return -1;
-    const char *corrupt = NULL;
-    rec *r = NULL;
-    uint32_t count = 0;
-    if (n < 16 || memcmp(b, "TSPR", 4))
-        corrupt = "it does not start with \"TSPR\" (not a tessera params.bin)";
-    else if (get_u32(b + 4) != TS_PARAMS_VERSION)
-        corrupt = "its version is not 1; this tessera reads version 1";
-    else if (get_u32(b + n - 4) != crc_of(b, n - 4))
-        corrupt = "its CRC-32 does not match (the file is truncated or damaged)";
-    else if ((count = get_u32(b + 8)) > (n - 16) / 13)
-        corrupt = "its parameter count is larger than the file";
-    if (!corrupt && !(r = calloc(count ? count : 1, sizeof *r))) {
-        free(b);
-        return ts_fail(e, "%s: out of memory", path);
-    }
-    size_t off = 12, end = n - 4;
-    for (uint32_t i = 0; i < count && !corrupt; i++) {
-        if (end - off < 4 || (r[i].len = get_u32(b + off)) < 1 || r[i].len > TS_PARAMS_MAXNAME ||
-            end - off - 4 < r[i].len + 8) { corrupt = "a record is cut short"; break; }
+    *corrupt = NULL;
+    if (n < 4) { *corrupt = "its parameter records are cut short"; return NULL; }
+    uint32_t c = get_u32(b);
+    if (c > (n - 4) / 13) { *corrupt = "its parameter count is larger than the file"; return NULL; }
+    ts_prec *r = calloc(c ? c : 1, sizeof *r);
+    if (!r) { *corrupt = "out of memory"; return NULL; }
+    size_t off = 4;
+    for (uint32_t i = 0; i < c; i++) {
+        if (n - off < 4 || (r[i].len = get_u32(b + off)) < 1 || r[i].len > TS_PARAMS_MAXNAME ||
+            n - off - 4 < r[i].len + 8) { *corrupt = "a record is cut short"; break; }
         r[i].name = (const char *)b + off + 4;
         off += 4 + r[i].len;
         r[i].rows = (int32_t)get_u32(b + off);
         r[i].cols = (int32_t)get_u32(b + off + 4);
         off += 8;
         uint64_t bytes = (uint64_t)(uint32_t)r[i].rows * (uint32_t)r[i].cols * 4u;
-        if (r[i].rows < 1 || r[i].cols < 1 || bytes > end - off) {
-            corrupt = "a record's weights run past the end";
+        if (r[i].rows < 1 || r[i].cols < 1 || bytes > n - off) {
+            *corrupt = "a record's weights run past the end";
             break;
         }
         r[i].w = b + off;
         off += (size_t)bytes;
     }
-    if (!corrupt && off != end) corrupt = "it has bytes after the last record";
-    if (corrupt) {
-        free(r); free(b);
-        return ts_fail(e, "%s is not a valid parameter file: %s. Run the experiment again to "
-                       "write a new one", path, corrupt);
-    }
-    /* Match by name: every parameter of the experiment must be in the file, same shape. */
+    if (!*corrupt && off != n) *corrupt = "it has bytes after the last record";
+    if (*corrupt) { free(r); return NULL; }
+    *count = c;
+    return r;
+}
+
+/* The record of parameter p, or -1. */
+static long find_rec(const ts_prec *r, uint32_t count, const ts_param *p)
+{
+    size_t len = strlen(p->name);
+    for (uint32_t k = 0; k < count; k++)
+        if (r[k].len == len && !memcmp(r[k].name, p->name, len)) return k;
+    return -1;
+}
+
+int ts_params_match(ts_exp *x, ts_prec *r, uint32_t count, const char *path, ts_err *e)
+{
     char diff[768] = "";
     int ndiff = 0;
+    for (uint32_t k = 0; k < count; k++) r[k].used = 0;
     for (int i = 0; i < x->ctx.nparams; i++) {
         const ts_param *p = x->ctx.params[i];
         if (p->shared) continue;
-        uint32_t k = 0;
-        size_t len = strlen(p->name);
-        while (k < count && (r[k].len != len || memcmp(r[k].name, p->name, len))) k++;
-        if (k == count) {
+        long k = find_rec(r, count, p);
+        if (k < 0) {
             note(diff, sizeof diff, &ndiff, "%s (%d, %d) is not in the file", p->name, p->rows, p->cols);
             continue;
         }
@@ -220,22 +237,53 @@ int ts_load_params(ts_exp *x, const char *path, ts_err *e)
         if (!r[k].used)
             note(diff, sizeof diff, &ndiff, "the file has %.*s (%d, %d), which the experiment "
                  "does not declare", (int)r[k].len, r[k].name, r[k].rows, r[k].cols);
-    if (ndiff) {
-        free(r); free(b);
+    if (ndiff)
         return ts_fail(e, "%s does not match the experiment (%d difference%s): %s%s. Load it with "
                        "the run's own config.ini and the same plugins and data", path, ndiff,
                        ndiff > 1 ? "s" : "", diff, ndiff > 4 ? "; ..." : "");
-    }
+    return 0;
+}
+
+void ts_params_copy(ts_exp *x, const ts_prec *r, uint32_t count)
+{
     for (int i = 0; i < x->ctx.nparams; i++) {
         ts_param *p = x->ctx.params[i];
-        if (p->shared) continue;
-        size_t len = strlen(p->name);
-        for (uint32_t k = 0; k < count; k++)
-            if (r[k].len == len && !memcmp(r[k].name, p->name, len)) {
-                memcpy(p->w, r[k].w, (size_t)p->rows * (size_t)p->cols * sizeof(float));
-                break;
-            }
+        long k = p->shared ? -1 : find_rec(r, count, p);
+        if (k >= 0) memcpy(p->w, r[k].w, (size_t)p->rows * (size_t)p->cols * sizeof(float));
     }
-    free(r); free(b);
-    return 0;
+}
+
+int ts_load_params(ts_exp *x, const char *path, ts_err *e)
+{
+    if (!little_endian())
+        return ts_fail(e, "%s: params.bin is little-endian and this host is not", path);
+    if (!x->built || !x->arena)
+        return ts_fail(e, "%s: build the experiment before loading its parameters", path);
+    unsigned char *b = NULL;
+    size_t n = 0;
+    if (access(path, R_OK))
+        return ts_fail(e, "cannot open %s: %s; a run writes it at the end of training (runs "
+                       "made before params.bin existed must be run again)", path, strerror(errno));
+    if (ts_read_file(path, &b, &n, e)) return -1;
+    const char *corrupt = NULL;
+    ts_prec *r = NULL;
+    uint32_t count = 0;
+    if (n < 16 || memcmp(b, "TSPR", 4))
+        corrupt = "it does not start with \"TSPR\" (not a tessera params.bin)";
+    else if (get_u32(b + 4) != TS_PARAMS_VERSION)
+        corrupt = "its version is not 1; this tessera reads version 1";
+    else if (get_u32(b + n - 4) != ts_crc_of(b, n - 4))
+        corrupt = "its CRC-32 does not match (the file is truncated or damaged)";
+    else
+        r = ts_params_parse(b + 8, n - 12, &count, &corrupt);
+    if (corrupt) {
+        free(b);
+        return ts_fail(e, "%s is not a valid parameter file: %s. Run the experiment again to "
+                       "write a new one", path, corrupt);
+    }
+    int rc = ts_params_match(x, r, count, path, e);
+    if (!rc) ts_params_copy(x, r, count);
+    free(r);
+    free(b);
+    return rc;
 }

@@ -3,6 +3,7 @@
  * evaluation each epoch, early stopping with the best weights kept, the test evaluation, and
  * the run's files (config.ini, train.csv, eval.csv, metrics.json). */
 #include "internal.h"
+#include "dist.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -521,218 +522,419 @@ static int head_train_forward(ts_exp *x, ts_hnode *hn, long step, long epoch, do
     return 0;
 }
 
-int ts_exp_train(ts_exp *x, FILE *log, ts_err *e)
+/* The first place, from the top of the graph down (the order of the backward pass), where a
+ * gradient is not finite: a layer's output gradient or one of its parameters' gradients. */
+static const char *first_nonfinite_grad(ts_exp *x, char *buf, size_t cap)
 {
-    if (ts_exp_build(x, e)) return -1;
-    if (x->threads > 0) openblas_set_num_threads((int)x->threads);
-    const char *dir = x->ctx.results_dir;
-    if (ts_mkdirs(dir, e)) return -1;
-    char path[TS_PATH_MAX + 32], tpath[TS_PATH_MAX + 32], epath[TS_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/config.ini", dir);
-    if (ts_ini_write(&x->ini, path, e)) return -1;
-    snprintf(tpath, sizeof tpath, "%s/train.csv", dir);
-    snprintf(epath, sizeof epath, "%s/eval.csv", dir);
-    FILE *ft = fopen(tpath, "w"), *fe = fopen(epath, "w");
-    if (!ft || !fe) {
-        if (ft) fclose(ft);
-        if (fe) fclose(fe);
-        return ts_fail(e, "%s: cannot write the run's files", dir);
+    for (int i = x->nnodes - 1; i >= 0; i--) {
+        ts_node *nd = &x->nodes[i];
+        for (int k = 0; k < nd->L.nout; k++) {
+            ts_tensor *t = &nd->L.out[k];
+            if (t->dtype != TS_F32 || !t->dx) continue;
+            long n = ts_numel(t);
+            for (long j = 0; j < n; j++)
+                if (!isfinite(t->dx[j])) {
+                    snprintf(buf, cap, "the gradient of [%s]'s output", nd->cfg->name);
+                    return buf;
+                }
+        }
+        for (int k = 0; k < nd->nparam; k++) {
+            ts_param *p = x->ctx.params[nd->first_param + k];
+            if (p->shared || (p->flags & TS_PARAM_SPARSE)) continue;
+            long n = (long)p->rows * p->cols;
+            for (long j = 0; j < n; j++)
+                if (!isfinite(p->g[j])) {
+                    snprintf(buf, cap, "the gradient of %s", p->name);
+                    return buf;
+                }
+        }
     }
-    /* Task weighting and output weights are set up before any file is written. */
-    gradnorm gnst, *gn = NULL;
+    return NULL;
+}
+
+/* ---- the run ----------------------------------------------------------------------------------
+ * One trainer holds what the loop's pieces share. l is the state a checkpoint saves (internal.h);
+ * the rest is rebuilt on resume. */
+typedef struct trainer {
+    ts_exp *x;
+    FILE *log, *ft, *fe;
+    char tpath[TS_PATH_MAX + 32], epath[TS_PATH_MAX + 32];
+    int writer;                   /* rank 0: writes the run's files */
+    int rank, size;               /* data-parallel ranks (dist.h); 0 and 1 in one process */
+    int tty, minimize;
+    long steps_per_epoch, global_batch;
+    double t_start, t_log, t_seg; /* run start, last log line, start of the timed segment */
+    gradnorm gnst, *gn;
     outw ow;
-    if (ow_init(x, &ow, e)) { fclose(ft); fclose(fe); return -1; }
-    if (x->weighting == 2) {
-        if (gn_init(x, &gnst, e)) { fclose(ft); fclose(fe); return -1; }
-        gn = &gnst;
-        if (log)
-            fprintf(log, "%s  gradnorm: W = the weights of [%s] (alpha %g, rate %g)\n", x->name,
-                    x->nodes[gn->shared].cfg->name, gn->alpha, gn->lr);
+    ts_loop l;
+} trainer;
+
+static void trainer_free(trainer *t)
+{
+    if (t->ft) fclose(t->ft);
+    if (t->fe) fclose(t->fe);
+    t->ft = t->fe = NULL;
+    if (t->gn) gn_free(t->gn);
+    t->gn = NULL;
+    ow_free(&t->ow);
+    free(t->l.order);
+    free(t->l.best);
+    t->l.order = NULL;
+    t->l.best = NULL;
+}
+
+/* Adds the time since the last mark to the training time (checkpoints save it). */
+static void mark_time(trainer *t)
+{
+    double n = now();
+    t->l.train_time += n - t->t_seg;
+    t->t_seg = n;
+}
+
+static int save_checkpoint(trainer *t, int best, ts_err *e)
+{
+    if (!t->writer) return 0;
+    fflush(t->ft);
+    fflush(t->fe);
+    t->l.train_off = ftell(t->ft);
+    t->l.eval_off = ftell(t->fe);
+    mark_time(t);
+    t->l.wall += now() - t->t_start;
+    t->t_start = now();
+    return ts_ckpt_save(t->x, &t->l, best, e);
+}
+
+/* Opens train.csv and eval.csv: new ones with their header lines, or (resume) the ones of the
+ * killed run cut back to what its checkpoint had written. */
+static int open_files(trainer *t, int resumed, ts_err *e)
+{
+    ts_exp *x = t->x;
+    if (!t->writer) {
+        t->ft = fopen("/dev/null", "w");
+        t->fe = fopen("/dev/null", "w");
+        if (!t->ft || !t->fe) return ts_fail(e, "cannot open /dev/null");
+        return 0;
     }
-    fprintf(ft, "step,epoch,examples,loss");
-    for (int h = 0; h < x->nheads; h++) fprintf(ft, ",loss.%s", x->heads[h].H.name);
-    fprintf(ft, ",examples_per_sec");
+    if (resumed) {
+        t->ft = fopen(t->tpath, "r+");
+        t->fe = fopen(t->epath, "r+");
+        if (!t->ft || !t->fe)
+            return ts_fail(e, "cannot resume in %s: train.csv or eval.csv is missing; run the "
+                           "experiment again without --resume", x->ctx.results_dir);
+        if (ftruncate(fileno(t->ft), t->l.train_off) || ftruncate(fileno(t->fe), t->l.eval_off) ||
+            fseek(t->ft, 0, SEEK_END) || fseek(t->fe, 0, SEEK_END))
+            return ts_fail(e, "cannot resume in %s: train.csv or eval.csv cannot be cut back to "
+                           "the checkpoint", x->ctx.results_dir);
+        return 0;
+    }
+    t->ft = fopen(t->tpath, "w");
+    t->fe = fopen(t->epath, "w");
+    if (!t->ft || !t->fe) return ts_fail(e, "%s: cannot write the run's files", x->ctx.results_dir);
+    fprintf(t->ft, "step,epoch,examples,loss");
+    for (int h = 0; h < x->nheads; h++) fprintf(t->ft, ",loss.%s", x->heads[h].H.name);
+    fprintf(t->ft, ",examples_per_sec");
     /* Learned task weights (the factor on each loss) after the step, when they are learned. */
-    for (int h = 0; gn || x->log_var ? h < x->nheads : 0; h++)
-        fprintf(ft, ",weight.%s", x->heads[h].H.name);
-    fprintf(ft, "\n");
-    fprintf(fe, "epoch,step,split,task,metric,value\n");
+    for (int h = 0; t->gn || x->log_var ? h < x->nheads : 0; h++)
+        fprintf(t->ft, ",weight.%s", x->heads[h].H.name);
+    fprintf(t->ft, "\n");
+    fprintf(t->fe, "epoch,step,split,task,metric,value\n");
+    return append(t->ft, t->tpath, e) || append(t->fe, t->epath, e) ? -1 : 0;
+}
 
-    const ts_optim_ops *oo = x->opt_pl->ops;
-    long ntrain = x->data.nrows[TS_TRAIN];
-    long steps_per_epoch = (ntrain + x->batch - 1) / x->batch;
-    long *order = malloc((size_t)ntrain * sizeof *order);
-    long nw = all_rows_w(x);
-    float *best = malloc((size_t)(nw ? nw : 1) * sizeof *best);
-    if (!order || !best) { free(order); free(best); fclose(ft); fclose(fe);
-        if (gn) gn_free(gn);
-        ow_free(&ow);
-        return ts_fail(e, "out of memory"); }
-    for (long i = 0; i < ntrain; i++) order[i] = i;
-    memcpy(best, x->arena, (size_t)nw * sizeof *best);
+/* Sets up the run: results folder, files, task weighting, and the loop state (new or resumed). */
+static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
+{
+    memset(t, 0, sizeof *t);
+    t->x = x;
+    t->log = ts_dist_rank() == 0 ? log : NULL;
+    t->rank = ts_dist_rank();
+    t->size = ts_dist_size();
+    t->writer = t->rank == 0;
+    t->tty = t->log && isatty(fileno(t->log));
+    t->ow.task = -1;
+    const char *dir = x->ctx.results_dir;
+    snprintf(t->tpath, sizeof t->tpath, "%s/train.csv", dir);
+    snprintf(t->epath, sizeof t->epath, "%s/eval.csv", dir);
+    if (t->writer && ts_mkdirs(dir, e)) return -1;
+    /* Task weighting and output weights are set up before any file is written. */
+    if (ow_init(x, &t->ow, e)) return -1;
+    if (x->weighting == 2) {
+        if (t->size > 1)
+            return ts_fail(e, "[train] weighting = gradnorm is not available in data-parallel runs "
+                           "(it needs every task's own gradient norm on the shared layer); use "
+                           "static or uncertainty, or run one process");
+        if (gn_init(x, &t->gnst, e)) return -1;
+        t->gn = &t->gnst;
+        if (t->log)
+            fprintf(t->log, "%s  gradnorm: W = the weights of [%s] (alpha %g, rate %g)\n", x->name,
+                    x->nodes[t->gn->shared].cfg->name, t->gn->alpha, t->gn->lr);
+    }
+    ts_loop *l = &t->l;
+    l->ntrain = x->data.nrows[TS_TRAIN];
+    t->global_batch = x->batch * t->size;
+    t->steps_per_epoch = (l->ntrain + t->global_batch - 1) / t->global_batch;
+    l->nw = all_rows_w(x);
+    l->order = malloc((size_t)(l->ntrain ? l->ntrain : 1) * sizeof *l->order);
+    l->best = malloc((size_t)(l->nw ? l->nw : 1) * sizeof *l->best);
+    if (!l->order || !l->best) return ts_fail(e, "out of memory");
+    for (long i = 0; i < l->ntrain; i++) l->order[i] = i;
+    memcpy(l->best, x->arena, (size_t)l->nw * sizeof *l->best);
+    if (t->gn) { l->gn = t->gn->w; l->gn_t = &t->gn->t; }
+    t->minimize = x->early_stop[0] ? lower_is_better(x->early_stop) : 0;
+    l->epoch = 1;
+    l->best_score = t->minimize ? INFINITY : -INFINITY;
+    /* The other ranks draw their own negatives; the weights were initialised alike before. */
+    if (t->rank > 0) ts_rng_seed(&x->ctx.rng, x->ctx.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)t->rank));
+    int resumed = 0;
+    if (x->opts.resume) {
+        if ((resumed = ts_ckpt_resume(x, l, t->log, e)) < 0) return -1;
+        if (t->log && !resumed)
+            fprintf(t->log, "%s  no checkpoint in %s: starting from the beginning\n", x->name, dir);
+        if (resumed) {
+            /* [train] epochs, patience and max_steps may have grown: a finished run goes on */
+            l->done = l->epoch > x->epochs || (x->patience > 0 && l->bad_evals >= x->patience) ||
+                      (x->max_steps > 0 && l->step >= x->max_steps);
+        }
+        if (t->log && resumed)
+            fprintf(t->log, "%s  resumed from the checkpoint of step %ld (epoch %ld%s)\n", x->name,
+                    l->step, l->epoch, l->done ? ", training finished" : "");
+    }
+    if (!resumed && t->writer) {
+        ts_ckpt_clean(dir, 0);            /* a new run: an older run's checkpoints are not its */
+        char path[TS_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/config.ini", dir);
+        if (ts_ini_write(&x->ini, path, e)) return -1;
+    }
+    if (open_files(t, resumed, e)) return -1;
+    if (!resumed)
+        for (int h = 0; h < x->nheads; h++) x->heads[h].loss_sum = 0;
+    t->t_start = t->t_log = t->t_seg = now();
+    return 0;
+}
 
-    int rc = 0, tty = log && isatty(fileno(log));
-    int minimize = x->early_stop[0] ? lower_is_better(x->early_stop) : 0;
-    double best_score = minimize ? INFINITY : -INFINITY, t_start = now(), t_log = t_start;
-    double train_time = 0;
-    long step = 0, seen = 0, seen_log = 0, best_epoch = 0, bad_evals = 0, logged_steps = 0;
-    double loss_acc = 0;
-    for (int h = 0; h < x->nheads; h++) x->heads[h].loss_sum = 0;
-
-    for (long epoch = 1; epoch <= x->epochs && !rc; epoch++) {
-        double t_epoch = now();
-        ts_rng_shuffle(&x->ctx.rng, order, ntrain);
-        for (long s = 0; s < steps_per_epoch && !rc; s++) {
-            int b = (int)(ntrain - s * x->batch < x->batch ? ntrain - s * x->batch : x->batch);
-            if ((rc = load_batch(x, TS_TRAIN, order + s * x->batch, b, e))) break;
-            if ((rc = ts_exp_forward(x, TS_TRAIN, b, e))) break;
-            double total = 0;
-            for (int h = 0; h < x->nheads && !rc; h++) {
-                ts_hnode *hn = &x->heads[h];
-                double scale = hn->weight;
-                if (x->log_var) scale *= exp(-x->log_var->w[h]);
-                if (gn) scale *= gn->w[h];
-                hn->H.grad_scale = (float)scale;
-                double loss = 0;
-                /* GradNorm: task h's own pass from its head down to the shared layer. */
-                if (gn && h > 0) zero_output_grads(x, gn->shared);
-                if ((rc = head_train_forward(x, hn, step, epoch, &loss, e))) break;
-                if (gn) {
-                    gn_snapshot(gn);
-                    if ((rc = backward_range(x, x->nnodes - 1, gn->shared, e))) break;
-                    gn->G[h] = gn_increment_norm(gn);
-                    gn->L[h] = loss;
-                    total += gn->w[h] * hn->weight * loss;
-                }
-                hn->last_loss = loss;
-                hn->loss_sum += loss;
-                if (x->log_var) {
-                    /* Kendall et al.: L = sum_k exp(-s_k) L_k + s_k, so dL/ds_k = 1 - exp(-s_k) L_k */
-                    x->log_var->g[h] += (float)(1.0 - exp(-x->log_var->w[h]) * loss * hn->weight);
-                    total += exp(-x->log_var->w[h]) * hn->weight * loss + x->log_var->w[h];
-                } else if (!gn) {
-                    total += hn->weight * loss;
-                }
-            }
-            if (rc) break;
+/* One optimizer step on this rank's slice of global batch rows order[from, from + B). */
+static int train_step(trainer *t, long from, int B, ts_err *e)
+{
+    ts_exp *x = t->x;
+    ts_loop *l = &t->l;
+    gradnorm *gn = t->gn;
+    /* This rank's slice: B rows split as evenly as the ranks allow. */
+    int q = B / t->size, r = B % t->size;
+    int b = q + (t->rank < r);
+    long lo = from + (long)t->rank * q + (t->rank < r ? t->rank : r);
+    double frac = t->size > 1 ? (double)b / B : 1.0;
+    double total = 0;
+    if (b > 0) {
+        if (load_batch(x, TS_TRAIN, l->order + lo, b, e)) return -1;
+        if (ts_exp_forward(x, TS_TRAIN, b, e)) return -1;
+        for (int h = 0; h < x->nheads; h++) {
+            ts_hnode *hn = &x->heads[h];
+            double scale = hn->weight;
+            if (x->log_var) scale *= exp(-x->log_var->w[h]);
+            if (gn) scale *= gn->w[h];
+            hn->H.grad_scale = (float)scale;
+            double loss = 0;
+            /* GradNorm: task h's own pass from its head down to the shared layer. */
+            if (gn && h > 0) zero_output_grads(x, gn->shared);
+            if (head_train_forward(x, hn, l->step, l->epoch, &loss, e)) return -1;
             if (gn) {
-                if ((rc = backward_range(x, gn->shared - 1, 0, e))) break;
-                gn_update(gn, x->nheads);
-            } else if ((rc = ts_exp_backward(x, e))) {
-                break;
+                gn_snapshot(gn);
+                if (backward_range(x, x->nnodes - 1, gn->shared, e)) return -1;
+                gn->G[h] = gn_increment_norm(gn);
+                gn->L[h] = loss;
+                total += gn->w[h] * hn->weight * loss;
             }
-            if (x->clip_norm > 0) {
-                double gnorm = grad_norm(x);
-                if (!isfinite(gnorm)) {
-                    rc = ts_fail(e, "step %ld (epoch %ld): the gradient norm is %g; lower [optimizer]"
-                                 " lr. The files written so far are kept in %s", step + 1, epoch,
-                                 gnorm, dir);
-                    break;
-                }
-                if (gnorm > x->clip_norm) scale_grads(x, (float)(x->clip_norm / gnorm));
-            }
-            step++;
-            for (int i = 0; i < x->ctx.nparams && !rc; i++) {
-                ts_param *p = x->ctx.params[i];
-                if (p->shared || (p->flags & TS_PARAM_FROZEN)) continue;
-                ts_err pe;
-                if (oo->step(x->opt_state, p, step, 1.0f, &pe))
-                    rc = ts_fail(e, "[optimizer] %s on %s: %s", x->opt_pl->name, p->name, pe.msg);
-            }
-            ts_params_zero_grad(&x->ctx);
-            seen += b;
-            loss_acc += total;
-            logged_steps++;
-            if (step % x->log_every == 0 || s == steps_per_epoch - 1) {
-                double t = now(), eps = (seen - seen_log) / (t - t_log > 1e-9 ? t - t_log : 1e-9);
-                fprintf(ft, "%ld,%.6f,%ld,%.9g", step, (double)step / steps_per_epoch, seen,
-                        loss_acc / logged_steps);
-                for (int h = 0; h < x->nheads; h++) {
-                    fprintf(ft, ",%.9g", x->heads[h].loss_sum / logged_steps);
-                    x->heads[h].loss_sum = 0;
-                }
-                fprintf(ft, ",%.1f", eps);
-                for (int h = 0; gn || x->log_var ? h < x->nheads : 0; h++)
-                    fprintf(ft, ",%.6g", gn ? gn->w[h] : exp(-x->log_var->w[h]));
-                fprintf(ft, "\n");
-                if ((rc = append(ft, tpath, e))) break;
-                if (tty) {
-                    double done = (double)step / (x->epochs * steps_per_epoch);
-                    double eta = (t - t_start) * (1 - done) / (done > 0 ? done : 1);
-                    fprintf(log, "\r%s  epoch %ld/%ld  step %ld  loss %.4f  %.0f ex/s  ETA %d:%02d   ",
-                            x->name, epoch, x->epochs, step, loss_acc / logged_steps, eps,
-                            (int)eta / 60, (int)eta % 60);
-                    fflush(log);
-                }
-                loss_acc = 0;
-                logged_steps = 0;
-                t_log = t;
-                seen_log = seen;
+            hn->last_loss = loss;
+            hn->loss_sum += frac * loss;
+            if (x->log_var) {
+                /* Kendall et al.: L = sum_k exp(-s_k) L_k + s_k, so dL/ds_k = 1 - exp(-s_k) L_k */
+                x->log_var->g[h] += (float)(1.0 - exp(-x->log_var->w[h]) * loss * hn->weight);
+                total += exp(-x->log_var->w[h]) * hn->weight * loss + x->log_var->w[h];
+            } else if (!gn) {
+                total += hn->weight * loss;
             }
         }
-        train_time += now() - t_epoch;
-        if (rc) break;
-        /* Validation. */
-        x->ctx.nmetrics = 0;
-        if (x->data.nrows[TS_VALID] > 0 && (rc = ts_exp_evaluate(x, TS_VALID, e))) break;
-        write_eval_rows(fe, x, epoch, step);
-        if ((rc = append(fe, epath, e))) break;
-        double score = NAN;
-        int improved = 1;
-        if (x->early_stop[0]) {
-            if (find_metric(x, x->early_stop, &score)) {
-                rc = ts_fail(e, "[train] early_stop = %s: no head reported that figure on the "
-                             "validation split; use TASK.METRIC, e.g. %s.%s", x->early_stop,
-                             x->ctx.nmetrics ? x->ctx.metrics[0].task : "task",
-                             x->ctx.nmetrics ? x->ctx.metrics[0].metric : "auc");
-                break;
-            }
-            improved = isfinite(score) && (minimize ? score < best_score : score > best_score);
-        }
-        if (improved) {
-            best_score = score;
-            best_epoch = epoch;
-            bad_evals = 0;
-            memcpy(best, x->arena, (size_t)nw * sizeof *best);
-        } else {
-            bad_evals++;
-        }
-        if (log) {
-            if (tty) fprintf(log, "\r");
-            fprintf(log, "%s  epoch %ld/%ld  %.1fs  %.0f ex/s", x->name, epoch, x->epochs,
-                    now() - t_epoch, ntrain / (train_time > 0 ? train_time / epoch : 1));
-            int shown = 0;
-            for (int i = 0; i < x->ctx.nmetrics && shown < 4; i++) {
-                ts_metric_rec *m = &x->ctx.metrics[i];
-                if (!strcmp(m->metric, "loss")) continue;
-                fprintf(log, "  valid %s.%s %.4f", m->task, m->metric, m->value);
-                shown++;
-            }
-            fprintf(log, "%s\n", improved && x->early_stop[0] ? "  *" : "");
-        }
-        if (x->patience > 0 && bad_evals >= x->patience) {
-            if (log) fprintf(log, "%s  early stop: %s did not improve for %ld epochs\n", x->name,
-                             x->early_stop, x->patience);
-            break;
+        if (gn) {
+            if (backward_range(x, gn->shared - 1, 0, e)) return -1;
+            gn_update(gn, x->nheads);
+        } else if (ts_exp_backward(x, e)) {
+            return -1;
         }
     }
-    free(order);
-    fclose(ft);
-    if (rc) { fclose(fe); free(best); if (gn) gn_free(gn); ow_free(&ow); return -1; }
+    if (t->size > 1) {
+        /* Every rank's gradient is the mean over its b rows: weighted by b / B, their sum is
+         * the mean over the global batch. */
+        if (b != B) scale_grads(x, (float)frac);
+        if (ts_dist_sum_grads(x->ctx.params, x->ctx.nparams, x->arena + l->nw, x->ctx.n_dense, e))
+            return -1;
+    }
+    /* The NaN guard on gradients, and clipping by the global norm. */
+    double gnorm = grad_norm(x);
+    if (!isfinite(gnorm)) {
+        char where[3 * TS_NAME_MAX];
+        const char *bad = first_nonfinite_grad(x, where, sizeof where);
+        return ts_fail(e, "step %ld (epoch %ld): the gradient norm is %g; %s%s. Lower [optimizer] "
+                       "lr or set [train] clip_norm; the files written so far and the last good "
+                       "checkpoint are kept in %s", l->step + 1, l->epoch, gnorm,
+                       bad ? "the first non-finite one, from the top of the graph, is " :
+                       "every layer's gradient is finite (the loss weights overflowed)",
+                       bad ? bad : "", x->ctx.results_dir);
+    }
+    if (x->clip_norm > 0 && gnorm > x->clip_norm) scale_grads(x, (float)(x->clip_norm / gnorm));
+    l->step++;
+    const ts_optim_ops *oo = x->opt_pl->ops;
+    for (int i = 0; i < x->ctx.nparams; i++) {
+        ts_param *p = x->ctx.params[i];
+        if (p->shared || (p->flags & TS_PARAM_FROZEN)) continue;
+        ts_err pe;
+        if (oo->step(x->opt_state, p, l->step, 1.0f, &pe))
+            return ts_fail(e, "[optimizer] %s on %s: %s", x->opt_pl->name, p->name, pe.msg);
+    }
+    ts_params_zero_grad(&x->ctx);
+    l->seen += B;
+    l->loss_acc += frac * total;
+    l->logged_steps++;
+    return 0;
+}
 
-    /* The best weights, evaluated on validation and test. */
-    memcpy(x->arena, best, (size_t)nw * sizeof *best);
-    free(best);
+/* A line of train.csv: the mean losses since the last one (summed over the ranks). */
+static int log_line(trainer *t, ts_err *e)
+{
+    ts_exp *x = t->x;
+    ts_loop *l = &t->l;
+    double sums[1 + 64];
+    int nh = x->nheads < 64 ? x->nheads : 64;
+    sums[0] = l->loss_acc;
+    for (int h = 0; h < nh; h++) sums[1 + h] = x->heads[h].loss_sum;
+    if (t->size > 1 && ts_dist_sum(sums, 1 + nh, e)) return -1;
+    double tn = now(), eps = (l->seen - l->seen_log) / (tn - t->t_log > 1e-9 ? tn - t->t_log : 1e-9);
+    fprintf(t->ft, "%ld,%.6f,%ld,%.9g", l->step, (double)l->step / t->steps_per_epoch, l->seen,
+            sums[0] / l->logged_steps);
+    for (int h = 0; h < x->nheads; h++) {
+        fprintf(t->ft, ",%.9g", (h < nh ? sums[1 + h] : x->heads[h].loss_sum) / l->logged_steps);
+        x->heads[h].loss_sum = 0;
+    }
+    fprintf(t->ft, ",%.1f", eps);
+    for (int h = 0; t->gn || x->log_var ? h < x->nheads : 0; h++)
+        fprintf(t->ft, ",%.6g", t->gn ? t->gn->w[h] : exp(-x->log_var->w[h]));
+    fprintf(t->ft, "\n");
+    if (append(t->ft, t->tpath, e)) return -1;
+    if (t->tty) {
+        double done = (double)l->step / (x->epochs * t->steps_per_epoch);
+        double eta = (tn - t->t_start) * (1 - done) / (done > 0 ? done : 1);
+        fprintf(t->log, "\r%s  epoch %ld/%ld  step %ld  loss %.4f  %.0f ex/s  ETA %d:%02d   ",
+                x->name, l->epoch, x->epochs, l->step, sums[0] / l->logged_steps, eps,
+                (int)eta / 60, (int)eta % 60);
+        fflush(t->log);
+    }
+    l->loss_acc = 0;
+    l->logged_steps = 0;
+    t->t_log = tn;
+    l->seen_log = l->seen;
+    return 0;
+}
+
+/* The end of an epoch: validation, early stopping, the epoch's checkpoint. */
+static int end_epoch(trainer *t, double t_epoch, ts_err *e)
+{
+    ts_exp *x = t->x;
+    ts_loop *l = &t->l;
+    mark_time(t);
+    x->ctx.nmetrics = 0;
+    if (x->data.nrows[TS_VALID] > 0 && ts_exp_evaluate(x, TS_VALID, e)) return -1;
+    write_eval_rows(t->fe, x, l->epoch, l->step);
+    if (append(t->fe, t->epath, e)) return -1;
+    double score = NAN;
+    int improved = 1;
+    if (x->early_stop[0]) {
+        if (find_metric(x, x->early_stop, &score))
+            return ts_fail(e, "[train] early_stop = %s: no head reported that figure on the "
+                           "validation split; use TASK.METRIC, e.g. %s.%s", x->early_stop,
+                           x->ctx.nmetrics ? x->ctx.metrics[0].task : "task",
+                           x->ctx.nmetrics ? x->ctx.metrics[0].metric : "auc");
+        improved = isfinite(score) && (t->minimize ? score < l->best_score : score > l->best_score);
+    }
+    if (improved) {
+        l->best_score = score;
+        l->best_epoch = l->epoch;
+        l->bad_evals = 0;
+        memcpy(l->best, x->arena, (size_t)l->nw * sizeof *l->best);
+    } else {
+        l->bad_evals++;
+    }
+    if (t->log) {
+        if (t->tty) fprintf(t->log, "\r");
+        fprintf(t->log, "%s  epoch %ld/%ld  %.1fs  %.0f ex/s", x->name, l->epoch, x->epochs,
+                now() - t_epoch, l->seen / (l->train_time > 0 ? l->train_time : 1));
+        int shown = 0;
+        for (int i = 0; i < x->ctx.nmetrics && shown < 4; i++) {
+            ts_metric_rec *m = &x->ctx.metrics[i];
+            if (!strcmp(m->metric, "loss")) continue;
+            fprintf(t->log, "  valid %s.%s %.4f", m->task, m->metric, m->value);
+            shown++;
+        }
+        fprintf(t->log, "%s\n", improved && x->early_stop[0] ? "  *" : "");
+    }
+    if (x->patience > 0 && l->bad_evals >= x->patience) {
+        if (t->log) fprintf(t->log, "%s  early stop: %s did not improve for %ld epochs\n", x->name,
+                            x->early_stop, x->patience);
+        l->done = 1;
+    }
+    if (x->max_steps > 0 && l->step >= x->max_steps) l->done = 1;
+    l->epoch++;
+    l->s = 0;
+    l->shuffled = 0;
+    if (l->epoch > x->epochs) l->done = 1;
+    return save_checkpoint(t, improved, e);
+}
+
+static int train_loop(trainer *t, ts_err *e)
+{
+    ts_exp *x = t->x;
+    ts_loop *l = &t->l;
+    while (!l->done) {
+        double t_epoch = now();
+        if (!l->shuffled) {
+            if (t->rank == 0) ts_rng_shuffle(&x->ctx.rng, l->order, l->ntrain);
+            if (t->size > 1 && ts_dist_bcast_longs(l->order, l->ntrain, e)) return -1;
+            l->shuffled = 1;
+        }
+        while (l->s < t->steps_per_epoch) {
+            long from = l->s * t->global_batch;
+            int B = (int)(l->ntrain - from < t->global_batch ? l->ntrain - from : t->global_batch);
+            if (train_step(t, from, B, e)) return -1;
+            l->s++;
+            int last = l->s == t->steps_per_epoch || (x->max_steps > 0 && l->step >= x->max_steps);
+            if ((l->step % x->log_every == 0 || last) && log_line(t, e)) return -1;
+            if (last) break;
+            if (x->checkpoint_every > 0 && l->step % x->checkpoint_every == 0 &&
+                save_checkpoint(t, 0, e))
+                return -1;
+        }
+        if (end_epoch(t, t_epoch, e)) return -1;
+    }
+    return 0;
+}
+
+/* After training: the best weights, evaluated on validation and test; params.bin, the combined
+ * score, reports and metrics.json. */
+static int finish(trainer *t, ts_err *e)
+{
+    ts_exp *x = t->x;
+    ts_loop *l = &t->l;
+    const char *dir = x->ctx.results_dir;
+    char path[TS_PATH_MAX + 32];
+    memcpy(x->arena, l->best, (size_t)l->nw * sizeof *l->best);
     snprintf(path, sizeof path, "%s/params.bin", dir);   /* reloadable: export, recommend */
-    rc = ts_save_params(x, path, e);   /* on failure the code below cleans up */
+    if (t->writer && ts_save_params(x, path, e)) return -1;
     ts_metric_rec *all = NULL;
-    int nall = 0;
+    int nall = 0, rc = 0;
     for (int sp = TS_VALID; sp <= TS_TEST && !rc; sp++) {
         if (x->data.nrows[sp] <= 0) continue;
         x->ctx.nmetrics = 0;
         if ((rc = ts_exp_evaluate(x, (ts_phase)sp, e))) break;
-        if (ow.task >= 0 && (rc = ow_collect(x, &ow, sp == TS_TEST, e))) break;
-        if (sp == TS_TEST) write_eval_rows(fe, x, 0, step);
+        if (t->ow.task >= 0 && (rc = ow_collect(x, &t->ow, sp == TS_TEST, e))) break;
+        if (sp == TS_TEST) write_eval_rows(t->fe, x, 0, l->step);
         ts_metric_rec *m = realloc(all, (size_t)(nall + x->ctx.nmetrics + 8) * sizeof *m);
         if (!m) { rc = ts_fail(e, "out of memory"); break; }
         all = m;
@@ -746,26 +948,28 @@ int ts_exp_train(ts_exp *x, FILE *log, ts_err *e)
         if (!m) rc = ts_fail(e, "out of memory");
         else all = m;
     }
-    if (!rc && ow.task >= 0 && !(rc = ow_run(&ow, e))) {
-        const char *tn = x->heads[ow.task].H.name;
-        all[nall++] = (ts_metric_rec){TS_VALID, "combined", "auc", ow.auc[0]};
+    outw *ow = &t->ow;
+    if (!rc && ow->task >= 0 && !(rc = ow_run(ow, e))) {
+        const char *tn = x->heads[ow->task].H.name;
+        all[nall++] = (ts_metric_rec){TS_VALID, "combined", "auc", ow->auc[0]};
         if (x->data.nrows[TS_TEST] > 0)
-            all[nall++] = (ts_metric_rec){TS_TEST, "combined", "auc", ow.auc[1]};
-        for (int k = 0; k < ow.nh; k++) {
-            ts_metric_rec r = {TS_TEST, "combined", "", ow.w[k]};
-            snprintf(r.metric, sizeof r.metric, "w_%.60s", x->heads[ow.head[k]].H.name);
+            all[nall++] = (ts_metric_rec){TS_TEST, "combined", "auc", ow->auc[1]};
+        for (int k = 0; k < ow->nh; k++) {
+            ts_metric_rec r = {TS_TEST, "combined", "", ow->w[k]};
+            snprintf(r.metric, sizeof r.metric, "w_%.60s", x->heads[ow->head[k]].H.name);
             all[nall++] = r;
         }
-        fprintf(fe, "0,%ld,valid,combined,auc,%.9g\n", step, ow.auc[0]);
+        fprintf(t->fe, "0,%ld,valid,combined,auc,%.9g\n", l->step, ow->auc[0]);
         if (x->data.nrows[TS_TEST] > 0)
-            fprintf(fe, "0,%ld,test,combined,auc,%.9g\n", step, ow.auc[1]);
-        if (log) {
-            fprintf(log, "%s  output weights for %s.auc:", x->name, tn);
-            for (int k = 0; k < ow.nh; k++)
-                fprintf(log, " %s %.1f", x->heads[ow.head[k]].H.name, ow.w[k]);
-            fprintf(log, "  (valid combined AUC %.4f)\n", ow.auc[0]);
+            fprintf(t->fe, "0,%ld,test,combined,auc,%.9g\n", l->step, ow->auc[1]);
+        if (t->log) {
+            fprintf(t->log, "%s  output weights for %s.auc:", x->name, tn);
+            for (int k = 0; k < ow->nh; k++)
+                fprintf(t->log, " %s %.1f", x->heads[ow->head[k]].H.name, ow->w[k]);
+            fprintf(t->log, "  (valid combined AUC %.4f)\n", ow->auc[0]);
         }
     }
+    gradnorm *gn = t->gn;
     for (int h = 0; !rc && (gn || x->log_var) && h < x->nheads; h++) {
         ts_metric_rec r = {TS_TRAIN, "", "", 0};
         snprintf(r.task, sizeof r.task, "%s", gn ? "gradnorm" : "uncertainty");
@@ -773,44 +977,53 @@ int ts_exp_train(ts_exp *x, FILE *log, ts_err *e)
         r.value = gn ? gn->w[h] : x->log_var->w[h];
         all[nall++] = r;
     }
-    if (gn) gn_free(gn);
-    ow_free(&ow);
-    fclose(fe);
-    if (!rc) {
-        /* Reports of layers and heads (gates.csv, item vectors...). */
-        for (int i = 0; i < x->nnodes && !rc; i++) {
-            ts_node *nd = &x->nodes[i];
-            ts_err pe;
-            if (nd->ops->report && nd->ops->report(&nd->L, dir, &pe))
-                rc = ts_fail(e, "[%s] report: %s", nd->cfg->name, pe.msg);
-        }
-        for (int h = 0; h < x->nheads && !rc; h++) {
-            ts_hnode *hn = &x->heads[h];
-            ts_err pe;
-            if (hn->ops->report && hn->ops->report(&hn->H, dir, &pe))
-                rc = ts_fail(e, "[%s] report: %s", hn->cfg->name, pe.msg);
-        }
+    if (!rc && append(t->fe, t->epath, e)) rc = -1;
+    /* Reports of layers and heads (gates.csv, item vectors...). */
+    for (int i = 0; i < x->nnodes && !rc && t->writer; i++) {
+        ts_node *nd = &x->nodes[i];
+        ts_err pe;
+        if (nd->ops->report && nd->ops->report(&nd->L, dir, &pe))
+            rc = ts_fail(e, "[%s] report: %s", nd->cfg->name, pe.msg);
+    }
+    for (int h = 0; h < x->nheads && !rc && t->writer; h++) {
+        ts_hnode *hn = &x->heads[h];
+        ts_err pe;
+        if (hn->ops->report && hn->ops->report(&hn->H, dir, &pe))
+            rc = ts_fail(e, "[%s] report: %s", hn->cfg->name, pe.msg);
     }
     if (!rc) {
+        double secs = l->wall + now() - t->t_start;
         ts_metric_rec extra[4] = {
-            {TS_TRAIN, "run", "examples_per_sec", seen / (train_time > 0 ? train_time : 1)},
-            {TS_TRAIN, "run", "seconds", now() - t_start},
-            {TS_TRAIN, "run", "best_epoch", (double)best_epoch},
-            {TS_TRAIN, "run", "steps", (double)step}};
+            {TS_TRAIN, "run", "examples_per_sec", l->seen / (l->train_time > 0 ? l->train_time : 1)},
+            {TS_TRAIN, "run", "seconds", secs},
+            {TS_TRAIN, "run", "best_epoch", (double)l->best_epoch},
+            {TS_TRAIN, "run", "steps", (double)l->step}};
         memcpy(all + nall, extra, sizeof extra);   /* room reserved above (nextra) */
         nall += 4;
-        char mpath[TS_PATH_MAX + 32];
-        snprintf(mpath, sizeof mpath, "%s/metrics.json", dir);
-        rc = ts_write_metrics_json(mpath, all, nall, e);
-        if (!rc && log) {
+        snprintf(path, sizeof path, "%s/metrics.json", dir);
+        if (t->writer) rc = ts_write_metrics_json(path, all, nall, e);
+        if (!rc && t->log) {
             for (int i = 0; i < nall; i++)
                 if (all[i].split == TS_TEST && strcmp(all[i].metric, "loss"))
-                    fprintf(log, "%s  test %s.%s = %.4f\n", x->name, all[i].task, all[i].metric,
-                            all[i].value);
-            fprintf(log, "%s  results in %s\n", x->name, dir);
+                    fprintf(t->log, "%s  test %s.%s = %.4f\n", x->name, all[i].task,
+                            all[i].metric, all[i].value);
+            fprintf(t->log, "%s  results in %s\n", x->name, dir);
         }
     }
     free(all);
+    return rc;
+}
+
+int ts_exp_train(ts_exp *x, FILE *log, ts_err *e)
+{
+    if (ts_exp_build(x, e)) return -1;
+    if (x->threads > 0) openblas_set_num_threads((int)x->threads);
+    trainer t;
+    int rc = trainer_init(&t, x, log, e);
+    if (!rc) rc = train_loop(&t, e);
+    if (!rc) rc = finish(&t, e);
+    if (!rc && t.writer) ts_ckpt_clean(x->ctx.results_dir, x->keep_checkpoints);
+    trainer_free(&t);
     return rc;
 }
 

@@ -1,0 +1,531 @@
+/* checkpoint.c — checkpoints of a training run, so a run killed at any step resumes where it
+ * stopped and ends bit-identical to one never interrupted (one BLAS thread). A checkpoint holds
+ * what the arena alone does not: the optimizer's slots, the generator, the epoch's shuffled
+ * order, the step, the loss accumulators of the log, the best weights, GradNorm's weights.
+ * docs/checkpoints.md documents the format; in short, every integer and float little-endian:
+ *
+ *   char[4] "TSCK", uint32 version = 1, then blocks, each
+ *       char[4] tag, uint64 length L, L bytes, uint32 CRC-32 of the tag, length and bytes
+ *   HEAD  uint32 ABI, uint32 0x01020304 (byte order), uint64 the experiment's hash,
+ *         uint32 optimizer slots, uint32 heads, int64 training rows, int64 weights (nw)
+ *   META  int64 epoch, s, step, seen, seen_log, logged_steps, best_epoch, bad_evals,
+ *         train_off, eval_off; int32 shuffled, done; float64 loss_acc, best_score, train_time,
+ *         wall; float64 loss_sum of every head
+ *   CONF  the experiment's canonical text (what the hash is of; named when they differ)
+ *   RNG   uint64[4] the run's xoshiro256** state
+ *   ORDR  int64[rows] this epoch's order of the training rows
+ *   PARM  the parameters' records, params.bin's layout (params_io.c): uint32 count, then per
+ *         parameter uint32 name length, name, int32 rows, int32 cols, float32 weights
+ *   OPTS  float32 optimizer slots, slots * rows * cols per parameter, in PARM's order
+ *   BEST  float32[nw] the weights of the best validation so far (the arena's w block)
+ *   GNRM  int64 updates, float64[6 * heads] GradNorm's state (GradNorm runs only)
+ *   END   empty: the file is complete
+ *
+ * Files in the results folder: checkpoint.tsck (the latest), checkpoint.prev.tsck (the one
+ * before), checkpoint-best.tsck (at the best validation). Each is written to a temporary file,
+ * fsync'd and renamed, so a reader never sees half of one; resuming tries them newest first and
+ * says why it passes over one. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define CK_VERSION 1u
+
+static const char *const ck_files[] = {"checkpoint.tsck", "checkpoint.prev.tsck",
+                                       "checkpoint-best.tsck"};
+
+/* Keys that may change between a run and its resumption: how long it trains, how it logs and
+ * saves, the threads; everything else must match. */
+static int volatile_key(const char *sec, const char *key)
+{
+    static const char *const train[] = {"epochs", "patience", "max_steps", "checkpoint_every",
+                                        "keep_checkpoints", "threads", NULL};
+    static const char *const exp[] = {"description", "quick", "source", NULL};
+    const char *const *list = !strcmp(sec, "train") ? train : !strcmp(sec, "experiment") ? exp : NULL;
+    for (; list && *list; list++)
+        if (!strcmp(*list, key)) return 1;
+    return 0;
+}
+
+uint64_t ts_hash64(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Appends "section.key = value" to lines (grown as needed); -1 when out of memory. */
+static int add_line(char ***lines, int *nl, int *cap, const char *sec, const char *key,
+                    const char *val)
+{
+    if (volatile_key(sec, key)) return 0;
+    if (*nl == *cap) {
+        char **m = realloc(*lines, (size_t)(*cap = *cap ? 2 * *cap : 64) * sizeof *m);
+        if (!m) return -1;
+        *lines = m;
+    }
+    size_t len = strlen(sec) + strlen(key) + strlen(val) + 5;
+    if (!((*lines)[*nl] = malloc(len))) return -1;
+    snprintf((*lines)[(*nl)++], len, "%s.%s = %s", sec, key, val);
+    return 0;
+}
+
+char *ts_ckpt_config_text(const ts_exp *x, size_t *n)
+{
+    /* One line "section.key = value" per set or defaulted key, sorted: the order of sections
+     * and keys in the file, and whether a default is written out, do not change the identity. */
+    const ts_ini *ini = &x->ini;
+    char **lines = NULL;
+    int nl = 0, cap = 0, oom = 0;
+    for (int i = 0; i < ini->nsec && !oom; i++) {
+        const ts_cfg *c = &ini->sec[i];
+        for (int j = 0; j < c->n && !oom; j++)
+            oom = add_line(&lines, &nl, &cap, c->name, c->ent[j].key, c->ent[j].value);
+        for (int l = 0; l < 4 && !oom; l++)
+            for (const ts_key *k = c->keys[l]; k && k->key && !oom; k++)
+                if (k->def && !ts_cfg_entry(c, k->key))
+                    oom = add_line(&lines, &nl, &cap, c->name, k->key, k->def);
+    }
+    if (nl) qsort(lines, (size_t)nl, sizeof *lines, cmp_str);
+    size_t total = 1;
+    for (int i = 0; i < nl; i++) total += strlen(lines[i]) + 1;
+    char *out = oom ? NULL : malloc(total);
+    size_t o = 0;
+    for (int i = 0; i < nl; i++) {
+        if (out) {
+            size_t k = strlen(lines[i]);
+            memcpy(out + o, lines[i], k);
+            out[o + k] = '\n';
+            o += k + 1;
+        }
+        free(lines[i]);
+    }
+    free(lines);
+    if (out) out[o] = 0;
+    *n = o;
+    return out;
+}
+
+/* ---- writing ----------------------------------------------------------------------------------- */
+typedef struct ck_writer {
+    FILE *f;
+    unsigned long crc;
+    uint64_t left;                /* bytes the open block still owes */
+    int bad;
+} ck_writer;
+
+static void w_raw(ck_writer *w, const void *p, size_t n)
+{
+    if (w->bad) return;
+    w->crc = crc32(w->crc, p, (uInt)n);
+    if (fwrite(p, 1, n, w->f) != n) w->bad = 1;
+    if (n > w->left) w->bad = 2;
+    else w->left -= n;
+}
+
+static void w_begin(ck_writer *w, const char *tag, uint64_t len)
+{
+    w->crc = crc32(0L, Z_NULL, 0);
+    w->left = 12;
+    w_raw(w, tag, 4);
+    w_raw(w, &len, 8);
+    w->left = len;
+}
+
+static void w_end(ck_writer *w)
+{
+    uint32_t c = (uint32_t)w->crc;
+    if (w->left) w->bad = 2;       /* the length announced is not what was written */
+    if (!w->bad && fwrite(&c, 4, 1, w->f) != 1) w->bad = 1;
+}
+
+static void w_i64(ck_writer *w, int64_t v) { w_raw(w, &v, 8); }
+static void w_f64(ck_writer *w, double v) { w_raw(w, &v, 8); }
+
+static void w_floats(ck_writer *w, const float *p, size_t n)
+{
+    if (w->bad) return;
+    size_t bytes = n * sizeof(float);
+    if (bytes > w->left) { w->bad = 2; return; }
+    if (ts_put_floats(w->f, p, n, &w->crc)) w->bad = 1;
+    w->left -= bytes;
+}
+
+/* Writes the checkpoint to tmp and renames it to path once it is complete on disk. */
+static int write_file(ts_exp *x, const ts_loop *l, const char *tmp, const char *path, ts_err *e)
+{
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return ts_fail(e, "cannot write the checkpoint %s: %s; check the results folder and the "
+                       "disk", tmp, strerror(errno));
+    ck_writer w = {f, 0, 8, 0};
+    uint32_t v = CK_VERSION;
+    w.crc = 0;
+    if (fwrite("TSCK", 1, 4, f) != 4 || fwrite(&v, 4, 1, f) != 1) w.bad = 1;
+    const ts_optim_ops *oo = x->opt_pl->ops;
+    int nslots = oo->nslots, K = x->nheads;
+    size_t nconf = 0;
+    char *conf = ts_ckpt_config_text(x, &nconf);
+    if (!conf) { fclose(f); remove(tmp); return ts_fail(e, "out of memory"); }
+
+    w_begin(&w, "HEAD", 4 + 4 + 8 + 4 + 4 + 8 + 8);
+    uint32_t head[2] = {TS_ABI, 0x01020304u};
+    w_raw(&w, head, sizeof head);
+    uint64_t hash = ts_hash64(conf, nconf);
+    w_raw(&w, &hash, 8);
+    uint32_t sk[2] = {(uint32_t)nslots, (uint32_t)K};
+    w_raw(&w, sk, sizeof sk);
+    w_i64(&w, l->ntrain);
+    w_i64(&w, l->nw);
+    w_end(&w);
+
+    w_begin(&w, "META", 10 * 8 + 2 * 4 + 4 * 8 + (uint64_t)K * 8);
+    int64_t m[10] = {l->epoch, l->s, l->step, l->seen, l->seen_log, l->logged_steps,
+                     l->best_epoch, l->bad_evals, l->train_off, l->eval_off};
+    w_raw(&w, m, sizeof m);
+    int32_t flags[2] = {l->shuffled, l->done};
+    w_raw(&w, flags, sizeof flags);
+    w_f64(&w, l->loss_acc);
+    w_f64(&w, l->best_score);
+    w_f64(&w, l->train_time);
+    w_f64(&w, l->wall);
+    for (int h = 0; h < K; h++) w_f64(&w, x->heads[h].loss_sum);
+    w_end(&w);
+
+    w_begin(&w, "CONF", nconf);
+    w_raw(&w, conf, nconf);
+    w_end(&w);
+    free(conf);
+
+    w_begin(&w, "RNG ", 32);
+    w_raw(&w, x->ctx.rng.s, 32);
+    w_end(&w);
+
+    w_begin(&w, "ORDR", (uint64_t)l->ntrain * 8);
+    for (long i = 0; i < l->ntrain; i++) w_i64(&w, l->order[i]);
+    w_end(&w);
+
+    w_begin(&w, "PARM", ts_params_records_size(x));
+    if (!w.bad) {
+        uint64_t before = w.left;
+        int rc = ts_params_write_records(f, x, &w.crc);
+        if (rc) w.bad = rc == 2 ? 3 : 1;
+        else w.left -= before;
+    }
+    w_end(&w);
+
+    uint64_t nstate = 0;
+    for (int i = 0; i < x->ctx.nparams; i++)
+        if (!x->ctx.params[i]->shared)
+            nstate += (uint64_t)x->ctx.params[i]->rows * x->ctx.params[i]->cols * nslots;
+    w_begin(&w, "OPTS", nstate * 4);
+    for (int i = 0; i < x->ctx.nparams && nslots; i++) {
+        const ts_param *p = x->ctx.params[i];
+        if (!p->shared) w_floats(&w, p->state, (size_t)p->rows * p->cols * nslots);
+    }
+    w_end(&w);
+
+    w_begin(&w, "BEST", (uint64_t)l->nw * 4);
+    w_floats(&w, l->best, (size_t)l->nw);
+    w_end(&w);
+
+    if (l->gn) {
+        w_begin(&w, "GNRM", 8 + (uint64_t)K * 6 * 8);
+        w_i64(&w, *l->gn_t);
+        w_raw(&w, l->gn, (size_t)K * 6 * sizeof(double));
+        w_end(&w);
+    }
+    w_begin(&w, "END ", 0);
+    w_end(&w);
+
+    int bad = w.bad;
+    if (!bad && (fflush(f) || fsync(fileno(f)))) bad = 1;
+    if (fclose(f) && !bad) bad = 1;
+    if (bad) {
+        remove(tmp);
+        return ts_fail(e, bad == 1 ? "cannot write the checkpoint %s: %s (disk full?); the "
+                       "previous checkpoint is kept" : "cannot write the checkpoint %s: an "
+                       "internal size mismatch (%s); the previous checkpoint is kept", path,
+                       bad == 1 ? strerror(errno) : "a bug: please report it");
+    }
+    if (rename(tmp, path)) {
+        int er = errno;
+        remove(tmp);
+        return ts_fail(e, "cannot rename %s to %s: %s", tmp, path, strerror(er));
+    }
+    return 0;
+}
+
+/* Makes a rename in dir durable. */
+static void sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+int ts_ckpt_save(ts_exp *x, const ts_loop *l, int best, ts_err *e)
+{
+    const char *dir = x->ctx.results_dir;
+    char latest[TS_PATH_MAX + 32], prev[TS_PATH_MAX + 32], bestp[TS_PATH_MAX + 32];
+    snprintf(latest, sizeof latest, "%s/%s", dir, ck_files[0]);
+    snprintf(prev, sizeof prev, "%s/%s", dir, ck_files[1]);
+    snprintf(bestp, sizeof bestp, "%s/%s", dir, ck_files[2]);
+    /* The new file is complete on disk before the old latest becomes prev, so at every moment
+     * one complete checkpoint has one of the three names. */
+    char tmp[TS_PATH_MAX + 48], tmp2[TS_PATH_MAX + 48];
+    snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", dir);
+    snprintf(tmp2, sizeof tmp2, "%s/checkpoint.new.tsck", dir);
+    if (write_file(x, l, tmp, tmp2, e)) return -1;
+    if (access(latest, F_OK) == 0 && rename(latest, prev))
+        return ts_fail(e, "cannot rename %s to %s: %s", latest, prev, strerror(errno));
+    if (rename(tmp2, latest)) return ts_fail(e, "cannot rename %s to %s: %s", tmp2, latest, strerror(errno));
+    snprintf(tmp, sizeof tmp, "%s/checkpoint-best.tmp", dir);
+    if (best && write_file(x, l, tmp, bestp, e)) return -1;
+    sync_dir(dir);
+    return 0;
+}
+
+void ts_ckpt_clean(const char *dir, int keep)
+{
+    char p[TS_PATH_MAX + 32];
+    for (int i = 0; i < 3 && !keep; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, ck_files[i]);
+        remove(p);
+    }
+    static const char *const tmps[] = {"checkpoint.new.tsck", "checkpoint.tmp",
+                                       "checkpoint-best.tmp"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, tmps[i]);
+        remove(p);
+    }
+}
+
+/* ---- reading ----------------------------------------------------------------------------------- */
+static uint32_t rd_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t rd_u64(const unsigned char *p) { return rd_u32(p) | (uint64_t)rd_u32(p + 4) << 32; }
+
+static double rd_f64(const unsigned char *p)
+{
+    uint64_t u = rd_u64(p);
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
+enum { B_HEAD, B_META, B_CONF, B_RNG, B_ORDR, B_PARM, B_OPTS, B_BEST, B_GNRM, B_END, NBLK };
+static const char blk_tag[NBLK][5] = {"HEAD", "META", "CONF", "RNG ", "ORDR", "PARM", "OPTS",
+                                      "BEST", "GNRM", "END "};
+
+typedef struct ck_file {
+    unsigned char *buf;
+    size_t n;
+    const unsigned char *p[NBLK];
+    uint64_t len[NBLK];
+} ck_file;
+
+/* Splits the file into blocks and checks each CRC; NULL or the reason it is unusable. */
+static const char *ck_parse(ck_file *c)
+{
+    if (c->n < 8 || memcmp(c->buf, "TSCK", 4)) return "it does not start with \"TSCK\"";
+    if (rd_u32(c->buf + 4) != CK_VERSION) return "its format version is not 1";
+    size_t off = 8;
+    while (off < c->n) {
+        if (c->n - off < 16) return "it is cut short (a block header is incomplete)";
+        uint64_t len = rd_u64(c->buf + off + 4);
+        if (len > c->n - off - 16) return "it is cut short (a block runs past the end)";
+        const unsigned char *b = c->buf + off;
+        uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), b, (uInt)12);
+        uint64_t o = 0;
+        while (o < len) {
+            uInt piece = (uInt)(len - o < (1u << 30) ? len - o : (1u << 30));
+            crc = (uint32_t)crc32(crc, b + 12 + o, piece);
+            o += piece;
+        }
+        if (crc != rd_u32(b + 12 + len)) {
+            static char why[64];
+            snprintf(why, sizeof why, "the CRC-32 of its %.4s block does not match", (const char *)b);
+            return why;
+        }
+        for (int k = 0; k < NBLK; k++)
+            if (!memcmp(b, blk_tag[k], 4)) { c->p[k] = b + 12; c->len[k] = len; }
+        off += 16 + (size_t)len;
+        if (!memcmp(b, "END ", 4)) break;
+    }
+    if (!c->p[B_END]) return "it is cut short (no END block)";
+    for (int k = 0; k < NBLK; k++)
+        if (!c->p[k] && k != B_GNRM) {
+            static char why[64];
+            snprintf(why, sizeof why, "it has no %s block", blk_tag[k]);
+            return why;
+        }
+    return NULL;
+}
+
+/* The first lines that differ between two canonical configurations, for the message. */
+static void config_diff(const char *a, size_t na, const char *b, size_t nb, char *out, size_t cap)
+{
+    /* Both are sorted lines: a merge names keys present in one only or with other values. */
+    out[0] = 0;
+    int shown = 0;
+    const char *pa = a, *pb = b, *ea = a + na, *eb = b + nb;
+    while ((pa < ea || pb < eb) && shown < 3) {
+        const char *la = pa < ea ? memchr(pa, '\n', (size_t)(ea - pa)) : NULL;
+        const char *lb = pb < eb ? memchr(pb, '\n', (size_t)(eb - pb)) : NULL;
+        size_t ka = la ? (size_t)(la - pa) : 0, kb = lb ? (size_t)(lb - pb) : 0;
+        if (la && lb && ka == kb && !memcmp(pa, pb, ka)) { pa = la + 1; pb = lb + 1; continue; }
+        /* compare the "section.key" part to pair them up */
+        const char *qa = la ? memchr(pa, ' ', ka) : NULL, *qb = lb ? memchr(pb, ' ', kb) : NULL;
+        size_t ia = qa ? (size_t)(qa - pa) : ka, ib = qb ? (size_t)(qb - pb) : kb;
+        int c = !la ? 1 : !lb ? -1 : strncmp(pa, pb, ia < ib ? ia : ib);
+        if (c == 0 && ia != ib) c = ia < ib ? -1 : 1;
+        size_t k = strlen(out);
+        if (c == 0) {
+            snprintf(out + k, cap - k, "%s%.*s (checkpoint: %.*s)", shown ? "; " : "", (int)kb, pb,
+                     (int)(ka - ia > 3 ? ka - ia - 3 : 0), pa + ia + 3);
+            pa = la + 1;
+            pb = lb + 1;
+        } else if (c < 0) {
+            snprintf(out + k, cap - k, "%sthe checkpoint has %.*s", shown ? "; " : "", (int)ka, pa);
+            pa = la + 1;
+        } else {
+            snprintf(out + k, cap - k, "%snow %.*s", shown ? "; " : "", (int)kb, pb);
+            pb = lb + 1;
+        }
+        shown++;
+    }
+}
+
+/* Checks one checkpoint against the experiment and, when it fits, restores it. */
+static int ck_restore(ts_exp *x, ts_loop *l, const char *path, ts_err *e)
+{
+    ck_file c = {0};
+    if (ts_read_file(path, &c.buf, &c.n, e)) return -1;
+    const char *why = ck_parse(&c);
+    int rc = -1;
+    ts_prec *r = NULL;
+    size_t nconf = 0;
+    char *conf = NULL;
+    if (why) { ts_fail(e, "%s is damaged: %s", path, why); goto out; }
+    const unsigned char *h = c.p[B_HEAD];
+    const ts_optim_ops *oo = x->opt_pl->ops;
+    int K = x->nheads;
+    if (c.len[B_HEAD] != 40) { ts_fail(e, "%s is damaged: its HEAD block has the wrong size", path); goto out; }
+    if (rd_u32(h) != TS_ABI) {
+        ts_fail(e, "%s was written by a tessera of plugin ABI %u; this one is ABI %u", path,
+                rd_u32(h), (unsigned)TS_ABI);
+        goto out;
+    }
+    if (rd_u32(h + 4) != 0x01020304u) { ts_fail(e, "%s was written on a host of another byte order", path); goto out; }
+    if (!(conf = ts_ckpt_config_text(x, &nconf))) { ts_fail(e, "out of memory"); goto out; }
+    if (rd_u64(h + 8) != ts_hash64(conf, nconf)) {
+        char diff[900];
+        config_diff((const char *)c.p[B_CONF], (size_t)c.len[B_CONF], conf, nconf, diff, sizeof diff);
+        ts_fail(e, "%s belongs to another experiment: %s. Resume with the run's own config.ini "
+                "(tessera resume RUN_DIR), or start again without --resume", path, diff);
+        goto out;
+    }
+    if ((int)rd_u32(h + 16) != oo->nslots || (int)rd_u32(h + 20) != K ||
+        (long)rd_u64(h + 24) != l->ntrain || (long)rd_u64(h + 32) != l->nw) {
+        ts_fail(e, "%s does not fit this run: it has %u optimizer slots, %u heads, %ld training "
+                "rows and %ld weights; the run has %d, %d, %ld and %ld (did the data change?)",
+                path, rd_u32(h + 16), rd_u32(h + 20), (long)rd_u64(h + 24), (long)rd_u64(h + 32),
+                oo->nslots, K, l->ntrain, l->nw);
+        goto out;
+    }
+    uint64_t nstate = 0;
+    for (int i = 0; i < x->ctx.nparams; i++)
+        if (!x->ctx.params[i]->shared)
+            nstate += (uint64_t)x->ctx.params[i]->rows * x->ctx.params[i]->cols * oo->nslots;
+    if (c.len[B_META] != 10 * 8 + 8 + 32 + (uint64_t)K * 8 || c.len[B_RNG] != 32 ||
+        c.len[B_ORDR] != (uint64_t)l->ntrain * 8 || c.len[B_BEST] != (uint64_t)l->nw * 4 ||
+        c.len[B_OPTS] != nstate * 4 || (l->gn && c.len[B_GNRM] != 8 + (uint64_t)K * 48) ||
+        (!l->gn) != (!c.p[B_GNRM])) {
+        ts_fail(e, "%s does not fit this run: a block has the wrong size", path);
+        goto out;
+    }
+    uint32_t count = 0;
+    if (!(r = ts_params_parse(c.p[B_PARM], (size_t)c.len[B_PARM], &count, &why))) {
+        ts_fail(e, "%s is damaged: %s", path, why);
+        goto out;
+    }
+    if (ts_params_match(x, r, count, path, e)) goto out;
+    /* Every check passed: restore. */
+    ts_params_copy(x, r, count);
+    const unsigned char *st = c.p[B_OPTS];
+    for (uint32_t k = 0; k < count && oo->nslots; k++) {
+        size_t nf = (size_t)r[k].rows * r[k].cols * oo->nslots;
+        for (int i = 0; i < x->ctx.nparams; i++) {
+            ts_param *p = x->ctx.params[i];
+            if (!p->shared && strlen(p->name) == r[k].len && !memcmp(p->name, r[k].name, r[k].len)) {
+                memcpy(p->state, st, nf * sizeof(float));
+                break;
+            }
+        }
+        st += nf * sizeof(float);
+    }
+    const unsigned char *m = c.p[B_META];
+    long *mv[10] = {&l->epoch, &l->s, &l->step, &l->seen, &l->seen_log, &l->logged_steps,
+                    &l->best_epoch, &l->bad_evals, &l->train_off, &l->eval_off};
+    for (int k = 0; k < 10; k++) *mv[k] = (long)rd_u64(m + 8 * k);
+    l->shuffled = (int)rd_u32(m + 80);
+    l->done = (int)rd_u32(m + 84);
+    l->loss_acc = rd_f64(m + 88);
+    l->best_score = rd_f64(m + 96);
+    l->train_time = rd_f64(m + 104);
+    l->wall = rd_f64(m + 112);
+    for (int k = 0; k < K; k++) x->heads[k].loss_sum = rd_f64(m + 120 + 8 * k);
+    for (int k = 0; k < 4; k++) x->ctx.rng.s[k] = rd_u64(c.p[B_RNG] + 8 * k);
+    for (long i = 0; i < l->ntrain; i++) l->order[i] = (long)rd_u64(c.p[B_ORDR] + 8 * i);
+    memcpy(l->best, c.p[B_BEST], (size_t)l->nw * sizeof(float));
+    if (l->gn) {
+        *l->gn_t = (long)rd_u64(c.p[B_GNRM]);
+        memcpy(l->gn, c.p[B_GNRM] + 8, (size_t)K * 6 * sizeof(double));
+    }
+    rc = 0;
+out:
+    free(r);
+    free(conf);
+    free(c.buf);
+    return rc;
+}
+
+int ts_ckpt_resume(ts_exp *x, ts_loop *l, FILE *log, ts_err *e)
+{
+    const char *dir = x->ctx.results_dir;
+    char msgs[3][sizeof e->msg];
+    int tried = 0;
+    for (int i = 0; i < 3; i++) {
+        char path[TS_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/%s", dir, ck_files[i]);
+        if (access(path, F_OK)) continue;
+        ts_err ce;
+        if (!ck_restore(x, l, path, &ce)) {
+            if (log && tried)
+                fprintf(log, "%s  resuming from %s instead\n", x->name, path);
+            return 1;
+        }
+        snprintf(msgs[tried++], sizeof msgs[0], "%s", ce.msg);
+        if (log) fprintf(log, "%s  refused: %s\n", x->name, ce.msg);
+    }
+    if (!tried) return 0;
+    return ts_fail(e, "no usable checkpoint in %s (%d refused; the first: %s). Start again "
+                   "without --resume", dir, tried, msgs[0]);
+}
