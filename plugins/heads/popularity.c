@@ -15,7 +15,9 @@
 typedef struct {
     int items, nk, k[POP_MAXK], use_aux;
     const ts_tensor *ex;        /* (B, 1) bags of items to exclude, or NULL */
-    float *count;               /* (items) training frequency: the score of every user */
+    float *count;               /* (items) the dataset's item_freq: the score of every user */
+    ts_param *counted;          /* (1, items) without item_freq: the labels seen in training, a
+                                 * frozen parameter so checkpoints keep the counts */
     float *s;                   /* (items) one row's scores with its watched items at -inf */
     double hit[POP_MAXK], ndcg[POP_MAXK], rr; long n;
 } pop_state;
@@ -49,10 +51,16 @@ static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
     if (items <= 0) items = freq ? n : 0;
     if (items <= 0) return ts_fail(e, "%s: set items = the catalogue size (the dataset offers no item_freq)", ts_cfg_section(cfg));
     P->items = (int)items;
-    P->count = calloc((size_t)items, sizeof(float));
     P->s = malloc((size_t)items * sizeof(float));
-    if (!P->count || !P->s) return ts_fail(e, "out of memory");
-    if (freq && n == items) { memcpy(P->count, freq, (size_t)items * sizeof(float)); P->use_aux = 1; }
+    if (!P->s) return ts_fail(e, "out of memory");
+    if (freq && n == items) {
+        if (!(P->count = malloc((size_t)items * sizeof(float)))) return ts_fail(e, "out of memory");
+        memcpy(P->count, freq, (size_t)items * sizeof(float));
+        P->use_aux = 1;
+    } else if (!(P->counted = ts_param_add(H->ctx, "count", 1, (int)items, TS_INIT_ZEROS, 0,
+                                           TS_PARAM_FROZEN, e))) {
+        return -1;
+    }
     return 0;
 }
 
@@ -62,16 +70,17 @@ static int forward(ts_head *H, ts_phase phase, double *loss, ts_err *e)
     int B = H->in[0]->dim[0];
     *loss = 0;
     if (!H->label) return ts_fail(e, "head %s: set label = the next-item field", H->name);
+    float *count = P->use_aux ? P->count : P->counted->w;   /* (items) */
     for (int r = 0; r < B; r++) {
         float y = H->label->x[r];
         if (!(y >= 0 && y < P->items) || y != (float)(int)y)
             return ts_fail(e, "head %s: label %g of row %d is not an item index in [0, %d); check items =", H->name, y, r, P->items);
         int t = (int)y;
         if (phase == TS_TRAIN) {                    /* without item_freq: count training labels */
-            if (!P->use_aux) P->count[t] += 1;
+            if (!P->use_aux) count[t] += 1;
             continue;
         }
-        memcpy(P->s, P->count, (size_t)P->items * sizeof(float));
+        memcpy(P->s, count, (size_t)P->items * sizeof(float));
         int excluded = 0;
         if (P->ex)
             for (int32_t q = P->ex->off[r]; q < P->ex->off[r + 1]; q++) {
