@@ -534,7 +534,14 @@ static const char *first_nonfinite_grad(ts_exp *x, char *buf, size_t cap)
             long n = ts_numel(t);
             for (long j = 0; j < n; j++)
                 if (!isfinite(t->dx[j])) {
-                    snprintf(buf, cap, "the gradient of [%s]'s output", nd->cfg->name);
+                    /* the backward of a layer that takes this output wrote it, or a head did */
+                    const char *from = NULL;
+                    for (int q = i + 1; q < x->nnodes && !from; q++)
+                        for (int r = 0; r < x->nodes[q].L.nin; r++)
+                            if (x->nodes[q].L.in[r] == t) from = x->nodes[q].cfg->name;
+                    snprintf(buf, cap, "the gradient of [%s]'s output%s%s%s", nd->cfg->name,
+                             from ? ", passed down by [" : " (from the heads)", from ? from : "",
+                             from ? "]'s backward" : "");
                     return buf;
                 }
         }

@@ -69,6 +69,29 @@ static void test_nan_guard_keeps_files(void **st)
     assert_true(exists(dir, "train.csv"));   /* the header at least: nothing is lost */
 }
 
+static void test_nan_gradient_names_the_layer(void **st)
+{
+    (void)st;
+    char text[2048];
+    snprintf(text, sizeof text,
+             "[experiment]\nname = nangrad\n[data]\ntype = synthetic_mmoe\nrows = 600, 100, 100\n"
+             "[layer.h]\ntype = dense\ninput = x\nunits = 8\n"
+             "[layer.bad]\ntype = bad_grad\nplugin = %s\ninput = h\nnan = true\n"
+             "[layer.out]\ntype = dense\ninput = bad\nunits = 1\n"
+             "[head.y1]\ntype = regression\ninput = out\nlabel = y1\nloss = mse\n"
+             "[optimizer]\ntype = sgd\n[train]\nepochs = 1\nbatch = 50\n",
+             tu_build("tests/plugins/.libs/bad_grad.so"));
+    const char *ini = tu_write(".ini", text);
+    ts_run_opts o = {0};
+    o.results_dir = "/tmp/tessera-test-nangrad";
+    ts_err e;
+    assert_int_equal(ts_run(ini, &o, &e), -1);
+    tu_contains(e.msg, "step 1 (epoch 1)", "gradient norm is nan",
+                "the gradient of [layer.h]'s output, passed down by [layer.bad]'s backward",
+                "last good checkpoint", NULL);
+    assert_true(exists(o.results_dir, "train.csv"));
+}
+
 static void test_checker_catches_wrong_backward(void **st)
 {
     (void)st;
@@ -87,6 +110,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checker_catches_wrong_backward),
         cmocka_unit_test(test_nan_guard_keeps_files),
+        cmocka_unit_test(test_nan_gradient_names_the_layer),
         cmocka_unit_test(test_one_seed_one_result),
         cmocka_unit_test(test_census_mlp_reaches_floor),
     };
