@@ -223,6 +223,13 @@ static void test_overrides(void **st)
     char *bad4[] = {"train.epochs=many"};
     assert_int_equal(tu_build_exp(path, 1, bad4, &e), -1);
     tu_contains(e.msg, "command line", "'many' is not a whole number", NULL);
+    /* out-of-range values: a host key and a plugin's key */
+    char *bad5[] = {"train.epochs=0"};
+    assert_int_equal(tu_build_exp(path, 1, bad5, &e), -1);
+    tu_contains(e.msg, "command line", "[train] epochs = 0 is outside 1..100000", NULL);
+    char *bad6[] = {"layer.h.units=0"};
+    assert_int_equal(tu_build_exp(path, 1, bad6, &e), -1);
+    tu_contains(e.msg, "[layer.h]", "units = 0 is out of range; use 1 to", NULL);
     unlink(path);
 }
 
