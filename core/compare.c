@@ -159,12 +159,13 @@ static pid_t start_job(const cmp_opts *o, const cmp_exp *x, job *j, int blas_thr
     for (int i = 0; i < o->nover && a < 150; i++) argv[a++] = o->over[i];
     argv[a++] = "--results";
     argv[a++] = j->dir;
+    argv[a++] = "--resume";   /* a run the last comparison left half done goes on from its checkpoint */
     argv[a] = NULL;
     char logp[TS_PATH_MAX + 16];
     snprintf(logp, sizeof logp, "%s/log.txt", j->dir);
     pid_t pid = fork();
     if (pid == 0) {
-        FILE *f = freopen(logp, "w", stderr);
+        FILE *f = freopen(logp, "a", stderr);
         (void)f;
         char th[16];
         snprintf(th, sizeof th, "%d", blas_threads);
