@@ -170,6 +170,7 @@ static pid_t start_job(const cmp_opts *o, const cmp_exp *x, job *j, int blas_thr
         char th[16];
         snprintf(th, sizeof th, "%d", blas_threads);
         setenv("OPENBLAS_NUM_THREADS", th, 1);
+        setenv("TESSERA_MPI", "0", 1);   /* a compare under mpirun: its runs are single processes */
         execv(self, argv);
         fprintf(stderr, "exec %s: %s\n", self, strerror(errno));
         _exit(127);

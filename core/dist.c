@@ -31,7 +31,27 @@
 #ifndef TS_HAVE_MPI
 
 /* ---- single process ------------------------------------------------------------------------ */
-int ts_dist_init(int *argc, char ***argv, ts_err *e) { (void)argc; (void)argv; (void)e; return 0; }
+#include <stdlib.h>
+#include <string.h>
+
+/* Started by `mpirun -np N` (N > 1) in a build without MPI, every process would train the whole
+ * model alone and all of them would write the same files: refuse, and say how to build. */
+int ts_dist_init(int *argc, char ***argv, ts_err *e)
+{
+    (void)argc; (void)argv;
+    const char *force = getenv("TESSERA_MPI");
+    if (force && !strcmp(force, "0")) return 0;
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atoi(v) > 1)
+            return ts_fail(e, "this tessera was built without MPI, but an MPI launcher started %s "
+                           "processes of it; rebuild with ./configure --with-mpi (apt-get install "
+                           "libopenmpi-dev openmpi-bin), or set TESSERA_MPI=0 to run them as "
+                           "independent single processes", v);
+    }
+    return 0;
+}
 void ts_dist_finalize(void) {}
 int ts_dist_rank(void) { return 0; }
 int ts_dist_size(void) { return 1; }
