@@ -13,6 +13,8 @@
 #include <string.h>
 
 #define INI_LINE_LIMIT 199   /* Debian's libinih (r55) reads at most INI_MAX_LINE - 1 bytes */
+#define INI_SECTION_LIMIT 49 /* and keeps MAX_SECTION - 1 bytes of a section name: a longer one
+                                would be cut and its keys land in a section of the cut name */
 
 static char *xstrdup(const char *s)
 {
@@ -117,9 +119,13 @@ static int handler(void *user, const char *section, const char *name, const char
                 "belongs to (e.g. [experiment])", ps->ini->file, ps->line, name);
         return 0;
     }
-    ts_cfg *c = ts_ini_find(ps->ini, section);
+    /* inih keeps the spaces inside the brackets; prescan recorded "[ data ]" as "data" */
+    char sec[2 * TS_NAME_MAX];
+    snprintf(sec, sizeof sec, "%s", section);
+    trim(sec);
+    ts_cfg *c = ts_ini_find(ps->ini, sec);
     if (!c) {  /* cannot happen after prescan, but stay safe */
-        c = add_section(ps->ini, section, ps->line);
+        c = add_section(ps->ini, sec, ps->line);
         if (!c) return 0;
     }
     ts_entry *en = ts_cfg_entry(c, name);
@@ -136,7 +142,7 @@ static int handler(void *user, const char *section, const char *name, const char
     if (en) {
         ps->failed = 1;
         ts_fail(ps->e, "%s:%d: [%s] %s is set twice (first on line %d); keep one of the two",
-                ps->ini->file, ps->line, section, name, en->line);
+                ps->ini->file, ps->line, sec, name, en->line);
         return 0;
     }
     ps->cur = c;
@@ -167,6 +173,10 @@ static int prescan(ts_ini *ini, const char *text, ts_err *e)
             *end = 0;
             char *name = buf + 1;
             trim(name);
+            if (strlen(name) > INI_SECTION_LIMIT)
+                return ts_fail(e, "%s:%d: section name [%s] is %zu bytes long; the INI reader "
+                               "keeps at most %d: shorten it", ini->file, line, name,
+                               strlen(name), INI_SECTION_LIMIT);
             ts_cfg *c = ts_ini_find(ini, name);
             if (c)
                 return ts_fail(e, "%s:%d: section [%s] appears twice (first on line %d); every "

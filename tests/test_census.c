@@ -283,6 +283,41 @@ static void test_missing_and_empty_files(void **state)
     expect_failure(ovs, 1, p3);
 }
 
+/* Found by tests/fuzz: a value past float's range (it became +inf and every loss NaN), a
+ * held-out value whose standardised form overflows float, and a NUL byte in a line (a UTF-16
+ * file: the line was glued to the next one). Each is refused with the file and line or value. */
+static void test_values_beyond_float_and_nul_bytes(void **state)
+{
+    (void)state;
+    char path[600], text[8192], row[2048], ov[700], split[] = "data.split=0.5, 0.25, 0.25",
+         seed[] = "data.split_seed=2", *ovs[3] = {ov, split, seed};
+    snprintf(path, sizeof path, "%s/float.txt", tmpdir);
+    snprintf(ov, sizeof ov, "data.path=%s", path);
+    snprintf(row, sizeof row, "1e39%s", strchr(good_row[1], ','));
+    snprintf(text, sizeof text, "%s\n%s\n%s\n", good_row[0], row, good_row[2]);
+    write_file(path, text);
+    const char *p1[] = {"float.txt:2:", "age", "1e39", "beyond the float range", NULL};
+    expect_failure(ovs, 1, p1);
+    /* ages 0, 1, 0, ... and a last row of 3e38 that split_seed 2 holds out of the 5 training
+     * rows: (3e38 - 0.4) / 0.49 is past float's range */
+    size_t n = 0;
+    for (int i = 0; i < 10; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "%s%s\n", i < 9 ? (i % 2 ? "1" : "0") :
+                              "3e38", strchr(good_row[i % 3], ','));
+    write_file(path, text);
+    const char *p2[] = {"age = 3e+38", "training standard deviations", "beyond the float range",
+                        NULL};
+    expect_failure(ovs, 3, p2);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fprintf(f, "%s\n%s\n4", good_row[0], good_row[1]);
+    fputc(0, f);
+    fprintf(f, "%s\n", strchr(good_row[2], ','));
+    fclose(f);
+    const char *p3[] = {"float.txt:3:", "NUL byte", "UTF-16", NULL};
+    expect_failure(ovs, 1, p3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -291,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_label_rates),
         cmocka_unit_test(test_bad_rows),
         cmocka_unit_test(test_missing_and_empty_files),
+        cmocka_unit_test(test_values_beyond_float_and_nul_bytes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

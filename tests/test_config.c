@@ -106,6 +106,25 @@ static void test_syntax_errors(void **st)
     strcat(text, "\n");
     expect_error(text, ":2:", "at most 199", "indented lines", NULL);
     expect_error("[experiment]\nname = a\nname = b\n", ":3:", "set twice", NULL);
+    /* found by tests/fuzz: inih cuts a section name at 49 bytes, so the keys of a longer one
+     * landed in another section and the message blamed a missing `type =` */
+    expect_error("[experiment]\nname = a\n[layer.a_very_long_layer_name_that_inih_would_cut_short]"
+                 "\ntype = dense\n", ":3:", "is 54 bytes long", "at most 49", NULL);
+    /* and "[ data ]" is the section [data], as it was for the duplicate-section check */
+    const char *good = exp_text("", good_layers);
+    char *spaced = malloc(strlen(good) + 3), *at;
+    assert_non_null(spaced);
+    strcpy(spaced, good);
+    at = strstr(spaced, "[data]");
+    memmove(at + 8, at + 6, strlen(at + 6) + 1);
+    memcpy(at, "[ data ]", 8);
+    const char *path = tu_write(".ini", spaced);
+    ts_err e;
+    if (tu_build_exp(path, 0, NULL, &e)) { print_error("%s\n", e.msg); fail(); }
+    unlink(path);
+    free(spaced);
+    /* found by tests/fuzz: c = 1e308 made infinite labels */
+    expect_error(exp_text("c = 1e308", good_layers), "c = 1e+308", "[-1e6, 1e6]", NULL);
 }
 
 static void test_cycle_is_reported(void **st)

@@ -203,12 +203,36 @@ static void test_messages(void **state)
     ts_exp_free(x);
 }
 
+/* Found by tests/fuzz: a value past float's range became +inf (NaN losses later); a NUL byte
+ * (a UTF-16 file) glued a line to the next. Both are refused with the file and line. */
+static void test_values_beyond_float_and_nul_bytes(void **state)
+{
+    (void)state;
+    const char *keys = "dense = age\ncategorical = city\nlabels = clicked";
+    const char *p1[] = {"big.csv:3:", "\"age\"", "\"1e39\"", "beyond the float range", NULL};
+    expect("big.csv", "age,city,clicked\n30,Paris,1\n1e39,Oslo,0\n", keys, p1);
+    const char *p2[] = {"lab.csv:2:", "\"clicked\"", "beyond the float range", NULL};
+    expect("lab.csv", "age,city,clicked\n30,Paris,-4e38\n31,Oslo,0\n", keys, p2);
+    char path[600];
+    snprintf(path, sizeof path, "%s/nul.csv", tmpdir);
+    static const char nul[] = "age,city,clicked\n30,Paris,1\n3\0001,Oslo,0\n";
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(nul, 1, sizeof nul - 1, f), sizeof nul - 1);
+    fclose(f);
+    ts_err e;
+    ts_exp *x = open_csv("nul.csv", keys, "clicked", &e);
+    if (x) { ts_exp_free(x); fail_msg("nul.csv opened but should fail"); }
+    if (!strstr(e.msg, "nul.csv:3:") || !strstr(e.msg, "NUL byte")) fail_msg("%s", e.msg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fields_standardisation_and_ids),
         cmocka_unit_test(test_no_header_and_separator),
         cmocka_unit_test(test_messages),
+        cmocka_unit_test(test_values_beyond_float_and_nul_bytes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -136,6 +136,23 @@ static void test_lines_crlf_long_and_gzip(void **st)
         ts_lines_close(r);
     }
     ts_err e;
+    /* found by tests/fuzz: a NUL byte (a UTF-16 file) glued the rest of its line to the next
+     * line; now the read stops there with the file and line */
+    static const char nul[] = "a\nb\0c\nd\n";
+    const char *np = tu_write(".txt", "");
+    FILE *f = fopen(np, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(nul, 1, sizeof nul - 1, f), sizeof nul - 1);
+    fclose(f);
+    ts_lines *r = ts_lines_open(np, &e);
+    assert_non_null(r);
+    size_t n;
+    assert_string_equal(ts_lines_next(r, &n), "a");
+    assert_null(ts_lines_next(r, &n));
+    assert_int_equal(ts_lines_error(r, &e), -1);
+    tu_contains(e.msg, np, ":2:", "NUL byte", NULL);
+    ts_lines_close(r);
+    unlink(np);
     assert_null(ts_lines_open("/nonexistent/file.csv", &e));
     tu_contains(e.msg, "/nonexistent/file.csv", "cannot open", NULL);
     unlink(gzpath);

@@ -181,6 +181,24 @@ static void bad_rows_named(void **state)
     ts_ini_free(&F.ini); ts_ctx_free(&F.ctx);
 }
 
+/* Found by tests/fuzz: a ratings file without a row sorted a NULL array (undefined behaviour);
+ * it is now refused with its name. */
+static void empty_ratings_named(void **state)
+{
+    (void)state;
+    char dir[128], pairs[256];
+    snprintf(dir, sizeof dir, "%s/empty", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    write_file(dir, "ratings.csv", "userId,movieId,rating,timestamp\n");
+    fixture F;
+    ts_err e = {{0}};
+    snprintf(pairs, sizeof pairs, "path=%s", dir);
+    assert_int_equal(open_ml(&F, pairs, 4, &e), -1);
+    assert_non_null(strstr(e.msg, "ratings.csv: no rating rows"));
+    if (F.ops->close) F.ops->close(&F.D);
+    ts_ini_free(&F.ini); ts_ctx_free(&F.ctx);
+}
+
 static void ml1m_format(void **state)
 {
     char dir[128], pairs[256];
@@ -296,6 +314,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(split_by_hand),
         cmocka_unit_test(bad_rows_named),
+        cmocka_unit_test(empty_ratings_named),
         cmocka_unit_test(ml1m_format),
         cmocka_unit_test(bundled_split_invariants),
     };

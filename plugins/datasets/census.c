@@ -23,6 +23,7 @@
 #include "tessera.h"
 
 #include <ctype.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,8 @@ typedef struct census {
     ts_strtab *dict;         /* (attribute, text) -> raw id per attribute; NULL after indexing */
 } census;
 
+/* 0 for a number, -1 for text that is not one, -2 for a number beyond float's range (it is
+ * stored as a float and would become infinite, and every loss NaN). */
 static int parse_num(const char *s, double *v)
 {
     char *end;
@@ -78,7 +81,13 @@ static int parse_num(const char *s, double *v)
     if (!*s) return -1;
     *v = strtod(s, &end);
     while (isspace((unsigned char)*end)) end++;
-    return (*end || !isfinite(*v)) ? -1 : 0;
+    if (*end || !isfinite(*v)) return -1;
+    return fabs(*v) > FLT_MAX ? -2 : 0;
+}
+
+static const char *num_problem(int rc)
+{
+    return rc == -2 ? "beyond the float range (+-3.4e38)" : "not a number";
 }
 
 /* Parses one split line into row r of the arrays; a message in why on a bad row. */
@@ -90,16 +99,18 @@ static int parse_row(census *st, char **f, int nf, long r, char *why, size_t nwh
         return -1;
     }
     double v;
+    int rc;
     for (int c = 0; c < NCONT; c++) {
-        if (parse_num(f[cont_col[c]], &v) < 0) {
-            snprintf(why, nwhy, "field %d (%s) is \"%.40s\", not a number", cont_col[c],
-                     colname[cont_col[c]], f[cont_col[c]]);
+        if ((rc = parse_num(f[cont_col[c]], &v)) < 0) {
+            snprintf(why, nwhy, "field %d (%s) is \"%.40s\", %s", cont_col[c],
+                     colname[cont_col[c]], f[cont_col[c]], num_problem(rc));
             return -1;
         }
         st->cont[r * NCONT + c] = (float)v;
     }
-    if (parse_num(f[COL_WEIGHT], &v) < 0) {
-        snprintf(why, nwhy, "field 24 (instance weight) is \"%.40s\", not a number", f[COL_WEIGHT]);
+    if ((rc = parse_num(f[COL_WEIGHT], &v)) < 0) {
+        snprintf(why, nwhy, "field 24 (instance weight) is \"%.40s\", %s", f[COL_WEIGHT],
+                 num_problem(rc));
         return -1;
     }
     st->weight[r] = (float)v;
@@ -166,7 +177,7 @@ static int read_file(census *st, const char *path, int skip_bad, ts_err *e)
         while (k < len && isspace((unsigned char)line[k])) k++;
         if (k == len) continue;                           /* blank lines carry nothing */
         if (st->n == cap) {
-            cap = cap ? 2 * cap : 131072;
+            cap = cap ? 2 * cap : 1024;   /* doubling: a tiny file costs kilobytes */
             if (grow_rows(st, cap) < 0) {
                 ts_lines_close(in);
                 return ts_fail(e, "%s: out of memory after %ld rows", path, st->n);
@@ -202,6 +213,7 @@ static int prepare(ts_data *D, census *st, const double *frac, uint64_t seed, ts
     ts_rng_seed(&rng, seed);
     ts_rng_shuffle(&rng, perm, n);
     long ntr = (long)(frac[0] * n + 0.5), nva = (long)(frac[1] * n + 0.5);
+    if (ntr > n) ntr = n;           /* fractions summing to 1 + 1e-6 may round past n */
     if (ntr + nva > n) nva = n - ntr;
     if (ntr < 1) {
         free(perm);
@@ -231,8 +243,17 @@ static int prepare(ts_data *D, census *st, const double *frac, uint64_t seed, ts
         st->sd[c] = sd > 1e-12 ? sd : 1.0;   /* a constant column becomes all zeros */
     }
     for (long r = 0; r < n; r++)
-        for (int c = 0; c < NCONT; c++)
-            st->cont[r * NCONT + c] = (float)((st->cont[r * NCONT + c] - st->mean[c]) / st->sd[c]);
+        for (int c = 0; c < NCONT; c++) {
+            /* A validation or test value can lie so many (small) training standard deviations
+             * away that it overflows float: say so rather than train on inf. */
+            double z = (st->cont[r * NCONT + c] - st->mean[c]) / st->sd[c];
+            if (fabs(z) > FLT_MAX)
+                return ts_fail(e, "census: %s = %g lies %g training standard deviations from the "
+                               "training mean %g, beyond the float range; check that value",
+                               colname[cont_col[c]], (double)st->cont[r * NCONT + c], z,
+                               st->mean[c]);
+            st->cont[r * NCONT + c] = (float)z;
+        }
     /* local id 1.. for values seen in training (in raw-id order), 0 for unseen ones */
     int32_t *map[NCAT] = {0};
     int fail = 0;

@@ -19,6 +19,7 @@
 #include "tessera.h"
 
 #include <ctype.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,12 +54,15 @@ static char *trim(char *s)
     return s;
 }
 
+/* 0 for a number, -1 for text that is not one, -2 for a number beyond float's range (it is
+ * stored as a float and would become infinite, and every loss NaN). */
 static int parse_num(const char *s, double *v)
 {
     char *end;
     if (!*s) return -1;
     *v = strtod(s, &end);
-    return (*end || !isfinite(*v)) ? -1 : 0;
+    if (*end || !isfinite(*v)) return -1;
+    return fabs(*v) > FLT_MAX ? -2 : 0;
 }
 
 /* Levenshtein distance, for "did you mean" hints. */
@@ -128,8 +132,10 @@ static int parse_row(csvdata *st, char **f, int nf, char *why, size_t nwhy, char
     for (int i = 0; i < st->ndense + st->nlab; i++) {
         int c = i < st->ndense ? st->dense_col[i] : st->lab_col[i - st->ndense];
         char *s = trim(f[c]);
-        if (parse_num(s, &v) < 0) {
-            snprintf(why, nwhy, "column \"%.60s\" is \"%.40s\", not a number", head[c], s);
+        int rc = parse_num(s, &v);
+        if (rc < 0) {
+            snprintf(why, nwhy, "column \"%.60s\" is \"%.40s\", %s", head[c], s,
+                     rc == -2 ? "beyond the float range (+-3.4e38)" : "not a number");
             return -1;
         }
         if (i < st->ndense) st->dense[r * st->ndense + i] = (float)v;
@@ -206,7 +212,7 @@ static int read_file(csvdata *st, const ts_cfg *cfg, const char *path, const cha
             if (header) continue;
         }
         if (st->n == cap) {
-            cap = cap ? 2 * cap : 65536;
+            cap = cap ? 2 * cap : 1024;   /* doubling: a tiny file costs kilobytes */
             if (grow((void **)&st->dense, (size_t)cap * st->ndense * sizeof(float)) < 0 ||
                 grow((void **)&st->cat, (size_t)cap * st->ncat * sizeof(int32_t)) < 0 ||
                 grow((void **)&st->lab, (size_t)cap * st->nlab * sizeof(float)) < 0)
@@ -249,6 +255,7 @@ static int prepare(ts_data *D, csvdata *st, const double *frac, uint64_t seed, t
     ts_rng_seed(&rng, seed);
     ts_rng_shuffle(&rng, perm, n);
     long ntr = (long)(frac[0] * n + 0.5), nva = (long)(frac[1] * n + 0.5);
+    if (ntr > n) ntr = n;           /* fractions summing to 1 + 1e-6 may round past n */
     if (ntr + nva > n) nva = n - ntr;
     long cnt[3] = {ntr, nva, n - ntr - nva};
     for (int s = 0; s < 3; s++) {
@@ -278,8 +285,17 @@ static int prepare(ts_data *D, csvdata *st, const double *frac, uint64_t seed, t
         st->sd[c] = sqrt(s2 / ntr) > 1e-12 ? sqrt(s2 / ntr) : 1.0;  /* a constant column -> 0 */
     }
     for (long r = 0; r < n; r++)
-        for (int c = 0; c < nd; c++)
-            st->dense[r * nd + c] = (float)((st->dense[r * nd + c] - st->mean[c]) / st->sd[c]);
+        for (int c = 0; c < nd; c++) {
+            /* A validation or test value can lie so many (small) training standard deviations
+             * away that it overflows float: say so rather than train on inf. */
+            double z = (st->dense[r * nd + c] - st->mean[c]) / st->sd[c];
+            if (fabs(z) > FLT_MAX)
+                return ts_fail(e, "csv: column %d (dense) = %g lies %g training standard deviations "
+                               "from the training mean %g, beyond the float range; check that "
+                               "value", st->dense_col[c], (double)st->dense[r * nd + c], z,
+                               st->mean[c]);
+            st->dense[r * nd + c] = (float)z;
+        }
     for (int a = 0; a < ncat; a++) {                /* local ids 1.. for values seen in training */
         int32_t *map = calloc((size_t)ts_strtab_count(st->dict, a) + 1, sizeof *map), next = 1;
         if (!map) return ts_fail(e, "csv: out of memory");

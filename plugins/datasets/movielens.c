@@ -14,7 +14,8 @@
  * for validation and test), next_item F32 (the label, an item index), user I32, and where the
  * files have them gender, user_age, occupation I32. Items are re-indexed by descending
  * training frequency (id 0 = most watched), so a log-uniform sampler approximates popularity.
- * aux: item_freq (float), item_title (const char *), item_raw_id (int32), genre_name,
+ * aux: item_freq (float), item_title (const char *), item_raw_id (int32), skipped_rows (long),
+ * genre_name,
  * user_raw_id (int32, the files' userId of each user index: `tessera recommend --user`). */
 #include "tessera.h"
 
@@ -26,6 +27,7 @@ typedef struct { int64_t user, item, time; long order; } ml_row;
 
 typedef struct {
     int nusers, nitems, ngenres, nocc, history, has_users, maxg, maxw;
+    long skipped;           /* bad rows skipped under skip_bad_rows, in all three files */
     int32_t *uoff;          /* (nusers + 1) each user's watches in witem */
     int32_t *witem;         /* (nwatches) item index, per user in time order */
     int64_t *wtime;         /* (nwatches) */
@@ -92,7 +94,7 @@ static long find_raw(const ml_state *S, int64_t raw)
 static int file_exists(const char *p) { FILE *f = fopen(p, "rb"); if (f) fclose(f); return f != NULL; }
 
 /* Reads ratings as (user, item, time) rows; fmt 0 = csv with header, 1 = "::", 2 = tab. */
-static int read_ratings(const char *path, int fmt, int skip_bad, ml_row **rows_out, long *n_out,
+static int read_ratings(const char *path, int fmt, long *skipped, ml_row **rows_out, long *n_out,
                         ts_err *e)
 {
     ts_lines *L = ts_lines_open(path, e);
@@ -121,13 +123,13 @@ static int read_ratings(const char *path, int fmt, int skip_bad, ml_row **rows_o
             if (end == f[2] || *end) bad = "the rating must be a number";
         }
         if (bad) {
-            if (skip_bad) continue;
+            if (skipped) { (*skipped)++; continue; }
             ts_fail(e, "%s:%ld: %s; fix or delete the row, or set skip_bad_rows = true", path, ln, bad);
             free(rows); ts_lines_close(L);
             return -1;
         }
         if (n == cap) {
-            cap = cap ? 2 * cap : 65536;
+            cap = cap ? 2 * cap : 1024;   /* doubling: a tiny file costs kilobytes */
             ml_row *g = realloc(rows, (size_t)cap * sizeof *rows);
             if (!g) { free(rows); ts_lines_close(L); return ts_fail(e, "%s: out of memory", path); }
             rows = g;
@@ -138,6 +140,10 @@ static int read_ratings(const char *path, int fmt, int skip_bad, ml_row **rows_o
     int rc = ts_lines_error(L, e);
     ts_lines_close(L);
     if (rc) { free(rows); return -1; }
+    if (n == 0)   /* (and rows is NULL: nothing below may sort or copy it) */
+        return ts_fail(e, "%s: no rating rows%s; a MovieLens ratings file has one `user, movie, "
+                       "rating, timestamp` row per line", path,
+                       skipped ? " that parse (bad ones were skipped)" : "");
     *rows_out = rows;
     *n_out = n;
     return 0;
@@ -158,7 +164,7 @@ static const char *k100genres[19] = {"unknown", "Action", "Adventure", "Animatio
     "Comedy", "Crime", "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical",
     "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"};
 
-static int read_movies(ml_state *S, const char *path, int fmt, int skip_bad, ts_err *e)
+static int read_movies(ml_state *S, const char *path, int fmt, long *skipped, ts_err *e)
 {
     ts_lines *L = ts_lines_open(path, e);
     if (!L) return -1;
@@ -194,7 +200,7 @@ static int read_movies(ml_state *S, const char *path, int fmt, int skip_bad, ts_
         }
         if (ok) ok = parse_i64(line, &raw) == 0;
         if (!ok) {
-            if (skip_bad) continue;
+            if (skipped) { (*skipped)++; continue; }
             rc = ts_fail(e, "%s:%ld: expected %s; fix or delete the row, or set skip_bad_rows = true",
                          path, ln, fmt == 0 ? "movieId,title,genres" : fmt == 1 ? "MovieID::Title::Genres"
                          : "24 |-separated fields (id|title|date|video date|url|19 genre flags)");
@@ -242,7 +248,7 @@ static int read_movies(ml_state *S, const char *path, int fmt, int skip_bad, ts_
 
 /* users.dat (UserID::Gender::Age::Occupation::Zip) or u.user (id|age|gender|occupation|zip):
  * age becomes ml-1m's 7 buckets (under 18, 18, 25, 35, 45, 50, 56+). */
-static int read_users(ml_state *S, const char *path, int fmt, const int64_t *uraw, int skip_bad, ts_err *e)
+static int read_users(ml_state *S, const char *path, int fmt, const int64_t *uraw, long *skipped, ts_err *e)
 {
     static const int edges[6] = {18, 25, 35, 45, 50, 56};
     char occ_names[64][TS_NAME_MAX];
@@ -262,7 +268,7 @@ static int read_users(ml_state *S, const char *path, int fmt, const int64_t *ura
             if (occ == S->nocc && (ok = S->nocc < 64)) snprintf(occ_names[S->nocc++], TS_NAME_MAX, "%s", f[3]);
         }
         if (!ok) {
-            if (skip_bad) continue;
+            if (skipped) { (*skipped)++; continue; }
             ts_lines_close(L);
             return ts_fail(e, "%s:%ld: expected %s; fix or delete the row, or set skip_bad_rows = true", path,
                            ln, fmt == 1 ? "UserID::Gender(M|F)::Age::Occupation(0-63)::Zip" : "id|age|gender(M|F)|occupation|zip");
@@ -407,11 +413,12 @@ static int ml_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
     ml_row *rows = NULL;
     long n = 0;
     int64_t *uraw = NULL;
-    int rc = read_ratings(rp, fmt, skip, &rows, &n, e);
+    long *skipped = skip ? &S->skipped : NULL;   /* NULL: a bad row is an error */
+    int rc = read_ratings(rp, fmt, skipped, &rows, &n, e);
     if (!rc) rc = build_index(S, rows, n, minc, &uraw, e);
     free(rows);
     snprintf(mp, sizeof mp, "%s/%s", dir, mn[fmt]);
-    if (!rc && file_exists(mp)) rc = read_movies(S, mp, fmt, skip, e);
+    if (!rc && file_exists(mp)) rc = read_movies(S, mp, fmt, skipped, e);
     else if (!rc) {                       /* no movies file: no genres, ids as titles */
         S->goff = calloc((size_t)S->nitems + 1, sizeof *S->goff);
         S->gids = calloc(1, sizeof *S->gids);
@@ -430,7 +437,7 @@ static int ml_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
         S->uage = calloc((size_t)S->nusers, sizeof *S->uage);
         S->occ = calloc((size_t)S->nusers, sizeof *S->occ);
         rc = !S->gender || !S->uage || !S->occ ? ts_fail(e, "out of memory")
-                                                : read_users(S, up, fmt, uraw, skip, e);
+                                                : read_users(S, up, fmt, uraw, skipped, e);
     }
     if (!rc && !(S->user_raw_id = malloc((size_t)S->nusers * sizeof *S->user_raw_id)))
         rc = ts_fail(e, "out of memory");
@@ -522,6 +529,7 @@ static int ml_aux(ts_data *D, const char *name, const void **ptr, long *n)
     else if (!strcmp(name, "item_raw_id")) *ptr = S->raw_id;
     else if (!strcmp(name, "genre_name")) { *ptr = S->genre; *n = S->ngenres; return 0; }
     else if (!strcmp(name, "user_raw_id")) { *ptr = S->user_raw_id; *n = S->nusers; return 0; }
+    else if (!strcmp(name, "skipped_rows")) { *ptr = &S->skipped; *n = 1; return 0; }
     else return -1;
     *n = S->nitems;
     return 0;

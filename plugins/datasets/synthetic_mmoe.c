@@ -90,8 +90,11 @@ static int synth_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
     if (!(p >= -1 && p <= 1))
         return ts_fail(e, "%s: [data] p = %g; the task correlation must lie in [-1, 1]",
                        ts_cfg_where(cfg, "p"), p);
-    if (!isfinite(c))
-        return ts_fail(e, "%s: [data] c must be a finite number", ts_cfg_where(cfg, "c"));
+    /* |y| is about |c| * |x|: a c beyond 1e6 makes labels that overflow float (inf, then NaN
+     * losses) long before it could make a meaningful task. */
+    if (!(fabs(c) <= 1e6))
+        return ts_fail(e, "%s: [data] c = %g; the scale of the task weights must lie in "
+                       "[-1e6, 1e6] (the paper uses 1)", ts_cfg_where(cfg, "c"), c);
     if (nrows != 3 || rows[0] < 1 || rows[1] < 0 || rows[2] < 0 || rows[0] + rows[1] + rows[2] > 1e8 ||
         rows[0] != floor(rows[0]) || rows[1] != floor(rows[1]) || rows[2] != floor(rows[2]))
         return ts_fail(e, "%s: [data] rows must be three whole numbers of rows for train, valid, "

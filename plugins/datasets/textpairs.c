@@ -17,7 +17,7 @@
  *                  query_words, doc_words  BAGS (B, 1) word ids of the whole text (for BM25)
  * aux: "doc_freq" (int32 per word: distinct training documents containing it), "doc_count"
  * (int32[1]: distinct training documents), "trigram_keys" (int32 per trigram id: its three bytes
- * b0<<16 | b1<<8 | b2), "skipped_rows" (int32[1]).
+ * b0<<16 | b1<<8 | b2), "skipped_rows" (long[1]).
  * What it is not: a tokenizer with stemming or stop words, nor a loader of arbitrary TSV files.
  */
 #include <ctype.h>
@@ -64,7 +64,8 @@ typedef struct {
     ivec tri_off, tri;           /* (nwords + 1) offsets, trigram ids of each word */
     int32_t *tri_keys;           /* (ntri) packed bytes of trigram id */
     int32_t ntri;
-    int32_t *doc_freq, doc_count, skipped;
+    int32_t *doc_freq, doc_count;
+    long skipped;            /* bad rows skipped under skip_bad_rows */
     example *ex[3]; long nex[3], cap[3];
     /* batch buffers, for the largest batch */
     int32_t *q_off, *q_ids, *q_len, *d_off, *d_ids, *d_len;
@@ -149,7 +150,7 @@ static int read_wordnet(tp_state *S, const char *path, long test_size, long vali
         int32_t q = add_text(S, SP_QUERIES, &S->qw_off, &S->qw, f[3]);
         if (d < 0 || q < 0) { ts_lines_close(r); free(all); return OOM(e); }
         if (n == cap) {
-            cap = cap ? cap * 2 : 65536;
+            cap = cap ? cap * 2 : 1024;   /* doubling: a tiny file costs kilobytes */
             example *na = realloc(all, (size_t)cap * sizeof *na);
             if (!na) { ts_lines_close(r); free(all); return OOM(e); }
             all = na;
@@ -250,8 +251,15 @@ static int build_trigrams(tp_state *S, long vocab_cap, ts_err *e)
         for (int32_t k = S->qw_off.v[x->q]; k < S->qw_off.v[x->q + 1]; k++) wc[S->qw.v[k]]++;
         for (int32_t k = S->dw_off.v[x->d]; k < S->dw_off.v[x->d + 1]; k++) wc[S->dw.v[k]]++;
     }
-    /* trigram -> count in an open-addressing table of (key + 1) */
-    uint32_t ns = 1u << 20;
+    /* trigram -> count in an open-addressing table of (key + 1), at most half full: sized by
+     * the trigrams the training words can hold (a word of k bytes has k), up to 2^20 slots, so a
+     * small file does not pay for 2^20 slots three times over */
+    const uint32_t max_slots = 1u << 20;
+    size_t bound = 0;
+    for (int32_t w = 0; w < nw; w++)
+        if (wc[w]) bound += strlen(ts_strtab_str(S->tab, SP_WORDS, w));
+    uint32_t ns = 1024;
+    while (ns < max_slots && (size_t)ns < 2 * bound + 2) ns *= 2;
     tri_count *tab = calloc(ns, sizeof *tab);
     if (!tab) { free(wc); return OOM(e); }
     long distinct = 0;
@@ -264,10 +272,10 @@ static int build_trigrams(tp_state *S, long vocab_cap, ts_err *e)
             while (tab[h].key && tab[h].key != key) h = (h + 1) & (ns - 1);
             if (!tab[h].key) { tab[h].key = key; distinct++; }
             tab[h].count += wc[w];
-            if (distinct > (long)ns / 2) {
+            if (distinct > (long)max_slots / 2) {
                 free(wc); free(tab);
                 return ts_fail(e, "textpairs: more than %u distinct letter trigrams in the "
-                               "training texts; is this natural-language text?", ns / 2);
+                               "training texts; is this natural-language text?", max_slots / 2);
             }
         }
     }

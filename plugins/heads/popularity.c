@@ -28,7 +28,7 @@ static const ts_key keys[] = {
     {"k", "list", "10,50,100", "cut-offs K of recall@K and ndcg@K"},
     {NULL, NULL, NULL, NULL}};
 
-static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
+static int build_impl(ts_head *H, const ts_cfg *cfg, ts_err *e)
 {
     pop_state *P = calloc(1, sizeof *P);
     if (!P) return ts_fail(e, "out of memory");
@@ -128,6 +128,15 @@ static void destroy(ts_head *H)
     if (!P) return;
     free(P->count); free(P->s); free(P);
     H->state = NULL;
+}
+
+/* A build that fails frees what it allocated itself (tessera.h): destroy() takes a partial
+ * state. */
+static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
+{
+    if (build_impl(H, cfg, e) == 0) return 0;
+    destroy(H);
+    return -1;
 }
 
 static const ts_head_ops ops = {.build = build, .forward = forward, .eval_begin = eval_begin,

@@ -109,7 +109,7 @@ static int loss_of(ts_head *H, int n, int k, const float *z, const float *y, flo
     return 0;
 }
 
-static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
+static int build_impl(ts_head *H, const ts_cfg *cfg, ts_err *e)
 {
     rt_state *R = calloc(1, sizeof *R);
     if (!R) return ts_fail(e, "out of memory");
@@ -467,6 +467,15 @@ static void destroy(ts_head *H)
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(R);
     H->state = NULL;
+}
+
+/* A build that fails frees what it allocated itself (tessera.h): destroy() takes a partial
+ * state. */
+static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
+{
+    if (build_impl(H, cfg, e) == 0) return 0;
+    destroy(H);
+    return -1;
 }
 
 static const ts_head_ops ops = {.build = build, .forward = forward, .eval_begin = eval_begin,

@@ -31,7 +31,7 @@ static void add_back(const float *dout, float *din, long rows, long d, long off,
     }
 }
 
-static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
+static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
 {
     char sh[96];
     if (L->nin < 1)
@@ -95,6 +95,15 @@ static void destroy(ts_layer *L)
 }
 
 static const ts_key keys[] = {{NULL, NULL, NULL, NULL}};
+
+/* A build that fails frees what it allocated itself (tessera.h): destroy() takes a partial
+ * state. */
+static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
+{
+    if (build_impl(L, cfg, e) == 0) return 0;
+    destroy(L);
+    return -1;
+}
 
 static const ts_layer_ops ops = {.build = build, .forward = forward, .backward = backward,
     .destroy = destroy, .check_inputs = "f32 4 3; f32 4 2 2; f32 4 1", .check_keys = ""};

@@ -143,7 +143,7 @@ done:
     return rc;
 }
 
-static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
+static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
 {
     char sh[96];
     if (L->nin != 1)
@@ -254,6 +254,15 @@ static int report(ts_layer *L, const char *dir, ts_err *e)
     fprintf(f, "layer,rows_loaded,ids_missing_kept_init,file_rows_outside_vocab\n%s,%ld,%ld,%ld\n",
             L->name, s->pre_loaded, s->pre_missing, s->pre_outside);
     return fclose(f) ? ts_fail(e, "%s: write failed", path) : 0;
+}
+
+/* A build that fails frees what it allocated itself (tessera.h): destroy() takes a partial
+ * state. */
+static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
+{
+    if (build_impl(L, cfg, e) == 0) return 0;
+    destroy(L);
+    return -1;
 }
 
 static const ts_layer_ops ops = {.build = build, .forward = forward, .backward = backward,

@@ -1,0 +1,103 @@
+#!/bin/sh
+# tests/fuzz/build.sh OUTDIR — builds every libFuzzer harness of tessera with clang, from the
+# source tree and without autotools (no configure needed, nothing written to the source tree).
+#
+#   OUTDIR/fuzz_ini, fuzz_census, fuzz_csv, fuzz_wordnet, fuzz_wikiqa, fuzz_movielens,
+#   fuzz_synthetic_mmoe     the harnesses (-fsanitize=fuzzer,address,undefined)
+#   OUTDIR/plugins/*.so     every plugin, sanitized and coverage-instrumented, for fuzz_ini
+#   OUTDIR/obj/             objects, rebuilt only when a source or a core header is newer
+#
+# The core sources are libtessera's, read from libtessera_la_SOURCES in Makefile.am, so a new
+# core file is picked up without editing this script. Environment: CC (default clang, else
+# clang-14), FUZZ_CFLAGS (added to the compile flags), JOBS (parallel compiles, default 2).
+# What it is not: a replacement for the autotools build, or a runner (run.sh runs them).
+set -eu
+
+usage() { echo "usage: $0 OUTDIR" >&2; exit 2; }
+[ $# -eq 1 ] || usage
+
+src=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir -p "$1"
+out=$(cd "$1" && pwd)
+if [ -z "${CC:-}" ]; then
+    if command -v clang >/dev/null 2>&1; then CC=clang; else CC=clang-14; fi
+fi
+command -v "$CC" >/dev/null 2>&1 ||
+    { echo "build.sh: $CC not found; apt-get install clang" >&2; exit 2; }
+JOBS=${JOBS:-2}
+
+pc() { pkg-config "$@" 2>/dev/null || true; }
+DEPS_CFLAGS="$(pc --cflags openblas) $(pc --cflags inih) $(pc --cflags zlib)"
+DEPS_LIBS="$(pc --libs inih) $(pc --libs zlib) $(pc --libs openblas)"
+[ -n "$(pc --libs openblas)" ] || DEPS_LIBS="-linih -lz -lopenblas"
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+CFLAGS="-std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -Wall -Wextra -Wno-unused-parameter $SAN \
+-I$src/core $DEPS_CFLAGS ${FUZZ_CFLAGS:-}"
+
+# libtessera's .c files, from Makefile.am (continuation lines joined)
+core=$(sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "$src/Makefile.am" |
+       sed -n 's/^libtessera_la_SOURCES *= *//p' | tr ' \t' '\n\n' | grep '\.c$')
+[ -n "$core" ] || { echo "build.sh: no libtessera_la_SOURCES in $src/Makefile.am" >&2; exit 1; }
+
+mkdir -p "$out/obj/core" "$out/obj/plugins" "$out/plugins"
+headers="$src/core/tessera.h $src/core/internal.h $src/core/host.h $src/tests/fuzz/fuzz_common.h \
+$src/tests/fuzz/fuzz_dataset.h"
+
+# stale TARGET SOURCES...: true when TARGET is missing or older than a source or a core header
+stale() {
+    t=$1; shift
+    [ -e "$t" ] || return 0
+    for s in "$@" $headers; do [ -e "$s" ] && [ "$s" -nt "$t" ] && return 0; done
+    return 1
+}
+
+# Jobs: one line per command, run JOBS at a time; any failure stops the build.
+jobs_file="$out/obj/jobs.txt"
+: > "$jobs_file"
+job() { printf '%s\n' "$*" >> "$jobs_file"; }
+run_jobs() {
+    if [ -s "$jobs_file" ]; then
+        tr '\n' '\0' < "$jobs_file" | xargs -0 -P "$JOBS" -I{} sh -c '{}' || exit 1
+    fi
+    : > "$jobs_file"
+}
+
+# 1. core objects (coverage for the fuzzer, no main)
+objs=""
+for f in $core; do
+    o="$out/obj/core/$(basename "$f" .c).o"
+    objs="$objs $o"
+    stale "$o" "$src/$f" && job "$CC $CFLAGS -fsanitize=fuzzer-no-link -c '$src/$f' -o '$o'"
+done
+# 2. plugins: shared objects whose libtessera symbols come from the harness (-rdynamic)
+for f in "$src"/plugins/*/*.c; do
+    name=$(basename "$f" .c)
+    so="$out/plugins/$name.so"
+    stale "$so" "$f" && job "$CC $CFLAGS -fsanitize=fuzzer-no-link -fPIC -shared '$f' -o '$so' \
+$(pc --libs openblas) -lm"
+    # the dataset harnesses compile their plugin in as an object
+    case "$f" in */datasets/*)
+        o="$out/obj/plugins/$name.o"
+        stale "$o" "$f" && job "$CC $CFLAGS -fsanitize=fuzzer-no-link -c '$f' -o '$o'";;
+    esac
+done
+run_jobs
+
+# 3. harnesses
+link() {   # link NAME EXTRA_OBJECTS...
+    n=$1; shift
+    stale "$out/$n" "$src/tests/fuzz/$n.c" $objs "$@" || return 0
+    job "$CC $CFLAGS -fsanitize=fuzzer -DFUZZ_SRCDIR='\"$src/tests/fuzz\"' \
+-DFUZZ_PLUGIN_DIR='\"$out/plugins\"' '$src/tests/fuzz/$n.c' $objs $* -rdynamic $DEPS_LIBS -ldl -lm \
+-o '$out/$n'"
+}
+link fuzz_ini
+link fuzz_census "$out/obj/plugins/census.o"
+link fuzz_csv "$out/obj/plugins/csv.o"
+link fuzz_wordnet "$out/obj/plugins/textpairs.o"
+link fuzz_wikiqa "$out/obj/plugins/textpairs.o"
+link fuzz_movielens "$out/obj/plugins/movielens.o"
+link fuzz_synthetic_mmoe "$out/obj/plugins/synthetic_mmoe.o"
+run_jobs
+rm -f "$jobs_file"
+echo "build.sh: harnesses in $out"
