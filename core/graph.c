@@ -477,6 +477,10 @@ int ts_exp_open_data(ts_exp *x, ts_err *e)
                        pe.msg);
     }
     x->data_open = 1;
+    const void *sk = NULL;
+    long nsk = 0;
+    x->skipped_rows = ops->aux && ops->aux(&x->data, "skipped_rows", &sk, &nsk) == 0 && sk &&
+                      nsk == 1 ? *(const long *)sk : -1;
     if (x->data.nrows[TS_TRAIN] <= 0)
         return ts_fail(e, "%s: [data] the training split is empty; check the path and split",
                        ts_cfg_where(cd, "path"));

@@ -129,6 +129,7 @@ struct ts_exp {
     long max_steps;                     /* > 0: stop after that many optimizer steps */
     long checkpoint_every;              /* > 0: a checkpoint every that many steps too */
     int keep_checkpoints;               /* keep them after a finished run */
+    long skipped_rows;                  /* the dataset's aux skipped_rows; -1 = not reported */
     double clip_norm;
     char early_stop[2 * TS_NAME_MAX];   /* "income.auc"; "" = last epoch */
     int weighting;                      /* 0 static, 1 uncertainty */

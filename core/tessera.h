@@ -364,7 +364,8 @@ typedef struct ts_dataset_ops {
     int (*open)(ts_data *D, const ts_cfg *cfg, ts_err *e);
     /* Fills every field with examples rows[0..n) of split; sets dim[0] = n. */
     int (*batch)(ts_data *D, ts_phase split, const long *rows, int n, ts_err *e);
-    /* Optional: named auxiliary arrays (see ts_ctx_aux). */
+    /* Optional: named auxiliary arrays (see ts_ctx_aux). By convention "skipped_rows" is one
+     * long: the malformed rows skipped under skip_bad_rows = true, which the host reports. */
     int (*aux)(ts_data *D, const char *name, const void **ptr, long *n);
     /* Frees the dataset; called after open(), also after a failed one (so open() leaves
      * D->state NULL or valid). May be NULL. */

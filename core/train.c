@@ -713,6 +713,9 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
         if (ts_ini_write(&x->ini, path, e)) return -1;
     }
     if (open_files(t, resumed, e)) return -1;
+    if (t->log && x->skipped_rows > 0)
+        fprintf(t->log, "%s  data: skipped %ld malformed row%s (skip_bad_rows = true)\n", x->name,
+                x->skipped_rows, x->skipped_rows > 1 ? "s" : "");
     if (!resumed)
         for (int h = 0; h < x->nheads; h++) x->heads[h].loss_sum = 0;
     t->t_start = t->t_log = t->t_seg = now();
@@ -949,7 +952,7 @@ static int finish(trainer *t, ts_err *e)
         nall += x->ctx.nmetrics;
     }
     /* The combined score ([train] output_weights), and the learned task weights. */
-    int nextra = 4 + 2 * x->nheads + OW_MAX + 2;
+    int nextra = 5 + 2 * x->nheads + OW_MAX + 2;
     if (!rc) {
         ts_metric_rec *m = realloc(all, (size_t)(nall + nextra) * sizeof *m);
         if (!m) rc = ts_fail(e, "out of memory");
@@ -1007,6 +1010,8 @@ static int finish(trainer *t, ts_err *e)
             {TS_TRAIN, "run", "steps", (double)l->step}};
         memcpy(all + nall, extra, sizeof extra);   /* room reserved above (nextra) */
         nall += 4;
+        if (x->skipped_rows > 0)
+            all[nall++] = (ts_metric_rec){TS_TRAIN, "data", "skipped_rows", (double)x->skipped_rows};
         snprintf(path, sizeof path, "%s/metrics.json", dir);
         if (t->writer) rc = ts_write_metrics_json(path, all, nall, e);
         if (!rc && t->log) {

@@ -92,6 +92,42 @@ static void test_nan_gradient_names_the_layer(void **st)
     assert_true(exists(o.results_dir, "train.csv"));
 }
 
+static void test_skipped_rows_reported(void **st)
+{
+    (void)st;
+    /* a csv with two malformed rows, read with skip_bad_rows = true: the run goes on, says how
+     * many it skipped and records the count in metrics.json */
+    char csv[4096] = "a,b,y\n";
+    for (int i = 0; i < 200; i++) {
+        size_t k = strlen(csv);
+        snprintf(csv + k, sizeof csv - k, "%s\n", i == 50 ? "1,2" : i == 120 ? "x,1,0" :
+                 i % 2 ? "0.5,1.5,1" : "-0.5,0.1,0");
+    }
+    const char *data = tu_write(".csv", csv);
+    char text[1024];
+    snprintf(text, sizeof text,
+             "[experiment]\nname = skip\n[data]\ntype = csv\npath = %s\ndense = a, b\nlabels = y\n"
+             "skip_bad_rows = true\n[layer.out]\ntype = dense\ninput = dense\nunits = 1\n"
+             "[head.y]\ntype = binary\ninput = out\nlabel = y\nloss = bce\n"
+             "[optimizer]\ntype = sgd\n[train]\nepochs = 1\nbatch = 32\n", data);
+    const char *ini = tu_write(".ini", text);
+    ts_run_opts o = {0};
+    o.results_dir = "/tmp/tessera-test-skip";
+    FILE *log = tmpfile();
+    o.log = log;
+    ts_err e;
+    if (ts_run(ini, &o, &e)) { print_error("%s\n", e.msg); fail(); }
+    char buf[8192];
+    rewind(log);
+    size_t n = fread(buf, 1, sizeof buf - 1, log);
+    buf[n] = 0;
+    fclose(log);
+    tu_contains(buf, "data: skipped 2 malformed rows (skip_bad_rows = true)", NULL);
+    double v = 0;
+    assert_int_equal(ts_metrics_get(o.results_dir, "train.data.skipped_rows", &v, &e), 0);
+    assert_true(v == 2);
+}
+
 static void test_checker_catches_wrong_backward(void **st)
 {
     (void)st;
@@ -111,6 +147,7 @@ int main(void)
         cmocka_unit_test(test_checker_catches_wrong_backward),
         cmocka_unit_test(test_nan_guard_keeps_files),
         cmocka_unit_test(test_nan_gradient_names_the_layer),
+        cmocka_unit_test(test_skipped_rows_reported),
         cmocka_unit_test(test_one_seed_one_result),
         cmocka_unit_test(test_census_mlp_reaches_floor),
     };
