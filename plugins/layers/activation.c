@@ -6,6 +6,7 @@
  *   relu:    y = max(x, 0),          dy/dx = [y > 0]
  *   tanh:    y = tanh(x),            dy/dx = 1 - y^2
  *   sigmoid: y = 1 / (1 + exp(-x)),  dy/dx = y (1 - y)
+ * Both passes are vectorised kernels (vecmath.h; tanh through ts_vec_tanh, within 1 ulp).
  * It is not a dense layer's built-in activation (dense has `activation =`) and has no
  * parameters (no PReLU, no GELU).
  */
@@ -15,21 +16,28 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "vecmath.h"
+
 enum { RELU = 0, TANH = 1, SIGMOID = 2 };
 
-/* y (n) = f(x (n)) */
-static void act_forward(int kind, const float *x, float *y, long n)
+/* y (n) = f(x (n)) for relu and sigmoid */
+TS_VEC static void relu_sigmoid(int kind, const float *x, float *y, long n)
 {
     if (kind == RELU)
         for (long i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-    else if (kind == TANH)
-        for (long i = 0; i < n; i++) y[i] = tanhf(x[i]);
     else
         for (long i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
 }
 
+/* y (n) = f(x (n)) */
+static void act_forward(int kind, const float *x, float *y, long n)
+{
+    if (kind == TANH) ts_vec_tanh(x, y, n);
+    else relu_sigmoid(kind, x, y, n);
+}
+
 /* dx (n) += dy (n) * f'(x), with f' from the output y (n) */
-static void act_backward(int kind, const float *y, const float *dy, float *dx, long n)
+TS_VEC static void act_backward(int kind, const float *y, const float *dy, float *dx, long n)
 {
     if (kind == RELU)
         for (long i = 0; i < n; i++) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;

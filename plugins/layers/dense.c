@@ -3,7 +3,9 @@
  * An input (B, ..., D) is read as (rows, D) with rows = B * ... , so the same layer works on
  * (B, D) features and per time step on (B, T, D) sequences (the lengths pass through).
  * Forward and backward are two sgemm calls each; the activation's derivative is taken from the
- * output, so nothing but one (rows, units) scratch buffer is kept between the passes.
+ * output, so nothing but one (rows, units) scratch buffer is kept between the passes. The
+ * elementwise passes (activation, its derivative, the bias gradient) are vectorised kernels
+ * (vecmath.h): with libm's scalar tanhf they cost as much as the sgemms of a DSSM tower.
  * It is not a convolution, not a multi-output layer, and it does not mask padded steps: a
  * padded step computes a value that a sequence-aware layer downstream ignores.
  */
@@ -13,6 +15,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "vecmath.h"
 
 enum { ACT_NONE = 0, ACT_RELU, ACT_TANH, ACT_SIGMOID };
 
@@ -29,6 +33,15 @@ typedef struct dense_state {
 /* Rows of the (rows, D) view of a tensor whose last dimension is D. */
 static long view_rows(const ts_tensor *t) { return ts_numel(t) / t->dim[t->ndim - 1]; }
 
+/* y (n) = act(y (n)) in place, for relu and sigmoid (tanh goes through ts_vec_tanh). */
+TS_VEC static void act_inplace(float *y, long n, int act)
+{
+    if (act == ACT_RELU)
+        for (long i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    else if (act == ACT_SIGMOID)
+        for (long i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
+}
+
 /* y (rows, units) = act(x (rows, D) W (D, units) + b (units)). */
 static void dense_forward(const float *x, const float *w, const float *b, float *y, long rows,
                           int d, int units, int act)
@@ -39,24 +52,13 @@ static void dense_forward(const float *x, const float *w, const float *b, float 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, units, d, 1.0f, x, d, w,
                 units, b ? 1.0f : 0.0f, y, units);
     long n = rows * units;
-    switch (act) {
-    case ACT_RELU:
-        for (long i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
-        break;
-    case ACT_TANH:
-        for (long i = 0; i < n; i++) y[i] = tanhf(y[i]);
-        break;
-    case ACT_SIGMOID:
-        for (long i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
-        break;
-    default:
-        break;
-    }
+    if (act == ACT_TANH) ts_vec_tanh(y, y, n);
+    else if (act != ACT_NONE) act_inplace(y, n, act);
 }
 
 /* dz (rows, units) = dy * act'(z), with act' written in terms of the output y:
  * relu: [y > 0]; tanh: 1 - y^2; sigmoid: y (1 - y). */
-static void act_backward(const float *y, const float *dy, float *dz, long n, int act)
+TS_VEC static void act_backward(const float *y, const float *dy, float *dz, long n, int act)
 {
     switch (act) {
     case ACT_RELU:
@@ -69,9 +71,16 @@ static void act_backward(const float *y, const float *dy, float *dz, long n, int
         for (long i = 0; i < n; i++) dz[i] = dy[i] * y[i] * (1.0f - y[i]);
         break;
     default:
-        memcpy(dz, dy, sizeof(float) * (size_t)n);
+        for (long i = 0; i < n; i++) dz[i] = dy[i];
         break;
     }
+}
+
+/* db (units) += the column sums of dz (rows, units), row after row. */
+TS_VEC static void col_sums(const float *dz, long rows, int units, float *db)
+{
+    for (long r = 0; r < rows; r++)
+        for (int j = 0; j < units; j++) db[j] += dz[r * units + j];
 }
 
 /* dW (D, units) += x^T dz; db (units) += column sums of dz; dx (rows, D) += dz W^T. */
@@ -80,19 +89,14 @@ static void dense_backward(const float *x, const float *w, const float *dz, floa
 {
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, units, (int)rows, 1.0f, x, d, dz,
                 units, 1.0f, dw, units);
-    if (db) {
-        for (long r = 0; r < rows; r++) {
-            const float *dzr = dz + r * units;
-            for (int j = 0; j < units; j++) db[j] += dzr[j];
-        }
-    }
+    if (db) col_sums(dz, rows, units, db);
     if (dx) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, d, units, 1.0f, dz,
                     units, w, units, 1.0f, dx, d);
     }
 }
 
-static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
+static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
 {
     if (L->nin != 1) {
         return ts_fail(e, "%s: layer.%s takes one input, got %d; list one tensor in `input =`",
@@ -188,6 +192,15 @@ static const ts_key keys[] = {
     {"init", "choice:xavier|he|normal", "xavier", "initialisation of W"},
     {"init_scale", "float", "0.01", "standard deviation of W when init = normal"},
     {NULL, NULL, NULL, NULL}};
+
+/* A build that fails frees what it allocated itself (tessera.h): destroy() takes a partial
+ * state. */
+static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
+{
+    if (build_impl(L, cfg, e) == 0) return 0;
+    destroy(L);
+    return -1;
+}
 
 static const ts_layer_ops ops = {.build = build, .forward = forward, .backward = backward,
     .destroy = destroy, .check_inputs = "f32 4 6", .check_keys = "units=3 activation=tanh"};

@@ -9,18 +9,25 @@
  *   combine = row:  out (B, E),    out[b]   = pool_{i in every bag(b,t), t < len[b]} W[i].
  *   pool = sum: sum of rows; mean: the sum divided by the number of ids (an empty bag gives 0).
  * Backward touches only the rows that occurred: g[i] += (1 or 1/count) * dout, ts_param_touch(i).
+ * Each bag is one call of a vectorised kernel that sums its rows (forward) or adds the bag's
+ * gradient into them (backward); the output is written once (no zeroing pass before the sums:
+ * only empty bags are zeroed, and padded cells that an earlier, longer row left nonzero). The
+ * ids are checked against the vocabulary in one pass first, so the kernels carry no test.
  * What it is not: a dense one-hot product, nor a weighted bag (an id counts once per occurrence).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "tessera.h"
+#include "vecmath.h"
 
 typedef struct {
     int E;           /* embedding width */
     int per_cell;    /* 1: combine = cell, output (B, T, E); 0: combine = row, output (B, E) */
     int mean;        /* 1: pool = mean; 0: sum */
     ts_param *W;     /* (vocab, E) sparse table */
+    int32_t *dirty;  /* combine = cell: (Bmax) the output cells t >= dirty[b] of row b hold zeros
+                        already (an earlier forward zeroed them); only [len, dirty) needs it */
 } bag_state;
 
 static const ts_key keys[] = {
@@ -65,6 +72,9 @@ static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     s->W = ts_param_add(L->ctx, "W", (int)in->vocab, s->E, TS_INIT_NORMAL, (float)scale,
                         TS_PARAM_SPARSE, e);
     if (!s->W) return -1;
+    s->dirty = malloc((size_t)in->dim[0] * sizeof(int32_t));
+    if (!s->dirty) return ts_fail(e, "embedding_bag %s: out of memory", L->name);
+    for (int b = 0; b < in->dim[0]; b++) s->dirty[b] = in->dim[1];   /* unknown: all of it */
     ts_tensor *out = &L->out[0];
     out->dtype = TS_F32;
     out->dim[0] = in->dim[0];
@@ -88,6 +98,69 @@ static int steps_of(const ts_tensor *in, int b)
     return n < 0 ? 0 : n > T ? T : n;
 }
 
+/* y (E) = sum of the rows W[ids[k]] (E each), k < n (0 when n = 0), added in the order of ids.
+ * Four rows per pass over y: y is loaded and stored once per four rows, and four rows stream
+ * from memory at once (the table does not fit in cache; a bag's rows are scattered). The sum
+ * per element is still (((y + w0) + w1) + w2) + w3, the order of one row at a time. */
+TS_VEC static void bag_sum(const float *restrict W, const int32_t *ids, int n, int E,
+                           float *restrict y)
+{
+    if (n == 0) {
+        for (int j = 0; j < E; j++) y[j] = 0.0f;
+        return;
+    }
+    const float *w0 = W + (size_t)ids[0] * E;
+    for (int j = 0; j < E; j++) y[j] = w0[j];
+    int k = 1;
+    for (; k + 4 <= n; k += 4) {
+        const float *a = W + (size_t)ids[k] * E, *b = W + (size_t)ids[k + 1] * E,
+                    *c = W + (size_t)ids[k + 2] * E, *d = W + (size_t)ids[k + 3] * E;
+        for (int j = 0; j < E; j++) y[j] = (((y[j] + a[j]) + b[j]) + c[j]) + d[j];
+    }
+    for (; k < n; k++) {
+        const float *w = W + (size_t)ids[k] * E;
+        for (int j = 0; j < E; j++) y[j] += w[j];
+    }
+}
+
+/* G[ids[k]] (E each) += sc * d (E) for k < n, four rows per pass over d when the four ids
+ * differ (a bag may hold an id twice; then those rows go one at a time, in order). Every row
+ * receives the same sc * d[j] in the same order as a row-at-a-time loop. */
+TS_VEC static void bag_grad(float *G, const int32_t *ids, int n, int E, float sc,
+                            const float *restrict d)
+{
+    int k = 0;
+    for (; k + 4 <= n; k += 4) {
+        int32_t i0 = ids[k], i1 = ids[k + 1], i2 = ids[k + 2], i3 = ids[k + 3];
+        if (i0 != i1 && i0 != i2 && i0 != i3 && i1 != i2 && i1 != i3 && i2 != i3) {
+            float *restrict a = G + (size_t)i0 * E, *restrict b = G + (size_t)i1 * E,
+                  *restrict c = G + (size_t)i2 * E, *restrict e = G + (size_t)i3 * E;
+            for (int j = 0; j < E; j++) {
+                float t = sc * d[j];
+                a[j] += t;
+                b[j] += t;
+                c[j] += t;
+                e[j] += t;
+            }
+        } else {
+            for (int q = 0; q < 4; q++) {
+                float *g = G + (size_t)ids[k + q] * E;
+                for (int j = 0; j < E; j++) g[j] += sc * d[j];
+            }
+        }
+    }
+    for (; k < n; k++) {
+        float *g = G + (size_t)ids[k] * E;
+        for (int j = 0; j < E; j++) g[j] += sc * d[j];
+    }
+}
+
+/* y (n) *= a */
+TS_VEC static void scale_span(float *y, long n, float a)
+{
+    for (long j = 0; j < n; j++) y[j] *= a;
+}
+
 static int forward(ts_layer *L, ts_phase phase, ts_err *e)
 {
     (void)phase;
@@ -100,33 +173,36 @@ static int forward(ts_layer *L, ts_phase phase, ts_err *e)
     const float *W = s->W->w;       /* (vocab, E) */
     float *y = out->x;              /* (B, T, E) or (B, E) */
     const int64_t V = in->vocab;
-    memset(y, 0, (size_t)ts_numel(out) * sizeof *y);
+    for (int b = 0; b < B; b++) {   /* every id a valid step reads, checked once */
+        int nt = steps_of(in, b);
+        for (int32_t k = off[(long)b * T]; k < off[(long)b * T + nt]; k++)
+            if (ids[k] < 0 || ids[k] >= V) {
+                int t = 0;
+                while (t + 1 < nt && off[(long)b * T + t + 1] <= k) t++;
+                return ts_fail(e, "embedding_bag %s: id %d at row %d step %d is outside the "
+                               "vocabulary [0, %lld); the dataset produced a bad id",
+                               L->name, ids[k], b, t, (long long)V);
+            }
+    }
     for (int b = 0; b < B; b++) {
         int nt = steps_of(in, b);
-        float *yr = s->per_cell ? NULL : y + (size_t)b * E;
-        long row_count = 0;
-        for (int t = 0; t < nt; t++) {
-            long c = (long)b * T + t;
-            float *yc = s->per_cell ? y + (size_t)c * E : yr;
-            for (int32_t k = off[c]; k < off[c + 1]; k++) {
-                int32_t id = ids[k];
-                if (id < 0 || id >= V)
-                    return ts_fail(e, "embedding_bag %s: id %d at row %d step %d is outside the "
-                                   "vocabulary [0, %lld); the dataset produced a bad id",
-                                   L->name, id, b, t, (long long)V);
-                const float *w = W + (size_t)id * E;
-                for (int j = 0; j < E; j++) yc[j] += w[j];
+        long c0 = (long)b * T;
+        if (s->per_cell) {
+            for (int t = 0; t < nt; t++) {
+                float *yc = y + (size_t)(c0 + t) * E;
+                int cnt = off[c0 + t + 1] - off[c0 + t];
+                bag_sum(W, ids + off[c0 + t], cnt, E, yc);
+                if (s->mean && cnt > 1) scale_span(yc, E, 1.0f / (float)cnt);
             }
-            int cnt = off[c + 1] - off[c];
-            if (s->per_cell && s->mean && cnt > 1) {
-                float inv = 1.0f / (float)cnt;
-                for (int j = 0; j < E; j++) yc[j] *= inv;
-            }
-            row_count += cnt;
-        }
-        if (!s->per_cell && s->mean && row_count > 1) {
-            float inv = 1.0f / (float)row_count;
-            for (int j = 0; j < E; j++) yr[j] *= inv;
+            if (s->dirty[b] > nt)   /* the output is written by this layer only */
+                memset(y + (size_t)(c0 + nt) * E, 0, (size_t)(s->dirty[b] - nt) * E * sizeof *y);
+            s->dirty[b] = nt;
+        } else {
+            float *yr = y + (size_t)b * E;
+            /* the bags of a row's steps are consecutive in ids: one sum over all of them */
+            int cnt = off[c0 + nt] - off[c0];
+            bag_sum(W, ids + off[c0], cnt, E, yr);
+            if (s->mean && cnt > 1) scale_span(yr, E, 1.0f / (float)cnt);
         }
     }
     if (s->per_cell) out->len = in->len;
@@ -147,30 +223,28 @@ static int backward(ts_layer *L, ts_err *e)
     float *G = s->W->g;         /* (vocab, E) */
     for (int b = 0; b < B; b++) {
         int nt = steps_of(in, b);
-        float row_scale = 1.0f;
-        if (!s->per_cell && s->mean) {
-            long cnt = (long)off[(long)b * T + nt] - off[(long)b * T];
-            if (cnt > 1) row_scale = 1.0f / (float)cnt;
-        }
-        for (int t = 0; t < nt; t++) {
-            long c = (long)b * T + t;
-            const float *d = s->per_cell ? dy + (size_t)c * E : dy + (size_t)b * E;
-            int cnt = off[c + 1] - off[c];
-            float sc = s->per_cell ? (s->mean && cnt > 1 ? 1.0f / (float)cnt : 1.0f) : row_scale;
-            for (int32_t k = off[c]; k < off[c + 1]; k++) {
-                int32_t id = ids[k];
-                float *g = G + (size_t)id * E;
-                for (int j = 0; j < E; j++) g[j] += sc * d[j];
-                ts_param_touch(s->W, id);
+        long c0 = (long)b * T;
+        if (s->per_cell) {
+            for (int t = 0; t < nt; t++) {
+                int cnt = off[c0 + t + 1] - off[c0 + t];
+                float sc = s->mean && cnt > 1 ? 1.0f / (float)cnt : 1.0f;
+                bag_grad(G, ids + off[c0 + t], cnt, E, sc, dy + (size_t)(c0 + t) * E);
             }
+        } else {
+            int cnt = off[c0 + nt] - off[c0];
+            float sc = s->mean && cnt > 1 ? 1.0f / (float)cnt : 1.0f;
+            bag_grad(G, ids + off[c0], cnt, E, sc, dy + (size_t)b * E);
         }
+        for (int32_t k = off[c0]; k < off[c0 + nt]; k++) ts_param_touch(s->W, ids[k]);
     }
     return 0;
 }
 
 static void destroy(ts_layer *L)
 {
-    free(L->state);
+    bag_state *s = L->state;
+    if (s) free(s->dirty);
+    free(s);
     L->state = NULL;
 }
 

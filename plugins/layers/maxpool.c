@@ -3,13 +3,17 @@
  * What it is for: the max-pooling layer of CNN-DSSM, which keeps for every feature the strongest
  * local (word-n-gram) response of the text:
  *   y[b, f] = max_{t < len[b]} x[b, t, f],   d x[b, t*, f] += d y[b, f]  at t* = the argmax
- * (the first maximal step on ties). What it is not: an average or k-max pooling, nor a pooling
- * with a window smaller than the sequence.
+ * (the first maximal step on ties). The forward pass is a vectorised kernel (vecmath.h); the
+ * backward pass touches only the B * F argmax cells, which leaves the input's gradient zero
+ * everywhere else (conv1d's backward takes its sparse path on such a gradient).
+ * What it is not: an average or k-max pooling, nor a pooling with a window smaller than the
+ * sequence.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "tessera.h"
+#include "vecmath.h"
 
 typedef struct {
     int32_t *arg;     /* (Bmax, F) the step t* each output took its value from */
@@ -41,6 +45,22 @@ static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     return 0;
 }
 
+/* y (F) = max over the n rows of x (n, F), arg (F) = the first step that attains it. The
+ * comparison is written as selects, so the loop over f vectorises; a NaN never wins (x > y is
+ * false), as in a scalar loop of ifs. */
+TS_VEC static void max_rows(const float *x, int n, int F, float *y, int32_t *arg)
+{
+    for (int f = 0; f < F; f++) { y[f] = x[f]; arg[f] = 0; }
+    for (int t = 1; t < n; t++) {
+        const float *xt = x + (size_t)t * F;
+        for (int f = 0; f < F; f++) {
+            int gt = xt[f] > y[f];
+            y[f] = gt ? xt[f] : y[f];
+            arg[f] = gt ? t : arg[f];
+        }
+    }
+}
+
 static int forward(ts_layer *L, ts_phase phase, ts_err *e)
 {
     (void)phase; (void)e;
@@ -59,14 +79,7 @@ static int forward(ts_layer *L, ts_phase phase, ts_err *e)
             for (int f = 0; f < F; f++) ab[f] = -1;
             continue;
         }
-        const float *xb = x + (size_t)b * T * F;
-        memcpy(yb, xb, (size_t)F * sizeof *yb);
-        memset(ab, 0, (size_t)F * sizeof *ab);
-        for (int t = 1; t < n; t++) {
-            const float *xt = xb + (size_t)t * F;
-            for (int f = 0; f < F; f++)
-                if (xt[f] > yb[f]) { yb[f] = xt[f]; ab[f] = t; }
-        }
+        max_rows(x + (size_t)b * T * F, n, F, yb, ab);
     }
     return 0;
 }

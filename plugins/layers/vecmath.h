@@ -1,0 +1,89 @@
+/* vecmath.h — what lets the hot elementwise loops of the plugins run as SIMD code, and a tanh
+ * that vectorises.
+ *
+ * What it is for: the project builds with plain -O2 (no -march), at which GCC vectorises almost
+ * no loop, and libm's tanhf is a scalar call of about 20 ns. The layers' elementwise passes
+ * (tanh over every conv position, Adam over every weight, the embedding-bag row sums) then cost
+ * more than the sgemms around them. TS_VEC marks such a kernel function:
+ *   - GCC: optimize("O3", "no-trapping-math") turns the loop vectoriser on for that function
+ *     only; no-trapping-math lets it compute both sides of a ?: (if-conversion). Neither
+ *     changes a result: no reassociation, no fast-math, IEEE rounding of every operation as
+ *     written. (A libm call such as sqrtf or expf stays scalar: GCC's builtins keep -fmath-errno
+ *     whatever the attribute says; adam.c uses SSE intrinsics for its sqrtf.)
+ *   - x86-64 Linux, GCC or clang >= 14: target_clones makes a second copy for CPUs with AVX2
+ *     (8 floats per instruction instead of SSE2's 4), chosen once at load time (an ifunc), and
+ *     the plain x86-64 copy otherwise. (Not "arch=haswell": GCC's resolver then tests for that
+ *     CPU model, so an AMD CPU would get the plain copy.)
+ *     With -std=c11 GCC contracts no a * b + c into an FMA, so both copies round alike; a
+ *     compiler that contracts (clang) may differ in the last bit between them. On one machine
+ *     a run stays deterministic either way.
+ * A TS_VEC function must do its work in its own body (GCC does not inline a helper compiled
+ * with other options into it), and is a plain function over explicit buffers, as every kernel
+ * here. Each plugin that includes this header gets its own copies (static functions).
+ * What it is not: a portable SIMD library, nor a place for anything that needs a particular
+ * summation order (reductions stay scalar where the order matters).
+ */
+#ifndef TS_PLUGIN_VECMATH_H
+#define TS_PLUGIN_VECMATH_H
+
+#include <stdint.h>
+
+#if defined(__clang__)
+#  if defined(__x86_64__) && defined(__linux__) && __clang_major__ >= 14
+/* no `unused` here: clang refuses it beside target_clones (the functions of this header are
+ * static inline instead, which clang does not report when unused) */
+#    define TS_VEC __attribute__((target_clones("avx2", "default")))
+#  else
+#    define TS_VEC __attribute__((unused))
+#  endif
+#elif defined(__GNUC__)
+#  if defined(__x86_64__) && defined(__linux__)
+#    define TS_VEC __attribute__((unused, optimize("O3", "no-trapping-math"), \
+                                   target_clones("avx2", "default")))
+#  else
+#    define TS_VEC __attribute__((unused, optimize("O3", "no-trapping-math")))
+#  endif
+#else
+#  define TS_VEC
+#endif
+
+/* y (n) = tanh(x (n)), within 1 ulp of the correctly rounded value (checked over every float
+ * in [-20, 20]); x and y may be the same buffer. NaN gives NaN, +-inf give +-1.
+ *   |x| < 0.625: tanh x = x + x s P(s), s = x^2 (Cephes' tanhf polynomial), no cancellation;
+ *   else:        tanh |x| = 1 - 2 / (e + 1), e = exp(2 |x|) with |x| capped at 9 (tanh 9 rounds
+ *                to 1 in float), exp by Cephes' expf: 2|x| = n ln 2 + r, |r| <= ln(2)/2,
+ *                e^r by a degree-7 polynomial, times 2^n put straight into the exponent bits.
+ * Both branches are computed for every element and one is selected, so the loop vectorises. */
+TS_VEC static inline void ts_vec_tanh(const float *x, float *y, long n)
+{
+    for (long i = 0; i < n; i++) {
+        float v = x[i], a = v < 0 ? -v : v;
+        a = a > 9.0f ? 9.0f : a;                       /* a NaN stays NaN */
+        float t = 2.0f * a;
+        /* n = round(t / ln 2): adding 1.5 * 2^23 rounds to an integer in the low mantissa bits */
+        union { float f; uint32_t i; } k, p;
+        k.f = t * 1.44269504088896341f + 12582912.0f;
+        float nf = k.f - 12582912.0f;
+        float r = (t - nf * 0.693359375f) + nf * 2.12194440e-4f;   /* ln 2 in two parts */
+        float q = 1.9875691500e-4f;
+        q = q * r + 1.3981999507e-3f;
+        q = q * r + 8.3334519073e-3f;
+        q = q * r + 4.1665795894e-2f;
+        q = q * r + 1.6666665459e-1f;
+        q = q * r + 5.0000001201e-1f;
+        p.f = q * r * r + r + 1.0f;                     /* e^r */
+        p.i += (k.i - 0x4B400000u) << 23;               /* e^r 2^n = e^t, n in [0, 26] */
+        float big = 1.0f - 2.0f / (p.f + 1.0f);
+        big = v < 0 ? -big : big;
+        float s = v * v;
+        float w = -5.70498872745e-3f;
+        w = w * s + 2.06390887954e-2f;
+        w = w * s - 5.37397155531e-2f;
+        w = w * s + 1.33314422036e-1f;
+        w = w * s - 3.33332819422e-1f;
+        float small = w * s * v + v;
+        y[i] = a < 0.625f ? small : big;
+    }
+}
+
+#endif /* TS_PLUGIN_VECMATH_H */
