@@ -101,6 +101,21 @@ static const char *first_nonfinite(ts_exp *x)
     return NULL;
 }
 
+/* sum of g[j]^2 in double, four accumulators so the loop pipelines (it runs every step) */
+static double sumsq(const float *g, long n)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    long j = 0;
+    for (; j + 4 <= n; j += 4) {
+        s0 += (double)g[j] * g[j];
+        s1 += (double)g[j + 1] * g[j + 1];
+        s2 += (double)g[j + 2] * g[j + 2];
+        s3 += (double)g[j + 3] * g[j + 3];
+    }
+    for (; j < n; j++) s0 += (double)g[j] * g[j];
+    return (s0 + s1) + (s2 + s3);
+}
+
 static double grad_norm(ts_exp *x)
 {
     double s = 0;
@@ -108,13 +123,10 @@ static double grad_norm(ts_exp *x)
         ts_param *p = x->ctx.params[i];
         if (p->shared || (p->flags & TS_PARAM_FROZEN)) continue;
         if (p->flags & TS_PARAM_SPARSE) {
-            for (int k = 0; k < p->ntouched; k++) {
-                const float *g = p->g + (size_t)p->touched[k] * p->cols;
-                for (int j = 0; j < p->cols; j++) s += (double)g[j] * g[j];
-            }
+            for (int k = 0; k < p->ntouched; k++)
+                s += sumsq(p->g + (size_t)p->touched[k] * p->cols, p->cols);
         } else {
-            long n = (long)p->rows * p->cols;
-            for (long j = 0; j < n; j++) s += (double)p->g[j] * p->g[j];
+            s += sumsq(p->g, (long)p->rows * p->cols);
         }
     }
     return sqrt(s);
@@ -605,10 +617,11 @@ static int save_checkpoint(trainer *t, int best, ts_err *e)
     fflush(t->fe);
     t->l.train_off = ftell(t->ft);
     t->l.eval_off = ftell(t->fe);
-    mark_time(t);
     t->l.wall += now() - t->t_start;
     t->t_start = now();
-    return ts_ckpt_save(t->x, &t->l, best, e);
+    int rc = ts_ckpt_save(t->x, &t->l, best, e);
+    t->t_seg = now();   /* writing the checkpoint is not training time */
+    return rc;
 }
 
 /* Opens train.csv and eval.csv: new ones with their header lines, or (resume) the ones of the
@@ -917,9 +930,10 @@ static int train_loop(trainer *t, ts_err *e)
             int last = l->s == t->steps_per_epoch || (x->max_steps > 0 && l->step >= x->max_steps);
             if ((l->step % x->log_every == 0 || last) && log_line(t, e)) return -1;
             if (last) break;
-            if (x->checkpoint_every > 0 && l->step % x->checkpoint_every == 0 &&
-                save_checkpoint(t, 0, e))
-                return -1;
+            if (x->checkpoint_every > 0 && l->step % x->checkpoint_every == 0) {
+                mark_time(t);
+                if (save_checkpoint(t, 0, e)) return -1;
+            }
         }
         if (end_epoch(t, t_epoch, e)) return -1;
     }
