@@ -190,6 +190,10 @@ void ts_lines_close(ts_lines *r);
  * fields (at most max; one more field than max returns max + 1 and stops splitting). */
 int ts_split(char *s, const char *sep, char **fields, int max);
 
+/* Grows two float arrays together (a head's evaluation scores and labels) to hold need values,
+ * doubling from 4096; *cap is their common capacity. -1 when out of memory (both stay valid). */
+int ts_grow_pair(float **a, float **b, long *cap, long need);
+
 /* ------------------------------------------------------------------------------------------
  * Shared kernels: metrics and ranking, so every head computes them the same way.
  * ------------------------------------------------------------------------------------------ */

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int ts_fail(ts_err *e, const char *fmt, ...)
@@ -91,4 +92,19 @@ const char *ts_shape_str(const ts_tensor *t, char *buf, size_t n)
         k += (size_t)snprintf(buf + k, n - k, i ? ", %d" : "%d", t->dim[i]);
     if (k < n) snprintf(buf + k, n - k, ") %s", t->dtype <= TS_BAGS ? names[t->dtype] : "?");
     return buf;
+}
+
+int ts_grow_pair(float **a, float **b, long *cap, long need)
+{
+    if (need <= *cap) return 0;
+    long c = *cap ? *cap : 4096;
+    while (c < need) c *= 2;
+    float *p = realloc(*a, sizeof(float) * (size_t)c);
+    if (!p) return -1;
+    *a = p;
+    float *q = realloc(*b, sizeof(float) * (size_t)c);
+    if (!q) return -1;     /* *a is larger than *cap says: harmless, it is grown again */
+    *b = q;
+    *cap = c;
+    return 0;
 }

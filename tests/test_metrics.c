@@ -87,6 +87,23 @@ static void test_logloss_by_hand(void **st)
     assert_float_equal(ts_logloss(p, y, NULL, 2), -(log(0.8) + log(0.75)) / 2, 1e-6);
 }
 
+static void test_grow_pair_keeps_values(void **st)
+{
+    (void)st;
+    float *a = NULL, *b = NULL;
+    long cap = 0;
+    assert_int_equal(ts_grow_pair(&a, &b, &cap, 10), 0);
+    assert_int_equal(cap, 4096);
+    for (int i = 0; i < 10; i++) { a[i] = (float)i; b[i] = (float)-i; }
+    assert_int_equal(ts_grow_pair(&a, &b, &cap, 5000), 0);
+    assert_int_equal(cap, 8192);
+    for (int i = 0; i < 10; i++) { assert_true(a[i] == (float)i); assert_true(b[i] == (float)-i); }
+    assert_int_equal(ts_grow_pair(&a, &b, &cap, 100), 0);   /* never shrinks */
+    assert_int_equal(cap, 8192);
+    free(a);
+    free(b);
+}
+
 static void test_rng_is_reproducible(void **st)
 {
     (void)st;
@@ -168,6 +185,7 @@ int main(void)
         cmocka_unit_test(test_topk_matches_sort),
         cmocka_unit_test(test_logloss_by_hand),
         cmocka_unit_test(test_rng_is_reproducible),
+        cmocka_unit_test(test_grow_pair_keeps_values),
         cmocka_unit_test(test_lines_crlf_long_and_gzip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -67,18 +67,11 @@ static int eval_begin(ts_head *H, ts_phase phase, ts_err *e)
     return 0;
 }
 
-/* Grows the split's buffers to hold need examples (evaluation only). */
+/* Grows the split's buffers to hold need rows (evaluation only). */
 static int reserve(binary_state *s, long need, const char *name, ts_err *e)
 {
-    if (need <= s->cap) return 0;
-    long cap = s->cap ? s->cap : 4096;
-    while (cap < need) cap *= 2;
-    float *p = realloc(s->prob, sizeof(float) * (size_t)cap);
-    if (p) s->prob = p;
-    float *l = p ? realloc(s->label, sizeof(float) * (size_t)cap) : NULL;
-    if (l) s->label = l;
-    if (!p || !l) return ts_fail(e, "head.%s: out of memory for %ld scores", name, cap);
-    s->cap = cap;
+    if (ts_grow_pair(&s->prob, &s->label, &s->cap, need))
+        return ts_fail(e, "head.%s: out of memory for %ld scores", name, need);
     return 0;
 }
 

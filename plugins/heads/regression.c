@@ -66,15 +66,8 @@ static int eval_begin(ts_head *H, ts_phase phase, ts_err *e)
 /* Grows the split's buffers to hold need rows (evaluation only). */
 static int reserve(regression_state *s, long need, const char *name, ts_err *e)
 {
-    if (need <= s->cap) return 0;
-    long cap = s->cap ? s->cap : 4096;
-    while (cap < need) cap *= 2;
-    float *p = realloc(s->pred, sizeof(float) * (size_t)cap);
-    if (p) s->pred = p;
-    float *t = p ? realloc(s->target, sizeof(float) * (size_t)cap) : NULL;
-    if (t) s->target = t;
-    if (!p || !t) return ts_fail(e, "head.%s: out of memory for %ld predictions", name, cap);
-    s->cap = cap;
+    if (ts_grow_pair(&s->pred, &s->target, &s->cap, need))
+        return ts_fail(e, "head.%s: out of memory for %ld predictions", name, need);
     return 0;
 }
 
