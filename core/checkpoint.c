@@ -39,14 +39,19 @@
 static const char *const ck_files[] = {"checkpoint.tsck", "checkpoint.prev.tsck",
                                        "checkpoint-best.tsck"};
 
-/* Keys that may change between a run and its resumption: how long it trains, how it logs and
- * saves, the threads; everything else must match. */
-static int volatile_key(const char *sec, const char *key)
+/* Keys left out of the configuration's text. mode 0 (checkpoints): keys that may change between
+ * a run and its resumption (how long it trains, how it logs and saves, the threads); everything
+ * else must match. mode 1 (a run's identity): only keys that cannot change a figure (threads,
+ * logging, checkpoint cadence, the experiment file's own path and description). */
+static int volatile_key(int mode, const char *sec, const char *key)
 {
-    static const char *const train[] = {"epochs", "patience", "max_steps", "checkpoint_every",
-                                        "keep_checkpoints", "threads", NULL};
+    static const char *const train0[] = {"epochs", "patience", "max_steps", "checkpoint_every",
+                                         "keep_checkpoints", "threads", NULL};
+    static const char *const train1[] = {"checkpoint_every", "keep_checkpoints", "threads",
+                                         "log_every", NULL};
     static const char *const exp[] = {"description", "quick", "source", NULL};
-    const char *const *list = !strcmp(sec, "train") ? train : !strcmp(sec, "experiment") ? exp : NULL;
+    const char *const *list = !strcmp(sec, "train") ? (mode ? train1 : train0)
+                              : !strcmp(sec, "experiment") ? exp : NULL;
     for (; list && *list; list++)
         if (!strcmp(*list, key)) return 1;
     return 0;
@@ -66,10 +71,10 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* Appends "section.key = value" to lines (grown as needed); -1 when out of memory. */
-static int add_line(char ***lines, int *nl, int *cap, const char *sec, const char *key,
-                    const char *val)
+static int add_line(char ***lines, int *nl, int *cap, int mode, const char *sec,
+                    const char *key, const char *val)
 {
-    if (volatile_key(sec, key)) return 0;
+    if (volatile_key(mode, sec, key)) return 0;
     if (*nl == *cap) {
         char **m = realloc(*lines, (size_t)(*cap = *cap ? 2 * *cap : 64) * sizeof *m);
         if (!m) return -1;
@@ -81,7 +86,7 @@ static int add_line(char ***lines, int *nl, int *cap, const char *sec, const cha
     return 0;
 }
 
-char *ts_ckpt_config_text(const ts_exp *x, size_t *n)
+char *ts_config_text(const ts_exp *x, int mode, size_t *n)
 {
     /* One line "section.key = value" per set or defaulted key, sorted: the order of sections
      * and keys in the file, and whether a default is written out, do not change the identity. */
@@ -91,11 +96,11 @@ char *ts_ckpt_config_text(const ts_exp *x, size_t *n)
     for (int i = 0; i < ini->nsec && !oom; i++) {
         const ts_cfg *c = &ini->sec[i];
         for (int j = 0; j < c->n && !oom; j++)
-            oom = add_line(&lines, &nl, &cap, c->name, c->ent[j].key, c->ent[j].value);
+            oom = add_line(&lines, &nl, &cap, mode, c->name, c->ent[j].key, c->ent[j].value);
         for (int l = 0; l < 4 && !oom; l++)
             for (const ts_key *k = c->keys[l]; k && k->key && !oom; k++)
                 if (k->def && !ts_cfg_entry(c, k->key))
-                    oom = add_line(&lines, &nl, &cap, c->name, k->key, k->def);
+                    oom = add_line(&lines, &nl, &cap, mode, c->name, k->key, k->def);
     }
     if (nl) qsort(lines, (size_t)nl, sizeof *lines, cmp_str);
     size_t total = 1;
@@ -122,14 +127,15 @@ typedef struct ck_writer {
     FILE *f;
     unsigned long crc;
     uint64_t left;                /* bytes the open block still owes */
-    int bad;
+    int bad;                      /* the first failure: 1 a write failed (err), 2 a size bug */
+    int err;                      /* errno of the failed write */
 } ck_writer;
 
 static void w_raw(ck_writer *w, const void *p, size_t n)
 {
     if (w->bad) return;
     w->crc = crc32(w->crc, p, (uInt)n);
-    if (fwrite(p, 1, n, w->f) != n) w->bad = 1;
+    if (fwrite(p, 1, n, w->f) != n) { w->bad = 1; w->err = errno; return; }
     if (n > w->left) w->bad = 2;
     else w->left -= n;
 }
@@ -146,8 +152,9 @@ static void w_begin(ck_writer *w, const char *tag, uint64_t len)
 static void w_end(ck_writer *w)
 {
     uint32_t c = (uint32_t)w->crc;
+    if (w->bad) return;            /* the first failure is the one reported */
     if (w->left) w->bad = 2;       /* the length announced is not what was written */
-    if (!w->bad && fwrite(&c, 4, 1, w->f) != 1) w->bad = 1;
+    else if (fwrite(&c, 4, 1, w->f) != 1) { w->bad = 1; w->err = errno; }
 }
 
 static void w_i64(ck_writer *w, int64_t v) { w_raw(w, &v, 8); }
@@ -158,7 +165,7 @@ static void w_floats(ck_writer *w, const float *p, size_t n)
     if (w->bad) return;
     size_t bytes = n * sizeof(float);
     if (bytes > w->left) { w->bad = 2; return; }
-    if (ts_put_floats(w->f, p, n, &w->crc)) w->bad = 1;
+    if (ts_put_floats(w->f, p, n, &w->crc)) { w->bad = 1; w->err = errno; return; }
     w->left -= bytes;
 }
 
@@ -169,14 +176,14 @@ static int write_file(ts_exp *x, const ts_loop *l, const char *tmp, const char *
     if (!f)
         return ts_fail(e, "cannot write the checkpoint %s: %s; check the results folder and the "
                        "disk", tmp, strerror(errno));
-    ck_writer w = {f, 0, 8, 0};
+    ck_writer w = {f, 0, 8, 0, 0};
     uint32_t v = CK_VERSION;
     w.crc = 0;
     if (fwrite("TSCK", 1, 4, f) != 4 || fwrite(&v, 4, 1, f) != 1) w.bad = 1;
     const ts_optim_ops *oo = x->opt_pl->ops;
     int nslots = oo->nslots, K = x->nheads;
     size_t nconf = 0;
-    char *conf = ts_ckpt_config_text(x, &nconf);
+    char *conf = ts_config_text(x, 0, &nconf);
     if (!conf) { fclose(f); remove(tmp); return ts_fail(e, "out of memory"); }
 
     w_begin(&w, "HEAD", 4 + 4 + 8 + 4 + 4 + 8 + 8);
@@ -220,7 +227,7 @@ static int write_file(ts_exp *x, const ts_loop *l, const char *tmp, const char *
     if (!w.bad) {
         uint64_t before = w.left;
         int rc = ts_params_write_records(f, x, &w.crc);
-        if (rc) w.bad = rc == 2 ? 3 : 1;
+        if (rc) { w.bad = rc == 2 ? 3 : 1; w.err = errno; }
         else w.left -= before;
     }
     w_end(&w);
@@ -249,15 +256,16 @@ static int write_file(ts_exp *x, const ts_loop *l, const char *tmp, const char *
     w_begin(&w, "END ", 0);
     w_end(&w);
 
-    int bad = w.bad;
-    if (!bad && (fflush(f) || fsync(fileno(f)))) bad = 1;
-    if (fclose(f) && !bad) bad = 1;
+    int bad = w.bad, err = w.err;
+    if (!bad && (fflush(f) || fsync(fileno(f)))) { bad = 1; err = errno; }
+    if (fclose(f) && !bad) { bad = 1; err = errno; }
     if (bad) {
         remove(tmp);
-        return ts_fail(e, bad == 1 ? "cannot write the checkpoint %s: %s (disk full?); the "
-                       "previous checkpoint is kept" : "cannot write the checkpoint %s: an "
-                       "internal size mismatch (%s); the previous checkpoint is kept", path,
-                       bad == 1 ? strerror(errno) : "a bug: please report it");
+        if (bad == 1)
+            return ts_write_error(e, tmp, err, "the previous checkpoint is kept");
+        return ts_fail(e, "cannot write the checkpoint %s: the sizes of its blocks do not add up "
+                       "(a bug in tessera: please report it); the previous checkpoint is kept",
+                       path);
     }
     if (rename(tmp, path)) {
         int er = errno;
@@ -434,7 +442,7 @@ static int ck_restore(ts_exp *x, ts_loop *l, const char *path, ts_err *e)
         goto out;
     }
     if (rd_u32(h + 4) != 0x01020304u) { ts_fail(e, "%s was written on a host of another byte order", path); goto out; }
-    if (!(conf = ts_ckpt_config_text(x, &nconf))) { ts_fail(e, "out of memory"); goto out; }
+    if (!(conf = ts_config_text(x, 0, &nconf))) { ts_fail(e, "out of memory"); goto out; }
     if (rd_u64(h + 8) != ts_hash64(conf, nconf)) {
         char diff[900];
         config_diff((const char *)c.p[B_CONF], (size_t)c.len[B_CONF], conf, nconf, diff, sizeof diff);

@@ -30,6 +30,26 @@ void ts_ctx_free(ts_ctx *ctx)
     }
     free(ctx->params);
     free(ctx->metrics);
+    for (int i = 0; i < ctx->ndata; i++) free(ctx->data_files[i]);
+    free(ctx->data_files);
+}
+
+/* Remembers a data path that exists, once, for the run's identity (rundir.c). */
+static void note_data_file(ts_ctx *ctx, const char *path)
+{
+    if (!ctx) return;
+    for (int i = 0; i < ctx->ndata; i++)
+        if (!strcmp(ctx->data_files[i], path)) return;
+    if (ctx->ndata == ctx->data_cap) {
+        int cap = ctx->data_cap ? 2 * ctx->data_cap : 8;
+        char **m = realloc(ctx->data_files, (size_t)cap * sizeof *m);
+        if (!m) return;
+        ctx->data_files = m;
+        ctx->data_cap = cap;
+    }
+    char abs[TS_PATH_MAX];
+    const char *p = realpath(path, abs) ? abs : path;
+    if ((ctx->data_files[ctx->ndata] = strdup(p))) ctx->ndata++;
 }
 
 ts_rng *ts_ctx_rng(ts_ctx *ctx) { return &ctx->rng; }
@@ -71,6 +91,7 @@ const char *ts_ctx_path(ts_ctx *ctx, const char *path, char *buf, size_t n)
 {
     if (path[0] == '/' || access(path, F_OK) == 0) {
         snprintf(buf, n, "%s", path);
+        if (access(buf, F_OK) == 0) note_data_file(ctx, buf);
         return buf;
     }
     const char *dirs[3] = {ctx ? ctx->exp_dir : NULL, NULL, getenv("TESSERA_DATA_DIR")};
@@ -82,7 +103,10 @@ const char *ts_ctx_path(ts_ctx *ctx, const char *path, char *buf, size_t n)
     for (int i = 0; i < 3; i++) {
         if (!dirs[i] || !dirs[i][0]) continue;
         snprintf(buf, n, "%s/%s", dirs[i], path);
-        if (access(buf, F_OK) == 0) return buf;
+        if (access(buf, F_OK) == 0) {
+            note_data_file(ctx, buf);
+            return buf;
+        }
     }
     snprintf(buf, n, "%s", path);
     return buf;
@@ -290,6 +314,7 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
 {
     ts_exp *x = calloc(1, sizeof *x);
     if (!x) return ts_fail(e, "out of memory"), NULL;
+    x->lock_fd = -1;
     if (o) x->opts = *o;
     if (ts_ini_load(&x->ini, ini_path, e)) goto fail;
     for (int i = 0; i < x->opts.noverride; i++)
@@ -341,6 +366,7 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
                 ce->line);
         goto fail;
     }
+    if (ts_check_run_name(name, ts_cfg_where(ce, "name"), e)) goto fail;
     snprintf(x->name, sizeof x->name, "%s", name);
     long seed = 1;
     if (ts_cfg_str(ce, "seed") && ts_cfg_int(ce, "seed", &seed, e)) goto fail;
@@ -380,6 +406,10 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
         const char *slash = strrchr(src, '/');
         if (slash) snprintf(x->ctx.exp_dir, sizeof x->ctx.exp_dir, "%.*s", (int)(slash - src), src);
         else snprintf(x->ctx.exp_dir, sizeof x->ctx.exp_dir, ".");
+    }
+    if (x->opts.results_dir && !*x->opts.results_dir) {
+        ts_fail(e, "--results needs a folder: give a path");
+        goto fail;
     }
     if (x->opts.results_dir)
         snprintf(x->ctx.results_dir, sizeof x->ctx.results_dir, "%s", x->opts.results_dir);
@@ -445,6 +475,7 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
                 }
                 l[1] = lp->keys;
                 hn->H.loss = lp->ops;
+                hn->loss_pl = lp;
             }
             if (ts_cfg_validate(c, head_keys, l, 2, e)) goto fail;
             hn->weight = 1;
@@ -818,6 +849,8 @@ void ts_exp_free(ts_exp *x)
     free(x->arena);
     ts_ctx_free(&x->ctx);
     ts_ini_free(&x->ini);
+    ts_rundir_unlock(x->lock_fd);
+    free(x->identity);
     free(x);
 }
 

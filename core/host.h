@@ -4,6 +4,7 @@
 #ifndef TESSERA_HOST_H
 #define TESSERA_HOST_H
 
+#include <signal.h>
 #include <stdio.h>
 #include "tessera.h"
 
@@ -39,6 +40,12 @@ typedef struct ts_run_opts {
     int max_epochs;           /* > 0: cap [train] epochs (compare --quick) */
     int resume;               /* continue from the results folder's latest valid checkpoint */
     double max_memory;        /* bytes a run may use; 0 = the memory the system has available */
+    int overwrite;            /* replace the run the results folder holds (its files only) */
+    int if_changed;           /* keep a finished run of the same identity; replace a changed one;
+                                 resume an unfinished one (what `tessera compare` asks for) */
+    volatile sig_atomic_t *stop;  /* set (to the signal's number) by the program's signal
+                                 handler: the run writes a checkpoint at the next step and
+                                 returns -1 with a sentence saying how to resume; NULL = never */
 } ts_run_opts;
 
 /* Parses, builds, trains, evaluates and writes results. */

@@ -73,6 +73,9 @@ struct ts_ctx {
                                     * blocks each start with them (ts_ctx_alloc_params) */
     ts_metric_rec *metrics;        /* figures reported by the current evaluation */
     int nmetrics, mcap;
+    char **data_files;             /* every existing path ts_ctx_path resolved: the run's data,
+                                    * hashed into its identity (rundir.c) */
+    int ndata, data_cap;
 };
 
 void ts_ctx_init(ts_ctx *ctx, uint64_t seed, int max_batch);
@@ -101,6 +104,7 @@ typedef struct ts_hnode {
     const ts_plugin *pl;
     const ts_head_ops *ops;
     ts_cfg *cfg;
+    const ts_plugin *loss_pl;      /* the plugin of `loss =`, or NULL */
     double weight;                 /* static weight of the task's loss */
     double last_loss;              /* this step's mean loss */
     double loss_sum;               /* since the last log line */
@@ -134,6 +138,11 @@ struct ts_exp {
     char early_stop[2 * TS_NAME_MAX];   /* "income.auc"; "" = last epoch */
     int weighting;                      /* 0 static, 1 uncertainty */
     ts_param *log_var;                  /* uncertainty weighting: (1, nheads) */
+    /* the results folder (rundir.c) */
+    int lock_fd;                        /* flock'ed RUN_DIR/.lock while this run writes; -1 */
+    int dir_state;                      /* ts_dir_state found when the lock was taken */
+    int up_to_date;                     /* --if-changed found the same finished run: no training */
+    char *identity;                     /* identity.txt's text (ts_rundir_prepare) */
 };
 
 /* Resolves a name of `input =`: a dataset field, a layer output, or LAYER.OUTPUT. */
@@ -144,8 +153,52 @@ int ts_exp_backward(ts_exp *x, ts_err *e);
 int ts_exp_evaluate(ts_exp *x, ts_phase split, ts_err *e);
 int ts_exp_train(ts_exp *x, FILE *log, ts_err *e);
 
+/* ---- the results folder (rundir.c; docs/ini.md "The results folder") ------------------------ */
+typedef enum ts_dir_state {
+    TS_DIR_EMPTY = 0,      /* missing, empty, or only log.txt / .lock */
+    TS_DIR_FINISHED,       /* a run that wrote metrics.json */
+    TS_DIR_UNFINISHED,     /* a run's files without metrics.json (killed, interrupted, failed) */
+    TS_DIR_FOREIGN         /* files tessera did not write: never written into */
+} ts_dir_state;
+/* Refuses an experiment name that is not one safe folder name ('/', '\\', control characters,
+ * a leading dot, empty or too long); where is "FILE:LINE" for the message. */
+int ts_check_run_name(const char *name, const char *where, ts_err *e);
+/* What dir holds; for TS_DIR_FOREIGN the name of one file that is not tessera's into other. */
+ts_dir_state ts_rundir_state(const char *dir, char *other, size_t n);
+/* Creates dir if needed and takes an exclusive flock on dir/.lock (closed on exec); a second
+ * writer gets a sentence naming the folder and the holder's pid. */
+int ts_rundir_lock(const char *dir, int *fd, ts_err *e);
+void ts_rundir_unlock(int fd);
+/* Removes the files a run writes (and nothing else) from dir. */
+int ts_rundir_clear(const char *dir, ts_err *e);
+/* identity.txt's text for a built experiment: the library, every plugin used (kind, name,
+ * version, checksum, path), every data file (checksum, size, path) and the resolved
+ * configuration; *key hashes it without the paths. NULL when out of memory. */
+char *ts_rundir_identity(const ts_exp *x, uint64_t *key);
+/* The key of dir/identity.txt (and its text when text != NULL; caller frees): -1 when none. */
+int ts_rundir_read_key(const char *dir, uint64_t *key, char **text);
+/* A short list of the identity lines of new_text that old_text lacks ("train.lr = 0.01; ..."). */
+void ts_rundir_diff(const char *old_text, const char *new_text, char *out, size_t n);
+/* Before the experiment is built (rank 0): refuses a folder of foreign files, takes the lock,
+ * and refuses a folder that holds a run unless --resume, --overwrite or --if-changed allow it;
+ * a finished run with nothing to resume is refused under --resume too. */
+int ts_rundir_begin(ts_exp *x, ts_err *e);
+/* After the build, before any file is written: applies --overwrite / --if-changed / --resume
+ * with the run's identity. *resume = 1: continue from a checkpoint; x->up_to_date = 1: an
+ * identical finished run is there, write nothing. Keeps the identity text in x->identity. */
+int ts_rundir_prepare(ts_exp *x, FILE *log, int *resume, ts_err *e);
+/* Writes x->identity to RUN_DIR/identity.txt (atomically), once the run has started. */
+int ts_rundir_write_identity(ts_exp *x, ts_err *e);
+/* The resolved configuration as sorted "section.key = value" lines. mode 0: for checkpoints
+ * (keys that may change on resume left out); mode 1: for a run's identity (keys that cannot
+ * change a figure left out: threads, logging, checkpoint cadence, the file's own path). */
+char *ts_config_text(const ts_exp *x, int mode, size_t *n);
+
 /* ---- results ------------------------------------------------------------------------------- */
 int ts_mkdirs(const char *path, ts_err *e);
+/* "cannot write PATH: <strerror>; <what to do for a full disk, a size limit, a read-only
+ * folder>; <kept>" (kept NULL: "the files written before are kept"). Returns -1. */
+int ts_write_error(ts_err *e, const char *path, int err, const char *kept);
 /* Writes text to path through a temporary file and rename(), so a reader never sees half. */
 int ts_write_atomic(const char *path, const char *text, size_t n, ts_err *e);
 int ts_write_metrics_json(const char *path, const ts_metric_rec *m, int n, ts_err *e);

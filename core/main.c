@@ -4,6 +4,7 @@
 #include "internal.h"
 #include "dist.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,10 +19,13 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: tessera COMMAND [ARGS]\n"
         "\n"
-        "  run EXP.ini [SECTION.KEY=VALUE ...] [--results DIR] [--quiet] [--resume]\n"
-        "      [--max-memory SIZE] train and evaluate one experiment; --resume continues from\n"
-        "                          the results folder's latest valid checkpoint\n"
-        "  resume RUN_DIR          continue a killed run from its checkpoint (its config.ini)\n"
+        "  run EXP.ini [SECTION.KEY=VALUE ...] [--results DIR] [--quiet] [--max-memory SIZE]\n"
+        "      [--resume | --overwrite | --if-changed]\n"
+        "                          train and evaluate one experiment into a new or empty folder;\n"
+        "                          --resume continues the folder's run from its checkpoint,\n"
+        "                          --overwrite replaces the run it holds, --if-changed keeps a\n"
+        "                          finished run of the same identity and replaces a changed one\n"
+        "  resume RUN_DIR          continue a killed or interrupted run from its checkpoint\n"
         "  compare EXP.ini|SUITE.ini ... [--seeds N] [--jobs N] [--quick] [--out DIR]\n"
         "          [--sweep SECTION.KEY=V1,V2,...] [SECTION.KEY=VALUE ...]\n"
         "                          run experiments over seeds and write a comparison report\n"
@@ -40,6 +44,32 @@ static void usage(FILE *f)
         "\n"
         "Plugins are searched in TESSERA_PLUGIN_PATH (colon-separated; an empty element is the\n"
         "default), then %s. Documentation: docs/ in the source tree.\n", TS_PLUGINDIR);
+}
+
+/* The signal that asked a run to stop (SIGINT, SIGTERM, SIGHUP): the training loop writes a
+ * checkpoint at the next step and returns; a second signal ends the process at once (the
+ * checkpoints on disk are complete at every moment). */
+static volatile sig_atomic_t stop_sig;
+
+static void on_stop_signal(int sig)
+{
+    stop_sig = sig;
+    signal(sig, SIG_DFL);
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        struct sigaction old;
+        /* a signal ignored by whoever started us (nohup) stays ignored */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        sigaction(sigs[i], &sa, NULL);
+    }
 }
 
 static int fail(const ts_err *e)
@@ -90,6 +120,8 @@ static int cmd_run(int argc, char **argv, const char *run_dir)
         if (!strcmp(argv[i], "--results") && i + 1 < argc && !run_dir) o.results_dir = argv[++i];
         else if (!strcmp(argv[i], "--quiet")) o.log = NULL;
         else if (!strcmp(argv[i], "--resume")) o.resume = 1;
+        else if (!strcmp(argv[i], "--overwrite") && !run_dir) o.overwrite = 1;
+        else if (!strcmp(argv[i], "--if-changed") && !run_dir) o.if_changed = 1;
         else if (!strcmp(argv[i], "--max-epochs") && i + 1 < argc) o.max_epochs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--max-memory") && i + 1 < argc) {
             if ((o.max_memory = parse_size(argv[++i])) <= 0) {
@@ -112,6 +144,14 @@ static int cmd_run(int argc, char **argv, const char *run_dir)
         return 2;
     }
     o.overrides = over;
+    if (o.resume + o.overwrite + o.if_changed > 1 || (run_dir && (o.overwrite || o.if_changed))) {
+        fprintf(stderr, "tessera %s: --resume, --overwrite and --if-changed exclude each other; "
+                "give one\n", run_dir ? "resume" : "run");
+        free(over);
+        return 2;
+    }
+    catch_stop_signals();
+    o.stop = &stop_sig;
     ts_err e;
     if (ts_dist_init(&argc, &argv, &e)) { free(over); return fail(&e); }
     int rc = ts_run(ini, &o, &e);
@@ -123,6 +163,10 @@ static int cmd_run(int argc, char **argv, const char *run_dir)
         ts_dist_abort(1);
     }
     ts_dist_finalize();
+    if (rc && stop_sig) {
+        fprintf(stderr, "tessera: %s\n", e.msg);
+        return 128 + (int)stop_sig;
+    }
     return rc ? fail(&e) : 0;
 }
 
@@ -261,6 +305,9 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    /* Past a file size limit (ulimit -f) a write fails with EFBIG and the message names the
+     * file, instead of SIGXFSZ ending the process half-way through a line. */
+    signal(SIGXFSZ, SIG_IGN);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2, NULL);
     if (!strcmp(cmd, "resume")) {

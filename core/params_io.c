@@ -112,11 +112,15 @@ int ts_save_params(ts_exp *x, const char *path, ts_err *e)
     if (!bad) bad = put_records(f, x, &crc);
     uint32_t c = (uint32_t)crc;
     if (!bad) bad = fwrite(&c, 4, 1, f) != 1;
-    if (fclose(f) != 0 && !bad) bad = 1;
+    int err = errno;
+    if (!bad && fflush(f)) { bad = 1; err = errno; }
+    if (fclose(f) != 0 && !bad) { bad = 1; err = errno; }
     if (bad) {
         remove(tmp);
-        return ts_fail(e, bad == 2 ? "cannot write %s: a parameter name is empty or longer than "
-                       "255 bytes" : "cannot write %s: check disk space", path);
+        if (bad == 2)
+            return ts_fail(e, "cannot write %s: a parameter name is empty or longer than 255 bytes",
+                           path);
+        return ts_write_error(e, tmp, err, "no params.bin was written");
     }
     if (rename(tmp, path)) {
         int er = errno;

@@ -24,7 +24,7 @@ int ts_mkdirs(const char *path, ts_err *e)
             char c = *p;
             *p = 0;
             if (mkdir(buf, 0777) && errno != EEXIST)
-                return ts_fail(e, "%s: cannot create the folder: %s", buf, strerror(errno));
+                return ts_fail(e, "%s: cannot create the folder: %s; give --results a folder you may write", buf, strerror(errno));
             *p = c;
             if (!c) break;
         }
@@ -32,12 +32,25 @@ int ts_mkdirs(const char *path, ts_err *e)
     return 0;
 }
 
+int ts_write_error(ts_err *e, const char *path, int err, const char *kept)
+{
+    const char *why = err == ENOSPC || err == EDQUOT ? "the disk (or your quota) is full: free space"
+                      : err == EFBIG ? "the file size limit was reached (ulimit -f, or the file "
+                                       "system's largest file): raise the limit"
+                      : err == EROFS ? "the file system is read-only: give --results a writable folder"
+                      : err == EACCES || err == EPERM ? "permission denied: give --results a "
+                                                        "folder you may write"
+                      : "check the results folder and the disk";
+    return ts_fail(e, "cannot write %s: %s; %s; %s", path, strerror(err), why,
+                   kept && *kept ? kept : "the files written before are kept");
+}
+
 int ts_write_atomic(const char *path, const char *text, size_t n, ts_err *e)
 {
     char tmp[TS_PATH_MAX + 16];
     snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) return ts_fail(e, "%s: cannot write: %s", tmp, strerror(errno));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) return ts_write_error(e, tmp, errno, NULL);
     size_t off = 0;
     while (off < n) {
         ssize_t k = write(fd, text + off, n - off);
@@ -46,13 +59,14 @@ int ts_write_atomic(const char *path, const char *text, size_t n, ts_err *e)
             int er = errno;
             close(fd);
             unlink(tmp);
-            return ts_fail(e, "%s: write failed: %s", tmp, strerror(er));
+            return ts_write_error(e, tmp, er, NULL);
         }
         off += (size_t)k;
     }
     if (fsync(fd) || close(fd)) {
+        int er = errno;
         unlink(tmp);
-        return ts_fail(e, "%s: cannot flush to disk: %s", tmp, strerror(errno));
+        return ts_write_error(e, tmp, er, NULL);
     }
     if (rename(tmp, path)) {
         int er = errno;

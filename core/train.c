@@ -6,6 +6,7 @@
 #include "dist.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,8 +149,11 @@ static void scale_grads(ts_exp *x, float c)
 
 static int append(FILE *f, const char *path, ts_err *e)
 {
-    if (ferror(f)) return ts_fail(e, "%s: write failed (disk full?)", path);
-    fflush(f);
+    errno = 0;
+    if (fflush(f) || ferror(f))
+        return ts_write_error(e, path, errno ? errno : EIO,
+                              "the run stopped; its last checkpoint is kept (tessera resume "
+                              "continues from it once there is room)");
     return 0;
 }
 
@@ -675,8 +679,7 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
     const char *dir = x->ctx.results_dir;
     snprintf(t->tpath, sizeof t->tpath, "%s/train.csv", dir);
     snprintf(t->epath, sizeof t->epath, "%s/eval.csv", dir);
-    if (t->writer && ts_mkdirs(dir, e)) return -1;
-    /* Task weighting and output weights are set up before any file is written. */
+    /* The folder exists and is locked (ts_rundir_begin). Task weighting and output weights are set up before any file is written. */
     if (ow_init(x, &t->ow, e)) return -1;
     if (x->weighting == 2) {
         if (t->size > 1)
@@ -705,15 +708,30 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
     l->best_score = t->minimize ? INFINITY : -INFINITY;
     /* The other ranks draw their own negatives; the weights were initialised alike before. */
     if (t->rank > 0) ts_rng_seed(&x->ctx.rng, x->ctx.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)t->rank));
-    int resumed = 0;
-    if (x->opts.resume) {
-        if ((resumed = ts_ckpt_resume(x, l, t->log, e)) < 0) return -1;
-        if (t->log && !resumed)
+    int resumed = 0, try_resume = 0;
+    if (t->writer && ts_rundir_prepare(x, t->log, &try_resume, e)) return -1;
+    if (!t->writer) try_resume = x->opts.resume || x->opts.if_changed;
+    if (x->up_to_date) return 0;
+    if (try_resume) {
+        if ((resumed = ts_ckpt_resume(x, l, t->log, e)) < 0) {
+            if (!x->opts.if_changed) return -1;
+            /* --if-changed: an unfinished run whose checkpoints cannot be used starts again */
+            if (t->log) fprintf(t->log, "%s  %s; starting again\n", x->name, e->msg);
+            if (t->writer && ts_rundir_clear(dir, e)) return -1;
+            resumed = 0;
+        }
+        if (t->log && !resumed && !x->opts.if_changed)
             fprintf(t->log, "%s  no checkpoint in %s: starting from the beginning\n", x->name, dir);
         if (resumed) {
             /* [train] epochs, patience and max_steps may have grown: a finished run goes on */
             l->done = l->epoch > x->epochs || (x->patience > 0 && l->bad_evals >= x->patience) ||
                       (x->max_steps > 0 && l->step >= x->max_steps);
+            if (l->done && x->dir_state == TS_DIR_FINISHED)
+                return ts_fail(e, "%s holds a finished run and its configuration asks for no "
+                               "more training (epoch %ld of %ld done): there is nothing to resume, "
+                               "and its results stay as they are. Raise [train] epochs (or "
+                               "max_steps) to train it longer, or pass --overwrite to train again",
+                               dir, l->epoch - 1, x->epochs);
         }
         if (t->log && resumed)
             fprintf(t->log, "%s  resumed from the checkpoint of step %ld (epoch %ld%s)\n", x->name,
@@ -725,6 +743,7 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
         snprintf(path, sizeof path, "%s/config.ini", dir);
         if (ts_ini_write(&x->ini, path, e)) return -1;
     }
+    if (t->writer && ts_rundir_write_identity(x, e)) return -1;
     if (open_files(t, resumed, e)) return -1;
     if (t->log && x->skipped_rows > 0)
         fprintf(t->log, "%s  data: skipped %ld malformed row%s (skip_bad_rows = true)\n", x->name,
@@ -911,10 +930,31 @@ static int end_epoch(trainer *t, double t_epoch, ts_err *e)
     return save_checkpoint(t, improved, e);
 }
 
+/* A signal asked the run to stop (ts_run_opts.stop): the signal's number, else 0. */
+static int stop_signal(const trainer *t)
+{
+    return t->x->opts.stop ? (int)*t->x->opts.stop : 0;
+}
+
+/* Ends the run at a step boundary after a signal: a checkpoint of this very step (unless one
+ * was just written), then a sentence saying the folder is consistent and how to continue. */
+static int interrupted(trainer *t, int saved, ts_err *e)
+{
+    ts_exp *x = t->x;
+    int sig = stop_signal(t);
+    mark_time(t);
+    if (!saved && save_checkpoint(t, 0, e)) return -1;
+    const char *dir = x->ctx.results_dir;
+    return ts_fail(e, "interrupted by signal %d (%s) at step %ld, epoch %ld: %s is consistent and "
+                   "holds a checkpoint of that step; continue with: tessera resume %s", sig,
+                   strsignal(sig), t->l.step, t->l.epoch, dir, dir);
+}
+
 static int train_loop(trainer *t, ts_err *e)
 {
     ts_exp *x = t->x;
     ts_loop *l = &t->l;
+    if (!l->done && stop_signal(t)) return interrupted(t, 0, e);
     while (!l->done) {
         double t_epoch = now();
         if (!l->shuffled) {
@@ -930,12 +970,16 @@ static int train_loop(trainer *t, ts_err *e)
             int last = l->s == t->steps_per_epoch || (x->max_steps > 0 && l->step >= x->max_steps);
             if ((l->step % x->log_every == 0 || last) && log_line(t, e)) return -1;
             if (last) break;
+            int saved = 0;
             if (x->checkpoint_every > 0 && l->step % x->checkpoint_every == 0) {
                 mark_time(t);
                 if (save_checkpoint(t, 0, e)) return -1;
+                saved = 1;
             }
+            if (stop_signal(t)) return interrupted(t, saved, e);
         }
         if (end_epoch(t, t_epoch, e)) return -1;
+        if (!l->done && stop_signal(t)) return interrupted(t, 1, e);
     }
     return 0;
 }
@@ -1042,10 +1086,13 @@ static int finish(trainer *t, ts_err *e)
 
 int ts_exp_train(ts_exp *x, FILE *log, ts_err *e)
 {
+    /* The results folder first (rank 0 writes it): locked, and never a run it may not replace. */
+    if (ts_dist_rank() == 0 && ts_rundir_begin(x, e)) return -1;
     if (ts_exp_build(x, e)) return -1;
     if (x->threads > 0) openblas_set_num_threads((int)x->threads);
     trainer t;
     int rc = trainer_init(&t, x, log, e);
+    if (!rc && x->up_to_date) { trainer_free(&t); return 0; }
     if (!rc) rc = train_loop(&t, e);
     if (!rc) rc = finish(&t, e);
     if (!rc && t.writer) ts_ckpt_clean(x->ctx.results_dir, x->keep_checkpoints);

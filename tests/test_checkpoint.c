@@ -32,6 +32,7 @@ static int run(const char *dir, int resume, int nover, char **over, char *log, s
     o.noverride = nover;
     o.overrides = over;
     o.resume = resume;
+    o.overwrite = !resume;    /* a fresh run replaces what an earlier test run left */
     FILE *f = log ? tmpfile() : NULL;
     o.log = f;
     int rc = ts_run(exp_ini(), &o, e);

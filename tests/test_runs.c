@@ -17,6 +17,7 @@ static int exists(const char *dir, const char *file)
 static double run_metric(const char *ini, const char *dir, int nover, char **over, const char *key)
 {
     ts_run_opts o = {0};
+    o.overwrite = 1;          /* replaces what an earlier test run left in the folder */
     o.results_dir = dir;
     o.noverride = nover;
     o.overrides = over;
@@ -59,6 +60,7 @@ static void test_nan_guard_keeps_files(void **st)
     const char *dir = "/tmp/tessera-test-nan";
     char *over[] = {"optimizer.lr=1e30", "train.epochs=1"};
     ts_run_opts o = {0};
+    o.overwrite = 1;          /* replaces what an earlier test run left in the folder */
     o.results_dir = dir;
     o.noverride = 2;
     o.overrides = over;
@@ -83,6 +85,7 @@ static void test_nan_gradient_names_the_layer(void **st)
              tu_build("tests/plugins/.libs/bad_grad.so"));
     const char *ini = tu_write(".ini", text);
     ts_run_opts o = {0};
+    o.overwrite = 1;          /* replaces what an earlier test run left in the folder */
     o.results_dir = "/tmp/tessera-test-nangrad";
     ts_err e;
     assert_int_equal(ts_run(ini, &o, &e), -1);
@@ -112,6 +115,7 @@ static void test_skipped_rows_reported(void **st)
              "[optimizer]\ntype = sgd\n[train]\nepochs = 1\nbatch = 32\n", data);
     const char *ini = tu_write(".ini", text);
     ts_run_opts o = {0};
+    o.overwrite = 1;          /* replaces what an earlier test run left in the folder */
     o.results_dir = "/tmp/tessera-test-skip";
     FILE *log = tmpfile();
     o.log = log;

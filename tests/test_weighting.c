@@ -78,7 +78,7 @@ static int run(const char *ini, const char *results, ts_err *e, ...)
     va_start(ap, e);
     for (const char *s; n < 32 && (s = va_arg(ap, const char *));) over[n++] = (char *)s;
     va_end(ap);
-    ts_run_opts o = {.results_dir = results, .noverride = n, .overrides = over};
+    ts_run_opts o = {.results_dir = results, .noverride = n, .overrides = over, .overwrite = 1};
     return ts_run(ini, &o, e);
 }
 
@@ -367,7 +367,7 @@ static void test_frozen_pretrained_survives_training(void **unused)
                  "[train]\nepochs = 2\nbatch = 32\nweighting = gradnorm\n",
                  csv, tmp("vec.txt"), trainable ? "true" : "false");
         write_text(tmp("frozen.ini"), text);
-        ts_run_opts o = {.results_dir = tmp("frozen")};
+        ts_run_opts o = {.results_dir = tmp("frozen"), .overwrite = 1};
         ts_exp *x = ts_exp_load(tmp("frozen.ini"), &o, &e);
         if (!x) fail_msg("%s", e.msg);
         if (ts_exp_train(x, NULL, &e)) fail_msg("%s", e.msg);
