@@ -32,6 +32,7 @@ void ts_ctx_free(ts_ctx *ctx)
     free(ctx->metrics);
     for (int i = 0; i < ctx->ndata; i++) free(ctx->data_files[i]);
     free(ctx->data_files);
+    free(ctx->fitted);
 }
 
 /* Remembers a data path that exists, once, for the run's identity (rundir.c). */
@@ -53,6 +54,13 @@ static void note_data_file(ts_ctx *ctx, const char *path)
 }
 
 ts_rng *ts_ctx_rng(ts_ctx *ctx) { return &ctx->rng; }
+ts_open_mode ts_ctx_open_mode(const ts_ctx *ctx) { return ctx ? ctx->open_mode : TS_OPEN_TRAIN; }
+
+const char *ts_ctx_fitted(const ts_ctx *ctx, size_t *n)
+{
+    if (n) *n = ctx && ctx->fitted ? ctx->nfitted : 0;
+    return ctx ? ctx->fitted : NULL;
+}
 int ts_ctx_max_batch(const ts_ctx *ctx) { return ctx->max_batch; }
 uint64_t ts_ctx_seed(const ts_ctx *ctx) { return ctx->seed; }
 const char *ts_ctx_results_dir(const ts_ctx *ctx) { return ctx->results_dir; }
@@ -502,12 +510,41 @@ int ts_exp_open_data(ts_exp *x, ts_err *e)
     ts_cfg *cd = ts_ini_find(&x->ini, "data");
     ts_err pe;
     x->ctx.owner = "data";
+    x->ctx.open_mode = x->opts.open_mode;
+    /* The fitted state to read with: the one named (predict, evaluate), or a resumed run's own. */
+    char state_path[TS_PATH_MAX + 32];
+    const char *from = x->opts.fitted_from;
+    if (!from && (x->opts.resume || x->opts.if_changed)) {
+        snprintf(state_path, sizeof state_path, "%s/data_state.txt", x->ctx.results_dir);
+        if (access(state_path, F_OK) == 0) from = state_path;
+    }
+    if (from && !x->ctx.fitted) {
+        unsigned char *buf;
+        size_t n;
+        if (ts_read_file(from, &buf, &n, e)) return -1;
+        char *t = realloc(buf, n + 1);
+        if (!t) { free(buf); return ts_fail(e, "out of memory"); }
+        t[n] = 0;
+        x->ctx.fitted = t;
+        x->ctx.nfitted = n;
+    }
     if (ops->open(&x->data, cd, &pe)) {
         if (ops->close) ops->close(&x->data);
-        return ts_fail(e, "%s: [data] type = %s: %s", ts_cfg_where(cd, "type"), x->data_pl->name,
-                       pe.msg);
+        return ts_fail(e, "%s: [data] type = %s: %s%s%s%s", ts_cfg_where(cd, "type"),
+                       x->data_pl->name, pe.msg, from ? " (read with the fitted state of " : "",
+                       from ? from : "", from ? ")" : "");
     }
     x->data_open = 1;
+    if (ops->fitted && !x->ctx.fitted) {
+        if (ops->fitted(&x->data, &x->data_state, &x->ndata_state, &pe))
+            return ts_fail(e, "%s: [data] type = %s: saving what it fitted: %s",
+                           ts_cfg_where(cd, "type"), x->data_pl->name, pe.msg);
+    } else if (x->ctx.fitted && !(x->data_state = malloc(x->ctx.nfitted + 1))) {
+        return ts_fail(e, "out of memory");
+    } else if (x->ctx.fitted) {
+        memcpy(x->data_state, x->ctx.fitted, x->ctx.nfitted + 1);
+        x->ndata_state = x->ctx.nfitted;
+    }
     const void *sk = NULL;
     long nsk = 0;
     x->skipped_rows = ops->aux && ops->aux(&x->data, "skipped_rows", &sk, &nsk) == 0 && sk &&
@@ -851,6 +888,7 @@ void ts_exp_free(ts_exp *x)
     ts_ini_free(&x->ini);
     ts_rundir_unlock(x->lock_fd);
     free(x->identity);
+    free(x->data_state);
     free(x);
 }
 

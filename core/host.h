@@ -43,6 +43,9 @@ typedef struct ts_run_opts {
     int overwrite;            /* replace the run the results folder holds (its files only) */
     int if_changed;           /* keep a finished run of the same identity; replace a changed one;
                                  resume an unfinished one (what `tessera compare` asks for) */
+    ts_open_mode open_mode;   /* TS_OPEN_TRAIN, or evaluate / predict a trained run's data */
+    const char *fitted_from;  /* a data_state.txt to open the dataset with (its fitted state);
+                                 NULL: --resume uses RUN_DIR's own, a new run fits */
     volatile sig_atomic_t *stop;  /* set (to the signal's number) by the program's signal
                                  handler: the run writes a checkpoint at the next step and
                                  returns -1 with a sentence saying how to resume; NULL = never */

@@ -73,6 +73,9 @@ struct ts_ctx {
                                     * blocks each start with them (ts_ctx_alloc_params) */
     ts_metric_rec *metrics;        /* figures reported by the current evaluation */
     int nmetrics, mcap;
+    ts_open_mode open_mode;        /* how the dataset is opened (tessera.h) */
+    char *fitted;                  /* a trained run's fitted data state given to open(), or NULL */
+    size_t nfitted;
     char **data_files;             /* every existing path ts_ctx_path resolved: the run's data,
                                     * hashed into its identity (rundir.c) */
     int ndata, data_cap;
@@ -143,6 +146,8 @@ struct ts_exp {
     int dir_state;                      /* ts_dir_state found when the lock was taken */
     int up_to_date;                     /* --if-changed found the same finished run: no training */
     char *identity;                     /* identity.txt's text (ts_rundir_prepare) */
+    char *data_state;                   /* what the dataset fitted (its fitted() op), or NULL */
+    size_t ndata_state;
 };
 
 /* Resolves a name of `input =`: a dataset field, a layer output, or LAYER.OUTPUT. */

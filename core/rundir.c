@@ -44,7 +44,7 @@ int ts_check_run_name(const char *name, const char *where, ts_err *e)
 static int run_file(const char *f)
 {
     static const char *const exact[] = {
-        "config.ini", "identity.txt", "train.csv", "eval.csv", "metrics.json", "params.bin",
+        "config.ini", "identity.txt", "data_state.txt", "train.csv", "eval.csv", "metrics.json", "params.bin",
         "predictions.csv", "gates.csv", "item_vectors.txt", "item_vectors.bin",
         "checkpoint.tsck", "checkpoint.prev.tsck", "checkpoint-best.tsck", "checkpoint.tmp",
         "checkpoint.new.tsck", "checkpoint-best.tmp", NULL};

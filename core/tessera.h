@@ -22,7 +22,7 @@
 extern "C" {
 #endif
 
-#define TS_ABI 2u             /* bump on any incompatible layout change of the structs below (2: ts_head_ops.predictions) */
+#define TS_ABI 3u             /* bump on any incompatible layout change of the structs below (2: ts_head_ops.predictions; 3: ts_dataset_ops.fitted) */
 #define TS_MAX_DIMS 4         /* a tensor has 1..4 dimensions */
 #define TS_MAX_IN 16          /* inputs of one layer or head */
 #define TS_MAX_OUT 16         /* named outputs of one layer (MMoE: one per task) */
@@ -166,6 +166,21 @@ const ts_tensor *ts_ctx_field(ts_ctx *ctx, const char *name);
 int ts_ctx_aux(ts_ctx *ctx, const char *name, const void **ptr, long *n);
 /* Reports one evaluation figure: split.task.metric = value (metrics.json, eval.csv). */
 void ts_metric(ts_ctx *ctx, const char *task, const char *metric, double value);
+
+/* How the dataset is being opened (ts_dataset_ops.open reads it):
+ *  TS_OPEN_TRAIN     fit what must be fitted on the training split (or take ts_ctx_fitted's
+ *                    state when there is one) and make the train / valid / test splits;
+ *  TS_OPEN_EVALUATE  apply a trained run to a file of the same layout: every row of the file, in
+ *                    file order, is the test split (valid and train are empty); labels required;
+ *                    the fitted state is ts_ctx_fitted's, never refitted;
+ *  TS_OPEN_PREDICT   the same, but label columns may be absent (their fields then hold 0). */
+typedef enum ts_open_mode { TS_OPEN_TRAIN = 0, TS_OPEN_EVALUATE = 1, TS_OPEN_PREDICT = 2 } ts_open_mode;
+ts_open_mode ts_ctx_open_mode(const ts_ctx *ctx);
+/* The fitted state of a trained run (the text the dataset's fitted() op returned when the run
+ * was trained), for a reader opened to apply that run or to resume it: the reader takes its
+ * vocabularies, statistics, hashing seeds and lengths from it instead of fitting them again.
+ * NULL when the reader must fit them itself. */
+const char *ts_ctx_fitted(const ts_ctx *ctx, size_t *n);
 
 /* Resolves a data path named in an experiment: absolute as given; else relative to the current
  * folder if it exists there; else relative to the experiment file's folder and its parent; else
@@ -374,6 +389,12 @@ typedef struct ts_dataset_ops {
     /* Frees the dataset; called after open(), also after a failed one (so open() leaves
      * D->state NULL or valid). May be NULL. */
     void (*close)(ts_data *D);
+    /* Optional (appended, ABI 3): what open() fitted on the training split (vocabularies,
+     * standardisation statistics, hashing seeds, truncation lengths) as text in a form the same
+     * reader parses back from ts_ctx_fitted(); *text is malloc'ed and the host frees it. The host
+     * writes it into the run folder (data_state.txt) so predict, evaluate and resume read new
+     * rows exactly as the training rows were read. */
+    int (*fitted)(ts_data *D, char **text, size_t *n, ts_err *e);
 } ts_dataset_ops;
 
 #ifdef __cplusplus

@@ -744,6 +744,12 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
         if (ts_ini_write(&x->ini, path, e)) return -1;
     }
     if (t->writer && ts_rundir_write_identity(x, e)) return -1;
+    if (t->writer && x->data_state) {
+        /* what the reader fitted on the training split: predict, evaluate and resume read with it */
+        char path[TS_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/data_state.txt", dir);
+        if (ts_write_atomic(path, x->data_state, x->ndata_state, e)) return -1;
+    }
     if (open_files(t, resumed, e)) return -1;
     if (t->log && x->skipped_rows > 0)
         fprintf(t->log, "%s  data: skipped %ld malformed row%s (skip_bad_rows = true)\n", x->name,
