@@ -549,8 +549,11 @@ int ts_exp_open_data(ts_exp *x, ts_err *e)
     long nsk = 0;
     x->skipped_rows = ops->aux && ops->aux(&x->data, "skipped_rows", &sk, &nsk) == 0 && sk &&
                       nsk == 1 ? *(const long *)sk : -1;
-    if (x->data.nrows[TS_TRAIN] <= 0)
+    if (x->ctx.open_mode == TS_OPEN_TRAIN && x->data.nrows[TS_TRAIN] <= 0)
         return ts_fail(e, "%s: [data] the training split is empty; check the path and split",
+                       ts_cfg_where(cd, "path"));
+    if (x->ctx.open_mode != TS_OPEN_TRAIN && x->data.nrows[TS_TEST] <= 0)
+        return ts_fail(e, "%s: [data] no rows to apply the run to; check the file",
                        ts_cfg_where(cd, "path"));
     return 0;
 }

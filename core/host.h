@@ -63,6 +63,10 @@ ts_data *ts_exp_data(ts_exp *x);
 const ts_dataset_ops *ts_exp_data_ops(ts_exp *x);
 void ts_exp_free(ts_exp *x);
 
+/* ---- applying a trained run (apply.c): tessera predict / evaluate ------------------------- */
+int ts_cmd_predict(int argc, char **argv);
+int ts_cmd_evaluate(int argc, char **argv);
+
 /* ---- results ------------------------------------------------------------------------------ */
 /* Reads one value of RESULTS_DIR/metrics.json ("test.income.auc"). */
 int ts_metrics_get(const char *results_dir, const char *key, double *value, ts_err *e);

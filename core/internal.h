@@ -208,6 +208,12 @@ int ts_write_error(ts_err *e, const char *path, int err, const char *kept);
 int ts_write_atomic(const char *path, const char *text, size_t n, ts_err *e);
 int ts_write_metrics_json(const char *path, const ts_metric_rec *m, int n, ts_err *e);
 const char *ts_phase_name(ts_phase p);
+/* After an evaluation of the test split: one CSV line per test row, in split order, with each
+ * head's prediction (binary: probability; regression: value) and, with_labels, its label;
+ * with_row adds the row's index (and its file line when the dataset offers aux "row_line");
+ * an `id` column when it offers "row_id". Heads without per-row predictions are left out;
+ * 1 (with a sentence in e, nothing written) when no head has them. */
+int ts_write_predictions(ts_exp *x, const char *path, int with_labels, int with_row, ts_err *e);
 
 /* ---- check-plugin helpers ------------------------------------------------------------------ */
 /* Builds a section from "k=v k=v" for a plugin's check; caller frees with ts_ini_free. */

@@ -31,6 +31,11 @@ static void usage(FILE *f)
         "                          run experiments over seeds and write a comparison report\n"
         "  plot RUN_DIR ... [--out FILE.png]\n"
         "                          draw the loss curves of runs\n"
+        "  predict RUN_DIR --data FILE [--out FILE.csv]\n"
+        "                          apply a trained run to new rows: one line of predictions per\n"
+        "                          row, in file order (the run's fitted vocabularies and statistics)\n"
+        "  evaluate RUN_DIR --data FILE [--out DIR]\n"
+        "                          the same with labels: print the heads' metrics on those rows\n"
         "  export RUN_DIR [--out DIR] [--head TASK]\n"
         "                          write a retrieval run's user and item vectors (ANN index)\n"
         "  recommend RUN_DIR --user ID [-k 10]\n"
@@ -323,6 +328,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "compare")) return ts_cmd_compare(argc - 2, argv + 2);
     if (!strcmp(cmd, "plot")) return ts_cmd_plot(argc - 2, argv + 2);
     if (!strcmp(cmd, "export")) return ts_cmd_export(argc - 2, argv + 2);
+    if (!strcmp(cmd, "predict")) return ts_cmd_predict(argc - 2, argv + 2);
+    if (!strcmp(cmd, "evaluate")) return ts_cmd_evaluate(argc - 2, argv + 2);
     if (!strcmp(cmd, "recommend")) return ts_cmd_recommend(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("tessera %s (plugin ABI %u)\n", PACKAGE_VERSION, TS_ABI);

@@ -117,3 +117,75 @@ int ts_metrics_get(const char *results_dir, const char *key, double *value, ts_e
     fclose(f);
     return found ? 0 : ts_fail(e, "%s: has no key %s", path, key);
 }
+
+/* ---- per-row predictions -------------------------------------------------------------------- */
+int ts_write_predictions(ts_exp *x, const char *path, int with_labels, int with_row, ts_err *e)
+{
+    long n = x->data.nrows[TS_TEST];
+    const float *score[TS_MAX_OUT * 4], *label[TS_MAX_OUT * 4];
+    int use[TS_MAX_OUT * 4], nuse = 0;
+    for (int h = 0; h < x->nheads && nuse < TS_MAX_OUT * 4; h++) {
+        ts_hnode *hn = &x->heads[h];
+        long k;
+        if (!hn->ops->predictions ||
+            hn->ops->predictions(&hn->H, &score[nuse], &label[nuse], &k) || k != n)
+            continue;
+        use[nuse++] = h;
+    }
+    if (!nuse) {
+        ts_fail(e, "no head of this run gives one prediction per row (binary and regression "
+                "heads do; matching and retrieval heads rank lists instead)");
+        return 1;
+    }
+    const void *p;
+    long m;
+    const long *line = ts_ctx_aux(&x->ctx, "row_line", &p, &m) == 0 && m == n ? p : NULL;
+    const char *const *id = ts_ctx_aux(&x->ctx, "row_id", &p, &m) == 0 && m == n ? p : NULL;
+    char tmp[TS_PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return ts_write_error(e, tmp, errno, NULL);
+    int first = 1;
+    if (with_row) { fprintf(f, "row"); first = 0; }
+    if (line && with_row) fprintf(f, ",line");
+    if (id) { fprintf(f, "%sid", first ? "" : ","); first = 0; }
+    for (int k = 0; k < nuse; k++) {
+        const char *t = x->heads[use[k]].H.name;
+        fprintf(f, "%s%s", first && !k ? "" : ",", t);
+        if (with_labels) fprintf(f, ",%s.label", t);
+    }
+    fprintf(f, "\n");
+    for (long i = 0; i < n; i++) {
+        first = 1;
+        if (with_row) { fprintf(f, "%ld", i); first = 0; }
+        if (line && with_row) fprintf(f, ",%ld", line[i]);
+        if (id) {
+            /* a CSV field: quoted when it holds a comma, a quote or a line break */
+            const char *s = id[i] ? id[i] : "";
+            fprintf(f, "%s", first ? "" : ",");
+            if (strpbrk(s, ",\"\r\n")) {
+                fputc('"', f);
+                for (; *s; s++) { if (*s == '"') fputc('"', f); fputc(*s, f); }
+                fputc('"', f);
+            } else {
+                fputs(s, f);
+            }
+            first = 0;
+        }
+        for (int k = 0; k < nuse; k++) {
+            fprintf(f, "%s%.9g", first && !k ? "" : ",", score[k][i]);
+            if (with_labels) fprintf(f, ",%.9g", label[k][i]);
+        }
+        fputc('\n', f);
+    }
+    int err = 0;
+    if (fflush(f) || ferror(f)) err = errno ? errno : EIO;
+    if (fclose(f) && !err) err = errno;
+    if (err) { unlink(tmp); return ts_write_error(e, tmp, err, NULL); }
+    if (rename(tmp, path)) {
+        int er = errno;
+        unlink(tmp);
+        return ts_fail(e, "cannot rename %s to %s: %s", tmp, path, strerror(er));
+    }
+    return 0;
+}

@@ -1008,7 +1008,16 @@ static int finish(trainer *t, ts_err *e)
         x->ctx.nmetrics = 0;
         if ((rc = ts_exp_evaluate(x, (ts_phase)sp, e))) break;
         if (t->ow.task >= 0 && (rc = ow_collect(x, &t->ow, sp == TS_TEST, e))) break;
-        if (sp == TS_TEST) write_eval_rows(t->fe, x, 0, l->step);
+        if (sp == TS_TEST) {
+            write_eval_rows(t->fe, x, 0, l->step);
+            /* the test split's per-row predictions, for calibration plots and paired tests */
+            snprintf(path, sizeof path, "%s/predictions.csv", dir);
+            ts_err pe;
+            if (t->writer && ts_write_predictions(x, path, 1, 1, &pe) < 0) {
+                rc = ts_fail(e, "%s", pe.msg);
+                break;
+            }
+        }
         ts_metric_rec *m = realloc(all, (size_t)(nall + x->ctx.nmetrics + 8) * sizeof *m);
         if (!m) { rc = ts_fail(e, "out of memory"); break; }
         all = m;

@@ -18,7 +18,14 @@
  *                                row, so the label is not a feature (a third task; Ma et al.
  *                                use "education at least college" in their group 2)
  * Aux arrays (ts_ctx_aux): "skipped_rows" (1 long), "continuous_mean" / "continuous_std"
- * (7 doubles, the training statistics), "categorical_offsets" (33 int32: offsets, then vocab).
+ * (7 doubles, the training statistics), "categorical_offsets" (33 int32: offsets, then vocab),
+ * "row_line" (one long per test row: its line in the file), "unseen_values" (1 long: nominal
+ * values of the rows read that the training split never had).
+ * Fitted state (ts_dataset_ops.fitted): the statistics and every attribute's vocabulary as text,
+ * so `tessera predict` / `evaluate` and a resumed run read new rows as the training rows were
+ * read; opened with it (ts_ctx_fitted), the reader fits nothing. In the evaluate and predict
+ * modes every row of the file is the test split, in file order; predict accepts rows without the
+ * income field (41 fields).
  * Not a generic CSV reader (that is csv.c), and it does no feature engineering beyond this. */
 #include "tessera.h"
 
@@ -58,6 +65,12 @@ typedef struct census {
     long n;                  /* usable rows in the file */
     float *cont;             /* (n, NCONT) standardised */
     int32_t *cat;            /* (n, NCAT) raw ids at first, final ids after indexing */
+    long *line;              /* (n) the file line of each row */
+    long *test_line;         /* (nrows[TS_TEST]) the file line of each test row, in split order */
+    long unseen;             /* nominal values not in the training vocabulary */
+    int nvocab[NCAT];        /* fitted state given: values of each attribute's vocabulary */
+    char *state;             /* the fitted state's text (fitted()) */
+    size_t nstate;
     float *weight, *income, *marital;  /* (n) each */
     float *education;        /* (n) bachelor's or higher; allocated with the others */
     int edu_label;           /* education_label = true: education is a label, not a feature */
@@ -91,9 +104,11 @@ static const char *num_problem(int rc)
 }
 
 /* Parses one split line into row r of the arrays; a message in why on a bad row. */
-static int parse_row(census *st, char **f, int nf, long r, char *why, size_t nwhy)
+static int parse_row(census *st, char **f, int nf, long r, int predict, char *why, size_t nwhy)
 {
-    if (nf != NCOL) {
+    static char none[] = "- 50000.";
+    if (predict && nf == NCOL - 1) f[COL_INCOME] = none;   /* no label: predictions only */
+    else if (nf != NCOL) {
         snprintf(why, nwhy, "expected %d fields separated by \", \", found %s%d", NCOL,
                  nf > NCOL ? "more than " : "", nf > NCOL ? NCOL : nf);
         return -1;
@@ -158,10 +173,12 @@ static int grow_rows(census *st, long cap)
     if (m) st->marital = m;
     float *ed = realloc(st->education, (size_t)cap * sizeof(float));
     if (ed) st->education = ed;
-    return (c && k && w && i && m && ed) ? 0 : -1;
+    long *ln = realloc(st->line, (size_t)cap * sizeof(long));
+    if (ln) st->line = ln;
+    return (c && k && w && i && m && ed && ln) ? 0 : -1;
 }
 
-static int read_file(census *st, const char *path, int skip_bad, ts_err *e)
+static int read_file(census *st, const char *path, int skip_bad, int predict, ts_err *e)
 {
     ts_err sub;
     ts_lines *in = ts_lines_open(path, &sub);
@@ -184,7 +201,8 @@ static int read_file(census *st, const char *path, int skip_bad, ts_err *e)
             }
         }
         int nf = ts_split(line, ", ", f, NCOL);
-        int rc = parse_row(st, f, nf, st->n, why, sizeof why);
+        int rc = parse_row(st, f, nf, st->n, predict, why, sizeof why);
+        st->line[st->n] = ts_lines_lineno(in);
         if (rc == -2 || (rc < 0 && !skip_bad)) {
             long ln = ts_lines_lineno(in);
             ts_lines_close(in);
@@ -203,24 +221,31 @@ static int read_file(census *st, const char *path, int skip_bad, ts_err *e)
     return 0;
 }
 
-/* Splits rows with split_seed, standardises with training statistics, indexes categories. */
-static int prepare(ts_data *D, census *st, const double *frac, uint64_t seed, ts_err *e)
+/* The rows of each split: shuffled with split_seed into train / valid / test fractions, or (a
+ * trained run applied to new rows) every row as the test split in file order. */
+static int make_splits(ts_data *D, census *st, const double *frac, uint64_t seed, int apply,
+                       ts_err *e)
 {
     long n = st->n, *perm = malloc((size_t)n * sizeof(long));
     if (!perm) return ts_fail(e, "census: out of memory");
     for (long i = 0; i < n; i++) perm[i] = i;
-    ts_rng rng;
-    ts_rng_seed(&rng, seed);
-    ts_rng_shuffle(&rng, perm, n);
-    long ntr = (long)(frac[0] * n + 0.5), nva = (long)(frac[1] * n + 0.5);
-    if (ntr > n) ntr = n;           /* fractions summing to 1 + 1e-6 may round past n */
-    if (ntr + nva > n) nva = n - ntr;
-    if (ntr < 1) {
-        free(perm);
-        return ts_fail(e, "census: the training split of %ld rows is empty; raise its fraction "
-                       "in [data] split", n);
+    long cnt[3] = {0, 0, n}, at = 0;
+    if (!apply) {
+        ts_rng rng;
+        ts_rng_seed(&rng, seed);
+        ts_rng_shuffle(&rng, perm, n);
+        long ntr = (long)(frac[0] * n + 0.5), nva = (long)(frac[1] * n + 0.5);
+        if (ntr > n) ntr = n;           /* fractions summing to 1 + 1e-6 may round past n */
+        if (ntr + nva > n) nva = n - ntr;
+        if (ntr < 1) {
+            free(perm);
+            return ts_fail(e, "census: the training split of %ld rows is empty; raise its "
+                           "fraction in [data] split", n);
+        }
+        cnt[0] = ntr;
+        cnt[1] = nva;
+        cnt[2] = n - ntr - nva;
     }
-    long cnt[3] = {ntr, nva, n - ntr - nva}, at = 0;
     for (int s = 0; s < 3; s++) {
         D->nrows[s] = cnt[s];
         st->rows[s] = malloc((size_t)(cnt[s] ? cnt[s] : 1) * sizeof(long));
@@ -229,7 +254,15 @@ static int prepare(ts_data *D, census *st, const double *frac, uint64_t seed, ts
         at += cnt[s];
     }
     free(perm);
-    /* mean and std of each continuous attribute over the training rows only */
+    if (!(st->test_line = malloc((size_t)(cnt[2] ? cnt[2] : 1) * sizeof(long))))
+        return ts_fail(e, "census: out of memory");
+    for (long i = 0; i < cnt[2]; i++) st->test_line[i] = st->line[st->rows[2][i]];
+    return 0;
+}
+
+/* Mean and std of each continuous attribute over the training rows only. */
+static void fit_statistics(census *st, long ntr)
+{
     for (int c = 0; c < NCONT; c++) {
         double s1 = 0, s2 = 0;
         for (long i = 0; i < ntr; i++) s1 += st->cont[st->rows[0][i] * NCONT + c];
@@ -242,6 +275,109 @@ static int prepare(ts_data *D, census *st, const double *frac, uint64_t seed, ts
         st->mean[c] = mu;
         st->sd[c] = sd > 1e-12 ? sd : 1.0;   /* a constant column becomes all zeros */
     }
+}
+
+/* Appends to the state text; -1 when out of memory. */
+static int state_add(census *st, size_t *cap, const char *s, size_t k)
+{
+    if (st->nstate + k + 1 > *cap) {
+        size_t c = 2 * (*cap) + k + 4096;
+        char *m = realloc(st->state, c);
+        if (!m) return -1;
+        st->state = m;
+        *cap = c;
+    }
+    memcpy(st->state + st->nstate, s, k);
+    st->nstate += k;
+    st->state[st->nstate] = 0;
+    return 0;
+}
+
+/* The fitted state as text: a version line, the statistics, then each attribute's training
+ * vocabulary in id order, one value a line (values never hold a newline). */
+static int write_state(census *st, int32_t *const *map, ts_err *e)
+{
+    size_t cap = 0;
+    char buf[256];
+    int bad = 0, k = snprintf(buf, sizeof buf, "tessera-census-state 1\neducation_label %d\n",
+                              st->edu_label);
+    bad |= state_add(st, &cap, buf, (size_t)k);
+    for (int c = 0; c < NCONT; c++) {
+        k = snprintf(buf, sizeof buf, "continuous %d %.17g %.17g\n", c, st->mean[c], st->sd[c]);
+        bad |= state_add(st, &cap, buf, (size_t)k);
+    }
+    for (int a = 0; a < NCAT && !bad; a++) {
+        int32_t nv = ts_strtab_count(st->dict, a), nlocal = st->offsets[a + 1] - st->offsets[a] - 1;
+        int32_t *raw = malloc((size_t)(nlocal + 1) * sizeof *raw);   /* local id -> raw id */
+        if (!raw) return ts_fail(e, "census: out of memory");
+        for (int32_t v = 0; v < nv; v++)
+            if (map[a][v] > 0) raw[map[a][v]] = v;
+        k = snprintf(buf, sizeof buf, "attribute %d %d\n", a, nlocal);
+        bad |= state_add(st, &cap, buf, (size_t)k);
+        for (int32_t l = 1; l <= nlocal && !bad; l++) {
+            const char *t = ts_strtab_str(st->dict, a, raw[l]);
+            bad |= state_add(st, &cap, t, strlen(t)) || state_add(st, &cap, "\n", 1);
+        }
+        free(raw);
+    }
+    return bad ? ts_fail(e, "census: out of memory") : 0;
+}
+
+/* Reads a fitted state (ts_ctx_fitted) into the statistics and a dictionary whose attribute a
+ * numbers its training values 0 .. nvocab[a]-1 in vocabulary order. */
+static int read_state(census *st, const char *text, size_t n, ts_err *e)
+{
+    const char *p = text, *end = text + n;
+    char line[4096];
+    int a = -1, left = 0, cont = 0, ver = 0, edu = -1, natt = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t k = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (k >= sizeof line) return ts_fail(e, "census: the fitted state has a line of %zu bytes", k);
+        memcpy(line, p, k);
+        line[k] = 0;
+        p += k + 1;
+        int i, c, m;
+        double mu, sd;
+        if (left > 0) {
+            if (ts_strtab_id(st->dict, a, line, k, 1) != st->nvocab[a] - left)
+                return ts_fail(e, "census: the fitted state lists \"%s\" twice in attribute %d", line, a);
+            left--;
+        } else if (sscanf(line, "tessera-census-state %d", &ver) == 1) {
+            if (ver != 1) return ts_fail(e, "census: fitted state version %d; this reader knows 1", ver);
+        } else if (sscanf(line, "education_label %d", &edu) == 1) {
+        } else if (sscanf(line, "continuous %d %lg %lg", &c, &mu, &sd) == 3 && c >= 0 && c < NCONT &&
+                   isfinite(mu) && isfinite(sd) && sd > 0) {
+            st->mean[c] = mu;
+            st->sd[c] = sd;
+            cont++;
+        } else if (sscanf(line, "attribute %d %d", &i, &m) == 2 && i == natt && m >= 0 && m < (1 << 28)) {
+            a = i;
+            natt++;
+            st->nvocab[a] = left = m;
+        } else if (k) {
+            return ts_fail(e, "census: the fitted state cannot be read at \"%.60s\"", line);
+        }
+    }
+    if (ver != 1 || cont != NCONT || natt != NCAT || left)
+        return ts_fail(e, "census: the fitted state is incomplete (version %d, %d of %d statistics, "
+                       "%d of %d attributes); it was not written by this reader", ver, cont, NCONT,
+                       natt, NCAT);
+    if (edu != st->edu_label)
+        return ts_fail(e, "census: the run was trained with education_label = %s; set it the same",
+                       edu ? "true" : "false");
+    return 0;
+}
+
+/* Standardises with the training statistics and gives every nominal value its final id: local id
+ * 1.. for values of the training vocabulary, 0 (the attribute's unseen bucket) otherwise. With a
+ * fitted state the vocabulary is the state's; without one it is fitted on the training split. */
+static int prepare(ts_data *D, census *st, const double *frac, uint64_t seed, int fitted, int apply,
+                   ts_err *e)
+{
+    long n = st->n;
+    if (make_splits(D, st, frac, seed, apply, e)) return -1;
+    if (!fitted) fit_statistics(st, D->nrows[TS_TRAIN]);
     for (long r = 0; r < n; r++)
         for (int c = 0; c < NCONT; c++) {
             /* A validation or test value can lie so many (small) training standard deviations
@@ -254,27 +390,44 @@ static int prepare(ts_data *D, census *st, const double *frac, uint64_t seed, ts
                                st->mean[c]);
             st->cont[r * NCONT + c] = (float)z;
         }
-    /* local id 1.. for values seen in training (in raw-id order), 0 for unseen ones */
     int32_t *map[NCAT] = {0};
     int fail = 0;
     for (int a = 0; a < NCAT; a++)
         fail |= !(map[a] = calloc((size_t)ts_strtab_count(st->dict, a) + 1, 4));
     if (!fail) {
-        for (long i = 0; i < ntr; i++)
-            for (int a = 0; a < NCAT; a++) map[a][st->cat[st->rows[0][i] * NCAT + a]] = 1;
+        if (fitted) {
+            /* the state's values came first into the dictionary: raw id v < nvocab is local v+1 */
+            for (int a = 0; a < NCAT; a++)
+                for (int32_t v = 0, nv = ts_strtab_count(st->dict, a); v < nv; v++)
+                    map[a][v] = v < st->nvocab[a] ? v + 1 : 0;
+        } else {
+            long ntr = D->nrows[TS_TRAIN];
+            for (long i = 0; i < ntr; i++)
+                for (int a = 0; a < NCAT; a++) map[a][st->cat[st->rows[0][i] * NCAT + a]] = 1;
+            for (int a = 0; a < NCAT; a++) {
+                int32_t next = 1;
+                for (int32_t v = 0, nv = ts_strtab_count(st->dict, a); v < nv; v++)
+                    map[a][v] = map[a][v] ? next++ : 0;
+            }
+        }
         st->offsets[0] = 0;
         for (int a = 0; a < NCAT; a++) {
-            int32_t next = 1;
+            int32_t nlocal = 0;
             for (int32_t v = 0, nv = ts_strtab_count(st->dict, a); v < nv; v++)
-                map[a][v] = map[a][v] ? next++ : 0;
-            st->offsets[a + 1] = st->offsets[a] + next;
+                if (map[a][v] > nlocal) nlocal = map[a][v];
+            if (fitted) nlocal = st->nvocab[a];
+            st->offsets[a + 1] = st->offsets[a] + nlocal + 1;
         }
         for (long r = 0; r < n; r++)
-            for (int a = 0; a < NCAT; a++)
-                st->cat[r * NCAT + a] = st->offsets[a] + map[a][st->cat[r * NCAT + a]];
+            for (int a = 0; a < NCAT; a++) {
+                int32_t local = map[a][st->cat[r * NCAT + a]];
+                st->unseen += local == 0;
+                st->cat[r * NCAT + a] = st->offsets[a] + local;
+            }
+        if (!fitted && write_state(st, map, e)) fail = 2;
     }
     for (int a = 0; a < NCAT; a++) free(map[a]);
-    if (fail) return ts_fail(e, "census: out of memory");
+    if (fail) return fail == 2 ? -1 : ts_fail(e, "census: out of memory");
     ts_strtab_free(st->dict);
     st->dict = NULL;
     return 0;
@@ -307,6 +460,9 @@ static void census_close(ts_data *D)
     ts_strtab_free(st->dict);
     free(st->cont); free(st->cat); free(st->weight); free(st->income); free(st->marital);
     free(st->education);
+    free(st->line);
+    free(st->test_line);
+    free(st->state);
     for (int s = 0; s < 3; s++) free(st->rows[s]);
     free(st->b_cont); free(st->b_cat); free(st->b_w); free(st->b_inc); free(st->b_mar);
     free(st->b_edu);
@@ -335,9 +491,17 @@ static int census_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
         return ts_fail(e, "census: out of memory");
     }
     st->edu_label = edu;
+    size_t nfit;
+    const char *fit = ts_ctx_fitted(D->ctx, &nfit);
+    int mode = ts_ctx_open_mode(D->ctx);
+    if (fit && read_state(st, fit, nfit, e) < 0) {
+        census_close(D);
+        return -1;
+    }
     char path[4096];
     ts_ctx_path(D->ctx, ts_cfg_str(cfg, "path"), path, sizeof path);
-    if (read_file(st, path, skip, e) < 0 || prepare(D, st, frac, (uint64_t)seed, e) < 0) {
+    if (read_file(st, path, skip, mode == TS_OPEN_PREDICT, e) < 0 ||
+        prepare(D, st, frac, (uint64_t)seed, fit != NULL, mode != TS_OPEN_TRAIN, e) < 0) {
         census_close(D);
         return -1;
     }
@@ -394,7 +558,19 @@ static int census_aux(ts_data *D, const char *name, const void **ptr, long *n)
     else if (strcmp(name, "continuous_mean") == 0) { *ptr = st->mean; *n = NCONT; }
     else if (strcmp(name, "continuous_std") == 0) { *ptr = st->sd; *n = NCONT; }
     else if (strcmp(name, "categorical_offsets") == 0) { *ptr = st->offsets; *n = NCAT + 1; }
+    else if (strcmp(name, "row_line") == 0) { *ptr = st->test_line; *n = D->nrows[TS_TEST]; }
+    else if (strcmp(name, "unseen_values") == 0) { *ptr = &st->unseen; *n = 1; }
     else return -1;
+    return 0;
+}
+
+static int census_fitted(ts_data *D, char **text, size_t *n, ts_err *e)
+{
+    census *st = D->state;
+    if (!st->state) return ts_fail(e, "census: no fitted state (the reader was given one)");
+    if (!(*text = malloc(st->nstate + 1))) return ts_fail(e, "census: out of memory");
+    memcpy(*text, st->state, st->nstate + 1);
+    *n = st->nstate;
     return 0;
 }
 
@@ -407,7 +583,7 @@ static const ts_key keys[] = {
      "and drop education from the features"},
     {NULL, NULL, NULL, NULL}};
 static const ts_dataset_ops ops = {.open = census_open, .batch = census_batch, .aux = census_aux,
-                                   .close = census_close};
+                                   .close = census_close, .fitted = census_fitted};
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "census", "1.0",
     "UCI Census-Income (KDD): income and never-married labels for multi-task models", keys, &ops};
 const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }
