@@ -156,6 +156,54 @@ static void split_by_hand(void **state)
     close_ml(&F);
 }
 
+/* ml-1m as shipped elsewhere: gzip-compressed files, a users.dat with a sixth field (and one
+ * with only four), Latin-1 titles; a users.dat of another layout is an error that says what
+ * its rows hold, even under skip_bad_rows. */
+static void ml1m_variants(void **state)
+{
+    char dir[128], pairs[256], cmd[512];
+    snprintf(dir, sizeof dir, "%s/ml1mgz", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    write_file(dir, "ratings.dat", "1::10::5::100\n1::20::3::200\n1::30::4::300\n1::40::4::400\n"
+               "2::20::5::100\n2::10::5::150\n2::40::5::160\n");
+    write_file(dir, "users.dat", "1::F::25::7::12345::extra\n2::M::56::20\n");
+    write_file(dir, "movies.dat", "10::Am\xe9lie (2001)::Comedy|Romance\n20::Twenty (1991)::Comedy|Drama\n");
+    snprintf(cmd, sizeof cmd, "gzip %s/ratings.dat %s/movies.dat", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(pairs, sizeof pairs, "path=%s", dir);
+    fixture F;
+    ts_err e = {{0}};
+    if (open_ml(&F, pairs, 4, &e)) fail_msg("%s", e.msg);
+    const ts_tensor *o = field(&F, "occupation");
+    long rows[2] = {0, 1};
+    assert_int_equal(F.ops->batch(&F.D, TS_TEST, rows, 2, &e), 0);
+    assert_true(o->ids[0] == 7 && o->ids[1] == 20);
+    const void *p;
+    long n;
+    assert_int_equal(F.ops->aux(&F.D, "item_title", &p, &n), 0);
+    const char *const *title = p;
+    int found = 0;
+    for (long i = 0; i < n; i++) found |= title[i] && !strcmp(title[i], "Am\xc3\xa9lie (2001)");
+    assert_true(found);                                    /* Latin-1 e-acute -> UTF-8 */
+    close_ml(&F);
+    snprintf(pairs, sizeof pairs, "path=%s encoding=utf-8", dir);
+    assert_int_equal(open_ml(&F, pairs, 4, &e), -1);
+    assert_non_null(strstr(e.msg, "movies.dat.gz:1: the title holds a byte that is not UTF-8 (0xe9"));
+    assert_non_null(strstr(e.msg, "encoding = latin-1"));
+    ts_ini_free(&F.ini); ts_ctx_free(&F.ctx);
+    /* users.dat in another layout: every row bad */
+    write_file(dir, "users.dat", "1,F,25,7,12345\n2,M,56,20,54321\n");
+    snprintf(pairs, sizeof pairs, "path=%s", dir);
+    assert_int_equal(open_ml(&F, pairs, 4, &e), -1);
+    assert_non_null(strstr(e.msg, "users.dat:1: expected at least 4 ::-separated fields"));
+    assert_non_null(strstr(e.msg, "found 1"));
+    ts_ini_free(&F.ini); ts_ctx_free(&F.ctx);
+    snprintf(pairs, sizeof pairs, "path=%s skip_bad_rows=true", dir);
+    assert_int_equal(open_ml(&F, pairs, 4, &e), -1);
+    assert_non_null(strstr(e.msg, "none of its 2 rows parse (line 1: expected at least 4"));
+    ts_ini_free(&F.ini); ts_ctx_free(&F.ctx);
+}
+
 static void bad_rows_named(void **state)
 {
     char dir[128], pairs[256];
@@ -316,6 +364,7 @@ int main(void)
         cmocka_unit_test(bad_rows_named),
         cmocka_unit_test(empty_ratings_named),
         cmocka_unit_test(ml1m_format),
+        cmocka_unit_test(ml1m_variants),
         cmocka_unit_test(bundled_split_invariants),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);

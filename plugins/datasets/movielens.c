@@ -6,7 +6,13 @@
  *
  * Reads ml-latest-small / ml-25m style folders (ratings.csv, movies.csv), ml-1m / ml-10m
  * folders (`::`-separated ratings.dat, movies.dat, users.dat) and ml-100k (u.data, u.item,
- * u.user). Not a rating-prediction dataset: the rating value is checked and then ignored.
+ * u.user); each file may be gzip-compressed (ratings.dat.gz). users.dat needs UserID, Gender,
+ * Age and Occupation; further fields (Zip, ...) are ignored. Titles and genres come out in UTF-8:
+ * ml-1m and ml-10m write them in Latin-1, converted under `encoding = auto` (a title that is not
+ * valid UTF-8 is read as Latin-1) or `latin-1`; `utf-8` refuses invalid bytes with FILE:LINE.
+ * skip_bad_rows skips bad rows, never a whole file: a file none of whose rows parse is an error
+ * that says what its first row holds. Not a rating-prediction dataset: the rating value is
+ * checked and then ignored.
  *
  * Fields, each (B, 1): history BAGS (item ids), genres BAGS (the history's genres), watched
  * BAGS (every earlier watch: what a recommender must not suggest again), age F32 (the paper's
@@ -28,6 +34,7 @@ typedef struct { int64_t user, item, time; long order; } ml_row;
 typedef struct {
     int nusers, nitems, ngenres, nocc, history, has_users, maxg, maxw;
     long skipped;           /* bad rows skipped under skip_bad_rows, in all three files */
+    int encoding;           /* 0 auto, 1 utf-8, 2 latin-1 (titles and genres) */
     int32_t *uoff;          /* (nusers + 1) each user's watches in witem */
     int32_t *witem;         /* (nwatches) item index, per user in time order */
     int64_t *wtime;         /* (nwatches) */
@@ -53,7 +60,10 @@ static const ts_key keys[] = {
      "folder with ratings.csv + movies.csv, ratings.dat (+ movies.dat, users.dat) or u.data"},
     {"history", "int", "50", "most recent earlier watches in the history bag (N)"},
     {"min_count", "int", "1", "drop items with fewer ratings than this before the split"},
-    {"skip_bad_rows", "bool", "false", "skip malformed rows instead of failing"},
+    {"skip_bad_rows", "bool", "false", "skip malformed rows instead of failing (a file whose rows "
+     "all fail is still an error)"},
+    {"encoding", "choice:auto|utf-8|latin-1", "auto", "of titles and genres: auto reads a title "
+     "that is not valid UTF-8 as Latin-1 (ml-1m, ml-10m); utf-8 refuses invalid bytes"},
     {NULL, NULL, NULL, NULL}};
 
 static int by_user_time(const void *a, const void *b)
@@ -93,6 +103,59 @@ static long find_raw(const ml_state *S, int64_t raw)
 
 static int file_exists(const char *p) { FILE *f = fopen(p, "rb"); if (f) fclose(f); return f != NULL; }
 
+/* DIR/NAME or DIR/NAME.gz into buf; 0 when neither exists. */
+static int find_file(const char *dir, const char *name, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/%s", dir, name);
+    if (file_exists(buf)) return 1;
+    snprintf(buf, n, "%s/%s.gz", dir, name);
+    return file_exists(buf);
+}
+
+/* Length of the valid UTF-8 prefix of s (strlen(s) when it is all valid). */
+static size_t utf8_valid(const unsigned char *s)
+{
+    const unsigned char *p = s;
+    while (*p) {
+        int k = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 && *p >= 0xc2 ? 1 : (*p & 0xf0) == 0xe0 ? 2
+                : (*p & 0xf8) == 0xf0 && *p <= 0xf4 ? 3 : -1;
+        if (k < 0) break;
+        int i = 1;
+        while (i <= k && (p[i] & 0xc0) == 0x80) i++;
+        if (i <= k) break;
+        p += k + 1;
+    }
+    return (size_t)(p - s);
+}
+
+/* A title or genre as UTF-8 (malloc'ed): as it is when valid, converted from Latin-1 under
+ * encoding auto or latin-1; NULL with *bad set when utf-8 was asked and the text is not. */
+static char *to_utf8(const char *s, int encoding, size_t *bad)
+{
+    size_t n = strlen(s), ok = utf8_valid((const unsigned char *)s);
+    *bad = (size_t)-1;
+    if (encoding != 2 && ok == n) return strdup(s);
+    if (encoding == 1) { *bad = ok; return NULL; }
+    char *out = malloc(2 * n + 1), *w = out;
+    if (!out) return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x80) *w++ = (char)*p;
+        else { *w++ = (char)(0xc0 | (*p >> 6)); *w++ = (char)(0x80 | (*p & 0x3f)); }
+    }
+    *w = 0;
+    return out;
+}
+
+/* After a file: skip_bad_rows must not have skipped all of it (another layout, not bad rows). */
+static int whole_file_bad(const char *path, long rows, long bad, long first_ln, const char *why,
+                          ts_err *e)
+{
+    if (rows == 0 || bad < rows) return 0;
+    return ts_fail(e, "%s: none of its %ld rows parse (line %ld: %s), so skip_bad_rows would drop "
+                   "the whole file; is it a file of another layout or encoding?", path, rows,
+                   first_ln, why);
+}
+
 /* Reads ratings as (user, item, time) rows; fmt 0 = csv with header, 1 = "::", 2 = tab. */
 static int read_ratings(const char *path, int fmt, long *skipped, ml_row **rows_out, long *n_out,
                         ts_err *e)
@@ -101,11 +164,12 @@ static int read_ratings(const char *path, int fmt, long *skipped, ml_row **rows_
     if (!L) return -1;
     const char *sep = fmt == 0 ? "," : fmt == 1 ? "::" : "\t";
     ml_row *rows = NULL;
-    long n = 0, cap = 0;
-    char *line, *f[6];
+    long n = 0, cap = 0, nread = 0, nbad = 0, first_bad = 0;
+    char *line, *f[6], first_why[128] = "";
     while ((line = ts_lines_next(L, NULL))) {
         long ln = ts_lines_lineno(L);
         if (!*line || (fmt == 0 && ln == 1 && strncmp(line, "userId", 6) == 0)) continue;
+        nread++;
         int nf = ts_split(line, sep, f, 5);
         int64_t u, it, t;
         const char *bad = NULL;
@@ -123,6 +187,7 @@ static int read_ratings(const char *path, int fmt, long *skipped, ml_row **rows_
             if (end == f[2] || *end) bad = "the rating must be a number";
         }
         if (bad) {
+            if (!nbad++) { first_bad = ln; snprintf(first_why, sizeof first_why, "%s", bad); }
             if (skipped) { (*skipped)++; continue; }
             ts_fail(e, "%s:%ld: %s; fix or delete the row, or set skip_bad_rows = true", path, ln, bad);
             free(rows); ts_lines_close(L);
@@ -139,6 +204,7 @@ static int read_ratings(const char *path, int fmt, long *skipped, ml_row **rows_
     }
     int rc = ts_lines_error(L, e);
     ts_lines_close(L);
+    if (!rc) rc = whole_file_bad(path, nread, nbad, first_bad, first_why, e);
     if (rc) { free(rows); return -1; }
     if (n == 0)   /* (and rows is NULL: nothing below may sort or copy it) */
         return ts_fail(e, "%s: no rating rows%s; a MovieLens ratings file has one `user, movie, "
@@ -154,7 +220,8 @@ static int genre_id(ml_state *S, const char *g, ts_err *e)
     for (int i = 0; i < S->ngenres; i++)
         if (!strcmp(S->genre[i], g)) return i;
     if (S->ngenres >= 256) return ts_fail(e, "more than 256 distinct genres: is this a MovieLens movies file?");
-    S->genre[S->ngenres] = strdup(g);
+    size_t bad;
+    S->genre[S->ngenres] = to_utf8(g, S->encoding == 1 ? 0 : S->encoding, &bad);
     return S->genre[S->ngenres] ? S->ngenres++ : ts_fail(e, "out of memory");
 }
 
@@ -171,11 +238,13 @@ static int read_movies(ml_state *S, const char *path, int fmt, long *skipped, ts
     int32_t *tmp = malloc((size_t)S->nitems * 32 * sizeof *tmp), *cnt = calloc((size_t)S->nitems, sizeof *cnt);
     S->genre = calloc(256, sizeof *S->genre);
     if (!tmp || !cnt || !S->genre) { free(tmp); free(cnt); ts_lines_close(L); return ts_fail(e, "out of memory"); }
-    char *line, *f[32];
+    char *line, *f[32], first_why[160] = "";
     int rc = 0;
+    long nread = 0, nbad = 0, first_bad = 0;
     while (!rc && (line = ts_lines_next(L, NULL))) {
         long ln = ts_lines_lineno(L);
         if (!*line || (fmt == 0 && ln == 1 && strncmp(line, "movieId", 7) == 0)) continue;
+        nread++;
         char *title, *genres = NULL, *c1 = strchr(line, fmt == 2 ? '|' : fmt == 1 ? ':' : ',');
         int64_t raw;
         int ok = c1 != NULL;
@@ -200,17 +269,28 @@ static int read_movies(ml_state *S, const char *path, int fmt, long *skipped, ts
         }
         if (ok) ok = parse_i64(line, &raw) == 0;
         if (!ok) {
+            const char *want = fmt == 0 ? "movieId,title,genres" : fmt == 1 ? "MovieID::Title::Genres"
+                               : "24 |-separated fields (id|title|date|video date|url|19 genre flags)";
+            if (!nbad++) { first_bad = ln; snprintf(first_why, sizeof first_why, "expected %s", want); }
             if (skipped) { (*skipped)++; continue; }
             rc = ts_fail(e, "%s:%ld: expected %s; fix or delete the row, or set skip_bad_rows = true",
-                         path, ln, fmt == 0 ? "movieId,title,genres" : fmt == 1 ? "MovieID::Title::Genres"
-                         : "24 |-separated fields (id|title|date|video date|url|19 genre flags)");
+                         path, ln, want);
             break;
         }
         long k = find_raw(S, raw);
         if (k < 0) continue;
         int32_t it = S->raw_to_new[k];
+        size_t badat;
+        char *t8 = to_utf8(title, S->encoding, &badat);
+        if (!t8) {
+            rc = badat == (size_t)-1 ? ts_fail(e, "out of memory")
+                 : ts_fail(e, "%s:%ld: the title holds a byte that is not UTF-8 (0x%02x at byte %zu); "
+                           "set [data] encoding = latin-1 (ml-1m and ml-10m are Latin-1), or auto",
+                           path, ln, (unsigned char)title[badat], badat + 1);
+            break;
+        }
         if (S->title[it]) { free(S->title[it]); cnt[it] = 0; }   /* a repeated id: the last row wins */
-        S->title[it] = strdup(title);
+        S->title[it] = t8;
         if (fmt == 2) {
             for (int g = 0; g < 19 && !rc; g++)
                 if (f[5 + g][0] == '1' && cnt[it] < 32) {
@@ -228,6 +308,7 @@ static int read_movies(ml_state *S, const char *path, int fmt, long *skipped, ts
         }
     }
     if (!rc) rc = ts_lines_error(L, e);
+    if (!rc) rc = whole_file_bad(path, nread, nbad, first_bad, first_why, e);
     ts_lines_close(L);
     S->goff = malloc((size_t)(S->nitems + 1) * sizeof *S->goff);
     long total = 0;
@@ -247,32 +328,52 @@ static int read_movies(ml_state *S, const char *path, int fmt, long *skipped, ts
 }
 
 /* users.dat (UserID::Gender::Age::Occupation::Zip) or u.user (id|age|gender|occupation|zip):
- * age becomes ml-1m's 7 buckets (under 18, 18, 25, 35, 45, 50, 56+). */
+ * the first four fields are needed, further ones ignored. Age becomes ml-1m's 7 buckets (under
+ * 18, 18, 25, 35, 45, 50, 56+). */
 static int read_users(ml_state *S, const char *path, int fmt, const int64_t *uraw, long *skipped, ts_err *e)
 {
     static const int edges[6] = {18, 25, 35, 45, 50, 56};
     char occ_names[64][TS_NAME_MAX];
     ts_lines *L = ts_lines_open(path, e);
     if (!L) return -1;
-    char *line, *f[6];
+    char *line, *f[17], why[200], first_why[200] = "";
+    long nread = 0, nbad = 0, first_bad = 0;
+    const char *layout = fmt == 1 ? "UserID::Gender(M|F)::Age::Occupation(0-63)[::Zip...]"
+                                  : "id|age|gender(M|F)|occupation[|zip...]";
     while ((line = ts_lines_next(L, NULL))) {
         long ln = ts_lines_lineno(L);
         if (!*line) continue;
-        int nf = ts_split(line, fmt == 1 ? "::" : "|", f, 5);
-        int64_t id, age = 0, occ = 0;
-        const char *gs = fmt == 1 ? f[1] : f[2], *as = fmt == 1 ? f[2] : f[1];
-        int ok = nf == 5 && !parse_i64(f[0], &id) && !parse_i64(as, &age) && (gs[0] == 'M' || gs[0] == 'F');
-        if (ok && fmt == 1) ok = !parse_i64(f[3], &occ) && occ >= 0 && occ < 64;
-        if (ok && fmt == 2) {                     /* occupations are names: number them */
-            for (occ = 0; occ < S->nocc && strcmp(occ_names[occ], f[3]); occ++) {}
-            if (occ == S->nocc && (ok = S->nocc < 64)) snprintf(occ_names[S->nocc++], TS_NAME_MAX, "%s", f[3]);
+        nread++;
+        int nf = ts_split(line, fmt == 1 ? "::" : "|", f, 16);
+        int64_t id = 0, age = 0, occ = 0;
+        why[0] = 0;
+        if (nf < 4) {
+            snprintf(why, sizeof why, "expected at least 4 %s-separated fields (%s), found %d",
+                     fmt == 1 ? "::" : "|", layout, nf);
+        } else {
+            const char *gs = fmt == 1 ? f[1] : f[2], *as = fmt == 1 ? f[2] : f[1];
+            if (parse_i64(f[0], &id)) snprintf(why, sizeof why, "the user id \"%.30s\" is not a whole number", f[0]);
+            else if (parse_i64(as, &age)) snprintf(why, sizeof why, "the age \"%.30s\" is not a whole number", as);
+            else if (!(gs[0] == 'M' || gs[0] == 'F') || gs[1])
+                snprintf(why, sizeof why, "the gender \"%.30s\" is not M or F", gs);
+            else if (fmt == 1 && (parse_i64(f[3], &occ) || occ < 0 || occ >= 64))
+                snprintf(why, sizeof why, "the occupation \"%.30s\" is not a number in 0..63", f[3]);
+            if (!why[0] && fmt == 2) {                 /* occupations are names: number them */
+                for (occ = 0; occ < S->nocc && strcmp(occ_names[occ], f[3]); occ++) {}
+                if (occ == S->nocc) {
+                    if (S->nocc < 64) snprintf(occ_names[S->nocc++], TS_NAME_MAX, "%s", f[3]);
+                    else snprintf(why, sizeof why, "more than 64 distinct occupations");
+                }
+            }
         }
-        if (!ok) {
+        if (why[0]) {
+            if (!nbad++) { first_bad = ln; snprintf(first_why, sizeof first_why, "%s", why); }
             if (skipped) { (*skipped)++; continue; }
             ts_lines_close(L);
-            return ts_fail(e, "%s:%ld: expected %s; fix or delete the row, or set skip_bad_rows = true", path,
-                           ln, fmt == 1 ? "UserID::Gender(M|F)::Age::Occupation(0-63)::Zip" : "id|age|gender(M|F)|occupation|zip");
+            return ts_fail(e, "%s:%ld: %s; fix or delete the row, or set skip_bad_rows = true", path,
+                           ln, why);
         }
+        const char *gs = fmt == 1 ? f[1] : f[2];
         int64_t *p = bsearch(&id, uraw, (size_t)S->nusers, sizeof *uraw, by_i64);
         if (!p) continue;
         long u = p - uraw;
@@ -285,6 +386,7 @@ static int read_users(ml_state *S, const char *path, int fmt, const int64_t *ura
     }
     int rc = ts_lines_error(L, e);
     ts_lines_close(L);
+    if (!rc) rc = whole_file_bad(path, nread, nbad, first_bad, first_why, e);
     return rc;
 }
 
@@ -390,26 +492,27 @@ static int build_index(ml_state *S, ml_row *rows, long n, long min_count, int64_
 static int ml_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
 {
     long hist, minc;
-    int skip;
+    int skip, encoding;
     if (ts_cfg_int(cfg, "history", &hist, e) || ts_cfg_int(cfg, "min_count", &minc, e) ||
-        ts_cfg_bool(cfg, "skip_bad_rows", &skip, e)) return -1;
+        ts_cfg_bool(cfg, "skip_bad_rows", &skip, e) || ts_cfg_choice(cfg, "encoding",
+        "auto|utf-8|latin-1", &encoding, e)) return -1;
     if (hist < 1 || hist > 100000)
         return ts_fail(e, "%s: history = %ld must lie in 1..100000", ts_cfg_where(cfg, "history"), hist);
     char dir[3000], rp[3100], mp[3100], up[3100];
     ts_ctx_path(D->ctx, ts_cfg_str(cfg, "path"), dir, sizeof dir);
     static const char *rn[3] = {"ratings.csv", "ratings.dat", "u.data"}, *mn[3] = {"movies.csv", "movies.dat", "u.item"};
     int fmt = 0;
-    for (; fmt < 3; fmt++) {
-        snprintf(rp, sizeof rp, "%s/%s", dir, rn[fmt]);
-        if (file_exists(rp)) break;
-    }
+    for (; fmt < 3; fmt++)
+        if (find_file(dir, rn[fmt], rp, sizeof rp)) break;
     if (fmt == 3)
-        return ts_fail(e, "%s: %s holds no ratings.csv, ratings.dat or u.data; set path = to a MovieLens "
-                       "folder such as data/movielens/ml-latest-small", ts_cfg_where(cfg, "path"), dir);
+        return ts_fail(e, "%s: %s holds no ratings.csv, ratings.dat or u.data (nor .gz); set path = "
+                       "to a MovieLens folder such as data/movielens/ml-latest-small",
+                       ts_cfg_where(cfg, "path"), dir);
     ml_state *S = calloc(1, sizeof *S);
     if (!S) return ts_fail(e, "out of memory");
     D->state = S;
     S->history = (int)hist;
+    S->encoding = encoding;
     ml_row *rows = NULL;
     long n = 0;
     int64_t *uraw = NULL;
@@ -417,8 +520,7 @@ static int ml_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
     int rc = read_ratings(rp, fmt, skipped, &rows, &n, e);
     if (!rc) rc = build_index(S, rows, n, minc, &uraw, e);
     free(rows);
-    snprintf(mp, sizeof mp, "%s/%s", dir, mn[fmt]);
-    if (!rc && file_exists(mp)) rc = read_movies(S, mp, fmt, skipped, e);
+    if (!rc && find_file(dir, mn[fmt], mp, sizeof mp)) rc = read_movies(S, mp, fmt, skipped, e);
     else if (!rc) {                       /* no movies file: no genres, ids as titles */
         S->goff = calloc((size_t)S->nitems + 1, sizeof *S->goff);
         S->gids = calloc(1, sizeof *S->gids);
@@ -430,8 +532,7 @@ static int ml_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
             snprintf(b, sizeof b, "movie %d", (int)S->raw_id[i]);
             if (!(S->title[i] = strdup(b))) rc = ts_fail(e, "out of memory");
         }
-    snprintf(up, sizeof up, "%s/%s", dir, fmt == 1 ? "users.dat" : "u.user");
-    if (!rc && fmt > 0 && file_exists(up)) {
+    if (!rc && fmt > 0 && find_file(dir, fmt == 1 ? "users.dat" : "u.user", up, sizeof up)) {
         S->has_users = 1;
         S->gender = calloc((size_t)S->nusers, sizeof *S->gender);
         S->uage = calloc((size_t)S->nusers, sizeof *S->uage);
