@@ -38,6 +38,8 @@ typedef struct ts_run_opts {
     FILE *log;                /* progress lines and the final figures; NULL = silent */
     int max_epochs;           /* > 0: cap [train] epochs (compare --quick) */
     int resume;               /* continue from the results folder's latest valid checkpoint */
+    int if_changed;           /* --if-changed (what compare passes): keep a finished run of the
+                               * same identity, resume a half-done one, else run it */
     double max_memory;        /* bytes a run may use; 0 = the memory the system has available */
 } ts_run_opts;
 

@@ -90,6 +90,7 @@ static int cmd_run(int argc, char **argv, const char *run_dir)
         if (!strcmp(argv[i], "--results") && i + 1 < argc && !run_dir) o.results_dir = argv[++i];
         else if (!strcmp(argv[i], "--quiet")) o.log = NULL;
         else if (!strcmp(argv[i], "--resume")) o.resume = 1;
+        else if (!strcmp(argv[i], "--if-changed")) o.if_changed = 1;
         else if (!strcmp(argv[i], "--max-epochs") && i + 1 < argc) o.max_epochs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--max-memory") && i + 1 < argc) {
             if ((o.max_memory = parse_size(argv[++i])) <= 0) {
