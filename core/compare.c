@@ -207,8 +207,10 @@ static int add_file(cmp_exp *v, int *n, const char *path, suite_frame *stack, in
     }
     for (int i = 0; i < *n; i++) {
         if (sb.st_ino && v[i].dev == sb.st_dev && v[i].ino == sb.st_ino) {
-            fprintf(stderr, "tessera compare: note: %s is listed more than once (also as %s); it "
-                    "runs once\n", path, v[i].path);
+            int other = strcmp(path, v[i].path) != 0;
+            fprintf(stderr, "tessera compare: note: %s is listed more than once%s%s%s; it runs "
+                    "once\n", path, other ? " (also as " : "", other ? v[i].path : "",
+                    other ? ")" : "");
             ts_ini_free(&ini);
             return 0;
         }
