@@ -73,6 +73,9 @@ struct ts_ctx {
                                     * blocks each start with them (ts_ctx_alloc_params) */
     ts_metric_rec *metrics;        /* figures reported by the current evaluation */
     int nmetrics, mcap;
+    unsigned char field_label[TS_MAX_FIELDS];  /* 1: the dataset declared the field a label
+                                                * (ts_data_label); layers may never read it */
+    long label_classes;            /* set by ts_head_label_classes while a head builds */
 };
 
 void ts_ctx_init(ts_ctx *ctx, uint64_t seed, int max_batch);
@@ -105,6 +108,7 @@ typedef struct ts_hnode {
     double last_loss;              /* this step's mean loss */
     double loss_sum;               /* since the last log line */
     int built;                     /* build() succeeded: destroy() is owed */
+    long label_classes;            /* > 0: the label is a class index in [0, label_classes) */
 } ts_hnode;
 
 struct ts_exp {
@@ -134,6 +138,8 @@ struct ts_exp {
     char early_stop[2 * TS_NAME_MAX];   /* "income.auc"; "" = last epoch */
     int weighting;                      /* 0 static, 1 uncertainty */
     ts_param *log_var;                  /* uncertainty weighting: (1, nheads) */
+    char **warnings;                    /* (nwarnings) sentences of the build (ts_exp_warning) */
+    int nwarnings;
 };
 
 /* Resolves a name of `input =`: a dataset field, a layer output, or LAYER.OUTPUT. */
