@@ -1,11 +1,14 @@
 /* graph.c — from a parsed experiment to a runnable graph: the run context (parameters in one
  * arena, rng, lookups), the dataset, layers sorted topologically with cycle / unknown-input /
- * shape errors, tied weights, heads, and one forward and backward pass.
- * The training loop itself is in train.c. */
+ * shape errors, label leaks and layers named like fields refused, dead layers warned about,
+ * tied weights, heads, the labels checked once against what each head takes, and one forward
+ * and backward pass. The training loop itself is in train.c. */
 #define _XOPEN_SOURCE 700   /* realpath */
 #include "internal.h"
+#include "dist.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -137,6 +140,22 @@ ts_tensor *ts_data_field(ts_data *D, const char *name, ts_dtype dtype, int ndim,
     for (int k = 1; k < ndim; k++) t->dim[k] = dims[k - 1];
     t->vocab = vocab;
     return t;
+}
+
+int ts_data_label(ts_data *D, const char *name, ts_err *e)
+{
+    for (int i = 0; i < D->nfield; i++)
+        if (!strcmp(D->field_name[i], name)) {
+            if (D->ctx) D->ctx->field_label[i] = 1;
+            return 0;
+        }
+    return ts_fail(e, "ts_data_label: the dataset has no field '%s' (declare it with "
+                   "ts_data_field first)", name);
+}
+
+void ts_head_label_classes(ts_head *H, long k)
+{
+    if (H && H->ctx) H->ctx->label_classes = k;
 }
 
 /* ---- parameters ---------------------------------------------------------------------------- */
@@ -623,8 +642,14 @@ static int parse_inputs(ts_exp *x, ts_cfg *c, char names[][2 * TS_NAME_MAX], int
     if (*n == 0) return ts_fail(e, "%s: [%s] input is empty", ts_cfg_where(c, "input"), c->name);
     for (int i = 0; i < *n; i++) {
         const char *s = items[i];
-        if (starts(s, "layer.")) s += 6;   /* accept `input = layer.q_conv` too */
+        int layer = starts(s, "layer.");
+        if (layer) s += 6;   /* accept `input = layer.q_conv` too */
         snprintf(names[i], 2 * TS_NAME_MAX, "%s", s);
+        if (layer && producer(x, names[i]) < 0 && field_index(x, names[i]) >= 0)
+            /* a name that says "layer" never falls back to a field (a label, say) */
+            return ts_fail(e, "%s: [%s] input '%s' names no layer; '%s' is a field of the "
+                           "dataset: write `input = %s` if the field is what you mean",
+                           ts_cfg_where(c, "input"), c->name, items[i], names[i], names[i]);
         if (field_index(x, names[i]) < 0 && producer(x, names[i]) < 0) {
             const char *near = nearest_source(x, names[i]);
             char fields[1024] = "";
@@ -639,6 +664,268 @@ static int parse_inputs(ts_exp *x, ts_cfg *c, char names[][2 * TS_NAME_MAX], int
         }
     }
     return 0;
+}
+
+/* ---- what the graph refuses (label leaks, a layer named like a field) or warns about -------- */
+static void add_warning(ts_exp *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_warning(ts_exp *x, const char *fmt, ...)
+{
+    char buf[TS_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char **w = realloc(x->warnings, (size_t)(x->nwarnings + 1) * sizeof *w);
+    if (!w) return;                       /* a warning lost to a full memory is no harm */
+    x->warnings = w;
+    if ((w[x->nwarnings] = strdup(buf))) x->nwarnings++;
+}
+
+int ts_exp_warning_count(const ts_exp *x) { return x ? x->nwarnings : 0; }
+
+const char *ts_exp_warning(const ts_exp *x, int i)
+{
+    return x && i >= 0 && i < x->nwarnings ? x->warnings[i] : NULL;
+}
+
+/* The head whose `label =` names field f, or -1 when none does. */
+static int label_head(ts_exp *x, int f)
+{
+    for (int h = 0; h < x->nheads; h++) {
+        const char *l = ts_cfg_str(x->heads[h].cfg, "label");
+        if (l && !strcmp(l, x->data.field_name[f])) return h;
+    }
+    return -1;
+}
+
+/* A label leak: `input = NAME` of section c names a label field (a head's `label =`, or a
+ * field the dataset declares a label). Any path from a label into the model starts with such
+ * an edge, so checking every layer's and head's inputs covers paths through LAYER.OUTPUT too. */
+static int refuse_label_input(ts_exp *x, ts_cfg *c, const char *name, ts_err *e)
+{
+    int f = field_index(x, name);
+    if (f < 0) return 0;
+    int h = label_head(x, f);
+    if (h < 0 && !x->ctx.field_label[f]) return 0;
+    char at[TS_PATH_MAX + 32];
+    snprintf(at, sizeof at, "%s", ts_cfg_where(c, "input"));
+    if (h >= 0 && x->heads[h].cfg == c)
+        return ts_fail(e, "%s: [%s] input '%s' is the head's own label: a model that reads "
+                       "its answer scores a perfect, meaningless result. Give the head a layer's "
+                       "output instead", at, c->name, name);
+    if (h >= 0)
+        return ts_fail(e, "%s: [%s] input '%s' is the label of [%s] (%s): a model that reads "
+                       "its answer scores a perfect, meaningless result (a test AUC of 1). Take "
+                       "'%s' out of `input =`", at, c->name, name, x->heads[h].cfg->name,
+                       ts_cfg_where(x->heads[h].cfg, "label"), name);
+    return ts_fail(e, "%s: [%s] input '%s' is a label: the dataset (type = %s) declares it a "
+                   "target of prediction, never a feature. Take '%s' out of `input =`", at,
+                   c->name, name, x->data_pl->name, name);
+}
+
+/* Before the layers are built: a layer that has the name of a dataset field (the field would
+ * win every lookup), label leaks, and a warning for each layer whose output reaches no head.
+ * hin / hnin: each head's parsed `input =` names. */
+static int check_graph(ts_exp *x, char (*hin)[TS_MAX_IN][2 * TS_NAME_MAX], const int *hnin,
+                       ts_err *e)
+{
+    for (int i = 0; i < x->nnodes; i++) {
+        ts_cfg *c = x->nodes[i].cfg;
+        if (field_index(x, c->name + 6) >= 0)
+            return ts_fail(e, "%s:%d: [%s] has the name of the dataset's field '%s' (type = %s): "
+                           "`input = %s` names the field, never this layer, so a layer or head "
+                           "meant to read the layer would silently read the data. Rename the "
+                           "layer", c->file, c->line, c->name, c->name + 6, x->data_pl->name,
+                           c->name + 6);
+    }
+    for (int i = 0; i < x->nnodes; i++)
+        for (int k = 0; k < x->nodes[i].nin; k++)
+            if (refuse_label_input(x, x->nodes[i].cfg, x->nodes[i].in_name[k], e)) return -1;
+    for (int h = 0; h < x->nheads; h++)
+        for (int k = 0; k < hnin[h]; k++)
+            if (refuse_label_input(x, x->heads[h].cfg, hin[h][k], e)) return -1;
+    /* reach[i]: a head depends on layer i (directly or through the layers it feeds);
+     * is_read[i]: some layer or head names one of its outputs. */
+    int n = x->nnodes;
+    char *reach = calloc((size_t)(n ? n : 1), 1), *is_read = calloc((size_t)(n ? n : 1), 1);
+    if (!reach || !is_read) { free(reach); free(is_read); return ts_fail(e, "out of memory"); }
+    for (int h = 0; h < x->nheads; h++)
+        for (int k = 0; k < hnin[h]; k++) {
+            int p = producer(x, hin[h][k]);
+            if (p >= 0) reach[p] = is_read[p] = 1;
+        }
+    for (int j = 0; j < n; j++)
+        for (int k = 0; k < x->nodes[j].nin; k++) {
+            int p = producer(x, x->nodes[j].in_name[k]);
+            if (p >= 0) is_read[p] = 1;
+        }
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int j = 0; j < n; j++) {
+            if (!reach[j]) continue;
+            for (int k = 0; k < x->nodes[j].nin; k++) {
+                int p = producer(x, x->nodes[j].in_name[k]);
+                if (p >= 0 && !reach[p]) reach[p] = changed = 1;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        ts_cfg *c = x->nodes[i].cfg;
+        if (reach[i]) continue;
+        if (!is_read[i]) {
+            add_warning(x, "%s:%d: warning: nothing reads the output of [%s] (no layer's or "
+                        "head's `input =` names it): it is computed every step for nothing. "
+                        "Give it to a layer or a head, or delete the section", c->file, c->line,
+                        c->name);
+            continue;
+        }
+        char readers[512] = "";
+        for (int j = 0; j < n; j++)
+            for (int k = 0; k < x->nodes[j].nin; k++)
+                if (producer(x, x->nodes[j].in_name[k]) == i) {
+                    size_t m = strlen(readers);
+                    snprintf(readers + m, sizeof readers - m, "%s[%s]", m ? ", " : "",
+                             x->nodes[j].cfg->name);
+                    break;
+                }
+        add_warning(x, "%s:%d: warning: [%s] reaches no head: the layers that read it (%s) feed "
+                    "no head, so it is computed every step for nothing. Connect them to a head "
+                    "or delete them", c->file, c->line, c->name, readers);
+    }
+    free(reach);
+    free(is_read);
+    return 0;
+}
+
+/* ---- the labels, checked once before training -------------------------------------------------
+ * A label must be what the head and its loss take: the head's declared kind (ts_head_ops
+ * check_label: "binary", "real", "class K") and its loss's label_kind, the stricter of the two
+ * (binary, then class, then real). A binary head fed 2, 0.5 or -1/+1 would otherwise train
+ * (bce gives a negative loss) and report an AUC of a different question. One pass over the rows
+ * of every split through the dataset's batch(), which reads no random numbers, so the run that
+ * follows is the run it would have been. */
+static int kind_rank(int kind)
+{
+    return kind == TS_LABEL_BINARY ? 3 : kind == TS_LABEL_CLASS ? 2 : kind == TS_LABEL_REAL ? 1 : 0;
+}
+
+static int declared_kind(const ts_head_ops *ops)
+{
+    const char *w = ops->check_label;
+    if (!w) return -1;
+    if (!strncmp(w, "binary", 6)) return TS_LABEL_BINARY;
+    if (!strncmp(w, "real", 4)) return TS_LABEL_REAL;
+    if (!strncmp(w, "class", 5)) return TS_LABEL_CLASS;
+    return -1;
+}
+
+typedef struct label_tally {
+    int kind;                    /* ts_label_kind, or -1: nothing to check */
+    long bad[3];                 /* bad labels per split */
+    int first_split;             /* -1 until one is found */
+    long first_row;
+    float first_value;
+} label_tally;
+
+static int label_ok(int kind, float v, long classes)
+{
+    switch (kind) {
+    case TS_LABEL_BINARY: return v == 0.0f || v == 1.0f;
+    case TS_LABEL_REAL: return isfinite(v);
+    case TS_LABEL_CLASS:
+        return isfinite(v) && v >= 0 && v == floorf(v) && (classes <= 0 || v < (float)classes);
+    default: return 1;
+    }
+}
+
+static int check_labels(ts_exp *x, ts_err *e)
+{
+    label_tally *t = calloc((size_t)x->nheads, sizeof *t);
+    long *rows = malloc((size_t)x->ctx.max_batch * sizeof *rows);
+    if (!t || !rows) { free(t); free(rows); return ts_fail(e, "out of memory"); }
+    int any = 0;
+    for (int h = 0; h < x->nheads; h++) {
+        ts_hnode *hn = &x->heads[h];
+        int d = declared_kind(hn->ops), l = hn->H.loss ? (int)hn->H.loss->label_kind : -1;
+        t[h].kind = kind_rank(l) > kind_rank(d) ? l : d;
+        t[h].first_split = -1;
+        if (!hn->H.label || hn->H.label->dtype != TS_F32) t[h].kind = -1;
+        any |= t[h].kind >= 0;
+    }
+    const ts_dataset_ops *ops = x->data_pl->ops;
+    int rc = 0;
+    for (int sp = TS_TRAIN; any && sp <= TS_TEST && !rc; sp++)
+        for (long s = 0; s < x->data.nrows[sp] && !rc; s += x->ctx.max_batch) {
+            long left = x->data.nrows[sp] - s;
+            int b = (int)(left < x->ctx.max_batch ? left : x->ctx.max_batch);
+            for (int i = 0; i < b; i++) rows[i] = s + i;
+            ts_err pe;
+            if (ops->batch(&x->data, (ts_phase)sp, rows, b, &pe)) {
+                rc = ts_fail(e, "[data] %s: %s", x->data_pl->name, pe.msg);
+                break;
+            }
+            for (int h = 0; h < x->nheads; h++) {
+                if (t[h].kind < 0) continue;
+                const ts_tensor *y = x->heads[h].H.label;
+                long per = ts_rowsize(y), cls = x->heads[h].label_classes;
+                for (long j = 0; j < (long)b * per; j++) {
+                    if (label_ok(t[h].kind, y->x[j], cls)) continue;
+                    if (t[h].first_split < 0) {
+                        t[h].first_split = sp;
+                        t[h].first_row = s + j / per;
+                        t[h].first_value = y->x[j];
+                    }
+                    t[h].bad[sp]++;
+                }
+            }
+        }
+    for (int h = 0; h < x->nheads && !rc; h++) {
+        if (t[h].first_split < 0) continue;
+        ts_hnode *hn = &x->heads[h];
+        const char *loss = ts_cfg_str(hn->cfg, "loss"), *field = ts_cfg_str(hn->cfg, "label");
+        char splits[128] = "", takes[96], is[64];
+        long total = 0;
+        for (int sp = TS_TRAIN; sp <= TS_TEST; sp++) {
+            if (!t[h].bad[sp]) continue;
+            size_t m = strlen(splits);
+            snprintf(splits + m, sizeof splits - m, "%s%s %ld", m ? ", " : "",
+                     ts_phase_name((ts_phase)sp), t[h].bad[sp]);
+            total += t[h].bad[sp];
+        }
+        const char *todo;
+        if (t[h].kind == TS_LABEL_BINARY) {
+            snprintf(takes, sizeof takes, "labels of exactly 0 or 1");
+            snprintf(is, sizeof is, "neither 0 nor 1");
+            todo = declared_kind(hn->ops) == TS_LABEL_BINARY
+                       ? "Put a 0/1 label in the data (e.g. 1 when the value passes a threshold), "
+                         "or predict the value itself with a regression head (type = regression, "
+                         "loss = mse)"
+                       : "Use a loss for real values (loss = mse), or put a 0/1 label in the data";
+        } else if (t[h].kind == TS_LABEL_CLASS) {
+            if (hn->label_classes > 0)
+                snprintf(takes, sizeof takes, "class indices, whole numbers in [0, %ld)",
+                         hn->label_classes);
+            else
+                snprintf(takes, sizeof takes, "class indices, whole numbers >= 0");
+            snprintf(is, sizeof is, "not");
+            todo = "Check the label column of the data and the head's number of classes "
+                   "(items =)";
+        } else {
+            snprintf(takes, sizeof takes, "finite real labels");
+            snprintf(is, sizeof is, "NaN or infinite");
+            todo = "Fix or drop those rows of the data";
+        }
+        rc = ts_fail(e, "%s: [%s] (type %s%s%s) takes %s, but the field '%s' holds %ld label%s "
+                     "that %s %s (%s); the first is %g, row %ld of the %s split. %s",
+                     ts_cfg_where(hn->cfg, "label"), hn->cfg->name, hn->pl->name,
+                     loss ? ", loss " : "", loss ? loss : "", takes, field ? field : "?", total,
+                     total == 1 ? "" : "s", total == 1 ? "is" : "are", is, splits,
+                     (double)t[h].first_value, t[h].first_row,
+                     ts_phase_name((ts_phase)t[h].first_split), todo);
+    }
+    free(t);
+    free(rows);
+    return rc;
 }
 
 static int alloc_outputs(ts_layer *L, ts_err *e)
@@ -667,6 +954,18 @@ int ts_exp_build(ts_exp *x, ts_err *e)
         if (parse_inputs(x, nd->cfg, nd->in_name, &nd->nin, e)) return -1;
         const char *sh = ts_cfg_str(nd->cfg, "share");
         if (sh) snprintf(nd->share, sizeof nd->share, "%s", starts(sh, "layer.") ? sh + 6 : sh);
+    }
+    {
+        /* The heads' inputs too, so the graph's checks see every edge before anything builds. */
+        char (*hin)[TS_MAX_IN][2 * TS_NAME_MAX] = calloc((size_t)x->nheads, sizeof *hin);
+        int *hnin = calloc((size_t)x->nheads, sizeof *hnin), rc = 0;
+        if (!hin || !hnin) rc = ts_fail(e, "out of memory");
+        for (int h = 0; h < x->nheads && !rc; h++)
+            rc = parse_inputs(x, x->heads[h].cfg, hin[h], &hnin[h], e);
+        if (!rc) rc = check_graph(x, hin, hnin, e);
+        free(hin);
+        free(hnin);
+        if (rc) return -1;
     }
     ts_node *sorted = calloc((size_t)(x->nnodes ? x->nnodes : 1), sizeof *sorted);
     int *done = calloc((size_t)(x->nnodes ? x->nnodes : 1), sizeof *done);
@@ -830,7 +1129,10 @@ int ts_exp_build(ts_exp *x, ts_err *e)
             return ts_fail(e, "%s:%d: [%s] loss: %s", hn->cfg->file, hn->cfg->line, hn->cfg->name,
                            pe.msg);
         x->ctx.owner = hn->cfg->name;
-        if (hn->ops->build(H, hn->cfg, &pe)) {
+        x->ctx.label_classes = 0;
+        int brc = hn->ops->build(H, hn->cfg, &pe);
+        hn->label_classes = x->ctx.label_classes;
+        if (brc) {
             if (strstr(pe.msg, hn->cfg->file)) return ts_fail(e, "%s", pe.msg);
             char shapes[512] = "";
             for (int k = 0; k < H->nin; k++) {
@@ -844,6 +1146,7 @@ int ts_exp_build(ts_exp *x, ts_err *e)
         }
         hn->built = 1;
     }
+    if (check_labels(x, e)) return -1;
     x->ctx.owner = "weighting";
     if (x->weighting == 1 && !(x->log_var = ts_param_add(&x->ctx, "log_var", 1, x->nheads,
                                                           TS_INIT_ZEROS, 0, 0, e)))
@@ -857,6 +1160,9 @@ int ts_exp_build(ts_exp *x, ts_err *e)
     if (ts_exp_check_memory(x, oo->nslots, e)) return -1;
     if (ts_ctx_alloc_params(&x->ctx, oo->nslots, &x->arena, &x->arena_n, e)) return -1;
     x->built = 1;
+    /* The warnings go to the run's log (the program's choice of stream), once per job. */
+    for (int i = 0; x->opts.log && ts_dist_rank() == 0 && i < x->nwarnings; i++)
+        fprintf(x->opts.log, "%s  %s\n", x->name, x->warnings[i]);
     return 0;
 }
 
@@ -884,6 +1190,8 @@ void ts_exp_free(ts_exp *x)
     }
     if (x->data_open && x->data_pl && ((const ts_dataset_ops *)x->data_pl->ops)->close)
         ((const ts_dataset_ops *)x->data_pl->ops)->close(&x->data);
+    for (int i = 0; i < x->nwarnings; i++) free(x->warnings[i]);
+    free(x->warnings);
     free(x->nodes);
     free(x->heads);
     free(x->arena);

@@ -60,6 +60,10 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e); /* p
 int ts_exp_open_data(ts_exp *x, ts_err *e);                                 /* dataset open */
 int ts_exp_build(ts_exp *x, ts_err *e);                                     /* graph, params */
 ts_data *ts_exp_data(ts_exp *x);
+/* What the build accepted but doubts (a layer whose output reaches no head), one sentence each
+ * in the form "FILE:LINE: warning: ..."; ts_exp_build also writes them to the run's log. */
+int ts_exp_warning_count(const ts_exp *x);
+const char *ts_exp_warning(const ts_exp *x, int i);          /* NULL past the last */
 const ts_dataset_ops *ts_exp_data_ops(ts_exp *x);
 void ts_exp_free(ts_exp *x);
 

@@ -79,6 +79,9 @@ struct ts_ctx {
     char **data_files;             /* every existing path ts_ctx_path resolved: the run's data,
                                     * hashed into its identity (rundir.c) */
     int ndata, data_cap;
+    unsigned char field_label[TS_MAX_FIELDS];  /* 1: the dataset declared the field a label
+                                                * (ts_data_label); layers may never read it */
+    long label_classes;            /* set by ts_head_label_classes while a head builds */
 };
 
 void ts_ctx_init(ts_ctx *ctx, uint64_t seed, int max_batch);
@@ -112,6 +115,7 @@ typedef struct ts_hnode {
     double last_loss;              /* this step's mean loss */
     double loss_sum;               /* since the last log line */
     int built;                     /* build() succeeded: destroy() is owed */
+    long label_classes;            /* > 0: the label is a class index in [0, label_classes) */
 } ts_hnode;
 
 struct ts_exp {
@@ -148,6 +152,8 @@ struct ts_exp {
     char *identity;                     /* identity.txt's text (ts_rundir_prepare) */
     char *data_state;                   /* what the dataset fitted (its fitted() op), or NULL */
     size_t ndata_state;
+    char **warnings;                    /* (nwarnings) sentences of the build (ts_exp_warning) */
+    int nwarnings;
 };
 
 /* Resolves a name of `input =`: a dataset field, a layer output, or LAYER.OUTPUT. */

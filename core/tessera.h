@@ -352,7 +352,8 @@ typedef struct ts_head_ops {
     /* Optional: extra results after the test evaluation. */
     int (*report)(ts_head *H, const char *dir, ts_err *e);
     /* For check-plugin: inputs as in ts_layer_ops, and the label to draw ("binary", "real",
-     * "class K", or NULL for none). */
+     * "class K", or NULL for none). The kind word is also what the host checks the label field
+     * of an experiment against before training (with the loss's label_kind: the stricter). */
     const char *check_inputs;
     const char *check_label;
     const char *check_keys;
@@ -396,6 +397,21 @@ typedef struct ts_dataset_ops {
      * rows exactly as the training rows were read. */
     int (*fitted)(ts_data *D, char **text, size_t *n, ts_err *e);
 } ts_dataset_ops;
+
+/* ------------------------------------------------------------------------------------------
+ * Labels (appended functions; no struct changes). Before training the host checks every label
+ * a head reads against what the head and its loss take (binary: exactly 0 or 1; real: finite;
+ * class: a whole number in [0, k)), and it refuses a graph in which a label reaches a layer or
+ * a head's input (a label leak). A field named by a head's `label =` is a label; so is a field
+ * its dataset declares one.
+ * ------------------------------------------------------------------------------------------ */
+/* At open(): declares the field `name` (declared before with ts_data_field) a label or another
+ * target of prediction (a task's answer, an example weight): heads may read it, layers never.
+ * -1 when the dataset has no field of that name. */
+int ts_data_label(ts_data *D, const char *name, ts_err *e);
+/* At build(): a head whose label is a class index (an item id) says how many classes there are,
+ * so that the host's check refuses a label outside [0, k) before training. */
+void ts_head_label_classes(ts_head *H, long k);
 
 #ifdef __cplusplus
 }

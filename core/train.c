@@ -882,6 +882,12 @@ static int log_line(trainer *t, ts_err *e)
     return 0;
 }
 
+/* Early stopping was switched off because its figure was undefined (end_epoch). */
+static int early_stop_undefined(const ts_exp *x, const ts_loop *l)
+{
+    return x->early_stop[0] && l->best_epoch > 0 && isnan(l->best_score);
+}
+
 /* The end of an epoch: validation, early stopping, the epoch's checkpoint. */
 static int end_epoch(trainer *t, double t_epoch, ts_err *e)
 {
@@ -900,7 +906,25 @@ static int end_epoch(trainer *t, double t_epoch, ts_err *e)
                            "validation split; use TASK.METRIC, e.g. %s.%s", x->early_stop,
                            x->ctx.nmetrics ? x->ctx.metrics[0].task : "task",
                            x->ctx.nmetrics ? x->ctx.metrics[0].metric : "auc");
-        improved = isfinite(score) && (t->minimize ? score < l->best_score : score > l->best_score);
+        /* A figure the first evaluation cannot define (the AUC of a validation split with one
+         * class) can choose no epoch: early stopping is then off for the whole run, which keeps
+         * the last epoch's weights instead of the initial ones. A NaN best_score after an
+         * evaluation marks that mode, in checkpoints too. */
+        int undefined = early_stop_undefined(x, l);
+        if (!undefined && l->best_epoch == 0 && !isfinite(score)) {
+            undefined = 1;
+            if (t->log)
+                fprintf(t->log, "%s%s  warning: [train] early_stop = %s is %g on the validation "
+                        "split at the first evaluation%s; early stopping is off: the run trains "
+                        "every epoch and keeps the last one's weights (metrics.json: "
+                        "train.run.early_stop_undefined = 1). Give the validation split both "
+                        "classes, or early-stop on a figure it defines\n", t->tty ? "\r" : "",
+                        x->name, x->early_stop, score, strstr(x->early_stop, "auc") ?
+                        " (an AUC is undefined when the split holds one class only)" : "");
+        }
+        if (undefined) score = NAN;
+        improved = undefined ||
+                   (isfinite(score) && (t->minimize ? score < l->best_score : score > l->best_score));
     }
     if (improved) {
         l->best_score = score;
@@ -921,7 +945,8 @@ static int end_epoch(trainer *t, double t_epoch, ts_err *e)
             fprintf(t->log, "  valid %s.%s %.4f", m->task, m->metric, m->value);
             shown++;
         }
-        fprintf(t->log, "%s\n", improved && x->early_stop[0] ? "  *" : "");
+        fprintf(t->log, "%s\n", improved && x->early_stop[0] && !early_stop_undefined(x, l) ?
+                                 "  *" : "");
     }
     if (x->patience > 0 && l->bad_evals >= x->patience) {
         if (t->log) fprintf(t->log, "%s  early stop: %s did not improve for %ld epochs\n", x->name,
@@ -1025,7 +1050,7 @@ static int finish(trainer *t, ts_err *e)
         nall += x->ctx.nmetrics;
     }
     /* The combined score ([train] output_weights), and the learned task weights. */
-    int nextra = 5 + 2 * x->nheads + OW_MAX + 2;
+    int nextra = 6 + 2 * x->nheads + OW_MAX + 2;
     if (!rc) {
         ts_metric_rec *m = realloc(all, (size_t)(nall + nextra) * sizeof *m);
         if (!m) rc = ts_fail(e, "out of memory");
@@ -1085,6 +1110,8 @@ static int finish(trainer *t, ts_err *e)
         nall += 4;
         if (x->skipped_rows > 0)
             all[nall++] = (ts_metric_rec){TS_TRAIN, "data", "skipped_rows", (double)x->skipped_rows};
+        if (early_stop_undefined(x, l))
+            all[nall++] = (ts_metric_rec){TS_TRAIN, "run", "early_stop_undefined", 1};
         snprintf(path, sizeof path, "%s/metrics.json", dir);
         if (t->writer) rc = ts_write_metrics_json(path, all, nall, e);
         if (!rc && t->log) {

@@ -511,7 +511,10 @@ static int census_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
         !(st->f_w = ts_data_field(D, "instance_weight", TS_F32, 2, &one, 0, e)) ||
         !(st->f_inc = ts_data_field(D, "income", TS_F32, 2, &one, 0, e)) ||
         !(st->f_mar = ts_data_field(D, "marital", TS_F32, 2, &one, 0, e)) ||
-        (edu && !(st->f_edu = ts_data_field(D, "education", TS_F32, 2, &one, 0, e)))) {
+        (edu && !(st->f_edu = ts_data_field(D, "education", TS_F32, 2, &one, 0, e))) ||
+        /* targets, never features: the graph refuses them as a layer's input */
+        ts_data_label(D, "instance_weight", e) || ts_data_label(D, "income", e) ||
+        ts_data_label(D, "marital", e) || (edu && ts_data_label(D, "education", e))) {
         census_close(D);
         return -1;
     }

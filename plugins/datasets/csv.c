@@ -384,7 +384,9 @@ static int csv_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
                                                  st->offsets[st->ncat], e))))
         goto fail;
     for (int i = 0; i < nlab; i++)
-        if (!(st->f_lab[i] = ts_data_field(D, names[i], TS_F32, 2, &one, 0, e))) goto fail;
+        if (!(st->f_lab[i] = ts_data_field(D, names[i], TS_F32, 2, &one, 0, e)) ||
+            ts_data_label(D, names[i], e))   /* never a layer's input */
+            goto fail;
     int mb = ts_ctx_max_batch(D->ctx);
     if (ensure_cap(st, mb > 0 ? mb : 1) < 0) {
         ts_fail(e, "csv: out of memory for batches of %d rows", mb);

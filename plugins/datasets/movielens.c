@@ -567,7 +567,8 @@ static int ml_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
                 !(S->t_watch = ts_data_field(D, "watched", TS_BAGS, 2, one, S->nitems, e)) ||
                 !(S->t_age = ts_data_field(D, "age", TS_F32, 2, one, 0, e)) ||
                 !(S->t_label = ts_data_field(D, "next_item", TS_F32, 2, one, 0, e)) ||
-                !(S->t_user = ts_data_field(D, "user", TS_I32, 2, one, S->nusers, e))))
+                !(S->t_user = ts_data_field(D, "user", TS_I32, 2, one, S->nusers, e)) ||
+                ts_data_label(D, "next_item", e)))   /* never a layer's input */
         rc = -1;
     if (!rc && S->has_users &&
         (!(S->t_gender = ts_data_field(D, "gender", TS_I32, 2, one, 2, e)) ||

@@ -154,7 +154,8 @@ static int synth_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
     int dd = (int)d, one = 1;
     if (!(st->fx = ts_data_field(D, "x", TS_F32, 2, &dd, 0, e)) ||
         !(st->fy1 = ts_data_field(D, "y1", TS_F32, 2, &one, 0, e)) ||
-        !(st->fy2 = ts_data_field(D, "y2", TS_F32, 2, &one, 0, e))) {
+        !(st->fy2 = ts_data_field(D, "y2", TS_F32, 2, &one, 0, e)) ||
+        ts_data_label(D, "y1", e) || ts_data_label(D, "y2", e)) {   /* never layers' inputs */
         synth_close(D);
         return -1;
     }

@@ -464,7 +464,8 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
         !(S->f_qid = ts_data_field(D, "qid", TS_I32, 2, &one, nq > 0 ? nq : 1, e)) ||
         !(S->f_doc_id = ts_data_field(D, "doc_id", TS_I32, 2, &one, ndt, e)) ||
         !(S->f_qw = ts_data_field(D, "query_words", TS_BAGS, 2, &one, nwv, e)) ||
-        !(S->f_dw = ts_data_field(D, "doc_words", TS_BAGS, 2, &one, nwv, e)))
+        !(S->f_dw = ts_data_field(D, "doc_words", TS_BAGS, 2, &one, nwv, e)) ||
+        ts_data_label(D, "label", e))   /* never a layer's input */
         return -1;
     for (int s = 0; s < 3; s++) D->nrows[s] = S->nex[s];
     return 0;

@@ -51,6 +51,7 @@ static int build_impl(ts_head *H, const ts_cfg *cfg, ts_err *e)
     if (items <= 0) items = freq ? n : 0;
     if (items <= 0) return ts_fail(e, "%s: set items = the catalogue size (the dataset offers no item_freq)", ts_cfg_section(cfg));
     P->items = (int)items;
+    ts_head_label_classes(H, items);   /* the host checks every label is in [0, items) */
     P->s = malloc((size_t)items * sizeof(float));
     if (!P->s) return ts_fail(e, "out of memory");
     if (freq && n == items) {

@@ -139,6 +139,7 @@ static int build_impl(ts_head *H, const ts_cfg *cfg, ts_err *e)
     if (items <= 0)
         return ts_fail(e, "%s: set items = the catalogue size (the dataset offers no item_freq)", ts_cfg_section(cfg));
     if (J < 1 || blk < 1) return ts_fail(e, "%s: negatives and eval_block must be positive", ts_cfg_section(cfg));
+    ts_head_label_classes(H, items);   /* the host checks every label is in [0, items) */
     R->items = (int)items; R->D = H->in[0]->dim[1]; R->J = (int)J; R->blk = (int)blk; R->power = (float)power;
     R->maxb = H->in[0]->dim[0] > ts_ctx_max_batch(H->ctx) ? H->in[0]->dim[0] : ts_ctx_max_batch(H->ctx);
     for (int i = 0; i < R->nk; i++) {
