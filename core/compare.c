@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -892,87 +893,404 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
 }
 
 /* ---- gnuplot ------------------------------------------------------------------------------- */
-static int gnuplot(const char *script_path, const char *script)
+/* No user-controlled string (an experiment or task name, a run folder, --out, a data path, a
+ * sweep value) is ever interpreted by gnuplot or by a shell (issue 12):
+ * - gnuplot runs without a shell: fork, chdir into a private folder, execvp("gnuplot",
+ *   {"gnuplot", "plot.gp"}); its output comes back through a pipe that tessera only reads
+ *   (so no SIGPIPE can reach tessera), and `have_gnuplot` execs `gnuplot --version` the same way;
+ * - the private folder is made with mkdtemp beside the output; the data go into files of fixed
+ *   names there (d0.dat, d1.dat, ...), gnuplot draws out.png there, and C rename()s it to the
+ *   user's path: no path ever appears in a script;
+ * - every text (title, key entry, axis and tic label) is written by gp_str as a gnuplot string
+ *   expression of single-quoted pieces that hold no quote, joined by the variable TS_Q, which
+ *   holds one quote: Bob's -> 'Bob'.TS_Q.'s'. Read in gnuplot 5.4 (scanner.c, command.c) and
+ *   measured: inside single quotes there is no backquote command substitution (there is inside
+ *   double quotes) and no backslash escape; @macros are not expanded while the macro pass counts
+ *   an odd number of ' before them (it toggles on every ' and ignores nesting, so a " that
+ *   holds a ' would confuse it: hence a variable, not "'"); and doubling a quote ('') is not
+ *   enough: a string that starts with a quote, or holds two in a row, falls apart into several
+ *   tokens. Explicit tic labels are format strings (`%s` in one prints a number), so gp_str
+ *   doubles `%` in them. Control characters would end the command line, and bytes that are not
+ *   UTF-8 make gnuplot re-read the whole string as Latin-1, so both are replaced. The terminal
+ *   is `noenhanced`: _ ^ { } @ & are shown as themselves. */
+typedef struct gp_plot {
+    char dir[TS_PATH_MAX];    /* the private folder (mkdtemp) */
+    const char *out;          /* the user's path for the PNG */
+    const char *who;          /* "tessera plot" or "tessera compare", for messages */
+    sbuf s;                   /* the script */
+    int ndata;                /* data files written: d0.dat .. d<ndata-1>.dat */
+} gp_plot;
+
+static void sb_putn(sbuf *b, const char *p, size_t n)
 {
-    if (write_file(script_path, script)) return -1;
-    char cmd[TS_PATH_MAX + 64];
-    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>&1", script_path);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    char line[512];
-    int noisy = 0;
-    while (fgets(line, sizeof line, p)) {
-        if (!noisy++) fprintf(stderr, "gnuplot (%s):\n", script_path);
-        fprintf(stderr, "  %s", line);
+    sb_printf(b, "%.*s", (int)n, p);
+}
+
+/* The length of the valid UTF-8 sequence at p (1 to 4), or 0 when the bytes there are not
+ * one (a stray continuation byte, an overlong form, a surrogate, beyond U+10FFFF) or encode a
+ * C1 control character (U+0080 to U+009F). */
+static size_t utf8_len(const unsigned char *p)
+{
+    size_t n;
+    unsigned cp;
+    if (p[0] < 0x80) return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) { n = 2; cp = p[0] & 0x1fu; }
+    else if (p[0] >= 0xe0 && p[0] <= 0xef) { n = 3; cp = p[0] & 0x0fu; }
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4) { n = 4; cp = p[0] & 0x07u; }
+    else return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (p[i] & 0x3fu);
     }
-    int st = pclose(p);
-    return st == 0 ? 0 : -1;
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || cp <= 0x9f)
+        return 0;
+    return n;
+}
+
+/* Appends s as a gnuplot string expression that shows s as itself: single-quoted pieces joined
+ * by .TS_Q. where s has a quote; tab, newline and carriage return shown as a space; other control
+ * characters, DEL and bytes that are not UTF-8 shown as U+FFFD (the replacement character); in
+ * a tic label (tic = 1) % doubled. */
+static void gp_str(sbuf *b, const char *s, int tic)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    sb_putn(b, "'", 1);
+    while (*p) {
+        size_t n = utf8_len(p);
+        if (*p == '\'') sb_putn(b, "'.TS_Q.'", 8);
+        else if (*p == '%' && tic) sb_putn(b, "%%", 2);
+        else if (*p == '\t' || *p == '\n' || *p == '\r') sb_putn(b, " ", 1);
+        else if (*p < 0x20 || *p == 0x7f || !n) sb_putn(b, "\xef\xbf\xbd", 3);
+        else { sb_putn(b, (const char *)p, n); p += n; continue; }
+        p++;
+    }
+    sb_putn(b, "'", 1);
+}
+
+/* A file of the private folder: "d3.dat", "plot.gp", "out.png". */
+static void gp_path(char *buf, size_t n, const gp_plot *g, const char *name)
+{
+    snprintf(buf, n, "%s/%s", g->dir, name);
+}
+
+/* Removes the private folder and the files tessera and gnuplot put there. */
+static void gp_cleanup(gp_plot *g)
+{
+    char p[TS_PATH_MAX + 32], name[32];
+    for (int i = 0; i < g->ndata; i++) {
+        snprintf(name, sizeof name, "d%d.dat", i);
+        gp_path(p, sizeof p, g, name);
+        unlink(p);
+    }
+    gp_path(p, sizeof p, g, "plot.gp");
+    unlink(p);
+    gp_path(p, sizeof p, g, "out.png");
+    unlink(p);
+    rmdir(g->dir);
+    free(g->s.s);
+    g->s.s = NULL;
+}
+
+/* Makes the private folder beside png and starts the script: a pngcairo terminal of w x h
+ * pixels writing out.png. */
+static int gp_begin(gp_plot *g, const char *who, const char *png, int w, int h)
+{
+    memset(g, 0, sizeof *g);
+    g->out = png;
+    g->who = who;
+    size_t len = strlen(png);
+    const char *slash = strrchr(png, '/');
+    if (!len || png[len - 1] == '/') {
+        fprintf(stderr, "%s: the plot's path '%s' names a folder; give a file name such as "
+                "curves.png\n", who, png);
+        return -1;
+    }
+    int room = slash ? snprintf(g->dir, sizeof g->dir, "%.*s/.tessera-plot-XXXXXX",
+                                (int)(slash - png), png)
+                     : snprintf(g->dir, sizeof g->dir, ".tessera-plot-XXXXXX");
+    if (room >= (int)sizeof g->dir) {
+        fprintf(stderr, "%s: the plot's path '%s' is too long\n", who, png);
+        return -1;
+    }
+    if (!mkdtemp(g->dir)) {
+        fprintf(stderr, "%s: cannot make a temporary folder beside %s to draw it in: %s; give "
+                "a path in an existing folder you can write\n", who, png, strerror(errno));
+        return -1;
+    }
+    sb_printf(&g->s, "TS_Q = \"'\"\nset encoding utf8\nset terminal pngcairo noenhanced size %d,%d "
+              "font 'sans,10'\nset output 'out.png'\n", w, h);
+    return 0;
+}
+
+/* Writes text to the next data file of the private folder; its fixed name goes to name. */
+static int gp_data(gp_plot *g, const char *text, char *name, size_t n)
+{
+    char p[TS_PATH_MAX + 32];
+    snprintf(name, n, "d%d.dat", g->ndata);
+    gp_path(p, sizeof p, g, name);
+    FILE *f = fopen(p, "wx");
+    if (!f) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", g->who, p, strerror(errno));
+        return -1;
+    }
+    g->ndata++;
+    size_t k = strlen(text);
+    int bad = fwrite(text, 1, k, f) != k;
+    if (fclose(f) || bad) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", g->who, p, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs gnuplot on plot.gp in folder dir, without a shell; its standard output and error
+ * (up to cap - 1 bytes) go to msg. Returns the wait status, or -1 when it could not start. */
+static int gp_exec(const char *dir, const char *const *args, char *msg, size_t cap)
+{
+    int fd[2];
+    msg[0] = 0;
+    if (pipe(fd)) return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int er = errno;
+        close(fd[0]);
+        close(fd[1]);
+        errno = er;
+        return -1;
+    }
+    if (pid == 0) {
+        /* Only async-signal-safe calls between fork and exec (BLAS threads may exist). */
+        int null = open("/dev/null", O_RDONLY);
+        if (null >= 0) dup2(null, 0);
+        if (null > 2) close(null);
+        dup2(fd[1], 1);
+        dup2(fd[1], 2);
+        close(fd[0]);
+        if (fd[1] > 2) close(fd[1]);
+        if (dir && chdir(dir)) {
+            static const char nodir[] = "cannot enter the temporary folder\n";
+            ssize_t k = write(2, nodir, sizeof nodir - 1);
+            (void)k;
+            _exit(126);
+        }
+        execvp("gnuplot", (char *const *)args);
+        static const char nope[] = "cannot run gnuplot: not found in PATH or not executable\n";
+        ssize_t k = write(2, nope, sizeof nope - 1);
+        (void)k;
+        _exit(127);
+    }
+    close(fd[1]);
+    size_t n = 0;
+    char buf[4096];
+    for (;;) {
+        ssize_t k = read(fd[0], buf, sizeof buf);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        size_t take = (size_t)k < cap - 1 - n ? (size_t)k : cap - 1 - n;
+        memcpy(msg + n, buf, take);
+        n += take;
+    }
+    msg[n] = 0;
+    close(fd[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) return -1;
+    return st;
+}
+
+/* Runs the script, then moves out.png to the user's path. On failure the message names the
+ * plot and shows gnuplot's words; the private folder is kept then, to read the script. */
+static int gp_finish(gp_plot *g)
+{
+    char script[TS_PATH_MAX + 32], png[TS_PATH_MAX + 32], msg[4096];
+    gp_path(script, sizeof script, g, "plot.gp");
+    FILE *f = fopen(script, "wx");
+    int bad = !f || fputs(g->s.s, f) == EOF;
+    if ((f && fclose(f)) || bad) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", g->who, script, strerror(errno));
+        gp_cleanup(g);
+        return -1;
+    }
+    const char *const args[] = {"gnuplot", "plot.gp", NULL};
+    int st = gp_exec(g->dir, args, msg, sizeof msg);
+    gp_path(png, sizeof png, g, "out.png");
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) || !file_exists(png)) {
+        if (st == -1) snprintf(msg, sizeof msg, "cannot start it: %s\n", strerror(errno));
+        fprintf(stderr, "%s: gnuplot could not draw %s; it said:\n%s%sthe script and its data "
+                "are kept in %s (gnuplot 5 with the pngcairo terminal is needed: apt-get install "
+                "gnuplot-nox)\n", g->who, g->out, msg,
+                msg[0] && msg[strlen(msg) - 1] != '\n' ? "\n" : "", g->dir);
+        free(g->s.s);
+        g->s.s = NULL;
+        return -1;
+    }
+    if (msg[0])   /* warnings of a plot that was drawn */
+        fprintf(stderr, "%s: gnuplot, drawing %s:\n%s%s", g->who, g->out, msg,
+                msg[strlen(msg) - 1] != '\n' ? "\n" : "");
+    if (rename(png, g->out)) {
+        fprintf(stderr, "%s: cannot move the plot to %s: %s\n", g->who, g->out, strerror(errno));
+        gp_cleanup(g);
+        return -1;
+    }
+    gp_cleanup(g);
+    return 0;
+}
+
+/* A piece of a report file name made from user text (an experiment name, a metric key) into
+ * buf: bytes outside [A-Za-z0-9._-] become '_' ('@' too, as report names always had:
+ * bar_1_test.next.recall_50.png). When any other byte was replaced, or the text was cut to fit,
+ * "-" and 8 hex digits of a hash of the whole text follow, so "a b" and "a_b" stay two files.
+ * The name is used by rename() and in the report's markdown links, never in a script. */
+static void file_part(char *buf, size_t n, const char *text)
+{
+    uint32_t h = 2166136261u;   /* FNV-1a */
+    size_t k = 0, room = n > 10 ? n - 10 : 1;
+    int changed = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        h = (h ^ *p) * 16777619u;
+        int ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                 (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-';
+        if (!ok && *p != '@') changed = 1;
+        if (k + 1 < room) buf[k++] = ok ? (char)*p : '_';
+        else changed = 1;
+    }
+    buf[k] = 0;
+    if (changed) snprintf(buf + k, n - k, "-%08x", (unsigned)h);
 }
 
 static int have_gnuplot(void)
 {
-    return system("gnuplot --version >/dev/null 2>&1") == 0;
+    char msg[256];
+    const char *const args[] = {"gnuplot", "--version", NULL};
+    int st = gp_exec(NULL, args, msg, sizeof msg);
+    return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
-/* Loss curves of runs: train loss per task (train.csv) and validation loss per task (eval.csv),
- * one line per run, against epochs. */
-static int plot_curves(char **dirs, char **labels, int n, const char *png, const char *title)
+/* 1 with the finite number that is all of s (strtod) in *v, or 0 when s is not one. */
+static int number(const char *s, double *v)
 {
-    sbuf s = {0};
-    char script[TS_PATH_MAX + 16];
-    snprintf(script, sizeof script, "%s.gp", png);
-    sb_printf(&s, "set terminal pngcairo size 1200,560 font 'sans,10'\nset output '%s'\n", png);
-    sb_printf(&s, "set termoption noenhanced\nset datafile separator ','\nset key below box\nset grid\n"
-              "set bmargin 8\nset multiplot layout 1,2 title '%s'\n", title);
+    char *end;
+    *v = strtod(s, &end);
+    return end != s && !*end && isfinite(*v);
+}
+
+/* The training curve of a run: (epoch, weighted total loss) from train.csv's columns 2 and 4,
+ * one "x y" line per logged row; rows that are not numbers (the header) are left out. */
+static void read_train_curve(const char *dir, sbuf *d)
+{
+    char p[TS_PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/train.csv", dir);
+    ts_err e;
+    ts_lines *r = ts_lines_open(p, &e);
+    char *line;
+    while (r && (line = ts_lines_next(r, NULL))) {
+        char *fld[8];
+        double x, y;
+        if (ts_split(line, ",", fld, 7) >= 4 && number(fld[1], &x) && number(fld[3], &y))
+            sb_printf(d, "%.9g %.9g\n", x, y);
+    }
+    if (r) ts_lines_close(r);
+}
+
+/* The validation loss curves of a run, one per task in eval.csv's order of first appearance:
+ * (epoch, value) of the rows "valid,TASK,loss". Returns the number of tasks (at most 16). */
+static int read_valid_losses(const char *dir, char tasks[16][TS_NAME_MAX], sbuf d[16])
+{
+    char p[TS_PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/eval.csv", dir);
+    ts_err e;
+    ts_lines *r = ts_lines_open(p, &e);
+    char *line;
+    int nt = 0;
+    while (r && (line = ts_lines_next(r, NULL))) {
+        char *fld[8];
+        double x, y;
+        if (ts_split(line, ",", fld, 7) < 6 || strcmp(fld[2], "valid") || strcmp(fld[4], "loss") ||
+            !number(fld[0], &x) || !number(fld[5], &y))
+            continue;
+        int t = 0;
+        while (t < nt && strcmp(tasks[t], fld[3])) t++;
+        if (t == nt) {
+            if (nt == 16) continue;
+            snprintf(tasks[nt++], TS_NAME_MAX, "%s", fld[3]);
+        }
+        sb_printf(&d[t], "%.9g %.9g\n", x, y);
+    }
+    if (r) ts_lines_close(r);
+    return nt;
+}
+
+/* Loss curves of runs: train loss (train.csv) and validation loss per task (eval.csv), one line
+ * per run, against epochs. who names the command in messages. */
+static int plot_curves(const char *who, char **dirs, char **labels, int n, const char *png,
+                       const char *title)
+{
+    gp_plot g;
+    if (gp_begin(&g, who, png, 1200, 560)) return -1;
+    sbuf *s = &g.s, pl = {0};
+    char name[32];
+    int rc = 0, any = 0;
+    sb_printf(s, "set key below box\nset grid\nset bmargin 8\nset multiplot layout 1,2 title ");
+    gp_str(s, title, 0);
     /* Left: training loss (weighted total) against epoch; right: validation loss per task. */
     /* The loss plugin sets the unit: nats for bce and softmax, squared label units for mse. */
-    sb_printf(&s, "set title 'training loss, weighted sum over tasks (mean over each log "
+    sb_printf(s, "\nset title 'training loss, weighted sum over tasks (mean over each log "
               "interval)'\nset xlabel 'epoch'\n"
-              "set ylabel 'loss per example (nats; mse: label units squared)'\nplot ");
-    for (int i = 0; i < n; i++)
-        sb_printf(&s, "%s'%s/train.csv' using 2:4 every ::1 with lines lw 2 title '%s'",
-                  i ? ", " : "", dirs[i], labels[i]);
-    sb_printf(&s, "\nset title 'validation loss per task (log scale)'\nset xlabel 'epoch'\n"
-              "set ylabel 'loss per example (nats; mse: label units squared)'\nset logscale y\n");
-    sbuf pl = {0};   /* the right panel's plot list */
-    int any = 0;
-    for (int i = 0; i < n; i++) {
-        /* tasks of this run, from eval.csv */
-        char p[TS_PATH_MAX + 16], line[512], tasks[16][TS_NAME_MAX];
-        int nt = 0;
-        snprintf(p, sizeof p, "%s/eval.csv", dirs[i]);
-        FILE *f = fopen(p, "r");
-        while (f && fgets(line, sizeof line, f)) {
-            char *fld[8];
-            line[strcspn(line, "\n")] = 0;
-            if (ts_split(line, ",", fld, 7) < 6 || strcmp(fld[2], "valid") || strcmp(fld[4], "loss"))
-                continue;
-            int seen = 0;
-            for (int t = 0; t < nt; t++) seen |= !strcmp(tasks[t], fld[3]);
-            if (!seen && nt < 16) snprintf(tasks[nt++], TS_NAME_MAX, "%s", fld[3]);
-        }
-        if (f) fclose(f);
-        for (int t = 0; t < nt; t++) {
-            sb_printf(&pl, "%s'< grep \",valid,%s,loss,\" %s/eval.csv' using 1:6 with linespoints "
-                      "lw 2 title '%s %s'", any ? ", " : "", tasks[t], dirs[i], labels[i], tasks[t]);
+              "set ylabel 'loss per example (nats; mse: label units squared)'\n");
+    for (int i = 0; i < n && !rc; i++) {
+        sbuf d = {0};
+        read_train_curve(dirs[i], &d);
+        if (d.n && !(rc = gp_data(&g, d.s, name, sizeof name))) {
+            sb_printf(&pl, "%s'%s' using 1:2 with lines lw 2 title ", any ? ", " : "", name);
+            gp_str(&pl, labels[i], 0);
             any = 1;
         }
+        free(d.s);
     }
     if (any)
-        sb_printf(&s, "plot %s\n", pl.s);
-    else   /* retrieval heads report no validation loss: say so instead of an empty plot */
-        sb_printf(&s, "set label 1 'no head reports a validation loss' at graph 0.5, graph 0.5 "
-                  "center\nset xrange [0:1]\nset yrange [0:1]\nunset key\nplot -1 notitle\n");
+        sb_printf(s, "plot %s\n", pl.s);
+    else   /* killed before its first log line: say so instead of an empty plot */
+        sb_printf(s, "set label 1 'no run has logged a training loss yet' at graph 0.5, graph 0.5 "
+                  "center\nset xrange [0:1]\nset yrange [0:1]\nunset key\nplot -1 notitle\n"
+                  "unset label 1\nset key below box\nset autoscale xy\n");
+    sb_printf(s, "set title 'validation loss per task (log scale)'\nset xlabel 'epoch'\n"
+              "set ylabel 'loss per example (nats; mse: label units squared)'\nset logscale y\n");
     free(pl.s);
-    sb_printf(&s, "unset multiplot\n");
-    int rc = gnuplot(script, s.s);
-    free(s.s);
-    return rc;
+    pl = (sbuf){0};
+    any = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        static char tasks[16][TS_NAME_MAX];
+        sbuf d[16] = {{0}};
+        int nt = read_valid_losses(dirs[i], tasks, d);
+        for (int t = 0; t < nt && !rc; t++) {
+            if (!d[t].n || (rc = gp_data(&g, d[t].s, name, sizeof name))) continue;
+            sb_printf(&pl, "%s'%s' using 1:2 with linespoints lw 2 title ", any ? ", " : "", name);
+            /* "RUN TASK": one string, so the pieces are joined before quoting */
+            sbuf lab = {0};
+            sb_printf(&lab, "%s %s", labels[i], tasks[t]);
+            gp_str(&pl, lab.s, 0);
+            free(lab.s);
+            any = 1;
+        }
+        for (int t = 0; t < nt; t++) free(d[t].s);
+    }
+    if (any)
+        sb_printf(s, "plot %s\n", pl.s);
+    else   /* retrieval heads report no validation loss: say so instead of an empty plot */
+        sb_printf(s, "set label 1 'no head reports a validation loss' at graph 0.5, graph 0.5 "
+                  "center\nunset logscale y\nset xrange [0:1]\nset yrange [0:1]\nunset key\n"
+                  "plot -1 notitle\n");
+    free(pl.s);
+    sb_printf(s, "unset multiplot\n");
+    if (rc) { gp_cleanup(&g); return rc; }
+    return gp_finish(&g);
 }
 
 int ts_cmd_plot(int argc, char **argv)
 {
     char *dirs[64], *labels[64], out[TS_PATH_MAX] = "curves.png";
+    static char labbuf[64][256];
     int n = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) snprintf(out, sizeof out, "%s", argv[++i]);
@@ -985,13 +1303,19 @@ int ts_cmd_plot(int argc, char **argv)
                 return 1;
             }
             dirs[n] = argv[i];
-            const char *b = strrchr(argv[i], '/');
-            labels[n++] = (char *)(b && b[1] ? b + 1 : argv[i]);
+            /* the label: the folder's last name, without trailing slashes */
+            size_t len = strlen(argv[i]);
+            while (len > 1 && argv[i][len - 1] == '/') len--;
+            size_t b = len;
+            while (b > 0 && argv[i][b - 1] != '/') b--;
+            snprintf(labbuf[n], sizeof labbuf[n], "%.*s", (int)(len - b), argv[i] + b);
+            labels[n] = labbuf[n];
+            n++;
         }
     }
     if (!n) { fprintf(stderr, "usage: tessera plot RUN_DIR ... [--out FILE.png]\n"); return 2; }
     if (!have_gnuplot()) { fprintf(stderr, "tessera plot: gnuplot not found (apt-get install gnuplot-nox)\n"); return 1; }
-    if (plot_curves(dirs, labels, n, out, "loss curves")) return 1;
+    if (plot_curves("tessera plot", dirs, labels, n, out, "loss curves")) return 1;
     printf("%s\n", out);
     return 0;
 }
@@ -1000,32 +1324,37 @@ int ts_cmd_plot(int argc, char **argv)
 static int plot_bars(const char *png, const char *title, const char *ylabel, char names[][TS_NAME_MAX],
                      const double *mean, const double *std, int n)
 {
-    sbuf s = {0}, d = {0};
-    char script[TS_PATH_MAX + 16], dat[TS_PATH_MAX + 16];
-    snprintf(script, sizeof script, "%s.gp", png);
-    snprintf(dat, sizeof dat, "%s.dat", png);
+    gp_plot g;
+    sbuf d = {0};
+    char dat[32];
     double lo = INFINITY, hi = -INFINITY;
     for (int i = 0; i < n; i++) {
         double sd = isfinite(std[i]) ? std[i] : 0;
-        sb_printf(&d, "%d \"%s\" %.9g %.9g\n", i, names[i], mean[i], sd);
+        sb_printf(&d, "%d %.9g %.9g\n", i, mean[i], sd);
         if (mean[i] - sd < lo) lo = mean[i] - sd;
         if (mean[i] + sd > hi) hi = mean[i] + sd;
     }
-    if (write_file(dat, d.s ? d.s : "")) { free(d.s); return -1; }
+    if (gp_begin(&g, "tessera compare", png, 900, 480)) { free(d.s); return -1; }
+    if (gp_data(&g, d.s ? d.s : "", dat, sizeof dat)) { free(d.s); gp_cleanup(&g); return -1; }
+    free(d.s);
     double pad = (hi - lo) * 0.25 + 1e-3;
     /* Points with error bars, not bars: a bar's length would be read from an axis that does
-     * not start at zero. */
-    sb_printf(&s, "set terminal pngcairo size 900,480 font 'sans,10'\nset output '%s'\n"
-              "set termoption noenhanced\nset title '%s'\nset ylabel '%s'\nset grid ytics\n"
-              "set xtics rotate by -20\nset key off\nset yrange [%g:%g]\nset xrange [-0.6:%d.6]\n"
-              "set bmargin 6\n"
-              "plot '%s' using 1:3:4:xtic(2) with yerrorbars lc rgb '#2b5d9b' pt 7 ps 1.5 lw 2, "
-              "'' using 1:($3+$4):(sprintf('%%.4g', $3)) with labels offset 0,1\n",
-              png, title, ylabel, lo - pad, hi + pad, n - 1, dat);
-    int rc = gnuplot(script, s.s);
-    free(s.s);
-    free(d.s);
-    return rc;
+     * not start at zero. The names are tic labels of the script, not strings of the data. */
+    sb_printf(&g.s, "set title ");
+    gp_str(&g.s, title, 0);
+    sb_printf(&g.s, "\nset ylabel ");
+    gp_str(&g.s, ylabel, 0);
+    sb_printf(&g.s, "\nset grid ytics\nset xtics rotate by -20 (");
+    for (int i = 0; i < n; i++) {
+        sb_printf(&g.s, "%s", i ? ", " : "");
+        gp_str(&g.s, names[i], 1);
+        sb_printf(&g.s, " %d", i);
+    }
+    sb_printf(&g.s, ")\nset key off\nset yrange [%g:%g]\nset xrange [-0.6:%d.6]\nset bmargin 6\n"
+              "plot '%s' using 1:2:3 with yerrorbars lc rgb '#2b5d9b' pt 7 ps 1.5 lw 2, "
+              "'' using 1:($2+$3):(sprintf('%%.4g', $2)) with labels offset 0,1\n",
+              lo - pad, hi + pad, n - 1, dat);
+    return gp_finish(&g);
 }
 
 /* ---- multi-task figures: sweeps, per-seed wins, gate heatmaps, Recall@K curves ------------- */
@@ -1071,17 +1400,12 @@ static int plot_sweep(const char *png, const char *title, const char *xlabel, co
                       const cmp_opts *o, char names[][TS_NAME_MAX], double mean[][MAX_SWEEP],
                       double sd[][MAX_SWEEP], int nexp)
 {
-    sbuf s = {0}, d = {0};
-    char script[TS_PATH_MAX + 16], dat[TS_PATH_MAX + 16];
-    snprintf(script, sizeof script, "%s.gp", png);
-    snprintf(dat, sizeof dat, "%s.dat", png);
+    sbuf d = {0};
+    char dat[32];
     double xv[MAX_SWEEP], lo = INFINITY, hi = -INFINITY;
     int numeric = 1;
-    for (int w = 0; w < o->nsweep; w++) {
-        char *end;
-        xv[w] = strtod(o->sweep_val[w], &end);
-        if (end == o->sweep_val[w] || *end) numeric = 0;
-    }
+    for (int w = 0; w < o->nsweep; w++)
+        if (!number(o->sweep_val[w], &xv[w])) numeric = 0;
     for (int w = 0; w < o->nsweep && !numeric; w++) xv[w] = w;
     for (int w = 0; w < o->nsweep; w++) {
         if (xv[w] < lo) lo = xv[w];
@@ -1097,26 +1421,33 @@ static int plot_sweep(const char *png, const char *title, const char *xlabel, co
                           isfinite(sd[i][w]) ? sd[i][w] : 0);
         sb_printf(&d, "\n\n");
     }
-    if (write_file(dat, d.s ? d.s : "")) { free(d.s); return -1; }
-    sb_printf(&s, "set terminal pngcairo size 900,560 font 'sans,10'\nset output '%s'\n"
-              "set termoption noenhanced\nset title '%s'\nset xlabel '%s'\nset ylabel '%s'\n"
-              "set grid\nset key below box\nset bmargin 7\nset xrange [%g:%g]\n"
-              "set offsets 0, 0, graph 0.08, graph 0.08\n",
-              png, title, xlabel, ylabel, lo - 0.08 * span, hi + 0.08 * span);
-    /* tics at the swept values, labelled as written (xv holds positions when not numeric) */
-    sb_printf(&s, "set xtics (");
-    for (int w = 0; w < o->nsweep; w++)
-        sb_printf(&s, "%s'%s' %g", w ? ", " : "", o->sweep_val[w], xv[w]);
-    sb_printf(&s, ")\n");
-    sb_printf(&s, "plot ");
-    for (int i = 0; i < nexp; i++)
-        sb_printf(&s, "%s'%s' index %d using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.2 title '%s'",
-                  i ? ", " : "", dat, i, names[i]);
-    sb_printf(&s, "\n");
-    int rc = gnuplot(script, s.s);
-    free(s.s);
+    gp_plot g;
+    if (gp_begin(&g, "tessera compare", png, 900, 560)) { free(d.s); return -1; }
+    if (gp_data(&g, d.s ? d.s : "", dat, sizeof dat)) { free(d.s); gp_cleanup(&g); return -1; }
     free(d.s);
-    return rc;
+    sb_printf(&g.s, "set title ");
+    gp_str(&g.s, title, 0);
+    sb_printf(&g.s, "\nset xlabel ");
+    gp_str(&g.s, xlabel, 0);
+    sb_printf(&g.s, "\nset ylabel ");
+    gp_str(&g.s, ylabel, 0);
+    sb_printf(&g.s, "\nset grid\nset key below box\nset bmargin 7\nset xrange [%.9g:%.9g]\n"
+              "set offsets 0, 0, graph 0.08, graph 0.08\n", lo - 0.08 * span, hi + 0.08 * span);
+    /* tics at the swept values, labelled as written (xv holds positions when not numeric) */
+    sb_printf(&g.s, "set xtics (");
+    for (int w = 0; w < o->nsweep; w++) {
+        sb_printf(&g.s, "%s", w ? ", " : "");
+        gp_str(&g.s, o->sweep_val[w], 1);
+        sb_printf(&g.s, " %.9g", xv[w]);
+    }
+    sb_printf(&g.s, ")\nplot ");
+    for (int i = 0; i < nexp; i++) {
+        sb_printf(&g.s, "%s'%s' index %d using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.2 title ",
+                  i ? ", " : "", dat, i);
+        gp_str(&g.s, names[i], 0);
+    }
+    sb_printf(&g.s, "\n");
+    return gp_finish(&g);
 }
 
 /* Gate usage of one MMoE/OMoE run: the mean gate weight of each task on each expert (gates.csv,
@@ -1174,44 +1505,53 @@ static int plot_gates(const char *png, const char *title, char dirs[][TS_PATH_MA
             for (int k = 0; k < g[r].ne; k++)
                 if (g[r].w[t][k] > top) top = g[r].w[t][k];
     top = ceil(top * 10 - 1e-9) / 10;
-    sbuf s = {0};
-    char script[TS_PATH_MAX + 16];
-    snprintf(script, sizeof script, "%s.gp", png);
-    sb_printf(&s, "set terminal pngcairo size %d,%d font 'sans,10'\nset output '%s'\n"
-              "set termoption noenhanced\nset multiplot layout 1,%d title '%s'\n"
-              "set xlabel 'expert'\nset ylabel 'task'\n"
+    gp_plot gp;
+    if (gp_begin(&gp, "tessera compare", png, ndir > 1 ? 560 * ndir : 760, 170 + 60 * tallest)) {
+        free(g);
+        return -1;
+    }
+    sbuf *s = &gp.s;
+    sb_printf(s, "set multiplot layout 1,%d title ", ndir);
+    gp_str(s, title, 0);
+    sb_printf(s, "\nset xlabel 'expert'\nset ylabel 'task'\n"
               "set palette defined (0 'white', 0.5 '#6baed6', 1 '#08306b')\nset cbrange [0:%g]\n"
-              "set tics out\nunset key\n",
-              ndir > 1 ? 560 * ndir : 760, 170 + 60 * tallest, png, ndir, title, top);
+              "set tics out\nunset key\n", top);
     int rc = 0;
     for (int r = 0; r < ndir && !rc; r++) {
-        sb_printf(&s, "set title '%s'\n", subtitles[r]);
+        sb_printf(s, "set title ");
+        gp_str(s, subtitles[r], 0);
+        sb_printf(s, "\n");
         if (!g[r].nt) {   /* this run wrote no gates: an empty panel that says so */
-            sb_printf(&s, "set title '%s (no gates.csv)'\nset xrange [0:1]\nset yrange [0:1]\n"
-                      "plot -1 notitle\n", subtitles[r]);
+            sbuf t = {0};
+            sb_printf(&t, "%s (no gates.csv)", subtitles[r]);
+            sb_printf(s, "set title ");
+            gp_str(s, t.s, 0);
+            free(t.s);
+            sb_printf(s, "\nset xrange [0:1]\nset yrange [0:1]\nplot -1 notitle\n");
             continue;
         }
-        char dat[TS_PATH_MAX + 32];
-        snprintf(dat, sizeof dat, "%s.%d.dat", png, r);
+        char dat[32];
         sbuf d = {0};
         for (int t = 0; t < g[r].nt; t++)
             for (int k = 0; k < g[r].ne; k++) sb_printf(&d, "%d %d %.6f\n", k, t, g[r].w[t][k]);
-        rc = write_file(dat, d.s);
+        rc = gp_data(&gp, d.s, dat, sizeof dat);
         free(d.s);
-        sb_printf(&s, "set xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\nset xtics 1\nset ytics (",
+        sb_printf(s, "set xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\nset xtics 1\nset ytics (",
                   g[r].ne - 1, g[r].nt - 1);
-        for (int t = 0; t < g[r].nt; t++)
-            sb_printf(&s, "%s'%s' %d", t ? ", " : "", g[r].task[t], t);
+        for (int t = 0; t < g[r].nt; t++) {
+            sb_printf(s, "%s", t ? ", " : "");
+            gp_str(s, g[r].task[t], 1);
+            sb_printf(s, " %d", t);
+        }
         /* values printed in each cell, white on the dark ones */
-        sb_printf(&s, ")\nplot '%s' using 1:2:3 with image, '' using 1:2:(sprintf('%%.2f', $3)):"
+        sb_printf(s, ")\nplot '%s' using 1:2:3 with image, '' using 1:2:(sprintf('%%.2f', $3)):"
                   "($3 > %g ? 0xffffff : 0x000000) with labels tc rgb variable font 'sans,8'\n",
                   dat, top / 2);
     }
-    sb_printf(&s, "unset multiplot\n");
-    if (!rc) rc = gnuplot(script, s.s);
-    free(s.s);
+    sb_printf(s, "unset multiplot\n");
     free(g);
-    return rc;
+    if (rc) { gp_cleanup(&gp); return rc; }
+    return gp_finish(&gp);
 }
 
 /* Recall@K against K (test figures named recall@K): a line per experiment and task, mean ± std
@@ -1219,10 +1559,8 @@ static int plot_gates(const char *png, const char *title, char dirs[][TS_PATH_MA
 static int plot_recall(const char *png, const char *title, const cmp_opts *o, const cmp_exp *xs,
                        const int *members, int nm, agg *ag, int sw)
 {
-    sbuf s = {0}, d = {0};
-    char script[TS_PATH_MAX + 16], dat[TS_PATH_MAX + 16];
-    snprintf(script, sizeof script, "%s.gp", png);
-    snprintf(dat, sizeof dat, "%s.dat", png);
+    sbuf d = {0};
+    char dat[32];
     char lines[64][2 * TS_NAME_MAX + 8];
     int nl = 0, kmax = 0;
     for (int m = 0; m < nm && nl < 64; m++) {
@@ -1271,20 +1609,23 @@ static int plot_recall(const char *png, const char *title, const cmp_opts *o, co
         }
     }
     if (!nl) { free(d.s); return 1; }
-    if (write_file(dat, d.s)) { free(d.s); return -1; }
-    sb_printf(&s, "set terminal pngcairo size 900,560 font 'sans,10'\nset output '%s'\n"
-              "set termoption noenhanced\nset title '%s'\nset xlabel 'K (items retrieved per query)'\n"
-              "set ylabel 'Recall@K (fraction of held-out targets in the top K)'\nset grid\n"
-              "set key below box\nset bmargin 7\nset xrange [0:%g]\nset yrange [0:*]\nplot ", png, title,
-              kmax * 1.05);
-    for (int i = 0; i < nl; i++)
-        sb_printf(&s, "%s'%s' index %d using 1:2:3 with yerrorlines lw 2 pt 7 title '%s'", i ? ", " : "",
-                  dat, i, lines[i]);
-    sb_printf(&s, "\n");
-    int rc = gnuplot(script, s.s);
-    free(s.s);
+    gp_plot g;
+    if (gp_begin(&g, "tessera compare", png, 900, 560)) { free(d.s); return -1; }
+    if (gp_data(&g, d.s, dat, sizeof dat)) { free(d.s); gp_cleanup(&g); return -1; }
     free(d.s);
-    return rc;
+    sb_printf(&g.s, "set title ");
+    gp_str(&g.s, title, 0);
+    sb_printf(&g.s, "\nset xlabel 'K (items retrieved per query)'\n"
+              "set ylabel 'Recall@K (fraction of held-out targets in the top K)'\nset grid\n"
+              "set key below box\nset bmargin 7\nset xrange [0:%g]\nset yrange [0:*]\nplot ",
+              kmax * 1.05);
+    for (int i = 0; i < nl; i++) {
+        sb_printf(&g.s, "%s'%s' index %d using 1:2:3 with yerrorlines lw 2 pt 7 title ",
+                  i ? ", " : "", dat, i);
+        gp_str(&g.s, lines[i], 0);
+    }
+    sb_printf(&g.s, "\n");
+    return gp_finish(&g);
 }
 
 /* ---- compare ------------------------------------------------------------------------------- */
@@ -1498,7 +1839,7 @@ int ts_cmd_compare(int argc, char **argv)
             snprintf(title, sizeof title, "loss curves on %s (seed 1%s%s%s%s)", xs[g].group,
                      o.nsweep ? ", " : "", o.nsweep ? o.sweep_key : "", o.nsweep ? " = " : "",
                      o.nsweep ? o.sweep_val[0] : "");
-            if (!plot_curves(dirs, labels, nd, png, title))
+            if (!plot_curves("tessera compare", dirs, labels, nd, png, title))
                 sb_printf(&md, "![loss curves](plots/loss_%d.png)\n\n", gno);
         }
         for (int k = 0; k < nk && !o.nsweep; k++) {
@@ -1518,9 +1859,9 @@ int ts_cmd_compare(int argc, char **argv)
                 n++;
             }
             if (!n) continue;
-            char fname[200];
-            snprintf(fname, sizeof fname, "bar_%d_%s.png", gno, keys[k]);
-            for (char *c = fname; *c; c++) if (*c == '@') *c = '_';
+            char fname[200], part[160];
+            file_part(part, sizeof part, keys[k]);
+            snprintf(fname, sizeof fname, "bar_%d_%s.png", gno, part);
             snprintf(png, sizeof png, "%s/%s", plots, fname);
             snprintf(title, sizeof title, "%s on %s (mean ± std over %d seed%s)", keys[k], xs[g].group,
                      o.seeds, o.seeds > 1 ? "s" : "");
@@ -1548,9 +1889,9 @@ int ts_cmd_compare(int argc, char **argv)
                 n++;
             }
             if (!n) continue;
-            char fname[200], ylabel[256];
-            snprintf(fname, sizeof fname, "sweep_%d_%s.png", gno, keys[k]);
-            for (char *c = fname; *c; c++) if (*c == '@' || *c == '/') *c = '_';
+            char fname[200], ylabel[256], part[160];
+            file_part(part, sizeof part, keys[k]);
+            snprintf(fname, sizeof fname, "sweep_%d_%s.png", gno, part);
             snprintf(png, sizeof png, "%s/%s", plots, fname);
             snprintf(title, sizeof title, "%s against %s, data: %s (mean ± std over %d seed%s)",
                      keys[k] + 5, o.sweep_key, xs[g].group, o.seeds, o.seeds > 1 ? "s" : "");
@@ -1568,8 +1909,9 @@ int ts_cmd_compare(int argc, char **argv)
                 if (o.nsweep) snprintf(subs[sw], sizeof subs[sw], "%s = %s", o.sweep_key, o.sweep_val[sw]);
                 else snprintf(subs[sw], sizeof subs[sw], "seed 1");
             }
-            char fname[200];
-            snprintf(fname, sizeof fname, "gates_%d_%s.png", gno, xs[members[m]].name);
+            char fname[200], part[160];
+            file_part(part, sizeof part, xs[members[m]].name);
+            snprintf(fname, sizeof fname, "gates_%d_%s.png", gno, part);
             snprintf(png, sizeof png, "%s/%s", plots, fname);
             snprintf(title, sizeof title, "%s: mean gate weight per task and expert on the test split "
                      "(uniform gate = 1 / experts)", xs[members[m]].name);

@@ -171,7 +171,7 @@ typedef enum ts_dir_state {
     TS_DIR_UNFINISHED,     /* a run's files without metrics.json (killed, interrupted, failed) */
     TS_DIR_FOREIGN         /* files tessera did not write: never written into */
 } ts_dir_state;
-/* Refuses an experiment name that is not one safe folder name ('/', '\\', control characters,
+/* Refuses an experiment name that is not one safe folder name ('/', control characters,
  * a leading dot, empty or too long); where is "FILE:LINE" for the message. */
 int ts_check_run_name(const char *name, const char *where, ts_err *e);
 /* What dir holds; for TS_DIR_FOREIGN the name of one file that is not tessera's into other. */

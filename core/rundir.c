@@ -31,10 +31,10 @@ int ts_check_run_name(const char *name, const char *where, ts_err *e)
                        "names would put results outside results/NAME or hide them: choose a name "
                        "that starts with a letter or digit", where, name);
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-        if (*p == '/' || *p == '\\' || *p < 0x20 || *p == 0x7f)
+        if (*p == '/' || *p < 0x20 || *p == 0x7f)
             return ts_fail(e, "%s: [experiment] name = '%s' holds a %s; the name is one folder "
-                           "name, so it may not contain '/', '\\' or control characters",
-                           where, name, *p == '/' ? "'/'" : *p == '\\' ? "'\\'" : "control character");
+                           "name, so it may not contain '/' or control characters", where, name,
+                           *p == '/' ? "'/'" : "control character");
     return 0;
 }
 
