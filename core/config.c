@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define INI_LINE_LIMIT 199   /* Debian's libinih (r55) reads at most INI_MAX_LINE - 1 bytes */
 #define INI_SECTION_LIMIT 49 /* and keeps MAX_SECTION - 1 bytes of a section name: a longer one
@@ -213,21 +214,37 @@ int ts_ini_load(ts_ini *ini, const char *path, ts_err *e)
 {
     memset(ini, 0, sizeof *ini);
     ini->file = xstrdup(path);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ts_fail(e, "%s: cannot open the experiment file: %s", path, strerror(errno));
+    int fd = ts_open_regular(path, "an experiment file", e);
+    if (fd < 0)
+        return errno ? ts_fail(e, "%s: cannot open the experiment file: %s", path,
+                               strerror(errno)) : -1;
+    /* Read at most one byte past the limit: a file that keeps growing ends the read there. */
     size_t cap = 1 << 16, n = 0;
     char *text = malloc(cap);
-    for (size_t k; text && (k = fread(text + n, 1, cap - n - 1, f)) > 0;) {
-        n += k;
+    int err = 0;
+    while (text && n <= TS_INI_FILE_LIMIT) {
         if (n + 1 == cap) {
             char *t = realloc(text, cap *= 2);
-            if (!t) { free(text); text = NULL; }
-            else text = t;
+            if (!t) { free(text); text = NULL; break; }
+            text = t;
         }
+        ssize_t k = read(fd, text + n, cap - n - 1);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) { err = errno; break; }
+        if (k == 0) break;
+        n += (size_t)k;
     }
-    fclose(f);
+    close(fd);
     if (!text) return ts_fail(e, "%s: out of memory", path);
+    if (err) {
+        free(text);
+        return ts_fail(e, "%s: read error: %s", path, strerror(err));
+    }
+    if (n > TS_INI_FILE_LIMIT) {
+        free(text);
+        return ts_fail(e, "%s: is over %d MiB, too large for an experiment file; is it the "
+                       "right file?", path, TS_INI_FILE_LIMIT >> 20);
+    }
     text[n] = 0;
     if (strlen(text) != n) {
         free(text);

@@ -39,6 +39,7 @@ int ts_ini_override(ts_ini *ini, const char *assign, ts_err *e);
 ts_cfg *ts_ini_find(ts_ini *ini, const char *section);
 int ts_ini_write(const ts_ini *ini, const char *path, ts_err *e);
 void ts_ini_free(ts_ini *ini);
+#define TS_INI_FILE_LIMIT (16 << 20)   /* bytes: a larger experiment file is refused */
 /* Rejects a key that is neither a host key nor declared by the plugins' key lists, naming the
  * nearest known key; records the key lists for defaults. Also rejects a missing required key. */
 int ts_cfg_validate(ts_cfg *c, const char *const *host_keys, const ts_key *const *lists, int nlists,
@@ -179,7 +180,13 @@ int ts_params_match(ts_exp *x, ts_prec *r, uint32_t count, const char *path, ts_
 void ts_params_copy(ts_exp *x, const ts_prec *r, uint32_t count);
 int ts_put_floats(FILE *f, const float *w, size_t n, unsigned long *crc);   /* + CRC-32 */
 uint32_t ts_crc_of(const unsigned char *p, size_t n);
+/* Reads a whole regular file (a params.bin, a checkpoint) into *buf (malloc'ed, n bytes). */
 int ts_read_file(const char *path, unsigned char **buf, size_t *n, ts_err *e);
+/* Opens path for reading when it is a regular file (a symbolic link to one is fine) and returns
+ * the descriptor; never blocks, even on a FIFO. -1 with errno set when open() fails (e is left
+ * for the caller's message), -1 with errno = 0 and a sentence in e naming what path is instead
+ * (a FIFO, a device, a socket, a folder); `what` is what the caller wanted ("a data file"). */
+int ts_open_regular(const char *path, const char *what, ts_err *e);
 
 /* ---- checkpoints (checkpoint.c; docs/checkpoints.md documents the format) -------------------- */
 /* The training loop's state between two steps: with the arena's weights and optimizer slots it

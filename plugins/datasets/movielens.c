@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct { int64_t user, item, time; long order; } ml_row;
 
@@ -91,7 +92,8 @@ static long find_raw(const ml_state *S, int64_t raw)
     return -1;
 }
 
-static int file_exists(const char *p) { FILE *f = fopen(p, "rb"); if (f) fclose(f); return f != NULL; }
+/* access(), not fopen(): opening a FIFO would wait for a writer; ts_lines_open refuses one */
+static int file_exists(const char *p) { return access(p, F_OK) == 0; }
 
 /* Reads ratings as (user, item, time) rows; fmt 0 = csv with header, 1 = "::", 2 = tab. */
 static int read_ratings(const char *path, int fmt, long *skipped, ml_row **rows_out, long *n_out,
