@@ -1,6 +1,8 @@
 /* config.c — experiment files: parsing with inih (with line numbers, duplicate sections and
- * long lines caught before inih sees them), command-line overrides, typed getters with
- * defaults, unknown-key errors with the nearest known key, and writing the resolved file.
+ * long lines caught before inih sees them, continuation lines read from the file's own text:
+ * list lines joined with ", ", raw lines joined as they are), command-line overrides (refusing
+ * what no INI file can hold), typed getters with defaults, unknown-key errors with the nearest
+ * known key, and writing the resolved file so that it reads back the same (docs/ini.md).
  * It knows nothing of plugins beyond their ts_key lists. */
 #include "internal.h"
 
@@ -11,6 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define INI_LINE_LIMIT 199   /* Debian's libinih (r55) reads at most INI_MAX_LINE - 1 bytes */
 #define INI_SECTION_LIMIT 49 /* and keeps MAX_SECTION - 1 bytes of a section name: a longer one
@@ -82,13 +85,49 @@ static ts_entry *add_entry(ts_cfg *c, const char *key, const char *value, int li
 }
 
 /* ---- parsing ------------------------------------------------------------------------------- */
+/* How inih (r55, built with its defaults: multi-line values, ';' and '#' starting a comment line,
+ * ';' after white space starting an inline comment, '=' or ':' between a key and its value) sees
+ * a line. The pre-scan and the reader both classify lines with it, so they agree with inih, and
+ * with each other, on which lines are section headers and which continue a value. */
+enum { LINE_BLANK, LINE_COMMENT, LINE_CONT, LINE_SECTION, LINE_KEY, LINE_OTHER };
+
+static int is_blank(char c) { return isspace((unsigned char)c) != 0; }
+
+/* s[0..n) is one line without its '\n'. *have_key is inih's "previous name": set by a key line,
+ * cleared by a section header; while it is set, an indented non-blank line continues that key. */
+static int classify_line(const char *s, size_t n, int *have_key)
+{
+    size_t a = 0, b = n;
+    while (b > 0 && is_blank(s[b - 1])) b--;
+    while (a < b && is_blank(s[a])) a++;
+    if (a == b) return LINE_BLANK;
+    if (s[a] == ';' || s[a] == '#') return LINE_COMMENT;
+    if (*have_key && a > 0) return LINE_CONT;
+    if (s[a] == '[') {
+        for (size_t i = a + 1; i < b; i++) {
+            if (s[i] == ']') { *have_key = 0; return LINE_SECTION; }
+            if (s[i] == ';' && is_blank(s[i - 1])) break;   /* an inline comment first */
+        }
+        return LINE_OTHER;   /* inih reports it */
+    }
+    for (size_t i = a; i < b; i++) {
+        if (s[i] == '=' || s[i] == ':') { *have_key = 1; return LINE_KEY; }
+        if (s[i] == ';' && i > a && is_blank(s[i - 1])) break;
+    }
+    return LINE_OTHER;
+}
+
 typedef struct parse_state {
     ts_ini *ini;
-    const char *text;      /* whole file */
+    const char *text;      /* whole file, after a UTF-8 byte order mark */
     size_t pos;
     int line;              /* line last handed to inih */
-    int line_indented;     /* it began with white space: a continuation line */
-    ts_cfg *cur;
+    const char *ltext;     /* that line as it is in the file, without its '\n' */
+    size_t llen;
+    int kind;              /* its LINE_* */
+    int have_key;          /* classify_line's state */
+    int last_sec, last_ent; /* the entry of the last key line (inih passes continuation
+                               lines under its name cut at 49 bytes, so it is not looked up) */
     ts_err *e;
     int failed;
 } parse_state;
@@ -100,13 +139,71 @@ static char *reader(char *str, int num, void *stream)
     const char *s = ps->text + ps->pos;
     const char *nl = strchr(s, '\n');
     size_t n = nl ? (size_t)(nl - s + 1) : strlen(s);
-    size_t k = n < (size_t)num - 1 ? n : (size_t)num - 1;   /* prescan guarantees n fits */
+    /* The pre-scan let through only comment and blank lines longer than inih's buffer: cut
+     * them, which leaves them comments (or blank). */
+    size_t k = n < (size_t)num - 1 ? n : (size_t)num - 1;
     memcpy(str, s, k);
     str[k] = 0;
     ps->pos += n;
     ps->line++;
-    ps->line_indented = (s[0] == ' ' || s[0] == '\t');
+    ps->ltext = s;
+    ps->llen = nl ? n - 1 : n;
+    ps->kind = classify_line(ps->ltext, ps->llen, &ps->have_key);
     return str;
+}
+
+/* An indented line that would continue a list but reads as `key = value` (an identifier, maybe
+ * blanks, '='): almost always a key indented by mistake, which would add "units", "=", "16" to
+ * the list above it. */
+static int looks_like_key(const char *s)
+{
+    if (!isalpha((unsigned char)*s) && *s != '_') return 0;
+    while (isalnum((unsigned char)*s) || *s == '_') s++;
+    while (*s == ' ' || *s == '\t') s++;
+    return *s == '=';
+}
+
+/* A continuation line of en's value, read from the file's own text (not inih's copy, so inih's
+ * handling of comments on continuation lines does not matter). docs/ini.md: a line starting with
+ * '\' appends its text as is (raw), any other appends a list item after ", ". */
+static int continue_value(parse_state *ps, ts_cfg *c, ts_entry *en)
+{
+    const char *s = ps->ltext, *end = ps->ltext + ps->llen;
+    while (end > s && is_blank(end[-1])) end--;
+    while (s < end && is_blank(*s)) s++;
+    const char *sep = "";
+    if (*s == '\\') {
+        s++;
+        if (end > s && end[-1] == '\\') end--;    /* the end marker: keeps what is before it */
+    } else {
+        if (looks_like_key(s) || *s == '[') {
+            ps->failed = 1;
+            size_t show = (size_t)(end - s) < 60 ? (size_t)(end - s) : 60;
+            return ts_fail(ps->e, "%s:%d: the indented line '%.*s%s' would continue [%s] %s "
+                           "(line %d) as more list items; remove the indentation to make it %s "
+                           "of its own", ps->ini->file, ps->line, (int)show, s,
+                           show < (size_t)(end - s) ? "..." : "", c->name, en->key, en->line,
+                           *s == '[' ? "a section header" : "a key"), 0;
+        }
+        for (const char *p = s + 1; p < end; p++)       /* an inline comment, as on a key line */
+            if (*p == ';' && is_blank(p[-1])) {
+                end = p;
+                break;
+            }
+        while (end > s && is_blank(end[-1])) end--;
+        if (*en->value) sep = ", ";
+    }
+    size_t a = strlen(en->value), b = (size_t)(end - s), k = strlen(sep);
+    char *v = realloc(en->value, a + k + b + 1);
+    if (!v) {
+        ps->failed = 1;
+        return ts_fail(ps->e, "out of memory"), 0;
+    }
+    memcpy(v + a, sep, k);
+    memcpy(v + a + k, s, b);
+    v[a + k + b] = 0;
+    en->value = v;
+    return 1;
 }
 
 static int handler(void *user, const char *section, const char *name, const char *value)
@@ -128,44 +225,44 @@ static int handler(void *user, const char *section, const char *name, const char
         c = add_section(ps->ini, sec, ps->line);
         if (!c) return 0;
     }
+    if (ps->kind == LINE_CONT && ps->last_sec >= 0 && &ps->ini->sec[ps->last_sec] == c)
+        return continue_value(ps, c, &c->ent[ps->last_ent]);
     ts_entry *en = ts_cfg_entry(c, name);
-    if (en && ps->line_indented && ps->cur == c) {
-        /* a continuation line of a long value: join with ", " */
-        size_t a = strlen(en->value), b = strlen(value);
-        char *v = realloc(en->value, a + b + 3);
-        if (!v) return 0;
-        memcpy(v + a, ", ", 2);
-        memcpy(v + a + 2, value, b + 1);
-        en->value = v;
-        return 1;
-    }
     if (en) {
         ps->failed = 1;
         ts_fail(ps->e, "%s:%d: [%s] %s is set twice (first on line %d); keep one of the two",
                 ps->ini->file, ps->line, sec, name, en->line);
         return 0;
     }
-    ps->cur = c;
-    return add_entry(c, name, value, ps->line) != NULL;
+    if (!add_entry(c, name, value, ps->line)) return 0;
+    ps->last_sec = (int)(c - ps->ini->sec);
+    ps->last_ent = c->n - 1;
+    return 1;
 }
 
 /* Before inih: catch what Debian's inih r55 gets wrong silently (two sections of one name
  * merge) or reports badly (a line over its limit), and record every section's line. */
 static int prescan(ts_ini *ini, const char *text, ts_err *e)
 {
-    int line = 0;
+    int line = 0, have_key = 0;
     for (const char *s = text; *s;) {
         const char *nl = strchr(s, '\n');
         size_t n = nl ? (size_t)(nl - s) : strlen(s);
         line++;
-        if (n > INI_LINE_LIMIT)
+        int kind = classify_line(s, n, &have_key);
+        if (n > INI_LINE_LIMIT && kind != LINE_COMMENT && kind != LINE_BLANK)
             return ts_fail(e, "%s:%d: line is %zu bytes long; the INI reader takes at most %d. "
-                           "Continue a long value on indented lines below the key",
-                           ini->file, line, n, INI_LINE_LIMIT);
+                           "Continue a long value on indented lines below the key (a line "
+                           "starting with '\\' joins without \", \", e.g. for a path; "
+                           "docs/ini.md)", ini->file, line, n, INI_LINE_LIMIT);
         char buf[INI_LINE_LIMIT + 2];
-        memcpy(buf, s, n);
-        buf[n] = 0;
-        trim(buf);
+        if (kind == LINE_SECTION || (kind == LINE_OTHER && n <= INI_LINE_LIMIT)) {
+            memcpy(buf, s, n);
+            buf[n] = 0;
+            trim(buf);
+        } else {
+            buf[0] = 0;
+        }
         if (buf[0] == '[') {
             char *end = strchr(buf, ']');
             if (!end)
@@ -182,7 +279,8 @@ static int prescan(ts_ini *ini, const char *text, ts_err *e)
                 return ts_fail(e, "%s:%d: section [%s] appears twice (first on line %d); every "
                                "section name must be unique: rename one, e.g. [layer.%s_2]",
                                ini->file, line, name, c->line, name);
-            if (!add_section(ini, name, line)) return ts_fail(e, "out of memory");
+            if (kind == LINE_SECTION && !add_section(ini, name, line))
+                return ts_fail(e, "out of memory");
         }
         s += n + (nl ? 1 : 0);
     }
@@ -191,8 +289,11 @@ static int prescan(ts_ini *ini, const char *text, ts_err *e)
 
 static int parse_text(ts_ini *ini, const char *text, ts_err *e)
 {
+    /* A UTF-8 byte order mark: inih skips it on the first line; skipping it here for both the
+     * pre-scan and inih keeps them agreeing on whether that line is a section header. */
+    if (!strncmp(text, "\xEF\xBB\xBF", 3)) text += 3;
     if (prescan(ini, text, e)) return -1;
-    parse_state ps = {.ini = ini, .text = text, .e = e};
+    parse_state ps = {.ini = ini, .text = text, .e = e, .last_sec = -1};
     int rc = ini_parse_stream(reader, &ps, handler, &ps);
     if (ps.failed) return -1;
     if (rc > 0)
@@ -213,21 +314,37 @@ int ts_ini_load(ts_ini *ini, const char *path, ts_err *e)
 {
     memset(ini, 0, sizeof *ini);
     ini->file = xstrdup(path);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ts_fail(e, "%s: cannot open the experiment file: %s", path, strerror(errno));
+    int fd = ts_open_regular(path, "an experiment file", e);
+    if (fd < 0)
+        return errno ? ts_fail(e, "%s: cannot open the experiment file: %s", path,
+                               strerror(errno)) : -1;
+    /* Read at most one byte past the limit: a file that keeps growing ends the read there. */
     size_t cap = 1 << 16, n = 0;
     char *text = malloc(cap);
-    for (size_t k; text && (k = fread(text + n, 1, cap - n - 1, f)) > 0;) {
-        n += k;
+    int err = 0;
+    while (text && n <= TS_INI_FILE_LIMIT) {
         if (n + 1 == cap) {
             char *t = realloc(text, cap *= 2);
-            if (!t) { free(text); text = NULL; }
-            else text = t;
+            if (!t) { free(text); text = NULL; break; }
+            text = t;
         }
+        ssize_t k = read(fd, text + n, cap - n - 1);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) { err = errno; break; }
+        if (k == 0) break;
+        n += (size_t)k;
     }
-    fclose(f);
+    close(fd);
     if (!text) return ts_fail(e, "%s: out of memory", path);
+    if (err) {
+        free(text);
+        return ts_fail(e, "%s: read error: %s", path, strerror(err));
+    }
+    if (n > TS_INI_FILE_LIMIT) {
+        free(text);
+        return ts_fail(e, "%s: is over %d MiB, too large for an experiment file; is it the "
+                       "right file?", path, TS_INI_FILE_LIMIT >> 20);
+    }
     text[n] = 0;
     if (strlen(text) != n) {
         free(text);
@@ -238,39 +355,87 @@ int ts_ini_load(ts_ini *ini, const char *path, ts_err *e)
     return rc;
 }
 
+/* ---- what an INI file can hold -------------------------------------------------------------- */
+const char *ts_ini_value_problem(const char *value)
+{
+    if (strpbrk(value, "\n\r"))
+        return "holds a line break, which an INI file cannot hold (the run's config.ini must "
+               "read back the same); give the value on one line";
+    return NULL;
+}
+
+const char *ts_ini_name_problem(const char *name, int section)
+{
+    size_t n = strlen(name);
+    if (!n) return section ? "the section name is empty" : "the key is empty";
+    if (n > (section ? INI_SECTION_LIMIT : TS_NAME_MAX - 1))
+        return section ? "the section name is longer than the 49 bytes the INI reader keeps"
+                       : "the key is longer than 63 bytes";
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || isspace(*p) || strchr("[]=:;#", *p))
+            return section ? "a section name cannot hold white space, control characters or "
+                             "any of [ ] = : ; #"
+                           : "a key cannot hold white space, control characters or any of "
+                             "[ ] = : ; #";
+    return NULL;
+}
+
 int ts_ini_override(ts_ini *ini, const char *assign, ts_err *e)
 {
     const char *eq = strchr(assign, '=');
     const char *dot = eq ? memchr(assign, '.', (size_t)(eq - assign)) : NULL;
     if (!eq || !dot)
-        return ts_fail(e, "command line: '%s' is not an override; write SECTION.KEY=VALUE, "
+        return ts_fail(e, "command line: '%.200s' is not an override; write SECTION.KEY=VALUE, "
                        "e.g. train.epochs=3 or layer.q_conv.filters=300", assign);
     /* The key is what follows the last dot before '='; the section is everything before. */
     const char *last = dot;
     for (const char *p = dot; p < eq; p++)
         if (*p == '.') last = p;
-    char section[2 * TS_NAME_MAX], key[TS_NAME_MAX], value[4096];
-    snprintf(section, sizeof section, "%.*s", (int)(last - assign), assign);
-    snprintf(key, sizeof key, "%.*s", (int)(eq - last - 1), last + 1);
-    snprintf(value, sizeof value, "%s", eq + 1);
+    size_t ls = (size_t)(last - assign), lk = (size_t)(eq - last - 1);
+    char *section = malloc(ls + 1), *key = malloc(lk + 1), *value = xstrdup(eq + 1);
+    int rc = -1;
+    if (!section || !key || !value) { ts_fail(e, "out of memory"); goto out; }
+    memcpy(section, assign, ls);
+    section[ls] = 0;
+    memcpy(key, last + 1, lk);
+    key[lk] = 0;
     trim(section); trim(key); trim(value);
+    const char *why;
+    if ((why = ts_ini_name_problem(section, 1)) || (why = ts_ini_name_problem(key, 0))) {
+        ts_fail(e, "command line: '%.*s': %s; write SECTION.KEY=VALUE, e.g. train.epochs=3",
+                (int)(eq - assign) < 120 ? (int)(eq - assign) : 120, assign, why);
+        goto out;
+    }
+    if ((why = ts_ini_value_problem(value))) {
+        ts_fail(e, "command line: [%s] %s: the value %s", section, key, why);
+        goto out;
+    }
     ts_cfg *c = ts_ini_find(ini, section);
     if (!c) {
         /* Layers and heads must be described in the file; the fixed sections may be added. */
-        if (strchr(section, '.'))
-            return ts_fail(e, "command line: '%s' names section [%s], which %s does not have",
-                           assign, section, ini->file);
+        if (strchr(section, '.')) {
+            ts_fail(e, "command line: '%.*s' names section [%s], which %s does not have",
+                    (int)(eq - assign), assign, section, ini->file);
+            goto out;
+        }
         c = add_section(ini, section, 0);
-        if (!c) return ts_fail(e, "out of memory");
+        if (!c) { ts_fail(e, "out of memory"); goto out; }
     }
     ts_entry *en = ts_cfg_entry(c, key);
     if (en) {
         free(en->value);
-        en->value = xstrdup(value);
+        en->value = value;
+        value = NULL;
         en->line = 0;
-        return 0;
+        rc = 0;
+    } else {
+        rc = add_entry(c, key, value, 0) ? 0 : ts_fail(e, "out of memory");
     }
-    return add_entry(c, key, value, 0) ? 0 : ts_fail(e, "out of memory");
+out:
+    free(section);
+    free(key);
+    free(value);
+    return rc;
 }
 
 int ts_ini_from_pairs(ts_ini *ini, const char *section, const char *pairs, ts_err *e)
@@ -301,27 +466,129 @@ void ts_ini_free(ts_ini *ini)
     memset(ini, 0, sizeof *ini);
 }
 
-int ts_ini_write(const ts_ini *ini, const char *path, ts_err *e)
+/* ---- writing ------------------------------------------------------------------------------- */
+typedef struct outbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} outbuf;
+
+static void put(outbuf *o, const char *s, size_t n)
 {
-    size_t cap = 4096, n = 0;
-    char *out = malloc(cap);
-    if (!out) return ts_fail(e, "out of memory");
-#define EMIT(...) do { \
-        int k_ = snprintf(out + n, cap - n, __VA_ARGS__); \
-        while ((size_t)k_ >= cap - n) { cap *= 2; out = realloc(out, cap); \
-            k_ = snprintf(out + n, cap - n, __VA_ARGS__); } \
-        n += (size_t)k_; } while (0)
-    EMIT("; resolved configuration of %s: file values, command-line overrides and defaults\n",
-         ini->file);
+    if (o->oom) return;
+    if (o->n + n + 1 > o->cap) {
+        size_t cap = o->cap ? o->cap : 4096;
+        while (o->n + n + 1 > cap) cap *= 2;
+        char *t = realloc(o->p, cap);
+        if (!t) { o->oom = 1; return; }
+        o->p = t;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->n, s, n);
+    o->n += n;
+    o->p[o->n] = 0;
+}
+
+static void puts_(outbuf *o, const char *s) { put(o, s, strlen(s)); }
+
+/* `key = value` reads back as value when inih's trimming and inline comments leave it alone. */
+static int fits_key_line(const char *key, const char *v, size_t extra)
+{
+    size_t n = strlen(v);
+    if (!n || is_blank(v[0]) || is_blank(v[n - 1]) || v[0] == ';') return 0;
+    for (size_t i = 1; i < n; i++)
+        if (v[i] == ';' && is_blank(v[i - 1])) return 0;
+    return strlen(key) + 3 + n + extra <= INI_LINE_LIMIT;
+}
+
+#define RAW_INDENT "  \\"          /* a raw continuation line: two blanks, then the marker */
+#define RAW_TEXT (INI_LINE_LIMIT - 4) /* bytes of the value per line: the line's marker, and
+                                       one byte for a closing '\' */
+
+/* One key: on its own line when it can be, else `key =` and the value on raw continuation lines
+ * of at most RAW_TEXT bytes each, cut where no UTF-8 character is split. */
+static void put_entry(outbuf *o, const char *key, const char *v, int is_default)
+{
+    const char *tag = is_default ? " ; default" : "";
+    if (fits_key_line(key, v, strlen(tag))) {
+        puts_(o, key); puts_(o, " = "); puts_(o, v); puts_(o, tag); puts_(o, "\n");
+        return;
+    }
+    puts_(o, key); puts_(o, " ="); puts_(o, tag); puts_(o, "\n");
+    for (size_t n = strlen(v); n;) {
+        size_t k = n < RAW_TEXT ? n : RAW_TEXT;
+        if (k < n) {   /* v[k] starts the next line: step back to the start of its character */
+            size_t back = 0;
+            while (back < 4 && back < k && ((unsigned char)v[k - back] & 0xC0) == 0x80) back++;
+            if (back < k && ((unsigned char)v[k - back] & 0xC0) != 0x80) k -= back;
+        }
+        puts_(o, RAW_INDENT);
+        put(o, v, k);
+        if (is_blank(v[k - 1]) || v[k - 1] == '\\') puts_(o, "\\");   /* keeps the end */
+        puts_(o, "\n");
+        v += k;
+        n -= k;
+    }
+}
+
+int ts_ini_format(const ts_ini *ini, char **text, size_t *len, ts_err *e)
+{
+    outbuf o = {0};
+    *text = NULL;
+    *len = 0;
+    /* The comment names the experiment file (tessera export reads it back); a comment line may
+     * be longer than the INI reader's line, and a control character would end it. */
+    puts_(&o, "; resolved configuration of ");
+    for (const char *f = ini->file; *f; f++)
+        put(&o, (unsigned char)*f < 0x20 || *f == 0x7f ? "?" : f, 1);
+    puts_(&o, ": file values, command-line overrides and defaults\n");
     for (int i = 0; i < ini->nsec; i++) {
         const ts_cfg *c = &ini->sec[i];
-        EMIT("\n[%s]\n", c->name);
-        for (int j = 0; j < c->n; j++) EMIT("%s = %s\n", c->ent[j].key, c->ent[j].value);
+        const char *why = ts_ini_name_problem(c->name, 1);
+        if (why && (strlen(c->name) > INI_SECTION_LIMIT || strpbrk(c->name, "[]\n\r"))) {
+            free(o.p);
+            return ts_fail(e, "cannot write the section [%.60s]: %s", c->name, why);
+        }
+        puts_(&o, "\n["); puts_(&o, c->name); puts_(&o, "]\n");
+        for (int j = 0; j < c->n; j++) {
+            if ((why = ts_ini_value_problem(c->ent[j].value))) {
+                free(o.p);
+                return ts_fail(e, "cannot write [%s] %s: the value %s", c->name, c->ent[j].key,
+                               why);
+            }
+            put_entry(&o, c->ent[j].key, c->ent[j].value, 0);
+        }
         for (int l = 0; l < 4; l++)
             for (const ts_key *k = c->keys[l]; k && k->key; k++)
-                if (k->def && !ts_cfg_entry(c, k->key)) EMIT("%s = %s ; default\n", k->key, k->def);
+                if (k->def && !ts_cfg_entry(c, k->key)) {
+                    if ((why = ts_ini_value_problem(k->def))) {
+                        free(o.p);
+                        return ts_fail(e, "cannot write [%s] %s: its default %s", c->name,
+                                       k->key, why);
+                    }
+                    put_entry(&o, k->key, k->def, 1);
+                }
     }
-#undef EMIT
+    if (o.oom) {
+        free(o.p);
+        return ts_fail(e, "out of memory");
+    }
+    if (o.n > TS_INI_FILE_LIMIT) {
+        free(o.p);
+        return ts_fail(e, "the resolved configuration of %s would be %zu bytes, over the %d MiB "
+                       "an experiment file may have; shorten its longest values", ini->file, o.n,
+                       TS_INI_FILE_LIMIT >> 20);
+    }
+    *text = o.p;
+    *len = o.n;
+    return 0;
+}
+
+int ts_ini_write(const ts_ini *ini, const char *path, ts_err *e)
+{
+    char *out;
+    size_t n;
+    if (ts_ini_format(ini, &out, &n, e)) return -1;
     int rc = ts_write_atomic(path, out, n, e);
     free(out);
     return rc;

@@ -12,7 +12,7 @@
 /* ---- INI ----------------------------------------------------------------------------------- */
 typedef struct ts_entry {
     char key[TS_NAME_MAX];
-    char *value;              /* continuation lines joined with ", " */
+    char *value;              /* continuation lines joined (", " or raw: docs/ini.md) */
     int line;                 /* 0 = from the command line */
     int used;                 /* a declared key of some reader */
 } ts_entry;
@@ -38,6 +38,17 @@ int ts_ini_load_string(ts_ini *ini, const char *name, const char *text, ts_err *
 int ts_ini_override(ts_ini *ini, const char *assign, ts_err *e);
 ts_cfg *ts_ini_find(ts_ini *ini, const char *section);
 int ts_ini_write(const ts_ini *ini, const char *path, ts_err *e);
+/* The text ts_ini_write writes (malloc'ed): every value on its key's line or, when it cannot be
+ * (too long, blanks at its ends, " ;"), on raw continuation lines (docs/ini.md), so that
+ * ts_ini_load reads back the same sections, keys and values. */
+int ts_ini_format(const ts_ini *ini, char **text, size_t *len, ts_err *e);
+/* Why a value cannot be stored in an INI file (a line break), or NULL when it can. Every entry
+ * point of values that do not come from a file (overrides) refuses what this refuses. */
+const char *ts_ini_value_problem(const char *value);
+/* Why a section name (section != 0) or a key given on the command line cannot be written to an
+ * INI file and read back (empty, too long, blanks, control characters, [ ] = : ; #), or NULL. */
+const char *ts_ini_name_problem(const char *name, int section);
+#define TS_INI_FILE_LIMIT (16 << 20)   /* bytes: a larger experiment file is refused */
 void ts_ini_free(ts_ini *ini);
 /* Rejects a key that is neither a host key nor declared by the plugins' key lists, naming the
  * nearest known key; records the key lists for defaults. Also rejects a missing required key. */
@@ -249,7 +260,13 @@ int ts_params_match(ts_exp *x, ts_prec *r, uint32_t count, const char *path, ts_
 void ts_params_copy(ts_exp *x, const ts_prec *r, uint32_t count);
 int ts_put_floats(FILE *f, const float *w, size_t n, unsigned long *crc);   /* + CRC-32 */
 uint32_t ts_crc_of(const unsigned char *p, size_t n);
+/* Reads a whole regular file (a params.bin, a checkpoint) into *buf (malloc'ed, n bytes). */
 int ts_read_file(const char *path, unsigned char **buf, size_t *n, ts_err *e);
+/* Opens path for reading when it is a regular file (a symbolic link to one is fine) and returns
+ * the descriptor; never blocks, even on a FIFO. -1 with errno set when open() fails (e is left
+ * for the caller's message), -1 with errno = 0 and a sentence in e naming what path is instead
+ * (a FIFO, a device, a socket, a folder); `what` is what the caller wanted ("a data file"). */
+int ts_open_regular(const char *path, const char *what, ts_err *e);
 
 /* ---- checkpoints (checkpoint.c; docs/checkpoints.md documents the format) -------------------- */
 /* The training loop's state between two steps: with the arena's weights and optimizer slots it

@@ -26,6 +26,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -161,21 +162,30 @@ static void note(char *msg, size_t cap, int *n, const char *fmt, ...)
 
 int ts_read_file(const char *path, unsigned char **buf, size_t *n, ts_err *e)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ts_fail(e, "cannot open %s: %s", path, strerror(errno));
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
+    /* A regular file only: a FIFO or /dev/zero would never end. Its size bounds the read, so a
+     * file that grows meanwhile is read as it was (and its CRC tells). */
+    int fd = ts_open_regular(path, "a file tessera wrote (params.bin, a checkpoint)", e);
+    if (fd < 0) return errno ? ts_fail(e, "cannot open %s: %s", path, strerror(errno)) : -1;
+    struct stat sb;
+    if (fstat(fd, &sb) || sb.st_size < 0 || (uint64_t)sb.st_size >= SIZE_MAX) {
+        close(fd);
         return ts_fail(e, "%s: cannot read its size", path);
     }
-    *buf = malloc((size_t)size + 1);
-    if (!*buf) { fclose(f); return ts_fail(e, "%s: out of memory for %ld bytes", path, size); }
-    *n = fread(*buf, 1, (size_t)size, f);
-    int err = ferror(f);
-    fclose(f);
-    if (err || *n != (size_t)size) { free(*buf); return ts_fail(e, "%s: read error", path); }
+    size_t size = (size_t)sb.st_size;
+    *buf = malloc(size + 1);
+    if (!*buf) {
+        close(fd);
+        return ts_fail(e, "%s: out of memory for %zu bytes", path, size);
+    }
+    *n = 0;
+    while (*n < size) {
+        ssize_t k = read(fd, *buf + *n, size - *n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        *n += (size_t)k;
+    }
+    close(fd);
+    if (*n != size) { free(*buf); return ts_fail(e, "%s: read error", path); }
     return 0;
 }
 

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct { int64_t user, item, time; long order; } ml_row;
 
@@ -101,7 +102,8 @@ static long find_raw(const ml_state *S, int64_t raw)
     return -1;
 }
 
-static int file_exists(const char *p) { FILE *f = fopen(p, "rb"); if (f) fclose(f); return f != NULL; }
+/* access(), not fopen(): opening a FIFO would wait for a writer; ts_lines_open refuses one */
+static int file_exists(const char *p) { return access(p, F_OK) == 0; }
 
 /* DIR/NAME or DIR/NAME.gz into buf; 0 when neither exists. */
 static int find_file(const char *dir, const char *name, char *buf, size_t n)
