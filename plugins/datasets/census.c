@@ -406,7 +406,8 @@ static const ts_key keys[] = {
     {"education_label", "bool", "false", "add the label `education` (bachelor's degree or higher) "
      "and drop education from the features"},
     {NULL, NULL, NULL, NULL}};
-static const ts_dataset_ops ops = {.open = census_open, .batch = census_batch, .aux = census_aux,
+static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops),
+    .open = census_open, .batch = census_batch, .aux = census_aux,
                                    .close = census_close};
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "census", "1.0",
     "UCI Census-Income (KDD): income and never-married labels for multi-task models", keys, &ops};
