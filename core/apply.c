@@ -80,7 +80,7 @@ static ts_exp *load(const apply_args *a, ts_open_mode mode, ts_err *e)
                 "(type = %s) fitted on the training rows are not known%s; without them new rows "
                 "would be read differently from the training rows. Train the run again with this "
                 "tessera", a->run, x->data_pl->name,
-                dops->fitted ? " (the run was made by an older tessera)" :
+                TS_OP(dops, fitted) ? " (the run was made by an older tessera)" :
                 " (this dataset plugin does not save its fitted state)");
         ts_exp_free(x);
         return NULL;

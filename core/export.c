@@ -205,7 +205,7 @@ int ts_cmd_export(int argc, char **argv)
     int rc = load_run(&R, dir, head, nover, over, &e) || ts_mkdirs(out, &e) || write_users(&R, out, &e);
     if (!rc) {
         ts_err pe;
-        if (R.hn->ops->report && R.hn->ops->report(&R.hn->H, out, &pe))
+        if (TS_OP(R.hn->ops, report) && R.hn->ops->report(&R.hn->H, out, &pe))
             rc = ts_fail(&e, "[head.%s] report: %s", R.hn->H.name, pe.msg);
     }
     if (!rc)

@@ -78,8 +78,8 @@ const ts_tensor *ts_ctx_field(ts_ctx *ctx, const char *name)
 
 int ts_ctx_aux(ts_ctx *ctx, const char *name, const void **ptr, long *n)
 {
-    if (!ctx->data || !ctx->data_ops || !ctx->data_ops->aux) return -1;
-    return ctx->data_ops->aux(ctx->data, name, ptr, n);
+    if (!ctx->data || !ctx->data_ops || !TS_OP(ctx->data_ops, aux)) return -1;
+    return TS_OP(ctx->data_ops, aux)(ctx->data, name, ptr, n);
 }
 
 void ts_metric(ts_ctx *ctx, const char *task, const char *metric, double value)
@@ -548,13 +548,13 @@ int ts_exp_open_data(ts_exp *x, ts_err *e)
         x->ctx.nfitted = n;
     }
     if (ops->open(&x->data, cd, &pe)) {
-        if (ops->close) ops->close(&x->data);
+        if (TS_OP(ops, close)) TS_OP(ops, close)(&x->data);
         return ts_fail(e, "%s: [data] type = %s: %s%s%s%s", ts_cfg_where(cd, "type"),
                        x->data_pl->name, pe.msg, from ? " (read with the fitted state of " : "",
                        from ? from : "", from ? ")" : "");
     }
     x->data_open = 1;
-    if (ops->fitted && !x->ctx.fitted) {
+    if (TS_OP(ops, fitted) && !x->ctx.fitted) {
         if (ops->fitted(&x->data, &x->data_state, &x->ndata_state, &pe))
             return ts_fail(e, "%s: [data] type = %s: saving what it fitted: %s",
                            ts_cfg_where(cd, "type"), x->data_pl->name, pe.msg);
@@ -566,7 +566,7 @@ int ts_exp_open_data(ts_exp *x, ts_err *e)
     }
     const void *sk = NULL;
     long nsk = 0;
-    x->skipped_rows = ops->aux && ops->aux(&x->data, "skipped_rows", &sk, &nsk) == 0 && sk &&
+    x->skipped_rows = TS_OP(ops, aux) && ops->aux(&x->data, "skipped_rows", &sk, &nsk) == 0 && sk &&
                       nsk == 1 ? *(const long *)sk : -1;
     if (x->ctx.open_mode == TS_OPEN_TRAIN && x->data.nrows[TS_TRAIN] <= 0)
         return ts_fail(e, "%s: [data] the training split is empty; check the path and split",
@@ -943,6 +943,29 @@ static int alloc_outputs(ts_layer *L, ts_err *e)
     return 0;
 }
 
+/* The plugins' one-time init ops (tessera.h): after the arena is allocated and initialised,
+ * before anything (a checkpoint, params.bin) is restored into it. */
+static int init_plugins(ts_exp *x, ts_err *e)
+{
+    for (int i = 0; i < x->nnodes; i++) {
+        ts_node *nd = &x->nodes[i];
+        int (*init)(ts_layer *, ts_err *) = TS_OP(nd->ops, init);
+        ts_err pe;
+        if (init && init(&nd->L, &pe))
+            return ts_fail(e, "%s:%d: [%s] (type %s) init: %s", nd->cfg->file, nd->cfg->line,
+                           nd->cfg->name, nd->pl->name, pe.msg);
+    }
+    for (int i = 0; i < x->nheads; i++) {
+        ts_hnode *hn = &x->heads[i];
+        int (*init)(ts_head *, ts_err *) = TS_OP(hn->ops, init);
+        ts_err pe;
+        if (init && init(&hn->H, &pe))
+            return ts_fail(e, "%s:%d: [%s] (type %s) init: %s", hn->cfg->file, hn->cfg->line,
+                           hn->cfg->name, hn->pl->name, pe.msg);
+    }
+    return 0;
+}
+
 int ts_exp_build(ts_exp *x, ts_err *e)
 {
     if (x->built) return 0;
@@ -1159,6 +1182,7 @@ int ts_exp_build(ts_exp *x, ts_err *e)
         return ts_fail(e, "[optimizer] type = %s: %s", x->opt_pl->name, pe.msg);
     if (ts_exp_check_memory(x, oo->nslots, e)) return -1;
     if (ts_ctx_alloc_params(&x->ctx, oo->nslots, &x->arena, &x->arena_n, e)) return -1;
+    if (init_plugins(x, e)) return -1;
     x->built = 1;
     /* The warnings go to the run's log (the program's choice of stream), once per job. */
     for (int i = 0; x->opts.log && ts_dist_rank() == 0 && i < x->nwarnings; i++)
@@ -1171,13 +1195,13 @@ void ts_exp_free(ts_exp *x)
     if (!x) return;
     for (int i = 0; i < x->nheads; i++) {
         ts_hnode *hn = &x->heads[i];
-        if (hn->built && hn->ops->destroy) hn->ops->destroy(&hn->H);
-        if (hn->H.loss && hn->H.loss->destroy && hn->H.loss_state)
+        if (hn->built && TS_OP(hn->ops, destroy)) hn->ops->destroy(&hn->H);
+        if (hn->H.loss && TS_OP(hn->H.loss, destroy) && hn->H.loss_state)
             hn->H.loss->destroy(hn->H.loss_state);
     }
     for (int i = 0; i < x->nnodes; i++) {
         ts_node *nd = &x->nodes[i];
-        if (nd->built && nd->ops->destroy) nd->ops->destroy(&nd->L);
+        if (nd->built && TS_OP(nd->ops, destroy)) nd->ops->destroy(&nd->L);
         for (int k = 0; k < TS_MAX_OUT; k++) {
             if (nd->L.out[k].dtype != TS_F32) continue;
             free(nd->L.out[k].x);
@@ -1186,10 +1210,10 @@ void ts_exp_free(ts_exp *x)
     }
     if (x->opt_pl && x->opt_state) {
         const ts_optim_ops *oo = x->opt_pl->ops;
-        if (oo->destroy) oo->destroy(x->opt_state);
+        if (TS_OP(oo, destroy)) oo->destroy(x->opt_state);
     }
-    if (x->data_open && x->data_pl && ((const ts_dataset_ops *)x->data_pl->ops)->close)
-        ((const ts_dataset_ops *)x->data_pl->ops)->close(&x->data);
+    const ts_dataset_ops *dops = x->data_pl ? x->data_pl->ops : NULL;
+    if (x->data_open && dops && TS_OP(dops, close)) dops->close(&x->data);
     for (int i = 0; i < x->nwarnings; i++) free(x->warnings[i]);
     free(x->warnings);
     free(x->nodes);

@@ -9,27 +9,45 @@
 #include "tessera.h"
 
 /* ---- plugins ------------------------------------------------------------------------------ */
-/* Scans the search path once (plugin = paths, TESSERA_PLUGIN_PATH, the installed directory,
- * the build tree). Returns -1 with a message naming the file, dlerror() and a hint on a
- * broken plugin file or a duplicate name. */
+/* Scans the search path once (TESSERA_PLUGIN_PATH, the installed directory, the build tree).
+ * A file that is no usable plugin (not a shared object, no entry symbol, another ABI, an ops
+ * table too small) is skipped with its reason, and each problem of the path becomes a warning
+ * (ts_plugin_warning); -1 only when out of memory. */
 int ts_plugins_scan(ts_err *e);
-/* A plugin of a kind by name, scanning first if needed; NULL + message (with the nearest
- * known name) when there is none. */
+/* A plugin of a kind by name (a name with '/' is a file, loaded for that use only), scanning
+ * first if needed. NULL + message when there is none (with the nearest known name and the
+ * reasons of the skipped files) or when two files of one folder define the name. */
 const ts_plugin *ts_plugin_find(ts_kind kind, const char *name, ts_err *e);
-/* Opens one plugin file (a path) and returns its index-th entry, validating ABI and size. */
+/* The same for a name of any kind (describe, check-plugin NAME). */
+const ts_plugin *ts_plugin_find_any(const char *name, ts_err *e);
+/* Opens one plugin file (a path) and returns its index-th entry, validating the ABI and the
+ * sizes of the descriptor and the ops table. */
 const ts_plugin *ts_plugin_open_file(const char *path, uint32_t index, ts_err *e);
 /* Where the plugin was loaded from. */
 const char *ts_plugin_path(const ts_plugin *p);
 const char *ts_kind_name(ts_kind k);
-/* Every plugin found (after a scan), for `tessera plugins`. */
+/* Every plugin found (after a scan), for `tessera plugins`, usable or not. */
 int ts_plugin_count(void);
 const ts_plugin *ts_plugin_at(int i);
+/* NULL when plugin i is the one its name finds; else why not ("hidden by PATH", "not usable:
+ * PATH defines the same name in the same folder"), written into buf. */
+const char *ts_plugin_note(int i, char *buf, size_t n);
+/* Files (or entries of a file) the scan skipped: the path, and the reason in *reason. */
+int ts_plugin_skipped_count(void);
+const char *ts_plugin_skipped(int i, const char **reason);
+/* The scan's warnings, one sentence each, for the program to print (valid until exit). */
+int ts_plugin_warning_count(void);
+const char *ts_plugin_warning(int i);
 
 /* ---- conformance checks (tessera check-plugin) ------------------------------------------- */
-/* Runs the checks for p's kind: finite-difference gradients for layers, losses and heads;
- * a quadratic for optimizers; a batch of every split for datasets is not checked here.
+/* Runs the checks for p's kind (docs/plugins.md lists them): for layers and heads, gradients
+ * against finite differences at several input shapes, backward accumulating, NULL input
+ * gradients (in a forked child, so a crash is a failed check), sparse rows touched; losses'
+ * gradients; an optimizer on a quadratic; a dataset's batches when it opens with its keys.
  * Writes a human-readable report into log (may be NULL). Returns 0 when every check passes. */
 int ts_check_plugin(const ts_plugin *p, FILE *log, ts_err *e);
+/* The same, built with nkeys extra "KEY=VALUE" keys that override the plugin's check_keys. */
+int ts_check_plugin_keys(const ts_plugin *p, char *const *keys, int nkeys, FILE *log, ts_err *e);
 
 /* ---- experiments -------------------------------------------------------------------------- */
 typedef struct ts_run_opts {

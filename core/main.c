@@ -43,8 +43,9 @@ static void usage(FILE *f)
         "  plugins                 list the plugins found, where, kind and version\n"
         "  describe NAME|--all [--markdown]\n"
         "                          print a plugin's keys (the INI reference)\n"
-        "  check-plugin FILE.so|NAME ...\n"
-        "                          run the conformance checks (finite-difference gradients...)\n"
+        "  check-plugin FILE.so|NAME ... [KEY=VALUE ...]\n"
+        "                          run the conformance checks (finite-difference gradients,\n"
+        "                          accumulation, NULL gradients...), built with the keys given\n"
         "  version                 print the version and the plugin ABI\n"
         "\n"
         "Plugins are searched in TESSERA_PLUGIN_PATH (colon-separated; an empty element is the\n"
@@ -81,6 +82,16 @@ static int fail(const ts_err *e)
 {
     fprintf(stderr, "tessera: %s\n", e->msg);
     return 1;
+}
+
+/* One line per problem the plugin scan found and stepped over (a skipped file, a hidden or
+ * duplicated name); a scan that cannot even run is reported by the command itself. */
+static void print_plugin_warnings(void)
+{
+    ts_err e;
+    if (ts_plugins_scan(&e)) return;
+    for (int i = 0; i < ts_plugin_warning_count(); i++)
+        fprintf(stderr, "tessera: warning: %s\n", ts_plugin_warning(i));
 }
 
 /* "2G", "512M", "100k" or bytes; -1 when it is not a size. */
@@ -159,6 +170,7 @@ static int cmd_run(int argc, char **argv, const char *run_dir)
     o.stop = &stop_sig;
     ts_err e;
     if (ts_dist_init(&argc, &argv, &e)) { free(over); return fail(&e); }
+    if (ts_dist_rank() == 0) print_plugin_warnings();
     int rc = ts_run(ini, &o, &e);
     free(over);
     if (rc && ts_dist_size() > 1) {
@@ -175,6 +187,8 @@ static int cmd_run(int argc, char **argv, const char *run_dir)
     return rc ? fail(&e) : 0;
 }
 
+/* Every plugin found, usable or not (hidden by an earlier folder, or its name defined twice in
+ * one folder: the note says which), then the files skipped and why. */
 static int cmd_plugins(void)
 {
     ts_err e;
@@ -184,10 +198,29 @@ static int cmd_plugins(void)
         for (int i = 0; i < ts_plugin_count(); i++) {
             const ts_plugin *p = ts_plugin_at(i);
             if (p->kind != k) continue;
-            printf("%-10s %-18s %-8s %s\n", ts_kind_name(p->kind), p->name,
-                   p->version ? p->version : "-", ts_plugin_path(p));
+            char buf[2 * TS_PATH_MAX];
+            const char *note = ts_plugin_note(i, buf, sizeof buf);
+            printf("%-10s %-18s %-8s %s%s%s%s\n", ts_kind_name(p->kind), p->name,
+                   p->version ? p->version : "-", ts_plugin_path(p), note ? "  [" : "",
+                   note ? note : "", note ? "]" : "");
         }
+    if (ts_plugin_skipped_count()) {
+        printf("\nskipped (not tessera plugins of this ABI; experiments that do not use them "
+               "run):\n");
+        for (int i = 0; i < ts_plugin_skipped_count(); i++) {
+            const char *why = NULL;
+            const char *path = ts_plugin_skipped(i, &why);
+            printf("skipped    %s: %s\n", path, why);
+        }
+    }
     return 0;
+}
+
+/* Plugin i is the one its name finds (not hidden, not ambiguous). */
+static int usable(int i)
+{
+    char buf[2 * TS_PATH_MAX];
+    return ts_plugin_note(i, buf, sizeof buf) == NULL;
 }
 
 static void describe(const ts_plugin *p, int md)
@@ -239,7 +272,7 @@ static int cmd_describe(int argc, char **argv)
             const ts_plugin **v = calloc((size_t)n + 1, sizeof *v);
             int m = 0;
             for (int i = 0; i < n; i++)
-                if (ts_plugin_at(i)->kind == k) v[m++] = ts_plugin_at(i);
+                if (ts_plugin_at(i)->kind == k && usable(i)) v[m++] = ts_plugin_at(i);
             for (int i = 1; i < m; i++)
                 for (int j = i; j > 0 && strcmp(v[j - 1]->name, v[j]->name) > 0; j--) {
                     const ts_plugin *t = v[j]; v[j] = v[j - 1]; v[j - 1] = t;
@@ -256,51 +289,72 @@ static int cmd_describe(int argc, char **argv)
     }
     int found = 0;
     for (int i = 0; i < ts_plugin_count(); i++)
-        if (!strcmp(ts_plugin_at(i)->name, name)) { describe(ts_plugin_at(i), md); found = 1; }
-    if (!found) {
-        const ts_plugin *p = NULL;
-        for (ts_kind k = TS_LAYER; k <= TS_DATASET && !p; k++) p = ts_plugin_find(k, name, &e);
-        return fail(&e);
-    }
+        if (!strcmp(ts_plugin_at(i)->name, name) && usable(i)) {
+            describe(ts_plugin_at(i), md);
+            found = 1;
+        }
+    if (!found && !ts_plugin_find_any(name, &e)) return fail(&e);
     return 0;
+}
+
+/* An argument KEY=VALUE (no '/' before the '='), as opposed to a plugin file or name. */
+static int is_key(const char *a)
+{
+    const char *eq = strchr(a, '=');
+    return eq && eq > a && !memchr(a, '/', (size_t)(eq - a));
+}
+
+static int check_one(const ts_plugin *p, const char *file, char **keys, int nkeys)
+{
+    ts_err ce;
+    int rc = ts_check_plugin_keys(p, keys, nkeys, stdout, &ce);
+    printf("%s %s %s%s%s%s%s%s\n", rc ? "FAIL" : "ok  ", ts_kind_name(p->kind), p->name,
+           file ? " (" : "", file ? file : "", file ? ")" : "", rc ? ": " : "", rc ? ce.msg : "");
+    fflush(stdout);
+    return rc != 0;
 }
 
 static int cmd_check(int argc, char **argv)
 {
-    if (argc < 1) {
-        fprintf(stderr, "usage: tessera check-plugin FILE.so|NAME ...\n");
+    char **keys = calloc((size_t)argc + 1, sizeof *keys);
+    int nkeys = 0, nplug = 0;
+    for (int i = 0; i < argc; i++) {
+        if (is_key(argv[i])) keys[nkeys++] = argv[i];
+        else nplug++;
+    }
+    if (nplug < 1) {
+        fprintf(stderr, "usage: tessera check-plugin FILE.so|NAME ... [KEY=VALUE ...]\n");
+        free(keys);
         return 2;
     }
-    int failed = 0, total = 0;
+    int failed = 0, total = 0, warned = 0;
     for (int i = 0; i < argc; i++) {
+        if (is_key(argv[i])) continue;
         ts_err e;
         if (strchr(argv[i], '/')) {
             const ts_plugin *p;
-            int n = 0;
-            for (uint32_t k = 0; (p = ts_plugin_open_file(argv[i], k, &e)); k++, n++) {
-                ts_err ce;
+            uint32_t k = 0;
+            for (; (p = ts_plugin_open_file(argv[i], k, &e)); k++) {
                 total++;
-                int rc = ts_check_plugin(p, stdout, &ce);
-                printf("%s %s %s (%s)%s%s\n", rc ? "FAIL" : "ok  ", ts_kind_name(p->kind), p->name,
-                       argv[i], rc ? ": " : "", rc ? ce.msg : "");
-                failed += rc != 0;
+                failed += check_one(p, argv[i], keys, nkeys);
             }
-            if (n == 0) { fprintf(stderr, "tessera: %s\n", e.msg); failed++; total++; }
+            char end[TS_PATH_MAX + 32];
+            snprintf(end, sizeof end, "%s: no entry %u", argv[i], k);
+            if (k == 0 || strcmp(e.msg, end)) {   /* not the end of the file's entries */
+                fprintf(stderr, "tessera: %s\n", e.msg);
+                failed++;
+                total++;
+            }
         } else {
-            const ts_plugin *p = NULL;
-            if (ts_plugins_scan(&e)) return fail(&e);
-            for (int j = 0; j < ts_plugin_count(); j++)
-                if (!strcmp(ts_plugin_at(j)->name, argv[i])) p = ts_plugin_at(j);
-            if (!p) { fprintf(stderr, "tessera: no plugin named %s\n", argv[i]); failed++; total++; continue; }
-            ts_err ce;
+            if (!warned++) print_plugin_warnings();
+            const ts_plugin *p = ts_plugin_find_any(argv[i], &e);
             total++;
-            int rc = ts_check_plugin(p, stdout, &ce);
-            printf("%s %s %s%s%s\n", rc ? "FAIL" : "ok  ", ts_kind_name(p->kind), p->name,
-                   rc ? ": " : "", rc ? ce.msg : "");
-            failed += rc != 0;
+            if (!p) { fprintf(stderr, "tessera: %s\n", e.msg); failed++; continue; }
+            failed += check_one(p, NULL, keys, nkeys);
         }
     }
     printf("%d passed, %d failed\n", total - failed, failed);
+    free(keys);
     return failed ? 1 : 0;
 }
 

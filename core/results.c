@@ -127,7 +127,7 @@ int ts_write_predictions(ts_exp *x, const char *path, int with_labels, int with_
     for (int h = 0; h < x->nheads && nuse < TS_MAX_OUT * 4; h++) {
         ts_hnode *hn = &x->heads[h];
         long k;
-        if (!hn->ops->predictions ||
+        if (!TS_OP(hn->ops, predictions) ||
             hn->ops->predictions(&hn->H, &score[nuse], &label[nuse], &k) || k != n)
             continue;
         use[nuse++] = h;

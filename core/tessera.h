@@ -22,7 +22,7 @@
 extern "C" {
 #endif
 
-#define TS_ABI 3u             /* bump on any incompatible layout change of the structs below (2: ts_head_ops.predictions; 3: ts_dataset_ops.fitted) */
+#define TS_ABI 3u             /* bumped only when a field moves (see "The plugin ABI" below); 3: ops tables carry their size */
 #define TS_MAX_DIMS 4         /* a tensor has 1..4 dimensions */
 #define TS_MAX_IN 16          /* inputs of one layer or head */
 #define TS_MAX_OUT 16         /* named outputs of one layer (MMoE: one per task) */
@@ -240,7 +240,28 @@ void ts_strtab_free(ts_strtab *t);                  /* NULL is fine */
 
 /* ------------------------------------------------------------------------------------------
  * The plugin ABI
+ *
+ * How it grows: APPEND ONLY; NEVER REORDER; BUMP TS_ABI ONLY WHEN A FIELD MOVES.
+ *  - Every ops table (ts_layer_ops, ts_loss_ops, ts_optim_ops, ts_head_ops, ts_dataset_ops)
+ *    starts with `uint32_t size`, which a plugin sets to sizeof the table as it was compiled
+ *    (`.size = sizeof(ts_layer_ops)`), as SQLite modules carry iVersion and Vulkan structs sType.
+ *  - A new op or field is appended at the end of its table. The host reads it only when the
+ *    plugin's size covers it (TS_OP below), so a plugin compiled before the op existed keeps
+ *    loading, and sees the host treat the op as absent (NULL); a plugin compiled against a newer
+ *    tessera.h loads in an older host, which ignores what lies past the fields it knows.
+ *  - A field is never removed, reordered or retyped; when that cannot be avoided, TS_ABI is
+ *    bumped and the host refuses plugins of another ABI with a sentence saying to rebuild them.
+ *  - ABI 3 is the first growable layout: the host refuses an ops table smaller than ABI 3's
+ *    first layout (everything above the "appended" line of each table).
  * ------------------------------------------------------------------------------------------ */
+
+/* Bytes of the ops table `ops` up to the end of its field `f`. */
+#define TS_OPS_END(ops, f) \
+    ((size_t)((const char *)&(ops)->f - (const char *)(ops)) + sizeof (ops)->f)
+/* The field `f` of a plugin's ops table when the plugin's size covers it, else 0 (NULL): the one
+ * way the host reads an optional op, e.g. `if (TS_OP(ops, init)) TS_OP(ops, init)(L, e);`. */
+#define TS_OP(ops, f) ((size_t)(ops)->size >= TS_OPS_END(ops, f) ? (ops)->f : 0)
+
 typedef enum ts_kind { TS_LAYER = 1, TS_LOSS, TS_OPTIMIZER, TS_HEAD, TS_DATASET } ts_kind;
 
 typedef struct ts_key {           /* one INI key a plugin accepts */
@@ -278,6 +299,7 @@ typedef struct ts_layer {
 } ts_layer;
 
 typedef struct ts_layer_ops {
+    uint32_t size;                /* = sizeof(ts_layer_ops) as the plugin was compiled */
     /* Reads keys, checks inputs' dtypes and shapes, sets outputs' shapes (dim[0] = the largest
      * batch), declares parameters. */
     int (*build)(ts_layer *L, const ts_cfg *cfg, ts_err *e);
@@ -296,6 +318,12 @@ typedef struct ts_layer_ops {
      * `len` draws random sequence lengths). check_keys: "units=3 activation=tanh". */
     const char *check_inputs;
     const char *check_keys;
+    /* ---- appended after ABI 3's first layout: the host reads these through TS_OP ---- */
+    /* Optional: called once, after the host has allocated the parameter arena and initialised
+     * the weights, and BEFORE a checkpoint (resume) or trained weights (params.bin) are restored:
+     * the place to write data of the plugin's own into p->w (pretrained vectors), which training
+     * and a restore may then overwrite. Never called again in the run. */
+    int (*init)(ts_layer *L, ts_err *e);
 } ts_layer_ops;
 
 /* ---- losses ---------------------------------------------------------------------------- */
@@ -306,6 +334,7 @@ typedef enum ts_label_kind {
 } ts_label_kind;
 
 typedef struct ts_loss_ops {
+    uint32_t size;                /* = sizeof(ts_loss_ops) as the plugin was compiled */
     ts_label_kind label_kind;
     /* Reads the loss's keys from the head's section (pos_weight...). */
     int (*init)(void **state, const ts_cfg *cfg, ts_err *e);
@@ -318,6 +347,7 @@ typedef struct ts_loss_ops {
 
 /* ---- optimizers ------------------------------------------------------------------------ */
 typedef struct ts_optim_ops {
+    uint32_t size;                /* = sizeof(ts_optim_ops) as the plugin was compiled */
     int nslots;                   /* floats of state per weight (adam 2, adagrad 1, sgd 0-1) */
     int (*init)(void **state, const ts_cfg *cfg, ts_err *e);
     /* One update of p with p->g. t counts steps from 1. A TS_PARAM_SPARSE parameter is
@@ -340,6 +370,7 @@ typedef struct ts_head {
 } ts_head;
 
 typedef struct ts_head_ops {
+    uint32_t size;                /* = sizeof(ts_head_ops) as the plugin was compiled */
     int (*build)(ts_head *H, const ts_cfg *cfg, ts_err *e);
     /* Predictions and the batch's mean loss (*loss; 0 for a head without one).
      * TS_TRAIN: also in[i]->dx += grad_scale * d loss / d in[i] (and parameter gradients).
@@ -357,11 +388,14 @@ typedef struct ts_head_ops {
     const char *check_inputs;
     const char *check_label;
     const char *check_keys;
-    /* Optional (appended): the scores and labels the last evaluation accumulated, n of each,
+    /* Optional: the scores and labels the last evaluation accumulated, n of each,
      * in the order of the split's rows; valid until the next eval_begin. A binary head gives
      * sigmoid probabilities, a regression head its predictions. The host combines them across
      * tasks ([train] output_weights). Returns -1 when the head keeps no per-row scores. */
     int (*predictions)(ts_head *H, const float **score, const float **label, long *n);
+    /* ---- appended after ABI 3's first layout: the host reads these through TS_OP ---- */
+    /* Optional: as ts_layer_ops.init, for a head that holds parameters. */
+    int (*init)(ts_head *H, ts_err *e);
 } ts_head_ops;
 
 /* ---- datasets -------------------------------------------------------------------------- */
@@ -380,6 +414,7 @@ ts_tensor *ts_data_field(ts_data *D, const char *name, ts_dtype dtype, int ndim,
                          int64_t vocab, ts_err *e);
 
 typedef struct ts_dataset_ops {
+    uint32_t size;                /* = sizeof(ts_dataset_ops) as the plugin was compiled */
     /* Reads the files, makes the splits, declares the fields. */
     int (*open)(ts_data *D, const ts_cfg *cfg, ts_err *e);
     /* Fills every field with examples rows[0..n) of split; sets dim[0] = n. */

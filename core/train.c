@@ -53,7 +53,7 @@ int ts_exp_evaluate(ts_exp *x, ts_phase split, ts_err *e)
     for (int h = 0; h < x->nheads; h++) {
         ts_hnode *hn = &x->heads[h];
         ts_err pe;
-        if (hn->ops->eval_begin && hn->ops->eval_begin(&hn->H, split, &pe))
+        if (TS_OP(hn->ops, eval_begin) && hn->ops->eval_begin(&hn->H, split, &pe))
             return ts_fail(e, "[%s] eval: %s", hn->cfg->name, pe.msg);
     }
     long *rows = malloc((size_t)x->eval_batch * sizeof *rows);
@@ -80,7 +80,7 @@ int ts_exp_evaluate(ts_exp *x, ts_phase split, ts_err *e)
         ts_hnode *hn = &x->heads[h];
         ts_err pe;
         x->ctx.phase = split;
-        if (hn->ops->eval_end && hn->ops->eval_end(&hn->H, split, &pe))
+        if (TS_OP(hn->ops, eval_end) && hn->ops->eval_end(&hn->H, split, &pe))
             return ts_fail(e, "[%s] eval: %s", hn->cfg->name, pe.msg);
     }
     return 0;
@@ -405,7 +405,7 @@ static int ow_init(ts_exp *x, outw *o, ts_err *e)
                        ts_cfg_where(ct, "output_weights"), v);
     for (int h = 0; h < x->nheads; h++) {
         ts_hnode *hn = &x->heads[h];
-        if (!hn->ops->predictions) continue;
+        if (!TS_OP(hn->ops, predictions)) continue;
         if (strlen(hn->H.name) == (size_t)(dot - v) && !strncmp(hn->H.name, v, (size_t)(dot - v)))
             o->task = h;
         if (o->nh == OW_MAX)
@@ -1090,13 +1090,13 @@ static int finish(trainer *t, ts_err *e)
     for (int i = 0; i < x->nnodes && !rc && t->writer; i++) {
         ts_node *nd = &x->nodes[i];
         ts_err pe;
-        if (nd->ops->report && nd->ops->report(&nd->L, dir, &pe))
+        if (TS_OP(nd->ops, report) && nd->ops->report(&nd->L, dir, &pe))
             rc = ts_fail(e, "[%s] report: %s", nd->cfg->name, pe.msg);
     }
     for (int h = 0; h < x->nheads && !rc && t->writer; h++) {
         ts_hnode *hn = &x->heads[h];
         ts_err pe;
-        if (hn->ops->report && hn->ops->report(&hn->H, dir, &pe))
+        if (TS_OP(hn->ops, report) && hn->ops->report(&hn->H, dir, &pe))
             rc = ts_fail(e, "[%s] report: %s", hn->cfg->name, pe.msg);
     }
     if (!rc) {

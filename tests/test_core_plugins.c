@@ -73,6 +73,8 @@ static int bench_build(bench *b, const char *name, ts_tensor **in, int nin, cons
     o->x = calloc((size_t)n, sizeof(float));
     o->dx = calloc((size_t)n, sizeof(float));
     assert_int_equal(ts_ctx_alloc_params(&b->ctx, 0, &b->arena, &b->arena_n, e), 0);
+    /* the one-time init, where the host calls it: after the arena, before any restore */
+    if (TS_OP(b->ops, init)) assert_int_equal(b->ops->init(&b->L, e), 0);
     return 0;
 }
 

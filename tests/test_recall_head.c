@@ -74,7 +74,7 @@ static int fake_aux(ts_data *D, const char *name, const void **p, long *n)
     *n = fake_items;
     return 0;
 }
-static const ts_dataset_ops fake_ops = {.aux = fake_aux};
+static const ts_dataset_ops fake_ops = {.size = sizeof(ts_dataset_ops), .aux = fake_aux};
 
 static void hb_build(hb *h, const char *type, const char *pairs, int B, int Dim, const ts_loss_ops *loss)
 {

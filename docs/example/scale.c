@@ -69,7 +69,8 @@ static void destroy(ts_layer *L) { free(L->state); }
 static const ts_key keys[] = {
     {"init", "float", "1", "initial value of every scale"},
     {NULL, NULL, NULL, NULL}};
-static const ts_layer_ops ops = {.build = build, .forward = forward, .backward = backward,
+static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
+    .build = build, .forward = forward, .backward = backward,
                                  .destroy = destroy, .check_inputs = "f32 4 3 5 len"};
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "scale", "1.0",
                                  "y = x * a, a learned scale per feature (example plugin)", keys,

@@ -585,8 +585,9 @@ static const ts_key keys[] = {
     {"education_label", "bool", "false", "add the label `education` (bachelor's degree or higher) "
      "and drop education from the features"},
     {NULL, NULL, NULL, NULL}};
-static const ts_dataset_ops ops = {.open = census_open, .batch = census_batch, .aux = census_aux,
-                                   .close = census_close, .fitted = census_fitted};
+static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops),
+    .open = census_open, .batch = census_batch, .aux = census_aux, .close = census_close,
+    .fitted = census_fitted};
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "census", "1.0",
     "UCI Census-Income (KDD): income and never-married labels for multi-task models", keys, &ops};
 const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }

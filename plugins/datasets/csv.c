@@ -444,7 +444,8 @@ static const ts_key keys[] = {
     {"split_seed", "int", "2026", "seed of the row shuffle that makes the splits"},
     {"skip_bad_rows", "bool", "false", "skip malformed rows (counted in aux skipped_rows) instead of failing"},
     {NULL, NULL, NULL, NULL}};
-static const ts_dataset_ops ops = {.open = csv_open, .batch = csv_batch, .aux = csv_aux,
+static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops),
+    .open = csv_open, .batch = csv_batch, .aux = csv_aux,
                                    .close = csv_close};
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "csv", "1.0",
     "a delimited text file with named dense, categorical and label columns", keys, &ops};

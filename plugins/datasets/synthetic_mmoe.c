@@ -201,7 +201,8 @@ static const ts_key keys[] = {
     {"rows", "list", "10000, 1000, 1000", "rows of the train, valid and test splits"},
     {"data_seed", "int", "2026", "seed of everything generated (vectors, alpha, beta, rows)"},
     {NULL, NULL, NULL, NULL}};
-static const ts_dataset_ops ops = {.open = synth_open, .batch = synth_batch, .aux = synth_aux,
+static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops),
+    .open = synth_open, .batch = synth_batch, .aux = synth_aux,
                                    .close = synth_close};
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "synthetic_mmoe", "1.0",
     "two regression tasks of controllable correlation p (Ma et al. 2018, sec. 3.2)", keys, &ops};

@@ -563,6 +563,7 @@ static int open_data(ts_data *D, const ts_cfg *cfg, ts_err *e)
     return -1;
 }
 static const ts_dataset_ops ops = {
+    .size = sizeof(ts_dataset_ops),
     .open = open_data, .batch = batch, .aux = aux, .close = close_data};
 static const ts_plugin plugin = {
     TS_ABI, sizeof(ts_plugin), TS_DATASET, "textpairs", "1.0",

@@ -350,6 +350,7 @@ static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
     return -1;
 }
 static const ts_head_ops ops = {
+    .size = sizeof(ts_head_ops),
     .build = build, .forward = forward, .eval_begin = eval_begin, .eval_end = eval_end,
     .destroy = destroy, .check_inputs = "bags 6 1 vocab=12; bags 6 1 vocab=12",
     .check_label = "binary",

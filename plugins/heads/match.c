@@ -378,6 +378,7 @@ static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
     return -1;
 }
 static const ts_head_ops ops = {
+    .size = sizeof(ts_head_ops),
     .build = build, .forward = forward, .eval_begin = eval_begin, .eval_end = eval_end,
     .destroy = destroy, .check_inputs = "f32 5 4; f32 5 4", .check_label = "binary",
     .check_keys = "loss=softmax_ce negatives=4 learn_gamma=true gamma=5"};

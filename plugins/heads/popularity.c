@@ -140,7 +140,8 @@ static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
     return -1;
 }
 
-static const ts_head_ops ops = {.build = build, .forward = forward, .eval_begin = eval_begin,
+static const ts_head_ops ops = {.size = sizeof(ts_head_ops),
+    .build = build, .forward = forward, .eval_begin = eval_begin,
     .eval_end = eval_end, .destroy = destroy, .check_inputs = "f32 5 4", .check_label = "class 7",
     .check_keys = "items=7 k=1,3"};
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_HEAD, "popularity", "1.0",

@@ -133,7 +133,8 @@ static void destroy(ts_head *H)
 
 static const ts_key keys[] = {{NULL, NULL, NULL, NULL}};
 
-static const ts_head_ops ops = {.build = build, .forward = forward, .eval_begin = eval_begin,
+static const ts_head_ops ops = {.size = sizeof(ts_head_ops),
+    .build = build, .forward = forward, .eval_begin = eval_begin,
     .eval_end = eval_end, .destroy = destroy, .check_inputs = "f32 6 1",
     .check_label = "real", .check_keys = "", .predictions = predictions};
 

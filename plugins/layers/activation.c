@@ -100,11 +100,14 @@ static void destroy(ts_layer *L) { L->state = NULL; }
 static const ts_key keys[] = {{NULL, NULL, NULL, NULL}};
 
 /* relu's kink at 0 is measure-zero for random inputs; the checker's inputs avoid it in practice */
-static const ts_layer_ops relu_ops = {.build = build_relu, .forward = forward,
+static const ts_layer_ops relu_ops = {.size = sizeof(ts_layer_ops),
+    .build = build_relu, .forward = forward,
     .backward = backward, .destroy = destroy, .check_inputs = "f32 4 3 5", .check_keys = ""};
-static const ts_layer_ops tanh_ops = {.build = build_tanh, .forward = forward,
+static const ts_layer_ops tanh_ops = {.size = sizeof(ts_layer_ops),
+    .build = build_tanh, .forward = forward,
     .backward = backward, .destroy = destroy, .check_inputs = "f32 4 5 3 len", .check_keys = ""};
-static const ts_layer_ops sigmoid_ops = {.build = build_sigmoid, .forward = forward,
+static const ts_layer_ops sigmoid_ops = {.size = sizeof(ts_layer_ops),
+    .build = build_sigmoid, .forward = forward,
     .backward = backward, .destroy = destroy, .check_inputs = "f32 4 6", .check_keys = ""};
 
 static const ts_plugin plugins[3] = {

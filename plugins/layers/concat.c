@@ -105,7 +105,8 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     return -1;
 }
 
-static const ts_layer_ops ops = {.build = build, .forward = forward, .backward = backward,
+static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
+    .build = build, .forward = forward, .backward = backward,
     .destroy = destroy, .check_inputs = "f32 4 3; f32 4 2 2; f32 4 1", .check_keys = ""};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "concat", "1.0",

@@ -454,6 +454,7 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     return -1;
 }
 static const ts_layer_ops ops = {
+    .size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
     .check_inputs = "f32 4 5 3 len", .check_keys = "window=3 filters=4 activation=tanh"};
 static const ts_plugin plugin = {

@@ -116,6 +116,7 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     return -1;
 }
 static const ts_layer_ops ops = {
+    .size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
     .check_inputs = "f32 5 4; f32 5 4", .check_keys = ""};
 static const ts_plugin plugin = {

@@ -202,7 +202,8 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     return -1;
 }
 
-static const ts_layer_ops ops = {.build = build, .forward = forward, .backward = backward,
+static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
+    .build = build, .forward = forward, .backward = backward,
     .destroy = destroy, .check_inputs = "f32 4 6", .check_keys = "units=3 activation=tanh"};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "dense", "1.0",

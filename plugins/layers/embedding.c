@@ -4,7 +4,8 @@
  * offsets each field's ids). Output: (B, F*dim), the F looked-up vectors side by side.
  * The table (vocab, dim) is a sparse parameter: backward adds into the rows the batch used and
  * marks them touched, so the optimizer costs what the batch touches, not what the vocabulary is.
- * `pretrained` fills rows from a word2vec text file; `trainable = false` freezes the table.
+ * `pretrained` fills rows from a word2vec text file (read at build, copied into the table by the
+ * init op, before a resumed run restores its trained rows); `trainable = false` freezes the table.
  * It is not a bag-of-ids pooling layer (see embedding_bag) and does not handle padding ids.
  */
 #include "tessera.h"
@@ -19,9 +20,9 @@ typedef struct embedding_state {
     int fields, dim;            /* F, dim */
     int64_t vocab;
     ts_param *table;            /* (vocab, dim), TS_PARAM_SPARSE (| TS_PARAM_FROZEN) */
-    float *pre;                 /* (vocab, dim) pretrained vectors read at build, NULL without */
+    float *pre;                 /* (vocab, dim) pretrained vectors read at build, NULL without
+                                   and once init has copied them into table->w */
     uint8_t *pre_have;          /* (vocab) 1 when the file gave the row */
-    int pre_copied;             /* the vectors are in table->w (done at the first forward) */
     long pre_loaded;            /* rows the file gave */
     long pre_missing;           /* ids in [0, vocab) the file did not give: they keep their init */
     long pre_outside;           /* rows of the file whose id lies outside [0, vocab): ignored */
@@ -186,21 +187,26 @@ static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     return 0;
 }
 
+/* The arena exists only after build: the host calls init once it is allocated and initialised,
+ * and before a resume restores the trained table, so the file's rows replace the init only. */
+static int init(ts_layer *L, ts_err *e)
+{
+    (void)e;
+    embedding_state *s = L->state;
+    if (!s->pre) return 0;
+    for (int64_t r = 0; r < s->vocab; r++)
+        if (s->pre_have[r])
+            memcpy(s->table->w + r * s->dim, s->pre + r * s->dim, sizeof(float) * (size_t)s->dim);
+    free(s->pre);
+    s->pre = NULL;
+    return 0;
+}
+
 static int forward(ts_layer *L, ts_phase phase, ts_err *e)
 {
     (void)phase;
     embedding_state *s = L->state;
     const ts_tensor *in = L->in[0];
-    if (s->pre && !s->pre_copied) {
-        /* The arena exists only after build: copy the file's rows in now, once. */
-        for (int64_t r = 0; r < s->vocab; r++)
-            if (s->pre_have[r])
-                memcpy(s->table->w + r * s->dim, s->pre + r * s->dim,
-                       sizeof(float) * (size_t)s->dim);
-        s->pre_copied = 1;
-        free(s->pre);
-        s->pre = NULL;
-    }
     long n = (long)in->dim[0] * s->fields;
     for (long i = 0; i < n; i++)
         if (in->ids[i] < 0 || in->ids[i] >= s->vocab)
@@ -265,8 +271,10 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     return -1;
 }
 
-static const ts_layer_ops ops = {.build = build, .forward = forward, .backward = backward,
-    .destroy = destroy, .report = report, .check_inputs = "i32 4 3 vocab=20", .check_keys = "dim=5"};
+static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
+    .build = build, .forward = forward, .backward = backward,
+    .destroy = destroy, .report = report, .check_inputs = "i32 4 3 vocab=20", .check_keys = "dim=5",
+    .init = init};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "embedding", "1.0",
     "lookup table for categorical ids (B, F) -> (B, F*dim), sparse gradients", keys, &ops};

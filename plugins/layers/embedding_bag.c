@@ -257,6 +257,7 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     return -1;
 }
 static const ts_layer_ops ops_cell = {
+    .size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
     .check_inputs = "bags 4 5 vocab=30 len", .check_keys = "dim=3 combine=cell pool=mean"};
 static const ts_plugin plugin = {

@@ -278,6 +278,7 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     return -1;
 }
 static const ts_layer_ops ops = {
+    .size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
     .check_inputs = "f32 4 5 3 len", .check_keys = "units=4 forget_bias=1"};
 static const ts_plugin plugin = {

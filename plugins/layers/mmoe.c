@@ -312,10 +312,12 @@ static const ts_key keys[] = {
     {"units", "list", "16", "widths of each expert's ReLU layers, like 16 or 32, 16"},
     {"tasks", "list", NULL, "task names; output k is addressed as LAYER.TASK"},
     {NULL, NULL, NULL, NULL}};
-static const ts_layer_ops mmoe_ops = {.build = build_mmoe, .forward = forward, .backward = backward,
+static const ts_layer_ops mmoe_ops = {.size = sizeof(ts_layer_ops),
+    .build = build_mmoe, .forward = forward, .backward = backward,
     .destroy = destroy, .report = report, .check_inputs = "f32 5 7",
     .check_keys = "experts=3 units=4 tasks=a,b"};
-static const ts_layer_ops omoe_ops = {.build = build_omoe, .forward = forward, .backward = backward,
+static const ts_layer_ops omoe_ops = {.size = sizeof(ts_layer_ops),
+    .build = build_omoe, .forward = forward, .backward = backward,
     .destroy = destroy, .report = report, .check_inputs = "f32 5 7",
     .check_keys = "experts=3 units=4 tasks=a,b"};
 static const ts_plugin plugins[] = {

@@ -91,7 +91,7 @@ static int eval(void *state, int n, int k, const float *z, const float *y, const
 
 static const ts_key keys[] = {{NULL, NULL, NULL, NULL}};
 
-static const ts_loss_ops ops = {TS_LABEL_CLASS, init, eval, destroy};
+static const ts_loss_ops ops = {sizeof(ts_loss_ops), TS_LABEL_CLASS, init, eval, destroy};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LOSS, "softmax_ce", "1.0",
     "softmax cross-entropy over k classes, class-index labels", keys, &ops};

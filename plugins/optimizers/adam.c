@@ -121,7 +121,7 @@ static const ts_key keys[] = {
     {"weight_decay", "float", "0", "L2 penalty added to the gradient: g + weight_decay * w"},
     {NULL, NULL, NULL, NULL}};
 
-static const ts_optim_ops ops = {2, init, step, destroy};
+static const ts_optim_ops ops = {sizeof(ts_optim_ops), 2, init, step, destroy};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_OPTIMIZER, "adam", "1.0",
     "Adam with bias correction; lazy Adam on sparse tables", keys, &ops};

@@ -36,7 +36,8 @@ static int backward(ts_layer *L, ts_err *e)
 
 static const ts_key keys[] = {{"nan", "bool", "false", "pass NaN down instead of 3 dy"},
                               {NULL, NULL, NULL, NULL}};
-static const ts_layer_ops ops = {.build = build, .forward = forward, .backward = backward,
+static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
+    .build = build, .forward = forward, .backward = backward,
                                  .check_inputs = "f32 3 4"};
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "bad_grad", "0",
                                  "y = 2x with a wrong backward (test only)", keys, &ops};

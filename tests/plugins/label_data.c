@@ -93,7 +93,8 @@ static const ts_key keys[] = {
     {"bad_count", "int", "1", "how many rows from bad_row on"},
     {"bad_value", "string", "2", "the label those rows get (strtof: nan, inf, -1, 0.5 ...)"},
     {NULL, NULL, NULL, NULL}};
-static const ts_dataset_ops ops = {.open = ld_open, .batch = ld_batch, .close = ld_close};
+static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops), .open = ld_open, .batch = ld_batch,
+                                   .close = ld_close};
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "label_data", "0",
                                  "labels a test controls (test only)", keys, &ops};
 const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }
