@@ -810,6 +810,7 @@ typedef struct series {
 typedef struct agg {
     series *s;
     int n;
+    int dropped;                        /* figures past MAX_KEYS (said once) */
 } agg;
 
 static series *agg_get(agg *a, const char *key)
@@ -839,8 +840,46 @@ static void read_metrics(const char *dir, agg *a, int sw, int seed)
         double v = strncmp(colon + 2, "null", 4) ? strtod(colon + 1, NULL) : NAN;
         series *s = agg_get(a, q1 + 1);
         if (s) s->v[sw][seed - 1] = v;
+        else if (!a->dropped++)
+            fprintf(stderr, "tessera compare: warning: %s has more than %d figures; the report "
+                    "leaves out %s and the figures after it\n", path, MAX_KEYS, q1 + 1);
     }
     fclose(f);
+}
+
+/* A name as Markdown text: characters that would end a table cell or start markup are
+ * escaped, line breaks become spaces. Four rotating buffers, so one printf may use several. */
+static const char *md_text(const char *s)
+{
+    static char buf[4][1024];
+    static int k;
+    char *o = buf[k = (k + 1) % 4];
+    size_t n = 0;
+    for (; *s && n + 3 < sizeof buf[0]; s++) {
+        if (strchr("\\`*_[]|<>#", *s)) o[n++] = '\\';
+        o[n++] = *s == '\n' || *s == '\r' || *s == '\t' ? ' ' : *s;
+    }
+    o[n] = 0;
+    return o;
+}
+
+/* A CSV field (RFC 4180): quoted, with quotes doubled, when it holds a comma, a quote or a
+ * line break; as it is otherwise. Four rotating buffers. */
+static const char *csv_field(const char *s)
+{
+    static char buf[4][1024];
+    static int k;
+    char *o = buf[k = (k + 1) % 4];
+    if (!strpbrk(s, ",\"\r\n")) { snprintf(o, sizeof buf[0], "%s", s); return o; }
+    size_t n = 0;
+    o[n++] = '"';
+    for (; *s && n + 3 < sizeof buf[0]; s++) {
+        if (*s == '"') o[n++] = '"';
+        o[n++] = *s;
+    }
+    o[n++] = '"';
+    o[n] = 0;
+    return o;
 }
 
 /* Metrics worth a column: test figures except raw losses, plus training speed. */
@@ -1671,7 +1710,7 @@ int ts_cmd_compare(int argc, char **argv)
     }
     free(ok);
     sbuf md = {0}, csv = {0}, sig = {0};
-    sb_printf(&md, "# Comparison: %s\n\n", suite_name);
+    sb_printf(&md, "# Comparison: %s\n\n", md_text(suite_name));
     sb_printf(&md, "Command: `tessera compare");
     for (int i = 0; i < argc; i++) sb_printf(&md, " %s", argv[i]);
     sb_printf(&md, "`  \ntessera %s, %d seed%s per experiment%s. Each figure is the mean ± the "
@@ -1695,7 +1734,7 @@ int ts_cmd_compare(int argc, char **argv)
         for (int i = g; i < nx; i++)
             if (!gdone[i] && !strcmp(xs[i].group, xs[g].group)) { members[nm++] = i; gdone[i] = 1; }
         gno++;
-        sb_printf(&md, "## Data: %s\n\n", xs[g].group);
+        sb_printf(&md, "## Data: %s\n\n", md_text(xs[g].group));
         /* columns: reportable keys present in any member */
         char keys[MAX_KEYS][160];
         int nk = 0;
@@ -1708,11 +1747,11 @@ int ts_cmd_compare(int argc, char **argv)
                 if (!seen && nk < MAX_KEYS) snprintf(keys[nk++], 160, "%s", key);
             }
         for (int sw = 0; sw < nsw; sw++) {
-            if (o.nsweep) sb_printf(&md, "### %s = %s\n\n", o.sweep_key, o.sweep_val[sw]);
+            if (o.nsweep) sb_printf(&md, "### %s = %s\n\n", o.sweep_key, md_text(o.sweep_val[sw]));
             /* One row per figure, one column per experiment: reads down a column, compares
              * across a row. */
             sb_printf(&md, "| figure |");
-            for (int m = 0; m < nm; m++) sb_printf(&md, " %s |", xs[members[m]].name);
+            for (int m = 0; m < nm; m++) sb_printf(&md, " %s |", md_text(xs[members[m]].name));
             sb_printf(&md, "\n|---|");
             for (int m = 0; m < nm; m++) sb_printf(&md, "---|");
             sb_printf(&md, "\n| runs finished |");
@@ -1737,8 +1776,9 @@ int ts_cmd_compare(int argc, char **argv)
                     ts_mean_std(v, n, &mean, &sd);
                     if (n > 1) sb_printf(&md, whole ? " %.0f ± %.0f |" : " %.4f ± %.4f |", mean, sd);
                     else sb_printf(&md, whole ? " %.0f |" : " %.4f |", mean);
-                    sb_printf(&csv, "%s,\"%s\",%s%s%s,%d,%.9g,%.9g,", xs[i].name, xs[g].group,
-                              o.nsweep ? o.sweep_val[sw] : "", o.nsweep ? "," : "", keys[k], n, mean, sd);
+                    sb_printf(&csv, "%s,%s,%s%s%s,%d,%.9g,%.9g,", csv_field(xs[i].name),
+                              csv_field(xs[g].group), o.nsweep ? csv_field(o.sweep_val[sw]) : "",
+                              o.nsweep ? "," : "", keys[k], n, mean, sd);
                     for (int r = 0; r < n; r++) sb_printf(&csv, "%s%.9g", r ? " " : "", v[r]);
                     sb_printf(&csv, "\n");
                 }
@@ -1766,9 +1806,11 @@ int ts_cmd_compare(int argc, char **argv)
                             ts_mean_std(d, n, &md_, &sd_);
                             if (md_ == 0 && sd_ == 0) continue;   /* the same figure (a shared baseline) */
                             sb_printf(&md, "| %s | %s | %s | %+.4f | %.2f | %.3g%s |\n", keys[k] + 5,
-                                      xs[members[a]].name, xs[members[b]].name, md_, t, p, p < 0.05 ? " *" : "");
-                            sb_printf(&sig, "\"%s\",%s,%s,%s,%d,%.9g,%.6g,%.6g\n", xs[g].group, keys[k],
-                                      xs[members[a]].name, xs[members[b]].name, n, md_, t, p);
+                                      md_text(xs[members[a]].name), md_text(xs[members[b]].name), md_,
+                                      t, p, p < 0.05 ? " *" : "");
+                            sb_printf(&sig, "%s,%s,%s,%s,%d,%.9g,%.6g,%.6g\n", csv_field(xs[g].group),
+                                      keys[k], csv_field(xs[members[a]].name),
+                                      csv_field(xs[members[b]].name), n, md_, t, p);
                         }
                 }
                 sb_printf(&md, "\n(* p < 0.05; with few seeds the test has little power: read the differences with their spread.)\n\n");
@@ -1782,7 +1824,7 @@ int ts_cmd_compare(int argc, char **argv)
                       "lower is better for errors and losses, higher for the rest):\n\n"
                       "| metric | a | b |", o.nsweep ? " and sweep value" : "");
             for (int sw = 0; sw < nsw; sw++) {
-                if (o.nsweep) sb_printf(&md, " %s = %s |", o.sweep_key, o.sweep_val[sw]);
+                if (o.nsweep) sb_printf(&md, " %s = %s |", o.sweep_key, md_text(o.sweep_val[sw]));
                 else sb_printf(&md, " a wins |");
             }
             sb_printf(&md, "\n|---|---|---|");
@@ -1801,8 +1843,8 @@ int ts_cmd_compare(int argc, char **argv)
                             for (int r = 0; r < o.seeds; r++)
                                 if (isfinite(sa->v[sw][r]) && sa->v[sw][r] != sb->v[sw][r]) same = 0;
                         if (same) continue;   /* a shared baseline: nothing to compare */
-                        sb_printf(&md, "| %s | %s | %s |", keys[k] + 5, xs[members[a]].name,
-                                  xs[members[b]].name);
+                        sb_printf(&md, "| %s | %s | %s |", keys[k] + 5, md_text(xs[members[a]].name),
+                                  md_text(xs[members[b]].name));
                         for (int sw = 0; sw < nsw; sw++) {
                             int wins = 0, n = 0;
                             for (int r = 0; r < o.seeds; r++) {
@@ -1916,7 +1958,7 @@ int ts_cmd_compare(int argc, char **argv)
             snprintf(title, sizeof title, "%s: mean gate weight per task and expert on the test split "
                      "(uniform gate = 1 / experts)", xs[members[m]].name);
             if (!plot_gates(png, title, gdirs, subs, nsw))
-                sb_printf(&md, "![gate usage of %s](plots/%s)\n\n", xs[members[m]].name, fname);
+                sb_printf(&md, "![gate usage of %s](plots/%s)\n\n", md_text(xs[members[m]].name), fname);
         }
         /* Recall@K against K, for experiments that report recall@K. */
         for (int sw = 0; sw < nsw; sw++) {

@@ -7,8 +7,8 @@
 # `tessera plot`, (d) the --out folder of compare, and as sweep values. It checks that no
 # witness file W appears anywhere, that every plot is a PNG where it was asked for, that the
 # scripts handed to gnuplot hold no path, and, by drawing each captured script again with
-# gnuplot's svg terminal, that every label is shown as itself.
-# Not tested here: the report's markdown quoting (report.md is not a script).
+# gnuplot's svg terminal, that every label is shown as itself; summary.csv and report.md keep
+# their shape (quoted CSV fields, escaped Markdown).
 set -eu
 b=$(cd "${top_builddir:-.}" && pwd)
 command -v gnuplot >/dev/null 2>&1 || { echo "SKIP: gnuplot is not installed"; exit 77; }
@@ -109,6 +109,12 @@ done
 [ "$n" -eq 16 ] || { cat "$cmpout/report.md"; fail "expected 16 plots in report.md, found $n"; }
 [ "$(ls "$cmpout/plots" | grep -c '^gates_1_')" -eq 12 ] || { ls "$cmpout/plots"; fail "gate maps collide"; }
 [ -z "$(find "$tmp/cwd" -name '.tessera-plot-*')" ] || fail "a temporary plot folder was left behind"
+# the tables keep their shape: a name's quote is doubled inside a quoted CSV field, and a
+# Markdown cell never ends inside a name
+grep -q '^"d""quote",' "$cmpout/summary.csv" || { cat "$cmpout/summary.csv"; fail "summary.csv: d\"quote not quoted"; }
+grep -q '^"d""quote"' "$cmpout/significance.csv" 2>/dev/null || grep -q 'd""quote' "$cmpout/significance.csv" 2>/dev/null ||
+    [ "$(wc -l <"$cmpout/significance.csv")" -le 1 ] || fail "significance.csv: d\"quote not quoted"
+grep -q 'a\\_b^{c}&d' "$cmpout/report.md" || { grep 'a_b' "$cmpout/report.md"; fail "report.md: a_b^{c}&d not escaped"; }
 
 # ---- sweep values as tic labels (gnuplot reads explicit tic labels as format strings) ----------
 "$b/tessera" compare e1.ini --quick --sweep "experiment.description=%s x,it's \$(touch W)" \
