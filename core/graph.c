@@ -566,6 +566,13 @@ int ts_exp_open_data(ts_exp *x, ts_err *e)
     }
     const void *sk = NULL;
     long nsk = 0;
+    const void *rp = NULL;
+    long nrp = 0;
+    if (TS_OP(ops, aux) && ops->aux(&x->data, "report", &rp, &nrp) == 0 && rp && nrp > 0 &&
+        (x->data_report = malloc((size_t)nrp + 1))) {
+        memcpy(x->data_report, rp, (size_t)nrp);
+        x->data_report[nrp] = 0;
+    }
     x->skipped_rows = TS_OP(ops, aux) && ops->aux(&x->data, "skipped_rows", &sk, &nsk) == 0 && sk &&
                       nsk == 1 ? *(const long *)sk : -1;
     if (x->ctx.open_mode == TS_OPEN_TRAIN && x->data.nrows[TS_TRAIN] <= 0)
@@ -1224,6 +1231,7 @@ void ts_exp_free(ts_exp *x)
     ts_rundir_unlock(x->lock_fd);
     free(x->identity);
     free(x->data_state);
+    free(x->data_report);
     free(x);
 }
 

@@ -162,6 +162,7 @@ struct ts_exp {
     int up_to_date;                     /* --if-changed found the same finished run: no training */
     char *identity;                     /* identity.txt's text (ts_rundir_prepare) */
     char *data_state;                   /* what the dataset fitted (its fitted() op), or NULL */
+    char *data_report;                  /* the dataset's aux "report" ("name value" lines), or NULL */
     size_t ndata_state;
     char **warnings;                    /* (nwarnings) sentences of the build (ts_exp_warning) */
     int nwarnings;

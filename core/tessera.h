@@ -420,7 +420,10 @@ typedef struct ts_dataset_ops {
     /* Fills every field with examples rows[0..n) of split; sets dim[0] = n. */
     int (*batch)(ts_data *D, ts_phase split, const long *rows, int n, ts_err *e);
     /* Optional: named auxiliary arrays (see ts_ctx_aux). By convention "skipped_rows" is one
-     * long: the malformed rows skipped under skip_bad_rows = true, which the host reports. */
+     * long: the malformed rows skipped under skip_bad_rows = true, which the host reports; and
+     * "report" is text of "name value" lines (value a number) that the host logs as
+     * `data: name = value` and writes into metrics.json as train.data.NAME (what a reader cut,
+     * dropped or truncated, so a reader never changes the data without a word). */
     int (*aux)(ts_data *D, const char *name, const void **ptr, long *n);
     /* Frees the dataset; called after open(), also after a failed one (so open() leaves
      * D->state NULL or valid). May be NULL. */

@@ -751,6 +751,13 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
         if (ts_write_atomic(path, x->data_state, x->ndata_state, e)) return -1;
     }
     if (open_files(t, resumed, e)) return -1;
+    for (const char *r = x->data_report, *nl; t->log && r && *r; r = nl + 1) {
+        /* what the reader cut or dropped: "name value" lines (tessera.h, aux "report") */
+        if (!(nl = strchr(r, '\n'))) break;
+        const char *sp = memchr(r, ' ', (size_t)(nl - r));
+        if (sp) fprintf(t->log, "%s  data: %.*s = %.*s\n", x->name, (int)(sp - r), r,
+                        (int)(nl - sp - 1), sp + 1);
+    }
     if (t->log && x->skipped_rows > 0)
         fprintf(t->log, "%s  data: skipped %ld malformed row%s (skip_bad_rows = true)\n", x->name,
                 x->skipped_rows, x->skipped_rows > 1 ? "s" : "");
@@ -1110,10 +1117,23 @@ static int finish(trainer *t, ts_err *e)
         nall += 4;
         if (x->skipped_rows > 0)
             all[nall++] = (ts_metric_rec){TS_TRAIN, "data", "skipped_rows", (double)x->skipped_rows};
+        int nrep = 0;
+        for (const char *r = x->data_report; r && (r = strchr(r, '\n')); r++) nrep++;
+        ts_metric_rec *m = nrep ? realloc(all, (size_t)(nall + nrep + 1) * sizeof *m) : all;
+        if (!m) rc = ts_fail(e, "out of memory");
+        else all = m;
+        for (const char *r = x->data_report, *nl; !rc && r && *r; r = nl + 1) {
+            if (!(nl = strchr(r, '\n'))) break;
+            const char *sp = memchr(r, ' ', (size_t)(nl - r));
+            if (!sp || sp - r >= TS_NAME_MAX) continue;
+            ts_metric_rec rec = {TS_TRAIN, "data", "", strtod(sp + 1, NULL)};
+            snprintf(rec.metric, sizeof rec.metric, "%.*s", (int)(sp - r), r);
+            all[nall++] = rec;
+        }
         if (early_stop_undefined(x, l))
             all[nall++] = (ts_metric_rec){TS_TRAIN, "run", "early_stop_undefined", 1};
         snprintf(path, sizeof path, "%s/metrics.json", dir);
-        if (t->writer) rc = ts_write_metrics_json(path, all, nall, e);
+        if (t->writer && !rc) rc = ts_write_metrics_json(path, all, nall, e);
         if (!rc && t->log) {
             for (int i = 0; i < nall; i++)
                 if (all[i].split == TS_TEST && strcmp(all[i].metric, "loss"))

@@ -212,6 +212,84 @@ static void test_bad_row_names_file_and_line(void **st)
     ts_exp_free(x);
 }
 
+/* format = tsv: three files of named (or numbered) columns; what is cut is reported */
+static ts_exp *open_tsv(const char *cols, const char *suffix, ts_err *e)
+{
+    char text[2048], path[256];
+    snprintf(text, sizeof text,
+             "[experiment]\nname = tsv_fixture\nseed = 1\n\n"
+             "[data]\ntype = textpairs\nformat = tsv\npath = %s/qa-train%s.tsv\n%s\n"
+             "max_words = 3\ndoc_max_words = 4\n\n"
+             "[layer.q_vec]\ntype = embedding_bag\ninput = query\ndim = 4\n\n"
+             "[layer.d_vec]\ntype = embedding_bag\ninput = doc\ndim = 4\n\n"
+             "[head.match]\ntype = match\ninput = q_vec, d_vec\nlabel = label\nloss = softmax_ce\n"
+             "rank = group\n\n[optimizer]\ntype = adam\n\n[train]\nepochs = 1\nbatch = 4\n",
+             dir, suffix, cols);
+    snprintf(path, sizeof path, "%s/tsv.ini", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    ts_run_opts o = {0};
+    ts_exp *x = ts_exp_load(path, &o, e);
+    if (!x) fail_msg("%s", e->msg);
+    if (ts_exp_open_data(x, e)) { ts_exp_free(x); return NULL; }
+    return x;
+}
+
+static void test_generic_tsv_layout(void **st)
+{
+    (void)st;
+    static const char *rows = "q1\twhat do cats eat\tcats eat fish and mice every day\t1\n"
+                              "q1\twhat do cats eat\tdogs bark\t0\n"
+                              "q2\twho barks\tdogs bark\t1\n";
+    char text[1024];
+    for (int h = 0; h < 2; h++) {
+        const char *split[3] = {"train", "dev", "test"};
+        for (int k = 0; k < 3; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "qa-%s%s.tsv", split[k], h ? "-nohead" : "");
+            snprintf(text, sizeof text, "%s%s", h ? "" : "id\tquestion\tanswer\trel\n", rows);
+            write_file(name, text);
+        }
+    }
+    ts_err e = {{0}};
+    ts_exp *x = open_tsv("query_column = question\ndoc_column = answer\nlabel_column = rel\n"
+                         "group_column = id", "", &e);
+    if (!x) fail_msg("%s", e.msg);
+    ts_data *D = ts_exp_data(x);
+    const ts_dataset_ops *ops = ts_exp_data_ops(x);
+    assert_int_equal(D->nrows[TS_TRAIN], 3);      /* the header is not a row */
+    assert_int_equal(D->nrows[TS_VALID], 3);
+    assert_int_equal(D->nrows[TS_TEST], 3);
+    long r[3] = {0, 1, 2};
+    if (ops->batch(D, TS_TRAIN, r, 3, &e)) fail_msg("%s", e.msg);
+    const ts_tensor *qid = NULL, *label = NULL;
+    for (int i = 0; i < D->nfield; i++) {
+        if (!strcmp(D->field_name[i], "qid")) qid = &D->field[i];
+        if (!strcmp(D->field_name[i], "label")) label = &D->field[i];
+    }
+    assert_int_equal(qid->ids[0], qid->ids[1]);
+    assert_true(qid->ids[0] != qid->ids[2]);
+    assert_float_equal(label->x[0], 1, 0);
+    assert_float_equal(label->x[1], 0, 0);
+    const void *p;
+    long n;
+    assert_int_equal(ops->aux(D, "report", &p, &n), 0);
+    /* "what do cats eat" has 4 words > max_words 3; "cats eat fish ..." 7 > doc_max_words 4 */
+    tu_contains(p, "queries_cut 1\n", "docs_cut 1\n", "query_words_max 4\n", "doc_words_max 7\n", NULL);
+    ts_exp_free(x);
+    /* no header: columns by number */
+    x = open_tsv("query_column = 1\ndoc_column = 2\nlabel_column = 3\ngroup_column = 0", "-nohead", &e);
+    if (!x) fail_msg("%s", e.msg);
+    assert_int_equal(ts_exp_data(x)->nrows[TS_TRAIN], 3);
+    ts_exp_free(x);
+    /* a name the header does not have */
+    x = open_tsv("query_column = question\ndoc_column = answr\nlabel_column = rel", "", &e);
+    assert_null(x);
+    tu_contains(e.msg, "qa-train.tsv:1: [data] doc_column = answr names no column", "\"answer\"", NULL);
+}
+
 /* ranks of the relevant items 1 and 3 among [0.9, 0.5, 0.7, 0.1] are 3 and 4 */
 static void test_ranking_hand_case(void **st)
 {
@@ -296,6 +374,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_word_hashing_and_fields),
         cmocka_unit_test(test_bad_row_names_file_and_line),
+        cmocka_unit_test(test_generic_tsv_layout),
         cmocka_unit_test(test_ranking_hand_case),
         cmocka_unit_test(test_bm25_three_documents),
     };

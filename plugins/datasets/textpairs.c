@@ -11,14 +11,22 @@
  *     synsets as test and valid_size as validation; label 1; qid = the row.
  *   format = wikiqa: the three WikiQA files (header, CRLF, `QuestionID Question DocumentID
  *     DocumentTitle SentenceID Sentence Label`); qid = the question, label 0/1 as given.
+ *   format = tsv: any three files of the same layout (train, valid, test: path, valid_path,
+ *     test_path) whose columns are named by query_column, doc_column, label_column and
+ *     group_column: names of a header line, or 0-based numbers for a file without one (header =
+ *     auto: the first line is a header when it holds every named column); separator as in csv.
+ *     qid = the group column's value (default: the query text); label a number as given.
+ * Queries and documents are cut to max_words / doc_max_words words for the neural fields; the
+ * *_words fields (BM25) hold the whole text. aux "report" says how many texts were cut, which the
+ * host logs and writes into metrics.json (train.data.*).
  * Fields (B rows): query, doc      BAGS (B, max_words) trigram ids per word, len = words (>= 1)
  *                  label           F32 (B, 1)
  *                  qid, doc_id     I32 (B, 1) the query group; the distinct (lower-cased) document
  *                  query_words, doc_words  BAGS (B, 1) word ids of the whole text (for BM25)
  * aux: "doc_freq" (int32 per word: distinct training documents containing it), "doc_count"
  * (int32[1]: distinct training documents), "trigram_keys" (int32 per trigram id: its three bytes
- * b0<<16 | b1<<8 | b2), "skipped_rows" (long[1]).
- * What it is not: a tokenizer with stemming or stop words, nor a loader of arbitrary TSV files.
+ * b0<<16 | b1<<8 | b2), "skipped_rows" (long[1]), "report" (text: "name value" lines).
+ * What it is not: a tokenizer with stemming or stop words.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -66,6 +74,7 @@ typedef struct {
     int32_t ntri;
     int32_t *doc_freq, doc_count;
     long skipped;            /* bad rows skipped under skip_bad_rows */
+    char report[512];        /* aux "report": "name value" lines about what was cut */
     example *ex[3]; long nex[3], cap[3];
     /* batch buffers, for the largest batch */
     int32_t *q_off, *q_ids, *q_len, *d_off, *d_ids, *d_len;
@@ -220,6 +229,114 @@ static int read_wikiqa(tp_state *S, const char *path, int split, int skip_bad, t
     return 0;
 }
 
+/* The columns of format = tsv, resolved against a file's first line. */
+typedef struct {
+    const char *name[4];     /* query, doc, label, group ("" = none) */
+    int col[4];              /* their 0-based positions */
+    const char *sep;
+    int header;              /* -1 auto, 0 no, 1 yes */
+} tsv_layout;
+
+/* Finds the columns in the first line (split into f[0..nf)); 1 when that line is a header. */
+static int tsv_columns(tsv_layout *L, char **f, int nf, const char *path, ts_err *e)
+{
+    static const char *const what[4] = {"query_column", "doc_column", "label_column", "group_column"};
+    int by_name = 0, all_named = 1;
+    for (int k = 0; k < 4; k++) {
+        if (!*L->name[k]) { L->col[k] = -1; continue; }
+        char *end;
+        long c = strtol(L->name[k], &end, 10);
+        int numeric = *end == 0 && c >= 0;
+        L->col[k] = -1;
+        for (int j = 0; j < nf; j++)
+            if (!strcmp(f[j], L->name[k])) L->col[k] = j;
+        if (L->col[k] < 0) {
+            all_named = 0;
+            if (numeric) L->col[k] = (int)c;
+        } else {
+            by_name = 1;
+        }
+    }
+    int header = L->header >= 0 ? L->header : all_named && by_name;
+    for (int k = 0; k < 4; k++) {
+        if (!*L->name[k]) continue;
+        if (header) {
+            L->col[k] = -1;
+            for (int j = 0; j < nf; j++)
+                if (!strcmp(f[j], L->name[k])) L->col[k] = j;
+        }
+        if (L->col[k] < 0 || L->col[k] >= nf) {
+            char found[300] = "";
+            size_t o = 0;
+            for (int j = 0; j < nf && o + 40 < sizeof found; j++)
+                o += (size_t)snprintf(found + o, sizeof found - o, "%s\"%.30s\"", j ? ", " : "", f[j]);
+            return ts_fail(e, "%s:1: [data] %s = %s names no column of the file (its first line "
+                           "holds %d fields: %s); name a column of the header, or give a 0-based "
+                           "number for a file without one", path, what[k], L->name[k], nf, found);
+        }
+    }
+    return header;
+}
+
+/* A file of format = tsv into split. */
+static int read_tsv(tp_state *S, const char *path, int split, tsv_layout *L, int skip_bad,
+                    ts_err *e)
+{
+    ts_lines *r = ts_lines_open(path, e);
+    if (!r) return -1;
+    char *line, **f = NULL;
+    size_t len;
+    long rows = 0;
+    int nfmax = 0, ncol = 0, rc = 0;
+    while ((line = ts_lines_next(r, &len)) && !rc) {
+        long ln = ts_lines_lineno(r);
+        if (len == 0) continue;
+        if (!f) {                           /* the first line fixes the columns */
+            nfmax = 1;
+            for (const char *p = strstr(line, L->sep); p; p = strstr(p + strlen(L->sep), L->sep)) nfmax++;
+            if (!(f = malloc((size_t)(nfmax + 1) * sizeof *f))) { rc = OOM(e); break; }
+            char *copy = strdup(line);
+            if (!copy) { rc = OOM(e); break; }
+            ncol = ts_split(copy, L->sep, f, nfmax);
+            int h = tsv_columns(L, f, ncol, path, e);
+            free(copy);
+            if (h < 0) { rc = -1; break; }
+            if (h) continue;
+        }
+        int nf = ts_split(line, L->sep, f, nfmax);
+        const char *why = NULL;
+        char *end = NULL;
+        double label = 0;
+        if (nf != ncol) why = "a field count other than the first line's";
+        else {
+            label = strtod(f[L->col[2]], &end);
+            if (end == f[L->col[2]] || *end || label != label) why = "a label that is not a number";
+        }
+        if (why) {
+            if (skip_bad) { S->skipped++; continue; }
+            rc = ts_fail(e, "%s:%ld: %s (%d fields, the first line has %d); fix or delete the "
+                         "row, or set skip_bad_rows = true", path, ln, why, nf, ncol);
+            break;
+        }
+        const char *g = L->col[3] >= 0 ? f[L->col[3]] : f[L->col[0]];
+        int added;
+        char gbuf[1024];
+        snprintf(gbuf, sizeof gbuf, "%s", g);    /* add_text lower-cases the query in place */
+        int32_t qid = intern(S->tab, SP_QIDS, gbuf, strlen(gbuf), &added);
+        int32_t q = add_text(S, SP_QUERIES, &S->qw_off, &S->qw, f[L->col[0]]);
+        int32_t d = add_text(S, SP_DOCS, &S->dw_off, &S->dw, f[L->col[1]]);
+        if (qid < 0 || q < 0 || d < 0 || add_example(S, split, q, d, qid, (float)label))
+            { rc = OOM(e); break; }
+        rows++;
+    }
+    if (!rc) rc = ts_lines_error(r, e);
+    ts_lines_close(r);
+    free(f);
+    if (!rc && rows == 0)
+        rc = ts_fail(e, "%s: no query-document rows (a header alone, or every row skipped)", path);
+    return rc;
+}
+
 typedef struct { uint32_t key; long count; } tri_count;
 
 static int by_count(const void *a, const void *b)
@@ -340,11 +457,21 @@ static int build_doc_freq(tp_state *S, ts_err *e)
 }
 
 static const ts_key keys[] = {
-    {"format", "choice:wordnet|wikiqa", "wordnet", "which files: WordNet gloss pairs or WikiQA"},
+    {"format", "choice:wordnet|wikiqa|tsv", "wordnet",
+     "which files: WordNet gloss pairs, WikiQA, or any three files of named columns (tsv)"},
     {"path", "string", "",
-     "wordnet: the gloss-pairs file; wikiqa: the train file (default: the bundled copy)"},
-    {"valid_path", "string", "", "wikiqa: the dev file (default: path with train -> dev)"},
-    {"test_path", "string", "", "wikiqa: the test file (default: path with train -> test)"},
+     "wordnet: the gloss-pairs file; wikiqa, tsv: the train file (default: the bundled copy)"},
+    {"valid_path", "string", "", "wikiqa, tsv: the dev file (default: path with train -> dev)"},
+    {"test_path", "string", "", "wikiqa, tsv: the test file (default: path with train -> test)"},
+    {"query_column", "string", "query", "tsv: the query's column (a header name, or a 0-based number)"},
+    {"doc_column", "string", "document", "tsv: the document's column"},
+    {"label_column", "string", "label", "tsv: the label's column (a number: 1 relevant, 0 not)"},
+    {"group_column", "string", "", "tsv: the column that groups a query's candidates (default: "
+     "the query text)"},
+    {"separator", "string", "tab", "tsv: the field separator: the text itself, or tab, comma, "
+     "semicolon, pipe"},
+    {"header", "choice:auto|true|false", "auto", "tsv: auto = the first line is a header when it "
+     "holds every named column"},
     {"max_words", "int", "16", "words kept per query (later words are cut)"},
     {"doc_max_words", "int", "0", "words kept per document; 0 = max_words"},
     {"vocab_cap", "int", "30000", "letter trigrams kept: the most frequent of the training split"},
@@ -389,7 +516,7 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
     if (!(S->tab = ts_strtab_new())) return ts_fail(e, "textpairs: out of memory");
     int format, skip_bad;
     long T, Td, cap, seed, test_size, valid_size;
-    if (ts_cfg_choice(cfg, "format", "wordnet|wikiqa", &format, e) ||
+    if (ts_cfg_choice(cfg, "format", "wordnet|wikiqa|tsv", &format, e) ||
         ts_cfg_int(cfg, "max_words", &T, e) || ts_cfg_int(cfg, "doc_max_words", &Td, e) ||
         ts_cfg_int(cfg, "vocab_cap", &cap, e) || ts_cfg_int(cfg, "split_seed", &seed, e) ||
         ts_cfg_int(cfg, "test_size", &test_size, e) ||
@@ -408,12 +535,39 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
                         : "data/wikiqa/WikiQA-train.tsv.gz";
     char path[4096], other[4096], full[4096];
     snprintf(path, sizeof path, "%s", p);
+    tsv_layout lay = {{ts_cfg_str(cfg, "query_column"), ts_cfg_str(cfg, "doc_column"),
+                       ts_cfg_str(cfg, "label_column"), ts_cfg_str(cfg, "group_column")},
+                      {0}, "\t", -1};
+    if (format == 2) {
+        static const char *const named[][2] = {{"tab", "\t"}, {"\\t", "\t"}, {"comma", ","},
+                                               {"semicolon", ";"}, {"pipe", "|"}, {"space", " "}};
+        const char *sep = ts_cfg_str(cfg, "separator");
+        for (size_t i = 0; sep && i < sizeof named / sizeof named[0]; i++)
+            if (!strcmp(sep, named[i][0])) sep = named[i][1];
+        if (!sep || !*sep)
+            return ts_fail(e, "%s: [data] separator is empty; name it: tab, comma, semicolon, "
+                           "pipe, space", ts_cfg_where(cfg, "separator"));
+        lay.sep = sep;
+        int h;
+        if (ts_cfg_choice(cfg, "header", "auto|true|false", &h, e)) return -1;
+        lay.header = h == 0 ? -1 : h == 1;
+        for (int k = 0; k < 4; k++) if (!lay.name[k]) lay.name[k] = "";
+        if (!*lay.name[0] || !*lay.name[1] || !*lay.name[2])
+            return ts_fail(e, "%s: format = tsv needs query_column, doc_column and label_column",
+                           ts_cfg_where(cfg, "format"));
+        const char *given = ts_cfg_str(cfg, "path");
+        if (!given || !*given)
+            return ts_fail(e, "%s: format = tsv needs path = the training file (and valid_path, "
+                           "test_path, or a path with \"train\" in its name)",
+                           ts_cfg_where(cfg, "format"));
+    }
     if (format == 0) {
         ts_ctx_path(D->ctx, path, full, sizeof full);
         if (read_wordnet(S, full, test_size, valid_size, (uint64_t)seed, skip_bad, e)) return -1;
     } else {
         ts_ctx_path(D->ctx, path, full, sizeof full);
-        if (read_wikiqa(S, full, TS_TRAIN, skip_bad, e)) return -1;
+        if (format == 2 ? read_tsv(S, full, TS_TRAIN, &lay, skip_bad, e)
+                        : read_wikiqa(S, full, TS_TRAIN, skip_bad, e)) return -1;
         static const char *key[2] = {"valid_path", "test_path"}, *word[2] = {"dev", "test"};
         for (int k = 0; k < 2; k++) {
             const char *v = ts_cfg_str(cfg, key[k]);
@@ -422,7 +576,9 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
                 return ts_fail(e, "%s: cannot guess the %s file from path = %s (no \"train\" "
                                "in it); set %s", ts_cfg_where(cfg, "path"), word[k], path, key[k]);
             ts_ctx_path(D->ctx, other, full, sizeof full);
-            if (read_wikiqa(S, full, k == 0 ? TS_VALID : TS_TEST, skip_bad, e)) return -1;
+            if (format == 2 ? read_tsv(S, full, k == 0 ? TS_VALID : TS_TEST, &lay, skip_bad, e)
+                            : read_wikiqa(S, full, k == 0 ? TS_VALID : TS_TEST, skip_bad, e))
+                return -1;
         }
     }
     if (S->nex[TS_TRAIN] == 0)
@@ -435,6 +591,13 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
     int32_t nqt = ts_strtab_count(S->tab, SP_QUERIES), ndt = ts_strtab_count(S->tab, SP_DOCS);
     int qmw = max_tokens(&S->qw_off, nqt, S->T, &S->tri_off, &S->qw, &qtri);
     int dmw = max_tokens(&S->dw_off, ndt, S->Td, &S->tri_off, &S->dw, &dtri);
+    long qcut = 0, dcut = 0;
+    for (int32_t t = 0; t < nqt; t++) qcut += S->qw_off.v[t + 1] - S->qw_off.v[t] > S->T;
+    for (int32_t t = 0; t < ndt; t++) dcut += S->dw_off.v[t + 1] - S->dw_off.v[t] > S->Td;
+    snprintf(S->report, sizeof S->report,
+             "max_words %d\ndoc_max_words %d\nqueries %ld\nqueries_cut %ld\nquery_words_max %d\n"
+             "docs %ld\ndocs_cut %ld\ndoc_words_max %d\n", S->T, S->Td, (long)nqt, qcut, qmw,
+             (long)ndt, dcut, dmw);
     S->q_off = malloc((size_t)(B * S->T + 1) * sizeof(int32_t));
     S->d_off = malloc((size_t)(B * S->Td + 1) * sizeof(int32_t));
     S->q_ids = malloc((size_t)(B * qtri + 1) * sizeof(int32_t));
@@ -536,6 +699,7 @@ static int aux(ts_data *D, const char *name, const void **ptr, long *n)
     if (!strcmp(name, "doc_count")) { *ptr = &S->doc_count; *n = 1; return 0; }
     if (!strcmp(name, "trigram_keys")) { *ptr = S->tri_keys; *n = S->ntri; return 0; }
     if (!strcmp(name, "skipped_rows")) { *ptr = &S->skipped; *n = 1; return 0; }
+    if (!strcmp(name, "report")) { *ptr = S->report; *n = (long)strlen(S->report); return 0; }
     return -1;
 }
 
