@@ -15,13 +15,13 @@
 # What it is not: a corpus minimiser or a CI script (.ci/run calls it).
 set -u
 
-usage() { echo "usage: $0 SECONDS [ini|census|csv|wordnet|wikiqa|movielens|synthetic_mmoe ...]" >&2
+usage() { echo "usage: $0 SECONDS [ini|census|csv|wordnet|wikiqa|movielens|synthetic_mmoe|checkpoint|suite ...]" >&2
           exit 2; }
 [ $# -ge 1 ] || usage
 secs=$1
 shift
 case "$secs" in ''|*[!0-9]*) usage;; esac
-all="ini census csv wordnet wikiqa movielens synthetic_mmoe"
+all="ini census csv wordnet wikiqa movielens synthetic_mmoe checkpoint suite"
 names=${*:-$all}
 for n in $names; do
     case " $all " in
@@ -58,7 +58,8 @@ for n in $names; do
     [ -f "$here/$n.dict" ] && dict="-dict=$here/$n.dict"
     t0=$(date +%s)
     # shellcheck disable=SC2086
-    TMPDIR="$out/tmp" "$bin" -max_total_time="$secs" -print_final_stats=1 -timeout=25 \
+    # TESSERA_FUZZ_WRITE_SEEDS: fuzz_checkpoint adds genuine files of this build to its corpus
+    TMPDIR="$out/tmp" TESSERA_FUZZ_WRITE_SEEDS="$work" "$bin" -max_total_time="$secs" -print_final_stats=1 -timeout=25 \
         -rss_limit_mb=2048 -max_len=16384 -artifact_prefix="$art/" $dict ${FUZZ_FLAGS:-} \
         "$work" "$here/corpus/$n" >"$log" 2>&1
     rc=$?
