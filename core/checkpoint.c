@@ -672,6 +672,11 @@ static int check_gradnorm(const ts_exp *x, const unsigned char *g, long long ste
             return forged(e, path, B_GNRM, "the %s of task %s is %g", what[part],
                           x->heads[j % K].H.name, d);
     }
+    /* every update scales the weights to sum to K; before the first they are all 1 */
+    double sum = 0;
+    for (int k = 0; k < K; k++) sum += rd_f64(g + 8 + 8 * k);
+    if (t > 0 ? !(fabs(sum - K) <= 1e-6 * K) : sum != K)
+        return forged(e, path, B_GNRM, "the task weights sum to %.17g, not to the %d tasks", sum, K);
     return 0;
 }
 

@@ -265,6 +265,7 @@ static const forgery forgeries[] = {
      "column 1", NULL},
     {"GNRM", 0, ADD64, 1, "GNRM block: 61 updates after 60 steps", NULL},
     {"GNRM", 8, SETD, -1, "GNRM block: the weight of task y1 is -1", NULL},
+    {"GNRM", 8, SETD, 1e-300, "GNRM block: the task weights sum to", "not to the 2 tasks"},
     {"GNRM", 8 + 8 * 3, SETD, NAN, "GNRM block: the first loss of task y2 is nan", NULL},
     {"GNRM", 8 + 8 * 10, SETD, -1, "GNRM block: the second moment of task y1 is -1", NULL},
     {"HEAD", 8, ADD64, 1, "HEAD block: the configuration's hash is not the hash of the CONF block",
