@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/fuzz/run.sh SECONDS [NAME...] — builds the libFuzzer harnesses (build.sh) and runs each
 # for SECONDS, one after the other (each is one process: the machine's other cores stay free).
-# NAME is ini, census, csv, wordnet, wikiqa, movielens or synthetic_mmoe; none means all.
+# NAME is ini, census, csv, wordnet, wikiqa, movielens, synthetic_mmoe, checkpoint or suite;
+# none means all.
 #
 # Prints per harness the inputs it executed (libFuzzer's stat::number_of_executed_units), the
 # time and the outcome, and exits 1 when any harness crashed, leaked, hit a sanitizer report,
