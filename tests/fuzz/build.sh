@@ -101,7 +101,7 @@ link fuzz_movielens "$out/obj/plugins/movielens.o"
 link fuzz_synthetic_mmoe "$out/obj/plugins/synthetic_mmoe.o"
 link fuzz_checkpoint
 # fuzz_suite includes core/compare.c (the program's suite reader), which includes config.h
-printf '/* config.h for the fuzz build (build.sh): compare.c needs only this */\n' > "$out/obj/config.h.new"
+printf '/* config.h of the fuzz build (build.sh): compare.c wants PACKAGE_VERSION, fuzz_suite.c defines it */\n' > "$out/obj/config.h.new"
 cmp -s "$out/obj/config.h.new" "$out/obj/config.h" 2>/dev/null || mv "$out/obj/config.h.new" "$out/obj/config.h"
 rm -f "$out/obj/config.h.new"
 if stale "$out/fuzz_suite" "$src/tests/fuzz/fuzz_suite.c" "$src/core/compare.c" $objs; then
