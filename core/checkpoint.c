@@ -24,13 +24,18 @@
  * Files in the results folder: checkpoint.tsck (the latest), checkpoint.prev.tsck (the one
  * before), checkpoint-best.tsck (at the best validation). Each is written to a temporary file,
  * fsync'd and renamed, so a reader never sees half of one; resuming tries them newest first and
- * says why it passes over one. */
+ * says why it passes over one. A CRC proves the bytes are as written, not that they make sense:
+ * every field is checked against the experiment (sizes, ranges, the loop's invariants) before
+ * anything is restored, so a forged file is refused like a damaged one and never crashes. */
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -341,6 +346,16 @@ static double rd_f64(const unsigned char *p)
 enum { B_HEAD, B_META, B_CONF, B_RNG, B_ORDR, B_PARM, B_OPTS, B_BEST, B_GNRM, B_END, NBLK };
 static const char blk_tag[NBLK][5] = {"HEAD", "META", "CONF", "RNG ", "ORDR", "PARM", "OPTS",
                                       "BEST", "GNRM", "END "};
+static const char *const blk_name[NBLK] = {"HEAD", "META", "CONF", "RNG", "ORDR", "PARM", "OPTS",
+                                           "BEST", "GNRM", "END"};   /* for messages */
+
+/* A block's tag for a message: its 4 bytes, a byte outside printable ASCII as '?' (buf: 5). */
+static const char *ck_tag(const unsigned char *b, char *buf)
+{
+    for (int i = 0; i < 4; i++) buf[i] = b[i] >= 0x20 && b[i] < 0x7f ? (char)b[i] : '?';
+    buf[4] = 0;
+    return buf;
+}
 
 typedef struct ck_file {
     unsigned char *buf;
@@ -349,8 +364,10 @@ typedef struct ck_file {
     uint64_t len[NBLK];
 } ck_file;
 
-/* Splits the file into blocks and checks each CRC; NULL or the reason it is unusable. */
-static const char *ck_parse(ck_file *c)
+/* Splits the file into blocks and checks each CRC; NULL or the reason it is unusable (in why,
+ * cap bytes). A CRC proves only that the bytes were not damaged since they were written, not that
+ * they make sense: every field is checked against the experiment afterwards (ck_restore). */
+static const char *ck_parse(ck_file *c, char *why, size_t cap)
 {
     if (c->n < 8 || memcmp(c->buf, "TSCK", 4)) return "it does not start with \"TSCK\"";
     if (rd_u32(c->buf + 4) != CK_VERSION) return "its format version is not 1";
@@ -368,26 +385,53 @@ static const char *ck_parse(ck_file *c)
             o += piece;
         }
         if (crc != rd_u32(b + 12 + len)) {
-            static char why[64];
-            snprintf(why, sizeof why, "the CRC-32 of its %.4s block does not match", (const char *)b);
+            char tag[5];
+            snprintf(why, cap, "the CRC-32 of its %s block does not match", ck_tag(b, tag));
             return why;
         }
+        /* A tag this tessera does not know is skipped (a later version may add blocks); a known
+         * one twice is not something a writer does. */
         for (int k = 0; k < NBLK; k++)
-            if (!memcmp(b, blk_tag[k], 4)) { c->p[k] = b + 12; c->len[k] = len; }
+            if (!memcmp(b, blk_tag[k], 4)) {
+                if (c->p[k]) {
+                    snprintf(why, cap, "it has two %s blocks; the file was not written by this "
+                             "tessera", blk_name[k]);
+                    return why;
+                }
+                c->p[k] = b + 12;
+                c->len[k] = len;
+            }
         off += 16 + (size_t)len;
         if (!memcmp(b, "END ", 4)) break;
     }
     if (!c->p[B_END]) return "it is cut short (no END block)";
+    if (c->len[B_END] || off != c->n) {
+        snprintf(why, cap, "%s; the file was not written by this tessera", c->len[B_END] ?
+                 "its END block is not empty" : "it has bytes after its END block");
+        return why;
+    }
     for (int k = 0; k < NBLK; k++)
         if (!c->p[k] && k != B_GNRM) {
-            static char why[64];
-            snprintf(why, sizeof why, "it has no %s block", blk_tag[k]);
+            snprintf(why, cap, "it has no %s block", blk_name[k]);
             return why;
         }
     return NULL;
 }
 
-/* The first lines that differ between two canonical configurations, for the message. */
+/* Appends [p, p + n) to out (cap bytes, NUL-terminated), a byte outside printable ASCII as '?':
+ * a forged CONF block must not put terminal escapes into a message. */
+static void put_text(char *out, size_t cap, const char *p, size_t n)
+{
+    size_t k = strlen(out);
+    for (size_t i = 0; i < n && k + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        out[k++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    out[k] = 0;
+}
+
+/* The first lines that differ between two canonical configurations, for the message. a is the
+ * checkpoint's CONF block (any bytes: its last line may lack its newline), b this experiment's. */
 static void config_diff(const char *a, size_t na, const char *b, size_t nb, char *out, size_t cap)
 {
     /* Both are sorted lines: a merge names keys present in one only or with other values. */
@@ -395,38 +439,263 @@ static void config_diff(const char *a, size_t na, const char *b, size_t nb, char
     int shown = 0;
     const char *pa = a, *pb = b, *ea = a + na, *eb = b + nb;
     while ((pa < ea || pb < eb) && shown < 3) {
+        /* a line ends at its newline or at the end of its text */
         const char *la = pa < ea ? memchr(pa, '\n', (size_t)(ea - pa)) : NULL;
         const char *lb = pb < eb ? memchr(pb, '\n', (size_t)(eb - pb)) : NULL;
+        if (pa < ea && !la) la = ea;
+        if (pb < eb && !lb) lb = eb;
         size_t ka = la ? (size_t)(la - pa) : 0, kb = lb ? (size_t)(lb - pb) : 0;
-        if (la && lb && ka == kb && !memcmp(pa, pb, ka)) { pa = la + 1; pb = lb + 1; continue; }
+        if (la && lb && ka == kb && !memcmp(pa, pb, ka)) {
+            pa = la < ea ? la + 1 : ea;
+            pb = lb < eb ? lb + 1 : eb;
+            continue;
+        }
         /* compare the "section.key" part to pair them up */
         const char *qa = la ? memchr(pa, ' ', ka) : NULL, *qb = lb ? memchr(pb, ' ', kb) : NULL;
         size_t ia = qa ? (size_t)(qa - pa) : ka, ib = qb ? (size_t)(qb - pb) : kb;
         int c = !la ? 1 : !lb ? -1 : strncmp(pa, pb, ia < ib ? ia : ib);
         if (c == 0 && ia != ib) c = ia < ib ? -1 : 1;
-        size_t k = strlen(out);
+        if (shown) put_text(out, cap, "; ", 2);
         if (c == 0) {
-            snprintf(out + k, cap - k, "%s%.*s (checkpoint: %.*s)", shown ? "; " : "", (int)kb, pb,
-                     (int)(ka - ia > 3 ? ka - ia - 3 : 0), pa + ia + 3);
-            pa = la + 1;
-            pb = lb + 1;
+            put_text(out, cap, pb, kb);
+            put_text(out, cap, " (checkpoint: ", 14);
+            put_text(out, cap, pa + ia + (ka - ia >= 3 ? 3 : ka - ia), ka - ia >= 3 ? ka - ia - 3 : 0);
+            put_text(out, cap, ")", 1);
         } else if (c < 0) {
-            snprintf(out + k, cap - k, "%sthe checkpoint has %.*s", shown ? "; " : "", (int)ka, pa);
-            pa = la + 1;
+            put_text(out, cap, "the checkpoint has ", 19);
+            put_text(out, cap, pa, ka);
         } else {
-            snprintf(out + k, cap - k, "%snow %.*s", shown ? "; " : "", (int)kb, pb);
-            pb = lb + 1;
+            put_text(out, cap, "now ", 4);
+            put_text(out, cap, pb, kb);
         }
+        if (c <= 0) pa = la < ea ? la + 1 : ea;
+        if (c >= 0) pb = lb < eb ? lb + 1 : eb;
         shown++;
     }
 }
 
-/* Checks one checkpoint against the experiment and, when it fits, restores it. */
+/* ---- checking every field ----------------------------------------------------------------------
+ * A block whose CRC matches was not damaged, but it may still have been edited with the CRC redone,
+ * or written by a buggy or foreign program: nothing read from it is used before it is checked
+ * against the experiment (sizes, ranges, the invariants the training loop keeps). A file that fails
+ * is refused like a damaged one, so resuming falls back to the next checkpoint. */
+
+/* "PATH: BLOCK block: WHAT; the file was not written by this tessera for this experiment" */
+static int forged(ts_err *e, const char *path, int blk, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int forged(ts_err *e, const char *path, int blk, const char *fmt, ...)
+{
+    char what[TS_ERR_MAX / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return ts_fail(e, "%s: %s block: %s; the file was not written by this tessera for this "
+                   "experiment", path, blk_name[blk], what);
+}
+
+/* The index of the first non-finite float of p[0..n) (unaligned), or -1. */
+static long first_nonfinite(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float f;
+        memcpy(&f, p + 4 * i, 4);
+        if (!isfinite(f)) return (long)i;
+    }
+    return -1;
+}
+
+static float float_at(const unsigned char *p, long i)
+{
+    float f;
+    memcpy(&f, p + 4 * i, 4);
+    return f;
+}
+
+/* Bytes of the results folder's file name, or -1 when it does not exist. */
+static long long file_size(const ts_exp *x, const char *name)
+{
+    char p[TS_PATH_MAX + 32];
+    snprintf(p, sizeof p, "%s/%s", x->ctx.results_dir, name);
+    struct stat st;
+    return stat(p, &st) ? -1 : (long long)st.st_size;
+}
+
+/* META: the loop's counters against each other, the training rows and the log files. */
+static int check_meta(const ts_exp *x, const ts_loop *l, const unsigned char *m, const char *path,
+                      ts_err *e)
+{
+    long long v[10];
+    for (int k = 0; k < 10; k++) v[k] = (long long)rd_u64(m + 8 * k);
+    long long epoch = v[0], s = v[1], step = v[2], seen = v[3], seen_log = v[4], logged = v[5],
+              best_epoch = v[6], bad = v[7], n = l->ntrain, batch = x->batch > 0 ? x->batch : 1;
+    uint32_t shuffled = rd_u32(m + 80), done = rd_u32(m + 84);
+    if (step < 0) return forged(e, path, B_META, "the step count is %lld", step);
+    if (seen < step)
+        return forged(e, path, B_META, "%lld examples seen in %lld steps (a step sees at least "
+                      "one)", seen, step);
+    /* every epoch that ended took at least one step */
+    if (epoch < 1 || (n > 0 && epoch - 1 > step))
+        return forged(e, path, B_META, "epoch %lld after %lld steps (the epoch lies in 1..steps "
+                      "+ 1)", epoch, step);
+    if (n > 0 && (seen / n > epoch || (seen / n == epoch && seen % n)))
+        return forged(e, path, B_META, "%lld examples seen by epoch %lld, more than %lld epochs "
+                      "of %lld training rows hold", seen, epoch, epoch, n);
+    /* a step of the epoch starts at row s * batch * ranks, inside the training rows */
+    if (s < 0 || s > step || (s > 0 && (n == 0 || s > (n - 1) / batch)))
+        return forged(e, path, B_META, "the next step within epoch %lld is %lld, but an epoch of "
+                      "%lld training rows in batches of %lld has %lld steps (%lld taken in all)",
+                      epoch, s, n, batch, (n + batch - 1) / batch, step);
+    if (shuffled > 1 || done > 1)
+        return forged(e, path, B_META, "the flag %s is %u (0 or 1)", shuffled > 1 ? "shuffled" :
+                      "done", shuffled > 1 ? shuffled : done);
+    if (s > 0 && !shuffled)
+        return forged(e, path, B_META, "epoch %lld is at step %lld but its order of rows was not "
+                      "drawn (shuffled = 0)", epoch, s);
+    if (seen_log < 0 || seen_log > seen)
+        return forged(e, path, B_META, "%lld examples seen at the last log line, of %lld seen in "
+                      "all", seen_log, seen);
+    if (logged < 0 || logged > step || logged > seen - seen_log)
+        return forged(e, path, B_META, "%lld steps since the last log line, which has %lld "
+                      "examples since it and %lld steps in all", logged, seen - seen_log, step);
+    if (best_epoch < 0 || best_epoch >= epoch)
+        return forged(e, path, B_META, "the best epoch is %lld while epoch %lld is under way",
+                      best_epoch, epoch);
+    /* an evaluation either improves (best epoch = it, count 0) or counts one more */
+    if (bad != epoch - 1 - best_epoch)
+        return forged(e, path, B_META, "the count of evaluations without improvement is %lld, "
+                      "but %lld epochs ended after the best one (%lld)", bad,
+                      epoch - 1 - best_epoch, best_epoch);
+    static const char *const csv[2] = {"train.csv", "eval.csv"};
+    for (int k = 0; k < 2; k++) {
+        long long off = v[8 + k], have = file_size(x, csv[k]);
+        if (off < 1)
+            return forged(e, path, B_META, "%lld bytes of %s written (its header line comes first)",
+                          off, csv[k]);
+        /* a missing file is open_files' message; a shorter one would be padded with zeros */
+        if (have >= 0 && off > have)
+            return ts_fail(e, "%s: META block: %lld bytes of %s written, but %s/%s holds %lld; "
+                           "the checkpoint is newer than the file (was it cut or replaced?)", path,
+                           off, csv[k], x->ctx.results_dir, csv[k], have);
+    }
+    /* the loss sum, (the best figure: below), the seconds trained and run */
+    for (int k = 0; k < 4; k++) {
+        double d = rd_f64(m + 88 + 8 * k);
+        if (k != 1 && (!isfinite(d) || (k >= 2 && d < 0)))
+            return forged(e, path, B_META, k == 0 ? "the loss sum since the last log line is %g" :
+                          k == 2 ? "the time trained is %g s" : "the time run is %g s", d);
+    }
+    for (int h = 0; h < x->nheads; h++) {
+        double d = rd_f64(m + 120 + 8 * h);
+        if (!isfinite(d))
+            return forged(e, path, B_META, "the loss sum of task %s since the last log line is %g",
+                          x->heads[h].H.name, d);
+    }
+    /* with early_stop, the best figure is finite once an epoch improved it, else the start's
+     * infinity; without, it is not used */
+    double best = rd_f64(m + 96);
+    if (x->early_stop[0] && (best_epoch > 0 ? !isfinite(best) : !isinf(best)))
+        return forged(e, path, B_META, "the best %s is %g, %s", x->early_stop, best,
+                      best_epoch > 0 ? "though an epoch improved it" :
+                      "though no epoch has improved it yet");
+    return 0;
+}
+
+/* ORDR: a permutation of the training rows. */
+static int check_order(const ts_loop *l, const unsigned char *o, const char *path, ts_err *e)
+{
+    unsigned char *hit = calloc((size_t)(l->ntrain ? l->ntrain : 1), 1);
+    if (!hit) return ts_fail(e, "%s: out of memory", path);
+    int rc = 0;
+    for (long i = 0; i < l->ntrain && !rc; i++) {
+        long long r = (long long)rd_u64(o + 8 * i);
+        if (r < 0 || r >= l->ntrain)
+            rc = forged(e, path, B_ORDR, "position %ld holds row %lld, outside the %ld training "
+                        "rows", i, r, l->ntrain);
+        else if (hit[r]++)
+            rc = forged(e, path, B_ORDR, "row %lld appears twice", r);
+    }
+    free(hit);
+    return rc;
+}
+
+/* The parameter whose weights hold the arena's float i, and its row and column. */
+static const ts_param *param_at(const ts_exp *x, long i, long *row, long *col)
+{
+    for (int k = 0; k < x->ctx.nparams; k++) {
+        const ts_param *p = x->ctx.params[k];
+        long o = (long)(p->w - x->arena), n = (long)p->rows * p->cols;
+        if (!p->shared && i >= o && i < o + n) {
+            *row = (i - o) / p->cols;
+            *col = (i - o) % p->cols;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* OPTS and BEST: finite floats, named by parameter, row and column. r: PARM's records, whose
+ * names and shapes already match the experiment's one to one (the OPTS order). */
+static int check_floats(const ts_exp *x, const ck_file *c, const ts_prec *r, uint32_t count,
+                        int nslots, const char *path, ts_err *e)
+{
+    const unsigned char *st = c->p[B_OPTS];
+    for (uint32_t k = 0; k < count && nslots; k++) {
+        size_t nf = (size_t)r[k].rows * r[k].cols;
+        for (int j = 0; j < nslots; j++, st += nf * 4) {
+            long i = first_nonfinite(st, nf);
+            if (i >= 0)
+                return forged(e, path, B_OPTS, "optimizer slot %d of %.*s holds %g at row %ld, "
+                              "column %ld", j + 1, (int)r[k].len, r[k].name, float_at(st, i),
+                              i / r[k].cols, i % r[k].cols);
+        }
+    }
+    long i = first_nonfinite(c->p[B_BEST], (size_t)(c->len[B_BEST] / 4)), row = 0, col = 0;
+    if (i >= 0) {
+        const ts_param *p = param_at(x, i, &row, &col);
+        return forged(e, path, B_BEST, "the best weights of %s hold %g at row %ld, column %ld",
+                      p ? p->name : "?", float_at(c->p[B_BEST], i), row, col);
+    }
+    return 0;
+}
+
+/* GNRM: the update count and GradNorm's (6, K) doubles (weights, first losses, losses, norms,
+ * Adam's two moments). */
+static int check_gradnorm(const ts_exp *x, const unsigned char *g, long long step,
+                          const char *path, ts_err *e)
+{
+    long long t = (long long)rd_u64(g);
+    if (t < 0 || t > step)
+        return forged(e, path, B_GNRM, "%lld updates after %lld steps (one a step)", t, step);
+    static const char *const what[6] = {"weight", "first loss", "loss", "gradient norm",
+                                        "first moment", "second moment"};
+    int K = x->nheads;
+    for (int j = 0; j < 6 * K; j++) {
+        double d = rd_f64(g + 8 + 8 * j);
+        int part = j / K;
+        /* weights stay positive; first losses are set (>= 1e-12) at the first update; norms and
+         * second moments are not negative */
+        if (!isfinite(d) || (part == 0 && d <= 0) || (part == 1 && t > 0 && d <= 0) ||
+            ((part == 3 || part == 5) && d < 0))
+            return forged(e, path, B_GNRM, "the %s of task %s is %g", what[part],
+                          x->heads[j % K].H.name, d);
+    }
+    /* every update scales the weights to sum to K; before the first they are all 1 */
+    double sum = 0;
+    for (int k = 0; k < K; k++) sum += rd_f64(g + 8 + 8 * k);
+    if (t > 0 ? !(fabs(sum - K) <= 1e-6 * K) : sum != K)
+        return forged(e, path, B_GNRM, "the task weights sum to %.17g, not to the %d tasks", sum, K);
+    return 0;
+}
+
+/* Checks one checkpoint against the experiment and, when it fits, restores it. Nothing of x or l
+ * changes unless every check passed. */
 static int ck_restore(ts_exp *x, ts_loop *l, const char *path, ts_err *e)
 {
     ck_file c = {0};
     if (ts_read_file(path, &c.buf, &c.n, e)) return -1;
-    const char *why = ck_parse(&c);
+    char whybuf[128];
+    const char *why = ck_parse(&c, whybuf, sizeof whybuf);
     int rc = -1;
     ts_prec *r = NULL;
     size_t nconf = 0;
@@ -444,10 +713,19 @@ static int ck_restore(ts_exp *x, ts_loop *l, const char *path, ts_err *e)
     if (rd_u32(h + 4) != 0x01020304u) { ts_fail(e, "%s was written on a host of another byte order", path); goto out; }
     if (!(conf = ts_config_text(x, 0, &nconf))) { ts_fail(e, "out of memory"); goto out; }
     if (rd_u64(h + 8) != ts_hash64(conf, nconf)) {
+        /* another experiment's checkpoint holds that experiment's text, with its hash */
+        if (rd_u64(h + 8) != ts_hash64(c.p[B_CONF], (size_t)c.len[B_CONF])) {
+            forged(e, path, B_HEAD, "the configuration's hash is not the hash of the CONF block");
+            goto out;
+        }
         char diff[900];
         config_diff((const char *)c.p[B_CONF], (size_t)c.len[B_CONF], conf, nconf, diff, sizeof diff);
         ts_fail(e, "%s belongs to another experiment: %s. Resume with the run's own config.ini "
                 "(tessera resume RUN_DIR), or start again without --resume", path, diff);
+        goto out;
+    }
+    if (c.len[B_CONF] != nconf || memcmp(c.p[B_CONF], conf, nconf)) {
+        forged(e, path, B_CONF, "its text is not the configuration whose hash HEAD holds");
         goto out;
     }
     if ((int)rd_u32(h + 16) != oo->nslots || (int)rd_u32(h + 20) != K ||
@@ -471,10 +749,24 @@ static int ck_restore(ts_exp *x, ts_loop *l, const char *path, ts_err *e)
     }
     uint32_t count = 0;
     if (!(r = ts_params_parse(c.p[B_PARM], (size_t)c.len[B_PARM], &count, &why))) {
-        ts_fail(e, "%s is damaged: %s", path, why);
+        forged(e, path, B_PARM, "%s", why);
         goto out;
     }
-    if (ts_params_match(x, r, count, path, e)) goto out;
+    char parm[TS_PATH_MAX + 48];
+    snprintf(parm, sizeof parm, "%s: PARM block", path);
+    if (ts_params_match(x, r, count, parm, e)) goto out;
+    if (check_meta(x, l, c.p[B_META], path, e)) goto out;
+    uint64_t rng[4];
+    for (int k = 0; k < 4; k++) rng[k] = rd_u64(c.p[B_RNG] + 8 * k);
+    if (!(rng[0] | rng[1] | rng[2] | rng[3])) {
+        forged(e, path, B_RNG, "the generator's state is all zero (xoshiro256** would then draw "
+               "only zeros)");
+        goto out;
+    }
+    if (check_order(l, c.p[B_ORDR], path, e) || check_floats(x, &c, r, count, oo->nslots, path, e))
+        goto out;
+    if (l->gn && check_gradnorm(x, c.p[B_GNRM], (long long)rd_u64(c.p[B_META] + 16), path, e))
+        goto out;
     /* Every check passed: restore. */
     ts_params_copy(x, r, count);
     const unsigned char *st = c.p[B_OPTS];
@@ -500,7 +792,7 @@ static int ck_restore(ts_exp *x, ts_loop *l, const char *path, ts_err *e)
     l->train_time = rd_f64(m + 104);
     l->wall = rd_f64(m + 112);
     for (int k = 0; k < K; k++) x->heads[k].loss_sum = rd_f64(m + 120 + 8 * k);
-    for (int k = 0; k < 4; k++) x->ctx.rng.s[k] = rd_u64(c.p[B_RNG] + 8 * k);
+    for (int k = 0; k < 4; k++) x->ctx.rng.s[k] = rng[k];
     for (long i = 0; i < l->ntrain; i++) l->order[i] = (long)rd_u64(c.p[B_ORDR] + 8 * i);
     memcpy(l->best, c.p[B_BEST], (size_t)l->nw * sizeof(float));
     if (l->gn) {

@@ -307,10 +307,22 @@ int ts_ini_load_string(ts_ini *ini, const char *name, const char *text, ts_err *
 {
     memset(ini, 0, sizeof *ini);
     ini->file = xstrdup(name);
-    return parse_text(ini, text, e);
+    int rc = parse_text(ini, text, e);
+    if (rc) ts_ini_free(ini);
+    return rc;
 }
 
+static int load_file(ts_ini *ini, const char *path, ts_err *e);
+
+/* On a failure nothing stays allocated (ts_ini_free is idempotent, so callers may still call it). */
 int ts_ini_load(ts_ini *ini, const char *path, ts_err *e)
+{
+    int rc = load_file(ini, path, e);
+    if (rc) ts_ini_free(ini);
+    return rc;
+}
+
+static int load_file(ts_ini *ini, const char *path, ts_err *e)
 {
     memset(ini, 0, sizeof *ini);
     ini->file = xstrdup(path);

@@ -18,11 +18,13 @@
  *   end     uint32      CRC-32 (zlib's, IEEE 802.3) of every byte before it
  *
  * Loading reads the whole file, checks magic, version, sizes and the CRC, then matches the
- * records to the built experiment's parameters BY NAME and checks their shapes; nothing is
- * copied into the weights unless every parameter matches. */
+ * records to the built experiment's parameters BY NAME (each once) and checks their shapes and
+ * that every weight is finite; nothing is copied into the weights unless every parameter
+ * matches. */
 #include "internal.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,9 +231,23 @@ static long find_rec(const ts_prec *r, uint32_t count, const ts_param *p)
     return -1;
 }
 
+/* A record's name for a message (out: 4 * TS_NAME_MAX bytes): the file's bytes, cut, with a byte
+ * outside printable ASCII as '?', so a forged name cannot put terminal escapes into a message. */
+static const char *rec_name(const ts_prec *r, char *out)
+{
+    size_t n = r->len < 4 * TS_NAME_MAX - 4 ? r->len : 4 * TS_NAME_MAX - 4, k = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)r->name[i];
+        out[k++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    if (n < r->len) { memcpy(out + k, "...", 3); k += 3; }
+    out[k] = 0;
+    return out;
+}
+
 int ts_params_match(ts_exp *x, ts_prec *r, uint32_t count, const char *path, ts_err *e)
 {
-    char diff[768] = "";
+    char diff[768] = "", name[4 * TS_NAME_MAX];
     int ndiff = 0;
     for (uint32_t k = 0; k < count; k++) r[k].used = 0;
     for (int i = 0; i < x->ctx.nparams; i++) {
@@ -247,14 +263,39 @@ int ts_params_match(ts_exp *x, ts_prec *r, uint32_t count, const char *path, ts_
             note(diff, sizeof diff, &ndiff, "%s is (%d, %d) in the file but (%d, %d) in the "
                  "experiment", p->name, r[k].rows, r[k].cols, p->rows, p->cols);
     }
-    for (uint32_t k = 0; k < count; k++)
-        if (!r[k].used)
-            note(diff, sizeof diff, &ndiff, "the file has %.*s (%d, %d), which the experiment "
-                 "does not declare", (int)r[k].len, r[k].name, r[k].rows, r[k].cols);
+    for (uint32_t k = 0; k < count; k++) {
+        if (r[k].used) continue;
+        /* a second record of a declared name: find_rec matched the first one */
+        ts_param dup = {.rows = 0};
+        int twice = r[k].len < sizeof dup.name && ndiff < 4;
+        if (twice) {
+            memcpy(dup.name, r[k].name, r[k].len);
+            dup.name[r[k].len] = 0;
+            twice = strlen(dup.name) == r[k].len && find_rec(r, k, &dup) >= 0;
+        }
+        if (twice)
+            note(diff, sizeof diff, &ndiff, "the file has %s twice", rec_name(&r[k], name));
+        else
+            note(diff, sizeof diff, &ndiff, "the file has %s (%d, %d), which the experiment "
+                 "does not declare", rec_name(&r[k], name), r[k].rows, r[k].cols);
+    }
     if (ndiff)
         return ts_fail(e, "%s does not match the experiment (%d difference%s): %s%s. Load it with "
                        "the run's own config.ini and the same plugins and data", path, ndiff,
                        ndiff > 1 ? "s" : "", diff, ndiff > 4 ? "; ..." : "");
+    /* Names and shapes match: the weights must be numbers a run can go on from. */
+    for (uint32_t k = 0; k < count; k++) {
+        size_t n = (size_t)r[k].rows * (size_t)r[k].cols;
+        for (size_t i = 0; i < n; i++) {
+            float f;
+            memcpy(&f, r[k].w + 4 * i, 4);
+            if (!isfinite(f))
+                return ts_fail(e, "%s: %s holds %g at row %zu, column %zu: the file is damaged, "
+                               "was not written by tessera, or comes from a run that diverged",
+                               path, rec_name(&r[k], name), f, i / (size_t)r[k].cols,
+                               i % (size_t)r[k].cols);
+        }
+    }
     return 0;
 }
 

@@ -617,8 +617,12 @@ static void mark_time(trainer *t)
 static int save_checkpoint(trainer *t, int best, ts_err *e)
 {
     if (!t->writer) return 0;
-    fflush(t->ft);
-    fflush(t->fe);
+    /* the logs reach the disk before a checkpoint that names their length does (a power cut
+     * must not leave a checkpoint newer than its logs, which resume would refuse) */
+    if (fflush(t->ft) || fsync(fileno(t->ft)))
+        return ts_write_error(e, t->tpath, errno, "the previous checkpoint is kept");
+    if (fflush(t->fe) || fsync(fileno(t->fe)))
+        return ts_write_error(e, t->epath, errno, "the previous checkpoint is kept");
     t->l.train_off = ftell(t->ft);
     t->l.eval_off = ftell(t->fe);
     t->l.wall += now() - t->t_start;

@@ -3,7 +3,8 @@
 # source tree and without autotools (no configure needed, nothing written to the source tree).
 #
 #   OUTDIR/fuzz_ini, fuzz_census, fuzz_csv, fuzz_wordnet, fuzz_wikiqa, fuzz_movielens,
-#   fuzz_synthetic_mmoe     the harnesses (-fsanitize=fuzzer,address,undefined)
+#   fuzz_synthetic_mmoe, fuzz_checkpoint, fuzz_suite
+#                           the harnesses (-fsanitize=fuzzer,address,undefined)
 #   OUTDIR/plugins/*.so     every plugin, sanitized and coverage-instrumented, for fuzz_ini
 #   OUTDIR/obj/             objects, rebuilt only when a source or a core header is newer
 #
@@ -98,6 +99,15 @@ link fuzz_wordnet "$out/obj/plugins/textpairs.o"
 link fuzz_wikiqa "$out/obj/plugins/textpairs.o"
 link fuzz_movielens "$out/obj/plugins/movielens.o"
 link fuzz_synthetic_mmoe "$out/obj/plugins/synthetic_mmoe.o"
+link fuzz_checkpoint
+# fuzz_suite includes core/compare.c (the program's suite reader), which includes config.h
+printf '/* config.h of the fuzz build (build.sh): compare.c wants PACKAGE_VERSION, fuzz_suite.c defines it */\n' > "$out/obj/config.h.new"
+cmp -s "$out/obj/config.h.new" "$out/obj/config.h" 2>/dev/null || mv "$out/obj/config.h.new" "$out/obj/config.h"
+rm -f "$out/obj/config.h.new"
+if stale "$out/fuzz_suite" "$src/tests/fuzz/fuzz_suite.c" "$src/core/compare.c" $objs; then
+    job "$CC $CFLAGS -I'$out/obj' -fsanitize=fuzzer '$src/tests/fuzz/fuzz_suite.c' $objs -rdynamic \
+$DEPS_LIBS -ldl -lm -o '$out/fuzz_suite'"
+fi
 run_jobs
 rm -f "$jobs_file"
 echo "build.sh: harnesses in $out"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/fuzz/run.sh SECONDS [NAME...] — builds the libFuzzer harnesses (build.sh) and runs each
 # for SECONDS, one after the other (each is one process: the machine's other cores stay free).
-# NAME is ini, census, csv, wordnet, wikiqa, movielens or synthetic_mmoe; none means all.
+# NAME is ini, census, csv, wordnet, wikiqa, movielens, synthetic_mmoe, checkpoint or suite;
+# none means all.
 #
 # Prints per harness the inputs it executed (libFuzzer's stat::number_of_executed_units), the
 # time and the outcome, and exits 1 when any harness crashed, leaked, hit a sanitizer report,
@@ -15,13 +16,13 @@
 # What it is not: a corpus minimiser or a CI script (.ci/run calls it).
 set -u
 
-usage() { echo "usage: $0 SECONDS [ini|census|csv|wordnet|wikiqa|movielens|synthetic_mmoe ...]" >&2
+usage() { echo "usage: $0 SECONDS [ini|census|csv|wordnet|wikiqa|movielens|synthetic_mmoe|checkpoint|suite ...]" >&2
           exit 2; }
 [ $# -ge 1 ] || usage
 secs=$1
 shift
 case "$secs" in ''|*[!0-9]*) usage;; esac
-all="ini census csv wordnet wikiqa movielens synthetic_mmoe"
+all="ini census csv wordnet wikiqa movielens synthetic_mmoe checkpoint suite"
 names=${*:-$all}
 for n in $names; do
     case " $all " in
@@ -58,7 +59,8 @@ for n in $names; do
     [ -f "$here/$n.dict" ] && dict="-dict=$here/$n.dict"
     t0=$(date +%s)
     # shellcheck disable=SC2086
-    TMPDIR="$out/tmp" "$bin" -max_total_time="$secs" -print_final_stats=1 -timeout=25 \
+    # TESSERA_FUZZ_WRITE_SEEDS: fuzz_checkpoint adds genuine files of this build to its corpus
+    TMPDIR="$out/tmp" TESSERA_FUZZ_WRITE_SEEDS="$work" "$bin" -max_total_time="$secs" -print_final_stats=1 -timeout=25 \
         -rss_limit_mb=2048 -max_len=16384 -artifact_prefix="$art/" $dict ${FUZZ_FLAGS:-} \
         "$work" "$here/corpus/$n" >"$log" 2>&1
     rc=$?
