@@ -19,6 +19,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"     /* a build without configure's config.h (tests/fuzz) */
+#endif
+
 /* ---- names ----------------------------------------------------------------------------------- */
 int ts_check_run_name(const char *name, const char *where, ts_err *e)
 {

@@ -41,6 +41,12 @@ core=$(sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "$src/Makefile.am" |
 [ -n "$core" ] || { echo "build.sh: no libtessera_la_SOURCES in $src/Makefile.am" >&2; exit 1; }
 
 mkdir -p "$out/obj/core" "$out/obj/plugins" "$out/plugins"
+# The config.h of this build (no configure): core/rundir.c and core/compare.c include config.h
+# and fall back on their own PACKAGE_VERSION; fuzz_suite.c defines it for compare.c.
+printf '/* config.h of the fuzz build (build.sh): no configure; sources define their fallbacks */\n' > "$out/obj/config.h.new"
+cmp -s "$out/obj/config.h.new" "$out/obj/config.h" 2>/dev/null || mv "$out/obj/config.h.new" "$out/obj/config.h"
+rm -f "$out/obj/config.h.new"
+CFLAGS="$CFLAGS -I$out/obj"
 headers="$src/core/tessera.h $src/core/internal.h $src/core/host.h $src/tests/fuzz/fuzz_common.h \
 $src/tests/fuzz/fuzz_dataset.h"
 
@@ -100,10 +106,6 @@ link fuzz_wikiqa "$out/obj/plugins/textpairs.o"
 link fuzz_movielens "$out/obj/plugins/movielens.o"
 link fuzz_synthetic_mmoe "$out/obj/plugins/synthetic_mmoe.o"
 link fuzz_checkpoint
-# fuzz_suite includes core/compare.c (the program's suite reader), which includes config.h
-printf '/* config.h of the fuzz build (build.sh): compare.c wants PACKAGE_VERSION, fuzz_suite.c defines it */\n' > "$out/obj/config.h.new"
-cmp -s "$out/obj/config.h.new" "$out/obj/config.h" 2>/dev/null || mv "$out/obj/config.h.new" "$out/obj/config.h"
-rm -f "$out/obj/config.h.new"
 if stale "$out/fuzz_suite" "$src/tests/fuzz/fuzz_suite.c" "$src/core/compare.c" $objs; then
     job "$CC $CFLAGS -I'$out/obj' -fsanitize=fuzzer '$src/tests/fuzz/fuzz_suite.c' $objs -rdynamic \
 $DEPS_LIBS -ldl -lm -o '$out/fuzz_suite'"
