@@ -1,0 +1,214 @@
+/* table_columns.c — what the table reader fits on the training split and how it applies it:
+ * dense transforms (clip to fixed bounds or training percentiles, a signed log, a fill value
+ * for missing numbers, then standard or min-max scaling with training statistics),
+ * vocabularies (a minimum count, ids 1.. by training frequency or first appearance, id 0 the
+ * out-of-vocabulary bucket, one vocabulary shared by several fields), hashing into buckets
+ * with a seed, and a sequence length fitted from the training histories. Fitting happens only
+ * when the run has no fitted state; applying happens always. Reading is table_parse.c's. */
+#include "table.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int tb_src_row(const tb_data *T, const tb_feat *f, long mainrow)
+{
+    int t = T->src[f->src].table;
+    return t == 0 ? (int)mainrow : T->tab[t].join[mainrow];
+}
+
+uint64_t tb_hash(const char *s, size_t n, uint64_t seed)
+{
+    uint64_t h = 1469598103934665603ull ^ (seed * 0x9E3779B97F4A7C15ull);
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    h ^= h >> 33;                      /* splitmix64's finaliser: every bit of h moves the bucket */
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 33);
+}
+
+/* t(v): clip, then the signed log log(1 + |v|) * sign(v) when asked. */
+static double transform(const tb_feat *f, double v)
+{
+    if (v < f->clip_lo) v = f->clip_lo;
+    if (v > f->clip_hi) v = f->clip_hi;
+    return f->log ? copysign(log1p(fabs(v)), v) : v;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Clip bounds, fill value and scaling from the training rows. */
+static int fit_dense(tb_data *T, tb_feat *f, ts_err *e)
+{
+    const tb_src *s = &T->src[f->src];
+    long ntr = T->nrows[TS_TRAIN], np = 0;
+    double *x = malloc((size_t)(ntr ? ntr : 1) * sizeof *x);
+    if (!x) return ts_fail(e, "table: out of memory");
+    for (long i = 0; i < ntr; i++) {
+        int r = tb_src_row(T, f, T->rows[TS_TRAIN][i]);
+        if (r >= 0 && !isnan(s->num[r])) x[np++] = s->num[r];
+    }
+    if (!isnan(f->q_lo) || !isnan(f->q_hi)) {
+        double *y = malloc((size_t)(np ? np : 1) * sizeof *y);
+        if (!y) { free(x); return ts_fail(e, "table: out of memory"); }
+        memcpy(y, x, (size_t)np * sizeof *y);
+        qsort(y, (size_t)np, sizeof *y, cmp_double);
+        for (int k = 0; k < 2; k++) {
+            double q = k ? f->q_hi : f->q_lo, pos = q / 100 * (double)(np - 1);
+            long a = (long)floor(pos);
+            if (isnan(q) || np == 0) continue;
+            double b = a + 1 < np ? y[a + 1] : y[a];
+            *(k ? &f->clip_hi : &f->clip_lo) = y[a] + (pos - (double)a) * (b - y[a]);
+        }
+        free(y);
+    }
+    double s1 = 0;
+    for (long i = 0; i < np; i++) s1 += (x[i] = transform(f, x[i]));
+    double present_mean = np ? s1 / (double)np : 0;
+    f->fill = f->fill_kind == TB_FILL_VALUE ? transform(f, f->fill) : present_mean;
+    /* The statistics of what the model sees: every training row, missing ones filled. The sums
+     * run over the training rows in split order, as the census reader's did (same figures). */
+    double sum = 0, lo = INFINITY, hi = -INFINITY;
+    long k = 0;
+    for (long i = 0; i < ntr; i++) {
+        int r = tb_src_row(T, f, T->rows[TS_TRAIN][i]);
+        double v = r >= 0 && !isnan(s->num[r]) ? x[k++] : f->fill;
+        sum += v;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    double mu = ntr ? sum / (double)ntr : 0, s2 = 0;
+    k = 0;
+    for (long i = 0; i < ntr; i++) {
+        int r = tb_src_row(T, f, T->rows[TS_TRAIN][i]);
+        double d = (r >= 0 && !isnan(s->num[r]) ? x[k++] : f->fill) - mu;
+        s2 += d * d;
+    }
+    free(x);
+    double sd = ntr ? sqrt(s2 / (double)ntr) : 0;
+    if (f->scale == TB_SCALE_STANDARD) { f->shift = mu; f->div = sd > 1e-12 ? sd : 1.0; }
+    else if (f->scale == TB_SCALE_MINMAX) { f->shift = ntr ? lo : 0; f->div = hi - lo > 1e-12 ? hi - lo : 1.0; }
+    else { f->shift = 0; f->div = 1; }
+    return 0;
+}
+
+typedef struct { int32_t raw; long count; } rawcount;
+
+static int by_count(const void *a, const void *b)
+{
+    const rawcount *x = a, *y = b;
+    if (x->count != y->count) return x->count > y->count ? -1 : 1;
+    return (x->raw > y->raw) - (x->raw < y->raw);
+}
+
+/* A vocabulary from the training rows: values seen min_count times or more, ids 1.. in order
+ * of training frequency (or of first appearance in the file), interned in space nsrc + f. */
+static int fit_vocab(tb_data *T, int fi, ts_err *e)
+{
+    tb_feat *f = &T->feat[fi];
+    const tb_src *s = &T->src[f->src];
+    int32_t nraw = ts_strtab_count(T->strs, f->src);
+    rawcount *c = calloc((size_t)nraw + 1, sizeof *c);
+    long *len = f->kind == TB_SEQ && f->maxlen_auto ? malloc((size_t)(T->nrows[TS_TRAIN] + 1) * sizeof *len) : NULL;
+    if (!c || (f->kind == TB_SEQ && f->maxlen_auto && !len)) {
+        free(c); free(len);
+        return ts_fail(e, "table: out of memory");
+    }
+    for (int32_t i = 0; i < nraw; i++) c[i].raw = i;
+    for (long i = 0; i < T->nrows[TS_TRAIN]; i++) {
+        int r = tb_src_row(T, f, T->rows[TS_TRAIN][i]);
+        if (len) len[i] = r >= 0 ? (long)(s->loff[r + 1] - s->loff[r]) : 0;
+        if (r < 0) continue;
+        if (f->kind == TB_CAT) c[s->tok[r]].count++;
+        else for (int64_t k = s->loff[r]; k < s->loff[r + 1]; k++) c[s->lids[k]].count++;
+    }
+    if (len) {          /* max:auto: the 95th percentile of the training lengths, at least 1 */
+        long n = T->nrows[TS_TRAIN], m = 0;
+        for (long i = 0; i < n; i++) m = len[i] > m ? len[i] : m;
+        long *hist = calloc((size_t)m + 2, sizeof *hist), acc = 0, q = 0;
+        if (!hist) { free(c); free(len); return ts_fail(e, "table: out of memory"); }
+        for (long i = 0; i < n; i++) hist[len[i]]++;
+        while (q <= m && (acc += hist[q]) < (long)ceil(0.95 * (double)n)) q++;
+        f->maxlen = q < 1 ? 1 : q > 100000 ? 100000 : (int)q;
+        free(hist);
+        free(len);
+    }
+    if (!T->vocab_first) qsort(c, (size_t)nraw, sizeof *c, by_count);
+    int32_t n = 0;
+    for (int32_t i = 0; i < nraw; i++) {
+        if (c[i].count < f->min_count) continue;
+        const char *w = ts_strtab_str(T->strs, f->src, c[i].raw);
+        if (ts_strtab_id(T->strs, T->nsrc + fi, w, strlen(w), 1) != n++) {
+            free(c);
+            return ts_fail(e, "table: out of memory");
+        }
+    }
+    free(c);
+    f->nvocab = n + 1;
+    return 0;
+}
+
+int tb_fit(tb_data *T, ts_err *e)
+{
+    for (int i = 0; i < T->nfeat; i++) {
+        tb_feat *f = &T->feat[i];
+        int rc = 0;
+        if (f->kind == TB_DENSE) rc = fit_dense(T, f, e);
+        else if (f->kind >= TB_CAT && f->kind <= TB_SEQ && !f->hash && f->vocab_of == i) rc = fit_vocab(T, i, e);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+int tb_apply(tb_data *T, ts_err *e)
+{
+    for (int i = 0; i < T->nfeat; i++) {
+        tb_feat *f = &T->feat[i];
+        tb_src *s = &T->src[f->src];
+        long n = T->tab[s->table].n;
+        if (f->kind == TB_DENSE) {
+            if (!(f->val = malloc((size_t)(n ? n : 1) * sizeof *f->val))) return ts_fail(e, "table: out of memory");
+            for (long r = 0; r <= n; r++) {
+                double v = r == n ? f->fill : isnan(s->num[r]) ? f->fill : transform(f, s->num[r]);
+                double z = (v - f->shift) / f->div;
+                if (!(fabs(z) <= FLT_MAX))
+                    return ts_fail(e, "%s: column \"%s\" = %g (data row %ld) lies %g training %s "
+                                   "from the training %s %g, beyond the float range; check that value",
+                                   T->tab[s->table].path, s->name, r < n ? (double)s->num[r] : f->fill, r + 1,
+                                   z, f->scale == TB_SCALE_MINMAX ? "ranges" : "standard deviations",
+                                   f->scale == TB_SCALE_MINMAX ? "minimum" : "mean", f->shift);
+                if (r < n) f->val[r] = (float)z;
+                else f->missing_out = (float)z;
+            }
+        } else if (f->kind >= TB_CAT && f->kind <= TB_SEQ) {
+            const tb_feat *o = &T->feat[f->vocab_of];
+            f->nmap = ts_strtab_count(T->strs, f->src);
+            if (!(f->map = malloc((size_t)(f->nmap + 1) * sizeof *f->map)))
+                return ts_fail(e, "table: out of memory");
+            f->nvocab = f->hash ? (int32_t)f->buckets : o->nvocab;
+            for (int32_t raw = 0; raw < f->nmap; raw++) {
+                const char *w = ts_strtab_str(T->strs, f->src, raw);
+                size_t wl = strlen(w);
+                if (f->hash) { f->map[raw] = (int32_t)(tb_hash(w, wl, f->seed) % (uint64_t)f->buckets); continue; }
+                int32_t id = ts_strtab_id(T->strs, T->nsrc + f->vocab_of, w, wl, 0);
+                f->map[raw] = id >= 0 ? id + 1 : 0;
+            }
+            if (f->hash) continue;
+            for (long r = 0; r < T->tab[0].n; r++) {      /* values outside the vocabulary */
+                int sr = tb_src_row(T, f, r);
+                if (sr < 0) continue;
+                if (f->kind == TB_CAT) f->unseen += f->map[s->tok[sr]] == 0;
+                else for (int64_t k = s->loff[sr]; k < s->loff[sr + 1]; k++) f->unseen += f->map[s->lids[k]] == 0;
+            }
+            T->unseen += f->unseen;
+        }
+    }
+    return 0;
+}
