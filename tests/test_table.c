@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <zlib.h>
 
 static char tmpdir[256];
 
@@ -348,6 +349,504 @@ static void test_predict_without_label_columns(void **st)
     tu_contains(e.msg, "\"clicked\"", "unlabelled.csv", NULL);
 }
 
+
+/* The fitted state's vocabulary of one field, one word a line, in id order (ids 1, 2, ...). */
+static const char *vocab_of(const char *state, const char *fieldname)
+{
+    static char out[4096];
+    char key[128];
+    snprintf(key, sizeof key, "field=%s ", fieldname);
+    const char *p = strstr(state, key);
+    assert_non_null(p);
+    p = strstr(p, "\nvocab ");
+    assert_non_null(p);
+    int n = atoi(p + 7);
+    p = strchr(p + 1, '\n') + 1;
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        const char *nl = strchr(p, '\n');
+        k += (size_t)snprintf(out + k, sizeof out - k, "%.*s|", (int)(nl - p), p);
+        p = nl + 1;
+    }
+    out[k] = 0;
+    return out;
+}
+
+static char *train_state(const char *keys, const char *label)
+{
+    ts_exp *x = must_open(keys, label, TS_OPEN_TRAIN, NULL);
+    char *s = save_state(x, "state.txt");
+    ts_exp_free(x);
+    return s;
+}
+
+static void test_quotes_crlf_bom_and_names_with_spaces(void **st)
+{
+    (void)st;
+    write_file("quote.csv", "\xEF\xBB\xBF" "age,\"city, country\",note\r\n"
+               "1,\"Paris, France\",a\r\n"
+               "2,\"say \"\"hi\"\"\",b\r\n"
+               "3,\"line one\r\nline two\",c\r\n"
+               "4,  plain  ,d\r\n"
+               "\r\n"
+               "5, \"spaced\" ,e\r\n");
+    char *s = train_state("path = FILEquote.csv\ndense = age\ncategorical = \"city, country\"(as:city)\n"
+                          "split_fractions = 1, 0, 0\nvocab_order = first", "age");
+    assert_string_equal(vocab_of(s, "city"),
+                        "Paris, France|say \"hi\"|line one\\nline two|plain|spaced|");
+    free(s);
+    /* a bad row after a quoted field of two lines: the line number counts both */
+    write_file("quote2.csv", "age,city\n1,\"a\nb\"\n2\n");
+    must_fail("path = FILEquote2.csv\ndense = age\ncategorical = city", "age",
+              "quote2.csv:4:", "expected 2 fields", NULL);
+    /* quoting = false: quotes are text */
+    write_file("noquote.tsv", "age\tcity\n1\t\"x\"\n2\ty\n");
+    s = train_state("path = FILEnoquote.tsv\nseparator = tab\nquoting = false\ndense = age\n"
+                    "categorical = city\nsplit_fractions = 1, 0, 0\nvocab_order = first", "age");
+    assert_string_equal(vocab_of(s, "city"), "\"x\"|y|");
+    free(s);
+}
+
+static void test_separators_headers_and_gzip(void **st)
+{
+    (void)st;
+    /* no header: columns = names them; a two-character separator */
+    write_file("plain.txt", "1::a|b::x\n2::b::y\n3::::z\n");
+    char *s = train_state("path = FILEplain.txt\nheader = false\nseparator = \"::\"\n"
+                          "columns = age, tags, \"the note\"\ndense = age\nmulti = tags\n"
+                          "categorical = \"the note\"\nsplit_fractions = 1, 0, 0\n"
+                          "vocab_order = first", "age");
+    assert_string_equal(vocab_of(s, "tags"), "a|b|");
+    assert_string_equal(vocab_of(s, "the_note"), "x|y|z|");
+    free(s);
+    /* no header, no names: 0, 1, 2 (fields c0, c1, ...) */
+    s = train_state("path = FILEplain.txt\nheader = false\nseparator = \"::\"\ndense = 0(as:age)\n"
+                    "categorical = 2\nsplit_fractions = 1, 0, 0\nvocab_order = first", "age");
+    assert_string_equal(vocab_of(s, "c2"), "x|y|z|");
+    free(s);
+    /* gzip, semicolons */
+    gzFile gz = gzopen(in_tmp("semi.csv.gz"), "wb");
+    assert_non_null(gz);
+    gzputs(gz, "age;city\n1;Oslo\n2;Rome\n3;Oslo\n");
+    gzclose(gz);
+    s = train_state("path = FILEsemi.csv.gz\nseparator = semicolon\ndense = age\ncategorical = city\n"
+                    "split_fractions = 1, 0, 0", "age");
+    assert_string_equal(vocab_of(s, "city"), "Oslo|Rome|");   /* by training frequency */
+    free(s);
+}
+
+static void test_encodings(void **st)
+{
+    (void)st;
+    write_file("latin.csv", "age,city\n1,Caf\xe9\n2,Sa\xfao Paulo\n");
+    must_fail("path = FILElatin.csv\ndense = age\ncategorical = city", "age",
+              "latin.csv:2:", "byte 6 (0xE9, after \"1,Caf\") is not UTF-8", "encoding = latin-1",
+              NULL);
+    write_file("latin2.csv", "age,city\n1,\"a\nCaf\xe9\"\n");
+    must_fail("path = FILElatin2.csv\ndense = age\ncategorical = city", "age",
+              "latin2.csv:2:", "byte 4 on line 3 (0xE9", NULL);
+    char *s = train_state("path = FILElatin.csv\nencoding = latin-1\ndense = age\ncategorical = city\n"
+                          "split_fractions = 1, 0, 0\nvocab_order = first", "age");
+    assert_string_equal(vocab_of(s, "city"), "Caf\xc3\xa9|Sa\xc3\xbao Paulo|");
+    free(s);
+    /* valid UTF-8 passes through; an overlong form and a lone continuation byte do not */
+    write_file("utf.csv", "age,city\n1,K\xc3\xb8" "benhavn\n2,\xe2\x82\xac\n");
+    s = train_state("path = FILEutf.csv\ndense = age\ncategorical = city\nsplit_fractions = 1, 0, 0\n"
+                    "vocab_order = first", "age");
+    assert_string_equal(vocab_of(s, "city"), "K\xc3\xb8" "benhavn|\xe2\x82\xac|");
+    free(s);
+    write_file("over.csv", "age,city\n1,ok\n2,\xc0\xaf\n");
+    must_fail("path = FILEover.csv\ndense = age\ncategorical = city", "age", "over.csv:3:",
+              "0xC0", NULL);
+    write_file("cont.csv", "age,city\n1,\x80x\n");
+    must_fail("path = FILEcont.csv\ndense = age\ncategorical = city", "age", "cont.csv:2:",
+              "0x80", NULL);
+}
+
+static void test_bad_rows(void **st)
+{
+    (void)st;
+    const char *k = "path = FILEbad.csv\ndense = age\ncategorical = city\nlabels = clicked";
+    struct { const char *text, *keys, *parts[4]; } cases[] = {
+        {"age,city,clicked\n1,a,1\n2,b\n", NULL, {"bad.csv:3:", "expected 3 fields separated by \",\", found 2", "skip_bad_rows"}},
+        {"age,city,clicked\n1,a,1\nx31,b,0\n", NULL, {"bad.csv:3:", "column \"age\" is \"x31\", not a number"}},
+        {"age,city,clicked\n1e39,a,1\n", NULL, {"bad.csv:2:", "beyond the float range"}},
+        {"age,city,clicked\n1,a,1\n?,b,0\n", NULL, {"bad.csv:3:", "column \"age\" is missing (\"?\")", "missing:mean"}},
+        {"age,city,clicked\n1,a,2\n", NULL, {"bad.csv:2:", "label column \"clicked\" is 2", "threshold:X"}},
+        {"age,city,clicked\n1,a,yes\n", NULL, {"bad.csv:2:", "\"yes\", not a number", "map:WORD:1"}},
+        {"age,city,clicked\n1,a,\n", NULL, {"bad.csv:2:", "label column \"clicked\" is empty", "mask:NAME"}},
+        {"age,city,clicked\n1,a,maybe\n", "path = FILEbad.csv\ndense = age\ncategorical = city\n"
+         "labels = clicked(map:yes:1:no:0)", {"bad.csv:2:", "\"maybe\", which its map: does not list"}},
+        {"age,city,clicked\n1,a,1\n2,\"b,0\n", NULL, {"bad.csv:3:", "field 2 opens a quote that is never closed"}},
+        {"age,city,clicked\n1,\"a\"x,1\n", NULL, {"bad.csv:2:", "text after its closing quote"}},
+        {"age,city,clicked,w\n1,a,1,-1\n", "path = FILEbad.csv\ndense = age\ncategorical = city\n"
+         "labels = clicked\nweight = w", {"bad.csv:2:", "weight column \"w\" is \"-1\""}},
+        {"age,city,clicked,fold\n1,a,1,trian\n", "path = FILEbad.csv\ndense = age\ncategorical = city\n"
+         "labels = clicked\nsplit = column\nsplit_column = fold", {"bad.csv:2:", "split column \"fold\" is \"trian\""}},
+        {"age,city,clicked\n", NULL, {"bad.csv", "no data rows"}},
+        {"", NULL, {"bad.csv", "the file is empty"}},
+        {"age,city,age\n1,a,1\n", NULL, {"bad.csv:1:", "names column \"age\" twice"}},
+        {"age,city,clicked\n1,a,1\n", "path = FILEbad.csv\ndense = agee\ncategorical = city\n"
+         "labels = clicked", {"exp.ini:7:", "names column \"agee\"", "nearest \"age\""}},
+        {"age,city,clicked\n1,a,1\n", "path = FILEbad.csv\ndense = age(lgo)\ncategorical = city\n"
+         "labels = clicked", {"exp.ini:7:", "option lgo", "log clip missing scale"}},
+        {"age,city,clicked\n1,a,1\n", "path = FILEbad.csv\ndense = age(log\ncategorical = city\n"
+         "labels = clicked", {"exp.ini:7:", "no closing ')'"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_file("bad.csv", cases[i].text);
+        ts_err e;
+        ts_exp *x = open_table(cases[i].keys ? cases[i].keys : k, "clicked", TS_OPEN_TRAIN, NULL, &e);
+        if (x) { ts_exp_free(x); fail_msg("case %zu opened but should fail", i); }
+        for (int j = 0; j < 4 && cases[i].parts[j]; j++)
+            if (!strstr(e.msg, cases[i].parts[j]))
+                fail_msg("case %zu: message lacks \"%s\": %s", i, cases[i].parts[j], e.msg);
+    }
+    /* skip_bad_rows keeps the good rows and counts the rest */
+    write_file("bad.csv", "age,city,clicked\n1,a,1\n2,b\n3,c,0\nx,d,1\n4,\xff,1\n5,e,1\n6,\"f,1\n");
+    ts_exp *x = must_open("path = FILEbad.csv\ndense = age\ncategorical = city\nlabels = clicked\n"
+                          "skip_bad_rows = true\nsplit_fractions = 1, 0, 0", "clicked", TS_OPEN_TRAIN, NULL);
+    assert_int_equal(ts_exp_data(x)->nrows[TS_TRAIN], 3);
+    assert_int_equal(aux_long(x, "skipped_rows"), 4);
+    ts_exp_free(x);
+}
+
+static void test_dense_transforms(void **st)
+{
+    (void)st;
+    /* v = 0, 1, ..., 9 and one missing; 100 once (an outlier) */
+    write_file("num.csv", "a,b,c,d,e\n0,0,0,0,0\n1,1,1,1,1\n2,2,2,2,2\n3,3,3,3,3\n4,4,4,4,4\n"
+               "?,?,100,?,5\n");
+    ts_exp *x = must_open("path = FILEnum.csv\ndense = a(missing:mean), b(missing:0 scale:none),"
+                          " c(clip:0:4 scale:none), d(missing:mean scale:minmax), e(log scale:none)\n"
+                          "split_fractions = 1, 0, 0\nlabels = \n", "a", TS_OPEN_TRAIN, NULL);
+    long n = fetch(x, TS_TRAIN);
+    assert_int_equal(n, 6);
+    for (long j = 0; j < n; j++) {
+        float e = field(x, "e")->x[j], v = expm1f(e);       /* e = log(1 + v) */
+        int i = (int)lroundf(v);
+        assert_true(fabsf(e - (float)log1p(i)) < 1e-6f);
+        float a = field(x, "a")->x[j], b = field(x, "b")->x[j], c = field(x, "c")->x[j], d = field(x, "d")->x[j];
+        if (i == 5) {   /* the missing row */
+            assert_true(fabsf(a) < 1e-6f);                  /* the mean, standardised */
+            assert_true(b == 0);                            /* filled with 0, not scaled */
+            assert_true(c == 4);                            /* 100 clipped */
+            assert_true(fabsf(d - 0.5f) < 1e-6f);           /* mean 2 of 0..4 */
+        } else {
+            assert_true(b == (float)i && c == (float)i);
+            assert_true(fabsf(d - i / 4.0f) < 1e-6f);
+        }
+    }
+    ts_exp_free(x);
+    /* percentile bounds are fitted and saved */
+    char *s = train_state("path = FILEnum.csv\ndense = c(clip:p0:p50 scale:none), a(missing:mean)\n"
+                          "split_fractions = 1, 0, 0\nlabels = \n", "a");
+    assert_non_null(strstr(s, "\ndense 0 2.5 "));          /* 0,1,2,3,4,100: median 2.5 */
+    free(s);
+}
+
+
+/* Users u0..u9: user k has 1 + k % 4 rows, written latest first; the j-th oldest has time
+ * 100 k + j, item i((3 k + j) % 20) and fold train / valid / test by the row's number % 3. */
+static int inter_user[40], inter_j[40], inter_m[40];
+
+static int interactions(const char *name)
+{
+    static char text[8192];
+    size_t n = (size_t)snprintf(text, sizeof text, "row,user,item,t,fold\n");
+    int r = 0;
+    static const char *fold[3] = {"train", "Valid", "TEST"};
+    for (int k = 0; k < 10; k++)
+        for (int j = k % 4; j >= 0; j--, r++) {
+            inter_user[r] = k, inter_j[r] = j, inter_m[r] = 1 + k % 4;
+            n += (size_t)snprintf(text + n, sizeof text - n, "%d,u%d,i%d,%d,%s\n", r, k,
+                                  (3 * k + j) % 20, 100 * k + j, fold[r % 3]);
+        }
+    write_file(name, text);
+    return r;
+}
+
+static const char *inter_keys(const char *extra)
+{
+    static char buf[1024];
+    snprintf(buf, sizeof buf, "path = FILEinter.csv\ndense = row(scale:none)\ncategorical = user, item\n"
+             "user = user\ntime = t\n%s", extra);
+    return buf;
+}
+
+/* The split of each row (by its row field), -1 when absent. */
+static void splits_of(ts_exp *x, int *which, int n)
+{
+    for (int i = 0; i < n; i++) which[i] = -1;
+    for (int s = 0; s < 3; s++) {
+        long m = fetch(x, (ts_phase)s);
+        for (long j = 0; j < m; j++) {
+            int r = (int)field(x, "row")->x[j];
+            assert_true(r >= 0 && r < n && which[r] == -1);
+            which[r] = s;
+        }
+    }
+}
+
+static void test_splits_by_user_time_and_column(void **st)
+{
+    (void)st;
+    int nrow = interactions("inter.csv"), which[40], users[3] = {0, 0, 0};
+    assert_int_equal(nrow, 23);                          /* 10 users */
+    ts_exp *x = must_open(inter_keys("split = user"), "row", TS_OPEN_TRAIN, NULL);
+    splits_of(x, which, nrow);
+    ts_exp_free(x);
+    for (int r = 0; r < nrow; r++) {
+        assert_true(which[r] >= 0);
+        for (int q = 0; q < r; q++)                      /* a user's rows: one split */
+            if (inter_user[q] == inter_user[r]) assert_int_equal(which[q], which[r]);
+        if (inter_j[r] == 0) users[which[r]]++;
+    }
+    assert_int_equal(users[0], 6);
+    assert_int_equal(users[1], 2);
+    assert_int_equal(users[2], 2);
+    /* leave-last-out: each user's latest row is test, the one before valid (3 rows or more) */
+    x = must_open(inter_keys("split = time"), "row", TS_OPEN_TRAIN, NULL);
+    splits_of(x, which, nrow);
+    ts_exp_free(x);
+    for (int r = 0; r < nrow; r++) {
+        int m = inter_m[r], j = inter_j[r];
+        int want = m >= 2 && j == m - 1 ? TS_TEST : m >= 3 && j == m - 2 ? TS_VALID : TS_TRAIN;
+        assert_int_equal(which[r], want);
+    }
+    /* a column names the split (any case) */
+    x = must_open(inter_keys("split = column\nsplit_column = fold"), "row", TS_OPEN_TRAIN, NULL);
+    splits_of(x, which, nrow);
+    ts_exp_free(x);
+    for (int r = 0; r < nrow; r++) assert_int_equal(which[r], r % 3);
+    must_fail("path = FILEinter.csv\ndense = row\nuser = user\nsplit = time", "row",
+              "split = time needs time =", NULL);
+}
+
+static void test_multi_sequence_hash_and_shared_vocab(void **st)
+{
+    (void)st;
+    write_file("seq.csv", "id,genres,hist,last\n0,a|b|c,x1|x2|x3|x4|x5,x5\n1,b,x2,x2\n2,,,x9\n"
+               "3,c| c |a,x5;x1|x1,x1\n");
+    ts_exp *x = must_open("path = FILEseq.csv\ndense = id(scale:none)\nmulti = genres\n"
+                          "sequence = hist(max:3 sep:|), hist(max:2 out:bag as:hbag)\n"
+                          "categorical = last(vocab:hist), id(hash:7 seed:3 as:hid)\n"
+                          "split_fractions = 1, 0, 0", "id", TS_OPEN_TRAIN, NULL);
+    ts_tensor *g = field(x, "genres"), *h = field(x, "hist"), *hb = field(x, "hbag"),
+              *last = field(x, "last"), *hid = field(x, "hid");
+    assert_int_equal(g->dtype, TS_BAGS);
+    assert_int_equal(h->dtype, TS_I32);
+    assert_int_equal(h->dim[1], 3);
+    assert_int_equal(hb->dtype, TS_BAGS);
+    assert_int_equal(hid->vocab, 7);
+    assert_int_equal(last->vocab, h->vocab);
+    long n = fetch(x, TS_TRAIN);
+    assert_int_equal(n, 4);
+    int32_t hist_id[4][3], hl[4], gid[4][3], gn[4], lastid[4], hbn[4], hbl[4][2];
+    for (long j = 0; j < n; j++) {
+        int i = (int)field(x, "id")->x[j];
+        gn[i] = g->off[j + 1] - g->off[j];
+        for (int k = 0; k < gn[i]; k++) gid[i][k] = g->ids[g->off[j] + k];
+        hl[i] = h->len[j];
+        for (int k = 0; k < 3; k++) hist_id[i][k] = h->ids[j * 3 + k];
+        hbn[i] = hb->off[j + 1] - hb->off[j];
+        for (int k = 0; k < hbn[i]; k++) hbl[i][k] = hb->ids[hb->off[j] + k];
+        lastid[i] = last->ids[j];
+        assert_true(hid->ids[j] >= 0 && hid->ids[j] < 7);
+    }
+    assert_int_equal(gn[0], 3);
+    assert_int_equal(gn[1], 1);
+    assert_int_equal(gn[2], 0);                          /* an empty field: an empty bag */
+    assert_int_equal(gn[3], 3);
+    assert_int_equal(gid[1][0], gid[0][1]);              /* b */
+    assert_int_equal(gid[3][0], gid[0][2]);              /* c, trimmed */
+    assert_int_equal(gid[3][1], gid[0][2]);
+    assert_int_equal(gid[3][2], gid[0][0]);              /* a */
+    assert_int_equal(hl[0], 3);                          /* x3 x4 x5: the latest three */
+    assert_int_equal(hl[1], 1);
+    assert_int_equal(hist_id[1][1], 0);                  /* padding */
+    assert_int_equal(hl[2], 1);                          /* an empty history: one padding id */
+    assert_int_equal(hist_id[2][0], 0);
+    assert_int_equal(hl[3], 2);                          /* "x5;x1" is one value with sep | */
+    assert_true(hist_id[3][0] >= 1 && hist_id[3][0] != hist_id[0][2]);   /* "x5;x1" is not x5 */
+    assert_int_equal(lastid[0], hist_id[0][2]);          /* x5: one id in the shared vocabulary */
+    assert_int_equal(lastid[1], hist_id[1][0]);          /* x2 */
+    assert_int_equal(lastid[2], 0);                      /* x9: not in hist's vocabulary */
+    assert_int_equal(lastid[3], hist_id[3][1]);          /* x1 */
+    assert_int_equal(hbn[0], 2);
+    assert_int_equal(hbl[0][0], hist_id[0][1]);          /* x4 x5 */
+    assert_int_equal(hbl[0][1], hist_id[0][2]);
+    ts_exp_free(x);
+    /* hashing: the same value, the same bucket, whatever the file; max:auto is fitted */
+    char *s = train_state("path = FILEseq.csv\ndense = id\ncategorical = last(hash:1000 seed:5)\n"
+                          "sequence = hist(max:auto)\nsplit_fractions = 1, 0, 0", "id");
+    assert_non_null(strstr(s, "hash=1000 seed=5"));
+    assert_non_null(strstr(s, "\nlength 5\n"));          /* lengths 5, 1, 0, 2: p95 = 5 */
+    free(s);
+}
+
+static void test_groups(void **st)
+{
+    (void)st;
+    write_file("grp.csv", "id,x,y,city,tags\n0,1,10,a,p|q\n1,2,20,b,\n2,3,30,a,q\n");
+    ts_exp *x = must_open("path = FILEgrp.csv\ndense = id(scale:none), x, y\ncategorical = city\n"
+                          "multi = tags\ngroups = nums(x y), cats(city tags), ids(id)\n"
+                          "column_fields = ungrouped\nsplit_fractions = 1, 0, 0", "id", TS_OPEN_TRAIN, NULL);
+    assert_false(has_field(x, "x"));
+    assert_false(has_field(x, "city"));
+    ts_tensor *nums = field(x, "nums"), *cats = field(x, "cats"), *ids = field(x, "ids");
+    assert_int_equal(nums->dtype, TS_F32);
+    assert_int_equal(nums->dim[1], 2);
+    assert_int_equal(cats->dtype, TS_BAGS);                /* a multi member: bags per cell */
+    assert_int_equal(cats->dim[1], 2);
+    assert_int_equal(cats->vocab, 3 + 3);                  /* city a, b + OOV; tags p, q + OOV */
+    long n = fetch(x, TS_TRAIN);
+    for (long j = 0; j < n; j++) {
+        int i = (int)ids->x[j];
+        assert_true(fabsf(nums->x[2 * j] - nums->x[2 * j + 1]) < 1e-5f);   /* x, y standardised alike */
+        int32_t c0 = cats->off[2 * j], c1 = cats->off[2 * j + 1], c2 = cats->off[2 * j + 2];
+        assert_int_equal(c1 - c0, 1);                      /* a categorical cell: one id */
+        assert_true(cats->ids[c0] >= 1 && cats->ids[c0] < 3);
+        assert_int_equal(c2 - c1, i == 0 ? 2 : i == 1 ? 0 : 1);
+        for (int32_t k = c1; k < c2; k++) assert_true(cats->ids[k] >= 4 && cats->ids[k] < 6);
+    }
+    ts_exp_free(x);
+    /* categorical members only: one I32 (B, F) id space with offsets */
+    x = must_open("path = FILEgrp.csv\ndense = id(scale:none)\ncategorical = city, x\n"
+                  "groups = cats(city x)\nsplit_fractions = 1, 0, 0", "id", TS_OPEN_TRAIN, NULL);
+    ts_tensor *c = field(x, "cats");
+    assert_int_equal(c->dtype, TS_I32);
+    assert_int_equal(c->vocab, 3 + 4);
+    n = fetch(x, TS_TRAIN);
+    for (long j = 0; j < n; j++) {
+        assert_int_equal(c->ids[2 * j], field(x, "city")->ids[j]);
+        assert_int_equal(c->ids[2 * j + 1], 3 + field(x, "x")->ids[j]);
+    }
+    ts_exp_free(x);
+    must_fail("path = FILEgrp.csv\ndense = x\ncategorical = city\ngroups = g(x city)", "x",
+              "mixes dense and categorical", NULL);
+}
+
+static void test_side_tables(void **st)
+{
+    (void)st;
+    write_file("items.csv", "item,genres,price\ni1,a|b,10\ni2,b,20\ni3,,30\n");
+    write_file("users.tsv", "uid\tage\nu1\t30\nu2\t40\n");
+    write_file("main.csv", "n,user,item,clicked\n0,u1,i1,1\n1,u1,i2,0\n2,u2,i3,1\n3,u2,i9,0\n"
+               "4,u3,i1,1\n");
+    ts_exp *x = must_open("path = FILEmain.csv\ntables = items(path:items.csv key:item),\n"
+                          "    people(path:users.tsv key:uid on:user sep:tab)\n"
+                          "dense = n(scale:none), price(table:items scale:none), age(table:people)\n"
+                          "multi = genres(table:items)\ncategorical = item, user\nlabels = clicked\n"
+                          "split_fractions = 1, 0, 0", "clicked", TS_OPEN_TRAIN, NULL);
+    assert_int_equal(aux_long(x, "missing_keys"), 2);     /* i9 and u3 */
+    long n = fetch(x, TS_TRAIN);
+    ts_tensor *g = field(x, "genres");
+    float price[5], age[5];
+    int ng[5];
+    for (long j = 0; j < n; j++) {
+        int i = (int)field(x, "n")->x[j];
+        price[i] = field(x, "price")->x[j];
+        age[i] = field(x, "age")->x[j];
+        ng[i] = g->off[j + 1] - g->off[j];
+    }
+    assert_true(price[0] == 10 && price[1] == 20 && price[2] == 30 && price[4] == 10);
+    assert_true(fabsf(price[3] - 17.5f) < 1e-5f);          /* a missing key: the training mean */
+    assert_int_equal(ng[0], 2);
+    assert_int_equal(ng[2], 0);
+    assert_int_equal(ng[3], 0);
+    assert_true(age[0] == age[1] && age[0] < 0 && age[2] > 0);
+    assert_true(fabsf(age[4]) < 1e-6f);                    /* u3: no row, the mean */
+    ts_exp_free(x);
+    write_file("items2.csv", "item,genres,price\ni1,a,1\ni1,b,2\n");
+    must_fail("path = FILEmain.csv\ntables = items(path:items2.csv key:item)\n"
+              "dense = price(table:items)\nlabels = clicked", "clicked",
+              "items2.csv:3:", "key \"i1\" was the key of line 2 already", NULL);
+    must_fail("path = FILEmain.csv\ndense = price(table:itemz)\nlabels = clicked", "clicked",
+              "table:itemz", "tables = NAME(path:FILE key:COLUMN)", NULL);
+}
+
+/* 20 users: u0..u9 each watched "big" 5 times and small<k> once; u10..u19 each watched solo<k>. */
+static void implicit_file(void)
+{
+    static char text[8192];
+    size_t n = (size_t)snprintf(text, sizeof text, "user,item\n");
+    for (int k = 0; k < 10; k++) {
+        for (int j = 0; j < 5; j++) n += (size_t)snprintf(text + n, sizeof text - n, "u%d,big\n", k);
+        n += (size_t)snprintf(text + n, sizeof text - n, "u%d,small%d\n", k, k);
+    }
+    for (int k = 10; k < 20; k++) n += (size_t)snprintf(text + n, sizeof text - n, "u%d,solo%d\n", k, k);
+    write_file("implicit.csv", text);
+}
+
+/* The sampled rows of every split: checks them and returns how often "big" was drawn for
+ * u10..u19 (who never watched it). */
+static int check_negatives(ts_exp *x, const char *state, int k)
+{
+    ts_data *D = ts_exp_data(x);
+    char items[4096], users[4096];
+    snprintf(items, sizeof items, "%s", vocab_of(state, "item"));
+    snprintf(users, sizeof users, "%s", vocab_of(state, "user"));
+    int big = 0, watched[64][64];
+    memset(watched, 0, sizeof watched);
+    long n = fetch(x, TS_TRAIN), pos = 0;
+    for (long j = 0; j < n; j++)
+        if (field(x, "label")->x[j] == 1) watched[field(x, "user")->ids[j]][field(x, "item")->ids[j]] = 1;
+    for (int s = 0; s < 3; s++) {
+        n = fetch(x, (ts_phase)s);
+        int32_t own = -1;
+        for (long j = 0; j < n; j++) {
+            int32_t u = field(x, "user")->ids[j], it = field(x, "item")->ids[j];
+            if (field(x, "label")->x[j] == 1) { own = it; pos++; continue; }
+            assert_true(it >= 1 && it < field(x, "item")->vocab);
+            assert_true(it != own && !watched[u][it]);   /* never an item the user has */
+            /* u10..u19 (or a user without training rows: one of them) never watched big */
+            const char *p = users;
+            for (int q = 1; q < u; q++) p = strchr(p, '|') + 1;
+            const char *b = items;
+            for (int q = 1; q < it; q++) b = strchr(b, '|') + 1;
+            if ((u == 0 || atoi(p + 1) >= 10) && !strncmp(b, "big|", 4)) big++;
+        }
+    }
+    assert_int_equal(D->nrows[0] + D->nrows[1] + D->nrows[2], pos * (k + 1));
+    return big;
+}
+
+static void test_negative_sampling(void **st)
+{
+    (void)st;
+    implicit_file();
+    const char *keys = "path = FILEimplicit.csv\ncategorical = user, item\nuser = user\nitem = item\n"
+                       "negatives = 4\nsampler = popularity\nsplit_fractions = 0.5, 0.25, 0.25";
+    ts_exp *x = must_open(keys, "label", TS_OPEN_TRAIN, NULL);
+    char *state = save_state(x, "state.txt");
+    int big_pop = check_negatives(x, state, 4);
+    ts_exp_free(x);
+    /* seeded: the same draws again */
+    x = must_open(keys, "label", TS_OPEN_TRAIN, NULL);
+    assert_int_equal(check_negatives(x, state, 4), big_pop);
+    ts_exp_free(x);
+    char k2[1024];
+    snprintf(k2, sizeof k2, "%s\nsampler = uniform", keys);
+    *strstr(k2, "sampler = popularity") = ';';            /* comment out the first one */
+    x = must_open(k2, "label", TS_OPEN_TRAIN, NULL);
+    char *state2 = save_state(x, "state2.txt");
+    int big_uni = check_negatives(x, state2, 4);
+    ts_exp_free(x);
+    free(state2);
+    /* 40 draws for u10..u19: big holds about 70 % of the popularity, 1 in 20 items */
+    print_message("negatives drawing 'big': popularity %d, uniform %d of 40\n", big_pop, big_uni);
+    assert_true(big_pop >= 15 && big_uni <= 10);
+    /* applying the run samples from the saved popularity, excluding the file's own items */
+    x = must_open(keys, "label", TS_OPEN_EVALUATE, in_tmp("state.txt"));
+    assert_int_equal(ts_exp_data(x)->nrows[TS_TEST], 70 * 5);   /* 70 rows, 4 negatives each */
+    check_negatives(x, state, 4);
+    ts_exp_free(x);
+    free(state);
+    must_fail("path = FILEimplicit.csv\ncategorical = user\nuser = user\nitem = item\nnegatives = 2",
+              "label", "declare item under categorical", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -356,6 +855,16 @@ int main(void)
         cmocka_unit_test(test_fitted_state_round_trip),
         cmocka_unit_test(test_state_must_match_the_declaration),
         cmocka_unit_test(test_predict_without_label_columns),
+        cmocka_unit_test(test_quotes_crlf_bom_and_names_with_spaces),
+        cmocka_unit_test(test_separators_headers_and_gzip),
+        cmocka_unit_test(test_encodings),
+        cmocka_unit_test(test_bad_rows),
+        cmocka_unit_test(test_dense_transforms),
+        cmocka_unit_test(test_splits_by_user_time_and_column),
+        cmocka_unit_test(test_multi_sequence_hash_and_shared_vocab),
+        cmocka_unit_test(test_groups),
+        cmocka_unit_test(test_side_tables),
+        cmocka_unit_test(test_negative_sampling),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

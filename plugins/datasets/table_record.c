@@ -118,13 +118,14 @@ static int next_line(tb_reader *R, int into_rec, char *why, size_t nwhy)
         return 0;
     }
     if (ts_lines_lineno(R->in) == 1 && len >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) line += 3, len -= 3;
+    if (!into_rec) R->line = ts_lines_lineno(R->in);
     if (!R->t->latin1) {
         long bad = utf8_bad((const unsigned char *)line, len);
         if (bad >= 0) {
-            snprintf(why, nwhy, "byte %ld of line %ld (0x%02X, after \"%.*s\") is not UTF-8; if "
-                     "the file is Latin-1 set encoding = latin-1 in [data] (or encoding:latin-1 "
-                     "for a side table), or convert it: iconv -f latin1 -t utf-8",
-                     bad + 1, ts_lines_lineno(R->in), (unsigned char)line[bad],
+            char on[48] = "";
+            if (ts_lines_lineno(R->in) != R->line) snprintf(on, sizeof on, " on line %ld", ts_lines_lineno(R->in));
+            snprintf(why, nwhy, "byte %ld%s (0x%02X, after \"%.*s\") is not UTF-8 (a Latin-1 file? "
+                     "set encoding = latin-1)", bad + 1, on, (unsigned char)line[bad],
                      (int)(bad > 24 ? 24 : bad), line + (bad > 24 ? bad - 24 : 0));
             return -1;
         }
@@ -155,10 +156,9 @@ int tb_record_next(tb_reader *R, int *nf, char *why, size_t nwhy)
     for (;;) {
         R->reclen = 0;
         if ((rc = next_line(R, 0, why, nwhy)) <= 0) {
-            R->line = ts_lines_lineno(R->in) + (rc == -1 ? 0 : 1);
+            if (rc != -1) R->line = ts_lines_lineno(R->in) + 1;
             return rc;
         }
-        R->line = ts_lines_lineno(R->in);
         size_t k = 0;
         while (k < R->len && isspace((unsigned char)R->buf[k])) k++;
         if (k < R->len) break;                            /* blank lines carry nothing */
