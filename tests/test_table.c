@@ -847,6 +847,70 @@ static void test_negative_sampling(void **st)
               "label", "declare item under categorical", NULL);
 }
 
+
+/* A resumed run reads with its own state: the same rows, splits, ids and values, nothing refit. */
+static void test_resume_reads_the_state(void **st)
+{
+    (void)st;
+    people("people.csv", 40, 1, NULL);
+    const char *keys = people_keys("people.csv", 2, "", "");
+    ts_exp *x = must_open(keys, "clicked", TS_OPEN_TRAIN, NULL);
+    row_values a[40], b[40];
+    memset(a, 0, sizeof a);
+    memset(b, 0, sizeof b);
+    collect(x, a, 40);
+    free(save_state(x, "state.txt"));
+    ts_exp_free(x);
+    /* a state whose statistics differ from what fitting gives: it is what the reader uses */
+    FILE *f = fopen(in_tmp("state.txt"), "rb");
+    char text[1 << 14];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    char *d = strstr(text, "\ndense ");
+    assert_non_null(d);
+    char *end = strchr(d + 1, '\n');
+    char rest[1 << 14];
+    snprintf(rest, sizeof rest, "%s", end);
+    snprintf(d, sizeof text - (size_t)(d - text), "\ndense -inf inf 0 10 2%s", rest);
+    write_file("state.txt", text);
+    x = must_open(keys, "clicked", TS_OPEN_TRAIN, in_tmp("state.txt"));
+    collect(x, b, 40);
+    ts_exp_free(x);
+    for (int i = 0; i < 40; i++) {
+        assert_true(b[i].seen && b[i].city == a[i].city && b[i].hours == a[i].hours);
+        assert_true(b[i].age == (float)((20 + i - 10) / 2.0));   /* (v - 10) / 2 from the state */
+    }
+}
+
+static double census_auc(const char *ini, const char *dir)
+{
+    char *over[] = {"train.epochs=1"};
+    ts_run_opts o = {.results_dir = dir, .overwrite = 1, .noverride = 1, .overrides = over};
+    ts_err e;
+    if (ts_run(ini, &o, &e)) fail_msg("%s", e.msg);
+    double v = NAN;
+    if (ts_metrics_get(dir, "test.income.auc", &v, &e)) fail_msg("%s", e.msg);
+    return v;
+}
+
+/* The census experiment through the table reader: the census reader's figures, and a floor. */
+static void test_census_through_the_table_reader(void **st)
+{
+    (void)st;
+    double t = census_auc(tu_src("experiments/census_mmoe_table.ini"), in_tmp("census_table"));
+    double c = census_auc(tu_src("experiments/census_mmoe.ini"), in_tmp("census_census"));
+    print_message("census MMoE, 1 epoch: test income AUC %.6f (table) %.6f (census)\n", t, c);
+    assert_true(t == c);
+    assert_true(t >= 0.93);
+    FILE *f = fopen(in_tmp("census_table/data_state.txt"), "rb");
+    assert_non_null(f);
+    char head[32] = {0};
+    assert_true(fread(head, 1, 22, f) == 22);
+    fclose(f);
+    assert_string_equal(head, "tessera-table-state 1\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -865,6 +929,8 @@ int main(void)
         cmocka_unit_test(test_groups),
         cmocka_unit_test(test_side_tables),
         cmocka_unit_test(test_negative_sampling),
+        cmocka_unit_test(test_resume_reads_the_state),
+        cmocka_unit_test(test_census_through_the_table_reader),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -29,6 +29,7 @@ static void table_close(ts_data *D)
     for (int i = 0; i < T->nsrc; i++) {
         tb_src *s = &T->src[i];
         free(s->name); free(s->num); free(s->time); free(s->tok); free(s->loff); free(s->lids);
+        free(s->cache); free(s->cs); free(s->cl);
     }
     for (int i = 0; i < T->nfeat; i++) {
         tb_feat *f = &T->feat[i];
@@ -46,7 +47,7 @@ static void table_close(ts_data *D)
     for (int s = 0; s < 3; s++) free(T->rows[s]);
     free(T->missing); free(T->src); free(T->feat); free(T->item_map);
     free(T->neg_row); free(T->neg_item); free(T->pop); free(T->item_freq); free(T->row_id);
-    free(T->b_implicit);
+    free(T->b_implicit); free(T->train_sorted);
     ts_strtab_free(T->strs);
     free(T);
     D->state = NULL;

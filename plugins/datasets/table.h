@@ -48,6 +48,11 @@ const tb_opt *tb_opt_find(const tb_spec *s, const char *key);
 /* ---- tables and their source columns -------------------------------------------------------- */
 enum { TB_NEED_NUM = 1u, TB_NEED_TIME = 2u, TB_NEED_TOK = 4u, TB_NEED_LIST = 8u, TB_NEED_SPLIT = 16u };
 
+typedef struct tb_slot {
+    uint32_t hash;
+    int32_t id;                /* -1: an empty slot */
+} tb_slot;
+
 typedef struct tb_src {
     int table;                 /* index into tb_data.tab */
     char *name;                /* the column's name (header, columns = or its position) */
@@ -62,6 +67,11 @@ typedef struct tb_src {
     int64_t *loff;             /* LIST: (rows + 1) offsets into lids */
     int32_t *lids;             /* LIST: raw ids of every row's values */
     int64_t lcap, lused;
+    struct tb_slot *cache;     /* TOK, LIST while reading: a hash table in front of the string
+                                  table (open addressing, cmask + 1 slots) */
+    uint32_t cmask, cn;
+    const char **cs;           /* (cn) the string table's copy of each raw id (stable) */
+    uint32_t *cl;              /* (cn) its length */
 } tb_src;
 
 typedef struct tb_table {
@@ -170,6 +180,8 @@ typedef struct tb_data {
     int split_src, user_src, item_src, time_src, id_feat;
     long nrows[3];
     long *rows[3];             /* examples: < tab[0].n a main row; else sampled negative - n */
+    long *train_sorted;        /* the training rows in file order, while fitting */
+    long ntrain_sorted;
     /* negative sampling */
     int negatives, neg_popularity, item_feat;
     int neg_declared;          /* negatives as declared (PREDICT samples none but keeps the field) */
@@ -210,6 +222,7 @@ typedef struct tb_reader {
     char **f;                 /* (fcap) each field, NUL-terminated after the split */
     int fcap;
     long line;                /* the record's first line */
+    int trim_space, trim_tab; /* trim = true, and the separator holds no space / tab */
 } tb_reader;
 /* The next record: 1 (fields in R->f, lengths in R->flen), 0 at the end of the file, -1 a bad
  * record (why), -2 a read error or out of memory (why). R->line is the record's first line. */
@@ -219,12 +232,18 @@ int tb_parse_number(const char *s, size_t n, double *v);   /* s[n] == 0; -1 if n
 int tb_is_missing(const tb_data *T, const char *s, size_t n);
 
 /* table_parse.c: one file into its source columns */
+int32_t tb_intern(tb_data *T, int src, const char *s, size_t n);   /* raw id; -2 out of memory */
 int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e);
 
 /* table_columns.c: fitting and applying column transforms */
 int tb_fit(tb_data *T, ts_err *e);
 int tb_apply(tb_data *T, ts_err *e);
-int tb_src_row(const tb_data *T, const tb_feat *f, long mainrow);  /* row in f's table, -1 */
+/* The row of f's table that main row r reads: r itself, or its side table's joined row (-1). */
+static inline int tb_src_row(const tb_data *T, const tb_feat *f, long r)
+{
+    int t = T->src[f->src].table;
+    return t == 0 ? (int)r : T->tab[t].join[r];
+}
 uint64_t tb_hash(const char *s, size_t n, uint64_t seed);
 int tb_label_value(tb_data *T, tb_feat *f, const char *s, size_t n, float *v, int *present,
                    char *why, size_t nwhy);

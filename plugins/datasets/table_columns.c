@@ -13,12 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int tb_src_row(const tb_data *T, const tb_feat *f, long mainrow)
-{
-    int t = T->src[f->src].table;
-    return t == 0 ? (int)mainrow : T->tab[t].join[mainrow];
-}
-
 uint64_t tb_hash(const char *s, size_t n, uint64_t seed)
 {
     uint64_t h = 1469598103934665603ull ^ (seed * 0x9E3779B97F4A7C15ull);
@@ -44,53 +38,47 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Clip bounds, fill value and scaling from the training rows. */
+/* Clip bounds, fill value and scaling from the training rows. One gather in split order, then
+ * sequential passes: the sums run over the training rows in split order, as the census reader's
+ * did, so the figures are the same to the bit. */
 static int fit_dense(tb_data *T, tb_feat *f, ts_err *e)
 {
     const tb_src *s = &T->src[f->src];
     long ntr = T->nrows[TS_TRAIN], np = 0;
-    double *x = malloc((size_t)(ntr ? ntr : 1) * sizeof *x);
+    double *x = malloc((size_t)(ntr ? ntr : 1) * sizeof *x), *y = NULL;
     if (!x) return ts_fail(e, "table: out of memory");
     for (long i = 0; i < ntr; i++) {
         int r = tb_src_row(T, f, T->rows[TS_TRAIN][i]);
-        if (r >= 0 && !isnan(s->num[r])) x[np++] = s->num[r];
+        x[i] = r >= 0 ? s->num[r] : NAN;      /* NaN: missing (or no row in its side table) */
     }
     if (!isnan(f->q_lo) || !isnan(f->q_hi)) {
-        double *y = malloc((size_t)(np ? np : 1) * sizeof *y);
-        if (!y) { free(x); return ts_fail(e, "table: out of memory"); }
-        memcpy(y, x, (size_t)np * sizeof *y);
+        if (!(y = malloc((size_t)(ntr ? ntr : 1) * sizeof *y))) { free(x); return ts_fail(e, "table: out of memory"); }
+        for (long i = 0; i < ntr; i++) if (!isnan(x[i])) y[np++] = x[i];
         qsort(y, (size_t)np, sizeof *y, cmp_double);
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < 2 && np; k++) {
             double q = k ? f->q_hi : f->q_lo, pos = q / 100 * (double)(np - 1);
+            if (isnan(q)) continue;
             long a = (long)floor(pos);
-            if (isnan(q) || np == 0) continue;
             double b = a + 1 < np ? y[a + 1] : y[a];
             *(k ? &f->clip_hi : &f->clip_lo) = y[a] + (pos - (double)a) * (b - y[a]);
         }
         free(y);
+        np = 0;
     }
     double s1 = 0;
-    for (long i = 0; i < np; i++) s1 += (x[i] = transform(f, x[i]));
-    double present_mean = np ? s1 / (double)np : 0;
-    f->fill = f->fill_kind == TB_FILL_VALUE ? transform(f, f->fill) : present_mean;
-    /* The statistics of what the model sees: every training row, missing ones filled. The sums
-     * run over the training rows in split order, as the census reader's did (same figures). */
-    double sum = 0, lo = INFINITY, hi = -INFINITY;
-    long k = 0;
+    for (long i = 0; i < ntr; i++)
+        if (!isnan(x[i])) { s1 += (x[i] = transform(f, x[i])); np++; }
+    f->fill = f->fill_kind == TB_FILL_VALUE ? transform(f, f->fill) : np ? s1 / (double)np : 0;
+    /* the statistics of what the model sees: every training row, missing ones filled */
+    double sum = 0, lo = INFINITY, hi = -INFINITY, s2 = 0;
     for (long i = 0; i < ntr; i++) {
-        int r = tb_src_row(T, f, T->rows[TS_TRAIN][i]);
-        double v = r >= 0 && !isnan(s->num[r]) ? x[k++] : f->fill;
+        double v = isnan(x[i]) ? (x[i] = f->fill) : x[i];
         sum += v;
         lo = v < lo ? v : lo;
         hi = v > hi ? v : hi;
     }
-    double mu = ntr ? sum / (double)ntr : 0, s2 = 0;
-    k = 0;
-    for (long i = 0; i < ntr; i++) {
-        int r = tb_src_row(T, f, T->rows[TS_TRAIN][i]);
-        double d = (r >= 0 && !isnan(s->num[r]) ? x[k++] : f->fill) - mu;
-        s2 += d * d;
-    }
+    double mu = ntr ? sum / (double)ntr : 0;
+    for (long i = 0; i < ntr; i++) s2 += (x[i] - mu) * (x[i] - mu);
     free(x);
     double sd = ntr ? sqrt(s2 / (double)ntr) : 0;
     if (f->scale == TB_SCALE_STANDARD) { f->shift = mu; f->div = sd > 1e-12 ? sd : 1.0; }
@@ -122,12 +110,12 @@ static int fit_vocab(tb_data *T, int fi, ts_err *e)
         return ts_fail(e, "table: out of memory");
     }
     for (int32_t i = 0; i < nraw; i++) c[i].raw = i;
-    for (long i = 0; i < T->nrows[TS_TRAIN]; i++) {
-        int r = tb_src_row(T, f, T->rows[TS_TRAIN][i]);
-        if (len) len[i] = r >= 0 ? (long)(s->loff[r + 1] - s->loff[r]) : 0;
-        if (r < 0) continue;
-        if (f->kind == TB_CAT) c[s->tok[r]].count++;
-        else for (int64_t k = s->loff[r]; k < s->loff[r + 1]; k++) c[s->lids[k]].count++;
+    for (long i = 0; i < T->ntrain_sorted; i++) {     /* file order: counting needs no other */
+        int sr = tb_src_row(T, f, T->train_sorted[i]);
+        if (len) len[i] = sr >= 0 ? (long)(s->loff[sr + 1] - s->loff[sr]) : 0;
+        if (sr < 0) continue;
+        if (f->kind == TB_CAT) c[s->tok[sr]].count++;
+        else for (int64_t k = s->loff[sr]; k < s->loff[sr + 1]; k++) c[s->lids[k]].count++;
     }
     if (len) {          /* max:auto: the 95th percentile of the training lengths, at least 1 */
         long n = T->nrows[TS_TRAIN], m = 0;
@@ -157,6 +145,19 @@ static int fit_vocab(tb_data *T, int fi, ts_err *e)
 
 int tb_fit(tb_data *T, ts_err *e)
 {
+    long n = T->tab[0].n;
+    uint8_t *is_train = calloc((size_t)n + 1, 1);
+    if (!is_train || !(T->train_sorted = malloc((size_t)(n + 1) * sizeof *T->train_sorted))) {
+        free(is_train);
+        return ts_fail(e, "table: out of memory");
+    }
+    for (long i = 0; i < T->nrows[TS_TRAIN]; i++) is_train[T->rows[TS_TRAIN][i]] = 1;
+    T->ntrain_sorted = 0;
+    for (long r = 0; r < n; r++) {               /* no branch on a coin flip per row */
+        T->train_sorted[T->ntrain_sorted] = r;
+        T->ntrain_sorted += is_train[r];
+    }
+    free(is_train);
     for (int i = 0; i < T->nfeat; i++) {
         tb_feat *f = &T->feat[i];
         int rc = 0;

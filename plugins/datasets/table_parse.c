@@ -14,6 +14,74 @@
 #include <string.h>
 #include <strings.h>
 
+/* A hash of s[0..n), eight bytes at a time (the string table's goes a byte at a time). */
+static inline uint32_t fast_hash(const char *s, size_t n)
+{
+    uint64_t h = 0x243F6A8885A308D3ull ^ n, w;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+        h ^= h >> 29;
+    }
+    for (w = 0; i < n; i++) w = w << 8 | (unsigned char)s[i];
+    h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+    return (uint32_t)(h >> 32) ^ (uint32_t)h;
+}
+
+/* a[0..n) == b[0..n) for the short strings of a field, without a call */
+static inline int same(const char *a, const char *b, size_t n)
+{
+    uint64_t x, y;
+    for (; n >= 8; n -= 8, a += 8, b += 8) {
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) return 0;
+    }
+    while (n && *a == *b) n--, a++, b++;
+    return n == 0;
+}
+
+int32_t tb_intern(tb_data *T, int src, const char *s, size_t n)
+{
+    tb_src *c = &T->src[src];
+    uint32_t h = fast_hash(s, n);
+    if (c->cache)
+        for (uint32_t j = h & c->cmask; c->cache[j].id >= 0; j = (j + 1) & c->cmask) {
+            int32_t id = c->cache[j].id;
+            if (c->cache[j].hash == h && c->cl[id] == n && same(c->cs[id], s, n)) return id;
+        }
+    int32_t id = ts_strtab_id(T->strs, src, s, n, 1);
+    if (id < 0) return id;
+    if (id != (int32_t)c->cn) return -2;             /* every new value passes through here */
+    if (!c->cache || 2 * (c->cn + 1) > c->cmask + 1) {    /* grow: keep the load under 1/2 */
+        uint32_t cap = c->cache ? 2 * (c->cmask + 1) : 16;
+        tb_slot *nc = cap ? malloc(cap * sizeof *nc) : NULL;
+        const char **ns = nc ? realloc(c->cs, cap / 2 * sizeof *ns) : NULL;
+        if (ns) c->cs = ns;
+        uint32_t *nl = ns ? realloc(c->cl, cap / 2 * sizeof *nl) : NULL;
+        if (nl) c->cl = nl;
+        if (!nl) { free(nc); return -2; }
+        for (uint32_t j = 0; j < cap; j++) nc[j].id = -1;
+        for (uint32_t j = 0; c->cache && j <= c->cmask; j++) {
+            if (c->cache[j].id < 0) continue;
+            uint32_t k = c->cache[j].hash & (cap - 1);
+            while (nc[k].id >= 0) k = (k + 1) & (cap - 1);
+            nc[k] = c->cache[j];
+        }
+        free(c->cache);
+        c->cache = nc;
+        c->cmask = cap - 1;
+    }
+    uint32_t j = h & c->cmask;
+    while (c->cache[j].id >= 0) j = (j + 1) & c->cmask;
+    c->cache[j] = (tb_slot){h, id};
+    c->cs[id] = ts_strtab_str(T->strs, src, id);
+    c->cl[id] = (uint32_t)n;
+    c->cn++;
+    return id;
+}
+
 /* Grows every per-row array of table t to cap rows. */
 static int grow(tb_data *T, int t, long cap)
 {
@@ -120,23 +188,27 @@ static int parse_row(tb_data *T, int t, char **f, size_t *fl, int nf, long r, ch
         size_t n = fl[s->col];
         if (s->need & (TB_NEED_NUM | TB_NEED_TIME)) {
             double x = NAN;
-            int miss = tb_is_missing(T, v, n);
+            int ok = tb_parse_number(v, n, &x) == 0, miss = !ok && tb_is_missing(T, v, n);
             if (miss && (!s->missing_ok || (s->need & TB_NEED_TIME))) {
-                snprintf(why, nwhy, "column \"%.60s\" is missing (\"%.20s\"); give its dense column "
-                         "a fill value, e.g. %.60s(missing:mean) or missing:0", s->name, v, s->name);
+                if (s->need & TB_NEED_TIME)
+                    snprintf(why, nwhy, "column \"%.60s\" is missing (\"%.20s\"); the time column "
+                             "needs a number on every row", s->name, v);
+                else
+                    snprintf(why, nwhy, "column \"%.60s\" is missing (\"%.20s\"); give its dense "
+                             "column a fill value, e.g. %.60s(missing:mean) or missing:0", s->name, v,
+                             s->name);
                 return -1;
             }
-            if (!miss && (tb_parse_number(v, n, &x) < 0 || ((s->need & TB_NEED_NUM) && fabs(x) > FLT_MAX))) {
-                int big = tb_parse_number(v, n, &x) == 0;
+            if (!miss && (!ok || ((s->need & TB_NEED_NUM) && fabs(x) > FLT_MAX))) {
                 snprintf(why, nwhy, "column \"%.60s\" is \"%.40s\", %s", s->name, v,
-                         big ? "beyond the float range (+-3.4e38)" : "not a number");
+                         ok ? "beyond the float range (+-3.4e38)" : "not a number");
                 return -1;
             }
             if (s->need & TB_NEED_NUM) s->num[r] = (float)x;
             if (s->need & TB_NEED_TIME) s->time[r] = x;
         }
         if (s->need & TB_NEED_TOK) {
-            int32_t id = ts_strtab_id(T->strs, i, v, n, 1);
+            int32_t id = tb_intern(T, i, v, n);
             if (id < 0) return -2;
             s->tok[r] = id;
             if ((s->need & TB_NEED_SPLIT) && strcasecmp(v, "train") && strcasecmp(v, "valid") &&
@@ -162,7 +234,7 @@ static int parse_row(tb_data *T, int t, char **f, size_t *fl, int nf, long r, ch
                         s->lids = ids;
                         s->lcap = cap;
                     }
-                    int32_t id = ts_strtab_id(T->strs, i, v + a, b - a, 1);
+                    int32_t id = tb_intern(T, i, v + a, b - a);
                     if (id < 0) return -2;
                     s->lids[at++] = id;
                 }
@@ -229,6 +301,8 @@ int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
     int nf = 0, rc = -1, have = 0;
     R.t = tab;
     R.seplen = strlen(tab->sep);
+    R.trim_space = tab->trim && !strchr(tab->sep, ' ');
+    R.trim_tab = tab->trim && !strchr(tab->sep, '\t');
     if (!(R.in = ts_lines_open(tab->path, &sub)))
         return ts_fail(e, "%s; set %s to an existing file", sub.msg,
                        t ? "the table's path: in [data] tables" : "[data] path");
@@ -295,6 +369,12 @@ int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
                 T->src[i].lused = T->src[i].loff[tab->n + 1];
         if (++tab->n > INT32_MAX - 1) { ts_fail(e, "%s: more than %d rows", tab->path, INT32_MAX - 1); goto done; }
     }
+    for (int i = 0; i < T->nsrc; i++)            /* the intern caches served their purpose */
+        if (T->src[i].table == t) {
+            free(T->src[i].cache); free(T->src[i].cs); free(T->src[i].cl);
+            T->src[i].cache = NULL; T->src[i].cs = NULL; T->src[i].cl = NULL;
+            T->src[i].cmask = T->src[i].cn = 0;
+        }
     if (tab->n == 0)
         ts_fail(e, "%s: no data rows (%ld bad rows skipped); the file needs %sat least one row of "
                 "values", tab->path, T->skipped, tab->header ? "a header line and " : "");

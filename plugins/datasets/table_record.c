@@ -144,9 +144,28 @@ static int next_line(tb_reader *R, int into_rec, char *why, size_t nwhy)
     return 1;
 }
 
-static int is_trim(const tb_reader *R, char c)
+/* Offset of the first byte c in s[0..n), or n: eight bytes at a time (fields are short, and a
+ * call to memchr per field cost more than the scan). */
+static inline size_t find_byte(const char *s, size_t n, char c)
 {
-    return R->t->trim && (c == ' ' || c == '\t') && !strchr(R->t->sep, c);
+    size_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t ones = 0x0101010101010101ull, pat = ones * (unsigned char)c;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        w ^= pat;                                      /* a zero byte where s has c */
+        uint64_t t = (w - ones) & ~w & 0x8080808080808080ull;
+        if (t) return i + (size_t)(__builtin_ctzll(t) >> 3);
+    }
+#endif
+    while (i < n && s[i] != c) i++;
+    return i;
+}
+
+static inline int is_trim(const tb_reader *R, char c)
+{
+    return (c == ' ' && R->trim_space) || (c == '\t' && R->trim_tab);
 }
 
 /* The next record split into fields: 1, 0 at the end, -1 a bad record (why), -2 fatal (why). */
@@ -212,8 +231,11 @@ int tb_record_next(tb_reader *R, int *nf, char *why, size_t nwhy)
             pos = rd + R->seplen;
             continue;
         }
-        const char *q = R->seplen == 1 ? memchr(R->buf + pos, sep[0], R->len - pos)
-                                       : strstr(R->buf + pos, sep);
+        const char *q;
+        if (R->seplen == 1) {
+            size_t at = pos + find_byte(R->buf + pos, R->len - pos, sep[0]);
+            q = at < R->len ? R->buf + at : NULL;
+        } else q = strstr(R->buf + pos, sep);
         size_t end = q ? (size_t)(q - R->buf) : R->len, fe = end;
         while (fe > p && is_trim(R, R->buf[fe - 1])) fe--;
         if (p > fe) p = fe;
