@@ -848,6 +848,53 @@ static void test_negative_sampling(void **st)
 }
 
 
+/* A history: the values of the user's earlier rows by time (the latest max of them); a label
+ * numbered by a field's vocabulary (next-item prediction). */
+static void test_history_sequences_and_id_labels(void **st)
+{
+    (void)st;
+    int nrow = interactions("inter.csv");
+    ts_exp *x = must_open(inter_keys("sequence = item(history max:2 out:bag vocab:item as:hist),\n"
+                                     "    item(history max:3 vocab:item as:seq)\n"
+                                     "labels = item(ids:item as:next)\nsplit = time"),
+                          "next", TS_OPEN_TRAIN, NULL);
+    int32_t id_of[20];                              /* the item field's id of each i<k> */
+    for (int k = 0; k < 20; k++) id_of[k] = -1;
+    int32_t hist[40][3], nh[40], seq[40][3], ns[40];
+    float next[40];
+    for (int s = 0; s < 3; s++) {
+        long n = fetch(x, (ts_phase)s);
+        for (long j = 0; j < n; j++) {
+            int r = (int)field(x, "row")->x[j], k = inter_user[r], it = (3 * k + inter_j[r]) % 20;
+            if (s == TS_TRAIN) id_of[it] = field(x, "item")->ids[j];
+            ts_tensor *h = field(x, "hist"), *q = field(x, "seq");
+            nh[r] = h->off[j + 1] - h->off[j];
+            for (int m = 0; m < nh[r]; m++) hist[r][m] = h->ids[h->off[j] + m];
+            ns[r] = q->len[j];
+            for (int m = 0; m < 3; m++) seq[r][m] = q->ids[j * 3 + m];
+            next[r] = field(x, "next")->x[j];
+            assert_true(next[r] == (float)field(x, "item")->ids[j]);
+        }
+    }
+    ts_exp_free(x);
+    for (int r = 0; r < nrow; r++) {
+        int k = inter_user[r], j = inter_j[r];
+        int want = j < 2 ? j : 2;                   /* rows j-2, j-1 of the same user */
+        assert_int_equal(nh[r], want);
+        for (int m = 0; m < want; m++) {
+            int it = (3 * k + j - want + m) % 20;
+            assert_int_equal(hist[r][m], id_of[it] >= 0 ? id_of[it] : 0);
+        }
+        int wq = j < 3 ? j : 3;
+        assert_int_equal(ns[r], wq ? wq : 1);       /* no earlier row: one padding id */
+        for (int m = 0; m < wq; m++) assert_int_equal(seq[r][m], id_of[(3 * k + j - wq + m) % 20] >= 0 ?
+                                                       id_of[(3 * k + j - wq + m) % 20] : 0);
+    }
+    must_fail("path = FILEinter.csv\ndense = row\ncategorical = item\n"
+              "sequence = item(history max:2 vocab:item as:h)", "row",
+              "a history sequence needs user =", "and time =", NULL);
+}
+
 /* A resumed run reads with its own state: the same rows, splits, ids and values, nothing refit. */
 static void test_resume_reads_the_state(void **st)
 {
@@ -929,6 +976,7 @@ int main(void)
         cmocka_unit_test(test_groups),
         cmocka_unit_test(test_side_tables),
         cmocka_unit_test(test_negative_sampling),
+        cmocka_unit_test(test_history_sequences_and_id_labels),
         cmocka_unit_test(test_resume_reads_the_state),
         cmocka_unit_test(test_census_through_the_table_reader),
     };

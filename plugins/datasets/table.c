@@ -26,6 +26,7 @@ static void table_close(ts_data *D)
         free(tab->colname); free(tab->username); free(tab->line); free(tab->key_row);
         free(tab->join); free(tab->item_row);
     }
+    free(T->hist_rows); free(T->hist_at); free(T->hist_first);
     for (int i = 0; i < T->nsrc; i++) {
         tb_src *s = &T->src[i];
         free(s->name); free(s->num); free(s->time); free(s->tok); free(s->loff); free(s->lids);
@@ -151,7 +152,8 @@ static int table_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
     if (!(T->item_map = calloc((size_t)T->nfeat, sizeof *T->item_map))) return ts_fail(e, "table: out of memory");
     for (int t = 0; t < T->ntab; t++)
         if (tb_read_table(T, t, cfg, e) < 0) return -1;
-    if (tb_join(T, e) < 0 || tb_split(T, e) < 0) return -1;
+    if (tb_join(T, e) < 0 || (T->has_history && tb_histories(T, e) < 0) || tb_split(T, e) < 0)
+        return -1;
     if (state ? tb_state_read(T, state, nstate, e) < 0 : tb_fit(T, e) < 0) return -1;
     if (tb_apply(T, e) < 0) return -1;
     if (T->item_feat >= 0 && tb_popularity(T, e) < 0) return -1;
@@ -190,6 +192,11 @@ static int64_t cell_ids(const tb_data *T, const tb_feat *f, int sr, int32_t *ids
 {
     if (sr < 0) return 0;
     const tb_src *s = &T->src[f->src];
+    if (f->history) {                           /* the values of the user's latest earlier rows */
+        int64_t b = T->hist_at[sr], a = b - last < T->hist_first[sr] ? T->hist_first[sr] : b - last;
+        for (int64_t k = a; k < b; k++) ids[at + k - a] = f->map[s->tok[T->hist_rows[k]]];
+        return b - a;
+    }
     int64_t a = s->loff[sr], b = s->loff[sr + 1];
     if (last > 0 && b - a > last) a = b - last;            /* a sequence keeps its latest steps */
     for (int64_t k = a; k < b; k++) ids[at + k - a] = f->map[s->lids[k]];
@@ -222,7 +229,8 @@ static int table_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_e
                 if (f->bm) f->bm[b] = (float)has;
             } else if (f->kind == TB_WEIGHT) f->bx[b] = f->lab[r];
             else if (f->kind == TB_MULTI || (f->kind == TB_SEQ && f->as_bag)) {
-                int64_t at = f->boff[b], m = sr < 0 ? 0 : T->src[f->src].loff[sr + 1] - T->src[f->src].loff[sr];
+                int64_t at = f->boff[b], m = sr < 0 ? 0 : f->history ? f->maxlen
+                           : T->src[f->src].loff[sr + 1] - T->src[f->src].loff[sr];
                 if (bag_room(&f->bids, &f->bids_cap, at + m) < 0) return ts_fail(e, "table: out of memory");
                 at += cell_ids(T, f, sr, f->bids, at, f->kind == TB_SEQ ? f->maxlen : 0);
                 f->boff[b + 1] = (int32_t)at;

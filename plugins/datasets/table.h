@@ -124,6 +124,7 @@ typedef struct tb_feat {
     int32_t nmap;
     int maxlen, maxlen_auto;   /* sequence: steps kept (the last ones); fitted when auto */
     int as_bag;                /* sequence: BAGS (B, 1) instead of I32 (B, L) with len */
+    int history;               /* sequence: the values of the user's earlier rows (by time) */
     long unseen;               /* cells outside the vocabulary, over the rows read */
     /* label */
     int regression;
@@ -132,6 +133,8 @@ typedef struct tb_feat {
     char **pos, **neg, **mkey;
     double *mval;
     char mask[TS_NAME_MAX];    /* "" or the name of its 0/1 mask field */
+    char ids_name[TS_NAME_MAX];    /* label ids:FIELD: the id of the value in FIELD's vocabulary */
+    int ids_of;                /* that field's index, -1 none */
     float *lab;                /* label, weight: (main rows) the value */
     uint8_t *present;          /* label: (main rows) 1 when the row has one */
     /* batch */
@@ -178,6 +181,9 @@ typedef struct tb_data {
     double frac[3];
     uint64_t split_seed;
     int split_src, user_src, item_src, time_src, id_feat;
+    int has_history;           /* a sequence is made of each user's earlier rows */
+    int32_t *hist_rows;        /* (main rows) the rows by user, then time, then file order */
+    int32_t *hist_at, *hist_first;  /* (main rows) a row's place in hist_rows; its user's first */
     long nrows[3];
     long *rows[3];             /* examples: < tab[0].n a main row; else sampled negative - n */
     long *train_sorted;        /* the training rows in file order, while fitting */
@@ -254,6 +260,7 @@ int tb_state_read(tb_data *T, const char *text, size_t n, ts_err *e);
 
 /* table_split.c: splits, joins, negative sampling */
 int tb_join(tb_data *T, ts_err *e);
+int tb_histories(tb_data *T, ts_err *e);
 int tb_split(tb_data *T, ts_err *e);
 int tb_popularity(tb_data *T, ts_err *e);   /* item popularity, maps for sampled rows */
 int tb_negatives(tb_data *T, ts_err *e);

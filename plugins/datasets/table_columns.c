@@ -114,7 +114,7 @@ static int fit_vocab(tb_data *T, int fi, ts_err *e)
         int sr = tb_src_row(T, f, T->train_sorted[i]);
         if (len) len[i] = sr >= 0 ? (long)(s->loff[sr + 1] - s->loff[sr]) : 0;
         if (sr < 0) continue;
-        if (f->kind == TB_CAT) c[s->tok[sr]].count++;
+        if (f->kind == TB_CAT || f->history) c[s->tok[sr]].count++;
         else for (int64_t k = s->loff[sr]; k < s->loff[sr + 1]; k++) c[s->lids[k]].count++;
     }
     if (len) {          /* max:auto: the 95th percentile of the training lengths, at least 1 */
@@ -188,7 +188,7 @@ int tb_apply(tb_data *T, ts_err *e)
                 if (r < n) f->val[r] = (float)z;
                 else f->missing_out = (float)z;
             }
-        } else if (f->kind >= TB_CAT && f->kind <= TB_SEQ) {
+        } else if ((f->kind >= TB_CAT && f->kind <= TB_SEQ) || f->ids_of >= 0) {
             const tb_feat *o = &T->feat[f->vocab_of];
             f->nmap = ts_strtab_count(T->strs, f->src);
             if (!(f->map = malloc((size_t)(f->nmap + 1) * sizeof *f->map)))
@@ -201,11 +201,18 @@ int tb_apply(tb_data *T, ts_err *e)
                 int32_t id = ts_strtab_id(T->strs, T->nsrc + f->vocab_of, w, wl, 0);
                 f->map[raw] = id >= 0 ? id + 1 : 0;
             }
+            if (f->ids_of >= 0) {                         /* a label: the id of its value */
+                for (long r = 0; r < T->tab[0].n && s->col >= 0; r++) {
+                    f->lab[r] = (float)f->map[s->tok[r]];
+                    f->present[r] = 1;
+                }
+                continue;
+            }
             if (f->hash) continue;
             for (long r = 0; r < T->tab[0].n; r++) {      /* values outside the vocabulary */
                 int sr = tb_src_row(T, f, r);
                 if (sr < 0) continue;
-                if (f->kind == TB_CAT) f->unseen += f->map[s->tok[sr]] == 0;
+                if (f->kind == TB_CAT || f->history) f->unseen += f->map[s->tok[sr]] == 0;
                 else for (int64_t k = s->loff[sr]; k < s->loff[sr + 1]; k++) f->unseen += f->map[s->lids[k]] == 0;
             }
             T->unseen += f->unseen;

@@ -173,6 +173,16 @@ static int features(tb_data *T, const ts_cfg *cfg, ts_err *e)
         tb_feat *f = &T->feat[i];
         nin += f->kind <= TB_SEQ;
         if (f->kind == TB_ID) T->id_feat = i;
+        T->has_history |= f->history;
+        if (*f->ids_name) {                       /* a label numbered by a field's vocabulary */
+            int o = 0;
+            while (o < T->nfeat && strcmp(T->feat[o].field, f->ids_name)) o++;
+            if (o == T->nfeat || T->feat[o].hash || T->feat[o].kind < TB_CAT || T->feat[o].kind > TB_SEQ)
+                return ts_fail(e, "%s: [data] labels: %s has ids:%s, which is not a categorical, "
+                               "multi or sequence field with a vocabulary",
+                               ts_cfg_where(cfg, "labels"), f->field, f->ids_name);
+            f->ids_of = o;
+        }
         if (!*f->vocab_name) continue;
         int o = 0;
         while (o < T->nfeat && strcmp(T->feat[o].field, f->vocab_name)) o++;
@@ -184,6 +194,8 @@ static int features(tb_data *T, const ts_cfg *cfg, ts_err *e)
                            f->vocab_name);
         f->vocab_of = o;
     }
+    for (int i = 0; i < T->nfeat; i++)          /* a label's vocabulary is its field's owner's */
+        if (T->feat[i].ids_of >= 0) T->feat[i].vocab_of = T->feat[T->feat[i].ids_of].vocab_of;
     if (!nin)
         return ts_fail(e, "%s: [data] declares no feature column; list some under dense =, "
                        "categorical =, multi = or sequence =", ts_cfg_where(cfg, "dense"));
@@ -335,6 +347,9 @@ int tb_declare(tb_data *T, ts_data *D, const ts_cfg *cfg, ts_err *e)
     if (train && (split == TB_SPLIT_USER || split == TB_SPLIT_TIME) && !*user)
         return ts_fail(e, "%s: [data] %s needs user = the column that names the user",
                        ts_cfg_where(cfg, "split"), need_user[split]);
+    if (T->has_history && (!*user || !*time))
+        return ts_fail(e, "%s: [data] a history sequence needs user = (whose rows) and time = (their "
+                       "order)", ts_cfg_where(cfg, "sequence"));
     if (train && split == TB_SPLIT_TIME && !*time)
         return ts_fail(e, "%s: [data] split = time needs time = the column that orders a user's "
                        "rows (a timestamp or any number)", ts_cfg_where(cfg, "split"));
@@ -354,9 +369,11 @@ int tb_declare(tb_data *T, ts_data *D, const ts_cfg *cfg, ts_err *e)
     if (declared && (!*user || !*item))
         return ts_fail(e, "%s: [data] negatives needs user = and item = (the columns that name the "
                        "user and the item of a row)", ts_cfg_where(cfg, "negatives"));
-    if (*user && (train || T->negatives) && (T->user_src = tb_src_get(T, 0, user, e)) < 0) return -1;
+    if (*user && (train || T->negatives || T->has_history) && (T->user_src = tb_src_get(T, 0, user, e)) < 0)
+        return -1;
     if (*item && (T->item_src = tb_src_get(T, 0, item, e)) < 0) return -1;
-    if (*time && train && split == TB_SPLIT_TIME && (T->time_src = tb_src_get(T, 0, time, e)) < 0)
+    if (*time && ((train && split == TB_SPLIT_TIME) || T->has_history) &&
+        (T->time_src = tb_src_get(T, 0, time, e)) < 0)
         return -1;
     if (*scol && train && split == TB_SPLIT_COLUMN && (T->split_src = tb_src_get(T, 0, scol, e)) < 0)
         return -1;

@@ -248,6 +248,7 @@ static int parse_row(tb_data *T, int t, char **f, size_t *fl, int nf, long r, ch
         if (ft->kind != TB_LABEL && ft->kind != TB_WEIGHT) continue;
         int col = T->src[ft->src].col, present = 0;
         if (col < 0) { ft->lab[r] = 0; ft->present[r] = 0; continue; }
+        if (ft->ids_of >= 0) continue;           /* numbered once the vocabulary exists */
         if (tb_label_value(T, ft, f[col], fl[col], &ft->lab[r], &present, why, nwhy) < 0) return -1;
         ft->present[r] = (uint8_t)present;
     }

@@ -170,8 +170,8 @@ static const char *const kind_opts[] = {
     [TB_DENSE] = "as table log clip missing scale",
     [TB_CAT] = "as table min_count hash seed vocab",
     [TB_MULTI] = "as table sep min_count hash seed vocab",
-    [TB_SEQ] = "as table sep max out min_count hash seed vocab",
-    [TB_LABEL] = "as regression threshold positive negative map mask",
+    [TB_SEQ] = "as table sep max out min_count hash seed vocab history",
+    [TB_LABEL] = "as regression threshold positive negative map mask ids",
     [TB_WEIGHT] = "as",
     [TB_ID] = "as"};
 const char *const tb_kind_key[] = {"dense", "categorical", "multi", "sequence", "labels",
@@ -244,6 +244,7 @@ int tb_add_feature(tb_data *T, const ts_cfg *cfg, tb_kind kind, const tb_spec *s
     f->clip_hi = INFINITY;
     f->q_lo = f->q_hi = NAN;
     f->threshold = NAN;
+    f->ids_of = -1;
     f->min_count = T->default_min_count;
     f->maxlen = 0;
     if ((f->src = tb_src_get(T, table, sp->name, e)) < 0) return -1;
@@ -293,7 +294,11 @@ int tb_add_feature(tb_data *T, const ts_cfg *cfg, tb_kind kind, const tb_spec *s
                                sp->name, a);
         }
     } else if (kind == TB_CAT || kind == TB_MULTI || kind == TB_SEQ) {
-        if (kind == TB_CAT) s->need |= TB_NEED_TOK;
+        f->history = kind == TB_SEQ && tb_opt_find(sp, "history");
+        if (f->history && table)
+            return ts_fail(e, "%s: [data] sequence: \"%s\" history is made of the main file's rows; "
+                           "it cannot come from a side table", ts_cfg_where(cfg, key), sp->name);
+        if (kind == TB_CAT || f->history) s->need |= TB_NEED_TOK;
         else {
             const char *sep = (o = tb_opt_find(sp, "sep")) && o->nargs == 1 ? o->args[0] : "|";
             if (!*sep || strlen(sep) >= sizeof s->list_sep)
@@ -342,9 +347,10 @@ int tb_add_feature(tb_data *T, const ts_cfg *cfg, tb_kind kind, const tb_spec *s
                                    ts_cfg_where(cfg, key), sp->name);
                 else f->maxlen = (int)v;
             }
-            if (f->maxlen_auto && (f->hash || tb_opt_find(sp, "vocab")))
+            if (f->maxlen_auto && (f->hash || tb_opt_find(sp, "vocab") || f->history))
                 return ts_fail(e, "%s: [data] sequence: \"%s\" max:auto is fitted with its own "
-                               "vocabulary; give a number with hash: or vocab:",
+                               "vocabulary from a list column; give a number with hash:, vocab: or "
+                               "history",
                                ts_cfg_where(cfg, key), sp->name);
             if ((o = tb_opt_find(sp, "out"))) {
                 const char *a = o->nargs == 1 ? o->args[0] : "";
@@ -382,6 +388,15 @@ int tb_add_feature(tb_data *T, const ts_cfg *cfg, tb_kind kind, const tb_spec *s
         if (f->nneg && !f->npos)
             return ts_fail(e, "%s: [data] labels: \"%s\" has negative: without positive:; list the "
                            "positive values too", ts_cfg_where(cfg, key), sp->name);
+        if ((o = tb_opt_find(sp, "ids"))) {
+            if (o->nargs != 1 || !*o->args[0] || strlen(o->args[0]) >= TS_NAME_MAX || f->npos ||
+                f->nmv || f->regression || !isnan(f->threshold))
+                return ts_fail(e, "%s: [data] labels: \"%s\" ids needs the field whose vocabulary "
+                               "numbers the label (ids:FIELD), and no other way of reading it",
+                               ts_cfg_where(cfg, key), sp->name);
+            snprintf(f->ids_name, sizeof f->ids_name, "%s", o->args[0]);
+            s->need |= TB_NEED_TOK;
+        }
         if ((o = tb_opt_find(sp, "mask"))) {
             if (o->nargs != 1 || !*o->args[0] || strlen(o->args[0]) >= TS_NAME_MAX)
                 return ts_fail(e, "%s: [data] labels: \"%s\" mask needs a field name (mask:NAME)",

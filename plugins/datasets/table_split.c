@@ -101,6 +101,42 @@ static int assign(tb_data *T, uint8_t *which, ts_err *e)
     return 0;
 }
 
+/* Each user's rows in time order (ties: file order), for sequences of earlier rows. */
+int tb_histories(tb_data *T, ts_err *e)
+{
+    long n = T->tab[0].n;
+    const tb_src *u = &T->src[T->user_src];
+    int32_t nu = ts_strtab_count(T->strs, T->user_src);
+    long *off = calloc((size_t)nu + 2, sizeof *off);
+    timed *tr = malloc((size_t)(n ? n : 1) * sizeof *tr);
+    T->hist_rows = malloc((size_t)(n ? n : 1) * sizeof *T->hist_rows);
+    T->hist_at = malloc((size_t)(n ? n : 1) * sizeof *T->hist_at);
+    T->hist_first = malloc((size_t)(n ? n : 1) * sizeof *T->hist_first);
+    if (!off || !tr || !T->hist_rows || !T->hist_at || !T->hist_first) {
+        free(off); free(tr);
+        return ts_fail(e, "table: out of memory");
+    }
+    for (long r = 0; r < n; r++) off[u->tok[r] + 2]++;
+    for (int32_t k = 0; k < nu; k++) off[k + 2] += off[k + 1];
+    for (long r = 0; r < n; r++) {
+        long at = off[u->tok[r] + 1]++;
+        tr[at].time = T->src[T->time_src].time[r];
+        tr[at].row = r;
+    }
+    for (int32_t k = 0; k < nu; k++) {
+        long a = k ? off[k] : 0, b = off[k + 1];
+        qsort(tr + a, (size_t)(b - a), sizeof *tr, by_time);
+        for (long i = a; i < b; i++) {
+            T->hist_rows[i] = (int32_t)tr[i].row;
+            T->hist_at[tr[i].row] = (int32_t)i;
+            T->hist_first[tr[i].row] = (int32_t)a;
+        }
+    }
+    free(tr);
+    free(off);
+    return 0;
+}
+
 int tb_split(tb_data *T, ts_err *e)
 {
     long n = T->tab[0].n, cnt[3] = {0, 0, 0};

@@ -236,15 +236,17 @@ int tb_feat_sig(tb_data *T, tb_feat *f)
         if (f->hash) SIG(" hash=%lld seed=%llu", (long long)f->buckets, (unsigned long long)f->seed);
         else if (*f->vocab_name) SIG(" vocab=%s", f->vocab_name);
         else SIG(" min_count=%ld order=%s", f->min_count, T->vocab_first ? "first" : "frequency");
-        if (f->kind != TB_CAT) SIG(" sep=\"%s\"", s->list_sep);
-        if (f->kind == TB_SEQ) SIG(" max=%s%d out=%s", f->maxlen_auto ? "auto" : "",
-                                   f->maxlen_auto ? 0 : f->maxlen, f->as_bag ? "bag" : "ids");
+        if (f->kind != TB_CAT && !f->history) SIG(" sep=\"%s\"", s->list_sep);
+        if (f->kind == TB_SEQ) SIG(" max=%s%d out=%s%s", f->maxlen_auto ? "auto" : "",
+                                   f->maxlen_auto ? 0 : f->maxlen, f->as_bag ? "bag" : "ids",
+                                   f->history ? " history" : "");
     } else if (f->kind == TB_LABEL) {
-        SIG(" %s", f->regression ? "regression" : "binary");
+        SIG(" %s", *f->ids_name ? "ids" : f->regression ? "regression" : "binary");
         if (!isnan(f->threshold)) SIG(" threshold=%.17g", f->threshold);
         for (int k = 0; k < f->npos; k++) SIG(" positive=\"%s\"", f->pos[k]);
         for (int k = 0; k < f->nneg; k++) SIG(" negative=\"%s\"", f->neg[k]);
         for (int k = 0; k < f->nmv; k++) SIG(" map=\"%s\":%.17g", f->mkey[k], f->mval[k]);
+        if (*f->ids_name) SIG(" ids=%s", f->ids_name);
         if (*f->mask) SIG(" mask=%s", f->mask);
     }
 #undef SIG
