@@ -29,6 +29,7 @@ static void table_close(ts_data *D)
     free(T->hist_rows); free(T->hist_at); free(T->hist_first);
     for (int i = 0; i < T->nsrc; i++) {
         tb_src *s = &T->src[i];
+        if (s->in_group) s->num = NULL, s->tok = NULL;   /* the group's memory */
         free(s->name); free(s->num); free(s->time); free(s->tok); free(s->loff); free(s->lids);
         free(s->cache); free(s->cs); free(s->cl);
     }
@@ -43,6 +44,7 @@ static void table_close(ts_data *D)
     }
     for (int g = 0; g < T->ngroup; g++) {
         free(T->group[g].bx); free(T->group[g].bids); free(T->group[g].boff);
+        free(T->group[g].px); free(T->group[g].pids);
     }
     for (int i = 0; i < T->nmissing; i++) free(T->missing[i]);
     for (int s = 0; s < 3; s++) free(T->rows[s]);
@@ -159,7 +161,7 @@ static int table_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
     if (T->item_feat >= 0 && tb_popularity(T, e) < 0) return -1;
     if (T->negatives && tb_negatives(T, e) < 0) return -1;
     for (int s = 0; s < 3; s++) D->nrows[s] = T->nrows[s];
-    if (declare_fields(D, T, e) < 0) return -1;
+    if (declare_fields(D, T, e) < 0 || tb_pack(T, e) < 0) return -1;
     int mb = ts_ctx_max_batch(D->ctx);
     if (ensure_cap(T, mb > 0 ? mb : 1) < 0) return ts_fail(e, "table: out of memory for batches of %d rows", mb);
     return 0;
@@ -219,6 +221,7 @@ static int table_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_e
         for (int i = 0; i < T->nfeat; i++) {
             tb_feat *f = &T->feat[i];
             const tb_src *s = &T->src[f->src];
+            if (f->packed) continue;
             int sr = f->kind <= TB_SEQ ? feat_row(T, f, r, v) : (int)r;
             if (f->kind == TB_DENSE) f->bx[b] = sr < 0 ? f->missing_out : f->val[sr];
             else if (f->kind == TB_CAT)
@@ -243,6 +246,8 @@ static int table_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_e
         }
         for (int g = 0; g < T->ngroup; g++) {
             tb_group *G = &T->group[g];
+            if (G->px) { memcpy(G->bx + (size_t)b * G->n, G->px + (size_t)r * G->n, (size_t)G->n * sizeof *G->bx); continue; }
+            if (G->pids) { memcpy(G->bids + (size_t)b * G->n, G->pids + (size_t)r * G->n, (size_t)G->n * sizeof *G->bids); continue; }
             for (int k = 0; k < G->n; k++) {
                 const tb_feat *f = &T->feat[G->feat[k]];
                 size_t c = (size_t)b * G->n + k;

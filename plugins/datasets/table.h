@@ -61,6 +61,10 @@ typedef struct tb_src {
     int missing_ok;            /* NUM: a missing marker is kept as NaN rather than a bad row */
     int optional;              /* may be absent from the file (labels in PREDICT mode) */
     char list_sep[16];         /* LIST: separator of the values inside the field */
+    int in_group;              /* g + 1: its values live in group g's packed rows, column gcol */
+    int gcol;
+    size_t stride;             /* num / tok hold a row's value every stride cells (1, or the
+                                  group's width when in_group): TB_NUM(s, r), TB_TOK(s, r) */
     float *num;                /* NUM: (rows) the value, NaN when missing */
     double *time;              /* TIME: (rows) the value in double (timestamps need 53 bits) */
     int32_t *tok;              /* TOK: (rows) raw id in string space = this source's index */
@@ -104,6 +108,7 @@ typedef struct tb_feat {
     int src;                   /* its source column */
     int group;                 /* its group, -1 none */
     int own_field;             /* it has a field of its own */
+    int packed;                /* only its group reads it, from the group's packed rows */
     /* dense: t(v) = slog1p(clip(v)) (log) or clip(v); missing -> fill; out = (t - shift) / div */
     int log, scale, fill_kind;
     double clip_lo, clip_hi;   /* raw units; -inf / inf when not clipped */
@@ -154,6 +159,10 @@ typedef struct tb_group {
     float *bx;
     int32_t *bids, *boff;
     int64_t bids_cap;
+    int packable;              /* every member a single value of a main-file column */
+    int inplace;               /* some members are read straight into px / pids */
+    float *px;                 /* packed (main rows, n) dense values, row-major; or NULL */
+    int32_t *pids;             /* packed (main rows, n) ids with offsets, row-major; or NULL */
 } tb_group;
 
 enum { TB_SPLIT_RANDOM = 0, TB_SPLIT_USER, TB_SPLIT_TIME, TB_SPLIT_COLUMN };
@@ -206,6 +215,9 @@ typedef struct tb_data {
     ts_tensor *t_dummy;
 } tb_data;
 
+#define TB_NUM(s, r) ((s)->num[(size_t)(r) * (s)->stride])
+#define TB_TOK(s, r) ((s)->tok[(size_t)(r) * (s)->stride])
+
 /* table_spec.c: the list syntax; one feature from its declaration */
 int tb_src_get(tb_data *T, int table, const char *name, ts_err *e);
 int tb_add_feature(tb_data *T, const ts_cfg *cfg, tb_kind kind, const tb_spec *sp, ts_err *e);
@@ -251,6 +263,7 @@ static inline int tb_src_row(const tb_data *T, const tb_feat *f, long r)
     return t == 0 ? (int)r : T->tab[t].join[r];
 }
 uint64_t tb_hash(const char *s, size_t n, uint64_t seed);
+int tb_pack(tb_data *T, ts_err *e);   /* row-major copies of groups of main-file columns */
 int tb_label_value(tb_data *T, tb_feat *f, const char *s, size_t n, float *v, int *present,
                    char *why, size_t nwhy);
 

@@ -41,15 +41,15 @@ static int cmp_double(const void *a, const void *b)
 /* Clip bounds, fill value and scaling from the training rows. One gather in split order, then
  * sequential passes: the sums run over the training rows in split order, as the census reader's
  * did, so the figures are the same to the bit. */
-static int fit_dense(tb_data *T, tb_feat *f, ts_err *e)
+static int fit_dense(tb_data *T, tb_feat *f, double *x, ts_err *e)
 {
     const tb_src *s = &T->src[f->src];
     long ntr = T->nrows[TS_TRAIN], np = 0;
-    double *x = malloc((size_t)(ntr ? ntr : 1) * sizeof *x), *y = NULL;
-    if (!x) return ts_fail(e, "table: out of memory");
-    for (long i = 0; i < ntr; i++) {
+    double *y = NULL;
+    if (!x && !(x = malloc((size_t)(ntr ? ntr : 1) * sizeof *x))) return ts_fail(e, "table: out of memory");
+    for (long i = 0; i < ntr && !s->in_group; i++) {   /* a group's columns come gathered */
         int r = tb_src_row(T, f, T->rows[TS_TRAIN][i]);
-        x[i] = r >= 0 ? s->num[r] : NAN;      /* NaN: missing (or no row in its side table) */
+        x[i] = r >= 0 ? TB_NUM(s, r) : NAN;      /* NaN: missing (or no row in its side table) */
     }
     if (!isnan(f->q_lo) || !isnan(f->q_hi)) {
         if (!(y = malloc((size_t)(ntr ? ntr : 1) * sizeof *y))) { free(x); return ts_fail(e, "table: out of memory"); }
@@ -98,23 +98,23 @@ static int by_count(const void *a, const void *b)
 
 /* A vocabulary from the training rows: values seen min_count times or more, ids 1.. in order
  * of training frequency (or of first appearance in the file), interned in space nsrc + f. */
-static int fit_vocab(tb_data *T, int fi, ts_err *e)
+static int fit_vocab(tb_data *T, int fi, rawcount *counted, ts_err *e)
 {
     tb_feat *f = &T->feat[fi];
     const tb_src *s = &T->src[f->src];
     int32_t nraw = ts_strtab_count(T->strs, f->src);
-    rawcount *c = calloc((size_t)nraw + 1, sizeof *c);
+    rawcount *c = counted ? counted : calloc((size_t)nraw + 1, sizeof *c);
     long *len = f->kind == TB_SEQ && f->maxlen_auto ? malloc((size_t)(T->nrows[TS_TRAIN] + 1) * sizeof *len) : NULL;
     if (!c || (f->kind == TB_SEQ && f->maxlen_auto && !len)) {
         free(c); free(len);
         return ts_fail(e, "table: out of memory");
     }
     for (int32_t i = 0; i < nraw; i++) c[i].raw = i;
-    for (long i = 0; i < T->ntrain_sorted; i++) {     /* file order: counting needs no other */
+    for (long i = 0; i < T->ntrain_sorted && !counted; i++) {   /* file order: counting needs no other */
         int sr = tb_src_row(T, f, T->train_sorted[i]);
         if (len) len[i] = sr >= 0 ? (long)(s->loff[sr + 1] - s->loff[sr]) : 0;
         if (sr < 0) continue;
-        if (f->kind == TB_CAT || f->history) c[s->tok[sr]].count++;
+        if (f->kind == TB_CAT || f->history) c[TB_TOK(s, sr)].count++;
         else for (int64_t k = s->loff[sr]; k < s->loff[sr + 1]; k++) c[s->lids[k]].count++;
     }
     if (len) {          /* max:auto: the 95th percentile of the training lengths, at least 1 */
@@ -158,11 +158,52 @@ int tb_fit(tb_data *T, ts_err *e)
         T->ntrain_sorted += is_train[r];
     }
     free(is_train);
+    /* Columns read into a group's rows: one pass over the rows a group, not one a column. */
+    long ntr = T->nrows[TS_TRAIN];
+    for (int g = 0; g < T->ngroup; g++) {
+        tb_group *G = &T->group[g];
+        int F = G->n, rc = 0;
+        if (!G->inplace) continue;
+        if (G->kind == TB_DENSE) {
+            float *xs = malloc((size_t)(ntr ? ntr : 1) * (size_t)F * sizeof *xs);
+            if (!xs) return ts_fail(e, "table: out of memory");
+            for (long i = 0; i < ntr; i++)
+                memcpy(xs + (size_t)i * F, G->px + (size_t)T->rows[TS_TRAIN][i] * F, (size_t)F * sizeof *xs);
+            for (int k = 0; k < F && !rc; k++) {
+                tb_feat *f = &T->feat[G->feat[k]];
+                if (T->src[f->src].in_group != g + 1) continue;
+                double *x = malloc((size_t)(ntr ? ntr : 1) * sizeof *x);
+                if (!x) { free(xs); return ts_fail(e, "table: out of memory"); }
+                for (long i = 0; i < ntr; i++) x[i] = xs[(size_t)i * F + k];
+                rc = fit_dense(T, f, x, e);
+            }
+            free(xs);
+        } else {
+            rawcount *c[TS_MAX_FIELDS] = {0};
+            for (int k = 0; k < F; k++) {
+                const tb_feat *f = &T->feat[G->feat[k]];
+                if (T->src[f->src].in_group != g + 1 || f->hash || f->vocab_of != G->feat[k]) continue;
+                if (!(c[k] = calloc((size_t)ts_strtab_count(T->strs, f->src) + 1, sizeof **c))) rc = -1;
+            }
+            for (long i = 0; i < T->ntrain_sorted && !rc; i++) {
+                const int32_t *row = G->pids + (size_t)T->train_sorted[i] * F;
+                for (int k = 0; k < F; k++) if (c[k]) c[k][row[k]].count++;
+            }
+            for (int k = 0; k < F; k++) {
+                if (!c[k]) continue;
+                if (rc) free(c[k]);
+                else rc = fit_vocab(T, G->feat[k], c[k], e);
+            }
+            if (rc && !*e->msg) ts_fail(e, "table: out of memory");
+        }
+        if (rc) return -1;
+    }
     for (int i = 0; i < T->nfeat; i++) {
         tb_feat *f = &T->feat[i];
         int rc = 0;
-        if (f->kind == TB_DENSE) rc = fit_dense(T, f, e);
-        else if (f->kind >= TB_CAT && f->kind <= TB_SEQ && !f->hash && f->vocab_of == i) rc = fit_vocab(T, i, e);
+        if (T->src[f->src].in_group) continue;
+        if (f->kind == TB_DENSE) rc = fit_dense(T, f, NULL, e);
+        else if (f->kind >= TB_CAT && f->kind <= TB_SEQ && !f->hash && f->vocab_of == i) rc = fit_vocab(T, i, NULL, e);
         if (rc) return -1;
     }
     return 0;
@@ -175,17 +216,19 @@ int tb_apply(tb_data *T, ts_err *e)
         tb_src *s = &T->src[f->src];
         long n = T->tab[s->table].n;
         if (f->kind == TB_DENSE) {
-            if (!(f->val = malloc((size_t)(n ? n : 1) * sizeof *f->val))) return ts_fail(e, "table: out of memory");
+            if (!s->in_group && !(f->val = malloc((size_t)(n ? n : 1) * sizeof *f->val)))
+                return ts_fail(e, "table: out of memory");
             for (long r = 0; r <= n; r++) {
-                double v = r == n ? f->fill : isnan(s->num[r]) ? f->fill : transform(f, s->num[r]);
+                double v = r == n ? f->fill : isnan(TB_NUM(s, r)) ? f->fill : transform(f, TB_NUM(s, r));
                 double z = (v - f->shift) / f->div;
                 if (!(fabs(z) <= FLT_MAX))
                     return ts_fail(e, "%s: column \"%s\" = %g (data row %ld) lies %g training %s "
                                    "from the training %s %g, beyond the float range; check that value",
-                                   T->tab[s->table].path, s->name, r < n ? (double)s->num[r] : f->fill, r + 1,
+                                   T->tab[s->table].path, s->name, r < n ? (double)TB_NUM(s, r) : f->fill, r + 1,
                                    z, f->scale == TB_SCALE_MINMAX ? "ranges" : "standard deviations",
                                    f->scale == TB_SCALE_MINMAX ? "minimum" : "mean", f->shift);
-                if (r < n) f->val[r] = (float)z;
+                if (r < n && s->in_group) TB_NUM(s, r) = (float)z;   /* in place, in its group */
+                else if (r < n) f->val[r] = (float)z;
                 else f->missing_out = (float)z;
             }
         } else if ((f->kind >= TB_CAT && f->kind <= TB_SEQ) || f->ids_of >= 0) {
@@ -208,15 +251,75 @@ int tb_apply(tb_data *T, ts_err *e)
                 }
                 continue;
             }
-            if (f->hash) continue;
+            if (f->hash || s->in_group) continue;       /* a group's columns: counted when packed */
             for (long r = 0; r < T->tab[0].n; r++) {      /* values outside the vocabulary */
                 int sr = tb_src_row(T, f, r);
                 if (sr < 0) continue;
-                if (f->kind == TB_CAT || f->history) f->unseen += f->map[s->tok[sr]] == 0;
+                if (f->kind == TB_CAT || f->history) f->unseen += f->map[TB_TOK(s, sr)] == 0;
                 else for (int64_t k = s->loff[sr]; k < s->loff[sr + 1]; k++) f->unseen += f->map[s->lids[k]] == 0;
             }
             T->unseen += f->unseen;
         }
+    }
+    return 0;
+}
+
+/* A group whose members are single values of main-file columns (not the sampled item column)
+ * gets its rows packed row-major at open, as the census reader keeps its rows: a batch of
+ * shuffled rows then reads a cache line or two a row instead of one per column. What only the
+ * group read is freed. */
+int tb_pack(tb_data *T, ts_err *e)
+{
+    long n = T->tab[0].n;
+    for (int g = 0; g < T->ngroup; g++) {
+        tb_group *G = &T->group[g];
+        if (!G->packable) continue;
+        size_t cells = (size_t)(n ? n : 1) * (size_t)G->n;
+        if (!G->inplace &&
+            (G->kind == TB_DENSE ? !(G->px = malloc(cells * sizeof *G->px)) : !(G->pids = malloc(cells * sizeof *G->pids))))
+            return ts_fail(e, "table: out of memory packing group %s", G->name);
+        for (int k = 0; k < G->n; k++) {
+            tb_feat *f = &T->feat[G->feat[k]];
+            tb_src *s = &T->src[f->src];
+            for (long r = 0; r < n && s->in_group != g + 1; r++) {   /* a copy */
+                if (G->px) G->px[r * G->n + k] = f->val[r];
+                else G->pids[r * G->n + k] = (int32_t)G->off[k] + f->map[TB_TOK(s, r)];
+            }
+            if (!f->own_field) { f->packed = 1; free(f->val); f->val = NULL; }
+        }
+        const int32_t *map[TS_MAX_FIELDS] = {0};   /* raw ids read into the rows: mapped, one pass */
+        long unseen[TS_MAX_FIELDS] = {0};
+        for (int k = 0; k < G->n; k++) {
+            tb_src *s = &T->src[T->feat[G->feat[k]].src];
+            if (s->in_group == g + 1 && G->pids) map[k] = T->feat[G->feat[k]].map;
+            if (s->in_group == g + 1) { s->tok = NULL; s->num = NULL; }   /* the group's now */
+        }
+        for (long r = 0; r < n && G->inplace && G->pids; r++) {
+            int32_t *row = G->pids + (size_t)r * G->n;
+            for (int k = 0; k < G->n; k++) {
+                if (!map[k]) continue;
+                int32_t v = map[k][row[k]];
+                unseen[k] += v == 0;
+                row[k] = (int32_t)G->off[k] + v;
+            }
+        }
+        for (int k = 0; k < G->n; k++) {
+            tb_feat *f = &T->feat[G->feat[k]];
+            if (!map[k] || f->hash) continue;
+            f->unseen += unseen[k];
+            T->unseen += unseen[k];
+        }
+    }
+    for (int i = 0; i < T->nsrc; i++) {          /* raw values nothing reads any more */
+        tb_src *s = &T->src[i];
+        int used = i == T->user_src || i == T->item_src || i == T->time_src || i == T->split_src;
+        for (int t = 1; t < T->ntab; t++) used |= i == T->tab[t].on_src || i == T->tab[t].key_src;
+        for (int k = 0; k < T->nfeat && !used; k++)
+            used = T->feat[k].src == i && (!T->feat[k].packed || T->feat[k].kind != TB_CAT);
+        if (s->in_group) continue;
+        if (!used) { free(s->tok); s->tok = NULL; }
+        free(s->num);                            /* dense values live in each feature's val */
+        s->num = NULL;
     }
     return 0;
 }

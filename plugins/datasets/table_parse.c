@@ -15,17 +15,29 @@
 #include <strings.h>
 
 /* A hash of s[0..n), eight bytes at a time (the string table's goes a byte at a time). */
+/* The last bytes of a string as one word, from overlapping loads (no loop over bytes). */
+static inline uint64_t tail_word(const char *s, size_t n)
+{
+    uint64_t w = 0;
+    uint32_t a, b;
+    uint16_t c, d;
+    if (n >= 8) memcpy(&w, s + n - 8, 8);
+    else if (n >= 4) { memcpy(&a, s, 4); memcpy(&b, s + n - 4, 4); w = (uint64_t)a << 32 | b; }
+    else if (n >= 2) { memcpy(&c, s, 2); memcpy(&d, s + n - 2, 2); w = (uint64_t)c << 16 | d; }
+    else if (n == 1) w = (unsigned char)s[0];
+    return w;
+}
+
 static inline uint32_t fast_hash(const char *s, size_t n)
 {
     uint64_t h = 0x243F6A8885A308D3ull ^ n, w;
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
+    for (; i + 8 < n; i += 8) {
         memcpy(&w, s + i, 8);
         h = (h ^ w) * 0x9E3779B97F4A7C15ull;
         h ^= h >> 29;
     }
-    for (w = 0; i < n; i++) w = w << 8 | (unsigned char)s[i];
-    h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+    h = (h ^ tail_word(s, n)) * 0x9E3779B97F4A7C15ull;
     return (uint32_t)(h >> 32) ^ (uint32_t)h;
 }
 
@@ -33,13 +45,12 @@ static inline uint32_t fast_hash(const char *s, size_t n)
 static inline int same(const char *a, const char *b, size_t n)
 {
     uint64_t x, y;
-    for (; n >= 8; n -= 8, a += 8, b += 8) {
+    for (; n > 8; n -= 8, a += 8, b += 8) {
         memcpy(&x, a, 8);
         memcpy(&y, b, 8);
         if (x != y) return 0;
     }
-    while (n && *a == *b) n--, a++, b++;
-    return n == 0;
+    return tail_word(a, n) == tail_word(b, n);
 }
 
 int32_t tb_intern(tb_data *T, int src, const char *s, size_t n)
@@ -85,9 +96,29 @@ int32_t tb_intern(tb_data *T, int src, const char *s, size_t n)
 /* Grows every per-row array of table t to cap rows. */
 static int grow(tb_data *T, int t, long cap)
 {
+    for (int g = 0; g < T->ngroup && t == 0; g++) {   /* columns read into their group's rows */
+        tb_group *G = &T->group[g];
+        if (!G->inplace) continue;
+        size_t cells = (size_t)cap * (size_t)G->n;
+        if (G->kind == TB_DENSE) {
+            float *p = realloc(G->px, cells * sizeof *p);
+            if (!p) return -1;
+            G->px = p;
+        } else {
+            int32_t *p = realloc(G->pids, cells * sizeof *p);
+            if (!p) return -1;
+            G->pids = p;
+        }
+        for (int k = 0; k < G->n; k++) {
+            tb_src *s = &T->src[T->feat[G->feat[k]].src];
+            if (s->in_group != g + 1) continue;
+            if (G->px) s->num = G->px + k;
+            else s->tok = G->pids + k;
+        }
+    }
     for (int i = 0; i < T->nsrc; i++) {
         tb_src *s = &T->src[i];
-        if (s->table != t) continue;
+        if (s->table != t || s->in_group) continue;
         void *p;
         if ((s->need & TB_NEED_NUM) && !(p = realloc(s->num, (size_t)cap * sizeof *s->num))) return -1;
         if (s->need & TB_NEED_NUM) s->num = p;
@@ -204,13 +235,13 @@ static int parse_row(tb_data *T, int t, char **f, size_t *fl, int nf, long r, ch
                          ok ? "beyond the float range (+-3.4e38)" : "not a number");
                 return -1;
             }
-            if (s->need & TB_NEED_NUM) s->num[r] = (float)x;
+            if (s->need & TB_NEED_NUM) TB_NUM(s, r) = (float)x;
             if (s->need & TB_NEED_TIME) s->time[r] = x;
         }
         if (s->need & TB_NEED_TOK) {
             int32_t id = tb_intern(T, i, v, n);
             if (id < 0) return -2;
-            s->tok[r] = id;
+            TB_TOK(s, r) = id;
             if ((s->need & TB_NEED_SPLIT) && strcasecmp(v, "train") && strcasecmp(v, "valid") &&
                 strcasecmp(v, "validation") && strcasecmp(v, "test")) {
                 snprintf(why, nwhy, "split column \"%.60s\" is \"%.40s\"; it must say train, valid "

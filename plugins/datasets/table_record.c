@@ -163,6 +163,50 @@ static inline size_t find_byte(const char *s, size_t n, char c)
     return i;
 }
 
+/* A line without quotes (the common case) split on a one-byte separator in one pass, eight
+ * bytes a step, every separator of a word found from an exact per-byte match mask. */
+static int split_plain(tb_reader *R, int *nf, char *why, size_t nwhy)
+{
+    char *b = R->buf, sep = R->t->sep[0];
+    size_t len = R->len, start = 0, i = 0;
+    int n = 0;
+    const uint64_t lo7 = 0x7F7F7F7F7F7F7F7Full, pat = 0x0101010101010101ull * (unsigned char)sep;
+    for (;;) {
+        size_t cut = len;                              /* the next separator, or the end */
+        for (; i + 8 <= len; i += 8) {
+            uint64_t w;
+            memcpy(&w, b + i, 8);
+            w ^= pat;
+            uint64_t m = ~(((w & lo7) + lo7) | w | lo7);   /* 0x80 where the byte is sep */
+            if (!m) continue;
+            cut = i + (size_t)(__builtin_ctzll(m) >> 3);
+            break;
+        }
+        if (cut == len) for (; i < len; i++) if (b[i] == sep) { cut = i; break; }
+        if (n == R->fcap) {
+            int cap = R->fcap ? 2 * R->fcap : 64;
+            char **f = realloc(R->f, (size_t)cap * sizeof *f);
+            if (f) R->f = f;
+            size_t *l = f ? realloc(R->flen, (size_t)cap * sizeof *l) : NULL;
+            if (l) R->flen = l;
+            size_t *o = l ? realloc(R->off, (size_t)cap * sizeof *o) : NULL;
+            if (!o) { snprintf(why, nwhy, "out of memory"); return -2; }
+            R->off = o;
+            R->fcap = cap;
+        }
+        size_t a = start, e = cut;
+        while (a < e && ((b[a] == ' ' && R->trim_space) || (b[a] == '\t' && R->trim_tab))) a++;
+        while (e > a && ((b[e - 1] == ' ' && R->trim_space) || (b[e - 1] == '\t' && R->trim_tab))) e--;
+        b[e] = 0;                                      /* e <= cut: never past the separator */
+        R->f[n] = b + a;
+        R->flen[n++] = e - a;
+        if (cut == len) break;
+        start = i = cut + 1;
+    }
+    *nf = n;
+    return 1;
+}
+
 static inline int is_trim(const tb_reader *R, char c)
 {
     return (c == ' ' && R->trim_space) || (c == '\t' && R->trim_tab);
@@ -182,6 +226,8 @@ int tb_record_next(tb_reader *R, int *nf, char *why, size_t nwhy)
         while (k < R->len && isspace((unsigned char)R->buf[k])) k++;
         if (k < R->len) break;                            /* blank lines carry nothing */
     }
+    if (R->seplen == 1 && (!R->t->quoting || !memchr(R->buf, '"', R->len)))
+        return split_plain(R, nf, why, nwhy);
     const char *sep = R->t->sep;
     size_t pos = 0;
     int n = 0;

@@ -146,6 +146,7 @@ int tb_src_get(tb_data *T, int table, const char *name, ts_err *e)
     memset(s, 0, sizeof *s);
     s->table = table;
     s->col = -1;
+    s->stride = 1;
     if (!(s->name = strdup(name))) return ts_fail(e, "table: out of memory");
     return T->nsrc++;
 }
