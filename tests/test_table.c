@@ -723,6 +723,37 @@ static void test_groups(void **st)
         assert_int_equal(c->ids[2 * j + 1], 3 + field(x, "x")->ids[j]);
     }
     ts_exp_free(x);
+    /* grouped columns only the group reads are read into its rows: the same ids, the unseen
+     * value counted, and the same again from the fitted state */
+    write_file("grp2.csv", "id,x,y,city\n0,1,10,a\n1,2,20,b\n2,3,30,a\n3,4,40,c\n4,5,50,a\n");
+    const char *k = "path = FILEgrp2.csv\ndense = id(scale:none), x, y\n"
+                    "categorical = city(min_count:2), x(as:xc)\ngroups = cats(city xc), nums(x y)\n"
+                    "column_fields = ungrouped\nsplit_fractions = 1, 0, 0";
+    x = must_open(k, "id", TS_OPEN_TRAIN, NULL);
+    assert_int_equal(aux_long(x, "unseen_values"), 2);      /* b and c: seen once each */
+    free(save_state(x, "state.txt"));
+    int32_t gid[5][2];
+    float nv[5][2];
+    n = fetch(x, TS_TRAIN);
+    for (long j = 0; j < n; j++) {
+        int i = (int)field(x, "id")->x[j];
+        memcpy(gid[i], field(x, "cats")->ids + 2 * j, sizeof gid[i]);
+        memcpy(nv[i], field(x, "nums")->x + 2 * j, sizeof nv[i]);
+    }
+    ts_exp_free(x);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(gid[i][0], i % 2 == 0 ? 1 : 0);     /* a, or the OOV id */
+        assert_true(gid[i][1] >= 2 && gid[i][1] < 2 + 6);     /* x's ids after city's two */
+    }
+    x = must_open(k, "id", TS_OPEN_EVALUATE, in_tmp("state.txt"));
+    assert_int_equal(fetch(x, TS_TEST), 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(field(x, "cats")->ids[2 * i], gid[i][0]);
+        assert_int_equal(field(x, "cats")->ids[2 * i + 1], gid[i][1]);
+        assert_true(field(x, "nums")->x[2 * i] == nv[i][0] && field(x, "nums")->x[2 * i + 1] == nv[i][1]);
+    }
+    assert_int_equal(aux_long(x, "unseen_values"), 2);
+    ts_exp_free(x);
     must_fail("path = FILEgrp.csv\ndense = x\ncategorical = city\ngroups = g(x city)", "x",
               "mixes dense and categorical", NULL);
 }
