@@ -206,6 +206,8 @@ int tb_fit(tb_data *T, ts_err *e)
         else if (f->kind >= TB_CAT && f->kind <= TB_SEQ && !f->hash && f->vocab_of == i) rc = fit_vocab(T, i, NULL, e);
         if (rc) return -1;
     }
+    free(T->train_sorted);                       /* only fitting reads it */
+    T->train_sorted = NULL;
     return 0;
 }
 
