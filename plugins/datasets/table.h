@@ -219,7 +219,6 @@ typedef struct tb_data {
 #define TB_TOK(s, r) ((s)->tok[(size_t)(r) * (s)->stride])
 
 /* table_spec.c: the list syntax; one feature from its declaration */
-int tb_src_get(tb_data *T, int table, const char *name, ts_err *e);
 int tb_add_feature(tb_data *T, const ts_cfg *cfg, tb_kind kind, const tb_spec *sp, ts_err *e);
 int tb_feat_sig(tb_data *T, tb_feat *f);
 extern const char *const tb_kind_key[];
@@ -227,7 +226,7 @@ extern const char *const tb_kind_key[];
 /* table_declare.c: [data] keys -> tables, sources, features, groups, splits, sampling */
 int tb_declare(tb_data *T, ts_data *D, const ts_cfg *cfg, ts_err *e);
 
-/* table_record.c: records of a delimited file, split into fields */
+/* table_record.c: records of a delimited file, split into fields; values interned */
 typedef struct tb_reader {
     ts_lines *in;
     const tb_table *t;
@@ -249,9 +248,11 @@ void tb_record_free(tb_reader *R);
 int tb_parse_number(const char *s, size_t n, double *v);   /* s[n] == 0; -1 if not a finite number */
 int tb_is_missing(const tb_data *T, const char *s, size_t n);
 
-/* table_parse.c: one file into its source columns */
 int32_t tb_intern(tb_data *T, int src, const char *s, size_t n);   /* raw id; -2 out of memory */
+
+/* table_parse.c: one file into its source columns */
 int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e);
+int tb_src_get(tb_data *T, int table, const char *name, ts_err *e);
 
 /* table_columns.c: fitting and applying column transforms */
 int tb_fit(tb_data *T, ts_err *e);
@@ -264,6 +265,7 @@ static inline int tb_src_row(const tb_data *T, const tb_feat *f, long r)
 }
 uint64_t tb_hash(const char *s, size_t n, uint64_t seed);
 int tb_pack(tb_data *T, ts_err *e);   /* row-major copies of groups of main-file columns */
+void tb_plan_packing(tb_data *T);     /* which columns are read straight into a group's rows */
 int tb_label_value(tb_data *T, tb_feat *f, const char *s, size_t n, float *v, int *present,
                    char *why, size_t nwhy);
 

@@ -4,7 +4,8 @@
  * vocabularies (a minimum count, ids 1.. by training frequency or first appearance, id 0 the
  * out-of-vocabulary bucket, one vocabulary shared by several fields), hashing into buckets
  * with a seed, and a sequence length fitted from the training histories. Fitting happens only
- * when the run has no fitted state; applying happens always. Reading is table_parse.c's. */
+ * when the run has no fitted state; applying happens always. Groups of main-file columns are
+ * then kept row-major (packed) for fast batches. Reading is table_parse.c's. */
 #include "table.h"
 
 #include <float.h>
@@ -264,6 +265,34 @@ int tb_apply(tb_data *T, ts_err *e)
         }
     }
     return 0;
+}
+
+/* Groups of single values of main-file columns are kept row-major (one or two cache lines a
+ * shuffled row); a column only such a group reads is read straight into the group's rows. */
+void tb_plan_packing(tb_data *T)
+{
+    for (int g = 0; g < T->ngroup; g++) {
+        tb_group *G = &T->group[g];
+        G->packable = G->kind == TB_DENSE || G->kind == TB_CAT;
+        for (int k = 0; k < G->n && G->packable; k++) {
+            const tb_feat *f = &T->feat[G->feat[k]];
+            G->packable = T->src[f->src].table == 0 && !(T->neg_declared && f->src == T->item_src);
+        }
+        for (int k = 0; k < G->n && G->packable; k++) {
+            const tb_feat *f = &T->feat[G->feat[k]];
+            tb_src *s = &T->src[f->src];
+            int only = !f->own_field && s->need == (f->kind == TB_DENSE ? TB_NEED_NUM : TB_NEED_TOK);
+            only &= f->src != T->user_src && f->src != T->item_src && f->src != T->time_src &&
+                    f->src != T->split_src && !s->in_group;
+            for (int t = 1; t < T->ntab; t++) only &= f->src != T->tab[t].on_src;
+            for (int i = 0; i < T->nfeat && only; i++) only = T->feat[i].src != f->src || &T->feat[i] == f;
+            if (!only) continue;
+            s->in_group = g + 1;
+            s->gcol = k;
+            s->stride = (size_t)G->n;
+            G->inplace = 1;
+        }
+    }
 }
 
 /* A group whose members are single values of main-file columns (not the sampled item column)

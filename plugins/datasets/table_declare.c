@@ -248,34 +248,6 @@ out:
     return rc;
 }
 
-/* Groups of single values of main-file columns are kept row-major (one or two cache lines a
- * shuffled row); a column only such a group reads is read straight into the group's rows. */
-static void plan_packing(tb_data *T)
-{
-    for (int g = 0; g < T->ngroup; g++) {
-        tb_group *G = &T->group[g];
-        G->packable = G->kind == TB_DENSE || G->kind == TB_CAT;
-        for (int k = 0; k < G->n && G->packable; k++) {
-            const tb_feat *f = &T->feat[G->feat[k]];
-            G->packable = T->src[f->src].table == 0 && !(T->neg_declared && f->src == T->item_src);
-        }
-        for (int k = 0; k < G->n && G->packable; k++) {
-            const tb_feat *f = &T->feat[G->feat[k]];
-            tb_src *s = &T->src[f->src];
-            int only = !f->own_field && s->need == (f->kind == TB_DENSE ? TB_NEED_NUM : TB_NEED_TOK);
-            only &= f->src != T->user_src && f->src != T->item_src && f->src != T->time_src &&
-                    f->src != T->split_src && !s->in_group;
-            for (int t = 1; t < T->ntab; t++) only &= f->src != T->tab[t].on_src;
-            for (int i = 0; i < T->nfeat && only; i++) only = T->feat[i].src != f->src || &T->feat[i] == f;
-            if (!only) continue;
-            s->in_group = g + 1;
-            s->gcol = k;
-            s->stride = (size_t)G->n;
-            G->inplace = 1;
-        }
-    }
-}
-
 /* Every output name once, and no more fields than a dataset may have. */
 static int names_unique(tb_data *T, const ts_cfg *cfg, ts_err *e)
 {
@@ -419,6 +391,6 @@ int tb_declare(tb_data *T, ts_data *D, const ts_cfg *cfg, ts_err *e)
                        "declare %s under categorical = too (without hash)",
                        ts_cfg_where(cfg, "negatives"), item, item);
     if (names_unique(T, cfg, e) < 0) return -1;
-    plan_packing(T);
+    tb_plan_packing(T);
     return 0;
 }

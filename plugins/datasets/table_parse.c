@@ -15,82 +15,25 @@
 #include <strings.h>
 
 /* A hash of s[0..n), eight bytes at a time (the string table's goes a byte at a time). */
-/* The last bytes of a string as one word, from overlapping loads (no loop over bytes). */
-static inline uint64_t tail_word(const char *s, size_t n)
+/* ---- sources ----------------------------------------------------------------------------------- */
+int tb_src_get(tb_data *T, int table, const char *name, ts_err *e)
 {
-    uint64_t w = 0;
-    uint32_t a, b;
-    uint16_t c, d;
-    if (n >= 8) memcpy(&w, s + n - 8, 8);
-    else if (n >= 4) { memcpy(&a, s, 4); memcpy(&b, s + n - 4, 4); w = (uint64_t)a << 32 | b; }
-    else if (n >= 2) { memcpy(&c, s, 2); memcpy(&d, s + n - 2, 2); w = (uint64_t)c << 16 | d; }
-    else if (n == 1) w = (unsigned char)s[0];
-    return w;
-}
-
-static inline uint32_t fast_hash(const char *s, size_t n)
-{
-    uint64_t h = 0x243F6A8885A308D3ull ^ n, w;
-    size_t i = 0;
-    for (; i + 8 < n; i += 8) {
-        memcpy(&w, s + i, 8);
-        h = (h ^ w) * 0x9E3779B97F4A7C15ull;
-        h ^= h >> 29;
+    for (int i = 0; i < T->nsrc; i++)
+        if (T->src[i].table == table && !strcmp(T->src[i].name, name)) return i;
+    if (T->nsrc == T->srccap) {
+        int cap = T->srccap ? 2 * T->srccap : 16;
+        tb_src *ns = realloc(T->src, (size_t)cap * sizeof *ns);
+        if (!ns) return ts_fail(e, "table: out of memory");
+        T->src = ns;
+        T->srccap = cap;
     }
-    h = (h ^ tail_word(s, n)) * 0x9E3779B97F4A7C15ull;
-    return (uint32_t)(h >> 32) ^ (uint32_t)h;
-}
-
-/* a[0..n) == b[0..n) for the short strings of a field, without a call */
-static inline int same(const char *a, const char *b, size_t n)
-{
-    uint64_t x, y;
-    for (; n > 8; n -= 8, a += 8, b += 8) {
-        memcpy(&x, a, 8);
-        memcpy(&y, b, 8);
-        if (x != y) return 0;
-    }
-    return tail_word(a, n) == tail_word(b, n);
-}
-
-int32_t tb_intern(tb_data *T, int src, const char *s, size_t n)
-{
-    tb_src *c = &T->src[src];
-    uint32_t h = fast_hash(s, n);
-    if (c->cache)
-        for (uint32_t j = h & c->cmask; c->cache[j].id >= 0; j = (j + 1) & c->cmask) {
-            int32_t id = c->cache[j].id;
-            if (c->cache[j].hash == h && c->cl[id] == n && same(c->cs[id], s, n)) return id;
-        }
-    int32_t id = ts_strtab_id(T->strs, src, s, n, 1);
-    if (id < 0) return id;
-    if (id != (int32_t)c->cn) return -2;             /* every new value passes through here */
-    if (!c->cache || 2 * (c->cn + 1) > c->cmask + 1) {    /* grow: keep the load under 1/2 */
-        uint32_t cap = c->cache ? 2 * (c->cmask + 1) : 16;
-        tb_slot *nc = cap ? malloc(cap * sizeof *nc) : NULL;
-        const char **ns = nc ? realloc(c->cs, cap / 2 * sizeof *ns) : NULL;
-        if (ns) c->cs = ns;
-        uint32_t *nl = ns ? realloc(c->cl, cap / 2 * sizeof *nl) : NULL;
-        if (nl) c->cl = nl;
-        if (!nl) { free(nc); return -2; }
-        for (uint32_t j = 0; j < cap; j++) nc[j].id = -1;
-        for (uint32_t j = 0; c->cache && j <= c->cmask; j++) {
-            if (c->cache[j].id < 0) continue;
-            uint32_t k = c->cache[j].hash & (cap - 1);
-            while (nc[k].id >= 0) k = (k + 1) & (cap - 1);
-            nc[k] = c->cache[j];
-        }
-        free(c->cache);
-        c->cache = nc;
-        c->cmask = cap - 1;
-    }
-    uint32_t j = h & c->cmask;
-    while (c->cache[j].id >= 0) j = (j + 1) & c->cmask;
-    c->cache[j] = (tb_slot){h, id};
-    c->cs[id] = ts_strtab_str(T->strs, src, id);
-    c->cl[id] = (uint32_t)n;
-    c->cn++;
-    return id;
+    tb_src *s = &T->src[T->nsrc];
+    memset(s, 0, sizeof *s);
+    s->table = table;
+    s->col = -1;
+    s->stride = 1;
+    if (!(s->name = strdup(name))) return ts_fail(e, "table: out of memory");
+    return T->nsrc++;
 }
 
 /* Grows every per-row array of table t to cap rows. */

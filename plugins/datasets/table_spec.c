@@ -1,7 +1,8 @@
 /* table_spec.c — the table reader's declarations: the list syntax of its [data] keys
- * (NAME(option:arg option ...), names quoted with "..." when they hold spaces) and turning the
- * keys into tables, source columns, features and groups, with a sentence for every mistake.
- * It reads no data file (table_parse.c) and fits nothing (table_columns.c). */
+ * (NAME(option:arg option ...), names quoted with "..." when they hold spaces), and one feature
+ * (a dense, categorical, multi, sequence, label, weight or id column) from its declaration, with
+ * a sentence for every mistake. The [data] keys as a whole are table_declare.c's; it reads no
+ * data file (table_parse.c) and fits nothing (table_columns.c). */
 #include "table.h"
 
 #include <ctype.h>
@@ -128,27 +129,6 @@ const tb_opt *tb_opt_find(const tb_spec *s, const char *key)
     for (int i = 0; i < s->nopt; i++)
         if (!strcmp(s->opt[i].key, key)) return &s->opt[i];
     return NULL;
-}
-
-/* ---- sources ----------------------------------------------------------------------------------- */
-int tb_src_get(tb_data *T, int table, const char *name, ts_err *e)
-{
-    for (int i = 0; i < T->nsrc; i++)
-        if (T->src[i].table == table && !strcmp(T->src[i].name, name)) return i;
-    if (T->nsrc == T->srccap) {
-        int cap = T->srccap ? 2 * T->srccap : 16;
-        tb_src *ns = realloc(T->src, (size_t)cap * sizeof *ns);
-        if (!ns) return ts_fail(e, "table: out of memory");
-        T->src = ns;
-        T->srccap = cap;
-    }
-    tb_src *s = &T->src[T->nsrc];
-    memset(s, 0, sizeof *s);
-    s->table = table;
-    s->col = -1;
-    s->stride = 1;
-    if (!(s->name = strdup(name))) return ts_fail(e, "table: out of memory");
-    return T->nsrc++;
 }
 
 /* A field name from a column name: letters, digits and _ kept, the rest become _. */
