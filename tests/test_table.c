@@ -502,6 +502,18 @@ static void test_bad_rows(void **st)
             if (!strstr(e.msg, cases[i].parts[j]))
                 fail_msg("case %zu: message lacks \"%s\": %s", i, cases[i].parts[j], e.msg);
     }
+    /* a derived label with a mask: a missing value is masked, not made a negative */
+    write_file("mask.csv", "n,y\n0,yes\n1,?\n2,no\n3,\n");
+    ts_exp *m = must_open("path = FILEmask.csv\ndense = n(scale:none as:age)\n"
+                          "labels = y(positive:yes mask:has_y)\nsplit_fractions = 1, 0, 0", "y",
+                          TS_OPEN_TRAIN, NULL);
+    long nm = fetch(m, TS_TRAIN);
+    for (long j = 0; j < nm; j++) {
+        int i = (int)field(m, "age")->x[j];
+        assert_true(field(m, "y")->x[j] == (i == 0 ? 1.0f : 0.0f));
+        assert_true(field(m, "has_y")->x[j] == (i % 2 == 0 ? 1.0f : 0.0f));
+    }
+    ts_exp_free(m);
     /* skip_bad_rows keeps the good rows and counts the rest */
     write_file("bad.csv", "age,city,clicked\n1,a,1\n2,b\n3,c,0\nx,d,1\n4,\xff,1\n5,e,1\n6,\"f,1\n");
     ts_exp *x = must_open("path = FILEbad.csv\ndense = age\ncategorical = city\nlabels = clicked\n"

@@ -120,11 +120,11 @@ int tb_label_value(tb_data *T, tb_feat *f, const char *s, size_t n, float *v, in
         if (strlen(f->pos[k]) == n && !memcmp(f->pos[k], s, n)) { *v = 1; return 0; }
     for (int k = 0; k < f->nneg; k++)
         if (strlen(f->neg[k]) == n && !memcmp(f->neg[k], s, n)) return 0;
-    if (f->npos && !f->nneg) return 0;
     if ((f->nmv || f->npos) && tb_is_missing(T, s, n) && (*f->mask || T->mode == TS_OPEN_PREDICT)) {
-        *present = 0;
+        *present = 0;                            /* a missing word: masked, not a negative */
         return 0;
     }
+    if (f->npos && !f->nneg) return 0;
     if (f->nmv || f->npos) {
         snprintf(why, nwhy, "label column \"%.60s\" is \"%.40s\", which its %s does not list; add "
                  "it there%s", col, s, f->nmv ? "map:" : "positive: and negative: values",
