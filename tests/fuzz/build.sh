@@ -3,7 +3,7 @@
 # source tree and without autotools (no configure needed, nothing written to the source tree).
 #
 #   OUTDIR/fuzz_ini, fuzz_census, fuzz_csv, fuzz_wordnet, fuzz_wikiqa, fuzz_movielens,
-#   fuzz_synthetic_mmoe, fuzz_checkpoint, fuzz_suite
+#   fuzz_synthetic_mmoe, fuzz_checkpoint, fuzz_suite, fuzz_table
 #                           the harnesses (-fsanitize=fuzzer,address,undefined)
 #   OUTDIR/plugins/*.so     every plugin, sanitized and coverage-instrumented, for fuzz_ini
 #   OUTDIR/obj/             objects, rebuilt only when a source or a core header is newer
@@ -77,16 +77,24 @@ for f in $core; do
     stale "$o" "$src/$f" && job "$CC $CFLAGS -fsanitize=fuzzer-no-link -c '$src/$f' -o '$o'"
 done
 # 2. plugins: shared objects whose libtessera symbols come from the harness (-rdynamic)
+table_parts=$(ls "$src"/plugins/datasets/table_*.c 2>/dev/null | tr '\n' ' ')
 for f in "$src"/plugins/*/*.c; do
     name=$(basename "$f" .c)
-    so="$out/plugins/$name.so"
-    stale "$so" "$f" && job "$CC $CFLAGS -fsanitize=fuzzer-no-link -fPIC -shared '$f' -o '$so' \
-$(pc --libs openblas) -lm"
-    # the dataset harnesses compile their plugin in as an object
+    # the dataset harnesses compile their plugin in as objects (each part of one too)
     case "$f" in */datasets/*)
         o="$out/obj/plugins/$name.o"
         stale "$o" "$f" && job "$CC $CFLAGS -fsanitize=fuzzer-no-link -c '$f' -o '$o'";;
     esac
+    # plugins/datasets/table_*.c are parts of table.so (plugins/table.am), not plugins
+    parts=
+    case "$f" in
+        */datasets/table_*.c) continue;;
+        */datasets/table.c) parts=$table_parts;;
+    esac
+    so="$out/plugins/$name.so"
+    # shellcheck disable=SC2086
+    stale "$so" "$f" $parts && job "$CC $CFLAGS -fsanitize=fuzzer-no-link -fPIC -shared '$f' $parts \
+-o '$so' $(pc --libs openblas) -lm"
 done
 run_jobs
 
@@ -110,6 +118,9 @@ if stale "$out/fuzz_suite" "$src/tests/fuzz/fuzz_suite.c" "$src/core/compare.c" 
     job "$CC $CFLAGS -I'$out/obj' -fsanitize=fuzzer '$src/tests/fuzz/fuzz_suite.c' $objs -rdynamic \
 $DEPS_LIBS -ldl -lm -o '$out/fuzz_suite'"
 fi
+# shellcheck disable=SC2046
+link fuzz_table "$out/obj/plugins/table.o" $(for p in $table_parts; do
+    printf '%s ' "$out/obj/plugins/$(basename "$p" .c).o"; done)
 run_jobs
 rm -f "$jobs_file"
 echo "build.sh: harnesses in $out"

@@ -27,6 +27,9 @@ typedef struct fuzz_reader {
     int (*affordable)(const ts_cfg *cfg);
     const fuzz_aux *aux;
     int max_batch;
+    /* Optional: more checks on an opened dataset (the table reader reopens with its state). */
+    void (*after_open)(const struct fuzz_reader *R, const ts_dataset_ops *ops, ts_data *D,
+                       const ts_cfg *cfg);
 } fuzz_reader;
 
 /* s with every "@DIR@" replaced by dir, into a malloc'ed string. */
@@ -111,6 +114,7 @@ static inline int fuzz_dataset_one(const fuzz_reader *R, const uint8_t *data,
             if (D.nfield < 1 || D.nfield > TS_MAX_FIELDS)
                 FUZZ_BUG("%s: open() declared %d fields", R->name, D.nfield);
             fuzz_walk_dataset(R->name, ops, &D, R->max_batch, R->aux);
+            if (R->after_open) R->after_open(R, ops, &D, cd);
             if (fuzz_verbose())
                 fprintf(stderr, "%s: opened: %d fields, rows %ld / %ld / %ld\n", R->name,
                         D.nfield, D.nrows[0], D.nrows[1], D.nrows[2]);

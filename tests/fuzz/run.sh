@@ -1,8 +1,8 @@
 #!/bin/sh
 # tests/fuzz/run.sh SECONDS [NAME...] — builds the libFuzzer harnesses (build.sh) and runs each
 # for SECONDS, one after the other (each is one process: the machine's other cores stay free).
-# NAME is ini, census, csv, wordnet, wikiqa, movielens, synthetic_mmoe, checkpoint or suite;
-# none means all.
+# NAME is ini, census, csv, wordnet, wikiqa, movielens, synthetic_mmoe, checkpoint, suite or
+# table; none means all.
 #
 # Prints per harness the inputs it executed (libFuzzer's stat::number_of_executed_units), the
 # time and the outcome, and exits 1 when any harness crashed, leaked, hit a sanitizer report,
@@ -16,13 +16,13 @@
 # What it is not: a corpus minimiser or a CI script (.ci/run calls it).
 set -u
 
-usage() { echo "usage: $0 SECONDS [ini|census|csv|wordnet|wikiqa|movielens|synthetic_mmoe|checkpoint|suite ...]" >&2
+usage() { echo "usage: $0 SECONDS [ini|census|csv|wordnet|wikiqa|movielens|synthetic_mmoe|checkpoint|suite|table ...]" >&2
           exit 2; }
 [ $# -ge 1 ] || usage
 secs=$1
 shift
 case "$secs" in ''|*[!0-9]*) usage;; esac
-all="ini census csv wordnet wikiqa movielens synthetic_mmoe checkpoint suite"
+all="ini census csv wordnet wikiqa movielens synthetic_mmoe checkpoint suite table"
 names=${*:-$all}
 for n in $names; do
     case " $all " in

@@ -1,0 +1,283 @@
+/* table.h — private to the `table` dataset plugin (table.c, table_spec.c, table_parse.c,
+ * table_columns.c, table_state.c, table_split.c, which build into one table.so): the reader's
+ * declarations (tables, source columns, features, groups) and the functions the files share.
+ * Not installed and not part of the plugin ABI; the only public header is tessera.h.
+ *
+ * Vocabulary of this reader:
+ *   table    the main delimited file ([data] path) or a side table joined to it by key
+ *   source   one column of a table that something reads (a feature, a label, a split rule)
+ *   feature  one declared output: dense, categorical, multi, sequence, label, weight or id;
+ *            each has one field of its own (and may belong to a group)
+ *   raw id   a source's text value interned in the string table, numbered in file order
+ *   final id what a vocabulary or a hash makes of a raw id: the ids a field holds */
+#ifndef TS_TABLE_H
+#define TS_TABLE_H
+
+#include "tessera.h"
+
+#include <stdint.h>
+
+#define TB_MAX_TABLES 8        /* the main file and up to 7 side tables */
+#define TB_SIG_MAX 512         /* one feature's canonical declaration */
+#define TB_PATH_MAX 4096
+#define TB_STATE_MAGIC "tessera-table-state 1"
+
+/* ---- declarations: NAME(option:arg:arg option ...), the list syntax of every column key ---- */
+typedef struct tb_opt {
+    char *key;                 /* "clip" */
+    int nargs;
+    char **args;               /* "p1", "p99" (quotes removed) */
+} tb_opt;
+
+typedef struct tb_spec {
+    char *name;                /* the column, table or group name (quotes removed) */
+    int nopt;
+    tb_opt *opt;
+} tb_spec;
+
+typedef struct tb_specs {
+    int n;
+    tb_spec *s;
+} tb_specs;
+
+/* Parses "a, \"b c\"(log clip:0:9), d(min_count:5)" into specs; -1 with a reason in why. */
+int tb_specs_parse(const char *text, tb_specs *out, char *why, size_t nwhy);
+void tb_specs_free(tb_specs *l);
+const tb_opt *tb_opt_find(const tb_spec *s, const char *key);
+
+/* ---- tables and their source columns -------------------------------------------------------- */
+enum { TB_NEED_NUM = 1u, TB_NEED_TIME = 2u, TB_NEED_TOK = 4u, TB_NEED_LIST = 8u, TB_NEED_SPLIT = 16u };
+
+typedef struct tb_slot {
+    uint32_t hash;
+    int32_t id;                /* -1: an empty slot */
+} tb_slot;
+
+typedef struct tb_src {
+    int table;                 /* index into tb_data.tab */
+    char *name;                /* the column's name (header, columns = or its position) */
+    int col;                   /* its position in the file; -1: absent (a label when predicting) */
+    unsigned need;             /* TB_NEED_*: what the reader keeps of each row's value */
+    int missing_ok;            /* NUM: a missing marker is kept as NaN rather than a bad row */
+    int optional;              /* may be absent from the file (labels in PREDICT mode) */
+    char list_sep[16];         /* LIST: separator of the values inside the field */
+    int in_group;              /* g + 1: its values live in group g's packed rows, column gcol */
+    int gcol;
+    size_t stride;             /* num / tok hold a row's value every stride cells (1, or the
+                                  group's width when in_group): TB_NUM(s, r), TB_TOK(s, r) */
+    float *num;                /* NUM: (rows) the value, NaN when missing */
+    double *time;              /* TIME: (rows) the value in double (timestamps need 53 bits) */
+    int32_t *tok;              /* TOK: (rows) raw id in string space = this source's index */
+    int64_t *loff;             /* LIST: (rows + 1) offsets into lids */
+    int32_t *lids;             /* LIST: raw ids of every row's values */
+    int64_t lcap, lused;
+    struct tb_slot *cache;     /* TOK, LIST while reading: a hash table in front of the string
+                                  table (open addressing, cmask + 1 slots) */
+    uint32_t cmask, cn;
+    const char **cs;           /* (cn) the string table's copy of each raw id (stable) */
+    uint32_t *cl;              /* (cn) its length */
+} tb_src;
+
+typedef struct tb_table {
+    char name[TS_NAME_MAX];    /* "" for the main file, else the side table's name */
+    char path[TB_PATH_MAX];
+    char sep[16];              /* field separator */
+    int header, quoting, trim, latin1;
+    int nuser;                 /* columns = names for a file without a header */
+    char **username;
+    int ncol;                  /* fields of every row */
+    char **colname;            /* (ncol) */
+    long n, cap;               /* rows read, rows allocated */
+    long *line;                /* side tables: (rows) the line of each row, for key messages */
+    int key_src, on_src;       /* side tables: its key column; the main column joined to it */
+    int32_t *key_row;          /* side tables: (raw ids of the key) the row of each key, -1 */
+    long key_cap;
+    int32_t *join;             /* side tables: (main rows) the side row of each main row, -1 */
+    int32_t *item_row;         /* side tables on the item column: (items) side row of an item */
+} tb_table;
+
+/* ---- features ------------------------------------------------------------------------------- */
+typedef enum tb_kind { TB_DENSE = 0, TB_CAT, TB_MULTI, TB_SEQ, TB_LABEL, TB_WEIGHT, TB_ID } tb_kind;
+enum { TB_SCALE_STANDARD = 0, TB_SCALE_NONE, TB_SCALE_MINMAX };
+enum { TB_FILL_NONE = 0, TB_FILL_VALUE, TB_FILL_MEAN };
+
+typedef struct tb_feat {
+    tb_kind kind;
+    char field[TS_NAME_MAX];   /* the output field */
+    char sig[TB_SIG_MAX];      /* canonical declaration: the fitted state must hold the same */
+    int src;                   /* its source column */
+    int group;                 /* its group, -1 none */
+    int own_field;             /* it has a field of its own */
+    int packed;                /* only its group reads it, from the group's packed rows */
+    /* dense: t(v) = slog1p(clip(v)) (log) or clip(v); missing -> fill; out = (t - shift) / div */
+    int log, scale, fill_kind;
+    double clip_lo, clip_hi;   /* raw units; -inf / inf when not clipped */
+    double q_lo, q_hi;         /* percentiles (0..100) to fit the clip bounds from, or NAN */
+    double fill;               /* TB_FILL_VALUE: raw units; after fitting: t units */
+    double shift, div;
+    float *val;                /* (rows of its table) the output value */
+    float missing_out;         /* the output of a row whose side-table key is missing */
+    /* categorical, multi, sequence */
+    int hash;                  /* 1: ids = hash(value, seed) mod buckets; 0: a vocabulary */
+    int64_t buckets;
+    uint64_t seed;
+    long min_count;
+    int vocab_of;              /* the feature whose vocabulary this one uses (itself: own) */
+    char vocab_name[TS_NAME_MAX];  /* vocab:FIELD as declared, resolved into vocab_of */
+    int32_t nvocab;            /* ids lie in [0, nvocab); 0 = out of vocabulary */
+    int32_t *map;              /* (nmap) raw id of src -> final id */
+    int32_t nmap;
+    int maxlen, maxlen_auto;   /* sequence: steps kept (the last ones); fitted when auto */
+    int as_bag;                /* sequence: BAGS (B, 1) instead of I32 (B, L) with len */
+    int history;               /* sequence: the values of the user's earlier rows (by time) */
+    long unseen;               /* cells outside the vocabulary, over the rows read */
+    /* label */
+    int regression;
+    double threshold;          /* binary from a number: 1 when v >= threshold (NAN: none) */
+    int npos, nneg, nmv;       /* positive / negative words; map words and values */
+    char **pos, **neg, **mkey;
+    double *mval;
+    char mask[TS_NAME_MAX];    /* "" or the name of its 0/1 mask field */
+    char ids_name[TS_NAME_MAX];    /* label ids:FIELD: the id of the value in FIELD's vocabulary */
+    int ids_of;                /* that field's index, -1 none */
+    float *lab;                /* label, weight: (main rows) the value */
+    uint8_t *present;          /* label: (main rows) 1 when the row has one */
+    /* batch */
+    ts_tensor *t, *tm;
+    float *bx, *bm;            /* (cap * width) values; (cap) mask */
+    int32_t *bids, *blen, *boff;
+    int64_t bids_cap;
+} tb_feat;
+
+typedef struct tb_group {
+    char name[TS_NAME_MAX];
+    int kind;                  /* TB_DENSE (F32 (B, F)), TB_CAT (I32 (B, F)), TB_MULTI (BAGS (B, F)) */
+    int n;
+    int feat[TS_MAX_FIELDS];
+    int64_t off[TS_MAX_FIELDS + 1];   /* id offsets of each member; off[n] = the group's vocab */
+    ts_tensor *t;
+    float *bx;
+    int32_t *bids, *boff;
+    int64_t bids_cap;
+    int packable;              /* every member a single value of a main-file column */
+    int inplace;               /* some members are read straight into px / pids */
+    float *px;                 /* packed (main rows, n) dense values, row-major; or NULL */
+    int32_t *pids;             /* packed (main rows, n) ids with offsets, row-major; or NULL */
+} tb_group;
+
+enum { TB_SPLIT_RANDOM = 0, TB_SPLIT_USER, TB_SPLIT_TIME, TB_SPLIT_COLUMN };
+
+typedef struct tb_data {
+    ts_open_mode mode;
+    int from_state;            /* the fitted state came from ts_ctx_fitted: nothing is refitted */
+    int ntab;
+    tb_table tab[TB_MAX_TABLES];
+    int nsrc, srccap;
+    tb_src *src;
+    int nfeat, featcap;
+    tb_feat *feat;
+    int ngroup;
+    tb_group group[TS_MAX_FIELDS];
+    int column_fields_all;     /* grouped features keep their own fields too */
+    ts_strtab *strs;           /* raw values: space = source index; vocabularies: nsrc + feature */
+    int nmissing;
+    char **missing;            /* markers of a missing number ("", ?, NA, ...) */
+    int skip_bad, vocab_first; /* vocabulary order: 1 first appearance, 0 training frequency */
+    long default_min_count;
+    long skipped, unseen, missing_keys;
+    /* splits */
+    int split_kind;
+    double frac[3];
+    uint64_t split_seed;
+    int split_src, user_src, item_src, time_src, id_feat;
+    int has_history;           /* a sequence is made of each user's earlier rows */
+    int32_t *hist_rows;        /* (main rows) the rows by user, then time, then file order */
+    int32_t *hist_at, *hist_first;  /* (main rows) a row's place in hist_rows; its user's first */
+    long nrows[3];
+    long *rows[3];             /* examples: < tab[0].n a main row; else sampled negative - n */
+    long *train_sorted;        /* the training rows in file order, while fitting */
+    long ntrain_sorted;
+    /* negative sampling */
+    int negatives, neg_popularity, item_feat;
+    int neg_declared;          /* negatives as declared (PREDICT samples none but keeps the field) */
+    uint64_t neg_seed;
+    char implicit[TS_NAME_MAX];
+    long nneg;
+    int32_t *neg_row, *neg_item;   /* (nneg) the positive's main row; the sampled item id */
+    int32_t **item_map;        /* (nfeat) categorical features of the item column: (items) the
+                                  feature's id of each item id, for sampled rows; else NULL */
+    double *pop;               /* (item vocab) training interactions per item id */
+    float *item_freq;          /* the same as floats, for aux item_freq */
+    ts_tensor *t_implicit;
+    float *b_implicit;
+    const char **row_id;       /* (nrows[TS_TEST]) built on first use */
+    int cap;                   /* rows of the batch buffers */
+    ts_tensor *t_dummy;
+} tb_data;
+
+#define TB_NUM(s, r) ((s)->num[(size_t)(r) * (s)->stride])
+#define TB_TOK(s, r) ((s)->tok[(size_t)(r) * (s)->stride])
+
+/* table_spec.c: the list syntax; one feature from its declaration */
+int tb_add_feature(tb_data *T, const ts_cfg *cfg, tb_kind kind, const tb_spec *sp, ts_err *e);
+int tb_feat_sig(tb_data *T, tb_feat *f);
+extern const char *const tb_kind_key[];
+
+/* table_declare.c: [data] keys -> tables, sources, features, groups, splits, sampling */
+int tb_declare(tb_data *T, ts_data *D, const ts_cfg *cfg, ts_err *e);
+
+/* table_record.c: records of a delimited file, split into fields; values interned */
+typedef struct tb_reader {
+    ts_lines *in;
+    const tb_table *t;
+    size_t seplen;
+    char *rec;                /* the record when it needed a copy (Latin-1, quotes over lines) */
+    size_t reccap, reclen;
+    char *buf;                /* the record being split: rec, or the lines buffer itself */
+    size_t len;
+    size_t *off, *flen;       /* (fcap) each field's start and length in buf */
+    char **f;                 /* (fcap) each field, NUL-terminated after the split */
+    int fcap;
+    long line;                /* the record's first line */
+    int trim_space, trim_tab; /* trim = true, and the separator holds no space / tab */
+} tb_reader;
+/* The next record: 1 (fields in R->f, lengths in R->flen), 0 at the end of the file, -1 a bad
+ * record (why), -2 a read error or out of memory (why). R->line is the record's first line. */
+int tb_record_next(tb_reader *R, int *nf, char *why, size_t nwhy);
+void tb_record_free(tb_reader *R);
+int tb_parse_number(const char *s, size_t n, double *v);   /* s[n] == 0; -1 if not a finite number */
+int tb_is_missing(const tb_data *T, const char *s, size_t n);
+
+int32_t tb_intern(tb_data *T, int src, const char *s, size_t n);   /* raw id; -2 out of memory */
+
+/* table_parse.c: one file into its source columns */
+int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e);
+int tb_src_get(tb_data *T, int table, const char *name, ts_err *e);
+
+/* table_columns.c: fitting and applying column transforms */
+int tb_fit(tb_data *T, ts_err *e);
+int tb_apply(tb_data *T, ts_err *e);
+/* The row of f's table that main row r reads: r itself, or its side table's joined row (-1). */
+static inline int tb_src_row(const tb_data *T, const tb_feat *f, long r)
+{
+    int t = T->src[f->src].table;
+    return t == 0 ? (int)r : T->tab[t].join[r];
+}
+uint64_t tb_hash(const char *s, size_t n, uint64_t seed);
+int tb_pack(tb_data *T, ts_err *e);   /* row-major copies of groups of main-file columns */
+void tb_plan_packing(tb_data *T);     /* which columns are read straight into a group's rows */
+int tb_label_value(tb_data *T, tb_feat *f, const char *s, size_t n, float *v, int *present,
+                   char *why, size_t nwhy);
+
+/* table_state.c: the fitted state as text */
+int tb_state_write(tb_data *T, char **text, size_t *n, ts_err *e);
+int tb_state_read(tb_data *T, const char *text, size_t n, ts_err *e);
+
+/* table_split.c: splits, joins, negative sampling */
+int tb_join(tb_data *T, ts_err *e);
+int tb_histories(tb_data *T, ts_err *e);
+int tb_split(tb_data *T, ts_err *e);
+int tb_popularity(tb_data *T, ts_err *e);   /* item popularity, maps for sampled rows */
+int tb_negatives(tb_data *T, ts_err *e);
+
+#endif
