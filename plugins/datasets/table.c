@@ -6,7 +6,8 @@
  * fits on the training split or takes a trained run's fitted state (table_columns.c,
  * table_state.c), applies, and declares the fields; batch() gathers rows; fitted() returns the
  * state as text. Aux: "skipped_rows", "unseen_values", "missing_keys" (one long each),
- * "row_id" (const char *, one per test row, from `id =`), "item_freq" (float, one per item id,
+ * "row_id" (const char *, one per test row, from `id =`), "row_line" (long, one per test row: its
+ * first line in the file), "item_freq" (float, one per item id,
  * training interactions, with `item =`). It does no feature engineering beyond its declared
  * transforms and is not a streaming reader: the table lives in memory. */
 #include "table.h"
@@ -50,6 +51,7 @@ static void table_close(ts_data *D)
     for (int s = 0; s < 3; s++) free(T->rows[s]);
     free(T->missing); free(T->src); free(T->feat); free(T->item_map);
     free(T->neg_row); free(T->neg_item); free(T->pop); free(T->item_freq); free(T->row_id);
+    free(T->row_line);
     free(T->b_implicit); free(T->train_sorted);
     ts_strtab_free(T->strs);
     free(T);
@@ -298,6 +300,16 @@ static int table_aux(ts_data *D, const char *name, const void **ptr, long *n)
             T->row_id[i] = ts_strtab_str(T->strs, f->src, T->src[f->src].tok[r]);
         }
         *ptr = T->row_id;
+        *n = m;
+    } else if (!strcmp(name, "row_line")) {
+        long m = T->nrows[TS_TEST], nmain = T->tab[0].n;
+        if (!T->row_line && !(T->row_line = malloc((size_t)(m ? m : 1) * sizeof *T->row_line)))
+            return -1;
+        for (long i = 0; i < m; i++) {   /* a sampled negative: the line of its positive */
+            long x = T->rows[TS_TEST][i], r = x < nmain ? x : T->neg_row[x - nmain];
+            T->row_line[i] = T->tab[0].line[r];
+        }
+        *ptr = T->row_line;
         *n = m;
     } else return -1;
     return 0;

@@ -88,7 +88,7 @@ typedef struct tb_table {
     int ncol;                  /* fields of every row */
     char **colname;            /* (ncol) */
     long n, cap;               /* rows read, rows allocated */
-    long *line;                /* side tables: (rows) the line of each row, for key messages */
+    long *line;                /* (rows) the first line of each row: key messages, aux row_line */
     int key_src, on_src;       /* side tables: its key column; the main column joined to it */
     int32_t *key_row;          /* side tables: (raw ids of the key) the row of each key, -1 */
     long key_cap;
@@ -211,6 +211,7 @@ typedef struct tb_data {
     ts_tensor *t_implicit;
     float *b_implicit;
     const char **row_id;       /* (nrows[TS_TEST]) built on first use */
+    long *row_line;            /* (nrows[TS_TEST]) each test row's first line, built on first use */
     int cap;                   /* rows of the batch buffers */
     ts_tensor *t_dummy;
 } tb_data;

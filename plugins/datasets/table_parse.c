@@ -82,11 +82,9 @@ static int grow(tb_data *T, int t, long cap)
         if (!pr) return -1;
         f->present = pr;
     }
-    if (t > 0) {
-        long *l = realloc(T->tab[t].line, (size_t)cap * sizeof *l);
-        if (!l) return -1;
-        T->tab[t].line = l;
-    }
+    long *l = realloc(T->tab[t].line, (size_t)cap * sizeof *l);   /* rows' lines: messages, row_line */
+    if (!l) return -1;
+    T->tab[t].line = l;
     T->tab[t].cap = cap;
     return 0;
 }
@@ -333,6 +331,7 @@ int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
                 tab->line[tab->n] = R.line;
             }
         }
+        if (pr == 0 && t == 0) tab->line[tab->n] = R.line;
         if (pr < 0 && !T->skip_bad) {
             ts_fail(e, "%s:%ld: %s; fix or delete the row, or set skip_bad_rows = true in [data]",
                     tab->path, R.line, why);
