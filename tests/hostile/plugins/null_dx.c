@@ -31,7 +31,11 @@ static int backward(ts_layer *L, ts_err *e)
 }
 
 static const ts_key keys[] = {{NULL, NULL, NULL, NULL}};
-static const ts_layer_ops ops = {.build = build, .forward = forward, .backward = backward,
+static const ts_layer_ops ops = {
+#if TS_ABI >= 3   /* from ABI 3 on, every ops table starts with its size */
+                                 .size = sizeof(ts_layer_ops),
+#endif
+                                 .build = build, .forward = forward, .backward = backward,
                                  .check_inputs = "f32 3 4"};
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "null_dx", "0",
                                  "y = 2x that writes a NULL dx (hostile test only)", keys, &ops};

@@ -72,7 +72,11 @@ static void destroy(ts_layer *L)
 
 static const ts_key keys[] = {{"dim", "int", NULL, "width of each field's vector"},
                               {NULL, NULL, NULL, NULL}};
-static const ts_layer_ops ops = {.build = build, .forward = forward, .backward = backward,
+static const ts_layer_ops ops = {
+#if TS_ABI >= 3   /* from ABI 3 on, every ops table starts with its size */
+                                 .size = sizeof(ts_layer_ops),
+#endif
+                                 .build = build, .forward = forward, .backward = backward,
                                  .destroy = destroy, .check_inputs = "i32 4 3 vocab=20",
                                  .check_keys = "dim=5"};
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "sparse_no_touch", "0",
