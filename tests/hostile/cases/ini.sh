@@ -117,9 +117,10 @@ hc line-of-10-KB '
     after_header bad.ini experiment "description = $(head -c 10000 /dev/zero | tr "\0" x)"
     bad bad.ini bad.ini:$(lineno bad.ini "description =")'
 hc line-of-1-MB '
-    fx mini.ini bad.ini
-    after_header bad.ini experiment "description = $(head -c 1000000 /dev/zero | tr "\0" x)"
-    bad bad.ini bad.ini:$(lineno bad.ini "description =")'
+    fx mini.ini m.ini
+    { head -n 3 m.ini; printf "description = "; head -c 1000000 /dev/zero | tr "\0" x; echo
+      tail -n +4 m.ini; } >bad.ini
+    bad bad.ini bad.ini:4'
 hc comment-of-5-KB '
     fx mini.ini big.ini
     printf "; %s\n" "$(head -c 5000 /dev/zero | tr "\0" c)" >>big.ini
