@@ -815,7 +815,8 @@ int ts_ckpt_resume(ts_exp *x, ts_loop *l, FILE *log, ts_err *e)
     for (int i = 0; i < 3; i++) {
         char path[TS_PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/%s", dir, ck_files[i]);
-        if (access(path, F_OK)) continue;
+        struct stat sb;
+        if (lstat(path, &sb)) continue;     /* no such file; one that cannot be read is named */
         ts_err ce;
         if (!ck_restore(x, l, path, &ce)) {
             if (log && tried)

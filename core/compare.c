@@ -164,7 +164,27 @@ static int add_file(cmp_exp *v, int *n, const char *path, suite_frame *stack, in
     struct stat sb;
     if (stat(path, &sb)) memset(&sb, 0, sizeof sb);
     ts_cfg *s = ts_ini_find(&ini, "suite");
+    if (s && ts_ini_find(&ini, "experiment")) {
+        fprintf(stderr, "tessera compare: %s: holds both [suite] (line %d) and [experiment] (line "
+                "%d); a file is a suite or an experiment: move the experiment into its own file "
+                "and list it under [suite] experiments\n", path, s->line,
+                ts_ini_find(&ini, "experiment")->line);
+        ts_ini_free(&ini);
+        return -1;
+    }
     if (s) {
+        int listed = 0;
+        for (int i = 0; i < s->n; i++)
+            if ((!strcmp(s->ent[i].key, "experiments") || !strcmp(s->ent[i].key, "suites")) &&
+                s->ent[i].value[strspn(s->ent[i].value, " \t,")])
+                listed = 1;
+        if (!listed) {
+            fprintf(stderr, "tessera compare: %s:%d: [suite] lists no experiment: give "
+                    "`experiments = a.ini, b.ini` (paths relative to the suite) or `suites = ...`\n",
+                    path, s->line);
+            ts_ini_free(&ini);
+            return -1;
+        }
         for (int i = 0; i < s->n; i++)
             if (strcmp(s->ent[i].key, "experiments") && strcmp(s->ent[i].key, "suites") &&
                 strcmp(s->ent[i].key, "name") && strcmp(s->ent[i].key, "description")) {

@@ -419,6 +419,11 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
     if (x->opts.max_epochs > 0 && x->epochs > x->opts.max_epochs) x->epochs = x->opts.max_epochs;
     if (!x->eval_batch) x->eval_batch = x->batch > 1024 ? x->batch : 1024;
     if (ts_cfg_str(ct, "clip_norm") && ts_cfg_float(ct, "clip_norm", &x->clip_norm, e)) goto fail;
+    if (!(x->clip_norm >= 0) || !isfinite(x->clip_norm)) {
+        ts_fail(e, "%s: [train] clip_norm = %g: give a norm > 0 to clip gradients at, or 0 (the "
+                "default) for no clipping", ts_cfg_where(ct, "clip_norm"), x->clip_norm);
+        goto fail;
+    }
     if (ts_cfg_str(ct, "early_stop"))
         snprintf(x->early_stop, sizeof x->early_stop, "%s", ts_cfg_str(ct, "early_stop"));
     if (ts_cfg_str(ct, "keep_checkpoints") &&

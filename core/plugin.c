@@ -10,6 +10,9 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -125,11 +128,56 @@ static open_rc bad(char *why, size_t n, const char *fmt, ...)
     return OPEN_BAD;
 }
 
+/* A file cut short (a copy interrupted, a full disk) still has an ELF header, and dlopen maps the
+ * segments the header promises: touching a page past the end of the file is SIGBUS in the loader,
+ * before any error can be returned. So an ELF file's program and section header tables, and every
+ * segment they describe, must lie inside the file. NULL when it does (or when the file is not ELF,
+ * which dlopen itself reports), else the reason. */
+static const char *elf_cut_short(const char *path, char *buf, size_t n)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return NULL;                     /* dlopen says why */
+    struct stat sb;
+    Elf64_Ehdr h;
+    const char *why = NULL;
+    if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+        why = "not a regular file";
+    } else if (pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h && !memcmp(h.e_ident, ELFMAG, SELFMAG) &&
+               h.e_ident[EI_CLASS] == ELFCLASS64) {
+        uint64_t size = (uint64_t)sb.st_size;
+        if (h.e_phoff > size || (uint64_t)h.e_phnum * h.e_phentsize > size - h.e_phoff ||
+            (h.e_shoff && (h.e_shoff > size ||
+                           (uint64_t)h.e_shnum * h.e_shentsize > size - h.e_shoff))) {
+            snprintf(buf, n, "its ELF header promises tables past the end of the file (%llu "
+                     "bytes): the file was cut short", (unsigned long long)size);
+            why = buf;
+        }
+        for (int i = 0; !why && i < h.e_phnum && h.e_phentsize >= sizeof(Elf64_Phdr); i++) {
+            Elf64_Phdr ph;
+            if (pread(fd, &ph, sizeof ph, (off_t)(h.e_phoff + (uint64_t)i * h.e_phentsize)) !=
+                (ssize_t)sizeof ph)
+                break;
+            if (ph.p_type == PT_LOAD && (ph.p_offset > size || ph.p_filesz > size - ph.p_offset)) {
+                snprintf(buf, n, "segment %d lies past the end of the file (%llu of %llu bytes): "
+                         "the file was cut short", i,
+                         (unsigned long long)(ph.p_offset + ph.p_filesz), (unsigned long long)size);
+                why = buf;
+            }
+        }
+    }
+    close(fd);
+    return why;
+}
+
 /* Opens path and validates its index-th entry: OPEN_OK with *out, OPEN_END past the last entry,
  * or OPEN_BAD with the reason (without the path) and what to do in why. */
 static open_rc open_entry(const char *path, uint32_t index, const ts_plugin **out, char *why,
                           size_t n)
 {
+    char ebuf[200];
+    const char *cut = elf_cut_short(path, ebuf, sizeof ebuf);
+    if (cut)
+        return bad(why, n, "cannot load: %s; copy or build the plugin again", cut);
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *d = dlerror();

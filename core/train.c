@@ -1155,6 +1155,18 @@ int ts_exp_train(ts_exp *x, FILE *log, ts_err *e)
     /* The results folder first (rank 0 writes it): locked, and never a run it may not replace. */
     if (ts_dist_rank() == 0 && ts_rundir_begin(x, e)) return -1;
     if (ts_exp_build(x, e)) return -1;
+    /* A run reports figures on held-out rows, and early stopping needs validation rows. */
+    if (x->ctx.open_mode == TS_OPEN_TRAIN && x->data.nrows[TS_TEST] <= 0)
+        return ts_fail(e, "%s: [data] the test split is empty (%ld training and %ld validation "
+                       "rows): the run would report no figure on held-out rows; add rows, or give "
+                       "the test split a larger share",
+                       ts_cfg_where(ts_ini_find(&x->ini, "data"), "path"), x->data.nrows[TS_TRAIN],
+                       x->data.nrows[TS_VALID]);
+    if (x->ctx.open_mode == TS_OPEN_TRAIN && x->early_stop[0] && x->data.nrows[TS_VALID] <= 0)
+        return ts_fail(e, "%s: [train] early_stop = %s needs validation rows, and the validation "
+                       "split is empty; give it a share of the data, or drop early_stop (the last "
+                       "epoch is kept)", ts_cfg_where(ts_ini_find(&x->ini, "train"), "early_stop"),
+                       x->early_stop);
     if (x->threads > 0) openblas_set_num_threads((int)x->threads);
     trainer t;
     int rc = trainer_init(&t, x, log, e);

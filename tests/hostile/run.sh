@@ -186,7 +186,7 @@ done
 (cd "$FX" && find . -type f -print0 | sort -z | xargs -0 sha1sum) >"$HT/fx.sums"
 
 # ---- run -----------------------------------------------------------------------------------
-echo "hostile: $ncase cases, $jobs at a time, in $HT"
+echo "hostile: $ncase cases and a last check that the shared fixtures are unchanged, $jobs at a time, in $HT"
 find "$HT/cases" -name '*.case' -print0 | sort -z | xargs -0 -r -P "$jobs" -n 1 bash "$here/run.sh" --one
 (cd "$FX" && sha1sum --quiet -c "$HT/fx.sums" 2>/dev/null) >"$HT/fx.check" ||
     printf 'FAIL\tloss\tresults\tshared-fixtures-unchanged\t%s\t-\n' "$(tr '\n' ' ' <"$HT/fx.check" | cut -c1-300)" >"$HT/res/9999"
