@@ -19,6 +19,7 @@
  *   OPTS  float32 optimizer slots, slots * rows * cols per parameter, in PARM's order
  *   BEST  float32[nw] the weights of the best validation so far (the arena's w block)
  *   GNRM  int64 updates, float64[6 * heads] GradNorm's state (GradNorm runs only)
+ *   FITS  the dataset's fitted state as text (data_state.txt; readers with a fitted op only)
  *   END   empty: the file is complete
  *
  * Files in the results folder: checkpoint.tsck (the latest), checkpoint.prev.tsck (the one
@@ -258,6 +259,11 @@ static int write_file(ts_exp *x, const ts_loop *l, const char *tmp, const char *
         w_raw(&w, l->gn, (size_t)K * 6 * sizeof(double));
         w_end(&w);
     }
+    if (x->data_state) {            /* what the reader fitted: resume must read rows the same way */
+        w_begin(&w, "FITS", (uint64_t)x->ndata_state);
+        w_raw(&w, x->data_state, x->ndata_state);
+        w_end(&w);
+    }
     w_begin(&w, "END ", 0);
     w_end(&w);
 
@@ -343,11 +349,12 @@ static double rd_f64(const unsigned char *p)
     return d;
 }
 
-enum { B_HEAD, B_META, B_CONF, B_RNG, B_ORDR, B_PARM, B_OPTS, B_BEST, B_GNRM, B_END, NBLK };
+enum { B_HEAD, B_META, B_CONF, B_RNG, B_ORDR, B_PARM, B_OPTS, B_BEST, B_GNRM, B_FITS, B_END,
+       NBLK };
 static const char blk_tag[NBLK][5] = {"HEAD", "META", "CONF", "RNG ", "ORDR", "PARM", "OPTS",
-                                      "BEST", "GNRM", "END "};
+                                      "BEST", "GNRM", "FITS", "END "};
 static const char *const blk_name[NBLK] = {"HEAD", "META", "CONF", "RNG", "ORDR", "PARM", "OPTS",
-                                           "BEST", "GNRM", "END"};   /* for messages */
+                                           "BEST", "GNRM", "FITS", "END"};   /* for messages */
 
 /* A block's tag for a message: its 4 bytes, a byte outside printable ASCII as '?' (buf: 5). */
 static const char *ck_tag(const unsigned char *b, char *buf)
@@ -411,7 +418,7 @@ static const char *ck_parse(ck_file *c, char *why, size_t cap)
         return why;
     }
     for (int k = 0; k < NBLK; k++)
-        if (!c->p[k] && k != B_GNRM) {
+        if (!c->p[k] && k != B_GNRM && k != B_FITS) {
             snprintf(why, cap, "it has no %s block", blk_name[k]);
             return why;
         }
@@ -767,6 +774,17 @@ static int ck_restore(ts_exp *x, ts_loop *l, const char *path, ts_err *e)
         goto out;
     if (l->gn && check_gradnorm(x, c.p[B_GNRM], (long long)rd_u64(c.p[B_META] + 16), path, e))
         goto out;
+    /* The data must be read as when the checkpoint was written (a checkpoint of an older tessera
+     * has no FITS block: nothing to compare). */
+    if (c.p[B_FITS] && (!x->data_state || c.len[B_FITS] != (uint64_t)x->ndata_state ||
+                        memcmp(c.p[B_FITS], x->data_state, x->ndata_state))) {
+        ts_fail(e, "%s: its FITS block (what the dataset fitted on the training split: "
+                "vocabularies, statistics) differs from the state the data was read with now "
+                "(the run folder's data_state.txt, or a refit); resuming would read rows "
+                "differently from the steps before. Restore data_state.txt, or start again with "
+                "--overwrite", path);
+        goto out;
+    }
     /* Every check passed: restore. */
     ts_params_copy(x, r, count);
     const unsigned char *st = c.p[B_OPTS];

@@ -4,7 +4,8 @@
 # and the same per-row predictions as its predictions.csv; rows without the label are predicted;
 # a value the training split never had is counted and takes its unseen bucket; the fitted state
 # is never refitted (a file of one row reads as it would inside the training data); a run
-# without a fitted state, a non-empty --out and a missing file get sentences.
+# without a fitted state, a non-empty --out and a missing file get sentences; a resumed run whose
+# fitted state changed is refused (the checkpoint carries it).
 set -u
 b=${top_builddir:-.}
 src=${top_srcdir:-.}
@@ -17,7 +18,7 @@ check() { if "$@"; then passes=$((passes + 1)); return 0; fi; failures=$((failur
 bad() { echo "FAIL: $*"; return 1; }
 
 "$T" run "$src/experiments/census_mmoe.ini" train.epochs=1 train.threads=1 --results "$tmp/run" \
-    --quiet || { echo "FAIL: training"; exit 1; }
+    train.keep_checkpoints=true --quiet || { echo "FAIL: training"; exit 1; }
 for f in predictions.csv data_state.txt; do
     check test -s "$tmp/run/$f" || echo "FAIL: the run wrote no $f"
 done
@@ -83,6 +84,14 @@ check grep -q "is not a finished run" "$tmp/r4.err" || echo "FAIL: not a run: $(
 check test $? = 2 || echo "FAIL: predict without --data"
 # the run folder itself was never written by predict / evaluate
 check test ! -e "$tmp/run/metrics.json.tmp" || echo "FAIL: temporary file left in the run"
+
+# the fitted state travels in the checkpoint too: a resumed run whose data_state.txt was changed
+# (another mean) is refused, naming the FITS block
+cp -r "$tmp/run" "$tmp/edited" && rm "$tmp/edited/metrics.json"
+sed -i 's/^continuous 0 [^ ]*/continuous 0 40.5/' "$tmp/edited/data_state.txt"
+"$T" resume "$tmp/edited" --quiet 2>"$tmp/r6.err"
+check test $? = 1 || echo "FAIL: a changed data_state.txt was resumed"
+check grep -q "FITS block" "$tmp/r6.err" || echo "FAIL: FITS: $(cat "$tmp/r6.err")"
 
 echo "apply: $passes passed, $failures failed"
 [ $failures = 0 ]
