@@ -1396,7 +1396,11 @@ static int plot_bars(const char *png, const char *title, const char *ylabel, cha
     if (gp_begin(&g, "tessera compare", png, 900, 480)) { free(d.s); return -1; }
     if (gp_data(&g, d.s ? d.s : "", dat, sizeof dat)) { free(d.s); gp_cleanup(&g); return -1; }
     free(d.s);
-    double pad = (hi - lo) * 0.25 + 1e-3;
+    /* a margin that survives printing even when every point is the same large value */
+    double mag = fabs(lo) > fabs(hi) ? fabs(lo) : fabs(hi);
+    double pad = (hi - lo) * 0.25;
+    if (pad < 0.05 * mag) pad = 0.05 * mag;
+    if (pad < 1e-3) pad = 1e-3;
     /* Points with error bars, not bars: a bar's length would be read from an axis that does
      * not start at zero. The names are tic labels of the script, not strings of the data. */
     sb_printf(&g.s, "set title ");
@@ -1409,7 +1413,7 @@ static int plot_bars(const char *png, const char *title, const char *ylabel, cha
         gp_str(&g.s, names[i], 1);
         sb_printf(&g.s, " %d", i);
     }
-    sb_printf(&g.s, ")\nset key off\nset yrange [%g:%g]\nset xrange [-0.6:%d.6]\nset bmargin 6\n"
+    sb_printf(&g.s, ")\nset key off\nset yrange [%.9g:%.9g]\nset xrange [-0.6:%d.6]\nset bmargin 6\n"
               "plot '%s' using 1:2:3 with yerrorbars lc rgb '#2b5d9b' pt 7 ps 1.5 lw 2, "
               "'' using 1:($2+$3):(sprintf('%%.4g', $2)) with labels offset 0,1\n",
               lo - pad, hi + pad, n - 1, dat);
@@ -1755,6 +1759,21 @@ int ts_cmd_compare(int argc, char **argv)
             if (!gdone[i] && !strcmp(xs[i].group, xs[g].group)) { members[nm++] = i; gdone[i] = 1; }
         gno++;
         sb_printf(&md, "## Data: %s\n\n", md_text(xs[g].group));
+        /* What a reader cut for the neural fields (train.data.*, from its aux "report"): the
+         * lexical baselines read the whole text, so the report says when they saw more. */
+        for (int m = 0; m < nm; m++) {
+            agg *am = &ag[members[m]];
+            series *qc = find_series(am, "train.data.queries_cut"),
+                   *dc = find_series(am, "train.data.docs_cut"),
+                   *qw = find_series(am, "train.data.max_words"),
+                   *dw = find_series(am, "train.data.doc_max_words");
+            double q = qc ? qc->v[0][0] : 0, d = dc ? dc->v[0][0] : 0;
+            if (!(q > 0 || d > 0) || !qw || !dw) continue;
+            sb_printf(&md, "_%s: the neural fields keep %.0f words of a query and %.0f of a "
+                      "document (%.0f queries and %.0f documents were longer and were cut); the "
+                      "lexical heads (BM25) read the whole text._\n\n", md_text(xs[members[m]].name),
+                      qw->v[0][0], dw->v[0][0], q, d);
+        }
         /* columns: reportable keys present in any member */
         char keys[MAX_KEYS][160];
         int nk = 0;

@@ -136,4 +136,11 @@ if grep -q '^small_a,' "$tmp/out/summary.csv"; then
 fi
 grep -q "| runs finished | 0 | 2 |" "$tmp/out/report.md" ||
     { echo "FAIL: report.md does not say small_a finished no run"; exit 1; }
+# 6. One experiment, one seed: every plot is drawn (a bar chart of one point has no spread; its
+#    axis must still have a height)
+"$b/tessera" compare "$tmp/b.ini" --seeds 1 --out "$tmp/one" >"$tmp/one.log" 2>&1 ||
+    { cat "$tmp/one.log"; echo "FAIL: a comparison of one run failed"; exit 1; }
+if grep -q "could not draw" "$tmp/one.log"; then
+    cat "$tmp/one.log"; echo "FAIL: a plot of one run was not drawn"; exit 1
+fi
 echo "compare: edited experiments and overrides rerun, unchanged ones reused ($reuse), failures report no stale figure"
