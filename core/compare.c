@@ -867,8 +867,9 @@ static void read_metrics(const char *dir, agg *a, int sw, int seed)
     fclose(f);
 }
 
-/* A name as Markdown text: characters that would end a table cell or start markup are
- * escaped, line breaks become spaces. Four rotating buffers, so one printf may use several. */
+/* A name as Markdown text: characters that would end a table cell, a link or start markup are
+ * escaped (not `_`: GitHub's Markdown reads no emphasis inside a word, and run names are full
+ * of them), line breaks become spaces. Four rotating buffers, so one printf may use several. */
 static const char *md_text(const char *s)
 {
     static char buf[4][1024];
@@ -876,7 +877,7 @@ static const char *md_text(const char *s)
     char *o = buf[k = (k + 1) % 4];
     size_t n = 0;
     for (; *s && n + 3 < sizeof buf[0]; s++) {
-        if (strchr("\\`*_[]|<>#", *s)) o[n++] = '\\';
+        if (strchr("\\`*[]|<>", *s)) o[n++] = '\\';   /* `_` inside a word is no markup */
         o[n++] = *s == '\n' || *s == '\r' || *s == '\t' ? ' ' : *s;
     }
     o[n] = 0;

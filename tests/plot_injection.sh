@@ -114,7 +114,8 @@ done
 grep -q '^"d""quote",' "$cmpout/summary.csv" || { cat "$cmpout/summary.csv"; fail "summary.csv: d\"quote not quoted"; }
 grep -q '^"d""quote"' "$cmpout/significance.csv" 2>/dev/null || grep -q 'd""quote' "$cmpout/significance.csv" 2>/dev/null ||
     [ "$(wc -l <"$cmpout/significance.csv")" -le 1 ] || fail "significance.csv: d\"quote not quoted"
-grep -q 'a\\_b^{c}&d' "$cmpout/report.md" || { grep 'a_b' "$cmpout/report.md"; fail "report.md: a_b^{c}&d not escaped"; }
+grep -qF 'back\\slash' "$cmpout/report.md" || { grep 'slash' "$cmpout/report.md"; fail "report.md: back\\slash not escaped"; }
+grep -qF '\`touch W\`' "$cmpout/report.md" || { grep 'touch' "$cmpout/report.md"; fail "report.md: backticks not escaped"; }
 
 # ---- sweep values as tic labels (gnuplot reads explicit tic labels as format strings) ----------
 "$b/tessera" compare e1.ini --quick --sweep "experiment.description=%s x,it's \$(touch W)" \
