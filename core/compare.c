@@ -623,7 +623,7 @@ static int start_job(const cmp_opts *o, const cmp_exp *x, job *j, const char *se
 static void print_last_line(const char *log)
 {
     char line[2048] = "", last[2048] = "";
-    FILE *f = fopen(log, "r");
+    FILE *f = ts_fopen_regular(log);
     while (f && fgets(line, sizeof line, f)) if (line[0] != '\n') snprintf(last, sizeof last, "%s", line);
     if (f) fclose(f);
     last[strcspn(last, "\n")] = 0;
@@ -849,7 +849,7 @@ static void read_metrics(const char *dir, agg *a, int sw, int seed)
 {
     char path[TS_PATH_MAX + 16], line[1024];
     snprintf(path, sizeof path, "%s/metrics.json", dir);
-    FILE *f = fopen(path, "r");
+    FILE *f = ts_fopen_regular(path);
     if (!f) return;
     while (fgets(line, sizeof line, f)) {
         char *q1 = strchr(line, '"'), *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
@@ -1529,7 +1529,7 @@ static int read_gates(const char *dir, gates *g)
     char p[TS_PATH_MAX + 16], line[512];
     snprintf(p, sizeof p, "%s/gates.csv", dir);
     memset(g, 0, sizeof *g);
-    FILE *f = fopen(p, "r");
+    FILE *f = ts_fopen_regular(p);
     if (!f) return -1;
     while (fgets(line, sizeof line, f)) {
         char *fld[4];

@@ -41,7 +41,7 @@ static void original_dir(const char *cfg, char *dir, size_t n)
 {
     static const char tag[] = "; resolved configuration of ";
     char line[TS_PATH_MAX + 128];
-    FILE *f = fopen(cfg, "r");
+    FILE *f = ts_fopen_regular(cfg);
     dir[0] = 0;
     if (!f) return;
     if (fgets(line, sizeof line, f) && !strncmp(line, tag, sizeof tag - 1)) {
@@ -68,7 +68,7 @@ static int load_run(run_t *R, const char *dir, const char *head, int nover, char
     char cfg[TS_PATH_MAX + 32], odir[TS_PATH_MAX], pp[TS_PATH_MAX + 32];
     snprintf(cfg, sizeof cfg, "%s/config.ini", dir);
     snprintf(pp, sizeof pp, "%s/params.bin", dir);
-    FILE *f = fopen(cfg, "r");
+    FILE *f = ts_fopen_regular(cfg);
     if (!f) return ts_fail(e, "%s has no config.ini: give the folder a `tessera run` wrote", dir);
     fclose(f);
     ts_run_opts o = {.results_dir = dir, .noverride = nover, .overrides = over};

@@ -268,6 +268,9 @@ int ts_read_file(const char *path, unsigned char **buf, size_t *n, ts_err *e);
  * for the caller's message), -1 with errno = 0 and a sentence in e naming what path is instead
  * (a FIFO, a device, a socket, a folder); `what` is what the caller wanted ("a data file"). */
 int ts_open_regular(const char *path, const char *what, ts_err *e);
+/* fopen(path, "r") for a regular file only (NULL for a FIFO, a device, a folder): the program's
+ * readers of files a run wrote (metrics.json, gates.csv, config.ini) never block on a planted FIFO. */
+FILE *ts_fopen_regular(const char *path);
 
 /* ---- checkpoints (checkpoint.c; docs/checkpoints.md documents the format) -------------------- */
 /* The training loop's state between two steps: with the arena's weights and optimizer slots it

@@ -52,6 +52,16 @@ int ts_open_regular(const char *path, const char *what, ts_err *e)
     return fd;
 }
 
+FILE *ts_fopen_regular(const char *path)
+{
+    ts_err e;
+    int fd = ts_open_regular(path, "a file", &e);
+    if (fd < 0) return NULL;
+    FILE *f = fdopen(fd, "r");
+    if (!f) close(fd);
+    return f;
+}
+
 struct ts_lines {
     gzFile gz;            /* zlib reads plain files transparently too */
     char *path;

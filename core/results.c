@@ -100,8 +100,9 @@ int ts_metrics_get(const char *results_dir, const char *key, double *value, ts_e
 {
     char path[TS_PATH_MAX];
     snprintf(path, sizeof path, "%s/metrics.json", results_dir);
-    FILE *f = fopen(path, "r");
-    if (!f) return ts_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = ts_fopen_regular(path);
+    if (!f) return ts_fail(e, "%s: cannot open: %s", path,
+                           errno ? strerror(errno) : "not a regular file");
     char line[1024], want[512];
     snprintf(want, sizeof want, "\"%s\":", key);
     int found = 0;
