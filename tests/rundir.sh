@@ -112,13 +112,21 @@ cp -r r1 r2
 rm r2/metrics.json
 expect 1 "holds an unfinished run" "--resume" -- "$T" run exp.ini --results r2 --quiet
 
-# 4. two writers: the second is refused while the first trains
-"$T" run exp.ini --results r3 --quiet data.rows=200000,500,500 train.epochs=1 2>r3.err &
+# 4. two writers: the second is refused while the first trains (the first is made long enough
+#    to be still training, then stopped with SIGTERM: it leaves a resumable folder)
+"$T" run exp.ini --results r3 --quiet data.rows=200000,500,500 train.epochs=100 2>r3.err &
 pid=$!
-i=0; while [ ! -f r3/train.csv ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
-expect 1 "is being written by another tessera run" -- "$T" run exp.ini --results r3 --overwrite --quiet
-wait $pid || bad "the first writer failed: $(cat r3.err)"
-[ -f r3/metrics.json ] || bad "the first writer did not finish"
+i=0; while [ ! -f r3/train.csv ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
+if kill -0 $pid 2>/dev/null; then
+    expect 1 "is being written by another tessera run" -- "$T" run exp.ini --results r3 --overwrite --quiet
+    kill -TERM $pid
+    wait $pid
+    rc=$?
+    [ $rc = 143 ] || bad "the first writer, stopped by SIGTERM, exited $rc: $(cat r3.err)"
+    [ -f r3/checkpoint.tsck ] || bad "the first writer left no checkpoint"
+else
+    bad "the first writer ended before the second started: $(cat r3.err)"
+fi
 
 # 5. signals: SIGTERM and SIGINT leave a resumable folder; resuming equals a run never stopped
 expect 0 -- "$T" run exp.ini --results ref --quiet data.rows=60000,500,500 train.batch=32
