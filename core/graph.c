@@ -1233,7 +1233,7 @@ void ts_exp_free(ts_exp *x)
     free(x->arena);
     ts_ctx_free(&x->ctx);
     ts_ini_free(&x->ini);
-    ts_rundir_unlock(x->lock_fd);
+    ts_rundir_release(x);
     free(x->identity);
     free(x->data_state);
     free(x->data_report);

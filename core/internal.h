@@ -159,6 +159,7 @@ struct ts_exp {
     /* the results folder (rundir.c) */
     int lock_fd;                        /* flock'ed RUN_DIR/.lock while this run writes; -1 */
     int dir_state;                      /* ts_dir_state found when the lock was taken */
+    int dir_created;                    /* this run made the folder (removed again if left empty) */
     int up_to_date;                     /* --if-changed found the same finished run: no training */
     char *identity;                     /* identity.txt's text (ts_rundir_prepare) */
     char *data_state;                   /* what the dataset fitted (its fitted() op), or NULL */
@@ -192,6 +193,8 @@ ts_dir_state ts_rundir_state(const char *dir, char *other, size_t n);
  * writer gets a sentence naming the folder and the holder's pid. */
 int ts_rundir_lock(const char *dir, int *fd, ts_err *e);
 void ts_rundir_unlock(int fd);
+/* Releases x's lock; a folder this run created and left holding nothing but the lock goes too. */
+void ts_rundir_release(ts_exp *x);
 /* Removes the files a run writes (and nothing else) from dir. */
 int ts_rundir_clear(const char *dir, ts_err *e);
 /* identity.txt's text for a built experiment: the library, every plugin used (kind, name,

@@ -149,6 +149,27 @@ void ts_rundir_unlock(int fd)
     close(fd);   /* releases the flock */
 }
 
+void ts_rundir_release(ts_exp *x)
+{
+    if (x->lock_fd < 0) return;
+    const char *dir = x->ctx.results_dir;
+    /* a run refused before it wrote anything leaves no empty folder it made itself */
+    if (x->dir_created) {
+        char lock[TS_PATH_MAX + 16];
+        snprintf(lock, sizeof lock, "%s/.lock", dir);
+        DIR *d = opendir(dir);
+        int only_lock = d != NULL;
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+            if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, ".lock"))
+                only_lock = 0;
+        if (d) closedir(d);
+        if (only_lock && !unlink(lock)) rmdir(dir);
+    }
+    ts_rundir_unlock(x->lock_fd);
+    x->lock_fd = -1;
+}
+
 /* ---- identity ------------------------------------------------------------------------------------ */
 typedef struct sbuf { char *s; size_t n, cap; int oom; } sbuf;
 
@@ -388,6 +409,7 @@ int ts_rundir_begin(ts_exp *x, ts_err *e)
         return ts_fail(e, "%s holds files tessera did not write (%s, ...), so it is not a results "
                        "folder; give --results a new or empty folder (a run never writes into or "
                        "deletes from other folders)", dir, other);
+    x->dir_created = access(dir, F_OK) != 0;
     if (ts_rundir_lock(dir, &x->lock_fd, e)) return -1;
     ts_dir_state st = ts_rundir_state(dir, other, sizeof other);
     x->dir_state = st;

@@ -107,6 +107,11 @@ expect 1 "control character" -- "$T" run exp.ini "experiment.name=$(printf 'a\tb
 [ -e escape ] || [ -e ../escape ] && bad "a name escaped the results folder"
 [ -e results/.. ] && [ -e results/rd ] && bad "unexpected results/rd"
 
+# a run refused before it wrote anything leaves no folder behind
+sed 's/^units = 8$/units = 0/' exp.ini >bad.ini
+expect 1 "units" -- "$T" run bad.ini --results never --quiet
+[ -e never ] && bad "a refused run left its folder 'never' behind"
+
 # 3. an unfinished run: refused without a flag, resumed with --resume
 cp -r r1 r2
 rm r2/metrics.json
