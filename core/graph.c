@@ -318,7 +318,8 @@ static const char *const train_keys[] = {"epochs", "batch", "eval_batch", "early
                                          "max_steps", "checkpoint_every", "keep_checkpoints",
                                          NULL};
 static const char *const layer_keys[] = {"type", "input", "share", "plugin", NULL};
-static const char *const head_keys[] = {"type", "input", "label", "loss", "weight", "plugin", NULL};
+static const char *const head_keys[] = {"type", "input", "label", "loss", "weight", "plugin",
+                                        "sample_weight", "mask", NULL};
 static const char *const plugin_keys[] = {"type", "plugin", NULL};
 
 static int starts(const char *s, const char *p) { return !strncmp(s, p, strlen(p)); }
@@ -809,6 +810,80 @@ static int check_graph(ts_exp *x, char (*hin)[TS_MAX_IN][2 * TS_NAME_MAX], const
     return 0;
 }
 
+/* ---- a head's fields: its label, per-row weights and mask ------------------------------------ */
+/* The field named by the head's `key =` (label, sample_weight, mask), or NULL when the key is not
+ * set; an unknown name is an error that lists the dataset's fields. */
+static int head_field(ts_exp *x, ts_hnode *hn, const char *key, const ts_tensor **t, ts_err *e)
+{
+    const char *name = ts_cfg_str(hn->cfg, key);
+    *t = NULL;
+    if (!name) return 0;
+    int f = field_index(x, name);
+    if (f < 0) {
+        char fields[1024] = "";
+        for (int j = 0; j < x->data.nfield; j++) {
+            size_t k = strlen(fields);
+            snprintf(fields + k, sizeof fields - k, "%s%s", j ? ", " : "", x->data.field_name[j]);
+        }
+        return ts_fail(e, "%s: [%s] %s '%s' is not a field of the dataset (%s)",
+                       ts_cfg_where(hn->cfg, key), hn->cfg->name, key, name, fields);
+    }
+    *t = &x->data.field[f];
+    return 0;
+}
+
+/* `sample_weight =` and `mask =`: one float a row each, for a head that honours them. */
+static int head_row_weights(ts_exp *x, ts_hnode *hn, ts_err *e)
+{
+    static const char *const keys[2] = {"sample_weight", "mask"};
+    const ts_tensor **t[2] = {&hn->sample_weight, &hn->mask};
+    for (int k = 0; k < 2; k++) {
+        if (head_field(x, hn, keys[k], t[k], e)) return -1;
+        const ts_tensor *f = *t[k];
+        if (!f) continue;
+        if (!TS_OP(hn->ops, row_weights))
+            return ts_fail(e, "%s: [%s] (type %s) does not take per-row weights or masks; remove "
+                           "%s = (the binary and regression heads take them)",
+                           ts_cfg_where(hn->cfg, keys[k]), hn->cfg->name, hn->pl->name, keys[k]);
+        if (f->dtype != TS_F32 || ts_rowsize(f) != 1)
+            return ts_fail(e, "%s: [%s] %s = %s: the field must hold one number a row; declare it "
+                           "in [data] as a %s", ts_cfg_where(hn->cfg, keys[k]), hn->cfg->name,
+                           keys[k], ts_cfg_str(hn->cfg, keys[k]),
+                           k ? "label's mask (labels = NAME(mask:FIELD))" : "weight column");
+        if (f == hn->H.label)
+            return ts_fail(e, "%s: [%s] %s = %s is the head's own label", ts_cfg_where(hn->cfg,
+                           keys[k]), hn->cfg->name, keys[k], ts_cfg_str(hn->cfg, keys[k]));
+    }
+    if ((hn->sample_weight || hn->mask) &&
+        !(hn->wbuf = malloc((size_t)(x->ctx.max_batch > 0 ? x->ctx.max_batch : 1) * sizeof(float))))
+        return ts_fail(e, "out of memory");
+    return 0;
+}
+
+static ts_hnode *hnode_of(const ts_head *H)
+{
+    ts_ctx *c = H ? H->ctx : NULL;
+    for (int h = 0; c && h < c->nheads; h++)
+        if (&c->heads[h].H == H) return &c->heads[h];
+    return NULL;
+}
+
+const float *ts_head_weights(ts_head *H, int n)
+{
+    ts_hnode *hn = hnode_of(H);
+    if (!hn || !hn->wbuf) return NULL;
+    const float *w = hn->sample_weight ? hn->sample_weight->x : NULL;
+    const float *m = hn->mask ? hn->mask->x : NULL;
+    for (int i = 0; i < n; i++) hn->wbuf[i] = (w ? w[i] : 1.0f) * (m ? m[i] : 1.0f);
+    return hn->wbuf;
+}
+
+const float *ts_head_mask(const ts_head *H)
+{
+    ts_hnode *hn = hnode_of(H);
+    return hn && hn->mask ? hn->mask->x : NULL;
+}
+
 /* ---- the labels, checked once before training -------------------------------------------------
  * A label must be what the head and its loss take: the head's declared kind (ts_head_ops
  * check_label: "binary", "real", "class K") and its loss's label_kind, the stricter of the two
@@ -850,6 +925,25 @@ static int label_ok(int kind, float v, long classes)
     }
 }
 
+/* A head's per-row weights (finite, >= 0) and mask (0 or 1) in rows s..s+b of split sp. */
+static int check_row_weights(ts_hnode *hn, int sp, long s, int b, ts_err *e)
+{
+    static const char *const split[3] = {"training", "validation", "test"};
+    const ts_tensor *f[2] = {hn->sample_weight, hn->mask};
+    static const char *const key[2] = {"sample_weight", "mask"};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; f[k] && i < b; i++) {
+            float v = f[k]->x[i];
+            if (k ? (v == 0 || v == 1) : (isfinite(v) && v >= 0)) continue;
+            return ts_fail(e, "%s: [%s] %s = %s: row %ld of the %s split holds %g, but %s; fix "
+                           "the data (the reader's weight and mask columns are checked as read)",
+                           ts_cfg_where(hn->cfg, key[k]), hn->cfg->name, key[k],
+                           ts_cfg_str(hn->cfg, key[k]), s + i, split[sp], (double)v,
+                           k ? "a mask is 0 or 1" : "a sample weight is a finite number >= 0");
+        }
+    return 0;
+}
+
 static int check_labels(ts_exp *x, ts_err *e)
 {
     label_tally *t = calloc((size_t)x->nheads, sizeof *t);
@@ -862,7 +956,7 @@ static int check_labels(ts_exp *x, ts_err *e)
         t[h].kind = kind_rank(l) > kind_rank(d) ? l : d;
         t[h].first_split = -1;
         if (!hn->H.label || hn->H.label->dtype != TS_F32) t[h].kind = -1;
-        any |= t[h].kind >= 0;
+        any |= t[h].kind >= 0 || hn->sample_weight || hn->mask;
     }
     const ts_dataset_ops *ops = x->data_pl->ops;
     int rc = 0;
@@ -876,12 +970,15 @@ static int check_labels(ts_exp *x, ts_err *e)
                 rc = ts_fail(e, "[data] %s: %s", x->data_pl->name, pe.msg);
                 break;
             }
-            for (int h = 0; h < x->nheads; h++) {
+            for (int h = 0; h < x->nheads && !rc; h++)
+                rc = check_row_weights(&x->heads[h], sp, s, b, e);
+            for (int h = 0; h < x->nheads && !rc; h++) {
                 if (t[h].kind < 0) continue;
                 const ts_tensor *y = x->heads[h].H.label;
+                const float *m = x->heads[h].mask ? x->heads[h].mask->x : NULL;
                 long per = ts_rowsize(y), cls = x->heads[h].label_classes;
                 for (long j = 0; j < (long)b * per; j++) {
-                    if (label_ok(t[h].kind, y->x[j], cls)) continue;
+                    if ((m && m[j / per] == 0) || label_ok(t[h].kind, y->x[j], cls)) continue;
                     if (t[h].first_split < 0) {
                         t[h].first_split = sp;
                         t[h].first_row = s + j / per;
@@ -1130,6 +1227,8 @@ int ts_exp_build(ts_exp *x, ts_err *e)
         nd->built = 1;
     }
     /* Heads. */
+    x->ctx.heads = x->heads;
+    x->ctx.nheads = x->nheads;
     for (int i = 0; i < x->nheads; i++) {
         ts_hnode *hn = &x->heads[i];
         ts_head *H = &hn->H;
@@ -1142,21 +1241,7 @@ int ts_exp_build(ts_exp *x, ts_err *e)
                                "LAYER.OUTPUT", ts_cfg_where(hn->cfg, "input"), hn->cfg->name,
                                names[k]);
         }
-        const char *label = ts_cfg_str(hn->cfg, "label");
-        if (label) {
-            int f = field_index(x, label);
-            if (f < 0) {
-                char fields[1024] = "";
-                for (int j = 0; j < x->data.nfield; j++) {
-                    size_t k = strlen(fields);
-                    snprintf(fields + k, sizeof fields - k, "%s%s", j ? ", " : "",
-                             x->data.field_name[j]);
-                }
-                return ts_fail(e, "%s: [%s] label '%s' is not a field of the dataset (%s)",
-                               ts_cfg_where(hn->cfg, "label"), hn->cfg->name, label, fields);
-            }
-            H->label = &x->data.field[f];
-        }
+        if (head_field(x, hn, "label", &H->label, e) || head_row_weights(x, hn, e)) return -1;
         H->ctx = &x->ctx;
         H->grad_scale = (float)hn->weight;
         ts_err pe;
@@ -1228,6 +1313,7 @@ void ts_exp_free(ts_exp *x)
     if (x->data_open && dops && TS_OP(dops, close)) dops->close(&x->data);
     for (int i = 0; i < x->nwarnings; i++) free(x->warnings[i]);
     free(x->warnings);
+    for (int i = 0; x->heads && i < x->nheads; i++) free(x->heads[i].wbuf);
     free(x->nodes);
     free(x->heads);
     free(x->arena);

@@ -93,6 +93,8 @@ struct ts_ctx {
     unsigned char field_label[TS_MAX_FIELDS];  /* 1: the dataset declared the field a label
                                                 * (ts_data_label); layers may never read it */
     long label_classes;            /* set by ts_head_label_classes while a head builds */
+    struct ts_hnode *heads;        /* the experiment's heads (ts_head_weights finds H there) */
+    int nheads;
 };
 
 void ts_ctx_init(ts_ctx *ctx, uint64_t seed, int max_batch);
@@ -127,6 +129,9 @@ typedef struct ts_hnode {
     double loss_sum;               /* since the last log line */
     int built;                     /* build() succeeded: destroy() is owed */
     long label_classes;            /* > 0: the label is a class index in [0, label_classes) */
+    const ts_tensor *sample_weight;  /* `sample_weight =`: (B, 1) per-row weights, or NULL */
+    const ts_tensor *mask;         /* `mask =`: (B, 1) 1 = the row has this task's label */
+    float *wbuf;                   /* (max_batch) their product for this batch */
 } ts_hnode;
 
 struct ts_exp {

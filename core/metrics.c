@@ -16,16 +16,21 @@ static int by_score(const void *a, const void *b)
 
 /* AUC = P(score of a random positive > score of a random negative) + 0.5 P(tie), weighted:
  * sort by score, walk groups of equal scores; each positive in a group beats the negative
- * weight seen before the group and ties with half the negative weight inside it. */
+ * weight seen before the group and ties with half the negative weight inside it. A row whose
+ * label is NaN has none (a masked task) and is left out. */
 double ts_auc(const float *score, const float *label, const float *w, long n)
 {
     scored *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
     if (!v) return NAN;
+    long m = 0;
     for (long i = 0; i < n; i++) {
-        v[i].s = score[i];
-        v[i].y = label[i] > 0.5f;
-        v[i].w = w ? w[i] : 1.0f;
+        if (isnan(label[i])) continue;
+        v[m].s = score[i];
+        v[m].y = label[i] > 0.5f;
+        v[m].w = w ? w[i] : 1.0f;
+        m++;
     }
+    n = m;
     qsort(v, (size_t)n, sizeof *v, by_score);
     double neg_below = 0, pos_total = 0, neg_total = 0, num = 0;
     for (long i = 0; i < n;) {
@@ -51,6 +56,7 @@ double ts_logloss(const float *p, const float *label, const float *w, long n)
     double s = 0, ws = 0;
     for (long i = 0; i < n; i++) {
         double q = p[i], wi = w ? w[i] : 1.0;
+        if (isnan(label[i])) continue;           /* no label: a masked row */
         if (q < 1e-7) q = 1e-7;
         if (q > 1 - 1e-7) q = 1 - 1e-7;
         s += -wi * (label[i] > 0.5f ? log(q) : log(1 - q));

@@ -175,7 +175,8 @@ int ts_write_predictions(ts_exp *x, const char *path, int with_labels, int with_
         }
         for (int k = 0; k < nuse; k++) {
             fprintf(f, "%s%.9g", first && !k ? "" : ",", score[k][i]);
-            if (with_labels) fprintf(f, ",%.9g", label[k][i]);
+            if (with_labels && isnan(label[k][i])) fputc(',', f);   /* a masked row: no label */
+            else if (with_labels) fprintf(f, ",%.9g", label[k][i]);
         }
         fputc('\n', f);
     }

@@ -212,7 +212,8 @@ int ts_grow_pair(float **a, float **b, long *cap, long need);
 /* ------------------------------------------------------------------------------------------
  * Shared kernels: metrics and ranking, so every head computes them the same way.
  * ------------------------------------------------------------------------------------------ */
-/* Exact ROC AUC with ties counted as one half (Mann-Whitney U). label > 0.5 is positive.
+/* Exact ROC AUC with ties counted as one half (Mann-Whitney U). label > 0.5 is positive; a NaN
+ * label is missing (a masked row) and left out, here and in ts_logloss.
  * w may be NULL (unit weights). Returns NAN when one class is absent. */
 double ts_auc(const float *score, const float *label, const float *w, long n);
 /* Mean binary cross-entropy of probabilities p (clamped to [1e-7, 1 - 1e-7]). */
@@ -396,6 +397,10 @@ typedef struct ts_head_ops {
     /* ---- appended after ABI 3's first layout: the host reads these through TS_OP ---- */
     /* Optional: as ts_layer_ops.init, for a head that holds parameters. */
     int (*init)(ts_head *H, ts_err *e);
+    /* 1: the head honours per-row weights and label masks (its section's `sample_weight =` and
+     * `mask =`, read with ts_head_weights and ts_head_mask); the host refuses those keys on a
+     * head that leaves this 0. */
+    int row_weights;
 } ts_head_ops;
 
 /* ---- datasets -------------------------------------------------------------------------- */
@@ -450,6 +455,19 @@ int ts_data_label(ts_data *D, const char *name, ts_err *e);
 /* At build(): a head whose label is a class index (an item id) says how many classes there are,
  * so that the host's check refuses a label outside [0, k) before training. */
 void ts_head_label_classes(ts_head *H, long k);
+
+/* ---- per-row weights and label masks of a head --------------------------------------------
+ * A head section may name `sample_weight = FIELD` (a number >= 0 a row) and `mask = FIELD` (1: the
+ * row has this task's label, 0: it has none, as a conversion label exists only for clicked rows).
+ * The host checks both fields before training (finite, >= 0; a mask 0 or 1) and skips masked
+ * rows when it checks the labels. For the rows of the current batch (n of them):
+ *   ts_head_weights: w_i = weight_i * mask_i, what the head hands its loss (sum w l / sum w) and
+ *                    weighs its figures with; NULL when the head has neither key (all 1);
+ *   ts_head_mask:    the mask field's values, or NULL: a masked row has no label, so the head
+ *                    leaves it out of its figures and reports its label as missing (NaN).
+ * Only the host's heads have them: a head built elsewhere (check-plugin) gets NULL. */
+const float *ts_head_weights(ts_head *H, int n);
+const float *ts_head_mask(const ts_head *H);
 
 #ifdef __cplusplus
 }

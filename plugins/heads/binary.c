@@ -1,13 +1,20 @@
-/* binary.c — the head of a binary task (click, income > 50K): one logit per example.
+/* binary.c — the head of a binary task (click, income > 50K): one score per example.
  *
- * Input (B, 1) logits z, label (B, 1) in {0, 1}; the prediction is sigmoid(z). The loss comes
- * from the head's `loss =` plugin (normally bce, whose pos_weight is read from this section);
- * in training its gradient, scaled by the task's weight, flows into the input. On a validation
- * or test split the head keeps every score and label and reports, at the end of the split:
- *   auc            exact ROC AUC (ts_auc)
- *   logloss        mean binary cross-entropy of sigmoid(z) (ts_logloss)
+ * Input (B, 1): logits z (takes = logit, the default; the prediction is sigmoid(z)) or
+ * probabilities p (takes = probability: the output of a sigmoid, or a product of probabilities
+ * as ESMM's pCTCVR = pCTR x pCVR; p is clipped to [1e-7, 1 - 1e-7] and the loss sees
+ * z = log(p / (1 - p)), so its gradient reaches p as dL/dz / (p (1 - p))). The label is (B, 1) in
+ * {0, 1}. The loss comes from the head's `loss =` plugin (normally bce, whose pos_weight is read
+ * from this section); in training its gradient, scaled by the task's weight, flows into the
+ * input. Per-row weights and a label mask (the section's `sample_weight =` and `mask =`) weigh
+ * the loss (sum w l / sum w) and the figures; a masked row has no label: it adds nothing to the
+ * loss or the figures and its label is written as missing. On a validation or test split the
+ * head keeps every score and label and reports, at the end of the split:
+ *   auc            exact ROC AUC (ts_auc), weighted when the rows are
+ *   logloss        mean binary cross-entropy of the prediction (ts_logloss)
  *   loss           the mean of the loss plugin's value over the examples
  *   positive_rate  the fraction of positive labels (a baseline for the two figures above)
+ *   rows           the rows with a label (only when the head has a mask)
  * and hands the split's probabilities and labels to the host (predictions), which combines
  * several tasks' scores into one ranking score ([train] output_weights).
  * It is not a multi-class head and does not calibrate its scores.
@@ -18,32 +25,47 @@
 #include <stdlib.h>
 
 typedef struct binary_state {
-    float *prob;               /* (cap) sigmoid scores of the split so far */
-    float *label;              /* (cap) their labels */
-    long n, cap;
-    double loss_sum;           /* sum over batches of batch loss * batch rows */
+    int prob_in;               /* 1: the input is a probability, 0: a logit */
+    float *prob;               /* (cap) predicted probabilities of the split so far */
+    float *label;              /* (cap) their labels; NaN for a masked row */
+    float *w;                  /* (wcap) their weights, when the head has any */
+    long n, cap, wcap;
+    int weighted;              /* the last evaluation's rows had weights (w holds them) */
+    double loss_sum, wsum;     /* sum over batches of batch loss * batch weight, and the weight */
+    float *z, *dz;             /* (max batch) logits and their gradient, for probability input */
 } binary_state;
+
+#define P_EPS 1e-7f
 
 static inline double softplus(double x) { return (x > 0 ? x : 0) + log1p(exp(-fabs(x))); }
 
-/* Plain stable bce for a head built without a loss plugin: mean over z (n), dz += scale * dl/dz. */
-static double bce_fallback(const float *z, const float *y, long n, float *dz, float scale)
+/* Plain stable bce for a head built without a loss plugin: sum w l / sum w over z (n),
+ * dz += scale * dl/dz. */
+static double bce_fallback(const float *z, const float *y, const float *w, long n, float *dz,
+                           float scale)
 {
-    double sum = 0;
+    double sum = 0, ws = 0;
+    for (long i = 0; i < n; i++) ws += w ? w[i] : 1.0;
+    if (ws <= 0) return 0;
     for (long i = 0; i < n; i++) {
-        sum += y[i] * softplus(-z[i]) + (1 - y[i]) * softplus(z[i]);
-        if (dz) dz[i] += scale * (float)((1.0 / (1.0 + exp(-z[i])) - y[i]) / n);
+        double wi = w ? w[i] : 1.0;
+        if (wi == 0) continue;
+        sum += wi * (y[i] * softplus(-z[i]) + (1 - y[i]) * softplus(z[i]));
+        if (dz) dz[i] += scale * (float)(wi * (1.0 / (1.0 + exp(-z[i])) - y[i]) / ws);
     }
-    return n ? sum / n : 0;
+    return sum / ws;
 }
 
 static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
 {
     char sh[96];
+    int takes = 0;
+    if (ts_cfg_choice(cfg, "takes", "logit|probability", &takes, e)) return -1;
     if (H->nin != 1 || H->in[0]->dtype != TS_F32 || ts_rowsize(H->in[0]) != 1)
-        return ts_fail(e, "%s: head.%s (binary) takes one logit per example (B, 1), got %s; "
+        return ts_fail(e, "%s: head.%s (binary) takes one %s per example (B, 1), got %s; "
                        "end the model with a dense layer of units = 1", ts_cfg_where(cfg, "input"),
-                       H->name, H->nin ? ts_shape_str(H->in[0], sh, sizeof sh) : "no input");
+                       H->name, takes ? "probability" : "logit",
+                       H->nin ? ts_shape_str(H->in[0], sh, sizeof sh) : "no input");
     if (!H->label || H->label->dtype != TS_F32 || ts_rowsize(H->label) != 1)
         return ts_fail(e, "%s: head.%s (binary) needs a label field of one float per example "
                        "(0 or 1); set label = a dataset field", ts_cfg_where(cfg, "label"),
@@ -54,6 +76,13 @@ static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
     binary_state *s = calloc(1, sizeof *s);
     if (!s) return ts_fail(e, "head.%s: out of memory", H->name);
     H->state = s;
+    s->prob_in = takes;
+    if (takes) {
+        int b = H->in[0]->dim[0] > 0 ? H->in[0]->dim[0] : 1;
+        s->z = malloc((size_t)b * sizeof *s->z);
+        s->dz = malloc((size_t)b * sizeof *s->dz);
+        if (!s->z || !s->dz) return ts_fail(e, "head.%s: out of memory", H->name);
+    }
     return 0;
 }
 
@@ -63,15 +92,32 @@ static int eval_begin(ts_head *H, ts_phase phase, ts_err *e)
     (void)e;
     binary_state *s = H->state;
     s->n = 0;
-    s->loss_sum = 0;
+    s->weighted = 0;
+    s->loss_sum = s->wsum = 0;
     return 0;
 }
 
 /* Grows the split's buffers to hold need rows (evaluation only). */
-static int reserve(binary_state *s, long need, const char *name, ts_err *e)
+static int reserve(binary_state *s, long need, int weighted, const char *name, ts_err *e)
 {
     if (ts_grow_pair(&s->prob, &s->label, &s->cap, need))
         return ts_fail(e, "head.%s: out of memory for %ld scores", name, need);
+    if (weighted && s->wcap < need) {
+        long cap = s->cap;
+        float *p = realloc(s->w, (size_t)cap * sizeof *p);
+        if (!p) return ts_fail(e, "head.%s: out of memory for %ld weights", name, need);
+        s->w = p;
+        s->wcap = cap;
+    }
+    return 0;
+}
+
+/* The batch's loss of logits z (n) against y, weights w: dz += its gradient when dz is set. */
+static int logit_loss(ts_head *H, int n, const float *z, const float *y, const float *w,
+                      double *loss, float *dz, ts_err *e)
+{
+    if (H->loss) return H->loss->eval(H->loss_state, n, 1, z, y, w, loss, dz, H->grad_scale, e);
+    *loss = bce_fallback(z, y, w, n, dz, H->grad_scale);
     return 0;
 }
 
@@ -80,22 +126,36 @@ static int forward(ts_head *H, ts_phase phase, double *loss, ts_err *e)
     binary_state *s = H->state;
     const ts_tensor *in = H->in[0];
     int n = in->dim[0];
-    const float *z = in->x, *y = H->label->x;   /* (B, 1) each */
-    float *dz = phase == TS_TRAIN ? in->dx : NULL;
-    if (H->loss) {
-        if (H->loss->eval(H->loss_state, n, 1, z, y, NULL, loss, dz, H->grad_scale, e))
-            return -1;
-    } else {
-        *loss = bce_fallback(z, y, n, dz, H->grad_scale);
+    const float *x = in->x, *y = H->label->x;   /* (B, 1) each */
+    const float *w = ts_head_weights(H, n), *mask = ts_head_mask(H);
+    float *dx = phase == TS_TRAIN ? in->dx : NULL;
+    const float *z = x;
+    if (s->prob_in) {                          /* z = logit(clip(p)); dL/dp = dL/dz / (p (1-p)) */
+        for (int i = 0; i < n; i++) {
+            float p = x[i] < P_EPS ? P_EPS : x[i] > 1 - P_EPS ? 1 - P_EPS : x[i];
+            s->z[i] = logf(p / (1 - p));
+            s->dz[i] = 0;
+        }
+        z = s->z;
+        if (logit_loss(H, n, z, y, w, loss, dx ? s->dz : NULL, e)) return -1;
+        for (int i = 0; dx && i < n; i++)
+            if (x[i] > P_EPS && x[i] < 1 - P_EPS) dx[i] += s->dz[i] / (x[i] * (1 - x[i]));
+    } else if (logit_loss(H, n, z, y, w, loss, dx, e)) {
+        return -1;
     }
     if (phase == TS_TRAIN) return 0;
-    if (reserve(s, s->n + n, H->name, e)) return -1;
+    if (reserve(s, s->n + n, w != NULL, H->name, e)) return -1;
+    s->weighted |= w != NULL;
+    double ws = 0;
     for (int i = 0; i < n; i++) {
-        s->prob[s->n + i] = 1.0f / (1.0f + expf(-z[i]));
-        s->label[s->n + i] = y[i];
+        s->prob[s->n + i] = s->prob_in ? x[i] : 1.0f / (1.0f + expf(-z[i]));
+        s->label[s->n + i] = mask && mask[i] == 0 ? NAN : y[i];
+        if (w) s->w[s->n + i] = w[i];
+        ws += w ? w[i] : 1.0;
     }
     s->n += n;
-    s->loss_sum += *loss * n;
+    s->loss_sum += *loss * ws;
+    s->wsum += ws;
     return 0;
 }
 
@@ -103,13 +163,24 @@ static int eval_end(ts_head *H, ts_phase phase, ts_err *e)
 {
     (void)phase;
     binary_state *s = H->state;
-    if (s->n == 0) return ts_fail(e, "head.%s: the split had no examples to evaluate", H->name);
-    double pos = 0;
-    for (long i = 0; i < s->n; i++) pos += s->label[i] > 0.5f;
-    ts_metric(H->ctx, H->name, "auc", ts_auc(s->prob, s->label, NULL, s->n));
-    ts_metric(H->ctx, H->name, "logloss", ts_logloss(s->prob, s->label, NULL, s->n));
-    ts_metric(H->ctx, H->name, "loss", s->loss_sum / s->n);
-    ts_metric(H->ctx, H->name, "positive_rate", pos / s->n);
+    const float *w = s->weighted ? s->w : NULL;
+    double pos = 0, ws = 0;
+    long rows = 0;
+    for (long i = 0; i < s->n; i++) {
+        if (isnan(s->label[i])) continue;
+        double wi = w ? w[i] : 1.0;
+        pos += wi * (s->label[i] > 0.5f);
+        ws += wi;
+        rows++;
+    }
+    if (rows == 0)
+        return ts_fail(e, "head.%s: the split had no %sexamples to evaluate", H->name,
+                       s->n ? "labelled (unmasked) " : "");
+    ts_metric(H->ctx, H->name, "auc", ts_auc(s->prob, s->label, w, s->n));
+    ts_metric(H->ctx, H->name, "logloss", ts_logloss(s->prob, s->label, w, s->n));
+    ts_metric(H->ctx, H->name, "loss", s->wsum > 0 ? s->loss_sum / s->wsum : NAN);
+    ts_metric(H->ctx, H->name, "positive_rate", ws > 0 ? pos / ws : NAN);
+    if (ts_head_mask(H)) ts_metric(H->ctx, H->name, "rows", (double)rows);
     return 0;
 }
 
@@ -130,19 +201,26 @@ static void destroy(ts_head *H)
     if (s) {
         free(s->prob);
         free(s->label);
+        free(s->w);
+        free(s->z);
+        free(s->dz);
     }
     free(s);
     H->state = NULL;
 }
 
-static const ts_key keys[] = {{NULL, NULL, NULL, NULL}};
+static const ts_key keys[] = {
+    {"takes", "choice:logit|probability", "logit",
+     "what the input holds: a logit (sigmoid applied here) or a probability (ESMM's pCTR x pCVR)"},
+    {NULL, NULL, NULL, NULL}};
 
 static const ts_head_ops ops = {.size = sizeof(ts_head_ops),
     .build = build, .forward = forward, .eval_begin = eval_begin,
     .eval_end = eval_end, .destroy = destroy, .check_inputs = "f32 6 1",
-    .check_label = "binary", .check_keys = "", .predictions = predictions};
+    .check_label = "binary", .check_keys = "", .predictions = predictions, .row_weights = 1};
 
-static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_HEAD, "binary", "1.0",
-    "binary task on one logit: sigmoid prediction; AUC, logloss, positive rate", keys, &ops};
+static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_HEAD, "binary", "1.1",
+    "binary task on one logit or probability: AUC, logloss, positive rate; row weights, masks",
+    keys, &ops};
 
 const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }

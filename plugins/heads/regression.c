@@ -2,8 +2,11 @@
  *
  * Input (B, 1) predictions z, label (B, 1) real targets. The loss comes from the head's
  * `loss =` plugin (normally mse); in training its gradient, scaled by the task's weight, flows
- * into the input. On a validation or test split the head reports
+ * into the input. Per-row weights and a label mask (the section's `sample_weight =` and
+ * `mask =`) weigh the loss (sum w l / sum w) and the figures; a masked row has no target. On a
+ * validation or test split the head reports (weighted means over the rows with a target)
  *   mse   mean of (z - y)^2      mae   mean of |z - y|      loss  the loss plugin's mean value
+ *   rows  the rows with a target (only when the head has a mask)
  * accumulated in double over the whole split. It also keeps the split's predictions and targets
  * (two floats per row, grown by doubling during evaluation only) for the host's combined score
  * across tasks ([train] output_weights). It does not rescale targets: normalise them in the
@@ -15,22 +18,28 @@
 #include <stdlib.h>
 
 typedef struct regression_state {
-    double se, ae, loss_sum;   /* sums over the split: squared error, absolute error, loss * rows */
-    long n;
-    float *pred, *target;      /* (cap) predictions and targets of the split so far */
+    double se, ae, loss_sum;   /* sums over the split: weighted squared and absolute errors, loss */
+    double wsum, lwsum;        /* the labelled rows' weight, the loss's weight */
+    long n, rows;
+    float *pred, *target;      /* (cap) predictions and targets (NaN: masked) of the split so far */
     long cap;
 } regression_state;
 
-/* Plain mse for a head built without a loss plugin: mean over z (n), dz += scale * dl/dz. */
-static double mse_fallback(const float *z, const float *y, long n, float *dz, float scale)
+/* Plain mse for a head built without a loss plugin: sum w l / sum w over z (n),
+ * dz += scale * dl/dz. */
+static double mse_fallback(const float *z, const float *y, const float *w, long n, float *dz,
+                           float scale)
 {
-    double sum = 0;
+    double sum = 0, ws = 0;
+    for (long i = 0; i < n; i++) ws += w ? w[i] : 1.0;
+    if (ws <= 0) return 0;
     for (long i = 0; i < n; i++) {
-        double r = (double)z[i] - y[i];
-        sum += r * r;
-        if (dz) dz[i] += scale * (float)(2.0 * r / n);
+        double wi = w ? w[i] : 1.0, r = (double)z[i] - y[i];
+        if (wi == 0) continue;
+        sum += wi * r * r;
+        if (dz) dz[i] += scale * (float)(2.0 * wi * r / ws);
     }
-    return n ? sum / n : 0;
+    return sum / ws;
 }
 
 static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
@@ -58,8 +67,8 @@ static int eval_begin(ts_head *H, ts_phase phase, ts_err *e)
     (void)phase;
     (void)e;
     regression_state *s = H->state;
-    s->se = s->ae = s->loss_sum = 0;
-    s->n = 0;
+    s->se = s->ae = s->loss_sum = s->wsum = s->lwsum = 0;
+    s->n = s->rows = 0;
     return 0;
 }
 
@@ -77,24 +86,32 @@ static int forward(ts_head *H, ts_phase phase, double *loss, ts_err *e)
     const ts_tensor *in = H->in[0];
     int n = in->dim[0];
     const float *z = in->x, *y = H->label->x;   /* (B, 1) each */
+    const float *w = ts_head_weights(H, n), *mask = ts_head_mask(H);
     float *dz = phase == TS_TRAIN ? in->dx : NULL;
     if (H->loss) {
-        if (H->loss->eval(H->loss_state, n, 1, z, y, NULL, loss, dz, H->grad_scale, e))
+        if (H->loss->eval(H->loss_state, n, 1, z, y, w, loss, dz, H->grad_scale, e))
             return -1;
     } else {
-        *loss = mse_fallback(z, y, n, dz, H->grad_scale);
+        *loss = mse_fallback(z, y, w, n, dz, H->grad_scale);
     }
     if (phase == TS_TRAIN) return 0;
     if (reserve(s, s->n + n, H->name, e)) return -1;
+    double lw = 0;
     for (int i = 0; i < n; i++) {
-        double r = (double)z[i] - y[i];
-        s->se += r * r;
-        s->ae += fabs(r);
+        int masked = mask && mask[i] == 0;
+        double wi = w ? w[i] : 1.0, r = (double)z[i] - y[i];
         s->pred[s->n + i] = z[i];
-        s->target[s->n + i] = y[i];
+        s->target[s->n + i] = masked ? NAN : y[i];
+        lw += wi;
+        if (masked) continue;
+        s->se += wi * r * r;
+        s->ae += wi * fabs(r);
+        s->wsum += wi;
+        s->rows++;
     }
     s->n += n;
-    s->loss_sum += *loss * n;
+    s->loss_sum += *loss * lw;
+    s->lwsum += lw;
     return 0;
 }
 
@@ -102,10 +119,13 @@ static int eval_end(ts_head *H, ts_phase phase, ts_err *e)
 {
     (void)phase;
     regression_state *s = H->state;
-    if (s->n == 0) return ts_fail(e, "head.%s: the split had no examples to evaluate", H->name);
-    ts_metric(H->ctx, H->name, "mse", s->se / s->n);
-    ts_metric(H->ctx, H->name, "mae", s->ae / s->n);
-    ts_metric(H->ctx, H->name, "loss", s->loss_sum / s->n);
+    if (s->rows == 0)
+        return ts_fail(e, "head.%s: the split had no %sexamples to evaluate", H->name,
+                       s->n ? "labelled (unmasked) " : "");
+    ts_metric(H->ctx, H->name, "mse", s->wsum > 0 ? s->se / s->wsum : NAN);
+    ts_metric(H->ctx, H->name, "mae", s->wsum > 0 ? s->ae / s->wsum : NAN);
+    ts_metric(H->ctx, H->name, "loss", s->lwsum > 0 ? s->loss_sum / s->lwsum : NAN);
+    if (ts_head_mask(H)) ts_metric(H->ctx, H->name, "rows", (double)s->rows);
     return 0;
 }
 
@@ -136,7 +156,7 @@ static const ts_key keys[] = {{NULL, NULL, NULL, NULL}};
 static const ts_head_ops ops = {.size = sizeof(ts_head_ops),
     .build = build, .forward = forward, .eval_begin = eval_begin,
     .eval_end = eval_end, .destroy = destroy, .check_inputs = "f32 6 1",
-    .check_label = "real", .check_keys = "", .predictions = predictions};
+    .check_label = "real", .check_keys = "", .predictions = predictions, .row_weights = 1};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_HEAD, "regression", "1.0",
     "real-valued task on one output: MSE, MAE", keys, &ops};

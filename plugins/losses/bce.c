@@ -31,6 +31,7 @@ static double bce_kernel(int n, int k, const float *z, const float *y, const flo
     if (wsum <= 0) return 0;
     for (int i = 0; i < n; i++) {
         double wi = w ? w[i] : 1.0, li = 0;
+        if (wi == 0) continue;                 /* a masked row: its label may be anything */
         double c = scale * wi / (wsum * k);           /* d loss / d l_ij */
         for (int j = 0; j < k; j++) {
             double zz = z[(long)i * k + j], yy = y[(long)i * k + j];

@@ -18,6 +18,7 @@ static double mse_kernel(int n, int k, const float *z, const float *y, const flo
     if (wsum <= 0) return 0;
     for (int i = 0; i < n; i++) {
         double wi = w ? w[i] : 1.0, li = 0;
+        if (wi == 0) continue;                 /* a masked row: its label may be anything */
         double c = 2.0 * scale * wi / (wsum * k);
         for (int j = 0; j < k; j++) {
             long c_ij = (long)i * k + j;
