@@ -3,7 +3,9 @@
  * list lines joined with ", ", raw lines joined as they are), command-line overrides (refusing
  * what no INI file can hold), typed getters with defaults, unknown-key errors with the nearest
  * known key, and writing the resolved file so that it reads back the same (docs/ini.md).
- * It knows nothing of plugins beyond their ts_key lists. */
+ * `extends = BASE.ini` lays a variant over its base. It knows nothing of plugins beyond their
+ * ts_key lists. */
+#define _DEFAULT_SOURCE   /* realpath */
 #include "internal.h"
 
 #include <ctype.h>
@@ -314,10 +316,101 @@ int ts_ini_load_string(ts_ini *ini, const char *name, const char *text, ts_err *
 
 static int load_file(ts_ini *ini, const char *path, ts_err *e);
 
+/* ---- extends = BASE.ini ----------------------------------------------------------------------
+ * A variant states only what differs: its file is read, then its base (recursively), and the
+ * variant's sections and keys are laid over the base's, key by key. Data paths still resolve
+ * from the variant's folder (the experiment's), so keep a base beside its variants. */
+#define EXTENDS_DEPTH 16
+
+static int load_chain(ts_ini *ini, const char *path, char chain[][TS_PATH_MAX], int depth,
+                      ts_err *e);
+
+/* Moves base's sections into ini before ini's own, then lays ini's keys over them. */
+static int lay_over(ts_ini *ini, ts_ini *base, ts_err *e)
+{
+    ts_cfg *own = ini->sec;
+    int nown = ini->nsec;
+    char **bases = realloc(base->bases, (size_t)(base->nbases + 1) * sizeof *bases);
+    if (!bases) return ts_fail(e, "out of memory");
+    bases[base->nbases++] = base->file;       /* base's own name: its sections point at it */
+    ini->bases = bases;
+    ini->nbases = base->nbases;
+    ini->sec = base->sec;
+    ini->nsec = base->nsec;
+    ini->cap = base->cap;
+    memset(base, 0, sizeof *base);
+    int rc = 0;
+    for (int i = 0; i < nown; i++) {
+        ts_cfg *c = &own[i], *to = rc ? NULL : ts_ini_find(ini, c->name);
+        if (!rc && !to) {                       /* a section of its own: moved as it is */
+            if (!(to = add_section(ini, c->name, c->line))) { rc = ts_fail(e, "out of memory"); }
+            else { free(to->ent); *to = *c; to->file = ini->file; c->ent = NULL; c->n = 0; continue; }
+        }
+        for (int j = 0; j < c->n; j++) {
+            ts_entry *en = rc ? NULL : ts_cfg_entry(to, c->ent[j].key);
+            if (!rc && !en && !(en = add_entry(to, c->ent[j].key, "", 0)))
+                rc = ts_fail(e, "out of memory");
+            if (!rc) {
+                free(en->value);
+                en->value = c->ent[j].value;
+                en->line = c->ent[j].line;
+                en->file = ini->file;
+            } else {
+                free(c->ent[j].value);
+            }
+        }
+        free(c->ent);
+    }
+    free(own);
+    return rc;
+}
+
+static int load_chain(ts_ini *ini, const char *path, char chain[][TS_PATH_MAX], int depth,
+                      ts_err *e)
+{
+    if (load_file(ini, path, e)) return -1;
+    ts_cfg *ce = ts_ini_find(ini, "experiment");
+    ts_entry *ex = ce ? ts_cfg_entry(ce, "extends") : NULL;
+    if (!ex) return 0;
+    if (!*ex->value)
+        return ts_fail(e, "%s:%d: [experiment] extends is empty: name the experiment file this one "
+                       "varies (extends = base.ini, relative to this file)", path, ex->line);
+    char base_path[TS_PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (ex->value[0] == '/' || !slash) snprintf(base_path, sizeof base_path, "%s", ex->value);
+    else snprintf(base_path, sizeof base_path, "%.*s/%s", (int)(slash - path), path, ex->value);
+    char real[TS_PATH_MAX];
+    if (!realpath(base_path, real))
+        return ts_fail(e, "%s:%d: [experiment] extends = %s: cannot open %s: %s", path, ex->line,
+                       ex->value, base_path, strerror(errno));
+    for (int i = 0; i <= depth; i++)
+        if (!strcmp(chain[i], real))
+            return ts_fail(e, "%s:%d: [experiment] extends = %s: a circle (%s extends, through "
+                           "its bases, itself); one of the files must not extend another", path,
+                           ex->line, ex->value, base_path);
+    if (depth + 1 >= EXTENDS_DEPTH)
+        return ts_fail(e, "%s:%d: [experiment] extends = %s: more than %d files extend one "
+                       "another; flatten the chain", path, ex->line, ex->value, EXTENDS_DEPTH);
+    snprintf(chain[depth + 1], TS_PATH_MAX, "%s", real);
+    /* drop the key: the merged experiment stands alone (config.ini, identity.txt) */
+    free(ex->value);
+    *ex = ce->ent[--ce->n];
+    ts_ini base;
+    if (load_chain(&base, base_path, chain, depth + 1, e)) {
+        ts_ini_free(&base);
+        return -1;
+    }
+    return lay_over(ini, &base, e);
+}
+
 /* On a failure nothing stays allocated (ts_ini_free is idempotent, so callers may still call it). */
 int ts_ini_load(ts_ini *ini, const char *path, ts_err *e)
 {
-    int rc = load_file(ini, path, e);
+    char (*chain)[TS_PATH_MAX] = malloc(EXTENDS_DEPTH * sizeof *chain);
+    if (!chain) { memset(ini, 0, sizeof *ini); return ts_fail(e, "out of memory"); }
+    if (!realpath(path, chain[0])) snprintf(chain[0], TS_PATH_MAX, "%s", path);
+    int rc = load_chain(ini, path, chain, 0, e);
+    free(chain);
     if (rc) ts_ini_free(ini);
     return rc;
 }
@@ -413,6 +506,11 @@ int ts_ini_override(ts_ini *ini, const char *assign, ts_err *e)
     key[lk] = 0;
     trim(section); trim(key); trim(value);
     const char *why;
+    if (!strcmp(section, "experiment") && !strcmp(key, "extends")) {
+        ts_fail(e, "command line: experiment.extends cannot be overridden: a file's base is read "
+                "with the file; give the variant file instead");
+        goto out;
+    }
     if ((why = ts_ini_name_problem(section, 1)) || (why = ts_ini_name_problem(key, 0))) {
         ts_fail(e, "command line: '%.*s': %s; write SECTION.KEY=VALUE, e.g. train.epochs=3",
                 (int)(eq - assign) < 120 ? (int)(eq - assign) : 120, assign, why);
@@ -475,6 +573,8 @@ void ts_ini_free(ts_ini *ini)
     }
     free(ini->sec);
     free(ini->file);
+    for (int i = 0; i < ini->nbases; i++) free(ini->bases[i]);
+    free(ini->bases);
     memset(ini, 0, sizeof *ini);
 }
 
@@ -678,7 +778,8 @@ const char *ts_cfg_where(const ts_cfg *c, const char *key)
 {
     ts_cfg *m = (ts_cfg *)c;   /* the scratch buffer is the only thing written */
     ts_entry *en = key ? ts_cfg_entry(c, key) : NULL;
-    if (en && en->line) snprintf(m->where, sizeof m->where, "%s:%d", c->file, en->line);
+    if (en && en->line)
+        snprintf(m->where, sizeof m->where, "%s:%d", en->file ? en->file : c->file, en->line);
     else if (en) snprintf(m->where, sizeof m->where, "command line");
     else snprintf(m->where, sizeof m->where, "%s:%d", c->file, c->line);
     return m->where;

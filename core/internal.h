@@ -15,6 +15,8 @@ typedef struct ts_entry {
     char *value;              /* continuation lines joined (", " or raw: docs/ini.md) */
     int line;                 /* 0 = from the command line */
     int used;                 /* a declared key of some reader */
+    const char *file;         /* the file of `line` when not its section's (a variant's key over
+                               * an `extends =` base section); NULL = the section's file */
 } ts_entry;
 
 struct ts_cfg {
@@ -31,8 +33,13 @@ typedef struct ts_ini {
     char *file;
     ts_cfg *sec;
     int nsec, cap;
+    char **bases;             /* the files `extends =` brought in, base first (owned) */
+    int nbases;
 } ts_ini;
 
+/* Reads an experiment file; `[experiment] extends = BASE.ini` (relative to the file) first reads
+ * BASE (which may extend another), then lays the file's sections and keys over it, key by key;
+ * the result holds no `extends` key, and each key remembers the file it came from. */
 int ts_ini_load(ts_ini *ini, const char *path, ts_err *e);
 int ts_ini_load_string(ts_ini *ini, const char *name, const char *text, ts_err *e);
 int ts_ini_override(ts_ini *ini, const char *assign, ts_err *e);

@@ -5,6 +5,10 @@
  * plugins of another ABI and files that are not plugins; and overrides. */
 #include "testutil.h"
 
+#include <sys/stat.h>
+
+#include "internal.h"
+
 /* A small valid experiment on the synthetic generator; %s slots take extra lines. */
 static const char *exp_text(const char *data_extra, const char *layers)
 {
@@ -252,6 +256,81 @@ static void test_overrides(void **st)
     unlink(path);
 }
 
+/* ---- extends = BASE.ini ------------------------------------------------------------------- */
+static void write_at(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_extends(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/tessera-extends-XXXXXX", p[8][512];
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(system("true"), 0);
+    snprintf(p[0], sizeof p[0], "%s/base", dir);
+    assert_int_equal(mkdir(p[0], 0700), 0);
+    snprintf(p[1], sizeof p[1], "%s/base/base.ini", dir);
+    write_at(p[1], exp_text("", good_layers));
+    /* a variant in another folder: its base is found relative to the variant */
+    snprintf(p[2], sizeof p[2], "%s/wide.ini", dir);
+    write_at(p[2], "[experiment]\nextends = base/base.ini\nname = wide\n\n"
+                   "[layer.h]\nunits = 16\n\n[train]\nepochs = 2\n");
+    /* a variant of the variant */
+    snprintf(p[3], sizeof p[3], "%s/wider.ini", dir);
+    write_at(p[3], "[experiment]\nextends = wide.ini\nname = wider\n\n[layer.h]\nunits = 32\n");
+    ts_ini ini;
+    ts_err e;
+    if (ts_ini_load(&ini, p[3], &e)) fail_msg("%s", e.msg);
+    ts_cfg *c = ts_ini_find(&ini, "layer.h");
+    assert_non_null(c);
+    assert_string_equal(ts_cfg_str(c, "units"), "32");          /* the last variant's */
+    assert_string_equal(ts_cfg_str(c, "activation"), "relu");   /* the base's */
+    assert_string_equal(ts_cfg_str(ts_ini_find(&ini, "train"), "epochs"), "2");  /* the middle's */
+    assert_string_equal(ts_cfg_str(ts_ini_find(&ini, "experiment"), "name"), "wider");
+    assert_null(ts_cfg_str(ts_ini_find(&ini, "experiment"), "extends"));
+    /* each key names the file and line it came from */
+    char want[600];
+    snprintf(want, sizeof want, "%s:6", p[3]);
+    assert_string_equal(ts_cfg_where(c, "units"), want);
+    snprintf(want, sizeof want, "%s:", p[1]);
+    assert_non_null(strstr(ts_cfg_where(c, "activation"), want));
+    ts_ini_free(&ini);
+    /* the variant builds, and a bad key of the base is reported at the base's line */
+    if (tu_build_exp(p[3], 0, NULL, &e)) fail_msg("%s", e.msg);
+    write_at(p[1], exp_text("", "[layer.h]\ntype = dense\ninput = x\nunitz = 8\n\n"
+                                "[layer.out]\ntype = dense\ninput = h\nunits = 1\n"));
+    assert_int_equal(tu_build_exp(p[3], 0, NULL, &e), -1);
+    snprintf(want, sizeof want, "%s:", p[1]);
+    tu_contains(e.msg, want, "unknown key 'unitz'", NULL);
+    /* a circle, through two files and onto itself */
+    snprintf(p[4], sizeof p[4], "%s/a.ini", dir);
+    snprintf(p[5], sizeof p[5], "%s/b.ini", dir);
+    write_at(p[4], "[experiment]\nname = a\nextends = b.ini\n");
+    write_at(p[5], "[experiment]\nname = b\nextends = ./a.ini\n");
+    assert_int_equal(tu_build_exp(p[4], 0, NULL, &e), -1);
+    tu_contains(e.msg, "b.ini:3", "a circle", NULL);
+    write_at(p[4], "[experiment]\nname = a\nextends = a.ini\n");
+    assert_int_equal(tu_build_exp(p[4], 0, NULL, &e), -1);
+    tu_contains(e.msg, "a.ini:3", "a circle", NULL);
+    /* a missing base, an empty value, an override of extends */
+    write_at(p[4], "[experiment]\nname = a\nextends = nowhere.ini\n");
+    assert_int_equal(tu_build_exp(p[4], 0, NULL, &e), -1);
+    tu_contains(e.msg, "a.ini:3", "extends = nowhere.ini", "cannot open", NULL);
+    write_at(p[4], "[experiment]\nname = a\nextends =\n");
+    assert_int_equal(tu_build_exp(p[4], 0, NULL, &e), -1);
+    tu_contains(e.msg, "a.ini:3", "extends is empty", NULL);
+    char *over[] = {"experiment.extends=b.ini"};
+    assert_int_equal(tu_build_exp(p[2], 1, over, &e), -1);
+    tu_contains(e.msg, "experiment.extends cannot be overridden", NULL);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_plugin_of_another_abi),
         cmocka_unit_test(test_file_that_is_not_a_plugin),
         cmocka_unit_test(test_overrides),
+        cmocka_unit_test(test_extends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
