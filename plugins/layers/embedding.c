@@ -1,7 +1,9 @@
 /* embedding.c — a lookup table of dense vectors for categorical ids.
  *
  * Input: ids (B, F), F categorical fields that share one id space of size vocab (the dataset
- * offsets each field's ids). Output: (B, F*dim), the F looked-up vectors side by side.
+ * offsets each field's ids). Output: (B, F*dim), the F looked-up vectors side by side, or with
+ * `layout = fields` (B, F, dim), one vector per field (what fm and other per-field interaction
+ * layers take). The two layouts hold the same values in the same order.
  * The table (vocab, dim) is a sparse parameter: backward adds into the rows the batch used and
  * marks them touched, so the optimizer costs what the batch touches, not what the vocabulary is.
  * `pretrained` fills rows from a word2vec text file (read at build, copied into the table by the
@@ -28,7 +30,7 @@ typedef struct embedding_state {
     long pre_outside;           /* rows of the file whose id lies outside [0, vocab): ignored */
 } embedding_state;
 
-/* out (B, F*dim): row b, slot f = table[ids[b, f]]. */
+/* out (B, F*dim) or (B, F, dim), the same cells: row b, slot f = table[ids[b, f]]. */
 static void gather(const int32_t *ids, const float *table, float *out, long n, int dim)
 {
     for (long i = 0; i < n; i++)
@@ -156,10 +158,11 @@ static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
                        "use embedding_bag for bags of ids", ts_cfg_where(cfg, "input"), L->name,
                        ts_shape_str(in, sh, sizeof sh));
     long dim;
-    int init, trainable;
+    int init, trainable, per_field;
     double scale;
     if (ts_cfg_int(cfg, "dim", &dim, e) || ts_cfg_choice(cfg, "init", "normal|uniform", &init, e)
-        || ts_cfg_float(cfg, "scale", &scale, e) || ts_cfg_bool(cfg, "trainable", &trainable, e))
+        || ts_cfg_float(cfg, "scale", &scale, e) || ts_cfg_bool(cfg, "trainable", &trainable, e)
+        || ts_cfg_choice(cfg, "layout", "flat|fields", &per_field, e))
         return -1;
     if (dim < 1 || dim > 65536)
         return ts_fail(e, "%s: dim = %ld is out of range; use 1 to 65536",
@@ -181,9 +184,15 @@ static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     if (!s->table) return -1;
     ts_tensor *out = &L->out[0];
     out->dtype = TS_F32;
-    out->ndim = 2;
     out->dim[0] = in->dim[0];
-    out->dim[1] = s->fields * s->dim;
+    if (per_field) {                      /* (B, F, dim) */
+        out->ndim = 3;
+        out->dim[1] = s->fields;
+        out->dim[2] = s->dim;
+    } else {                              /* (B, F*dim) */
+        out->ndim = 2;
+        out->dim[1] = s->fields * s->dim;
+    }
     return 0;
 }
 
@@ -245,6 +254,8 @@ static const ts_key keys[] = {
     {"pretrained", "string", "", "word2vec text file (`count dim`, then `id v1 .. vdim`) whose "
      "vectors replace the init of their rows"},
     {"trainable", "bool", "true", "false freezes the table (useful with pretrained)"},
+    {"layout", "choice:flat|fields", "flat", "flat: (B, F*dim), the fields side by side; "
+     "fields: (B, F, dim), one vector per field (for fm, reduce)"},
     {NULL, NULL, NULL, NULL}};
 
 /* The pretrained table's counts, so a user sees how much of the vocabulary the file covered:
@@ -277,6 +288,7 @@ static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
     .init = init};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "embedding", "1.0",
-    "lookup table for categorical ids (B, F) -> (B, F*dim), sparse gradients", keys, &ops};
+    "lookup table for categorical ids (B, F) -> (B, F*dim) or (B, F, dim), sparse gradients",
+    keys, &ops};
 
 const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }
