@@ -1163,6 +1163,38 @@ static void test_example_age_min_history_and_row_order(void **st)
               "an example_age", NULL);
 }
 
+/* Negatives drawn from a vocabulary without an out-of-vocabulary id: id 0 is an item (the most
+ * popular one here), drawn and counted in the popularity like any other. */
+static void test_negatives_without_oov(void **st)
+{
+    (void)st;
+    implicit_file();
+    ts_exp *x = must_open("path = FILEimplicit.csv\ncategorical = user, item(oov:none vocab_rows:all)\n"
+                          "user = user\nitem = item\nnegatives = 4\nsampler = popularity\n"
+                          "split_fractions = 1, 0, 0", "label", TS_OPEN_TRAIN, NULL);
+    char *state = save_state(x, "state.txt");
+    assert_true(!strncmp(vocab_of(state, "item"), "big|", 4));   /* id 0 */
+    free(state);
+    const void *p;
+    long nv;
+    assert_int_equal(ts_exp_data_ops(x)->aux(ts_exp_data(x), "item_freq", &p, &nv), 0);
+    assert_int_equal(nv, 21);                                    /* big, small0..9, solo10..19 */
+    assert_true(((const float *)p)[0] == 50);                    /* big: 5 rows of 10 users */
+    long n = fetch(x, TS_TRAIN), big = 0, neg = 0;
+    int32_t own = -1;
+    for (long j = 0; j < n; j++) {
+        int32_t it = field(x, "item")->ids[j];
+        assert_true(it >= 0 && it < 21);
+        if (field(x, "label")->x[j] == 1) { own = it; continue; }
+        assert_true(it != own);
+        neg++;
+        big += it == 0;
+    }
+    print_message("negatives without an OOV id: %ld of %ld draws are id 0 (big)\n", big, neg);
+    assert_true(neg > 0 && big > 0);
+    ts_exp_free(x);
+}
+
 /* ---- MovieLens: the movielens reader and the table reader make the same examples ---------- */
 static ts_exp *open_experiment(const char *ini, const char *dir, ts_open_mode mode, const char *state)
 {
@@ -1349,6 +1381,7 @@ int main(void)
         cmocka_unit_test(test_vocabulary_order_rows_and_oov),
         cmocka_unit_test(test_side_column_over_a_sequence),
         cmocka_unit_test(test_example_age_min_history_and_row_order),
+        cmocka_unit_test(test_negatives_without_oov),
         cmocka_unit_test(test_movielens_through_the_table_reader),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
