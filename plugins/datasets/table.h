@@ -1,6 +1,6 @@
 /* table.h — private to the `table` dataset plugin (table.c, table_spec.c, table_parse.c,
- * table_columns.c, table_state.c, table_split.c, which build into one table.so): the reader's
- * declarations (tables, source columns, features, groups) and the functions the files share.
+ * table_columns.c, table_vocab.c, table_state.c, table_split.c, which build into one
+ * table.so): the reader's declarations (tables, source columns, features, groups) and the functions the files share.
  * Not installed and not part of the plugin ABI; the only public header is tessera.h.
  *
  * Vocabulary of this reader:
@@ -275,6 +275,18 @@ int tb_src_get(tb_data *T, int table, const char *name, ts_err *e);
 /* table_columns.c: fitting and applying column transforms */
 int tb_fit(tb_data *T, ts_err *e);
 int tb_apply(tb_data *T, ts_err *e);
+/* table_vocab.c: vocabularies; counted: training counts a group's pass made, or NULL */
+typedef struct {
+    int32_t raw;
+    long count;              /* in the training rows (the training split before min_history) */
+    long all;                /* in every row (vocab_rows:all) */
+    int isnum;               /* order by value: the value is a number, num */
+    double num;
+    const char *s;
+} tb_count;
+
+int tb_fit_vocab(tb_data *T, int fi, tb_count *counted, ts_err *e);
+int tb_apply_vocab(tb_data *T, int fi, ts_err *e);   /* the map of raw values to ids */
 /* The row of f's table that main row r reads: r itself, or its side table's joined row (-1). */
 static inline int tb_src_row(const tb_data *T, const tb_feat *f, long r)
 {

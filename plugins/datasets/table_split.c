@@ -1,9 +1,10 @@
 /* table_split.c — the table reader's rows: side tables joined to the main file by key (a
  * missing key counted, its features taking their defaults), the splits (random with a seed,
  * by user, leave-last-out by time per user, or a column naming the split; every row of the
- * file as the test split when a trained run is applied), and negative sampling for implicit
- * feedback (k per positive, uniform or by training popularity, seeded, never an item the user
- * interacted with in training). Reading and fitting are table_parse.c's and table_columns.c's. */
+ * file as the test split when a trained run is applied), which rows are examples (min_history)
+ * and in what order (row_order), and negative sampling for implicit feedback (k per positive,
+ * uniform or by training popularity, seeded, never an item the user interacted with in
+ * training). Reading and fitting are table_parse.c's and table_columns.c's. */
 #include "table.h"
 
 #include <stdlib.h>
