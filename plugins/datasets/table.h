@@ -1,7 +1,8 @@
 /* table.h — private to the `table` dataset plugin (table.c, table_spec.c, table_parse.c,
  * table_columns.c, table_vocab.c, table_state.c, table_split.c, which build into one
- * table.so): the reader's declarations (tables, source columns, features, groups) and the functions the files share.
- * Not installed and not part of the plugin ABI; the only public header is tessera.h.
+ * table.so): the reader's declarations (tables, source columns, features, groups) and the
+ * functions the files share. Not installed and not part of the plugin ABI; the only public
+ * header is tessera.h.
  *
  * Vocabulary of this reader:
  *   table    the main delimited file ([data] path) or a side table joined to it by key
