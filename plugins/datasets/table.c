@@ -27,7 +27,7 @@ static void table_close(ts_data *D)
         free(tab->colname); free(tab->username); free(tab->line); free(tab->key_row);
         free(tab->join); free(tab->item_row);
     }
-    free(T->hist_rows); free(T->hist_at); free(T->hist_first);
+    free(T->hist_rows); free(T->hist_at); free(T->hist_first); free(T->period);
     for (int i = 0; i < T->nsrc; i++) {
         tb_src *s = &T->src[i];
         if (s->in_group) s->num = NULL, s->tok = NULL;   /* the group's memory */
@@ -41,6 +41,7 @@ static void table_close(ts_data *D)
         for (int k = 0; k < f->nmv && f->mkey; k++) free(f->mkey[k]);
         free(f->pos); free(f->neg); free(f->mkey); free(f->mval); free(f->lab); free(f->present);
         free(f->val); free(f->map); free(f->bx); free(f->bm); free(f->bids); free(f->blen); free(f->boff);
+        free(f->over_row);
         if (T->item_map) free(T->item_map[i]);
     }
     for (int g = 0; g < T->ngroup; g++) {
@@ -225,7 +226,8 @@ static int table_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_e
             const tb_src *s = &T->src[f->src];
             if (f->packed) continue;
             int sr = f->kind <= TB_SEQ ? feat_row(T, f, r, v) : (int)r;
-            if (f->kind == TB_DENSE) f->bx[b] = sr < 0 ? f->missing_out : f->val[sr];
+            if (f->kind == TB_DENSE)   /* an example age is 0 at serving time: outside training */
+                f->bx[b] = f->example_age && split != TS_TRAIN ? 0 : sr < 0 ? f->missing_out : f->val[sr];
             else if (f->kind == TB_CAT)
                 f->bids[b] = v >= 0 && T->item_map[i] ? T->item_map[i][v] : sr < 0 ? 0 : f->map[s->tok[sr]];
             else if (f->kind == TB_LABEL) {
@@ -233,7 +235,11 @@ static int table_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_e
                 f->bx[b] = has ? f->lab[r] : 0;
                 if (f->bm) f->bm[b] = (float)has;
             } else if (f->kind == TB_WEIGHT) f->bx[b] = f->lab[r];
-            else if (f->kind == TB_MULTI || (f->kind == TB_SEQ && f->as_bag)) {
+            else if (f->over >= 0) {                 /* a side column over a sequence's values */
+                int64_t at = tb_gather(T, f, r, &f->bids, &f->bids_cap, f->boff[b]);
+                if (at < 0) return ts_fail(e, "table: out of memory");
+                f->boff[b + 1] = (int32_t)at;
+            } else if (f->kind == TB_MULTI || (f->kind == TB_SEQ && f->as_bag)) {
                 int64_t at = f->boff[b], m = sr < 0 ? 0 : f->history ? f->maxlen
                            : T->src[f->src].loff[sr + 1] - T->src[f->src].loff[sr];
                 if (bag_room(&f->bids, &f->bids_cap, at + m) < 0) return ts_fail(e, "table: out of memory");
@@ -330,10 +336,10 @@ static const ts_key keys[] = {
     {"trim", "bool", "true", "strip spaces and tabs around unquoted fields"},
     {"missing_values", "string", "?, NA, NaN, null", "besides an empty field, the texts that mean a missing number or label"},
     {"skip_bad_rows", "bool", "false", "skip malformed rows (aux skipped_rows) instead of failing"},
-    {"dense", "string", "", "numeric columns: NAME(log clip:LO:HI missing:mean|V scale:standard|minmax|none as:FIELD table:T)"},
-    {"categorical", "string", "", "categorical columns: NAME(min_count:N | hash:N seed:S | vocab:FIELD, as:FIELD table:T)"},
-    {"multi", "string", "", "multi-valued categorical columns, a bag per row: NAME(sep:| min_count:N hash:N vocab:FIELD)"},
-    {"sequence", "string", "", "ordered lists, the last max kept: NAME(sep:| max:N|auto out:ids|bag vocab:FIELD)"},
+    {"dense", "string", "", "numeric columns: NAME(log clip:LO:HI missing:mean|V scale:standard|minmax|none as:FIELD table:T), or a time column's NAME(example_age)"},
+    {"categorical", "string", "", "categorical columns: NAME(min_count:N order:frequency|first|value ties:first|value vocab_rows:train|all oov:bucket|none | hash:N seed:S | vocab:FIELD, as:FIELD table:T)"},
+    {"multi", "string", "", "multi-valued categorical columns, a bag per row: NAME(sep:| min_count:N hash:N vocab:FIELD, the vocabulary options of categorical), or a side column gathered over a sequence's values: NAME(table:T over:FIELD)"},
+    {"sequence", "string", "", "ordered lists, the last max kept: NAME(sep:| max:N|auto out:ids|bag vocab:FIELD), or the user's earlier rows: NAME(history max:N)"},
     {"labels", "string", "", "label columns: NAME(regression threshold:X positive:V negative:V map:V:N mask:FIELD)"},
     {"weight", "string", "", "the sample weight column (a number >= 0 a row)"},
     {"id", "string", "", "the column naming each row (aux row_id, for predictions)"},
@@ -353,6 +359,8 @@ static const ts_key keys[] = {
     {"sampler", "choice:uniform|popularity", "uniform", "how negatives are drawn: uniformly or by training popularity"},
     {"negative_seed", "int", "2026", "seed of negative sampling"},
     {"implicit_label", "string", "label", "with negatives: the field that is 1 for the file's rows, 0 for sampled ones"},
+    {"min_history", "int", "0", "a row is an example only when its user has this many earlier rows (user =, time =); the others still count for vocabularies and popularity and appear in histories"},
+    {"row_order", "choice:file|user_time", "file", "the order of each split's rows: the file's, or each user's rows together by time (users in order of first appearance)"},
     {NULL, NULL, NULL, NULL}};
 
 static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops), .open = table_open,

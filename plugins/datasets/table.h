@@ -1,7 +1,8 @@
 /* table.h — private to the `table` dataset plugin (table.c, table_spec.c, table_parse.c,
- * table_columns.c, table_state.c, table_split.c, which build into one table.so): the reader's
- * declarations (tables, source columns, features, groups) and the functions the files share.
- * Not installed and not part of the plugin ABI; the only public header is tessera.h.
+ * table_columns.c, table_vocab.c, table_state.c, table_split.c, which build into one
+ * table.so): the reader's declarations (tables, source columns, features, groups) and the
+ * functions the files share. Not installed and not part of the plugin ABI; the only public
+ * header is tessera.h.
  *
  * Vocabulary of this reader:
  *   table    the main delimited file ([data] path) or a side table joined to it by key
@@ -100,6 +101,7 @@ typedef struct tb_table {
 typedef enum tb_kind { TB_DENSE = 0, TB_CAT, TB_MULTI, TB_SEQ, TB_LABEL, TB_WEIGHT, TB_ID } tb_kind;
 enum { TB_SCALE_STANDARD = 0, TB_SCALE_NONE, TB_SCALE_MINMAX };
 enum { TB_FILL_NONE = 0, TB_FILL_VALUE, TB_FILL_MEAN };
+enum { TB_ORDER_FREQUENCY = 0, TB_ORDER_FIRST, TB_ORDER_VALUE };
 
 typedef struct tb_feat {
     tb_kind kind;
@@ -131,6 +133,16 @@ typedef struct tb_feat {
     int as_bag;                /* sequence: BAGS (B, 1) instead of I32 (B, L) with len */
     int history;               /* sequence: the values of the user's earlier rows (by time) */
     long unseen;               /* cells outside the vocabulary, over the rows read */
+    int order;                 /* TB_ORDER_*: how a vocabulary numbers its values (order:) */
+    int ties_value;            /* ties of the frequency order by value, not first appearance */
+    int rows_all;              /* vocab_rows:all: every row's values are in the vocabulary */
+    int no_oov;                /* oov:none: ids 0.. are values, no out-of-vocabulary id */
+    int over;                  /* multi over:FIELD: a side column gathered over the values of
+                                  that main-file sequence (its items' genres); -1 none */
+    char over_name[TS_NAME_MAX];
+    int32_t *over_row;         /* (raw ids of over's column) the side row of each value, -1 */
+    int example_age;           /* dense example_age: (t_max - t) / (t_max - t_min) over the
+                                  training examples, 0 in every other split (serving time) */
     /* label */
     int regression;
     double threshold;          /* binary from a number: 1 when v >= threshold (NAN: none) */
@@ -190,7 +202,13 @@ typedef struct tb_data {
     double frac[3];
     uint64_t split_seed;
     int split_src, user_src, item_src, time_src, id_feat;
-    int has_history;           /* a sequence is made of each user's earlier rows */
+    int has_history;           /* a sequence is made of each user's earlier rows (or rows are
+                                  ordered or kept by them: row_order, min_history) */
+    long min_history;          /* a row is an example when its user has this many earlier rows */
+    int row_order_user;        /* row_order = user_time: each split's rows by user, then time */
+    long *period;              /* (nperiod) the rows vocabularies and popularity count: the
+                                  training split before min_history; every row when applying */
+    long nperiod;
     int32_t *hist_rows;        /* (main rows) the rows by user, then time, then file order */
     int32_t *hist_at, *hist_first;  /* (main rows) a row's place in hist_rows; its user's first */
     long nrows[3];
@@ -258,6 +276,18 @@ int tb_src_get(tb_data *T, int table, const char *name, ts_err *e);
 /* table_columns.c: fitting and applying column transforms */
 int tb_fit(tb_data *T, ts_err *e);
 int tb_apply(tb_data *T, ts_err *e);
+/* table_vocab.c: vocabularies; counted: training counts a group's pass made, or NULL */
+typedef struct {
+    int32_t raw;
+    long count;              /* in the training rows (the training split before min_history) */
+    long all;                /* in every row (vocab_rows:all) */
+    int isnum;               /* order by value: the value is a number, num */
+    double num;
+    const char *s;
+} tb_count;
+
+int tb_fit_vocab(tb_data *T, int fi, tb_count *counted, ts_err *e);
+int tb_apply_vocab(tb_data *T, int fi, ts_err *e);   /* the map of raw values to ids */
 /* The row of f's table that main row r reads: r itself, or its side table's joined row (-1). */
 static inline int tb_src_row(const tb_data *T, const tb_feat *f, long r)
 {
@@ -265,6 +295,14 @@ static inline int tb_src_row(const tb_data *T, const tb_feat *f, long r)
     return t == 0 ? (int)r : T->tab[t].join[r];
 }
 uint64_t tb_hash(const char *s, size_t n, uint64_t seed);
+/* The first id of a vocabulary: 1 when id 0 is the out-of-vocabulary bucket, 0 with oov:none. */
+static inline int32_t tb_base(const tb_data *T, const tb_feat *f)
+{
+    return T->feat[f->vocab_of].no_oov ? 0 : 1;
+}
+/* A gathered (over:) feature's ids for main row r appended to *ids from at (grown as needed);
+ * returns the new end, or -1 when out of memory. */
+int64_t tb_gather(const tb_data *T, const tb_feat *f, long r, int32_t **ids, int64_t *cap, int64_t at);
 int tb_pack(tb_data *T, ts_err *e);   /* row-major copies of groups of main-file columns */
 void tb_plan_packing(tb_data *T);     /* which columns are read straight into a group's rows */
 int tb_label_value(tb_data *T, tb_feat *f, const char *s, size_t n, float *v, int *present,

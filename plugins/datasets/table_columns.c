@@ -1,9 +1,7 @@
 /* table_columns.c — what the table reader fits on the training split and how it applies it:
  * dense transforms (clip to fixed bounds or training percentiles, a signed log, a fill value
  * for missing numbers, then standard or min-max scaling with training statistics),
- * vocabularies (a minimum count, ids 1.. by training frequency or first appearance, id 0 the
- * out-of-vocabulary bucket, one vocabulary shared by several fields), hashing into buckets
- * with a seed, and a sequence length fitted from the training histories. Fitting happens only
+ * the example age, and (through table_vocab.c) vocabularies and hashing. Fitting happens only
  * when the run has no fitted state; applying happens always. Groups of main-file columns are
  * then kept row-major (packed) for fast batches. Reading is table_parse.c's. */
 #include "table.h"
@@ -88,60 +86,23 @@ static int fit_dense(tb_data *T, tb_feat *f, double *x, ts_err *e)
     return 0;
 }
 
-typedef struct { int32_t raw; long count; } rawcount;
-
-static int by_count(const void *a, const void *b)
+/* example_age: t_max and t_max - t_min of the time column over the training examples (the
+ * movielens reader's rule: 0 and 1 when there are none or all share one time). */
+static void fit_age(tb_data *T, tb_feat *f)
 {
-    const rawcount *x = a, *y = b;
-    if (x->count != y->count) return x->count > y->count ? -1 : 1;
-    return (x->raw > y->raw) - (x->raw < y->raw);
-}
-
-/* A vocabulary from the training rows: values seen min_count times or more, ids 1.. in order
- * of training frequency (or of first appearance in the file), interned in space nsrc + f. */
-static int fit_vocab(tb_data *T, int fi, rawcount *counted, ts_err *e)
-{
-    tb_feat *f = &T->feat[fi];
     const tb_src *s = &T->src[f->src];
-    int32_t nraw = ts_strtab_count(T->strs, f->src);
-    rawcount *c = counted ? counted : calloc((size_t)nraw + 1, sizeof *c);
-    long *len = f->kind == TB_SEQ && f->maxlen_auto ? malloc((size_t)(T->nrows[TS_TRAIN] + 1) * sizeof *len) : NULL;
-    if (!c || (f->kind == TB_SEQ && f->maxlen_auto && !len)) {
-        free(c); free(len);
-        return ts_fail(e, "table: out of memory");
+    double lo = 1e300, hi = -1e300;
+    long n = T->nrows[TS_TRAIN];
+    for (long i = 0; i < n; i++) {
+        double t = s->time[T->rows[TS_TRAIN][i]];
+        if (t < lo) lo = t;
+        if (t > hi) hi = t;
     }
-    for (int32_t i = 0; i < nraw; i++) c[i].raw = i;
-    for (long i = 0; i < T->ntrain_sorted && !counted; i++) {   /* file order: counting needs no other */
-        int sr = tb_src_row(T, f, T->train_sorted[i]);
-        if (len) len[i] = sr >= 0 ? (long)(s->loff[sr + 1] - s->loff[sr]) : 0;
-        if (sr < 0) continue;
-        if (f->kind == TB_CAT || f->history) c[TB_TOK(s, sr)].count++;
-        else for (int64_t k = s->loff[sr]; k < s->loff[sr + 1]; k++) c[s->lids[k]].count++;
-    }
-    if (len) {          /* max:auto: the 95th percentile of the training lengths, at least 1 */
-        long n = T->nrows[TS_TRAIN], m = 0;
-        for (long i = 0; i < n; i++) m = len[i] > m ? len[i] : m;
-        long *hist = calloc((size_t)m + 2, sizeof *hist), acc = 0, q = 0;
-        if (!hist) { free(c); free(len); return ts_fail(e, "table: out of memory"); }
-        for (long i = 0; i < n; i++) hist[len[i]]++;
-        while (q <= m && (acc += hist[q]) < (long)ceil(0.95 * (double)n)) q++;
-        f->maxlen = q < 1 ? 1 : q > 100000 ? 100000 : (int)q;
-        free(hist);
-        free(len);
-    }
-    if (!T->vocab_first) qsort(c, (size_t)nraw, sizeof *c, by_count);
-    int32_t n = 0;
-    for (int32_t i = 0; i < nraw; i++) {
-        if (c[i].count < f->min_count) continue;
-        const char *w = ts_strtab_str(T->strs, f->src, c[i].raw);
-        if (ts_strtab_id(T->strs, T->nsrc + fi, w, strlen(w), 1) != n++) {
-            free(c);
-            return ts_fail(e, "table: out of memory");
-        }
-    }
-    free(c);
-    f->nvocab = n + 1;
-    return 0;
+    f->clip_lo = -INFINITY;
+    f->clip_hi = INFINITY;
+    f->fill = 0;
+    f->shift = n ? hi : 0;
+    f->div = n && hi > lo ? hi - lo : 1;
 }
 
 int tb_fit(tb_data *T, ts_err *e)
@@ -152,7 +113,7 @@ int tb_fit(tb_data *T, ts_err *e)
         free(is_train);
         return ts_fail(e, "table: out of memory");
     }
-    for (long i = 0; i < T->nrows[TS_TRAIN]; i++) is_train[T->rows[TS_TRAIN][i]] = 1;
+    for (long i = 0; i < T->nperiod; i++) is_train[T->period[i]] = 1;   /* before min_history */
     T->ntrain_sorted = 0;
     for (long r = 0; r < n; r++) {               /* no branch on a coin flip per row */
         T->train_sorted[T->ntrain_sorted] = r;
@@ -180,7 +141,7 @@ int tb_fit(tb_data *T, ts_err *e)
             }
             free(xs);
         } else {
-            rawcount *c[TS_MAX_FIELDS] = {0};
+            tb_count *c[TS_MAX_FIELDS] = {0};
             for (int k = 0; k < F; k++) {
                 const tb_feat *f = &T->feat[G->feat[k]];
                 if (T->src[f->src].in_group != g + 1 || f->hash || f->vocab_of != G->feat[k]) continue;
@@ -193,7 +154,7 @@ int tb_fit(tb_data *T, ts_err *e)
             for (int k = 0; k < F; k++) {
                 if (!c[k]) continue;
                 if (rc) free(c[k]);
-                else rc = fit_vocab(T, G->feat[k], c[k], e);
+                else rc = tb_fit_vocab(T, G->feat[k], c[k], e);
             }
             if (rc && !*e->msg) ts_fail(e, "table: out of memory");
         }
@@ -203,8 +164,9 @@ int tb_fit(tb_data *T, ts_err *e)
         tb_feat *f = &T->feat[i];
         int rc = 0;
         if (T->src[f->src].in_group) continue;
-        if (f->kind == TB_DENSE) rc = fit_dense(T, f, NULL, e);
-        else if (f->kind >= TB_CAT && f->kind <= TB_SEQ && !f->hash && f->vocab_of == i) rc = fit_vocab(T, i, NULL, e);
+        if (f->example_age) fit_age(T, f);
+        else if (f->kind == TB_DENSE) rc = fit_dense(T, f, NULL, e);
+        else if (f->kind >= TB_CAT && f->kind <= TB_SEQ && !f->hash && f->vocab_of == i) rc = tb_fit_vocab(T, i, NULL, e);
         if (rc) return -1;
     }
     free(T->train_sorted);                       /* only fitting reads it */
@@ -221,7 +183,9 @@ int tb_apply(tb_data *T, ts_err *e)
         if (f->kind == TB_DENSE) {
             if (!s->in_group && !(f->val = malloc((size_t)(n ? n : 1) * sizeof *f->val)))
                 return ts_fail(e, "table: out of memory");
-            for (long r = 0; r <= n; r++) {
+            for (long r = 0; r < n && f->example_age; r++)   /* in double: timestamps */
+                f->val[r] = (float)((f->shift - s->time[r]) / f->div);
+            for (long r = 0; r <= n && !f->example_age; r++) {
                 double v = r == n ? f->fill : isnan(TB_NUM(s, r)) ? f->fill : transform(f, TB_NUM(s, r));
                 double z = (v - f->shift) / f->div;
                 if (!(fabs(z) <= FLT_MAX))
@@ -234,34 +198,8 @@ int tb_apply(tb_data *T, ts_err *e)
                 else if (r < n) f->val[r] = (float)z;
                 else f->missing_out = (float)z;
             }
-        } else if ((f->kind >= TB_CAT && f->kind <= TB_SEQ) || f->ids_of >= 0) {
-            const tb_feat *o = &T->feat[f->vocab_of];
-            f->nmap = ts_strtab_count(T->strs, f->src);
-            if (!(f->map = malloc((size_t)(f->nmap + 1) * sizeof *f->map)))
-                return ts_fail(e, "table: out of memory");
-            f->nvocab = f->hash ? (int32_t)f->buckets : o->nvocab;
-            for (int32_t raw = 0; raw < f->nmap; raw++) {
-                const char *w = ts_strtab_str(T->strs, f->src, raw);
-                size_t wl = strlen(w);
-                if (f->hash) { f->map[raw] = (int32_t)(tb_hash(w, wl, f->seed) % (uint64_t)f->buckets); continue; }
-                int32_t id = ts_strtab_id(T->strs, T->nsrc + f->vocab_of, w, wl, 0);
-                f->map[raw] = id >= 0 ? id + 1 : 0;
-            }
-            if (f->ids_of >= 0) {                         /* a label: the id of its value */
-                for (long r = 0; r < T->tab[0].n && s->col >= 0; r++) {
-                    f->lab[r] = (float)f->map[s->tok[r]];
-                    f->present[r] = 1;
-                }
-                continue;
-            }
-            if (f->hash || s->in_group) continue;       /* a group's columns: counted when packed */
-            for (long r = 0; r < T->tab[0].n; r++) {      /* values outside the vocabulary */
-                int sr = tb_src_row(T, f, r);
-                if (sr < 0) continue;
-                if (f->kind == TB_CAT || f->history) f->unseen += f->map[TB_TOK(s, sr)] == 0;
-                else for (int64_t k = s->loff[sr]; k < s->loff[sr + 1]; k++) f->unseen += f->map[s->lids[k]] == 0;
-            }
-            T->unseen += f->unseen;
+        } else if (((f->kind >= TB_CAT && f->kind <= TB_SEQ) || f->ids_of >= 0) && tb_apply_vocab(T, i, e) < 0) {
+            return -1;
         }
     }
     return 0;

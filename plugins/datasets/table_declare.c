@@ -183,6 +183,16 @@ static int features(tb_data *T, const ts_cfg *cfg, ts_err *e)
                                ts_cfg_where(cfg, "labels"), f->field, f->ids_name);
             f->ids_of = o;
         }
+        if (*f->over_name) {                      /* a side column gathered over a sequence */
+            int o = 0;
+            while (o < T->nfeat && strcmp(T->feat[o].field, f->over_name)) o++;
+            if (o == T->nfeat || o == i || (T->feat[o].kind != TB_MULTI && T->feat[o].kind != TB_SEQ) ||
+                T->src[T->feat[o].src].table || *T->feat[o].over_name)
+                return ts_fail(e, "%s: [data] multi: %s has over:%s, which is not a multi or sequence "
+                               "field of the main file (a history, or a list of the side table's keys)",
+                               ts_cfg_where(cfg, "multi"), f->field, f->over_name);
+            f->over = o;
+        }
         if (!*f->vocab_name) continue;
         int o = 0;
         while (o < T->nfeat && strcmp(T->feat[o].field, f->vocab_name)) o++;
@@ -224,10 +234,13 @@ static int groups(tb_data *T, const ts_cfg *cfg, ts_err *e)
             const char *m = l.s[i].opt[k].key;
             int f = 0;
             while (f < T->nfeat && strcmp(T->feat[f].field, m)) f++;
-            if (f == T->nfeat || T->feat[f].kind > TB_MULTI || T->feat[f].group >= 0) {
+            if (f == T->nfeat || T->feat[f].kind > TB_MULTI || T->feat[f].group >= 0 ||
+                T->feat[f].example_age) {
                 ts_fail(e, "%s: [data] groups: \"%s\" lists %s, which is %s", ts_cfg_where(cfg, w),
                         g->name, m, f == T->nfeat ? "no declared field" : T->feat[f].group >= 0 ?
-                        "in another group already" : "not a dense, categorical or multi field");
+                        "in another group already" : T->feat[f].example_age ? "an example_age "
+                        "(0 outside the training split: a field of its own)" :
+                        "not a dense, categorical or multi field");
                 goto out;
             }
             int kind = T->feat[f].kind == TB_DENSE ? TB_DENSE : TB_CAT;
@@ -347,6 +360,19 @@ int tb_declare(tb_data *T, ts_data *D, const ts_cfg *cfg, ts_err *e)
     if (train && (split == TB_SPLIT_USER || split == TB_SPLIT_TIME) && !*user)
         return ts_fail(e, "%s: [data] %s needs user = the column that names the user",
                        ts_cfg_where(cfg, "split"), need_user[split]);
+    int rowo = 0;
+    if (ts_cfg_int(cfg, "min_history", &v, e) || ts_cfg_choice(cfg, "row_order", "file|user_time", &rowo, e))
+        return -1;
+    if (v < 0 || v > 100000)
+        return ts_fail(e, "%s: [data] min_history must be 0 (every row is an example) to 100000",
+                       ts_cfg_where(cfg, "min_history"));
+    T->min_history = v;
+    T->row_order_user = rowo == 1;
+    if ((T->min_history || T->row_order_user) && (!*user || !*time))
+        return ts_fail(e, "%s: [data] %s needs user = (whose rows) and time = (their order)",
+                       ts_cfg_where(cfg, T->min_history ? "min_history" : "row_order"),
+                       T->min_history ? "min_history" : "row_order = user_time");
+    T->has_history |= T->min_history > 0 || T->row_order_user;
     if (T->has_history && (!*user || !*time))
         return ts_fail(e, "%s: [data] a history sequence needs user = (whose rows) and time = (their "
                        "order)", ts_cfg_where(cfg, "sequence"));

@@ -148,10 +148,10 @@ static void field_name(const char *col, char *out)
 
 /* Options each kind accepts, for the "unknown option" sentence. */
 static const char *const kind_opts[] = {
-    [TB_DENSE] = "as table log clip missing scale",
-    [TB_CAT] = "as table min_count hash seed vocab",
-    [TB_MULTI] = "as table sep min_count hash seed vocab",
-    [TB_SEQ] = "as table sep max out min_count hash seed vocab history",
+    [TB_DENSE] = "as table log clip missing scale example_age",
+    [TB_CAT] = "as table min_count hash seed vocab order ties vocab_rows oov",
+    [TB_MULTI] = "as table sep min_count hash seed vocab order ties vocab_rows oov over",
+    [TB_SEQ] = "as table sep max out min_count hash seed vocab order ties vocab_rows oov history",
     [TB_LABEL] = "as regression threshold positive negative map mask ids",
     [TB_WEIGHT] = "as",
     [TB_ID] = "as"};
@@ -197,6 +197,79 @@ static int table_of(tb_data *T, const ts_cfg *cfg, const char *key, const tb_spe
                    ts_cfg_where(cfg, key), key, sp->name, o->nargs ? o->args[0] : "");
 }
 
+/* dense NAME(example_age): the YouTube DNN's example age from a time column, read as a double
+ * (timestamps need more than a float's 24 bits); it takes no other transform. */
+static int example_age(tb_data *T, const ts_cfg *cfg, const tb_spec *sp, tb_feat *f, ts_err *e)
+{
+    static const char *const other[] = {"log", "clip", "missing", "scale"};
+    for (int k = 0; k < 4; k++)
+        if (tb_opt_find(sp, other[k]))
+            return ts_fail(e, "%s: [data] dense: \"%s\" example_age is scaled by its own rule "
+                           "((t_max - t) / (t_max - t_min) over the training examples, 0 elsewhere); "
+                           "remove %s", ts_cfg_where(cfg, "dense"), sp->name, other[k]);
+    if (T->src[f->src].table)
+        return ts_fail(e, "%s: [data] dense: \"%s\" example_age reads a time column of the main "
+                       "file, not of a side table", ts_cfg_where(cfg, "dense"), sp->name);
+    if (tb_opt_find(sp, "example_age")->nargs)
+        return ts_fail(e, "%s: [data] dense: \"%s\" example_age takes no value",
+                       ts_cfg_where(cfg, "dense"), sp->name);
+    f->example_age = 1;
+    f->scale = TB_SCALE_NONE;
+    T->src[f->src].need |= TB_NEED_TIME;
+    return tb_feat_sig(T, f);
+}
+
+/* A vocabulary's own options: order:frequency|first|value, ties:first|value, vocab_rows:train|all,
+ * oov:bucket|none, and over:FIELD (a side column gathered over a sequence's values). */
+static int vocab_options(tb_data *T, const ts_cfg *cfg, const char *key, const tb_spec *sp,
+                         tb_feat *f, int table, ts_err *e)
+{
+    static const char *const name[] = {"order", "ties", "vocab_rows", "oov"};
+    static const char *const choices[] = {"frequency|first|value", "first|value", "train|all",
+                                          "bucket|none"};
+    int v[4] = {f->order, 0, 0, 0}, given = 0;
+    for (int k = 0; k < 4; k++) {
+        const tb_opt *o = tb_opt_find(sp, name[k]);
+        if (!o) continue;
+        given = 1;
+        const char *a = o->nargs == 1 ? o->args[0] : "", *c = choices[k];
+        int i = 0, found = -1;
+        for (const char *p = c; *p; i++) {
+            size_t n = strcspn(p, "|");
+            if (strlen(a) == n && !strncmp(p, a, n)) found = i;
+            p += n + (p[n] == '|');
+        }
+        if (found < 0)
+            return ts_fail(e, "%s: [data] %s: \"%s\" %s is \"%s\"; use %s:%s",
+                           ts_cfg_where(cfg, key), key, sp->name, name[k], a, name[k], c);
+        v[k] = found;
+    }
+    if (given && (f->hash || *f->vocab_name))
+        return ts_fail(e, "%s: [data] %s: \"%s\" order, ties, vocab_rows and oov shape a vocabulary "
+                       "of its own; with %s the column has none: remove them", ts_cfg_where(cfg, key),
+                       key, sp->name, f->hash ? "hash:" : "vocab:");
+    if (v[1] && v[0] != TB_ORDER_FREQUENCY)
+        return ts_fail(e, "%s: [data] %s: \"%s\" ties:value breaks ties of the frequency order; "
+                       "the column is numbered by %s", ts_cfg_where(cfg, key), key, sp->name,
+                       v[0] == TB_ORDER_FIRST ? "first appearance" : "value");
+    if (v[3] && table && f->kind == TB_CAT)
+        return ts_fail(e, "%s: [data] categorical: \"%s\" comes from a side table, whose missing "
+                       "keys take the out-of-vocabulary id; remove oov:none", ts_cfg_where(cfg, key),
+                       sp->name);
+    f->order = v[0];
+    f->ties_value = v[1];
+    f->rows_all = v[2];
+    f->no_oov = v[3];
+    const tb_opt *o = tb_opt_find(sp, "over");
+    if (!o) return 0;
+    if (o->nargs != 1 || !*o->args[0] || strlen(o->args[0]) >= TS_NAME_MAX || !table)
+        return ts_fail(e, "%s: [data] multi: \"%s\" over needs a side table's column (table:NAME) "
+                       "and the sequence whose values are that table's keys (over:FIELD)",
+                       ts_cfg_where(cfg, key), sp->name);
+    snprintf(f->over_name, sizeof f->over_name, "%s", o->args[0]);
+    return 0;
+}
+
 /* One declared feature of a kind from its spec. */
 int tb_add_feature(tb_data *T, const ts_cfg *cfg, tb_kind kind, const tb_spec *sp, ts_err *e)
 {
@@ -228,6 +301,8 @@ int tb_add_feature(tb_data *T, const ts_cfg *cfg, tb_kind kind, const tb_spec *s
     f->ids_of = -1;
     f->min_count = T->default_min_count;
     f->maxlen = 0;
+    f->over = -1;
+    f->order = T->vocab_first ? TB_ORDER_FIRST : TB_ORDER_FREQUENCY;
     if ((f->src = tb_src_get(T, table, sp->name, e)) < 0) return -1;
     T->nfeat++;          /* from here on tb_close frees what f holds */
     const tb_opt *o = tb_opt_find(sp, "as");
@@ -241,6 +316,7 @@ int tb_add_feature(tb_data *T, const ts_cfg *cfg, tb_kind kind, const tb_spec *s
         return ts_fail(e, "%s: [data] %s: \"%s\" comes from a side table; labels, weights and ids "
                        "come from the main file", ts_cfg_where(cfg, key), key, sp->name);
     double v;
+    if (kind == TB_DENSE && tb_opt_find(sp, "example_age")) return example_age(T, cfg, sp, f, e);
     if (kind == TB_DENSE) {
         s->need |= TB_NEED_NUM;
         f->log = tb_opt_find(sp, "log") != NULL;
@@ -318,6 +394,7 @@ int tb_add_feature(tb_data *T, const ts_cfg *cfg, tb_kind kind, const tb_spec *s
             if (num_arg(cfg, key, sp, o, 0, &v, e) < 0) return -1;
             f->seed = (uint64_t)(int64_t)v;
         }
+        if (vocab_options(T, cfg, key, sp, f, table, e) < 0) return -1;
         if (kind == TB_SEQ) {
             f->maxlen = 50;
             if ((o = tb_opt_find(sp, "max"))) {

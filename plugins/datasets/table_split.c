@@ -1,9 +1,10 @@
 /* table_split.c — the table reader's rows: side tables joined to the main file by key (a
  * missing key counted, its features taking their defaults), the splits (random with a seed,
  * by user, leave-last-out by time per user, or a column naming the split; every row of the
- * file as the test split when a trained run is applied), and negative sampling for implicit
- * feedback (k per positive, uniform or by training popularity, seeded, never an item the user
- * interacted with in training). Reading and fitting are table_parse.c's and table_columns.c's. */
+ * file as the test split when a trained run is applied), which rows are examples (min_history)
+ * and in what order (row_order), and negative sampling for implicit feedback (k per positive,
+ * uniform or by training popularity, seeded, never an item the user interacted with in
+ * training). Reading and fitting are table_parse.c's and table_columns.c's. */
 #include "table.h"
 
 #include <stdlib.h>
@@ -32,6 +33,20 @@ int tb_join(tb_data *T, ts_err *e)
             T->missing_keys += tab->join[r] < 0;
         }
         free(row);
+    }
+    for (int i = 0; i < T->nfeat; i++) {         /* gathered columns: the side row of each value */
+        tb_feat *f = &T->feat[i];
+        if (f->over < 0) continue;
+        int o = T->feat[f->over].src;
+        const tb_table *tab = &T->tab[T->src[f->src].table];
+        int32_t nraw = ts_strtab_count(T->strs, o);
+        if (!(f->over_row = malloc((size_t)(nraw + 1) * sizeof *f->over_row)))
+            return ts_fail(e, "table: out of memory");
+        for (int32_t k = 0; k < nraw; k++) {
+            const char *w = ts_strtab_str(T->strs, o, k);
+            int32_t id = ts_strtab_id(T->strs, tab->key_src, w, strlen(w), 0);
+            f->over_row[k] = id >= 0 && id < tab->key_cap ? tab->key_row[id] : -1;
+        }
     }
     return 0;
 }
@@ -137,15 +152,46 @@ int tb_histories(tb_data *T, ts_err *e)
     return 0;
 }
 
+/* min_history: the rows of split s whose user has fewer earlier rows are no examples. */
+static void keep_examples(tb_data *T, int s)
+{
+    long m = 0;
+    for (long i = 0; i < T->nrows[s] && T->min_history > 0; i++) {
+        long r = T->rows[s][i];
+        if (T->hist_at[r] - T->hist_first[r] >= T->min_history) T->rows[s][m++] = r;
+    }
+    if (T->min_history > 0) T->nrows[s] = m;
+}
+
+/* row_order = user_time: each split's rows in the order of the users' histories (users by first
+ * appearance, each user's rows by time, ties in file order). */
+static int by_user_time(tb_data *T)
+{
+    long n = T->tab[0].n, at[3] = {0, 0, 0};
+    uint8_t *which = malloc((size_t)(n ? n : 1));
+    if (!which) return -1;
+    for (int s = 0; s < 3; s++)
+        for (long i = 0; i < T->nrows[s]; i++) which[T->rows[s][i]] = (uint8_t)s;
+    for (long i = 0; i < n; i++) {
+        long r = T->hist_rows[i];
+        T->rows[which[r]][at[which[r]]++] = r;
+    }
+    free(which);
+    return 0;
+}
+
 int tb_split(tb_data *T, ts_err *e)
 {
     long n = T->tab[0].n, cnt[3] = {0, 0, 0};
     for (int s = 0; s < 3; s++) T->rows[s] = NULL;
     if (T->mode != TS_OPEN_TRAIN) {            /* applying a trained run: the file is the test split */
-        if (!(T->rows[TS_TEST] = malloc((size_t)(n ? n : 1) * sizeof(long)))) return ts_fail(e, "table: out of memory");
-        for (long r = 0; r < n; r++) T->rows[TS_TEST][r] = r;
+        if (!(T->rows[TS_TEST] = malloc((size_t)(n ? n : 1) * sizeof(long))) ||
+            !(T->period = malloc((size_t)(n ? n : 1) * sizeof(long))))
+            return ts_fail(e, "table: out of memory");
+        for (long r = 0; r < n; r++) T->rows[TS_TEST][r] = T->period[r] = r;
         T->nrows[TS_TRAIN] = T->nrows[TS_VALID] = 0;
-        T->nrows[TS_TEST] = n;
+        T->nrows[TS_TEST] = T->nperiod = n;
+        if (T->mode == TS_OPEN_EVALUATE) keep_examples(T, TS_TEST);   /* predict: every row */
         return 0;
     }
     long *perm = malloc((size_t)(n ? n : 1) * sizeof *perm);
@@ -185,6 +231,15 @@ int tb_split(tb_data *T, ts_err *e)
     if (cnt[0] == 0)
         return ts_fail(e, "%s: the training split of %ld rows is empty; check [data] split and "
                        "split_fractions (or the split column's values)", T->tab[0].path, n);
+    if (T->row_order_user && by_user_time(T) < 0) return ts_fail(e, "table: out of memory");
+    if (!(T->period = malloc((size_t)T->nrows[TS_TRAIN] * sizeof(long))))
+        return ts_fail(e, "table: out of memory");
+    memcpy(T->period, T->rows[TS_TRAIN], (size_t)T->nrows[TS_TRAIN] * sizeof(long));
+    T->nperiod = T->nrows[TS_TRAIN];
+    for (int s = 0; s < 3; s++) keep_examples(T, s);
+    if (T->nrows[TS_TRAIN] == 0)
+        return ts_fail(e, "%s: no training row has min_history = %ld earlier rows of its user; "
+                       "lower [data] min_history", T->tab[0].path, T->min_history);
     return 0;
 }
 
@@ -228,10 +283,11 @@ int tb_popularity(tb_data *T, ts_err *e)
 {
     tb_feat *f = &T->feat[T->item_feat];
     const tb_src *it = &T->src[T->item_src];
+    int32_t base = tb_base(T, f);
     if (!T->pop) {                              /* fitted on the training rows */
         if (!(T->pop = calloc((size_t)f->nvocab, sizeof *T->pop))) return ts_fail(e, "table: out of memory");
-        for (long i = 0; i < T->nrows[TS_TRAIN]; i++) T->pop[f->map[it->tok[T->rows[TS_TRAIN][i]]]] += 1;
-        T->pop[0] = 0;                          /* the out-of-vocabulary bucket is never drawn */
+        for (long i = 0; i < T->nperiod; i++) T->pop[f->map[it->tok[T->period[i]]]] += 1;
+        if (base) T->pop[0] = 0;                /* the out-of-vocabulary bucket is never drawn */
     }
     if (!(T->item_freq = malloc((size_t)f->nvocab * sizeof *T->item_freq))) return ts_fail(e, "table: out of memory");
     for (int32_t v = 0; v < f->nvocab; v++) T->item_freq[v] = (float)T->pop[v];
@@ -240,11 +296,12 @@ int tb_popularity(tb_data *T, ts_err *e)
         tb_feat *g = &T->feat[i];
         if (g->kind != TB_CAT || g->src != T->item_src) continue;
         if (!(T->item_map[i] = malloc((size_t)f->nvocab * sizeof(int32_t)))) return ts_fail(e, "table: out of memory");
+        int32_t gbase = tb_base(T, g);
         for (int32_t v = 0; v < f->nvocab; v++) {
-            const char *w = v ? ts_strtab_str(T->strs, T->nsrc + T->item_feat, v - 1) : "";
+            const char *w = v >= base ? ts_strtab_str(T->strs, T->nsrc + T->item_feat, v - base) : "";
             int32_t id = g->hash ? (int32_t)(tb_hash(w, strlen(w), g->seed) % (uint64_t)g->buckets)
-                       : v ? ts_strtab_id(T->strs, T->nsrc + g->vocab_of, w, strlen(w), 0) + 1 : 0;
-            T->item_map[i][v] = id;
+                       : v >= base ? ts_strtab_id(T->strs, T->nsrc + g->vocab_of, w, strlen(w), 0) + gbase : 0;
+            T->item_map[i][v] = id < 0 ? 0 : id;   /* (oov:none holds every item of the file) */
         }
     }
     for (int t = 1; t < T->ntab; t++) {
@@ -252,7 +309,7 @@ int tb_popularity(tb_data *T, ts_err *e)
         if (tab->on_src != T->item_src) continue;
         if (!(tab->item_row = malloc((size_t)f->nvocab * sizeof(int32_t)))) return ts_fail(e, "table: out of memory");
         for (int32_t v = 0; v < f->nvocab; v++) {
-            const char *w = v ? ts_strtab_str(T->strs, T->nsrc + T->item_feat, v - 1) : NULL;
+            const char *w = v >= base ? ts_strtab_str(T->strs, T->nsrc + T->item_feat, v - base) : NULL;
             int32_t id = w ? ts_strtab_id(T->strs, tab->key_src, w, strlen(w), 0) : -1;
             tab->item_row[v] = id >= 0 && id < tab->key_cap ? tab->key_row[id] : -1;
         }
@@ -270,15 +327,15 @@ int tb_negatives(tb_data *T, ts_err *e)
     double *cum = NULL;
     int rc = -1;
     if (!(cum = malloc((size_t)V * sizeof *cum))) goto oom;
-    for (int32_t v = 0; v < V; v++) cum[v] = (v ? cum[v - 1] : 0) + (v == 0 ? 0 : T->neg_popularity ? T->pop[v] : 1);
-    if (V < 2 || cum[V - 1] <= 0) {
+    int32_t base = tb_base(T, f);
+    for (int32_t v = 0; v < V; v++) cum[v] = (v ? cum[v - 1] : 0) + (v < base ? 0 : T->neg_popularity ? T->pop[v] : 1);
+    if (V <= base || cum[V - 1] <= 0) {
         ts_fail(e, "table: negative sampling needs items in the vocabulary of %s; the training "
                 "split has none", f->field);
         goto out;
     }
     /* What each user interacted with: the training rows (the file's rows when applying a run). */
-    int s0 = T->mode == TS_OPEN_TRAIN ? TS_TRAIN : TS_TEST;
-    if (user_items(T, T->rows[s0], T->nrows[s0], &off, &items) < 0) goto oom;
+    if (user_items(T, T->period, T->nperiod, &off, &items) < 0) goto oom;
     ts_rng rng;
     ts_rng_seed(&rng, T->neg_seed);
     long k = T->negatives;
@@ -299,7 +356,7 @@ int tb_negatives(tb_data *T, ts_err *e)
             for (long j = 0; j < k; j++)
                 for (int tries = 0; tries < 100; tries++) {   /* a user who saw nearly everything gets fewer */
                     double x = ts_rng_uniform(&rng) * cum[V - 1];
-                    int32_t lo = 1, hi = V - 1;
+                    int32_t lo = base, hi = V - 1;
                     while (lo < hi) {
                         int32_t mid = (lo + hi) / 2;
                         if (cum[mid] > x) hi = mid;

@@ -171,7 +171,7 @@ int tb_state_read(tb_data *T, const char *text, size_t n, ts_err *e)
                     goto out;
                 }
             }
-            f->nvocab = nw + 1;
+            f->nvocab = nw + (f->no_oov ? 0 : 1);
         } else ok = !strcmp(l, "none");
         if (ok && f->kind == TB_SEQ) {
             int len;
@@ -222,6 +222,7 @@ int tb_feat_sig(tb_data *T, tb_feat *f)
 {
     static const char *const kn[] = {"dense", "categorical", "multi", "sequence", "label",
                                      "weight", "id"};
+    static const char *const order_name[] = {"frequency", "first", "value"};
     const tb_src *s = &T->src[f->src];
     int n = snprintf(f->sig, sizeof f->sig, "%s field=%s column=\"%s\" table=%s", kn[f->kind],
                      f->field, s->name, T->tab[s->table].name);
@@ -229,13 +230,18 @@ int tb_feat_sig(tb_data *T, tb_feat *f)
 #define SIG(...) do { if (n >= 0 && (size_t)n < m) n += snprintf(f->sig + n, m - (size_t)n, __VA_ARGS__); } while (0)
     if (f->kind == TB_DENSE) {
         SIG(" log=%d scale=%d fill=%d", f->log, f->scale, f->fill_kind);
+        if (f->example_age) SIG(" example_age");
         if (f->fill_kind == TB_FILL_VALUE) SIG(":%.17g", f->fill);
         if (!isnan(f->q_lo) || !isnan(f->q_hi)) SIG(" clip=p%.17g:p%.17g", f->q_lo, f->q_hi);
         else if (isfinite(f->clip_lo) || isfinite(f->clip_hi)) SIG(" clip=%.17g:%.17g", f->clip_lo, f->clip_hi);
     } else if (f->kind == TB_CAT || f->kind == TB_MULTI || f->kind == TB_SEQ) {
         if (f->hash) SIG(" hash=%lld seed=%llu", (long long)f->buckets, (unsigned long long)f->seed);
         else if (*f->vocab_name) SIG(" vocab=%s", f->vocab_name);
-        else SIG(" min_count=%ld order=%s", f->min_count, T->vocab_first ? "first" : "frequency");
+        else SIG(" min_count=%ld order=%s", f->min_count, order_name[f->order]);
+        if (f->ties_value) SIG(" ties=value");
+        if (f->rows_all) SIG(" vocab_rows=all");
+        if (f->no_oov) SIG(" oov=none");
+        if (*f->over_name) SIG(" over=%s", f->over_name);
         if (f->kind != TB_CAT && !f->history) SIG(" sep=\"%s\"", s->list_sep);
         if (f->kind == TB_SEQ) SIG(" max=%s%d out=%s%s", f->maxlen_auto ? "auto" : "",
                                    f->maxlen_auto ? 0 : f->maxlen, f->as_bag ? "bag" : "ids",
