@@ -7,6 +7,8 @@
  *    figures: their label is empty in predictions.csv, `rows` counts the others, and the AUC
  *    equals a brute-force pairwise AUC over the labelled rows;
  *  - the weighted AUC equals a brute-force weighted pairwise AUC of predictions.csv;
+ *  - a label times another (labels = conv(times:click)): 0 without a click, the conversion
+ *    with one, on every row; a product with a label that may be missing needs a mask;
  *  - takes = probability: the loss equals the logit head's on sigmoid(z), its gradient is the
  *    logit gradient divided by p (1 - p), and a finite difference agrees;
  *  - bad declarations and values: an unknown field, a field of ids, a mask of 3, a weight on a
@@ -233,6 +235,79 @@ static void test_masks_and_weighted_figures(void **unused)
     assert_true(metric(tmp("m"), "test.conv.auc") > 0.75);
 }
 
+/* ---- times: a label times another (ESMM's click x conversion) ------------------------------ */
+static void test_label_times_label(void **unused)
+{
+    (void)unused;
+    write_table("a.csv", 0);
+    char text[2048];
+    snprintf(text, sizeof text,
+             "[experiment]\nname = times\n\n[data]\ntype = table\npath = %s\n"
+             "dense = x1, x2\nlabels = click, conv(mask:has_conv), conv(as:ctcvr times:click "
+             "mask:has_ctcvr)\nsplit = random\n\n"
+             "[layer.x]\ntype = concat\ninput = x1, x2\n\n[layer.z]\ntype = dense\ninput = x\n"
+             "units = 1\n\n[head.t]\ntype = binary\ninput = z\nlabel = ctcvr\nloss = bce\n\n"
+             "[optimizer]\ntype = adam\n\n[train]\nbatch = 64\n", tmp("a.csv"));
+    FILE *f = fopen(tmp("times.ini"), "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    ts_err e;
+    ts_run_opts o = {.results_dir = tmp("times")};
+    ts_exp *x = ts_exp_load(tmp("times.ini"), &o, &e);
+    if (!x || ts_exp_open_data(x, &e)) fail_msg("%s", e.msg);
+    ts_data *D = ts_exp_data(x);
+    const ts_dataset_ops *ops = ts_exp_data_ops(x);
+    int fc = -1, fv = -1, fm = -1, fx = -1, fh = -1;
+    for (int i = 0; i < D->nfield; i++) {
+        if (!strcmp(D->field_name[i], "ctcvr")) fc = i;
+        if (!strcmp(D->field_name[i], "has_ctcvr")) fm = i;
+        if (!strcmp(D->field_name[i], "conv")) fv = i;
+        if (!strcmp(D->field_name[i], "has_conv")) fh = i;
+        if (!strcmp(D->field_name[i], "x1")) fx = i;
+    }
+    assert_true(fc >= 0 && fm >= 0 && fv >= 0 && fh >= 0 && fx >= 0);
+    long rows[64], seen = 0, pos = 0;
+    for (long s = 0; s < D->nrows[TS_TRAIN]; s += 64) {
+        int b = (int)(D->nrows[TS_TRAIN] - s < 64 ? D->nrows[TS_TRAIN] - s : 64);
+        for (int i = 0; i < b; i++) rows[i] = s + i;
+        if (ops->batch(D, TS_TRAIN, rows, b, &e)) fail_msg("%s", e.msg);
+        for (int i = 0; i < b; i++) {
+            /* every row has the product: 0 without a click, the conversion with one */
+            assert_true(D->field[fm].x[i] == 1);
+            int clicked = D->field[fh].x[i] == 1;
+            assert_true(D->field[fc].x[i] == (clicked ? D->field[fv].x[i] : 0));
+            pos += D->field[fc].x[i] == 1;
+            seen++;
+        }
+    }
+    assert_true(seen > 500 && pos > 50);
+    ts_exp_free(x);
+    /* a product with a label that may be missing needs its own mask; times: names a label */
+    snprintf(text, sizeof text,
+             "[experiment]\nname = times\n\n[data]\ntype = table\npath = %s\n"
+             "dense = x1\nlabels = click(times:conv), conv(mask:has_conv)\n\n"
+             "[layer.z]\ntype = dense\ninput = x1\nunits = 1\n\n[head.t]\ntype = binary\n"
+             "input = z\nlabel = click\n\n[optimizer]\ntype = adam\n\n[train]\nbatch = 64\n",
+             tmp("a.csv"));
+    f = fopen(tmp("times.ini"), "w");
+    fputs(text, f);
+    fclose(f);
+    if (!(x = ts_exp_load(tmp("times.ini"), &o, &e))) fail_msg("%s", e.msg);
+    assert_int_equal(ts_exp_open_data(x, &e), -1);
+    tu_contains(e.msg, "times.ini:", "times:conv", "give click a mask too", NULL);
+    ts_exp_free(x);
+    char *t2 = strstr(text, "times:conv");
+    memcpy(t2, "times:x1  ", 10);
+    f = fopen(tmp("times.ini"), "w");
+    fputs(text, f);
+    fclose(f);
+    if (!(x = ts_exp_load(tmp("times.ini"), &o, &e))) fail_msg("%s", e.msg);
+    assert_int_equal(ts_exp_open_data(x, &e), -1);
+    tu_contains(e.msg, "times:x1", "not another label", NULL);
+    ts_exp_free(x);
+}
+
 /* ---- takes = probability ------------------------------------------------------------------- */
 typedef struct bench {
     ts_ini ini;
@@ -362,6 +437,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_zero_weight_rows_are_inert),
         cmocka_unit_test(test_masks_and_weighted_figures),
+        cmocka_unit_test(test_label_times_label),
         cmocka_unit_test(test_probability_input),
         cmocka_unit_test(test_bad_weights_and_masks),
     };

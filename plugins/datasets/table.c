@@ -231,8 +231,12 @@ static int table_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_e
             else if (f->kind == TB_CAT)
                 f->bids[b] = v >= 0 && T->item_map[i] ? T->item_map[i][v] : sr < 0 ? 0 : f->map[s->tok[sr]];
             else if (f->kind == TB_LABEL) {
-                int has = v < 0 && f->present[r];
-                f->bx[b] = has ? f->lab[r] : 0;
+                /* times:G: the product, known where both are, and 0 where G is 0 (no click: no
+                 * click-and-conversion, whether or not the conversion cell is filled) */
+                const tb_feat *g = f->times_of >= 0 ? &T->feat[f->times_of] : NULL;
+                int gzero = g && v < 0 && g->present[r] && g->lab[r] == 0;
+                int has = gzero || (v < 0 && f->present[r] && (!g || g->present[r]));
+                f->bx[b] = !has || gzero ? 0 : g ? f->lab[r] * g->lab[r] : f->lab[r];
                 if (f->bm) f->bm[b] = (float)has;
             } else if (f->kind == TB_WEIGHT) f->bx[b] = f->lab[r];
             else if (f->over >= 0) {                 /* a side column over a sequence's values */

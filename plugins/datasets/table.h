@@ -150,6 +150,9 @@ typedef struct tb_feat {
     char **pos, **neg, **mkey;
     double *mval;
     char mask[TS_NAME_MAX];    /* "" or the name of its 0/1 mask field */
+    char times_name[TS_NAME_MAX];  /* label times:FIELD: multiplied by that label (ESMM's
+                                    * click x conversion); "" none */
+    int times_of;              /* that label's index, -1 none */
     char ids_name[TS_NAME_MAX];    /* label ids:FIELD: the id of the value in FIELD's vocabulary */
     int ids_of;                /* that field's index, -1 none */
     float *lab;                /* label, weight: (main rows) the value */

@@ -183,6 +183,21 @@ static int features(tb_data *T, const ts_cfg *cfg, ts_err *e)
                                ts_cfg_where(cfg, "labels"), f->field, f->ids_name);
             f->ids_of = o;
         }
+        if (*f->times_name) {                     /* a label times another label */
+            int o = 0;
+            while (o < T->nfeat && strcmp(T->feat[o].field, f->times_name)) o++;
+            if (o == T->nfeat || o == i || T->feat[o].kind != TB_LABEL || *T->feat[o].times_name ||
+                *T->feat[o].ids_name)
+                return ts_fail(e, "%s: [data] labels: %s has times:%s, which is not another label "
+                               "of `labels =` (nor one with times: or ids: itself)",
+                               ts_cfg_where(cfg, "labels"), f->field, f->times_name);
+            if (*T->feat[o].mask && !*f->mask)
+                return ts_fail(e, "%s: [data] labels: %s has times:%s, whose label may be missing "
+                               "(mask:%s); give %s a mask too (mask:NAME), for the rows where the "
+                               "product is unknown", ts_cfg_where(cfg, "labels"), f->field,
+                               f->times_name, T->feat[o].mask, f->field);
+            f->times_of = o;
+        }
         if (*f->over_name) {                      /* a side column gathered over a sequence */
             int o = 0;
             while (o < T->nfeat && strcmp(T->feat[o].field, f->over_name)) o++;

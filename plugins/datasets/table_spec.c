@@ -152,7 +152,7 @@ static const char *const kind_opts[] = {
     [TB_CAT] = "as table min_count hash seed vocab order ties vocab_rows oov",
     [TB_MULTI] = "as table sep min_count hash seed vocab order ties vocab_rows oov over",
     [TB_SEQ] = "as table sep max out min_count hash seed vocab order ties vocab_rows oov history",
-    [TB_LABEL] = "as regression threshold positive negative map mask ids",
+    [TB_LABEL] = "as regression threshold positive negative map mask ids times",
     [TB_WEIGHT] = "as",
     [TB_ID] = "as"};
 const char *const tb_kind_key[] = {"dense", "categorical", "multi", "sequence", "labels",
@@ -299,6 +299,7 @@ int tb_add_feature(tb_data *T, const ts_cfg *cfg, tb_kind kind, const tb_spec *s
     f->q_lo = f->q_hi = NAN;
     f->threshold = NAN;
     f->ids_of = -1;
+    f->times_of = -1;
     f->min_count = T->default_min_count;
     f->maxlen = 0;
     f->over = -1;
@@ -460,6 +461,13 @@ int tb_add_feature(tb_data *T, const ts_cfg *cfg, tb_kind kind, const tb_spec *s
                 return ts_fail(e, "%s: [data] labels: \"%s\" mask needs a field name (mask:NAME)",
                                ts_cfg_where(cfg, key), sp->name);
             snprintf(f->mask, sizeof f->mask, "%s", o->args[0]);
+        }
+        if ((o = tb_opt_find(sp, "times"))) {
+            if (o->nargs != 1 || !*o->args[0] || strlen(o->args[0]) >= TS_NAME_MAX || *f->ids_name)
+                return ts_fail(e, "%s: [data] labels: \"%s\" times needs another label's field "
+                               "name (times:FIELD: this label times that one, e.g. a conversion "
+                               "times its click), and no ids:", ts_cfg_where(cfg, key), sp->name);
+            snprintf(f->times_name, sizeof f->times_name, "%s", o->args[0]);
         }
         s->optional = T->mode == TS_OPEN_PREDICT;
     } else if (kind == TB_ID) {

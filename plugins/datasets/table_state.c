@@ -254,6 +254,7 @@ int tb_feat_sig(tb_data *T, tb_feat *f)
         for (int k = 0; k < f->nmv; k++) SIG(" map=\"%s\":%.17g", f->mkey[k], f->mval[k]);
         if (*f->ids_name) SIG(" ids=%s", f->ids_name);
         if (*f->mask) SIG(" mask=%s", f->mask);
+        if (*f->times_name) SIG(" times=%s", f->times_name);
     }
 #undef SIG
     if (n < 0 || (size_t)n >= m) snprintf(f->sig + m - 4, 4, "...");
