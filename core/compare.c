@@ -1543,9 +1543,10 @@ static int plot_gate_panel(gp_plot *gp, const ts_gate_mix *m, const char *title,
     gp_str(s, full.s, 0);
     free(full.s);
     sb_printf(s, "\n");
-    if (!m) {
-        sb_printf(s, "set xrange [0:1]\nset yrange [0:1]\nset xtics ()\nset ytics ()\n"
-                  "plot -1 notitle\n");
+    if (!m) {   /* a blank panel under its title */
+        sb_printf(s, "unset xtics\nunset ytics\nunset xlabel\nunset ylabel\nset border 0\n"
+                  "set xrange [0:1]\nset yrange [0:1]\nplot -1 notitle\n"
+                  "set border 31\nset xlabel 'expert'\nset ylabel 'gate'\n");
         return 0;
     }
     char dat[32];
