@@ -7,6 +7,7 @@
  * runs gnuplot. It never trains anything itself. */
 #include "config.h"
 #include "internal.h"
+#include "gates.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1514,107 +1515,148 @@ static int plot_sweep(const char *png, const char *title, const char *xlabel, co
     return gp_finish(&g);
 }
 
-/* Gate usage of one MMoE/OMoE run: the mean gate weight of each task on each expert (gates.csv,
- * written by the layer's report()) as a tasks x experts heatmap with the values printed.
- * ndir runs side by side (one per sweep value). Returns 1 when no run has a gates.csv. */
-enum { GATE_TASKS = 16, GATE_EXPERTS = 64 };
-typedef struct gates {
-    char task[GATE_TASKS][TS_NAME_MAX];
-    double w[GATE_TASKS][GATE_EXPERTS];   /* (tasks, experts) mean gate weights */
-    int nt, ne;
-} gates;
+/* Gate usage of one experiment's mixture-of-experts layers (gates.csv, written by the layers'
+ * report(); core/gates.c reads it): for every mixture (a layer's level) a gates x experts
+ * heatmap with the values printed, one row of panels per mixture and one column per run
+ * (ndir of them, one per sweep value). Each cell is a box of its own (boxxyerror), not a pixel of
+ * `with image`, so any shape draws (gnuplot's image needs 2 x 2 cells: a one-task, two-expert
+ * gate drew nothing), and a cell a gate does not reach (PLE's task gates skip the other tasks'
+ * experts) stays grey. Returns 1 when no run has a gates.csv. */
+typedef struct gate_key { char layer[TS_NAME_MAX]; int level; } gate_key;
 
-static int read_gates(const char *dir, gates *g)
+static const ts_gate_mix *find_mix(const ts_gates *g, const gate_key *k)
 {
-    char p[TS_PATH_MAX + 16], line[512];
-    snprintf(p, sizeof p, "%s/gates.csv", dir);
-    memset(g, 0, sizeof *g);
-    FILE *f = ts_fopen_regular(p);
-    if (!f) return -1;
-    while (fgets(line, sizeof line, f)) {
-        char *fld[4];
-        line[strcspn(line, "\r\n")] = 0;
-        if (ts_split(line, ",", fld, 3) != 3 || !strcmp(fld[0], "task")) continue;
-        int t = 0, ex = atoi(fld[1]);
-        while (t < g->nt && strcmp(g->task[t], fld[0])) t++;
-        if (t == g->nt) {
-            if (g->nt == GATE_TASKS) continue;
-            snprintf(g->task[g->nt++], TS_NAME_MAX, "%s", fld[0]);
-        }
-        if (ex < 0 || ex >= GATE_EXPERTS) continue;
-        g->w[t][ex] = strtod(fld[2], NULL);
-        if (ex + 1 > g->ne) g->ne = ex + 1;
+    for (int m = 0; m < g->nmix; m++)
+        if (!strcmp(g->mix[m].layer, k->layer) && g->mix[m].level == k->level) return &g->mix[m];
+    return NULL;
+}
+
+/* One panel: the heatmap of mixture m (NULL: an empty panel that says what is missing). */
+static int plot_gate_panel(gp_plot *gp, const ts_gate_mix *m, const char *title, double top)
+{
+    sbuf *s = &gp->s;
+    int holes = 0;
+    for (long i = 0; m && i < (long)m->ngate * m->nexp; i++) holes |= isnan(m->w[i]);
+    sbuf full = {0};
+    sb_printf(&full, "%s%s", title, holes ? " (grey: not one of the gate's experts)" : "");
+    sb_printf(s, "set title ");
+    gp_str(s, full.s, 0);
+    free(full.s);
+    sb_printf(s, "\n");
+    if (!m) {   /* a blank panel under its title */
+        sb_printf(s, "unset xtics\nunset ytics\nunset xlabel\nunset ylabel\nset border 0\n"
+                  "set xrange [0:1]\nset yrange [0:1]\nplot -1 notitle\n"
+                  "set border 31\nset xlabel 'expert'\nset ylabel 'gate'\n");
+        return 0;
     }
-    fclose(f);
-    return g->nt ? 0 : -1;
+    char dat[32];
+    sbuf d = {0};
+    int longnames = 0;
+    for (int r = 0; r < m->ngate; r++)
+        for (int k = 0; k < m->nexp; k++) {
+            double w = m->w[(long)r * m->nexp + k];
+            if (!isnan(w)) sb_printf(&d, "%d %d %.6f\n", k, r, w);
+        }
+    for (int k = 0; k < m->nexp; k++) longnames |= strlen(m->expert[k]) > 3;
+    int rc = gp_data(gp, d.s ? d.s : "", dat, sizeof dat);
+    free(d.s);
+    if (rc) return rc;
+    if (holes)   /* grey behind the cells: what shows through is a cell the gate does not reach */
+        sb_printf(s, "set object 1 rectangle from graph 0, 0 to graph 1, 1 behind "
+                  "fillcolor rgb '#d9d9d9' fillstyle solid 1.0 noborder\n");
+    sb_printf(s, "set xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\nset xtics (", m->nexp - 1,
+              m->ngate - 1);
+    for (int k = 0; k < m->nexp; k++) {
+        sb_printf(s, "%s", k ? ", " : "");
+        gp_str(s, m->expert[k], 1);
+        sb_printf(s, " %d", k);
+    }
+    sb_printf(s, ") nomirror%s\nset ytics (", longnames ? " rotate by 30 right" : " norotate");
+    for (int r = 0; r < m->ngate; r++) {
+        sb_printf(s, "%s", r ? ", " : "");
+        gp_str(s, m->gate[r], 1);
+        sb_printf(s, " %d", r);
+    }
+    /* values printed in each cell, white on the dark ones */
+    sb_printf(s, ") nomirror\nplot '%s' using 1:2:(0.5):(0.5):3 with boxxyerror fillstyle solid 1.0 "
+              "noborder linecolor palette, '' using 1:2:(sprintf('%%.2f', $3)):"
+              "($3 > %g ? 0xffffff : 0x000000) with labels textcolor rgb variable font 'sans,8'\n",
+              dat, top / 2);
+    if (holes) sb_printf(s, "unset object 1\n");
+    return 0;
 }
 
 static int plot_gates(const char *png, const char *title, char dirs[][TS_PATH_MAX],
                       char subtitles[][128], int ndir)
 {
-    gates *g = calloc((size_t)ndir, sizeof *g);
+    ts_gates *g = calloc((size_t)ndir, sizeof *g);
+    gate_key *keys = NULL;
+    int nkey = 0, any = 0, tallest = 1, widest = 1;
     if (!g) return -1;
-    int any = 0, tallest = 1;
-    for (int r = 0; r < ndir; r++)
-        if (!read_gates(dirs[r], &g[r])) {
-            any = 1;
-            if (g[r].nt > tallest) tallest = g[r].nt;
+    /* the mixtures of every run, in order of first appearance (a sweep may change them) */
+    for (int r = 0; r < ndir; r++) {
+        if (ts_gates_read(dirs[r], &g[r])) continue;
+        any = 1;
+        for (int m = 0; m < g[r].nmix; m++) {
+            const ts_gate_mix *x = &g[r].mix[m];
+            if (x->ngate > tallest) tallest = x->ngate;
+            if (x->nexp > widest) widest = x->nexp;
+            gate_key k = {"", x->level};
+            snprintf(k.layer, sizeof k.layer, "%s", x->layer);
+            int seen = 0;
+            for (int j = 0; j < nkey && !seen; j++)
+                seen = !strcmp(keys[j].layer, k.layer) && keys[j].level == k.level;
+            if (seen) continue;
+            gate_key *t = realloc(keys, (size_t)(nkey + 1) * sizeof *t);
+            if (!t) { any = -1; break; }
+            keys = t;
+            keys[nkey++] = k;
         }
-    if (!any) { free(g); return 1; }
+    }
+    if (any != 1) {
+        for (int r = 0; r < ndir; r++) ts_gates_free(&g[r]);
+        free(g);
+        free(keys);
+        return any ? -1 : 1;
+    }
     /* One colour scale for every panel, from 0 to the largest weight rounded up to 0.1: a
      * near-uniform gate (all 1/E) then reads pale, a specialised one dark. */
     double top = 0.1;
     for (int r = 0; r < ndir; r++)
-        for (int t = 0; t < g[r].nt; t++)
-            for (int k = 0; k < g[r].ne; k++)
-                if (g[r].w[t][k] > top) top = g[r].w[t][k];
+        for (int m = 0; m < g[r].nmix; m++)
+            for (long i = 0; i < (long)g[r].mix[m].ngate * g[r].mix[m].nexp; i++)
+                if (g[r].mix[m].w[i] > top) top = g[r].mix[m].w[i];
     top = ceil(top * 10 - 1e-9) / 10;
+    int pw = 200 + 45 * widest, ph = 130 + 50 * tallest;
+    if (pw < (ndir > 1 ? 560 : 760)) pw = ndir > 1 ? 560 : 760;
     gp_plot gp;
-    if (gp_begin(&gp, "tessera compare", png, ndir > 1 ? 560 * ndir : 760, 170 + 60 * tallest)) {
-        free(g);
-        return -1;
+    int rc = gp_begin(&gp, "tessera compare", png, pw * ndir, 40 + ph * nkey), begun = !rc;
+    if (begun) {
+        sbuf *s = &gp.s;
+        sb_printf(s, "set multiplot layout %d,%d title ", nkey, ndir);
+        gp_str(s, title, 0);
+        sb_printf(s, "\nset xlabel 'expert'\nset ylabel 'gate'\n"
+                  "set palette defined (0 'white', 0.5 '#6baed6', 1 '#08306b')\nset cbrange [0:%g]\n"
+                  "set tics out\nunset key\n", top);
+        for (int k = 0; k < nkey && !rc; k++)
+            for (int r = 0; r < ndir && !rc; r++) {
+                const ts_gate_mix *m = find_mix(&g[r], &keys[k]);
+                char sub[512];
+                int n = keys[k].layer[0] ? snprintf(sub, sizeof sub, "%s level %d, ", keys[k].layer,
+                                                    keys[k].level) : 0;
+                snprintf(sub + n, sizeof sub - n, "%s%s", subtitles[r],
+                         m ? "" : g[r].nmix ? " (no such level)" : " (no gates.csv)");
+                rc = plot_gate_panel(&gp, m, sub, top);
+            }
+        sb_printf(s, "unset multiplot\n");
     }
-    sbuf *s = &gp.s;
-    sb_printf(s, "set multiplot layout 1,%d title ", ndir);
-    gp_str(s, title, 0);
-    sb_printf(s, "\nset xlabel 'expert'\nset ylabel 'task'\n"
-              "set palette defined (0 'white', 0.5 '#6baed6', 1 '#08306b')\nset cbrange [0:%g]\n"
-              "set tics out\nunset key\n", top);
-    int rc = 0;
-    for (int r = 0; r < ndir && !rc; r++) {
-        sb_printf(s, "set title ");
-        gp_str(s, subtitles[r], 0);
-        sb_printf(s, "\n");
-        if (!g[r].nt) {   /* this run wrote no gates: an empty panel that says so */
-            sbuf t = {0};
-            sb_printf(&t, "%s (no gates.csv)", subtitles[r]);
-            sb_printf(s, "set title ");
-            gp_str(s, t.s, 0);
-            free(t.s);
-            sb_printf(s, "\nset xrange [0:1]\nset yrange [0:1]\nplot -1 notitle\n");
-            continue;
-        }
-        char dat[32];
-        sbuf d = {0};
-        for (int t = 0; t < g[r].nt; t++)
-            for (int k = 0; k < g[r].ne; k++) sb_printf(&d, "%d %d %.6f\n", k, t, g[r].w[t][k]);
-        rc = gp_data(&gp, d.s, dat, sizeof dat);
-        free(d.s);
-        sb_printf(s, "set xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\nset xtics 1\nset ytics (",
-                  g[r].ne - 1, g[r].nt - 1);
-        for (int t = 0; t < g[r].nt; t++) {
-            sb_printf(s, "%s", t ? ", " : "");
-            gp_str(s, g[r].task[t], 1);
-            sb_printf(s, " %d", t);
-        }
-        /* values printed in each cell, white on the dark ones */
-        sb_printf(s, ")\nplot '%s' using 1:2:3 with image, '' using 1:2:(sprintf('%%.2f', $3)):"
-                  "($3 > %g ? 0xffffff : 0x000000) with labels tc rgb variable font 'sans,8'\n",
-                  dat, top / 2);
-    }
-    sb_printf(s, "unset multiplot\n");
+    for (int r = 0; r < ndir; r++) ts_gates_free(&g[r]);
     free(g);
-    if (rc) { gp_cleanup(&gp); return rc; }
+    free(keys);
+    if (rc) {
+        if (begun) gp_cleanup(&gp);
+        return rc;
+    }
     return gp_finish(&gp);
 }
 
@@ -1995,8 +2037,8 @@ int ts_cmd_compare(int argc, char **argv)
             file_part(part, sizeof part, xs[members[m]].name);
             snprintf(fname, sizeof fname, "gates_%d_%s.png", gno, part);
             snprintf(png, sizeof png, "%s/%s", plots, fname);
-            snprintf(title, sizeof title, "%s: mean gate weight per task and expert on the test split "
-                     "(uniform gate = 1 / experts)", xs[members[m]].name);
+            snprintf(title, sizeof title, "%s: mean gate weight per gate and expert on the test split "
+                     "(uniform gate = 1 / its experts)", xs[members[m]].name);
             if (!plot_gates(png, title, gdirs, subs, nsw))
                 sb_printf(&md, "![gate usage of %s](plots/%s)\n\n", md_text(xs[members[m]].name), fname);
         }

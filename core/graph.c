@@ -1037,6 +1037,39 @@ static int check_labels(ts_exp *x, ts_err *e)
     return rc;
 }
 
+/* After the build: a layer with named outputs (mmoe, ple: one per task) of which some are read
+ * and another is not. That output's part of the layer (a task's gate and experts) would get no
+ * gradient: a task listed that no head uses, most often a misspelt name or a missing head.
+ * (A layer none of whose outputs is read is check_graph's warning.) */
+static int check_named_outputs(ts_exp *x, ts_err *e)
+{
+    for (int i = 0; i < x->nnodes; i++) {
+        ts_layer *L = &x->nodes[i].L;
+        if (L->nout < 2) continue;
+        int read[TS_MAX_OUT] = {0}, any = 0;
+        for (int k = 0; k < L->nout; k++) {
+            for (int j = 0; j < x->nnodes && !read[k]; j++)
+                for (int q = 0; q < x->nodes[j].L.nin && !read[k]; q++)
+                    read[k] = x->nodes[j].L.in[q] == &L->out[k];
+            for (int h = 0; h < x->nheads && !read[k]; h++)
+                for (int q = 0; q < x->heads[h].H.nin && !read[k]; q++)
+                    read[k] = x->heads[h].H.in[q] == &L->out[k];
+            any |= read[k];
+        }
+        for (int k = 0; k < L->nout && any; k++) {
+            if (read[k]) continue;
+            ts_cfg *c = x->nodes[i].cfg;
+            return ts_fail(e, "%s:%d: [%s] (type %s) has an output '%s.%s' that no layer or head "
+                           "reads, so its part of the layer (task '%s' of its list) would learn "
+                           "nothing. Give a head (or its tower) `input = %s.%s`, or take '%s' out "
+                           "of the layer's list", c->file, c->line, c->name, x->nodes[i].pl->name,
+                           L->name, L->out_name[k], L->out_name[k], L->name, L->out_name[k],
+                           L->out_name[k]);
+        }
+    }
+    return 0;
+}
+
 static int alloc_outputs(ts_layer *L, ts_err *e)
 {
     for (int k = 0; k < L->nout; k++) {
@@ -1266,6 +1299,7 @@ int ts_exp_build(ts_exp *x, ts_err *e)
         }
         hn->built = 1;
     }
+    if (check_named_outputs(x, e)) return -1;
     if (check_labels(x, e)) return -1;
     x->ctx.owner = "weighting";
     if (x->weighting == 1 && !(x->log_var = ts_param_add(&x->ctx, "log_var", 1, x->nheads,

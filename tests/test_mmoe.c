@@ -235,17 +235,23 @@ static void test_two_layer_gradients(void **state)
     check_two_layer_gradients("omoe");
 }
 
-/* Reads gates.csv: returns rows, fills task names and weights. */
-static int read_gates(const char *dir, char task[][16], double *w, int max)
+/* Reads gates.csv (layer,level,gate,expert,weight): returns rows, fills the gates' names (each
+ * task's) and weights; every row must be level 1 of layer `layer`, its E experts in order. */
+static int read_gates(const char *dir, const char *layer, int E, char task[][16], double *w, int max)
 {
-    char path[400], line[256];
+    char path[400], line[256], lay[64];
     snprintf(path, sizeof path, "%s/gates.csv", dir);
     FILE *f = fopen(path, "r");
     if (!f) fail_msg("no %s", path);
     assert_non_null(fgets(line, sizeof line, f));
-    assert_string_equal(line, "task,expert,weight\n");
-    int n = 0, ex;
-    while (n < max && fscanf(f, "%15[^,],%d,%lf\n", task[n], &ex, &w[n]) == 3) n++;
+    assert_string_equal(line, "layer,level,gate,expert,weight\n");
+    int n = 0, ex, level;
+    while (n < max && fscanf(f, "%63[^,],%d,%15[^,],%d,%lf\n", lay, &level, task[n], &ex, &w[n]) == 5) {
+        assert_string_equal(lay, layer);
+        assert_int_equal(level, 1);
+        assert_int_equal(ex, n % E);
+        n++;
+    }
     fclose(f);
     return n;
 }
@@ -265,7 +271,7 @@ static void test_gates_and_omoe(void **state)
         if (h.ops->report(&h.L, tmpdir, &e)) fail_msg("%s", e.msg);
         char task[16][16];
         double w[16];
-        assert_int_equal(read_gates(tmpdir, task, w, 16), 8);
+        assert_int_equal(read_gates(tmpdir, "t", 4, task, w, 16), 8);
         for (int k = 0; k < 2; k++) {
             double s = 0;
             for (int x = 0; x < 4; x++) {
@@ -408,7 +414,7 @@ static void test_census_mmoe_learns(void **state)
     assert_true(mar >= 0.985);
     char task[16][16];
     double w[16];
-    assert_int_equal(read_gates(dir, task, w, 16), 16);
+    assert_int_equal(read_gates(dir, "mix", 8, task, w, 16), 16);
 }
 
 int main(void)
