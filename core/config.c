@@ -392,12 +392,19 @@ static int load_chain(ts_ini *ini, const char *path, char chain[][TS_PATH_MAX], 
         return ts_fail(e, "%s:%d: [experiment] extends = %s: more than %d files extend one "
                        "another; flatten the chain", path, ex->line, ex->value, EXTENDS_DEPTH);
     snprintf(chain[depth + 1], TS_PATH_MAX, "%s", real);
+    char where[TS_PATH_MAX + 300];
+    snprintf(where, sizeof where, "%s:%d: [experiment] extends = %.200s", path, ex->line, ex->value);
     /* drop the key: the merged experiment stands alone (config.ini, identity.txt) */
     free(ex->value);
     *ex = ce->ent[--ce->n];
     ts_ini base;
     if (load_chain(&base, base_path, chain, depth + 1, e)) {
         ts_ini_free(&base);
+        if (!strstr(e->msg, "extends =")) {  /* the base itself is unreadable: say who named it */
+            char why[sizeof e->msg];
+            snprintf(why, sizeof why, "%s", e->msg);
+            return ts_fail(e, "%s: %s", where, why);
+        }
         return -1;
     }
     return lay_over(ini, &base, e);

@@ -319,6 +319,10 @@ bad() {
 }
 
 # good FILE [ARGS]: `tessera run FILE ARGS` must finish a run in out/
+ext_variant() {   # ext_variant FILE BASE: a variant that extends BASE and changes one key
+    printf '[experiment]\nextends = %s\nname = variant\n\n[layer.h]\nunits = 5\n' "$2" >"$1"
+}
+
 good() {
     local f=$1
     shift

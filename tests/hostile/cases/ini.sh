@@ -547,3 +547,83 @@ hc ini-is-a-symlink-loop '
 hc ini-name-with-quotes-and-spaces '
     cp "$FX/mini.ini" "Bob'"'"'s \$(touch pwned_e) exp.ini"
     good "Bob'"'"'s \$(touch pwned_e) exp.ini"'
+
+# -- extends = BASE.ini: bases that are not files, circles, chains, keys blamed in the right file
+hc extends-a-fifo '
+    T_LIMIT=5
+    mkfifo base.ini
+    ext_variant v.ini base.ini
+    bad v.ini v.ini:2 base.ini'
+hc extends-a-directory '
+    mkdir base.ini
+    ext_variant v.ini base.ini
+    bad v.ini v.ini:2 base.ini'
+hc extends-a-missing-file '
+    ext_variant v.ini nowhere.ini
+    bad v.ini v.ini:2 nowhere.ini'
+hc extends-dev-zero '
+    T_LIMIT=5
+    ext_variant v.ini /dev/zero
+    bad v.ini v.ini:2 /dev/zero'
+hc extends-itself '
+    ext_variant v.ini v.ini
+    bad v.ini v.ini:2 circle'
+hc extends-a-circle-of-three '
+    ext_variant a.ini b.ini; ext_variant b.ini c.ini; ext_variant c.ini a.ini
+    bad a.ini circle'
+hc extends-a-chain-too-deep '
+    for i in $(seq 1 20); do ext_variant v$i.ini v$((i + 1)).ini; done
+    fx mini.ini v21.ini
+    bad v1.ini "extend one another"'
+hc extends-empty-value '
+    printf "[experiment]\nextends =\nname = v\n" >v.ini
+    bad v.ini v.ini:2 extends'
+hc extends-overridden-on-the-command-line '
+    fx mini.ini
+    bad mini.ini extends -- experiment.extends=mini.ini'
+hc extends-base-with-a-bad-key-blames-the-base '
+    fx mini.ini base.ini
+    after_header base.ini layer.h "zz_unknown = 1"
+    ext_variant v.ini base.ini
+    bad v.ini base.ini:$(lineno base.ini zz_unknown) zz_unknown'
+hc extends-a-garbage-base '
+    awk "BEGIN { srand(7); for (i = 0; i < 3000; i++) printf \"%c\", 1 + int(rand() * 255) }" >base.ini
+    ext_variant v.ini base.ini
+    bad v.ini base.ini'
+hc extends-a-valid-base-runs '
+    fx mini.ini base.ini
+    ext_variant v.ini base.ini
+    T run v.ini --results out
+    succeeded
+    prop "the resolved config holds no extends key and units = 5 of the variant" \
+        sh -c "! grep -q extends out/config.ini && grep -q \"units = 5\" out/config.ini"'
+hc extends-name-with-shell-characters '
+    fx mini.ini "b\$(touch pwned_x) ase.ini"
+    ext_variant v.ini "b\$(touch pwned_x) ase.ini"
+    T run v.ini --results out
+    succeeded'
+
+# -- per-row weights and masks on heads
+for key in sample_weight mask; do
+    hc "head-$key-names-no-field" "
+        fx mini.ini bad.ini
+        after_header bad.ini head.y1 '$key = nowhere'
+        bad bad.ini bad.ini:\$(lineno bad.ini nowhere) nowhere"
+    hc "head-$key-is-its-own-label" "
+        fx mini.ini bad.ini
+        after_header bad.ini head.y1 '$key = y1'
+        bad bad.ini bad.ini:\$(lineno bad.ini '$key = y1') \"own label\""
+    hc "head-$key-is-a-feature-field-of-several-columns" "
+        fx mini.ini bad.ini
+        after_header bad.ini head.y1 '$key = x'
+        bad bad.ini bad.ini:\$(lineno bad.ini '$key = x') \"one number a row\""
+done
+hc head-mask-of-real-values '
+    fx mini.ini bad.ini
+    after_header bad.ini head.y1 "mask = y2"
+    bad bad.ini "bad.ini:$(lineno bad.ini "mask = y2")" "a mask is 0 or 1"'
+hc head-takes-unknown-kind '
+    fx mini.ini bad.ini
+    set_key bad.ini head.y1 type binary
+    after_header bad.ini head.y1 "takes = odds"
+    bad bad.ini bad.ini:$(lineno bad.ini "takes = odds") takes'
