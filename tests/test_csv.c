@@ -1,6 +1,8 @@
 /* test_csv.c — the generic csv dataset plugin on small files made here: named dense,
  * categorical and label columns, standardisation and indexing from the training split, a file
  * without a header, quoted fields, and the messages for a bad row and an unknown column. */
+#include "testutil.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +16,6 @@
 
 #include "host.h"
 
-static char tmpdir[256];
 
 static void write_file(const char *path, const char *text)
 {
@@ -24,18 +25,18 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
-/* An experiment over csv file `name` (in tmpdir) with the given [data] lines; opens its data. */
+/* An experiment over csv file `name` (in tu_dir) with the given [data] lines; opens its data. */
 static ts_exp *open_csv(const char *name, const char *data_keys, const char *label, ts_err *e)
 {
     char ini[600], text[4096];
-    snprintf(ini, sizeof ini, "%s/exp.ini", tmpdir);
+    snprintf(ini, sizeof ini, "%s/exp.ini", tu_dir);
     snprintf(text, sizeof text,
              "[experiment]\nname = csv_test\n\n[data]\ntype = csv\npath = %s/%s\n%s\n\n"
              "[layer.x]\ntype = dense\ninput = dense\nunits = 1\n\n"
              "[head.t]\ntype = binary\ninput = x\nlabel = %s\nloss = bce\n\n"
-             "[optimizer]\ntype = adam\n\n[train]\nbatch = 64\n", tmpdir, name, data_keys, label);
+             "[optimizer]\ntype = adam\n\n[train]\nbatch = 64\n", tu_dir, name, data_keys, label);
     write_file(ini, text);
-    ts_run_opts o = {.results_dir = tmpdir};
+    ts_run_opts o = {.results_dir = tu_dir};
     ts_exp *x = ts_exp_load(ini, &o, e);
     if (!x) return NULL;
     if (ts_exp_open_data(x, e)) { ts_exp_free(x); return NULL; }
@@ -52,16 +53,13 @@ static ts_tensor *field(ts_data *D, const char *name)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tessera-csv-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return tu_dir_make("csv");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_dir_remove();
 }
 
 /* 20 rows: age = 20 + i, city cycles over 3 names, clicked = i odd, score = i / 10; an unused
@@ -83,7 +81,7 @@ static void test_fields_standardisation_and_ids(void **state)
 {
     (void)state;
     char path[600];
-    snprintf(path, sizeof path, "%s/small.csv", tmpdir);
+    snprintf(path, sizeof path, "%s/small.csv", tu_dir);
     small_csv(path, 1, ",");
     ts_err e;
     ts_exp *x = open_csv("small.csv", "dense = age, score\ncategorical = city\nlabels = clicked\n"
@@ -139,7 +137,7 @@ static void test_no_header_and_separator(void **state)
 {
     (void)state;
     char path[600];
-    snprintf(path, sizeof path, "%s/plain.tsv", tmpdir);
+    snprintf(path, sizeof path, "%s/plain.tsv", tu_dir);
     small_csv(path, 0, "\t");
     ts_err e;
     ts_exp *x = open_csv("plain.tsv", "header = false\nseparator = tab\ndense = 0, 4\ncategorical = 1\n"
@@ -155,7 +153,7 @@ static void test_no_header_and_separator(void **state)
 static void expect(const char *file, const char *text, const char *keys, const char *const *parts)
 {
     char path[600];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, file);
+    snprintf(path, sizeof path, "%s/%s", tu_dir, file);
     write_file(path, text);
     ts_err e;
     ts_exp *x = open_csv(file, keys, "clicked", &e);
@@ -188,7 +186,7 @@ static void test_messages(void **state)
     expect("head.csv", "age,city,clicked\n", "dense = age\ncategorical = city\nlabels = clicked", p5);
     /* skip_bad_rows keeps the good rows and counts the others */
     char path[600];
-    snprintf(path, sizeof path, "%s/skip.csv", tmpdir);
+    snprintf(path, sizeof path, "%s/skip.csv", tu_dir);
     write_file(path, "age,city,clicked\n30,Paris,1\n31\n32,Rome,1\nabc,Oslo,0\n33,Oslo,1\n");
     ts_err e;
     ts_exp *x = open_csv("skip.csv", "dense = age\ncategorical = city\nlabels = clicked\n"
@@ -214,7 +212,7 @@ static void test_values_beyond_float_and_nul_bytes(void **state)
     const char *p2[] = {"lab.csv:2:", "\"clicked\"", "beyond the float range", NULL};
     expect("lab.csv", "age,city,clicked\n30,Paris,-4e38\n31,Oslo,0\n", keys, p2);
     char path[600];
-    snprintf(path, sizeof path, "%s/nul.csv", tmpdir);
+    snprintf(path, sizeof path, "%s/nul.csv", tu_dir);
     static const char nul[] = "age,city,clicked\n30,Paris,1\n3\0001,Oslo,0\n";
     FILE *f = fopen(path, "wb");
     assert_non_null(f);

@@ -4,6 +4,8 @@
  * synthetic_mmoe generator (cos(w1, w2) = p, |w1| = c, the label formula and noise variance,
  * determinism for a seed) and an end-to-end MMoE run on Census-Income with AUC floors.
  * The layer harness uses libtessera's internal context (core/internal.h), as check.c does. */
+#include "testutil.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,21 +19,17 @@
 
 #include "internal.h"
 
-static char tmpdir[256];
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tessera-mmoe-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return tu_dir_make("mmoe");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_dir_remove();
 }
 
 /* ---- a built layer on random input and random parameters ----------------------------------- */
@@ -268,10 +266,10 @@ static void test_gates_and_omoe(void **state)
         if (h.ops->forward(&h.L, TS_TRAIN, &e) || h.ops->forward(&h.L, TS_TEST, &e) ||
             h.ops->forward(&h.L, TS_TEST, &e))
             fail_msg("%s", e.msg);
-        if (h.ops->report(&h.L, tmpdir, &e)) fail_msg("%s", e.msg);
+        if (h.ops->report(&h.L, tu_dir, &e)) fail_msg("%s", e.msg);
         char task[16][16];
         double w[16];
-        assert_int_equal(read_gates(tmpdir, "t", 4, task, w, 16), 8);
+        assert_int_equal(read_gates(tu_dir, "t", 4, task, w, 16), 8);
         for (int k = 0; k < 2; k++) {
             double s = 0;
             for (int x = 0; x < 4; x++) {
@@ -295,7 +293,7 @@ static void test_gates_and_omoe(void **state)
 static ts_exp *open_synth(const char *data_keys, ts_err *e)
 {
     char ini[400], text[2048];
-    snprintf(ini, sizeof ini, "%s/synth.ini", tmpdir);
+    snprintf(ini, sizeof ini, "%s/synth.ini", tu_dir);
     snprintf(text, sizeof text,
              "[experiment]\nname = synth\n\n[data]\ntype = synthetic_mmoe\n%s\n\n"
              "[layer.t]\ntype = dense\ninput = x\nunits = 1\n\n"
@@ -305,7 +303,7 @@ static ts_exp *open_synth(const char *data_keys, ts_err *e)
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
-    ts_run_opts o = {.results_dir = tmpdir};
+    ts_run_opts o = {.results_dir = tu_dir};
     ts_exp *x = ts_exp_load(ini, &o, e);
     if (x && ts_exp_open_data(x, e)) { ts_exp_free(x); x = NULL; }
     return x;
@@ -400,7 +398,7 @@ static void test_census_mmoe_learns(void **state)
     const char *src = getenv("top_srcdir");
     char ini[600], dir[400];
     snprintf(ini, sizeof ini, "%s/experiments/census_mmoe.ini", src ? src : ".");
-    snprintf(dir, sizeof dir, "%s/census_mmoe", tmpdir);
+    snprintf(dir, sizeof dir, "%s/census_mmoe", tu_dir);
     char *ov[] = {"train.epochs=2", "train.batch=512", "optimizer.lr=0.003", "train.patience=0"};
     ts_run_opts o = {.results_dir = dir, .noverride = 4, .overrides = ov};
     ts_err e;

@@ -5,6 +5,8 @@
  * of core/gates.c (both formats), bad keys and a task no head reads refused with FILE:LINE, and an
  * end-to-end PLE run on Census-Income above AUC floors.
  * The layer harness uses libtessera's internal context (core/internal.h), as test_mmoe.c does. */
+#include "testutil.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,21 +22,17 @@
 #include "internal.h"
 #include "gates.h"
 
-static char tmpdir[256];
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tessera-ple-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return tu_dir_make("ple");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_dir_remove();
 }
 
 /* ---- a built layer on random input and random parameters ----------------------------------- */
@@ -314,7 +312,7 @@ static void test_gates_every_level(void **state)
 {
     (void)state;
     char dir[300], path[400];
-    snprintf(dir, sizeof dir, "%s/gates", tmpdir);
+    snprintf(dir, sizeof dir, "%s/gates", tu_dir);
     snprintf(path, sizeof path, "%s/gates.csv", dir);
     assert_int_equal(mkdir(dir, 0777), 0);
     harness p, m;
@@ -411,7 +409,7 @@ static void expect_build_error(const char *keys, const char *needle)
 static const char *write_exp(const char *name, const char *keys, int heads)
 {
     static char path[400];
-    snprintf(path, sizeof path, "%s/%s.ini", tmpdir, name);
+    snprintf(path, sizeof path, "%s/%s.ini", tu_dir, name);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fprintf(f, "[experiment]\nname = %s\n\n[data]\ntype = synthetic_mmoe\nrows = 300, 50, 50\nd = 6\n\n"
@@ -448,13 +446,13 @@ static void test_bad_input(void **state)
     expect_build_error("tasks=a expert_units=1,2,3,4,5,6,7,8,9", "give 1..8");
     /* in an experiment file: the file and the line of the key, or of the layer */
     char name[400];
-    snprintf(name, sizeof name, "%s/zero.ini:", tmpdir);
+    snprintf(name, sizeof name, "%s/zero.ini:", tu_dir);
     expect_exp_error(write_exp("zero", "tasks = y1, y2\nshared_experts = 0\ntask_experts = 0", 2),
                      name, "0 experts");
-    snprintf(name, sizeof name, "%s/lv.ini:", tmpdir);
+    snprintf(name, sizeof name, "%s/lv.ini:", tu_dir);
     expect_exp_error(write_exp("lv", "tasks = y1, y2\nlevels = two", 2), name, "levels");
     /* a task that no head reads: its gate and experts would learn nothing */
-    snprintf(name, sizeof name, "%s/nohead.ini:9: [layer.mix] (type ple) has an output 'mix.y2'", tmpdir);
+    snprintf(name, sizeof name, "%s/nohead.ini:9: [layer.mix] (type ple) has an output 'mix.y2'", tu_dir);
     expect_exp_error(write_exp("nohead", "tasks = y1, y2", 1), name, "take 'y2' out");
     /* the same graph with both heads builds */
     ts_run_opts o = {0};
@@ -471,7 +469,7 @@ static void test_census_ple_learns(void **state)
     const char *src = getenv("top_srcdir");
     char ini[600], dir[400];
     snprintf(ini, sizeof ini, "%s/experiments/census_ple.ini", src ? src : ".");
-    snprintf(dir, sizeof dir, "%s/census_ple", tmpdir);
+    snprintf(dir, sizeof dir, "%s/census_ple", tu_dir);
     char *ov[] = {"train.epochs=2", "train.batch=512", "optimizer.lr=0.003", "train.patience=0"};
     ts_run_opts o = {.results_dir = dir, .noverride = 4, .overrides = ov};
     ts_err e;

@@ -20,30 +20,17 @@
 
 #include "internal.h"
 
-static char tmpdir[256];
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tessera-rowweights-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return tu_dir_make("rowweights");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *tmp(const char *name)
-{
-    static char buf[8][512];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
+    return tu_dir_remove();
 }
 
 /* ---- the generated table ------------------------------------------------------------------ */
@@ -71,7 +58,7 @@ static void make_rows(void)
  * row i (line 1 is the header). */
 static void write_table(const char *name, int flip)
 {
-    FILE *f = fopen(tmp(name), "w");
+    FILE *f = fopen(tu_in(name), "w");
     assert_non_null(f);
     fprintf(f, "x1,x2,w,g,click,conv\n");
     for (int i = 0; i < NROW; i++) {
@@ -83,10 +70,10 @@ static void write_table(const char *name, int flip)
     fclose(f);
 }
 
-/* An experiment over tmpdir/FILE: two logits from (x1, x2), heads click and conv (conv masked
+/* An experiment over tu_dir/FILE: two logits from (x1, x2), heads click and conv (conv masked
  * where its cell is empty); click_extra is added to [head.click]; conv_head replaces
  * [head.conv] when given. The field gate is g as written (0/1), w the weight column. Written
- * to tmpdir/NAME.ini. */
+ * to tu_dir/NAME.ini. */
 static const char *write_exp(const char *name, const char *file, const char *click_extra,
                              const char *conv_head)
 {
@@ -104,16 +91,16 @@ static const char *write_exp(const char *name, const char *file, const char *cli
              "[head.click]\ntype = binary\ninput = click_logit\nlabel = click\nloss = bce\n%s\n\n"
              "%s\n"
              "[optimizer]\ntype = adam\nlr = 0.02\n\n[train]\nepochs = 3\nbatch = 32\nthreads = 1\n",
-             name, tmp(file), click_extra,
+             name, tu_in(file), click_extra,
              conv_head ? conv_head : "[head.conv]\ntype = binary\ninput = conv_logit\nlabel = conv\n"
                                      "loss = bce\nmask = has_conv\n");
     char ini[64];
     snprintf(ini, sizeof ini, "%s.ini", name);
-    FILE *f = fopen(tmp(ini), "w");
+    FILE *f = fopen(tu_in(ini), "w");
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
-    return tmp(ini);
+    return tu_in(ini);
 }
 
 static int run(const char *ini, const char *dir, ts_err *e)
@@ -151,13 +138,13 @@ static void test_zero_weight_rows_are_inert(void **unused)
     write_table("b.csv", 1);
     const char *conv_off = "[head.conv]\ntype = binary\ninput = conv_logit\nlabel = conv\n"
                            "loss = bce\nmask = has_conv\nweight = 0\n";
-    must_run(write_exp("wa", "a.csv", "sample_weight = gate", conv_off), tmp("wa"));
-    must_run(write_exp("wb", "b.csv", "sample_weight = gate", conv_off), tmp("wb"));
-    assert_true(same_file(tmp("wa/params.bin"), tmp("wb/params.bin")));
+    must_run(write_exp("wa", "a.csv", "sample_weight = gate", conv_off), tu_in("wa"));
+    must_run(write_exp("wb", "b.csv", "sample_weight = gate", conv_off), tu_in("wb"));
+    assert_true(same_file(tu_in("wa/params.bin"), tu_in("wb/params.bin")));
     /* the control: without the weight the flipped labels train other parameters */
-    must_run(write_exp("ua", "a.csv", "", conv_off), tmp("ua"));
-    must_run(write_exp("ub", "b.csv", "", conv_off), tmp("ub"));
-    assert_false(same_file(tmp("ua/params.bin"), tmp("ub/params.bin")));
+    must_run(write_exp("ua", "a.csv", "", conv_off), tu_in("ua"));
+    must_run(write_exp("ub", "b.csv", "", conv_off), tu_in("ub"));
+    assert_false(same_file(tu_in("ua/params.bin"), tu_in("ub/params.bin")));
 }
 
 /* ---- masks and weighted figures, against brute force over predictions.csv ------------------ */
@@ -209,9 +196,9 @@ static void test_masks_and_weighted_figures(void **unused)
 {
     (void)unused;
     write_table("a.csv", 0);
-    must_run(write_exp("m", "a.csv", "sample_weight = w", NULL), tmp("m"));
+    must_run(write_exp("m", "a.csv", "sample_weight = w", NULL), tu_in("m"));
     static pred_row r[NROW];
-    int n = read_preds(tmp("m/predictions.csv"), r, NROW);
+    int n = read_preds(tu_in("m/predictions.csv"), r, NROW);
     assert_true(n > 200);
     static double s1[NROW], y1[NROW], w1[NROW], s2[NROW], y2[NROW];
     static int all[NROW], has[NROW];
@@ -227,13 +214,13 @@ static void test_masks_and_weighted_figures(void **unused)
         labelled += has[i];
     }
     assert_true(labelled > 50 && labelled < n);
-    assert_int_equal((long)metric(tmp("m"), "test.conv.rows"), labelled);
-    assert_float_equal(metric(tmp("m"), "test.conv.auc"), pairwise_auc(s2, y2, NULL, has, n), 1e-9);
+    assert_int_equal((long)metric(tu_in("m"), "test.conv.rows"), labelled);
+    assert_float_equal(metric(tu_in("m"), "test.conv.auc"), pairwise_auc(s2, y2, NULL, has, n), 1e-9);
     double wauc = pairwise_auc(s1, y1, w1, all, n), auc = pairwise_auc(s1, y1, NULL, all, n);
-    assert_float_equal(metric(tmp("m"), "test.click.auc"), wauc, 1e-9);
+    assert_float_equal(metric(tu_in("m"), "test.click.auc"), wauc, 1e-9);
     assert_true(fabs(wauc - auc) > 1e-6);          /* the weights did change the figure */
     /* the masked task learnt from its rows: conversions follow x2 */
-    assert_true(metric(tmp("m"), "test.conv.auc") > 0.75);
+    assert_true(metric(tu_in("m"), "test.conv.auc") > 0.75);
 }
 
 /* ---- times: a label times another (ESMM's click x conversion) ------------------------------ */
@@ -248,14 +235,14 @@ static void test_label_times_label(void **unused)
              "mask:has_ctcvr)\nsplit = random\n\n"
              "[layer.x]\ntype = concat\ninput = x1, x2\n\n[layer.z]\ntype = dense\ninput = x\n"
              "units = 1\n\n[head.t]\ntype = binary\ninput = z\nlabel = ctcvr\nloss = bce\n\n"
-             "[optimizer]\ntype = adam\n\n[train]\nbatch = 64\n", tmp("a.csv"));
-    FILE *f = fopen(tmp("times.ini"), "w");
+             "[optimizer]\ntype = adam\n\n[train]\nbatch = 64\n", tu_in("a.csv"));
+    FILE *f = fopen(tu_in("times.ini"), "w");
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
     ts_err e;
-    ts_run_opts o = {.results_dir = tmp("times")};
-    ts_exp *x = ts_exp_load(tmp("times.ini"), &o, &e);
+    ts_run_opts o = {.results_dir = tu_in("times")};
+    ts_exp *x = ts_exp_load(tu_in("times.ini"), &o, &e);
     if (!x || ts_exp_open_data(x, &e)) fail_msg("%s", e.msg);
     ts_data *D = ts_exp_data(x);
     const ts_dataset_ops *ops = ts_exp_data_ops(x);
@@ -290,20 +277,20 @@ static void test_label_times_label(void **unused)
              "dense = x1\nlabels = click(times:conv), conv(mask:has_conv)\n\n"
              "[layer.z]\ntype = dense\ninput = x1\nunits = 1\n\n[head.t]\ntype = binary\n"
              "input = z\nlabel = click\n\n[optimizer]\ntype = adam\n\n[train]\nbatch = 64\n",
-             tmp("a.csv"));
-    f = fopen(tmp("times.ini"), "w");
+             tu_in("a.csv"));
+    f = fopen(tu_in("times.ini"), "w");
     fputs(text, f);
     fclose(f);
-    if (!(x = ts_exp_load(tmp("times.ini"), &o, &e))) fail_msg("%s", e.msg);
+    if (!(x = ts_exp_load(tu_in("times.ini"), &o, &e))) fail_msg("%s", e.msg);
     assert_int_equal(ts_exp_open_data(x, &e), -1);
     tu_contains(e.msg, "times.ini:", "times:conv", "give click a mask too", NULL);
     ts_exp_free(x);
     char *t2 = strstr(text, "times:conv");
     memcpy(t2, "times:x1  ", 10);
-    f = fopen(tmp("times.ini"), "w");
+    f = fopen(tu_in("times.ini"), "w");
     fputs(text, f);
     fclose(f);
-    if (!(x = ts_exp_load(tmp("times.ini"), &o, &e))) fail_msg("%s", e.msg);
+    if (!(x = ts_exp_load(tu_in("times.ini"), &o, &e))) fail_msg("%s", e.msg);
     assert_int_equal(ts_exp_open_data(x, &e), -1);
     tu_contains(e.msg, "times:x1", "not another label", NULL);
     ts_exp_free(x);
@@ -406,7 +393,7 @@ static void must_fail(const char *ini, ...)
 {
     ts_err e;
     char dir[600];
-    snprintf(dir, sizeof dir, "%s/bad", tmpdir);
+    snprintf(dir, sizeof dir, "%s/bad", tu_dir);
     if (!run(ini, dir, &e)) fail_msg("ran but should fail: %s", ini);
     va_list ap;
     va_start(ap, ini);
@@ -440,14 +427,14 @@ static void test_esmm_on_census(void **unused)
     char ini[4096];
     snprintf(ini, sizeof ini, "%s/experiments/census_esmm.ini", top && *top ? top : ".");
     char *over[] = {"train.epochs=3", "train.threads=1"};
-    ts_run_opts o = {.results_dir = tmp("esmm"), .overwrite = 1, .noverride = 2, .overrides = over};
+    ts_run_opts o = {.results_dir = tu_in("esmm"), .overwrite = 1, .noverride = 2, .overrides = over};
     ts_err e;
     if (ts_run(ini, &o, &e)) fail_msg("%s", e.msg);
     /* 3 epochs reach about 0.964 / 0.885 / 0.932 (30 with early stopping: 0.965 / 0.890 / 0.934) */
-    assert_true(metric(tmp("esmm"), "test.worked.auc") > 0.95);
-    assert_true(metric(tmp("esmm"), "test.income.auc") > 0.86);
-    assert_true(metric(tmp("esmm"), "test.ctcvr.auc") > 0.92);
-    assert_int_equal((long)metric(tmp("esmm"), "test.income.rows"), 10440);
+    assert_true(metric(tu_in("esmm"), "test.worked.auc") > 0.95);
+    assert_true(metric(tu_in("esmm"), "test.income.auc") > 0.86);
+    assert_true(metric(tu_in("esmm"), "test.ctcvr.auc") > 0.92);
+    assert_int_equal((long)metric(tu_in("esmm"), "test.income.rows"), 10440);
 }
 
 int main(void)

@@ -8,6 +8,8 @@
  *  - uncertainty weighting: the learned log-variances settle at log(MSE) of each task;
  *  - a frozen pretrained embedding keeps its vectors through a whole training run.
  * The end-to-end runs use small generated csv files and a few seconds of training. */
+#include "testutil.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,21 +27,17 @@
 int ts_output_weights_search(const float *const *score, int K, const float *label, long n,
                              double *best_w, double *best_auc, float *buf);
 
-static char tmpdir[256];
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tessera-weighting-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return tu_dir_make("weighting");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_dir_remove();
 }
 
 static const char *src(const char *rel)
@@ -49,15 +47,6 @@ static const char *src(const char *rel)
     const char *top = getenv("top_srcdir");
     k = (k + 1) % 4;
     snprintf(buf[k], sizeof buf[k], "%s/%s", top && *top ? top : ".", rel);
-    return buf[k];
-}
-
-static const char *tmp(const char *name)
-{
-    static char buf[8][512];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
     return buf[k];
 }
 
@@ -141,7 +130,7 @@ static void test_output_weights_census(void **unused)
 {
     (void)unused;
     ts_err e;
-    const char *ini = src("experiments/census_mmoe.ini"), *dir = tmp("ow");
+    const char *ini = src("experiments/census_mmoe.ini"), *dir = tu_in("ow");
     if (run(ini, dir, &e, "train.epochs=1", "train.batch=512", "optimizer.lr=0.003",
             "train.output_weights=income.auc", NULL))
         fail_msg("%s", e.msg);
@@ -154,11 +143,11 @@ static void test_output_weights_census(void **unused)
     assert_true(wi >= 0 && wi <= 1 && wm >= 0 && wm <= 1);
     assert_float_equal(wi > wm ? wi : wm, 1.0, 1e-12);   /* reported with the largest weight 1 */
     /* Only AUC, and only a head that hands out predictions. */
-    assert_int_not_equal(run(ini, tmp("ow-bad"), &e, "train.epochs=1",
+    assert_int_not_equal(run(ini, tu_in("ow-bad"), &e, "train.epochs=1",
                              "train.output_weights=income.logloss", NULL), 0);
     assert_non_null(strstr(e.msg, "output_weights = income.logloss"));
     assert_non_null(strstr(e.msg, "TASK.auc"));
-    assert_int_not_equal(run(ini, tmp("ow-bad"), &e, "train.epochs=1",
+    assert_int_not_equal(run(ini, tu_in("ow-bad"), &e, "train.epochs=1",
                              "train.output_weights=salary.auc", NULL), 0);
     assert_non_null(strstr(e.msg, "no head of that name"));
 }
@@ -168,7 +157,7 @@ static void test_output_weights_census(void **unused)
  *   ya = x1 - x2 + 0.5 x3 + noise_a N(0, 1),   yb = sin(2 x1) x4 + 0.5 x2 + noise_b N(0, 1) */
 static const char *toy_csv(const char *name, int rows, double noise_a, double noise_b)
 {
-    const char *path = tmp(name);
+    const char *path = tu_in(name);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     ts_rng r;
@@ -201,7 +190,7 @@ static const char *toy_shared_ini(const char *name, const char *csv, const char 
              "[head.yb]\ntype = regression\ninput = b\nlabel = yb\nloss = mse\n\n"
              "[optimizer]\ntype = adam\nlr = 0.005\n\n"
              "[train]\nepochs = 4\nbatch = 64\nlog_every = 1\n%s\n", csv, train_extra);
-    const char *path = tmp(name);
+    const char *path = tu_in(name);
     write_text(path, text);
     return path;
 }
@@ -232,12 +221,12 @@ static void test_gradnorm_passes_sum_to_one_backward(void **unused)
     const char *csv = toy_csv("eq.csv", 4000, 0.1, 0.5);
     const char *a = toy_shared_ini("eq-static.ini", csv, ""),
                *b = toy_shared_ini("eq-gn.ini", csv, "weighting = gradnorm\ngradnorm_lr = 0");
-    if (run(a, tmp("eq-s"), &e, "train.epochs=1", NULL)) fail_msg("%s", e.msg);
-    if (run(b, tmp("eq-g"), &e, "train.epochs=1", NULL)) fail_msg("%s", e.msg);
+    if (run(a, tu_in("eq-s"), &e, "train.epochs=1", NULL)) fail_msg("%s", e.msg);
+    if (run(b, tu_in("eq-g"), &e, "train.epochs=1", NULL)) fail_msg("%s", e.msg);
     static double la[200], lb[200], wa[200];
     char pa[600], pb[600];
-    snprintf(pa, sizeof pa, "%s/train.csv", tmp("eq-s"));
-    snprintf(pb, sizeof pb, "%s/train.csv", tmp("eq-g"));
+    snprintf(pa, sizeof pa, "%s/train.csv", tu_in("eq-s"));
+    snprintf(pb, sizeof pb, "%s/train.csv", tu_in("eq-g"));
     double worst = 0;
     for (int col = 4; col <= 5; col++) {         /* loss.ya, loss.yb of every step */
         int na = csv_column(pa, col, la, 200), nb = csv_column(pb, col, lb, 200);
@@ -267,7 +256,7 @@ static void test_gradnorm_favours_slow_task(void **unused)
      * non-linear and noisy (noise variance 1 of a total about 1.5): its loss ratio stays high. */
     const char *csv = toy_csv("slow.csv", 8000, 0.0, 1.0);
     const char *ini = toy_shared_ini("slow.ini", csv, "weighting = gradnorm\ngradnorm_alpha = 1.5");
-    const char *dir = tmp("slow");
+    const char *dir = tu_in("slow");
     if (run(ini, dir, &e, NULL)) fail_msg("%s", e.msg);
     double wa = metric(dir, "train.gradnorm.w_ya"), wb = metric(dir, "train.gradnorm.w_yb");
     print_message("gradnorm weights: ya %.3f, yb %.3f; test mse ya %.4f, yb %.4f\n", wa, wb,
@@ -287,8 +276,8 @@ static void test_gradnorm_favours_slow_task(void **unused)
              "[head.ya]\ntype = regression\ninput = a\nlabel = ya\nloss = mse\n\n"
              "[head.yb]\ntype = regression\ninput = b\nlabel = yb\nloss = mse\n\n"
              "[optimizer]\ntype = adam\n\n[train]\nweighting = gradnorm\n", csv);
-    write_text(tmp("split.ini"), text);
-    assert_int_not_equal(run(tmp("split.ini"), tmp("split"), &e, NULL), 0);
+    write_text(tu_in("split.ini"), text);
+    assert_int_not_equal(run(tu_in("split.ini"), tu_in("split"), &e, NULL), 0);
     assert_non_null(strstr(e.msg, "gradnorm needs a layer"));
 }
 
@@ -311,9 +300,9 @@ static void test_uncertainty_learns_log_mse(void **unused)
              "[head.yb]\ntype = regression\ninput = b\nlabel = yb\nloss = mse\n\n"
              "[optimizer]\ntype = adam\nlr = 0.01\n\n"
              "[train]\nepochs = 16\nbatch = 64\nweighting = uncertainty\n", csv);
-    write_text(tmp("unc.ini"), text);
-    const char *dir = tmp("unc");
-    if (run(tmp("unc.ini"), dir, &e, NULL)) fail_msg("%s", e.msg);
+    write_text(tu_in("unc.ini"), text);
+    const char *dir = tu_in("unc");
+    if (run(tu_in("unc.ini"), dir, &e, NULL)) fail_msg("%s", e.msg);
     /* s_k is fitted to the training batches' loss: compare with its mean over the last 400
      * steps (train.csv rows every 100 steps), and with the validation MSE more loosely. */
     static double col[64];
@@ -345,7 +334,7 @@ static void test_frozen_pretrained_survives_training(void **unused)
     ts_err e;
     const char *csv = toy_csv("frozen.csv", 3000, 0.1, 0.5);
     /* vocab of `cat`: 10 values + the unseen bucket = 11 rows of 3 */
-    FILE *f = fopen(tmp("vec.txt"), "w");
+    FILE *f = fopen(tu_in("vec.txt"), "w");
     assert_non_null(f);
     fprintf(f, "9 3\n");   /* ids 9 and 10 are missing: they keep their init and are counted */
     for (int id = 0; id < 9; id++)
@@ -365,10 +354,10 @@ static void test_frozen_pretrained_survives_training(void **unused)
                  "[head.yb]\ntype = regression\ninput = b\nlabel = yb\nloss = mse\n\n"
                  "[optimizer]\ntype = adam\nlr = 0.01\n\n"
                  "[train]\nepochs = 2\nbatch = 32\nweighting = gradnorm\n",
-                 csv, tmp("vec.txt"), trainable ? "true" : "false");
-        write_text(tmp("frozen.ini"), text);
-        ts_run_opts o = {.results_dir = tmp("frozen"), .overwrite = 1};
-        ts_exp *x = ts_exp_load(tmp("frozen.ini"), &o, &e);
+                 csv, tu_in("vec.txt"), trainable ? "true" : "false");
+        write_text(tu_in("frozen.ini"), text);
+        ts_run_opts o = {.results_dir = tu_in("frozen"), .overwrite = 1};
+        ts_exp *x = ts_exp_load(tu_in("frozen.ini"), &o, &e);
         if (!x) fail_msg("%s", e.msg);
         if (ts_exp_train(x, NULL, &e)) fail_msg("%s", e.msg);
         ts_param *T = NULL;
@@ -385,7 +374,7 @@ static void test_frozen_pretrained_survives_training(void **unused)
         assert_int_equal(moved, trainable);
         /* the counts of the file's coverage, in the run's results */
         char line[256] = "";
-        snprintf(text, sizeof text, "%s/pretrained_emb.csv", tmp("frozen"));
+        snprintf(text, sizeof text, "%s/pretrained_emb.csv", tu_in("frozen"));
         FILE *r = fopen(text, "r");
         assert_non_null(r);
         assert_non_null(fgets(line, sizeof line, r));

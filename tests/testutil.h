@@ -87,4 +87,31 @@ static inline int tu_build_exp(const char *ini, int nover, char **over, ts_err *
     return rc;
 }
 
+/* ---- a private folder per test program ------------------------------------------------------
+ * tu_dir_make("ple") makes /tmp/tessera-ple-XXXXXX (a cmocka group setup), tu_in("a.csv") is a
+ * path in it (a ring of 8), tu_dir_remove() removes it with everything in it (the teardown). */
+static char tu_dir[256];
+
+static inline int tu_dir_make(const char *tag)
+{
+    snprintf(tu_dir, sizeof tu_dir, "/tmp/tessera-%s-XXXXXX", tag);
+    return mkdtemp(tu_dir) ? 0 : -1;
+}
+
+static inline int tu_dir_remove(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tu_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static inline const char *tu_in(const char *name)
+{
+    static char buf[8][512];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tu_dir, name);
+    return buf[k];
+}
+
 #endif
