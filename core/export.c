@@ -102,6 +102,11 @@ static int load_run(run_t *R, const char *dir, const char *head, int nover, char
                        "(items, 1) over a (B, D) input; export needs a retrieval head", hname,
                        R->hn->pl->name);
     if (ts_load_params(x, pp, e)) return -1;
+    /* A head whose V is computed (the retrieval head's item tower) refreshes it from the loaded
+     * weights at the start of an evaluation, as the run's own evaluations did. */
+    ts_err pe;
+    if (TS_OP(R->hn->ops, eval_begin) && R->hn->ops->eval_begin(&R->hn->H, TS_TEST, &pe))
+        return ts_fail(e, "[head.%s] %s", hname, pe.msg);
     R->items = R->V->rows;
     R->D = R->V->cols;
     R->user = ts_ctx_field(&x->ctx, "user");

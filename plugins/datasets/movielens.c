@@ -22,7 +22,11 @@
  * training frequency (id 0 = most watched), so a log-uniform sampler approximates popularity.
  * aux: item_freq (float), item_title (const char *), item_raw_id (int32), skipped_rows (long),
  * genre_name,
- * user_raw_id (int32, the files' userId of each user index: `tessera recommend --user`). */
+ * user_raw_id (int32, the files' userId of each user index: `tessera recommend --user`), and
+ * each item's genres as the item feature bag of the retrieval head's item tower (docs/data.md,
+ * "Aux arrays"): item_feature_off (int32, items + 1), item_feature_ids (int32 genre ids),
+ * item_feature_vocab (one long: the genres), item_feature_name (const char *, the genres);
+ * none of them when there is no movies file (no genres). */
 #include "tessera.h"
 
 #include <stdio.h>
@@ -50,6 +54,7 @@ typedef struct {
     char **genre;           /* (ngenres) */
     int32_t *gender, *uage, *occ;   /* (nusers) user features, when users.dat / u.user exist */
     double tmax, tspan;
+    long feature_vocab;     /* ngenres as the aux item_feature_vocab */
     /* batch buffers, sized for the largest batch at open */
     int32_t *h_off, *h_ids, *g_off, *g_ids, *w_off, *w_ids, *f_user, *f_gen, *f_uage, *f_occ;
     float *f_age, *f_label;
@@ -578,6 +583,7 @@ static int ml_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
          !(S->t_occ = ts_data_field(D, "occupation", TS_I32, 2, one, S->nocc > 0 ? S->nocc : 1, e))))
         rc = -1;
     if (rc) { ml_close(D); return -1; }
+    S->feature_vocab = S->ngenres;
     D->nrows[TS_TRAIN] = (long)S->uoff[S->nusers] - 3L * S->nusers;
     D->nrows[TS_VALID] = D->nrows[TS_TEST] = S->nusers;
     return 0;
@@ -632,6 +638,16 @@ static int ml_aux(ts_data *D, const char *name, const void **ptr, long *n)
     else if (!strcmp(name, "item_title")) *ptr = S->title;
     else if (!strcmp(name, "item_raw_id")) *ptr = S->raw_id;
     else if (!strcmp(name, "genre_name")) { *ptr = S->genre; *n = S->ngenres; return 0; }
+    else if (!strncmp(name, "item_feature_", 13)) {          /* genres, when there are any */
+        const char *w = name + 13;
+        if (S->ngenres < 1) return -1;
+        if (!strcmp(w, "off")) { *ptr = S->goff; *n = (long)S->nitems + 1; }
+        else if (!strcmp(w, "ids")) { *ptr = S->gids; *n = S->goff[S->nitems]; }
+        else if (!strcmp(w, "vocab")) { *ptr = &S->feature_vocab; *n = 1; }
+        else if (!strcmp(w, "name")) { *ptr = S->genre; *n = S->ngenres; }
+        else return -1;
+        return 0;
+    }
     else if (!strcmp(name, "user_raw_id")) { *ptr = S->user_raw_id; *n = S->nusers; return 0; }
     else if (!strcmp(name, "skipped_rows")) { *ptr = &S->skipped; *n = 1; return 0; }
     else return -1;

@@ -13,9 +13,18 @@
  * the items the user already watched set to -inf, top-K by ts_topk merged across blocks, the
  * exact rank of the target; recall@K (= hit rate, one target per row), ndcg@K and mrr. A target
  * that is itself among the excluded items counts as a miss.
+ * Item vectors: by default v_i is a free vector per item id (V, the YouTube DNN). With
+ * `item_tower = id,features` (or `features`) v_i comes from the item tower over the item's id
+ * embedding and feature bags (item_tower.c, a two-tower model): training runs the tower over the
+ * batch's targets and negatives (or, for softmax = full, the catalogue) and sends the gradients
+ * back through it; V is then a frozen copy of the tower's output for every item, refreshed at
+ * each evaluation's start and before report(), which the blocked scoring and export read.
+ * `rare_below = N` adds the figures over the rows whose target has fewer than N training watches
+ * (item_freq): where item features should help most.
  * Not a serving index: report() writes the item vectors for `tessera export`, which also reads
  * the parameters head.TASK.V and head.TASK.b from params.bin by these names (core/export.c). */
 #include "tessera.h"
+#include "item_tower.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -47,6 +56,11 @@ typedef struct {
     int32_t *exs; long excap;   /* excluded ids, sorted per row */
     long *exo, *ptr;            /* (B + 1) row starts in exs, (B) walking pointers */
     double hit[RT_MAXK], ndcg[RT_MAXK], rr, loss; long count;
+    rt_tower *tower;            /* the item tower, or NULL: V is a free vector per item */
+    int32_t *list;              /* (maxb + J) a tower step's items: the targets, then the negatives */
+    const float *freq;          /* (items) the dataset's item_freq, or NULL */
+    long rare_below;            /* > 0: figures over the rows whose target has freq < rare_below */
+    double rhit[RT_MAXK], rndcg[RT_MAXK], rrr; long rcount;
 } rt_state;
 
 static const ts_key keys[] = {
@@ -59,6 +73,16 @@ static const ts_key keys[] = {
     {"exclude_watched", "string", "history", "a bags field of items never to recommend at evaluation; none = keep all"},
     {"k", "list", "10,50,100", "cut-offs K of recall@K and ndcg@K"},
     {"eval_block", "int", "4096", "items scored per sgemm at evaluation"},
+    {"item_tower", "list", "id", "what an item's vector is made of: id (a free vector per item), or an "
+     "item tower over id,features or features (the dataset's item feature bags, docs/data.md)"},
+    {"item_features", "list", "", "aux prefixes of the tower's feature bags (PREFIX_off, PREFIX_ids, "
+     "PREFIX_vocab); empty = item_feature"},
+    {"item_id_dim", "int", "0", "width of the tower's id embedding; 0 = the user vector's width D"},
+    {"item_feature_dim", "int", "0", "width of each feature embedding (mean over the bag); 0 = D"},
+    {"item_tower_units", "list", "", "widths of the tower's hidden ReLU layers; empty = one linear "
+     "layer from [id; features] to D"},
+    {"rare_below", "int", "0", "> 0: also rare_recall@K, rare_ndcg@K, rare_mrr over the rows whose "
+     "target has fewer training watches than this (item_freq), and their count rare_targets"},
     {NULL, NULL, NULL, NULL}};
 
 static double log_q(const rt_state *R, int i)
@@ -106,6 +130,23 @@ static int loss_of(ts_head *H, int n, int k, const float *z, const float *y, flo
 {
     if (H->loss) return H->loss->eval(H->loss_state, n, k, z, y, NULL, loss, dz, H->grad_scale, e);
     *loss = softmax_ce(n, k, z, y, dz, H->grad_scale);
+    return 0;
+}
+
+/* The item tower (none for item_tower = id) and the rare-target figures. */
+static int build_extras(ts_head *H, rt_state *R, const ts_cfg *cfg, const float *freq, long naux,
+                        ts_err *e)
+{
+    long bl = R->blk < R->items ? R->blk : R->items, tn = R->maxb + R->J;
+    if (rt_tower_build(&R->tower, H->ctx, cfg, R->items, R->D,
+                       (int)(!R->sampled ? R->items : tn > bl ? tn : bl), R->sampled, e)) return -1;
+    if (R->tower && !(R->list = malloc((size_t)tn * sizeof *R->list))) return ts_fail(e, "out of memory");
+    if (ts_cfg_int(cfg, "rare_below", &R->rare_below, e)) return -1;
+    if (R->rare_below > 0 && (!freq || naux != R->items))
+        return ts_fail(e, "%s: rare_below = %ld needs the dataset's item_freq (training watches of "
+                       "each of the %d items); remove rare_below", ts_cfg_where(cfg, "rare_below"),
+                       R->rare_below, R->items);
+    R->freq = freq;
     return 0;
 }
 
@@ -157,8 +198,12 @@ static int build_impl(ts_head *H, const ts_cfg *cfg, ts_err *e)
         for (long i = 0; i < items; i++) R->cdf[i] /= c;
     }
     unsigned fl = R->sampled ? TS_PARAM_SPARSE : 0;
-    if (!(R->V = ts_param_add(H->ctx, "V", R->items, R->D, TS_INIT_NORMAL, 1.0f / sqrtf((float)R->D), fl, e)) ||
-        !(R->b = ts_param_add(H->ctx, "b", R->items, 1, TS_INIT_ZEROS, 0, fl, e))) return -1;
+    if (rt_tower_wanted(cfg))   /* V: the tower's output for every item, a frozen copy */
+        R->V = ts_param_add(H->ctx, "V", R->items, R->D, TS_INIT_ZEROS, 0, TS_PARAM_FROZEN, e);
+    else
+        R->V = ts_param_add(H->ctx, "V", R->items, R->D, TS_INIT_NORMAL, 1.0f / sqrtf((float)R->D), fl, e);
+    if (!R->V || !(R->b = ts_param_add(H->ctx, "b", R->items, 1, TS_INIT_ZEROS, 0, fl, e))) return -1;
+    if (build_extras(H, R, cfg, freq, naux, e)) return -1;
     long B = R->maxb, zc = R->sampled ? 1 + R->J : R->items, kb = R->kmax > 0 ? R->kmax : 1;
     R->z = malloc((size_t)(B * zc) * sizeof(float)); R->dz = malloc((size_t)(B * zc) * sizeof(float));
     R->zero_lab = calloc((size_t)B, sizeof(float)); R->tgt = malloc((size_t)B * sizeof(int32_t));
@@ -208,6 +253,16 @@ static int train_full(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
     return 0;
 }
 
+/* The J shared negatives of a step and their corrections log(J Q(s_j)) (0 without logQ). */
+static void draw_negatives(rt_state *R, ts_rng *rng)
+{
+    int J = R->J;
+    for (int j = 0; j < J; j++) {
+        R->samp[j] = draw(R, rng);
+        R->corr[j] = R->logq ? (float)(log((double)J) + log_q(R, R->samp[j])) : 0.0f;
+    }
+}
+
 /* Sampled softmax: row r's logits are [u_r.v_t + b_t, u_r.v_s1 + b_s1, ...] - log(J Q(.)),
  * the target in column 0; the J negatives are shared, so their scores are one sgemm. */
 static int train_sampled(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
@@ -215,11 +270,7 @@ static int train_sampled(ts_head *H, rt_state *R, int B, double *loss, ts_err *e
     const float *U = H->in[0]->x;                   /* (B, D) */
     int J = R->J, D = R->D, C = 1 + J;
     float *V = R->V->w, *bw = R->b->w, *z = R->z, *dz = R->dz;   /* z, dz (B, 1 + J) */
-    ts_rng *rng = ts_ctx_rng(H->ctx);               /* new negatives every step */
-    for (int j = 0; j < J; j++) {
-        R->samp[j] = draw(R, rng);
-        R->corr[j] = R->logq ? (float)(log((double)J) + log_q(R, R->samp[j])) : 0.0f;
-    }
+    draw_negatives(R, ts_ctx_rng(H->ctx));          /* new negatives every step */
     for (int j = 0; j < J; j++) memcpy(R->Vs + (long)j * D, V + (long)R->samp[j] * D, (size_t)D * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, J, D, 1.0f, U, D, R->Vs, D, 0.0f, z + 1, C);
     for (int r = 0; r < B; r++) {
@@ -253,6 +304,73 @@ static int train_sampled(ts_head *H, rt_state *R, int B, double *loss, ts_err *e
         R->b->g[t] += dz[(long)r * C];
         ts_param_touch(R->V, t); ts_param_touch(R->b, t);
     }
+    return 0;
+}
+
+/* Sampled softmax over the item tower: one tower pass gives the targets' vectors (rows 0..B)
+ * and the negatives' (rows B..B + J); the logits, the loss and dU are those of train_sampled,
+ * and the vectors' gradients go back through the tower. */
+static int train_tower_sampled(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
+{
+    const float *U = H->in[0]->x;                   /* (B, D) */
+    int J = R->J, D = R->D, C = 1 + J;
+    float *bw = R->b->w, *z = R->z, *dz = R->dz;    /* z, dz (B, 1 + J) */
+    draw_negatives(R, ts_ctx_rng(H->ctx));
+    memcpy(R->list, R->tgt, (size_t)B * sizeof *R->list);
+    memcpy(R->list + B, R->samp, (size_t)J * sizeof *R->list);
+    const float *Vt = rt_tower_forward(R->tower, R->list, B + J), *Vs = Vt + (long)B * D;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, J, D, 1.0f, U, D, Vs, D, 0.0f, z + 1, C);
+    for (int r = 0; r < B; r++) {
+        int t = R->tgt[r];
+        float *zr = z + (long)r * C;
+        zr[0] = cblas_sdot(D, U + (long)r * D, 1, Vt + (long)r * D, 1) + bw[t] -
+                (R->logq ? (float)(log((double)J) + log_q(R, t)) : 0.0f);
+        for (int j = 0; j < J; j++) zr[1 + j] = R->samp[j] == t ? RT_MASK : zr[1 + j] + bw[R->samp[j]] - R->corr[j];
+    }
+    memset(dz, 0, (size_t)B * C * sizeof *dz);
+    if (loss_of(H, B, C, z, R->zero_lab, dz, loss, e)) return -1;
+    for (int r = 0; r < B; r++)                     /* an accidental hit gets no gradient */
+        for (int j = 0; j < J; j++) if (R->samp[j] == R->tgt[r]) dz[(long)r * C + 1 + j] = 0;
+    if (H->in[0]->dx) {
+        float *dx = H->in[0]->dx;                   /* (B, D) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, J, 1.0f, dz + 1, C, Vs, D, 1.0f, dx, D);
+        for (int r = 0; r < B; r++) cblas_saxpy(D, dz[(long)r * C], Vt + (long)r * D, 1, dx + (long)r * D, 1);
+    }
+    float *dv = rt_tower_dv(R->tower);              /* (B + J, D) */
+    for (int r = 0; r < B; r++) {
+        float *d = dv + (long)r * D, g = dz[(long)r * C];
+        for (int k = 0; k < D; k++) d[k] = g * U[(long)r * D + k];
+        R->b->g[R->tgt[r]] += g;
+        ts_param_touch(R->b, R->tgt[r]);
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, J, D, B, 1.0f, dz + 1, C, U, D, 0.0f, dv + (long)B * D, D);
+    for (int j = 0; j < J; j++) {
+        float gb = 0;
+        for (int r = 0; r < B; r++) gb += dz[(long)r * C + 1 + j];
+        R->b->g[R->samp[j]] += gb;
+        ts_param_touch(R->b, R->samp[j]);
+    }
+    rt_tower_backward(R->tower, R->list, B + J);
+    return 0;
+}
+
+/* Full softmax over the item tower: the tower over the whole catalogue every step, then the
+ * logits of train_full, and dV = dz^T U back through the tower. */
+static int train_tower_full(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
+{
+    const float *U = H->in[0]->x;                   /* (B, D) */
+    int N = R->items, D = R->D;
+    float *z = R->z, *dz = R->dz;                   /* (B, items) */
+    const float *V = rt_tower_forward(R->tower, R->tower->all, N);   /* (items, D) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, N, D, 1.0f, U, D, V, D, 0.0f, z, N);
+    for (int r = 0; r < B; r++) for (int j = 0; j < N; j++) z[(long)r * N + j] += R->b->w[j];
+    memset(dz, 0, (size_t)B * N * sizeof *dz);
+    if (loss_of(H, B, N, z, H->label->x, dz, loss, e)) return -1;
+    if (H->in[0]->dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, N, 1.0f, dz, N, V, D, 1.0f, H->in[0]->dx, D);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, B, 1.0f, dz, N, U, D, 0.0f, rt_tower_dv(R->tower), D);
+    for (int r = 0; r < B; r++) for (int j = 0; j < N; j++) R->b->g[j] += dz[(long)r * N + j];
+    rt_tower_backward(R->tower, R->tower->all, N);
     return 0;
 }
 
@@ -380,10 +498,16 @@ static int eval_batch(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
     for (int r = 0; r < B; r++) {
         ls += log(R->lse_s[r]) + R->lse_m[r] - R->st[r];
         long k = R->rank[r];
+        int rare = R->rare_below > 0 && R->freq[R->tgt[r]] < (float)R->rare_below;
+        R->rcount += rare;
         if (k < 1) continue;                        /* excluded target: a miss everywhere */
         R->rr += 1.0 / k;
         for (int q = 0; q < R->nk; q++)
             if (k <= R->k[q]) { R->hit[q] += 1; R->ndcg[q] += 1.0 / log2(k + 1.0); }
+        if (!rare) continue;
+        R->rrr += 1.0 / k;
+        for (int q = 0; q < R->nk; q++)
+            if (k <= R->k[q]) { R->rhit[q] += 1; R->rndcg[q] += 1.0 / log2(k + 1.0); }
     }
     R->loss += ls;
     R->count += B;
@@ -399,6 +523,7 @@ static int forward(ts_head *H, ts_phase phase, double *loss, ts_err *e)
     if (B <= 0) return 0;
     if (targets(H, R, B, e)) return -1;
     if (phase != TS_TRAIN) return eval_batch(H, R, B, loss, e);
+    if (R->tower) return R->sampled ? train_tower_sampled(H, R, B, loss, e) : train_tower_full(H, R, B, loss, e);
     return R->sampled ? train_sampled(H, R, B, loss, e) : train_full(H, R, B, loss, e);
 }
 
@@ -407,6 +532,9 @@ static int eval_begin(ts_head *H, ts_phase phase, ts_err *e)
     rt_state *R = H->state;
     memset(R->hit, 0, sizeof R->hit); memset(R->ndcg, 0, sizeof R->ndcg);
     R->rr = R->loss = 0; R->count = 0;
+    memset(R->rhit, 0, sizeof R->rhit); memset(R->rndcg, 0, sizeof R->rndcg);
+    R->rrr = 0; R->rcount = 0;
+    if (R->tower) rt_tower_catalogue(R->tower, R->V->w);   /* once per evaluation */
     return 0;
 }
 
@@ -425,6 +553,19 @@ static int eval_end(ts_head *H, ts_phase phase, ts_err *e)
     }
     ts_metric(H->ctx, H->name, "mrr", R->rr / R->count);
     ts_metric(H->ctx, H->name, "full_softmax_loss", R->loss / R->count);
+    if (R->rare_below > 0) {   /* NaN when no target of the split is rare */
+        double n = R->rcount ? (double)R->rcount : NAN;
+        for (int q = 0; q < R->nk; q++) {
+            snprintf(name, sizeof name, "rare_recall@%d", R->k[q]);
+            ts_metric(H->ctx, H->name, name, R->rhit[q] / n);
+        }
+        for (int q = 0; q < R->nk; q++) {
+            snprintf(name, sizeof name, "rare_ndcg@%d", R->k[q]);
+            ts_metric(H->ctx, H->name, name, R->rndcg[q] / n);
+        }
+        ts_metric(H->ctx, H->name, "rare_mrr", R->rrr / n);
+        ts_metric(H->ctx, H->name, "rare_targets", (double)R->rcount);
+    }
     return 0;
 }
 
@@ -436,6 +577,7 @@ static int report(ts_head *H, const char *dir, ts_err *e)
     rt_state *R = H->state;
     const void *p;
     long n;
+    if (R->tower) rt_tower_catalogue(R->tower, R->V->w);   /* the vectors the weights give now */
     const char *const *title = ts_ctx_aux(H->ctx, "item_title", &p, &n) == 0 && n == R->items ? p : NULL;
     const int32_t *raw = ts_ctx_aux(H->ctx, "item_raw_id", &p, &n) == 0 && n == R->items ? p : NULL;
     char path[4096];
@@ -464,8 +606,9 @@ static void destroy(ts_head *H)
     if (!R) return;
     void *bufs[] = {R->cdf, R->z, R->dz, R->zero_lab, R->samp, R->corr, R->Vs, R->dVs, R->tgt, R->S, R->best_s,
         R->tmp_s, R->mrg_s, R->best_i, R->tmp_i, R->mrg_i, R->nbest, R->st, R->lse_m, R->lse_s, R->rank, R->exs,
-        R->exo, R->ptr};
+        R->exo, R->ptr, R->list};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    rt_tower_free(R->tower);
     free(R);
     H->state = NULL;
 }
