@@ -48,8 +48,9 @@ const tb_opt *tb_opt_find(const tb_spec *s, const char *key);
 /* ---- tables and their source columns -------------------------------------------------------- */
 enum { TB_NEED_NUM = 1u, TB_NEED_TIME = 2u, TB_NEED_TOK = 4u, TB_NEED_LIST = 8u, TB_NEED_SPLIT = 16u };
 
-typedef struct tb_slot {
-    uint32_t hash;
+typedef struct tb_slot {       /* a value of the intern cache: compared without a pointer */
+    uint64_t w[2];             /* its first 16 bytes, zero-padded */
+    uint32_t n;                /* its length */
     int32_t id;                /* -1: an empty slot */
 } tb_slot;
 
@@ -74,8 +75,8 @@ typedef struct tb_src {
     struct tb_slot *cache;     /* TOK, LIST while reading: a hash table in front of the string
                                   table (open addressing, cmask + 1 slots) */
     uint32_t cmask, cn;
-    const char **cs;           /* (cn) the string table's copy of each raw id (stable) */
-    uint32_t *cl;              /* (cn) its length */
+    const char **cs;           /* (cn) the string table's copy of each raw id (stable): the
+                                  bytes after the first 16 of a longer value */
 } tb_src;
 
 typedef struct tb_table {

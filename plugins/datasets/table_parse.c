@@ -345,8 +345,8 @@ int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
     }
     for (int i = 0; i < T->nsrc; i++)            /* the intern caches served their purpose */
         if (T->src[i].table == t) {
-            free(T->src[i].cache); free(T->src[i].cs); free(T->src[i].cl);
-            T->src[i].cache = NULL; T->src[i].cs = NULL; T->src[i].cl = NULL;
+            free(T->src[i].cache); free(T->src[i].cs);
+            T->src[i].cache = NULL; T->src[i].cs = NULL;
             T->src[i].cmask = T->src[i].cn = 0;
         }
     if (tab->n == 0)
