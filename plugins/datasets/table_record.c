@@ -189,14 +189,16 @@ static inline void classify64(const char *p, char sep, uint64_t *ms, uint64_t *m
     *ms = s, *mq = q, *mh = h;
 }
 #else
+/* Bit i where byte i of w has its top bit set (the eight bits gathered by one multiply). */
+static inline uint64_t top_bits(uint64_t w)
+{
+    return (((w >> 7) & 0x0101010101010101ull) * 0x0102040810204080ull) >> 56;
+}
 static inline uint64_t mask8(uint64_t w, char c)
 {
     const uint64_t lo7 = 0x7F7F7F7F7F7F7F7Full;
     w ^= 0x0101010101010101ull * (unsigned char)c;
-    uint64_t m = ~(((w & lo7) + lo7) | w | lo7);      /* 0x80 where the byte is c */
-    uint64_t bits = 0;
-    for (int i = 0; i < 8; i++) bits |= ((m >> (8 * i + 7)) & 1u) << i;
-    return bits;
+    return top_bits(~(((w & lo7) + lo7) | w | lo7));   /* 0x80 where the byte was c */
 }
 static inline void classify64(const char *p, char sep, uint64_t *ms, uint64_t *mq, uint64_t *mh)
 {
@@ -206,9 +208,7 @@ static inline void classify64(const char *p, char sep, uint64_t *ms, uint64_t *m
         memcpy(&w, p + 8 * k, 8);
         s |= mask8(w, sep) << (8 * k);
         q |= mask8(w, '"') << (8 * k);
-        uint64_t hb = w & 0x8080808080808080ull, bits = 0;
-        for (int i = 0; i < 8; i++) bits |= ((hb >> (8 * i + 7)) & 1u) << i;
-        h |= bits << (8 * k);
+        h |= top_bits(w) << (8 * k);
     }
     *ms = s, *mq = q, *mh = h;
 }
