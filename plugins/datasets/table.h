@@ -242,6 +242,8 @@ typedef struct tb_reader {
     int fcap;
     long line;                /* the record's first line */
     int trim_space, trim_tab; /* trim = true, and the separator holds no space / tab */
+    int why_named;            /* the last -2's why names the file and line itself (a read
+                                 error of the line reader) */
 } tb_reader;
 /* The next record: 1 (fields in R->f, lengths in R->flen), 0 at the end of the file, -1 a bad
  * record (why), -2 a read error or out of memory (why). R->line is the record's first line. */

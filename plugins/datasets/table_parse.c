@@ -292,6 +292,14 @@ static int resolve(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
     return 0;
 }
 
+/* A record that could not be read: FILE:LINE: why, unless why names them already (the line
+ * reader's read errors do). */
+static int record_fail(const tb_reader *R, const char *why, ts_err *e)
+{
+    if (R->why_named) return ts_fail(e, "%s", why);
+    return ts_fail(e, "%s:%ld: %s", R->t->path, R->line, why);
+}
+
 int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
 {
     tb_table *tab = &T->tab[t];
@@ -310,7 +318,7 @@ int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
     int r = tb_record_next(&R, &nf, why, sizeof why);
     if (r == 0) { ts_fail(e, "%s: the file is empty; it needs %sone row of values", tab->path,
                           tab->header ? "a header line and at least " : "at least "); goto done; }
-    if (r < 0) { ts_fail(e, "%s:%ld: %s", tab->path, R.line, why); goto done; }
+    if (r < 0) { record_fail(&R, why, e); goto done; }
     tab->ncol = tab->header ? nf : tab->nuser ? tab->nuser : nf;
     if (!(tab->colname = calloc((size_t)tab->ncol, sizeof *tab->colname))) goto oom;
     for (int c = 0; c < tab->ncol; c++) {
@@ -335,7 +343,7 @@ int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
     for (;;) {
         if (!have && (r = tb_record_next(&R, &nf, why, sizeof why)) == 0) break;
         have = 0;
-        if (r == -2) { ts_fail(e, "%s:%ld: %s", tab->path, R.line, why); goto done; }
+        if (r == -2) { record_fail(&R, why, e); goto done; }
         if (tab->n == tab->cap && grow(T, t, 2 * tab->cap) < 0) goto oom;
         int pr = r < 0 ? -1 : parse_row(T, t, &P, R.f, R.flen, nf, tab->n, why, sizeof why);
         if (pr == -2) goto oom;

@@ -130,7 +130,11 @@ static int next_line(tb_reader *R, int into_rec, int check, char *why, size_t nw
     char *line = ts_lines_next(R->in, &len);
     if (!line) {
         ts_err sub;
-        if (ts_lines_error(R->in, &sub) < 0) { snprintf(why, nwhy, "%s", sub.msg); return -2; }
+        if (ts_lines_error(R->in, &sub) < 0) {
+            snprintf(why, nwhy, "%s", sub.msg);
+            R->why_named = 1;
+            return -2;
+        }
         return 0;
     }
     if (ts_lines_lineno(R->in) == 1 && len >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) line += 3, len -= 3;
