@@ -272,7 +272,7 @@ static int split_plain(tb_reader *R, int *nf, char *why, size_t nwhy)
         }
         if (last) break;
     }
-    if (start <= len) {                                /* a line of exactly 64k bytes ends here */
+    if (start <= len) {                   /* a line of 64 k bytes: its last field ends here */
         size_t a = start, e = len;
         while (a < e && TB_TRIM(b[a])) a++;
         while (e > a && TB_TRIM(b[e - 1])) e--;
