@@ -3,7 +3,8 @@
  * opens it through an experiment's [data] section (the census MMoE through the table reader:
  * 7 dense, 32 categorical columns, 2 labels, a weight, a random split) and reports rows per
  * second of open() (read, split, fit, apply) on one thread, and the peak resident memory it
- * added per row. A benchmark, not a test: nothing here is asserted.
+ * added per row, and which inflater read a gzip file (ISA-L's igzip when ./configure found
+ * libisal-dev, else zlib). A benchmark, not a test: nothing here is asserted.
  *
  *   bench/bench_table EXPERIMENT.ini CENSUS.gz ROWS [--gz] [--keep FILE]
  */
@@ -15,7 +16,14 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "config.h"      /* TS_HAVE_ISAL: which inflater core/lines.c was built with */
 #include "host.h"
+
+#ifdef TS_HAVE_ISAL
+#define INFLATER "ISA-L igzip"
+#else
+#define INFLATER "zlib"
+#endif
 
 static double now(void)
 {
@@ -111,8 +119,8 @@ int main(int argc, char **argv)
     ts_data *D = ts_exp_data(x);
     long n = D->nrows[0] + D->nrows[1] + D->nrows[2];
     printf("table reader, %s file: %ld rows opened in %.2f s wall, %.2f s CPU (one thread): "
-           "%.0f rows/s (wall), %.0f rows/s (CPU)\n", gz ? "gzip" : "plain", n, wall, used,
-           n / wall, n / used);
+           "%.0f rows/s (wall), %.0f rows/s (CPU)\n", gz ? "gzip (" INFLATER ")" : "plain", n,
+           wall, used, n / wall, n / used);
     printf("peak resident memory added by open(): %.1f MB, %.0f bytes per row\n",
            (peak - rss0) / 1e6, (double)(peak - rss0) / (double)n);
     ts_exp_free(x);

@@ -436,6 +436,247 @@ static void test_separators_headers_and_gzip(void **st)
     free(s);
 }
 
+/* The splitter reads a line 64 bytes at a time: separators, blanks to trim and line ends on
+ * either side of those edges read as anywhere else. */
+static void test_fields_across_64_byte_edges(void **st)
+{
+    (void)st;
+    char text[4096], pad[200];
+    size_t k = (size_t)snprintf(text, sizeof text, "age,c\n");
+    memset(pad, ' ', sizeof pad);
+    /* the separator at byte 62, 63, 64 and 127, 128 of the line (the age after blanks) */
+    int at[] = {62, 63, 64, 127, 128};
+    for (int i = 0; i < 5; i++)
+        k += (size_t)snprintf(text + k, sizeof text - k, "%.*s%d,s%d\n", at[i] - 1, pad, i + 1, at[i]);
+    /* a value whose trailing blanks, or leading ones, run over byte 64; a line of exactly 64
+     * and of 128 bytes; an empty last field ending at byte 64 */
+    k += (size_t)snprintf(text + k, sizeof text - k, "6,w%.*s\n", 70, pad);
+    k += (size_t)snprintf(text + k, sizeof text - k, "7,%.*sz\n", 70, pad);
+    k += (size_t)snprintf(text + k, sizeof text - k, "8,%.*sL64\n", 64 - 2 - 3, pad);
+    k += (size_t)snprintf(text + k, sizeof text - k, "9,%.*sL128\n", 128 - 2 - 4, pad);
+    k += (size_t)snprintf(text + k, sizeof text - k, "%.*s10,\n", 64 - 3, pad);
+    assert_true(k < sizeof text);
+    write_file("edges.csv", text);
+    char *s = train_state("path = FILEedges.csv\ndense = age\ncategorical = c\nmissing_values = NA\n"
+                          "split_fractions = 1, 0, 0\nvocab_order = first", "age");
+    assert_string_equal(vocab_of(s, "c"), "s62|s63|s64|s127|s128|w|z|L64|L128||");
+    assert_non_null(strstr(s, "\ndense -inf inf 5.5 5.5 2.87228"));   /* ages 1..10 */
+    free(s);
+}
+
+/* ---- gzip read as the plain file: the line reader's blocks, ISA-L's or zlib's inflate ------ */
+/* A table of n rows (about 80 bytes each) with what splits and joins lines differently: CRLF
+ * endings, quoted separators and a quoted field over two lines, UTF-8, blank lines, one row
+ * whose note is longer than the line reader's block (256 KiB), so lines fall across every
+ * block boundary. Deterministic (an LCG); *len gets the byte count. */
+static char *big_table(int n, size_t *len)
+{
+    static const char *city[] = {"Oslo", "\"Paris, France\"", "Z\xc3\xbcrich", "Lima", "S\xc3\xa3o Paulo",
+                                 "\"say \"\"hi\"\"\"", "Rome"};
+    size_t cap = (size_t)n * 120 + (1 << 20), k = 0;
+    char *t = malloc(cap);
+    assert_non_null(t);
+    uint64_t r = 2026;
+    k += (size_t)snprintf(t + k, cap - k, "age,city,note,score,label\n");
+    for (int i = 0; i < n; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        unsigned v = (unsigned)(r >> 33);
+        if (i == n / 3) {                             /* one line longer than a block */
+            k += (size_t)snprintf(t + k, cap - k, "%d,Oslo,", i % 90);
+            memset(t + k, 'x', 300000);
+            k += 300000;
+            k += (size_t)snprintf(t + k, cap - k, ",1.5,1\n");
+            continue;
+        }
+        if (v % 97 == 0) k += (size_t)snprintf(t + k, cap - k, "\n");   /* blank */
+        const char *end = v % 5 == 0 ? "\r\n" : "\n";
+        if (v % 211 == 0)                             /* a quoted note over two lines */
+            k += (size_t)snprintf(t + k, cap - k, "%u,%s,\"two\nlines %u\",%u.%02u,%u%s",
+                                  v % 90, city[v % 7], v % 13, v % 1000, v % 100, (v >> 7) % 2, end);
+        else
+            k += (size_t)snprintf(t + k, cap - k, "%u, %s ,note %u of the row %d,%u.%02u,%u%s",
+                                  v % 90, city[v % 7], v % 1013, i % 7, v % 1000, v % 100, (v >> 7) % 2,
+                                  end);
+    }
+    *len = k;
+    return t;
+}
+
+/* Writes text[0..n) to a gzip file: members cut at the given byte offsets (mid-line), as
+ * `cat a.gz b.gz` makes, one of them empty; after: bytes appended after the last member. */
+static void write_gz(const char *path, const char *text, size_t n, const size_t *cuts, int ncut,
+                     const char *after)
+{
+    unlink(path);
+    size_t at = 0;
+    for (int c = 0; c <= ncut; c++) {
+        size_t to = c < ncut ? cuts[c] : n;
+        gzFile gz = gzopen(path, c ? "ab6" : "wb1");   /* "a": a new member at the end */
+        assert_non_null(gz);
+        if (to > at) assert_int_equal(gzwrite(gz, text + at, (unsigned)(to - at)), (int)(to - at));
+        assert_int_equal(gzclose(gz), Z_OK);
+        at = to;
+    }
+    if (after) {
+        FILE *f = fopen(path, "ab");
+        assert_non_null(f);
+        fputs(after, f);
+        fclose(f);
+    }
+}
+
+/* Every field of every row of every split, and the fitted state, as one buffer. */
+static char *dump_all(ts_exp *x, size_t *len)
+{
+    ts_data *D = ts_exp_data(x);
+    size_t cap = 1 << 20, k = 0;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    char *state = NULL;
+    size_t ns = 0;
+    ts_err e;
+    if (ts_exp_data_ops(x)->fitted(D, &state, &ns, &e)) fail_msg("%s", e.msg);
+    for (int s = 0; s < 3; s++)
+        for (long at = 0; at < D->nrows[s]; at += 512) {
+            long rows[512];
+            int m = (int)(D->nrows[s] - at < 512 ? D->nrows[s] - at : 512);
+            for (int i = 0; i < m; i++) rows[i] = at + i;
+            if (ts_exp_data_ops(x)->batch(D, (ts_phase)s, rows, m, &e)) fail_msg("%s", e.msg);
+            for (int f = 0; f < D->nfield; f++) {
+                const ts_tensor *t = &D->field[f];
+                size_t b = (size_t)ts_numel(t) * (t->dtype == TS_F32 ? sizeof(float) : sizeof(int32_t));
+                assert_true(t->dtype == TS_F32 || t->dtype == TS_I32);
+                while (k + b > cap) assert_non_null(out = realloc(out, cap *= 2));
+                memcpy(out + k, t->dtype == TS_F32 ? (const void *)t->x : (const void *)t->ids, b);
+                k += b;
+            }
+        }
+    while (k + ns > cap) assert_non_null(out = realloc(out, cap *= 2));
+    memcpy(out + k, state, ns);
+    free(state);
+    *len = k + ns;
+    return out;
+}
+
+static void test_gzip_reads_as_the_plain_file(void **st)
+{
+    (void)st;
+    size_t n;
+    char *text = big_table(20000, &n);
+    assert_true(n > 4 * (256 << 10));                 /* several blocks of the line reader */
+    FILE *f = fopen(in_tmp("big.csv"), "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, n, f), n);
+    fclose(f);
+    size_t cuts[] = {n / 5 + 7, n / 5 + 7, n / 2 + 13, 3 * n / 4 + 1};   /* one member empty */
+    write_gz(in_tmp("one.csv.gz"), text, n, NULL, 0, NULL);
+    write_gz(in_tmp("multi.csv.gz"), text, n, cuts, 4, NULL);
+    write_gz(in_tmp("junk.csv.gz"), text, n, cuts, 2, "trailing bytes, not gzip\n");
+    /* line by line: the same bytes and line numbers */
+    static const char *names[] = {"big.csv", "one.csv.gz", "multi.csv.gz", "junk.csv.gz"};
+    char paths[4][600];
+    for (int i = 0; i < 4; i++) snprintf(paths[i], sizeof paths[i], "%s", in_tmp(names[i]));
+    ts_err e;
+    ts_lines *L[4];
+    for (int i = 0; i < 4; i++) assert_non_null(L[i] = ts_lines_open(paths[i], &e));
+    long lines = 0;
+    const char *t = text, *end = text + n;
+    for (;;) {
+        size_t n0, ni;
+        char *l0 = ts_lines_next(L[0], &n0);
+        if (l0) {                                     /* the plain file: the text's lines */
+            const char *nl = memchr(t, '\n', (size_t)(end - t)), *te = nl ? nl : end;
+            while (te > t && te[-1] == '\r') te--;
+            assert_int_equal(n0, te - t);
+            assert_memory_equal(l0, t, n0);
+            t = nl ? nl + 1 : end;
+        } else assert_true(t == end);
+        for (int i = 1; i < 4; i++) {
+            char *li = ts_lines_next(L[i], &ni);
+            if (!l0) { assert_null(li); continue; }
+            assert_non_null(li);
+            assert_int_equal(ni, n0);
+            assert_memory_equal(li, l0, n0 + 1);      /* with its NUL */
+            assert_int_equal(ts_lines_lineno(L[i]), ts_lines_lineno(L[0]));
+        }
+        if (!l0) break;
+        lines++;
+    }
+    assert_true(lines > 20000);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(ts_lines_error(L[i], &e), 0);
+        ts_lines_close(L[i]);
+    }
+    /* through the table reader: every field of every row, and the fitted state, to the bit */
+    const char *keys = "path = FILE%s\ndense = age, score\ncategorical = city, note\nlabels = label\n"
+                       "split_seed = 7";
+    char k[512];
+    size_t n0 = 0;
+    char *d0 = NULL;
+    for (int i = 0; i < 4; i++) {
+        snprintf(k, sizeof k, keys, names[i]);
+        ts_exp *x = must_open(k, "label", TS_OPEN_TRAIN, NULL);
+        ts_data *D = ts_exp_data(x);
+        assert_int_equal(D->nrows[0] + D->nrows[1] + D->nrows[2], 20000);
+        size_t ni;
+        char *di = dump_all(x, &ni);
+        ts_exp_free(x);
+        if (!i) { d0 = di; n0 = ni; continue; }
+        assert_int_equal(ni, n0);
+        assert_memory_equal(di, d0, n0);
+        free(di);
+    }
+    free(d0);
+    free(text);
+}
+
+/* A gzip file cut short or damaged: a sentence naming the file, never a crash or a silent end. */
+static void test_damaged_gzip(void **st)
+{
+    (void)st;
+    size_t n;
+    char *text = big_table(3000, &n);
+    write_gz(in_tmp("whole.csv.gz"), text, n, NULL, 0, NULL);
+    FILE *f = fopen(in_tmp("whole.csv.gz"), "rb");
+    assert_non_null(f);
+    static unsigned char z[1 << 20];
+    size_t nz = fread(z, 1, sizeof z, f);
+    fclose(f);
+    assert_true(nz > 1000 && nz < sizeof z);
+    struct { const char *name; size_t keep; long flip; } bad[] = {
+        {"half.csv.gz", 0, -1},            /* cut in the middle of the deflate data */
+        {"notrailer.csv.gz", 0, -1},       /* the 8-byte trailer (CRC, length) cut off */
+        {"header.csv.gz", 5, -1},          /* only the start of the header */
+        {"crc.csv.gz", 0, -2},             /* a wrong CRC in the trailer */
+        {"flip.csv.gz", 0, -3},            /* a damaged byte inside the deflate data */
+    };
+    bad[0].keep = nz / 2;
+    bad[1].keep = nz - 8;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        unsigned char *c = malloc(nz);
+        assert_non_null(c);
+        memcpy(c, z, nz);
+        size_t m = bad[i].keep ? bad[i].keep : nz;
+        if (bad[i].flip == -2) c[nz - 8] ^= 0x55;
+        if (bad[i].flip == -3) c[nz / 3] ^= 0xFF;
+        f = fopen(in_tmp(bad[i].name), "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(c, 1, m, f), m);
+        fclose(f);
+        free(c);
+        char k[256];
+        snprintf(k, sizeof k, "path = FILE%s\ndense = age, score\ncategorical = city, note\n"
+                 "labels = label", bad[i].name);
+        ts_err e;
+        ts_exp *x = open_table(k, "label", TS_OPEN_TRAIN, NULL, &e);
+        if (x) { ts_exp_free(x); fail_msg("%s opened", bad[i].name); }
+        tu_contains(e.msg, bad[i].name, "read error after line", "truncated or not gzip", NULL);
+        const char *p = strstr(e.msg, bad[i].name);
+        assert_null(strstr(p + 1, bad[i].name));      /* the file named once */
+    }
+    free(text);
+}
+
 static void test_encodings(void **st)
 {
     (void)st;
@@ -1368,6 +1609,9 @@ int main(void)
         cmocka_unit_test(test_quotes_crlf_bom_and_names_with_spaces),
         cmocka_unit_test(test_separators_headers_and_gzip),
         cmocka_unit_test(test_encodings),
+        cmocka_unit_test(test_fields_across_64_byte_edges),
+        cmocka_unit_test(test_gzip_reads_as_the_plain_file),
+        cmocka_unit_test(test_damaged_gzip),
         cmocka_unit_test(test_bad_rows),
         cmocka_unit_test(test_dense_transforms),
         cmocka_unit_test(test_splits_by_user_time_and_column),

@@ -32,7 +32,7 @@ static void table_close(ts_data *D)
         tb_src *s = &T->src[i];
         if (s->in_group) s->num = NULL, s->tok = NULL;   /* the group's memory */
         free(s->name); free(s->num); free(s->time); free(s->tok); free(s->loff); free(s->lids);
-        free(s->cache); free(s->cs); free(s->cl);
+        free(s->cache); free(s->cs);
     }
     for (int i = 0; i < T->nfeat; i++) {
         tb_feat *f = &T->feat[i];

@@ -49,8 +49,9 @@ const tb_opt *tb_opt_find(const tb_spec *s, const char *key);
 /* ---- tables and their source columns -------------------------------------------------------- */
 enum { TB_NEED_NUM = 1u, TB_NEED_TIME = 2u, TB_NEED_TOK = 4u, TB_NEED_LIST = 8u, TB_NEED_SPLIT = 16u };
 
-typedef struct tb_slot {
-    uint32_t hash;
+typedef struct tb_slot {       /* a value of the intern cache: compared without a pointer */
+    uint64_t w[2];             /* its first 16 bytes, zero-padded */
+    uint32_t n;                /* its length */
     int32_t id;                /* -1: an empty slot */
 } tb_slot;
 
@@ -75,8 +76,8 @@ typedef struct tb_src {
     struct tb_slot *cache;     /* TOK, LIST while reading: a hash table in front of the string
                                   table (open addressing, cmask + 1 slots) */
     uint32_t cmask, cn;
-    const char **cs;           /* (cn) the string table's copy of each raw id (stable) */
-    uint32_t *cl;              /* (cn) its length */
+    const char **cs;           /* (cn) the string table's copy of each raw id (stable): the
+                                  bytes after the first 16 of a longer value */
 } tb_src;
 
 typedef struct tb_table {
@@ -262,6 +263,8 @@ typedef struct tb_reader {
     int fcap;
     long line;                /* the record's first line */
     int trim_space, trim_tab; /* trim = true, and the separator holds no space / tab */
+    int why_named;            /* the last -2's why names the file and line itself (a read
+                                 error of the line reader) */
 } tb_reader;
 /* The next record: 1 (fields in R->f, lengths in R->flen), 0 at the end of the file, -1 a bad
  * record (why), -2 a read error or out of memory (why). R->line is the record's first line. */

@@ -144,8 +144,36 @@ int tb_label_value(tb_data *T, tb_feat *f, const char *s, size_t n, float *v, in
     return 0;
 }
 
+/* What every row of a table reads, listed once before its rows (a row then visits neither
+ * the other tables' sources nor the features that are not labels: tb_feat is large). */
+typedef struct tb_plan {
+    int nsrc, nlab, nlist;
+    int *src;                  /* the sources of the table found in its file */
+    int *lab;                  /* the main file's label and weight features */
+    int *list;                 /* the sources of multi-valued cells */
+    int *buf;
+} tb_plan;
+
+static int plan_rows(const tb_data *T, int t, tb_plan *P)
+{
+    memset(P, 0, sizeof *P);
+    if (!(P->buf = malloc((size_t)(2 * T->nsrc + T->nfeat + 1) * sizeof *P->buf))) return -1;
+    P->src = P->buf;
+    P->list = P->src + T->nsrc;
+    P->lab = P->list + T->nsrc;
+    for (int i = 0; i < T->nsrc; i++) {
+        if (T->src[i].table != t) continue;
+        if (T->src[i].col >= 0) P->src[P->nsrc++] = i;
+        if (T->src[i].need & TB_NEED_LIST) P->list[P->nlist++] = i;
+    }
+    for (int i = 0; i < T->nfeat && t == 0; i++)
+        if (T->feat[i].kind == TB_LABEL || T->feat[i].kind == TB_WEIGHT) P->lab[P->nlab++] = i;
+    return 0;
+}
+
 /* One record's fields into row r of table t; -1 a bad row (why), -2 out of memory. */
-static int parse_row(tb_data *T, int t, char **f, size_t *fl, int nf, long r, char *why, size_t nwhy)
+static int parse_row(tb_data *T, int t, const tb_plan *P, char **f, size_t *fl, int nf, long r,
+                     char *why, size_t nwhy)
 {
     tb_table *tab = &T->tab[t];
     if (nf != tab->ncol) {
@@ -153,9 +181,9 @@ static int parse_row(tb_data *T, int t, char **f, size_t *fl, int nf, long r, ch
                  !strcmp(tab->sep, "\t") ? "\\t" : tab->sep, nf);
         return -1;
     }
-    for (int i = 0; i < T->nsrc; i++) {
+    for (int j = 0; j < P->nsrc; j++) {
+        int i = P->src[j];
         tb_src *s = &T->src[i];
-        if (s->table != t || s->col < 0) continue;
         const char *v = f[s->col];
         size_t n = fl[s->col];
         if (s->need & (TB_NEED_NUM | TB_NEED_TIME)) {
@@ -215,9 +243,8 @@ static int parse_row(tb_data *T, int t, char **f, size_t *fl, int nf, long r, ch
             s->loff[r + 1] = at;     /* s->lused moves only when the row is kept */
         }
     }
-    for (int i = 0; i < T->nfeat && t == 0; i++) {
-        tb_feat *ft = &T->feat[i];
-        if (ft->kind != TB_LABEL && ft->kind != TB_WEIGHT) continue;
+    for (int j = 0; j < P->nlab; j++) {
+        tb_feat *ft = &T->feat[P->lab[j]];
         int col = T->src[ft->src].col, present = 0;
         if (col < 0) { ft->lab[r] = 0; ft->present[r] = 0; continue; }
         if (ft->ids_of >= 0) continue;           /* numbered once the vocabulary exists */
@@ -265,10 +292,19 @@ static int resolve(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
     return 0;
 }
 
+/* A record that could not be read: FILE:LINE: why, unless why names them already (the line
+ * reader's read errors do). */
+static int record_fail(const tb_reader *R, const char *why, ts_err *e)
+{
+    if (R->why_named) return ts_fail(e, "%s", why);
+    return ts_fail(e, "%s:%ld: %s", R->t->path, R->line, why);
+}
+
 int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
 {
     tb_table *tab = &T->tab[t];
     tb_reader R = {0};
+    tb_plan P = {0};
     ts_err sub;
     char why[640];
     int nf = 0, rc = -1, have = 0;
@@ -282,7 +318,7 @@ int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
     int r = tb_record_next(&R, &nf, why, sizeof why);
     if (r == 0) { ts_fail(e, "%s: the file is empty; it needs %sone row of values", tab->path,
                           tab->header ? "a header line and at least " : "at least "); goto done; }
-    if (r < 0) { ts_fail(e, "%s:%ld: %s", tab->path, R.line, why); goto done; }
+    if (r < 0) { record_fail(&R, why, e); goto done; }
     tab->ncol = tab->header ? nf : tab->nuser ? tab->nuser : nf;
     if (!(tab->colname = calloc((size_t)tab->ncol, sizeof *tab->colname))) goto oom;
     for (int c = 0; c < tab->ncol; c++) {
@@ -299,6 +335,7 @@ int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
             }
     }
     if (resolve(T, t, cfg, e) < 0) goto done;
+    if (plan_rows(T, t, &P) < 0) goto oom;
     if (grow(T, t, 1024) < 0) goto oom;
     for (int i = 0; i < T->nsrc; i++)
         if (T->src[i].table == t && (T->src[i].need & TB_NEED_LIST)) T->src[i].loff[0] = 0;
@@ -306,9 +343,9 @@ int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
     for (;;) {
         if (!have && (r = tb_record_next(&R, &nf, why, sizeof why)) == 0) break;
         have = 0;
-        if (r == -2) { ts_fail(e, "%s:%ld: %s", tab->path, R.line, why); goto done; }
+        if (r == -2) { record_fail(&R, why, e); goto done; }
         if (tab->n == tab->cap && grow(T, t, 2 * tab->cap) < 0) goto oom;
-        int pr = r < 0 ? -1 : parse_row(T, t, R.f, R.flen, nf, tab->n, why, sizeof why);
+        int pr = r < 0 ? -1 : parse_row(T, t, &P, R.f, R.flen, nf, tab->n, why, sizeof why);
         if (pr == -2) goto oom;
         if (pr == 0 && t > 0) {                          /* a side table: one row per key */
             int32_t k = T->src[tab->key_src].tok[tab->n];
@@ -338,15 +375,14 @@ int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
             goto done;
         }
         if (pr < 0) { T->skipped++; continue; }
-        for (int i = 0; i < T->nsrc; i++)
-            if (T->src[i].table == t && (T->src[i].need & TB_NEED_LIST))
-                T->src[i].lused = T->src[i].loff[tab->n + 1];
+        for (int k = 0; k < P.nlist; k++)
+            T->src[P.list[k]].lused = T->src[P.list[k]].loff[tab->n + 1];
         if (++tab->n > INT32_MAX - 1) { ts_fail(e, "%s: more than %d rows", tab->path, INT32_MAX - 1); goto done; }
     }
     for (int i = 0; i < T->nsrc; i++)            /* the intern caches served their purpose */
         if (T->src[i].table == t) {
-            free(T->src[i].cache); free(T->src[i].cs); free(T->src[i].cl);
-            T->src[i].cache = NULL; T->src[i].cs = NULL; T->src[i].cl = NULL;
+            free(T->src[i].cache); free(T->src[i].cs);
+            T->src[i].cache = NULL; T->src[i].cs = NULL;
             T->src[i].cmask = T->src[i].cn = 0;
         }
     if (tab->n == 0)
@@ -358,5 +394,6 @@ oom:
     ts_fail(e, "%s: out of memory after %ld rows", tab->path, tab->n);
 done:
     tb_record_free(&R);
+    free(P.buf);
     return rc;
 }

@@ -108,29 +108,38 @@ static int append(tb_reader *R, const char *s, size_t n, int latin1)
     return 0;
 }
 
-/* The next line, checked (UTF-8) or converted (Latin-1); 1, 0 at the end, -1 bad (why), -2 fatal. */
-static int next_line(tb_reader *R, int into_rec, char *why, size_t nwhy)
+/* -1 with a sentence in why when line[0..len) is not UTF-8 (the reader's line, or a later one of
+ * a record over several lines); 0 when it is. */
+static int utf8_check(tb_reader *R, const char *line, size_t len, char *why, size_t nwhy)
+{
+    long bad = utf8_bad((const unsigned char *)line, len);
+    if (bad < 0) return 0;
+    char on[48] = "";
+    if (ts_lines_lineno(R->in) != R->line) snprintf(on, sizeof on, " on line %ld", ts_lines_lineno(R->in));
+    snprintf(why, nwhy, "byte %ld%s (0x%02X, after \"%.*s\") is not UTF-8 (a Latin-1 file? "
+             "set encoding = latin-1)", bad + 1, on, (unsigned char)line[bad],
+             (int)(bad > 24 ? 24 : bad), line + (bad > 24 ? bad - 24 : 0));
+    return -1;
+}
+
+/* The next line, converted (Latin-1) or, when check, checked (UTF-8; the first line of a record
+ * is checked by the caller, in its pass over the line); 1, 0 at the end, -1 bad (why), -2 fatal. */
+static int next_line(tb_reader *R, int into_rec, int check, char *why, size_t nwhy)
 {
     size_t len;
     char *line = ts_lines_next(R->in, &len);
     if (!line) {
         ts_err sub;
-        if (ts_lines_error(R->in, &sub) < 0) { snprintf(why, nwhy, "%s", sub.msg); return -2; }
+        if (ts_lines_error(R->in, &sub) < 0) {
+            snprintf(why, nwhy, "%s", sub.msg);
+            R->why_named = 1;
+            return -2;
+        }
         return 0;
     }
     if (ts_lines_lineno(R->in) == 1 && len >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) line += 3, len -= 3;
     if (!into_rec) R->line = ts_lines_lineno(R->in);
-    if (!R->t->latin1) {
-        long bad = utf8_bad((const unsigned char *)line, len);
-        if (bad >= 0) {
-            char on[48] = "";
-            if (ts_lines_lineno(R->in) != R->line) snprintf(on, sizeof on, " on line %ld", ts_lines_lineno(R->in));
-            snprintf(why, nwhy, "byte %ld%s (0x%02X, after \"%.*s\") is not UTF-8 (a Latin-1 file? "
-                     "set encoding = latin-1)", bad + 1, on, (unsigned char)line[bad],
-                     (int)(bad > 24 ? 24 : bad), line + (bad > 24 ? bad - 24 : 0));
-            return -1;
-        }
-    }
+    if (check && !R->t->latin1 && utf8_check(R, line, len, why, nwhy) < 0) return -1;
     if (into_rec || R->t->latin1) {
         if (append(R, line, len, R->t->latin1) < 0) {
             snprintf(why, nwhy, "a record over %zu MiB (an unclosed quote?)", TB_RECORD_MAX >> 20);
@@ -164,46 +173,115 @@ static inline size_t find_byte(const char *s, size_t n, char c)
     return i;
 }
 
-/* A line without quotes (the common case) split on a one-byte separator in one pass, eight
- * bytes a step, every separator of a word found from an exact per-byte match mask. */
+/* Bit i set where p[i] is c, of the 64 bytes at p: SSE2 (every x86-64), else eight bytes a step. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+static inline uint64_t mask16(__m128i v, char c)
+{
+    return (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(c)));
+}
+/* The separators, quotes and bytes >= 0x80 among the 64 bytes at p. */
+static inline void classify64(const char *p, char sep, uint64_t *ms, uint64_t *mq, uint64_t *mh)
+{
+    uint64_t s = 0, q = 0, h = 0;
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k));
+        s |= mask16(v, sep) << (16 * k);
+        q |= mask16(v, '"') << (16 * k);
+        h |= (uint64_t)(uint16_t)_mm_movemask_epi8(v) << (16 * k);
+    }
+    *ms = s, *mq = q, *mh = h;
+}
+#else
+/* Bit i where byte i of w has its top bit set (the eight bits gathered by one multiply). */
+static inline uint64_t top_bits(uint64_t w)
+{
+    return (((w >> 7) & 0x0101010101010101ull) * 0x0102040810204080ull) >> 56;
+}
+static inline uint64_t mask8(uint64_t w, char c)
+{
+    const uint64_t lo7 = 0x7F7F7F7F7F7F7F7Full;
+    w ^= 0x0101010101010101ull * (unsigned char)c;
+    return top_bits(~(((w & lo7) + lo7) | w | lo7));   /* 0x80 where the byte was c */
+}
+static inline void classify64(const char *p, char sep, uint64_t *ms, uint64_t *mq, uint64_t *mh)
+{
+    uint64_t s = 0, q = 0, h = 0;
+    for (int k = 0; k < 8; k++) {
+        uint64_t w;
+        memcpy(&w, p + 8 * k, 8);
+        s |= mask8(w, sep) << (8 * k);
+        q |= mask8(w, '"') << (8 * k);
+        h |= top_bits(w) << (8 * k);
+    }
+    *ms = s, *mq = q, *mh = h;
+}
+#endif
+
+static int grow_fields(tb_reader *R)
+{
+    int cap = R->fcap ? 2 * R->fcap : 64;
+    char **f = realloc(R->f, (size_t)cap * sizeof *f);
+    if (f) R->f = f;
+    size_t *l = f ? realloc(R->flen, (size_t)cap * sizeof *l) : NULL;
+    if (l) R->flen = l;
+    size_t *o = l ? realloc(R->off, (size_t)cap * sizeof *o) : NULL;
+    if (!o) return -1;
+    R->off = o;
+    R->fcap = cap;
+    return 0;
+}
+
+/* A line split on a one-byte separator in one pass over blocks of 64 bytes, each classified at
+ * once: its separators (every field cut from the bit mask), its quotes (a line with one, when
+ * quoting, goes to the quote-aware split: 0 is returned, the line untouched) and its bytes over
+ * 0x7F (the line is then checked as UTF-8). NULs end the fields once the line is known to split
+ * here. 1 split, 0 not here, -1 bad (why), -2 fatal. */
 static int split_plain(tb_reader *R, int *nf, char *why, size_t nwhy)
 {
-    char *b = R->buf, sep = R->t->sep[0];
-    size_t len = R->len, start = 0, i = 0;
-    int n = 0;
-    const uint64_t lo7 = 0x7F7F7F7F7F7F7F7Full, pat = 0x0101010101010101ull * (unsigned char)sep;
-    for (;;) {
-        size_t cut = len;                              /* the next separator, or the end */
-        for (; i + 8 <= len; i += 8) {
-            uint64_t w;
-            memcpy(&w, b + i, 8);
-            w ^= pat;
-            uint64_t m = ~(((w & lo7) + lo7) | w | lo7);   /* 0x80 where the byte is sep */
-            if (!m) continue;
-            cut = i + (size_t)(__builtin_ctzll(m) >> 3);
-            break;
+    char *b = R->buf, sep = R->t->sep[0], tail[64];
+    size_t len = R->len, start = 0;
+    int n = 0, checked = R->t->latin1, quoting = R->t->quoting;
+    const int ts = R->trim_space, tt = R->trim_tab;
+#define TB_TRIM(c) (((c) == ' ' && ts) || ((c) == '\t' && tt))
+    for (size_t base = 0;; base += 64) {
+        uint64_t ms = 0, mq = 0, mh = 0;
+        int last = len - base <= 64;
+        if (!last) classify64(b + base, sep, &ms, &mq, &mh);
+        else {                                         /* the last bytes: a copy, zero-padded */
+            memset(tail, 0, sizeof tail);
+            memcpy(tail, b + base, len - base);
+            classify64(tail, sep, &ms, &mq, &mh);
+            ms &= len - base == 64 ? ~(uint64_t)0 : ((uint64_t)1 << (len - base)) - 1;
+            ms |= len - base == 64 ? 0 : (uint64_t)1 << (len - base);   /* the end cuts too */
         }
-        if (cut == len) for (; i < len; i++) if (b[i] == sep) { cut = i; break; }
-        if (n == R->fcap) {
-            int cap = R->fcap ? 2 * R->fcap : 64;
-            char **f = realloc(R->f, (size_t)cap * sizeof *f);
-            if (f) R->f = f;
-            size_t *l = f ? realloc(R->flen, (size_t)cap * sizeof *l) : NULL;
-            if (l) R->flen = l;
-            size_t *o = l ? realloc(R->off, (size_t)cap * sizeof *o) : NULL;
-            if (!o) { snprintf(why, nwhy, "out of memory"); return -2; }
-            R->off = o;
-            R->fcap = cap;
+        if (mq && quoting) return 0;
+        if (mh && !checked) {
+            if (utf8_check(R, b, len, why, nwhy) < 0) return -1;
+            checked = 1;
         }
-        size_t a = start, e = cut;
-        while (a < e && ((b[a] == ' ' && R->trim_space) || (b[a] == '\t' && R->trim_tab))) a++;
-        while (e > a && ((b[e - 1] == ' ' && R->trim_space) || (b[e - 1] == '\t' && R->trim_tab))) e--;
-        b[e] = 0;                                      /* e <= cut: never past the separator */
+        while (ms) {                                   /* a field ends at each bit */
+            size_t a = start, e = base + (size_t)__builtin_ctzll(ms);
+            ms &= ms - 1;
+            start = e + 1;
+            while (a < e && TB_TRIM(b[a])) a++;
+            while (e > a && TB_TRIM(b[e - 1])) e--;
+            if (n == R->fcap && grow_fields(R) < 0) { snprintf(why, nwhy, "out of memory"); return -2; }
+            R->f[n] = b + a;
+            R->flen[n++] = e - a;
+        }
+        if (last) break;
+    }
+    if (start <= len) {                   /* a line of 64 k bytes: its last field ends here */
+        size_t a = start, e = len;
+        while (a < e && TB_TRIM(b[a])) a++;
+        while (e > a && TB_TRIM(b[e - 1])) e--;
+        if (n == R->fcap && grow_fields(R) < 0) { snprintf(why, nwhy, "out of memory"); return -2; }
         R->f[n] = b + a;
         R->flen[n++] = e - a;
-        if (cut == len) break;
-        start = i = cut + 1;
     }
+#undef TB_TRIM
+    for (int i = 0; i < n; i++) R->f[i][R->flen[i]] = 0;   /* at or before its separator */
     *nf = n;
     return 1;
 }
@@ -219,7 +297,7 @@ int tb_record_next(tb_reader *R, int *nf, char *why, size_t nwhy)
     int rc;
     for (;;) {
         R->reclen = 0;
-        if ((rc = next_line(R, 0, why, nwhy)) <= 0) {
+        if ((rc = next_line(R, 0, 0, why, nwhy)) <= 0) {
             if (rc != -1) R->line = ts_lines_lineno(R->in) + 1;
             return rc;
         }
@@ -227,8 +305,8 @@ int tb_record_next(tb_reader *R, int *nf, char *why, size_t nwhy)
         while (k < R->len && isspace((unsigned char)R->buf[k])) k++;
         if (k < R->len) break;                            /* blank lines carry nothing */
     }
-    if (R->seplen == 1 && (!R->t->quoting || !memchr(R->buf, '"', R->len)))
-        return split_plain(R, nf, why, nwhy);
+    if (R->seplen == 1 && (rc = split_plain(R, nf, why, nwhy)) != 0) return rc;
+    if (!R->t->latin1 && utf8_check(R, R->buf, R->len, why, nwhy) < 0) return -1;
     const char *sep = R->t->sep;
     size_t pos = 0;
     int n = 0;
@@ -251,7 +329,7 @@ int tb_record_next(tb_reader *R, int *nf, char *why, size_t nwhy)
                 if (rd == R->len) {                        /* the field goes on on the next line */
                     if (R->buf != R->rec) { R->reclen = 0; if (append(R, R->buf, R->len, 0) < 0) goto big; }
                     if (append(R, "\n", 1, 0) < 0) goto big;
-                    rc = next_line(R, 1, why, nwhy);
+                    rc = next_line(R, 1, 1, why, nwhy);
                     if (rc == 0) {
                         snprintf(why, nwhy, "field %d opens a quote that is never closed; close it "
                                  "(a quote inside a quoted field is written \"\")", n + 1);
@@ -310,70 +388,64 @@ void tb_record_free(tb_reader *R)
 }
 
 /* ---- values: interned through a per-column hash table in front of the string table ---- */
-/* The last bytes of a string as one word, from overlapping loads (no loop over bytes). */
-static inline uint64_t tail_word(const char *s, size_t n)
+static inline uint64_t load8(const char *s) { uint64_t w; memcpy(&w, s, 8); return w; }
+static inline uint64_t load4(const char *s) { uint32_t w; memcpy(&w, s, 4); return w; }
+
+/* The first 16 bytes of s[0..n), zero-padded, from loads inside s[0..n) (overlapping ones for
+ * the last bytes: no loop over bytes, nothing read past the value). */
+static inline void prefix16(const char *s, size_t n, uint64_t w[2])
 {
-    uint64_t w = 0;
-    uint32_t a, b;
-    uint16_t c, d;
-    if (n >= 8) memcpy(&w, s + n - 8, 8);
-    else if (n >= 4) { memcpy(&a, s, 4); memcpy(&b, s + n - 4, 4); w = (uint64_t)a << 32 | b; }
-    else if (n >= 2) { memcpy(&c, s, 2); memcpy(&d, s + n - 2, 2); w = (uint64_t)c << 16 | d; }
-    else if (n == 1) w = (unsigned char)s[0];
-    return w;
+    if (n >= 16) { w[0] = load8(s); w[1] = load8(s + 8); return; }
+    w[1] = 0;
+    if (n >= 8) { w[0] = load8(s); if (n > 8) w[1] = load8(s + n - 8) >> (8 * (16 - n)); }
+    else if (n >= 4) w[0] = load4(s) | (load4(s + n - 4) >> (8 * (8 - n))) << 32;
+    else {
+        w[0] = 0;
+        for (size_t i = 0; i < n; i++) w[0] |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    }
 }
 
-static inline uint32_t fast_hash(const char *s, size_t n)
+/* The hash of a value from its prefix words, and its further bytes eight at a time. */
+static inline uint32_t value_hash(const char *s, size_t n, const uint64_t w[2])
 {
-    uint64_t h = 0x243F6A8885A308D3ull ^ n, w;
-    size_t i = 0;
-    for (; i + 8 < n; i += 8) {
-        memcpy(&w, s + i, 8);
-        h = (h ^ w) * 0x9E3779B97F4A7C15ull;
-        h ^= h >> 29;
+    const uint64_t k = 0x9E3779B97F4A7C15ull;
+    uint64_t h = (w[0] ^ (0x243F6A8885A308D3ull + n)) * k;
+    h = (h ^ (h >> 29) ^ w[1]) * k;
+    for (size_t i = 16; i < n; i += 8) {
+        h = (h ^ (h >> 29) ^ load8(s + (i + 8 <= n ? i : n - 8))) * k;
     }
-    h = (h ^ tail_word(s, n)) * 0x9E3779B97F4A7C15ull;
     return (uint32_t)(h >> 32) ^ (uint32_t)h;
-}
-
-/* a[0..n) == b[0..n) for the short strings of a field, without a call */
-static inline int same(const char *a, const char *b, size_t n)
-{
-    uint64_t x, y;
-    for (; n > 8; n -= 8, a += 8, b += 8) {
-        memcpy(&x, a, 8);
-        memcpy(&y, b, 8);
-        if (x != y) return 0;
-    }
-    return tail_word(a, n) == tail_word(b, n);
 }
 
 int32_t tb_intern(tb_data *T, int src, const char *s, size_t n)
 {
     tb_src *c = &T->src[src];
-    uint32_t h = fast_hash(s, n);
+    uint64_t w[2];
+    prefix16(s, n, w);
+    uint32_t h = value_hash(s, n, w);
     if (c->cache)
         for (uint32_t j = h & c->cmask; c->cache[j].id >= 0; j = (j + 1) & c->cmask) {
-            int32_t id = c->cache[j].id;
-            if (c->cache[j].hash == h && c->cl[id] == n && same(c->cs[id], s, n)) return id;
+            const tb_slot *o = &c->cache[j];
+            if (o->w[0] == w[0] && o->w[1] == w[1] && o->n == n &&
+                (n <= 16 || !memcmp(c->cs[o->id] + 16, s + 16, n - 16)))
+                return o->id;
         }
     int32_t id = ts_strtab_id(T->strs, src, s, n, 1);
     if (id < 0) return id;
     if (id != (int32_t)c->cn) return -2;             /* every new value passes through here */
     if (!c->cache || 2 * (c->cn + 1) > c->cmask + 1) {    /* grow: keep the load under 1/2 */
         uint32_t cap = c->cache ? 2 * (c->cmask + 1) : 16;
-        tb_slot *nc = cap ? malloc(cap * sizeof *nc) : NULL;
+        tb_slot *nc = malloc(cap * sizeof *nc);
         const char **ns = nc ? realloc(c->cs, cap / 2 * sizeof *ns) : NULL;
         if (ns) c->cs = ns;
-        uint32_t *nl = ns ? realloc(c->cl, cap / 2 * sizeof *nl) : NULL;
-        if (nl) c->cl = nl;
-        if (!nl) { free(nc); return -2; }
+        if (!ns) { free(nc); return -2; }
         for (uint32_t j = 0; j < cap; j++) nc[j].id = -1;
         for (uint32_t j = 0; c->cache && j <= c->cmask; j++) {
-            if (c->cache[j].id < 0) continue;
-            uint32_t k = c->cache[j].hash & (cap - 1);
+            const tb_slot *o = &c->cache[j];
+            if (o->id < 0) continue;
+            uint32_t k = value_hash(c->cs[o->id], o->n, o->w) & (cap - 1);
             while (nc[k].id >= 0) k = (k + 1) & (cap - 1);
-            nc[k] = c->cache[j];
+            nc[k] = *o;
         }
         free(c->cache);
         c->cache = nc;
@@ -381,9 +453,8 @@ int32_t tb_intern(tb_data *T, int src, const char *s, size_t n)
     }
     uint32_t j = h & c->cmask;
     while (c->cache[j].id >= 0) j = (j + 1) & c->cmask;
-    c->cache[j] = (tb_slot){h, id};
+    c->cache[j] = (tb_slot){{w[0], w[1]}, (uint32_t)n, id};
     c->cs[id] = ts_strtab_str(T->strs, src, id);
-    c->cl[id] = (uint32_t)n;
     c->cn++;
     return id;
 }

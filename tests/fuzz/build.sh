@@ -42,13 +42,20 @@ core=$(sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "$src/Makefile.am" |
 
 mkdir -p "$out/obj/core" "$out/obj/plugins" "$out/plugins"
 # The config.h of this build (no configure): core/rundir.c and core/compare.c include config.h
-# and fall back on their own PACKAGE_VERSION; fuzz_suite.c defines it for compare.c.
+# and fall back on their own PACKAGE_VERSION; fuzz_suite.c defines it for compare.c. Like
+# ./configure, .gz data is inflated by ISA-L when libisal-dev is there (core/lines.c);
+# FUZZ_ISAL=no fuzzes the zlib path instead.
 printf '/* config.h of the fuzz build (build.sh): no configure; sources define their fallbacks */\n' > "$out/obj/config.h.new"
+if [ "${FUZZ_ISAL:-yes}" != no ] && [ -n "$(pc --libs libisal)" ]; then
+    printf '#define TS_HAVE_ISAL 1\n' >> "$out/obj/config.h.new"
+    CFLAGS="$CFLAGS $(pc --cflags libisal)"
+    DEPS_LIBS="$DEPS_LIBS $(pc --libs libisal)"
+fi
 cmp -s "$out/obj/config.h.new" "$out/obj/config.h" 2>/dev/null || mv "$out/obj/config.h.new" "$out/obj/config.h"
 rm -f "$out/obj/config.h.new"
 CFLAGS="$CFLAGS -I$out/obj"
 headers="$src/core/tessera.h $src/core/internal.h $src/core/host.h $src/tests/fuzz/fuzz_common.h \
-$src/tests/fuzz/fuzz_dataset.h"
+$src/tests/fuzz/fuzz_dataset.h $out/obj/config.h"
 
 # stale TARGET SOURCES...: true when TARGET is missing or older than a source or a core header
 stale() {
