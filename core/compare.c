@@ -187,6 +187,14 @@ static int add_file(cmp_exp *v, int *n, const char *path, suite_frame *stack, in
             ts_ini_free(&ini);
             return -1;
         }
+        for (int i = 0; i < ini.nsec; i++)
+            if (strcmp(ini.sec[i].name, "suite")) {   /* it would be read by nothing */
+                fprintf(stderr, "tessera compare: %s:%d: [%s] in a suite file: a suite holds "
+                        "only [suite] (name, description, experiments, suites); move the section "
+                        "into an experiment file\n", path, ini.sec[i].line, ini.sec[i].name);
+                ts_ini_free(&ini);
+                return -1;
+            }
         for (int i = 0; i < s->n; i++)
             if (strcmp(s->ent[i].key, "experiments") && strcmp(s->ent[i].key, "suites") &&
                 strcmp(s->ent[i].key, "name") && strcmp(s->ent[i].key, "description")) {
