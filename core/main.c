@@ -622,8 +622,21 @@ static int cmd_check(int argc, char **argv)
     return failed ? 1 : 0;
 }
 
+/* gnuplot (compare, plot) reads its labels as UTF-8 (`set encoding utf8`), and it warns on every
+ * plot, which tests/plot_injection.sh counts as a failure, when the locale it inherits has
+ * another character set: the C locale of a fresh container, where LANG is unset. tessera itself
+ * never calls setlocale, so the variable reaches only the programs it starts. */
+static void utf8_for_children(void)
+{
+    const char *v = getenv("LC_ALL");
+    if (!v || !*v) v = getenv("LC_CTYPE");
+    if (!v || !*v) v = getenv("LANG");
+    if (!v || !*v || !strcmp(v, "C") || !strcmp(v, "POSIX")) setenv("LC_ALL", "C.UTF-8", 1);
+}
+
 int main(int argc, char **argv)
 {
+    utf8_for_children();
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
         (argc == 2 && !strcmp(argv[1], "help"))) {
         usage(argc < 2 ? stderr : stdout);

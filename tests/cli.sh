@@ -4,7 +4,8 @@
 # value is never read as an option; the manual page names every option a --help names, renders,
 # and `make install` installs it; progress: a piped `tessera run` prints progress lines
 # (TESSERA_PROGRESS) and its train.csv does not change, a terminal gets one live line, `tessera
-# compare` prints elapsed and ETA on every finished run's line and a live line on a terminal.
+# compare` prints elapsed and ETA on every finished run's line and a live line on a terminal;
+# gnuplot run in the C locale (LANG unset) does not warn.
 # Not here: what compare computes (compare_*.sh), signals (compare_signal.sh, kill_resume.sh).
 set -eu
 b=${top_builddir:-.}
@@ -158,6 +159,13 @@ for v in abc -1 10s; do
     TESSERA_PROGRESS=$v st 2 run "$tmp/a.ini" --results "$tmp/pbad" && has "$tmp/err" "TESSERA_PROGRESS=$v"
 done
 [ ! -e "$tmp/pbad" ] || fail "a bad TESSERA_PROGRESS still ran"
+
+# in the C locale of a fresh container (LANG unset) gnuplot draws without a warning
+if command -v gnuplot >/dev/null 2>&1; then
+    env -u LANG -u LC_ALL -u LC_CTYPE "$T" plot "$tmp/p0" --out "$tmp/c.png" >/dev/null 2>"$tmp/err" ||
+        fail "plot in the C locale failed"
+    [ ! -s "$tmp/err" ] || fail "plot in the C locale printed warnings"
+fi
 
 # on a terminal (script(1) gives it one): the live line, rewritten with carriage returns
 if command -v script >/dev/null 2>&1; then
