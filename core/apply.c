@@ -23,10 +23,10 @@ static int usage(const char *cmd)
 {
     if (!strcmp(cmd, "predict"))
         fprintf(stderr, "usage: tessera predict RUN_DIR --data FILE [--out FILE.csv] "
-                "[SECTION.KEY=VALUE ...]\n");
+                "[SECTION.KEY=VALUE ...] (tessera predict --help)\n");
     else
         fprintf(stderr, "usage: tessera evaluate RUN_DIR --data FILE [--out DIR] "
-                "[SECTION.KEY=VALUE ...]\n");
+                "[SECTION.KEY=VALUE ...] (tessera evaluate --help)\n");
     return 2;
 }
 
@@ -39,7 +39,8 @@ static int parse(const char *cmd, int argc, char **argv, apply_args *a)
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) a->out = argv[++i];
         else if (!strcmp(argv[i], "--quiet")) a->quiet = 1;
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "tessera %s: unknown option %s\n", cmd, argv[i]);
+            fprintf(stderr, "tessera %s: unknown option %s; 'tessera %s --help' lists the options\n",
+                    cmd, argv[i], cmd);
             return -1;
         } else if (!a->run) a->run = argv[i];
         else if (strchr(argv[i], '=')) a->over[a->nover++] = argv[i];

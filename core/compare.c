@@ -18,8 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
@@ -186,6 +188,14 @@ static int add_file(cmp_exp *v, int *n, const char *path, suite_frame *stack, in
             ts_ini_free(&ini);
             return -1;
         }
+        for (int i = 0; i < ini.nsec; i++)
+            if (strcmp(ini.sec[i].name, "suite")) {   /* it would be read by nothing */
+                fprintf(stderr, "tessera compare: %s:%d: [%s] in a suite file: a suite holds "
+                        "only [suite] (name, description, experiments, suites); move the section "
+                        "into an experiment file\n", path, ini.sec[i].line, ini.sec[i].name);
+                ts_ini_free(&ini);
+                return -1;
+            }
         for (int i = 0; i < s->n; i++)
             if (strcmp(s->ent[i].key, "experiments") && strcmp(s->ent[i].key, "suites") &&
                 strcmp(s->ent[i].key, "name") && strcmp(s->ent[i].key, "description")) {
@@ -424,7 +434,8 @@ static int parse_args(int argc, char **argv, cmp_opts *o, cmp_exp *xs, int *nx, 
             int rc = parse_sweep(o, argv[++i]);
             if (rc) return rc;
         } else if (a[0] == '-') {
-            fprintf(stderr, "tessera compare: unknown option %s\n", a);
+            fprintf(stderr, "tessera compare: unknown option %s; 'tessera compare --help' lists "
+                    "the options\n", a);
             return 2;
         } else if (strchr(a, '=') && !strstr(a, ".ini")) {
             o->over[o->nover++] = argv[i];
@@ -462,6 +473,7 @@ typedef struct job {
     struct stat before;
     int state;                     /* J_* */
     int signalled;                 /* the signal forwarded to it; 0 = none */
+    double t_start, wall;          /* when it started; its wall time once it ended (seconds) */
 } job;
 
 /* OUT/runs/NAME[/KEY=VALUE]/seed-N; -1 when it does not fit in n bytes. */
@@ -631,6 +643,96 @@ static void print_last_line(const char *log)
     fprintf(stderr, "      %s\n      (log: %s)\n", last, log);
 }
 
+/* ---- progress ------------------------------------------------------------------------------ */
+/* What compare says while it runs (docs/ini.md, "Progress"): a line per finished run with the
+ * elapsed time and an ETA; on a terminal also one live line under them, rewritten every second. */
+typedef struct progress {
+    int tty;                       /* stderr is a terminal: show the live line */
+    int live;                      /* the width of the live line shown; 0 = none */
+    double t0;                     /* when the first run started */
+} progress;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* "m:ss", or "h:mm:ss" from an hour on; "?" for a negative (unknown) time. */
+static const char *duration(char *buf, size_t n, double secs)
+{
+    long s = secs < 1e9 ? (long)(secs + 0.5) : 0;
+    if (secs < 0) snprintf(buf, n, "?");
+    else if (s >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else snprintf(buf, n, "%ld:%02ld", s / 60, s % 60);
+    return buf;
+}
+
+/* Seconds until every run has ended, estimated from the wall times of the runs that ended:
+ * a run is expected to take the mean of its experiment's finished runs, or, before one of them
+ * has finished, the mean of every run that trained (reused runs take no time, failed ones are
+ * left out). The running runs take what they have left, the waiting ones (jobs[next..nj)) go,
+ * in order, to the first of the --jobs slots to come free. -1 when no run has trained yet. */
+static double estimate_eta(const job *jobs, int nj, int next, int slots, double tn)
+{
+    double sum[MAX_EXP] = {0}, all = 0;
+    int cnt[MAX_EXP] = {0}, nall = 0;
+    for (int i = 0; i < next; i++) {
+        const job *j = &jobs[i];
+        if (j->state != J_RAN && j->state != J_REUSED) continue;
+        sum[j->exp] += j->wall;
+        cnt[j->exp]++;
+        if (j->state == J_RAN) { all += j->wall; nall++; }
+    }
+    double left[256] = {0}, total = 0, longest = 0;
+    int n = slots < 256 ? slots : 256, k = 0;
+    for (int i = 0; i < nj; i++) {
+        const job *j = &jobs[i];
+        if (i < next && j->state != J_RUNNING) continue;
+        double est = cnt[j->exp] ? sum[j->exp] / cnt[j->exp] : nall ? all / nall : -1;
+        if (est < 0) return -1;
+        if (i < next) {                        /* running: what it has left */
+            est -= tn - j->t_start;
+            if (est < 0) est = 0;
+            if (k < n) left[k++] = est;
+        } else {                               /* waiting: after the first slot to come free */
+            int m = 0;
+            for (int s = 1; s < n; s++) if (left[s] < left[m]) m = s;
+            left[m] += est;
+        }
+        total += est;
+        if (est > longest) longest = est;
+    }
+    double eta = 0;
+    for (int s = 0; s < n; s++) if (left[s] > eta) eta = left[s];
+    /* more than 256 slots: the work spread evenly over them (no run ends before its start) */
+    if (slots > n) eta = total / slots > longest ? total / slots : longest;
+    return eta;
+}
+
+/* Removes the live line, so that the next line printed starts a line of its own. */
+static void live_clear(progress *p)
+{
+    if (p->live) fprintf(stderr, "\r%*s\r", p->live, "");
+    p->live = 0;
+}
+
+static void live_show(progress *p, int done, int nj, int running, int failed, double elapsed,
+                      double eta)
+{
+    char el[32], et[32], fl[32] = "";
+    if (failed) snprintf(fl, sizeof fl, " (%d failed)", failed);
+    int w = fprintf(stderr, "\rtessera compare: %d of %d done%s, %d running, elapsed %s, ETA %s",
+                    done, nj, fl, running, duration(el, sizeof el, elapsed),
+                    duration(et, sizeof et, eta));
+    if (w > 0 && w < p->live) fprintf(stderr, "%*s", p->live - w, "");   /* the old line's end */
+    fflush(stderr);
+    if (w > p->live) p->live = w;
+}
+
+static void on_alarm(int sig) { (void)sig; }   /* only wakes sigsuspend: the live line's clock */
+
 /* Runs every (experiment, sweep value, seed), --jobs at a time. ok[(exp * nsweep + sweep) *
  * seeds + seed - 1] is set to 1 for each run that finished now or was reused, so the report reads
  * no figures a failed run left from an earlier configuration. Returns the number of runs that
@@ -685,6 +787,7 @@ static int run_all(const cmp_opts *o, const cmp_exp *xs, int nx, unsigned char *
     snprintf(th, sizeof th, "%d", threads);
     setenv("OPENBLAS_NUM_THREADS", th, 1);   /* inherited by every run */
     setenv("TESSERA_MPI", "0", 1);           /* a compare under mpirun: its runs are single processes */
+    setenv("TESSERA_PROGRESS", "0", 0);      /* no progress lines in the runs' logs, unless asked */
     fprintf(stderr, "tessera compare: %d runs (%d experiments x %d seeds%s), %d at a time with %d "
             "BLAS thread%s each; a finished run whose configuration, data and plugins are "
             "unchanged is reused\n", total, nx, o->seeds, o->nsweep ? " x sweep" : "", jobsn,
@@ -693,15 +796,17 @@ static int run_all(const cmp_opts *o, const cmp_exp *xs, int nx, unsigned char *
     /* The caught signals and SIGCHLD are blocked except inside sigsuspend, so none is missed
      * between a check and the wait. A signal that was ignored when compare started stays ignored
      * (nohup, a background job of a non-interactive shell). */
+    progress pg = {isatty(STDERR_FILENO), 0, now_s()};
     sigset_t block, orig, wait_mask;
     sigemptyset(&block);
     for (int i = 0; i < NCAUGHT; i++) sigaddset(&block, caught[i]);
     sigaddset(&block, SIGCHLD);
+    if (pg.tty) sigaddset(&block, SIGALRM);
     sigprocmask(SIG_BLOCK, &block, &orig);
     wait_mask = orig;
     for (int i = 0; i < NCAUGHT; i++) sigdelset(&wait_mask, caught[i]);
     sigdelset(&wait_mask, SIGCHLD);
-    struct sigaction sa, old[NCAUGHT], old_chld;
+    struct sigaction sa, old[NCAUGHT], old_chld, old_alrm;
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
     int handled[NCAUGHT] = {0};
@@ -718,6 +823,16 @@ static int run_all(const cmp_opts *o, const cmp_exp *xs, int nx, unsigned char *
     sa.sa_handler = on_child;
     sa.sa_flags = SA_NOCLDSTOP;
     sigaction(SIGCHLD, &sa, &old_chld);
+    /* on a terminal a timer wakes the loop every second to move the live line's clock on (a
+     * timer is not inherited by fork, and exec resets the handler) */
+    struct itimerval tick = {{1, 0}, {1, 0}}, no_tick = {{0, 0}, {0, 0}};
+    if (pg.tty) {
+        sa.sa_handler = on_alarm;
+        sa.sa_flags = 0;
+        sigaction(SIGALRM, &sa, &old_alrm);
+        sigdelset(&wait_mask, SIGALRM);
+        setitimer(ITIMER_REAL, &tick, NULL);
+    }
 
     int next = 0, running = 0, done = 0, failed = 0, reused = 0, ran = 0;
     int stopped_ckpt = 0, killed = 0, forwarded = 0;
@@ -738,8 +853,10 @@ static int run_all(const cmp_opts *o, const cmp_exp *xs, int nx, unsigned char *
                     jobs[i].signalled = stop_sig;
                 }
         }
+        if (!stop_sig && running < jobsn && next < nj) live_clear(&pg);   /* its messages */
         while (!stop_sig && running < jobsn && next < nj) {
             job *j = &jobs[next++];
+            j->t_start = now_s();
             if (start_job(o, &xs[j->exp], j, self, threads, &orig, handled, devnull)) {
                 j->state = J_FAILED;
                 failed++;
@@ -759,6 +876,7 @@ static int run_all(const cmp_opts *o, const cmp_exp *xs, int nx, unsigned char *
             reaped++;
             running--;
             done++;
+            j->wall = now_s() - j->t_start;
             struct stat after;
             int has = stat_metrics(j->dir, &after);
             const char *what;
@@ -783,13 +901,27 @@ static int run_all(const cmp_opts *o, const cmp_exp *xs, int nx, unsigned char *
                        "metrics.json)" : "FAILED";
                 failed++;
             }
-            fprintf(stderr, "  [%d/%d] %s seed %d%s%s%s%s: %s\n", done, nj, xs[j->exp].name,
-                    j->seed, o->nsweep ? " " : "", o->nsweep ? o->sweep_key : "",
+            double tn = now_s(), eta = estimate_eta(jobs, stop_sig ? next : nj, next, jobsn, tn);
+            char el[32], et[32];
+            live_clear(&pg);
+            fprintf(stderr, "  [%d/%d, elapsed %s, ETA %s] %s seed %d%s%s%s%s: %s\n", done, nj,
+                    duration(el, sizeof el, tn - pg.t0), duration(et, sizeof et, eta),
+                    xs[j->exp].name, j->seed, o->nsweep ? " " : "", o->nsweep ? o->sweep_key : "",
                     o->nsweep ? "=" : "", o->nsweep ? o->sweep_val[j->sweep] : "", what);
             if (j->state == J_FAILED) print_last_line(j->log);
         }
         if (!running && (stop_sig || next == nj)) break;
+        if (pg.tty && !reaped) {   /* about to wait: the runs that could start have started */
+            double tn = now_s();
+            live_show(&pg, done, nj, running, failed, tn - pg.t0,
+                      estimate_eta(jobs, stop_sig ? next : nj, next, jobsn, tn));
+        }
         if (!reaped) sigsuspend(&wait_mask);
+    }
+    live_clear(&pg);
+    if (pg.tty) {
+        setitimer(ITIMER_REAL, &no_tick, NULL);
+        sigaction(SIGALRM, &old_alrm, NULL);
     }
     for (int i = 0; i < NCAUGHT; i++)
         if (handled[i]) sigaction(caught[i], &old[i], NULL);
@@ -1355,7 +1487,11 @@ int ts_cmd_plot(int argc, char **argv)
     int n = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) snprintf(out, sizeof out, "%s", argv[++i]);
-        else if (n < 64) {
+        else if (n == 64) {
+            fprintf(stderr, "tessera plot: %s is a 65th run; one plot draws at most 64, so plot "
+                    "them in several parts\n", argv[i]);
+            return 2;
+        } else {
             char p[TS_PATH_MAX + 16];
             snprintf(p, sizeof p, "%s/train.csv", argv[i]);
             if (!file_exists(p)) {
@@ -1374,7 +1510,10 @@ int ts_cmd_plot(int argc, char **argv)
             n++;
         }
     }
-    if (!n) { fprintf(stderr, "usage: tessera plot RUN_DIR ... [--out FILE.png]\n"); return 2; }
+    if (!n) {
+        fprintf(stderr, "usage: tessera plot RUN_DIR ... [--out FILE.png] (tessera plot --help)\n");
+        return 2;
+    }
     if (!have_gnuplot()) { fprintf(stderr, "tessera plot: gnuplot not found (apt-get install gnuplot-nox)\n"); return 1; }
     if (plot_curves("tessera plot", dirs, labels, n, out, "loss curves")) return 1;
     printf("%s\n", out);
@@ -1745,7 +1884,8 @@ int ts_cmd_compare(int argc, char **argv)
     int rc = parse_args(argc, argv, &o, xs, &nx, suite_name, sizeof suite_name);
     if (!rc && !nx) {
         fprintf(stderr, "usage: tessera compare EXP.ini|SUITE.ini ... [--seeds N] [--jobs N] "
-                "[--quick] [--sweep SECTION.KEY=V1,V2] [--out DIR] [SECTION.KEY=VALUE ...]\n");
+                "[--quick] [--sweep SECTION.KEY=V1,V2] [--out DIR] [SECTION.KEY=VALUE ...] "
+                "(tessera compare --help)\n");
         rc = 2;
     }
     if (rc) { cmp_free(&o, xs, nx); return rc; }

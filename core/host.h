@@ -67,6 +67,8 @@ typedef struct ts_run_opts {
     volatile sig_atomic_t *stop;  /* set (to the signal's number) by the program's signal
                                  handler: the run writes a checkpoint at the next step and
                                  returns -1 with a sentence saying how to resume; NULL = never */
+    double progress_every;    /* seconds between progress lines when log is not a terminal
+                                 (a terminal gets a live line); 0 = none */
 } ts_run_opts;
 
 /* Parses, builds, trains, evaluates and writes results. */

@@ -587,6 +587,8 @@ typedef struct trainer {
     int tty, minimize;
     long steps_per_epoch, global_batch;
     double t_start, t_log, t_seg; /* run start, last log line, start of the timed segment */
+    double t_progress;            /* the last progress line on a log that is not a terminal */
+    int live;                     /* the width of a terminal's live line shown (0: none) */
     gradnorm gnst, *gn;
     outw ow;
     ts_loop l;
@@ -767,7 +769,7 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
                 x->skipped_rows, x->skipped_rows > 1 ? "s" : "");
     if (!resumed)
         for (int h = 0; h < x->nheads; h++) x->heads[h].loss_sum = 0;
-    t->t_start = t->t_log = t->t_seg = now();
+    t->t_start = t->t_log = t->t_seg = t->t_progress = now();
     return 0;
 }
 
@@ -856,6 +858,49 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
     return 0;
 }
 
+/* "m:ss", or "h:mm:ss" from an hour on. */
+static const char *duration(char *buf, size_t n, double secs)
+{
+    long s = secs > 0 && secs < 1e9 ? (long)(secs + 0.5) : 0;
+    if (s >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else snprintf(buf, n, "%ld:%02ld", s / 60, s % 60);
+    return buf;
+}
+
+/* Ends a terminal's live line, so what is printed next starts a line of its own. */
+static void end_live(trainer *t)
+{
+    if (t->live) fprintf(t->log, "\r%*s\r", t->live, "");
+    t->live = 0;
+}
+
+/* The progress of the run (docs/ini.md, "Progress"): on a terminal one live line rewritten at
+ * every row of train.csv; on a log that is not a terminal (a pipe, a file) a line of its own at
+ * most every opts.progress_every seconds (0: none), so a piped run shows life between epochs.
+ * Elapsed counts the time before a resume too (l->wall); the ETA assumes the steps left take as
+ * long as the ones done, evaluations included, and early stopping may end the run sooner. */
+static void progress_line(trainer *t, double tn, double loss, double eps)
+{
+    ts_exp *x = t->x;
+    ts_loop *l = &t->l;
+    if (!t->log) return;
+    if (!t->tty && (x->opts.progress_every <= 0 || tn - t->t_progress < x->opts.progress_every))
+        return;
+    long total = x->epochs * t->steps_per_epoch;
+    if (x->max_steps > 0 && x->max_steps < total) total = x->max_steps;
+    double elapsed = l->wall + tn - t->t_start;
+    double done = total > 0 && l->step < total ? (double)l->step / total : 1;
+    char el[32], eta[32];
+    int w = fprintf(t->log, "%s%s  epoch %ld/%ld  step %ld/%ld  loss %.4f  %.0f ex/s  elapsed %s"
+                    "  ETA %s%s", t->tty ? "\r" : "", x->name, l->epoch, x->epochs, l->step, total,
+                    loss, eps, duration(el, sizeof el, elapsed),
+                    duration(eta, sizeof eta, done > 0 ? elapsed * (1 - done) / done : 0),
+                    t->tty ? "   " : "\n");
+    fflush(t->log);
+    t->live = t->tty && w > 0 ? w : 0;
+    t->t_progress = tn;
+}
+
 /* A line of train.csv: the mean losses since the last one (summed over the ranks). */
 static int log_line(trainer *t, ts_err *e)
 {
@@ -878,14 +923,7 @@ static int log_line(trainer *t, ts_err *e)
         fprintf(t->ft, ",%.6g", t->gn ? t->gn->w[h] : exp(-x->log_var->w[h]));
     fprintf(t->ft, "\n");
     if (append(t->ft, t->tpath, e)) return -1;
-    if (t->tty) {
-        double done = (double)l->step / (x->epochs * t->steps_per_epoch);
-        double eta = (tn - t->t_start) * (1 - done) / (done > 0 ? done : 1);
-        fprintf(t->log, "\r%s  epoch %ld/%ld  step %ld  loss %.4f  %.0f ex/s  ETA %d:%02d   ",
-                x->name, l->epoch, x->epochs, l->step, sums[0] / l->logged_steps, eps,
-                (int)eta / 60, (int)eta % 60);
-        fflush(t->log);
-    }
+    progress_line(t, tn, sums[0] / l->logged_steps, eps);
     l->loss_acc = 0;
     l->logged_steps = 0;
     t->t_log = tn;
@@ -924,14 +962,16 @@ static int end_epoch(trainer *t, double t_epoch, ts_err *e)
         int undefined = early_stop_undefined(x, l);
         if (!undefined && l->best_epoch == 0 && !isfinite(score)) {
             undefined = 1;
-            if (t->log)
-                fprintf(t->log, "%s%s  warning: [train] early_stop = %s is %g on the validation "
+            if (t->log) {
+                end_live(t);
+                fprintf(t->log, "%s  warning: [train] early_stop = %s is %g on the validation "
                         "split at the first evaluation%s; early stopping is off: the run trains "
                         "every epoch and keeps the last one's weights (metrics.json: "
                         "train.run.early_stop_undefined = 1). Give the validation split both "
-                        "classes, or early-stop on a figure it defines\n", t->tty ? "\r" : "",
+                        "classes, or early-stop on a figure it defines\n",
                         x->name, x->early_stop, score, strstr(x->early_stop, "auc") ?
                         " (an AUC is undefined when the split holds one class only)" : "");
+            }
         }
         if (undefined) score = NAN;
         improved = undefined ||
@@ -946,7 +986,7 @@ static int end_epoch(trainer *t, double t_epoch, ts_err *e)
         l->bad_evals++;
     }
     if (t->log) {
-        if (t->tty) fprintf(t->log, "\r");
+        end_live(t);
         fprintf(t->log, "%s  epoch %ld/%ld  %.1fs  %.0f ex/s", x->name, l->epoch, x->epochs,
                 now() - t_epoch, l->seen / (l->train_time > 0 ? l->train_time : 1));
         int shown = 0;
@@ -1172,6 +1212,7 @@ int ts_exp_train(ts_exp *x, FILE *log, ts_err *e)
     int rc = trainer_init(&t, x, log, e);
     if (!rc && x->up_to_date) { trainer_free(&t); return 0; }
     if (!rc) rc = train_loop(&t, e);
+    if (t.log) end_live(&t);   /* an error message starts a line of its own */
     if (!rc) rc = finish(&t, e);
     if (!rc && t.writer) ts_ckpt_clean(x->ctx.results_dir, x->keep_checkpoints);
     trainer_free(&t);
