@@ -271,19 +271,37 @@ static int task_key(const char *key, const char *pre, int pl)
     return !strncmp(key, pre, (size_t)pl) && !strchr(key + pl, '.');
 }
 
-/* The runs (member, sweep value, seed) that have a test figure of the task. */
-static int task_runs(const rep *r, const group *g, const char *pre, int pl)
+/* The runs (member, sweep value, seed) that have a test figure of the task; the seeds among
+ * them go to *seeds. */
+static int task_runs(const rep *r, const group *g, const char *pre, int pl, int *seeds)
 {
     int runs = 0, S = r->in->seeds;
-    for (int k = 0; k < g->nm; k++) {
-        const ts_agg *a = &r->ag[g->m[k]];
-        for (int i = 0; i < r->nsw * S; i++) {
-            int has = 0;
-            for (int j = 0; j < a->n && !has; j++) has = task_key(a->s[j].key, pre, pl) && !isnan(a->s[j].v[i]);
-            runs += has;
+    *seeds = 0;
+    for (int s = 0; s < S; s++) {
+        int seed_has = 0;
+        for (int k = 0; k < g->nm; k++) {
+            const ts_agg *a = &r->ag[g->m[k]];
+            for (int sw = 0; sw < r->nsw; sw++) {
+                int has = 0, i = sw * S + s;
+                for (int j = 0; j < a->n && !has; j++)
+                    has = task_key(a->s[j].key, pre, pl) && !isnan(a->s[j].v[i]);
+                runs += has;
+                seed_has |= has;
+            }
         }
+        *seeds += seed_has;
     }
     return runs;
+}
+
+/* 1 when no member's configuration gives the head a loss (`[head.TASK] loss =`). */
+static int lossless(const rep *r, const group *g, const char *task)
+{
+    char key[TS_NAME_MAX + 16];
+    snprintf(key, sizeof key, "head.%s.loss", task);
+    for (int k = 0; k < g->nm; k++)
+        if (ts_conf_get(&r->conf[g->m[k]], key)) return 0;
+    return 1;
 }
 
 /* 1 when figure key has one value at each sweep value over every run of every member. */
@@ -305,18 +323,20 @@ static int same_everywhere(const rep *r, const group *g, const char *key)
     return 1;
 }
 
-/* 1 when the test figures of task are the same in every run of every member that has them, at
- * each sweep value, over two runs or more: a head that does not train (BM25, popularity). */
+/* A baseline: a head that does not train (BM25, popularity). Its test figures are the same in
+ * every run of every member that has them, at each sweep value, over two runs or more; and
+ * either two seeds or more gave them (so the seed changes nothing) or no member gives the head a
+ * loss (with one seed, experiments that differ in nothing but their names also agree). */
 static int constant_task(const rep *r, const group *g, const char *task)
 {
     char pre[TS_NAME_MAX + 8];
-    int pl = snprintf(pre, sizeof pre, "test.%s.", task);
+    int pl = snprintf(pre, sizeof pre, "test.%s.", task), seeds;
     for (int k = 0; k < g->nm; k++) {
         const ts_agg *a = &r->ag[g->m[k]];
         for (int j = 0; j < a->n; j++)
             if (task_key(a->s[j].key, pre, pl) && !same_everywhere(r, g, a->s[j].key)) return 0;
     }
-    return task_runs(r, g, pre, pl) >= 2;
+    return task_runs(r, g, pre, pl, &seeds) >= 2 && (seeds >= 2 || lossless(r, g, task));
 }
 
 static int group_baselines(rep *r, group *g)
