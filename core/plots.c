@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 #define MAX_TASKS 16       /* tasks of one run drawn in the validation panels */
-#define MAX_PANELS 3       /* validation panels (one per metric) beside the training loss */
+#define MAX_PANELS 5       /* validation panels (one per task) beside the training loss */
 
 /* ---- curves over seeds ------------------------------------------------------------------------ */
 /* A point of one run: at step (or epoch) `at`, x on the plot's axis, value y. */
@@ -108,7 +108,7 @@ static int metric_rank(const task_pick *tp, const char *m)
 {
     static const char *const order[] = {"auc", "mrr", "map", "recall@50", "ndcg@10", "recall@10",
                                         "mse", "mae", "logloss", "loss", NULL};
-    static const char *const counts[] = {"queries", "users", "positive_rate", NULL};
+    static const char *const counts[] = {"queries", "users", "rows", "positive_rate", NULL};
     for (int i = 0; counts[i]; i++)
         if (!strcmp(m, counts[i])) return -1;
     for (int i = 0; i < tp->nearly; i++)
@@ -170,107 +170,149 @@ static void baseline_style(char *buf, size_t n, int b)
     snprintf(buf, n, "linecolor rgb '%s' dt %d", b % 2 ? "#555555" : "#8c8c8c", (b - 1) % 4 + 2);
 }
 
-/* Plots one curve (a data file of "x mean min max" lines) of colour lt, dash dt: the band
- * when there are several runs, then the mean with its title. */
-static int curve(ts_gp *g, ts_sbuf *pl, const char *data, int nruns, const char *colour, int dt,
-                 const char *title, int with_points)
+/* The colour of experiment i: gnuplot's first eight, then eight more, so up to 16 experiments
+ * are told apart (grey is kept for baselines). */
+static const char *colour_of(int i)
 {
+    static const char *const c[16] = {"#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442",
+                                      "#0072b2", "#e51e10", "#000000", "#8c564b", "#e377c2",
+                                      "#bcbd22", "#17becf", "#ff7f0e", "#2ca02c", "#1f3a93",
+                                      "#b03060"};
+    return c[i % 16];
+}
+
+/* A panel's curves, gathered before it is drawn: the plot command and the x values seen. */
+typedef struct panel {
+    ts_sbuf pl;
+    double xlo, xhi;
+    int bmargin;   /* character rows below the plot: tics, label and the key (the same in every
+                    * panel of a figure, so the plots line up) */
+} panel;
+
+/* Adds one curve (points of its runs) of style `style` to the panel: the band when there are
+ * several runs, then the mean with its title. */
+static int curve(ts_gp *g, panel *p, pts *v, int nruns, const char *style, const char *title,
+                 int with_points)
+{
+    ts_sbuf d = {0};
     char name[32];
-    if (ts_gp_data(g, data, name, sizeof name)) return -1;
+    pts_summary(v, &d);
+    for (int i = 0; i < v->n; i++) {
+        if (v->p[i].x < p->xlo) p->xlo = v->p[i].x;
+        if (v->p[i].x > p->xhi) p->xhi = v->p[i].x;
+    }
+    int rc = d.n ? ts_gp_data(g, d.s, name, sizeof name) : 0;
+    free(d.s);
+    if (rc || !v->n) return rc;
+    ts_sbuf *pl = &p->pl;
     if (nruns > 1)
         ts_sb_printf(pl, "%s'%s' using 1:3:4 with filledcurves %s fillstyle transparent solid "
-                     "0.18 noborder notitle", pl->n ? ", " : "", name, colour);
-    ts_sb_printf(pl, "%s'%s' using 1:2 with %s %s", pl->n ? ", " : "", name,
-                 with_points ? "linespoints pt 7 ps 0.8" : "lines", colour);
-    if (dt) ts_sb_printf(pl, " dt %d", dt);
-    ts_sb_printf(pl, " lw 2 title ");
+                     "0.18 noborder notitle", pl->n ? ", " : "", name, style);
+    ts_sb_printf(pl, "%s'%s' using 1:2 with %s %s lw 2 title ", pl->n ? ", " : "", name,
+                 with_points ? "linespoints pt 7 ps 0.8" : "lines", style);
     ts_gp_str(pl, title, 0);
     return 0;
 }
 
-/* An empty panel that says why it is empty. */
-static void empty_panel(ts_sbuf *s, const char *why)
+/* Draws the panel's curves (an x range of one value is widened: gnuplot refuses an empty one),
+ * or says why it is empty. */
+static void draw_panel(ts_sbuf *s, panel *p, const char *why)
 {
-    ts_sb_printf(s, "set label 1 '%s' at graph 0.5, graph 0.5 center\nset xrange [0:1]\n"
-                 "set yrange [0:1]\nunset key\nplot -1 notitle\nunset label 1\nset key below box\n"
-                 "set autoscale xy\n", why);
+    ts_sb_printf(s, "set bmargin %d\n", p->bmargin);
+    if (!p->pl.n) {
+        ts_sb_printf(s, "set label 1 '%s' at graph 0.5, graph 0.5 center\nset xrange [0:1]\n"
+                     "set yrange [0:1]\nunset key\nplot -1 notitle\nunset label 1\n"
+                     "set key below box\nset autoscale xy\n", why);
+    } else if (p->xlo == p->xhi) {
+        ts_sb_printf(s, "set xrange [%.9g:%.9g]\nplot %s\nset autoscale x\n", p->xlo - 0.5,
+                     p->xhi + 0.5, p->pl.s);
+    } else {
+        ts_sb_printf(s, "plot %s\n", p->pl.s);
+    }
+    free(p->pl.s);
 }
 
-/* The left panel: the training loss of each set, mean over its runs with a min..max band. */
-static int train_panel(ts_gp *g, const ts_curve_set *sets, int n)
+/* The first panel: the training loss of each set, mean over its runs with a min..max band. */
+static int train_panel(ts_gp *g, const ts_curve_set *sets, int n, int bmargin)
 {
-    ts_sbuf *s = &g->s, pl = {0};
-    ts_sb_printf(s, "set title 'training loss, weighted sum over tasks (mean over each log "
+    panel p = {{0}, INFINITY, -INFINITY, bmargin};
+    ts_sb_printf(&g->s, "set title 'training loss, weighted sum over tasks (mean over each log "
                  "interval)'\nset xlabel 'epoch'\nset ylabel 'loss per example (nats; mse: "
                  "label units squared)'\n");
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         pts v = {0};
-        ts_sbuf d = {0};
+        char style[40];
         for (int r = 0; r < sets[i].ndirs; r++) read_train_curve(sets[i].dirs[r], &v);
-        pts_summary(&v, &d);
-        char colour[32];
-        snprintf(colour, sizeof colour, "linecolor %d", i % 8 + 1);
-        if (d.n) rc = curve(g, &pl, d.s, sets[i].ndirs, colour, 0, sets[i].label, 0);
-        free(d.s);
+        snprintf(style, sizeof style, "linecolor rgb '%s'", colour_of(i));
+        rc = curve(g, &p, &v, sets[i].ndirs, style, sets[i].label, 0);
         free(v.p);
     }
-    if (!rc && pl.n) ts_sb_printf(s, "plot %s\n", pl.s);
-    else if (!rc)   /* killed before its first log line: say so instead of an empty plot */
-        empty_panel(s, "no run has logged a training loss yet");
-    free(pl.s);
+    if (rc) { free(p.pl.s); return rc; }
+    draw_panel(&g->s, &p, "no run has logged a training loss yet");   /* killed before its first log line */
+    return 0;
+}
+
+/* The validation curve of task k of every set that has it (a baseline: of the first only). */
+static int task_curves(ts_gp *g, panel *p, const ts_curve_set *sets, int n, const task_pick *tp,
+                       int k, int base)
+{
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        pts v = {0};
+        valid_take vt = {tp->task[k], tp->metric[k], &v};
+        for (int r = 0; r < sets[i].ndirs; r++) read_valid(sets[i].dirs[r], take_valid, &vt);
+        char style[64];
+        ts_sbuf lab = {0};
+        if (base) {
+            baseline_style(style, sizeof style, base);
+            ts_sb_printf(&lab, "%s (baseline)", tp->task[k]);
+        } else {
+            snprintf(style, sizeof style, "linecolor rgb '%s'", colour_of(i));
+            ts_sb_printf(&lab, "%s", sets[i].label);
+        }
+        int had = v.n > 0;
+        rc = curve(g, p, &v, base ? 1 : sets[i].ndirs, style, lab.s, 1);
+        free(lab.s);
+        free(v.p);
+        if (base && had) break;
+    }
     return rc;
 }
 
-/* One validation panel: every task whose curve shows metric, a line per set (a baseline task
- * once, dashed grey). */
-static int valid_panel(ts_gp *g, const ts_curve_set *sets, int n, const task_pick *tp,
-                       const char *metric, const char *const *baseline)
+/* One validation panel: task k's curve per set, and the baselines of the same metric once. */
+static int valid_panel(ts_gp *g, const ts_curve_set *sets, int n, const task_pick *tp, int k,
+                       const char *const *baseline, int bmargin)
 {
-    ts_sbuf *s = &g->s, pl = {0};
-    char axis[256];
-    ts_sb_printf(s, "set title ");
+    panel p = {{0}, INFINITY, -INFINITY, bmargin};
     ts_sbuf t = {0};
-    ts_sb_printf(&t, "validation %s per epoch", metric);
-    ts_gp_str(s, t.s, 0);
+    char axis[256];
+    ts_sb_printf(&t, "validation %s.%s per epoch", tp->task[k], tp->metric[k]);
+    ts_sb_printf(&g->s, "set title ");
+    ts_gp_str(&g->s, t.s, 0);
+    ts_sb_printf(&g->s, "\nset xlabel 'epoch'\nset ylabel ");
+    ts_gp_str(&g->s, ts_metric_axis(tp->metric[k], axis, sizeof axis), 0);
+    ts_sb_printf(&g->s, "\n");
     free(t.s);
-    ts_sb_printf(s, "\nset xlabel 'epoch'\nset ylabel ");
-    ts_gp_str(s, ts_metric_axis(metric, axis, sizeof axis), 0);
-    ts_sb_printf(s, "\n");
-    int rc = 0, ntasks = 0;   /* the learned tasks of the panel: more than one are named */
-    for (int k = 0; k < tp->n; k++)
-        ntasks += !strcmp(tp->metric[k], metric) && !is_baseline(baseline, tp->task[k]);
-    for (int k = 0; k < tp->n && !rc; k++) {
-        if (strcmp(tp->metric[k], metric)) continue;
-        int base = is_baseline(baseline, tp->task[k]), drawn = 0;
-        for (int i = 0; i < n && !rc && !(base && drawn); i++) {
-            pts v = {0};
-            valid_take vt = {tp->task[k], metric, &v};
-            for (int r = 0; r < sets[i].ndirs; r++) read_valid(sets[i].dirs[r], take_valid, &vt);
-            ts_sbuf d = {0}, lab = {0};
-            pts_summary(&v, &d);
-            char colour[64];
-            if (base) {
-                baseline_style(colour, sizeof colour, base);
-                ts_sb_printf(&lab, "%s (baseline)", tp->task[k]);
-            } else {
-                snprintf(colour, sizeof colour, "linecolor %d", i % 8 + 1);
-                ts_sb_printf(&lab, "%s%s%s", sets[i].label, ntasks > 1 ? " " : "",
-                             ntasks > 1 ? tp->task[k] : "");
-            }
-            if (d.n) {
-                rc = curve(g, &pl, d.s, base ? 1 : sets[i].ndirs, colour, base ? 0 : k % 5 + 1,
-                           lab.s, 1);
-                drawn = 1;
-            }
-            free(d.s);
-            free(lab.s);
-            free(v.p);
-        }
-    }
-    if (!rc && pl.n) ts_sb_printf(s, "plot %s\n", pl.s);
-    free(pl.s);
-    return rc;
+    int rc = task_curves(g, &p, sets, n, tp, k, is_baseline(baseline, tp->task[k]));
+    for (int b = 0; b < tp->n && !rc; b++)
+        if (b != k && is_baseline(baseline, tp->task[b]) && !strcmp(tp->metric[b], tp->metric[k]))
+            rc = task_curves(g, &p, sets, n, tp, b, is_baseline(baseline, tp->task[b]));
+    if (rc) { free(p.pl.s); return rc; }
+    draw_panel(&g->s, &p, "no validation figure");
+    return 0;
+}
+
+/* The tasks that get a validation panel: each learned one (a baseline is drawn beside them), or
+ * each baseline when no task learns; at most MAX_PANELS. */
+static int panel_tasks(const task_pick *tp, const char *const *baseline, int *k)
+{
+    int np = 0;
+    for (int i = 0; i < tp->n && np < MAX_PANELS; i++)
+        if (!is_baseline(baseline, tp->task[i])) k[np++] = i;
+    if (!np)
+        for (int i = 0; i < tp->n && np < MAX_PANELS; i++) k[np++] = i;
+    return np;
 }
 
 int ts_plot_curves(const char *who, const ts_curve_set *sets, int n, const char *const *baseline,
@@ -278,37 +320,33 @@ int ts_plot_curves(const char *who, const ts_curve_set *sets, int n, const char 
 {
     static task_pick tp;
     memset(&tp, 0, sizeof tp);
-    int banded = 0;
+    int banded = 0, k[MAX_PANELS];
     for (int i = 0; i < n; i++)
         if (sets[i].ndirs) add_early(&tp, sets[i].dirs[0]);
     for (int i = 0; i < n; i++) {
         banded |= sets[i].ndirs > 1;
         for (int r = 0; r < sets[i].ndirs; r++) read_valid(sets[i].dirs[r], pick_metric, &tp);
     }
-    /* the panels: one per metric the tasks' curves show, in order of first appearance */
-    char panel[MAX_PANELS][TS_NAME_MAX];
-    int np = 0;
-    for (int k = 0; k < tp.n; k++) {
-        int seen = 0;
-        for (int j = 0; j < np; j++) seen |= !strcmp(panel[j], tp.metric[k]);
-        if (!seen && np < MAX_PANELS) snprintf(panel[np++], TS_NAME_MAX, "%s", tp.metric[k]);
-    }
-    int cols = 1 + (np ? np : 1);
+    int np = panel_tasks(&tp, baseline, k), cells = 1 + (np ? np : 1);
+    int rows = cells > 3 ? 2 : 1, cols = (cells + rows - 1) / rows;
+    /* below each plot: tics, the axis label and the key, two entries a row */
+    int nb = 0;
+    for (int i = 0; i < tp.n; i++) nb += is_baseline(baseline, tp.task[i]) != 0;
+    int bmargin = 5 + (n + nb + 1) / 2;
     ts_gp g;
-    if (ts_gp_begin(&g, who, png, cols * 600, 600)) return -1;
-    ts_sb_printf(&g.s, "set key below box\nset grid\nset bmargin 7\nset multiplot layout 1,%d "
-                 "title ", cols);
+    if (ts_gp_begin(&g, who, png, cols * 600, rows * (380 + 16 * bmargin))) return -1;
+    ts_sb_printf(&g.s, "set key below box\nset grid\nset multiplot layout %d,%d title ", rows, cols);
     ts_sbuf t = {0};
     ts_sb_printf(&t, "%s%s", title, banded ? "; line: mean over seeds, band: min..max" : "");
     ts_gp_str(&g.s, t.s, 0);
     free(t.s);
     ts_sb_printf(&g.s, "\n");
-    int rc = train_panel(&g, sets, n);
-    for (int j = 0; j < np && !rc; j++)
-        rc = valid_panel(&g, sets, n, &tp, panel[j], baseline);
+    int rc = train_panel(&g, sets, n, bmargin);
+    for (int j = 0; j < np && !rc; j++) rc = valid_panel(&g, sets, n, &tp, k[j], baseline, bmargin);
     if (!rc && !np) {
+        panel p = {{0}, 0, 0, bmargin};
         ts_sb_printf(&g.s, "set title 'validation figures per epoch'\n");
-        empty_panel(&g.s, "no run has validation figures (eval.csv)");
+        draw_panel(&g.s, &p, "no run has validation figures (eval.csv)");
     }
     ts_sb_printf(&g.s, "unset multiplot\n");
     if (rc) { ts_gp_cleanup(&g); return rc; }
@@ -766,7 +804,7 @@ int ts_plot_recall(const char *png, const char *title, const char *const *labels
                 dup |= !strcmp(lines[j], lab);
             if (dup || !recall_line(ag[m], tasks[t], sw, &d, &kmax)) continue;
             if (base) baseline_style(style[nl], sizeof style[nl], base);
-            else snprintf(style[nl], sizeof style[nl], "linecolor %d dt %d", m % 8 + 1, t % 5 + 1);
+            else snprintf(style[nl], sizeof style[nl], "linecolor rgb '%s' dt %d", colour_of(m), t % 5 + 1);
             snprintf(lines[nl++], sizeof lines[0], "%s", lab);
         }
     }

@@ -92,13 +92,13 @@ static void thousands(char *buf, size_t n, double v)
     buf[k] = 0;
 }
 
-/* The figures worth a row: test figures except raw losses and counts. */
+/* The figures worth a row: validation and test figures except raw losses and counts. */
 static int reportable(const char *key)
 {
     if (strncmp(key, "test.", 5) && strncmp(key, "valid.", 6)) return 0;
     const char *m = strrchr(key, '.');
     return m && strcmp(m, ".loss") && strcmp(m, ".positive_rate") && strcmp(m, ".queries") &&
-           strcmp(m, ".users");
+           strcmp(m, ".users") && strcmp(m, ".rows");
 }
 
 /* The figures worth a plot and a significance test: each task's main quality measure. */

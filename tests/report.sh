@@ -4,7 +4,7 @@
 # 2 seeds each. The title is the suite's name; the "what differs" tables list exactly the
 # differing keys; the runs table gives the parameter counts the layers' shapes imply;
 # summary.csv holds the validation figures; BM25 appears once; every PNG has an SVG beside it
-# that parses as XML; the validation panel of the matching pair is drawn (mrr per epoch) with
+# that parses as XML; the validation panel of the matching pair is drawn (match.mrr per epoch) with
 # BM25 once; `tessera plot` labels runs by experiment and seed, and by folder where those clash.
 set -eu
 b=$(cd "${top_builddir:-.}" && pwd)
@@ -158,8 +158,8 @@ done
 [ "$(ls out/plots/*.svg | wc -l)" = "$(ls out/plots/*.png | wc -l)" ] || fail "PNG and SVG counts differ"
 "$b/tests/xml_wellformed" out/plots/*.svg || fail "an SVG is not well-formed XML"
 texts() { sed -n 's/^[[:space:]]*<text[^>]*>\(.*\)<\/text>$/\1/p' "$1"; }
-texts out/plots/loss_1.svg | grep -qx 'validation mse per epoch' || fail "loss_1: no validation panel"
-texts out/plots/loss_2.svg | grep -qx 'validation mrr per epoch' || fail "loss_2: the matching pair's validation panel is empty"
+texts out/plots/loss_1.svg | grep -qx 'validation y1.mse per epoch' || fail "loss_1: no validation panel"
+texts out/plots/loss_2.svg | grep -qx 'validation match.mrr per epoch' || fail "loss_2: the matching pair's validation panel is empty"
 [ "$(texts out/plots/loss_2.svg | grep -cx 'bm25 (baseline)')" = 1 ] || fail "loss_2: bm25 is not drawn once"
 
 # ---- tessera plot: runs by experiment and seed; clashing ones by their folders --------------------

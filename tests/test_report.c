@@ -297,7 +297,7 @@ static void test_plots_beside_the_report(void **st)
     snprintf(p, sizeof p, "%s/report_plots/plots/loss_1.svg", root);
     char *svg = slurp(p);
     assert_non_null(svg);
-    tu_contains(svg, "validation mrr per epoch", ">narrow<", ">wide<", NULL);
+    tu_contains(svg, "validation match.mrr per epoch", ">narrow<", ">wide<", NULL);
     assert_int_equal(count(svg, ">bm25 (baseline)<"), 1);
     free(svg);
     free(md);
