@@ -184,7 +184,7 @@ static const char *colour_of(int i)
 /* A panel's curves, gathered before it is drawn: the plot command and the x values seen. */
 typedef struct panel {
     ts_sbuf pl;
-    double xlo, xhi;
+    double xlo, xhi, ylo, yhi;
     int bmargin;   /* character rows below the plot: tics, label and the key (the same in every
                     * panel of a figure, so the plots line up) */
 } panel;
@@ -200,6 +200,8 @@ static int curve(ts_gp *g, panel *p, pts *v, int nruns, const char *style, const
     for (int i = 0; i < v->n; i++) {
         if (v->p[i].x < p->xlo) p->xlo = v->p[i].x;
         if (v->p[i].x > p->xhi) p->xhi = v->p[i].x;
+        if (v->p[i].y < p->ylo) p->ylo = v->p[i].y;
+        if (v->p[i].y > p->yhi) p->yhi = v->p[i].y;
     }
     int rc = d.n ? ts_gp_data(g, d.s, name, sizeof name) : 0;
     free(d.s);
@@ -214,8 +216,8 @@ static int curve(ts_gp *g, panel *p, pts *v, int nruns, const char *style, const
     return 0;
 }
 
-/* Draws the panel's curves (an x range of one value is widened: gnuplot refuses an empty one),
- * or says why it is empty. */
+/* Draws the panel's curves, or says why it is empty. A range of one value (one epoch, a
+ * constant curve) is widened: gnuplot would warn and guess. */
 static void draw_panel(ts_sbuf *s, panel *p, const char *why)
 {
     ts_sb_printf(s, "set bmargin %d\n", p->bmargin);
@@ -223,19 +225,20 @@ static void draw_panel(ts_sbuf *s, panel *p, const char *why)
         ts_sb_printf(s, "set label 1 '%s' at graph 0.5, graph 0.5 center\nset xrange [0:1]\n"
                      "set yrange [0:1]\nunset key\nplot -1 notitle\nunset label 1\n"
                      "set key below box\nset autoscale xy\n", why);
-    } else if (p->xlo == p->xhi) {
-        ts_sb_printf(s, "set xrange [%.9g:%.9g]\nplot %s\nset autoscale x\n", p->xlo - 0.5,
-                     p->xhi + 0.5, p->pl.s);
-    } else {
-        ts_sb_printf(s, "plot %s\n", p->pl.s);
+        free(p->pl.s);
+        return;
     }
+    if (p->xlo == p->xhi) ts_sb_printf(s, "set xrange [%.9g:%.9g]\n", p->xlo - 0.5, p->xhi + 0.5);
+    double pad = fabs(p->ylo) * 0.05 > 1e-3 ? fabs(p->ylo) * 0.05 : 1e-3;
+    if (p->ylo == p->yhi) ts_sb_printf(s, "set yrange [%.9g:%.9g]\n", p->ylo - pad, p->yhi + pad);
+    ts_sb_printf(s, "plot %s\nset autoscale xy\n", p->pl.s);
     free(p->pl.s);
 }
 
 /* The first panel: the training loss of each set, mean over its runs with a min..max band. */
 static int train_panel(ts_gp *g, const ts_curve_set *sets, int n, int bmargin)
 {
-    panel p = {{0}, INFINITY, -INFINITY, bmargin};
+    panel p = {{0}, INFINITY, -INFINITY, INFINITY, -INFINITY, bmargin};
     ts_sb_printf(&g->s, "set title 'training loss, weighted sum over tasks (mean over each log "
                  "interval)'\nset xlabel 'epoch'\nset ylabel 'loss per example (nats; mse: "
                  "label units squared)'\n");
@@ -284,7 +287,7 @@ static int task_curves(ts_gp *g, panel *p, const ts_curve_set *sets, int n, cons
 static int valid_panel(ts_gp *g, const ts_curve_set *sets, int n, const task_pick *tp, int k,
                        const char *const *baseline, int bmargin)
 {
-    panel p = {{0}, INFINITY, -INFINITY, bmargin};
+    panel p = {{0}, INFINITY, -INFINITY, INFINITY, -INFINITY, bmargin};
     ts_sbuf t = {0};
     char axis[256];
     ts_sb_printf(&t, "validation %s.%s per epoch", tp->task[k], tp->metric[k]);
@@ -344,7 +347,7 @@ int ts_plot_curves(const char *who, const ts_curve_set *sets, int n, const char 
     int rc = train_panel(&g, sets, n, bmargin);
     for (int j = 0; j < np && !rc; j++) rc = valid_panel(&g, sets, n, &tp, k[j], baseline, bmargin);
     if (!rc && !np) {
-        panel p = {{0}, 0, 0, bmargin};
+        panel p = {{0}, 0, 0, 0, 0, bmargin};
         ts_sb_printf(&g.s, "set title 'validation figures per epoch'\n");
         draw_panel(&g.s, &p, "no run has validation figures (eval.csv)");
     }
