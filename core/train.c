@@ -36,6 +36,18 @@ static long all_rows_w(ts_exp *x)
     return n;   /* the w block is the arena's first n floats (ts_ctx_alloc_params) */
 }
 
+/* The weights training changes: no tied copy twice, no frozen table (train.run.params, the
+ * "parameters" column of a comparison's report). */
+static long trainable_weights(const ts_exp *x)
+{
+    long n = 0;
+    for (int i = 0; i < x->ctx.nparams; i++) {
+        const ts_param *p = x->ctx.params[i];
+        if (!p->shared && !(p->flags & TS_PARAM_FROZEN)) n += (long)p->rows * p->cols;
+    }
+    return n;
+}
+
 static int load_batch(ts_exp *x, ts_phase split, const long *rows, int n, ts_err *e)
 {
     const ts_dataset_ops *ops = x->data_pl->ops;
@@ -1101,7 +1113,7 @@ static int finish(trainer *t, ts_err *e)
         nall += x->ctx.nmetrics;
     }
     /* The combined score ([train] output_weights), and the learned task weights. */
-    int nextra = 6 + 2 * x->nheads + OW_MAX + 2;
+    int nextra = 7 + 2 * x->nheads + OW_MAX + 2;
     if (!rc) {
         ts_metric_rec *m = realloc(all, (size_t)(nall + nextra) * sizeof *m);
         if (!m) rc = ts_fail(e, "out of memory");
@@ -1152,13 +1164,14 @@ static int finish(trainer *t, ts_err *e)
     }
     if (!rc) {
         double secs = l->wall + now() - t->t_start;
-        ts_metric_rec extra[4] = {
+        ts_metric_rec extra[5] = {
             {TS_TRAIN, "run", "examples_per_sec", l->seen / (l->train_time > 0 ? l->train_time : 1)},
             {TS_TRAIN, "run", "seconds", secs},
             {TS_TRAIN, "run", "best_epoch", (double)l->best_epoch},
-            {TS_TRAIN, "run", "steps", (double)l->step}};
+            {TS_TRAIN, "run", "steps", (double)l->step},
+            {TS_TRAIN, "run", "params", (double)trainable_weights(x)}};
         memcpy(all + nall, extra, sizeof extra);   /* room reserved above (nextra) */
-        nall += 4;
+        nall += 5;
         if (x->skipped_rows > 0)
             all[nall++] = (ts_metric_rec){TS_TRAIN, "data", "skipped_rows", (double)x->skipped_rows};
         int nrep = 0;
