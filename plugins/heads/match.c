@@ -92,7 +92,7 @@ static const ts_key hybrid_keys[] = {
      "candidates; use [train] group_by = qid)"},
     {"group_field", "string", "qid", "dataset field with the query group id"},
     {"doc_field", "string", "doc_id", "dataset field with the distinct document id"},
-    {"lexical", "list", "bm25, overlap, idf_overlap, bigram",
+    {"lexical", "list", "log_bm25, overlap, idf_overlap, bigram, doc_overlap",
      "lexical features of each scored pair (lexical.h): bm25, log_bm25, overlap, idf_overlap, "
      "bigram, doc_overlap; empty = none"},
     {"scorer_units", "int", "8", "tanh units of the scorer over [cos, lexical, prior]; 0 = linear"},
