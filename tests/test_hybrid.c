@@ -1,8 +1,9 @@
 /* test_hybrid.c — the hybrid lexical-semantic matcher's pieces on hand cases: the `lexical`
  * layer's features against a reference written here from the formulas and against the bm25
- * head's scores on the same rows; its statistics as frozen parameters that a restore replaces
- * (what resume, predict and evaluate rely on: nothing refitted); [train] group_by's shuffle;
- * and the refusals of bad input, each naming the experiment's FILE:LINE. The gradient checks
+ * head's scores on the same rows, and textpairs' position field; the statistics as frozen
+ * parameters that a restore replaces (what resume, predict and evaluate rely on: nothing
+ * refitted); [train] group_by's shuffle; and the refusals of bad input, each naming the
+ * experiment's FILE:LINE. The gradient checks
  * are check-plugin's (tests/check_plugins.sh); the end-to-end run is test_hybrid_e2e.c. */
 #include "testutil.h"
 #include "internal.h"
@@ -246,6 +247,10 @@ static void test_layer_features_and_bm25_head(void **st)
             some_partial |= ref[2] > 0 && ref[2] < 1;
         }
     assert_true(some_bigram && some_partial);   /* the fixture exercises the fractions */
+    /* textpairs' position: each row's place among its question's rows (3 rows per question) */
+    const ts_tensor *pos = ts_ctx_field(&x->ctx, "position");
+    assert_non_null(pos);
+    for (int r = 0; r < 9; r++) assert_float_equal(pos->x[r], (float)(r % 3), 0);
     /* the statistics are the layer's frozen parameters: {N, avgdl} of the training sentences */
     ts_param *meta = param(x, "layer.lex.meta"), *idf = param(x, "layer.lex.idf");
     assert_true(meta->flags & TS_PARAM_FROZEN);
@@ -365,6 +370,36 @@ static void test_bad_input_names_file_and_line(void **st)
         tu_contains(e.msg, where, cases[c].what, NULL);
         const char *line = strstr(e.msg, where) + strlen(where);   /* FILE:LINE: */
         if (!(line[0] >= '1' && line[0] <= '9')) fail_msg("case %zu: no line in: %s", c, e.msg);
+    }
+    /* stats = train on data without BM25's statistics (a table of two bags of one vocabulary) */
+    write_file("bags.csv", "q,d,y\na|b,b|c,1\nc|d,d|e,0\na|e,b|b,1\nb|c,c|d,0\n");
+    char ini[4096], ipath[300];
+    snprintf(ini, sizeof ini,
+             "[experiment]\nname = bags\nseed = 1\n\n[data]\ntype = table\npath = %s/bags.csv\n"
+             "separator = comma\nmulti = q, d(vocab:q)\nlabels = y\nsplit = random\n"
+             "split_fractions = 0.5, 0.25, 0.25\n\n[layer.lex]\ntype = lexical\ninput = q, d\n\n"
+             "[layer.s]\ntype = dense\ninput = lex\nunits = 1\n\n[head.y]\ntype = binary\n"
+             "input = s\nlabel = y\nloss = bce\n\n[optimizer]\ntype = adam\n\n[train]\nepochs = 1\n",
+             dir);
+    write_file("bags.ini", ini);
+    snprintf(ipath, sizeof ipath, "%s/bags.ini", dir);
+    {
+        ts_run_opts ob = {0};
+        ts_err eb = {{0}};
+        ts_exp *x = ts_exp_load(ipath, &ob, &eb);
+        int rc = !x || ts_exp_open_data(x, &eb) || ts_exp_build(x, &eb);
+        ts_exp_free(x);
+        assert_int_equal(rc, 1);
+        char where[320];
+        snprintf(where, sizeof where, "%s:14:", ipath);   /* the [layer.lex] line */
+        tu_contains(eb.msg, where, "stats = train needs", "stats = uniform", NULL);
+        char *uni[] = {"layer.lex.stats=uniform"};   /* accepted with uniform statistics */
+        ob.noverride = 1;
+        ob.overrides = uni;
+        x = ts_exp_load(ipath, &ob, &eb);
+        rc = !x || ts_exp_open_data(x, &eb) || ts_exp_build(x, &eb);
+        ts_exp_free(x);
+        if (rc) fail_msg("%s", eb.msg);
     }
     /* [train] group_by names no field: refused before training, with its line */
     char run[300];
