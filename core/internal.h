@@ -188,6 +188,9 @@ int ts_exp_backward(ts_exp *x, ts_err *e);
 /* One full evaluation of a split: heads' metrics land in x->ctx.metrics. */
 int ts_exp_evaluate(ts_exp *x, ts_phase split, ts_err *e);
 int ts_exp_train(ts_exp *x, FILE *log, ts_err *e);
+/* [train] group_by: reorders the shuffled training rows order[0..n) so that the rows of each of
+ * the ng groups (group[row] in [0, ng)) are adjacent, the groups in an order drawn from rng. */
+int ts_group_order(long *order, long n, const long *group, long ng, ts_rng *rng, ts_err *e);
 
 /* ---- the results folder (rundir.c; docs/ini.md "The results folder") ------------------------ */
 typedef enum ts_dir_state {

@@ -587,6 +587,81 @@ static const char *first_nonfinite_grad(ts_exp *x, char *buf, size_t cap)
     return NULL;
 }
 
+/* ---- [train] group_by ---------------------------------------------------------------------------
+ * A ranking loss over a query's candidates (the match and hybrid heads' in-batch negatives) needs
+ * them in one batch. With group_by = FIELD (an I32 field of one id per row, e.g. textpairs' qid)
+ * each epoch's shuffle keeps the rows of a group together: the rows are shuffled as usual, then
+ * the groups are put in a random order of their own and every group's rows follow each other
+ * (in their shuffled order). Batches are still cut every `batch` rows, so a group may straddle
+ * two batches. The draws of the ordinary shuffle are unchanged; the groups' draws follow them. */
+typedef struct { int32_t v; long row; } group_key;
+
+static int by_group_key(const void *a, const void *b)
+{
+    const group_key *x = a, *y = b;
+    if (x->v != y->v) return x->v < y->v ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+/* Reads the training rows' values of the group field and numbers them 0..ngroups-1. */
+static int group_init(ts_exp *x, long **group, long *ngroups, ts_err *e)
+{
+    ts_cfg *ct = ts_ini_find(&x->ini, "train");
+    const char *name = ct ? ts_cfg_str(ct, "group_by") : NULL;
+    *group = NULL;
+    *ngroups = 0;
+    if (!name || !*name) return 0;
+    const ts_tensor *f = ts_ctx_field(&x->ctx, name);
+    if (!f || f->dtype != TS_I32 || ts_rowsize(f) != 1)
+        return ts_fail(e, "%s: [train] group_by = %s: name an I32 field of one id per row that "
+                       "the dataset declares (textpairs: qid)", ts_cfg_where(ct, "group_by"), name);
+    long n = x->data.nrows[TS_TRAIN], B = x->batch;
+    group_key *k = malloc((size_t)(n ? n : 1) * sizeof *k);
+    long *rows = malloc((size_t)B * sizeof *rows);
+    *group = malloc((size_t)(n ? n : 1) * sizeof **group);
+    int rc = !k || !rows || !*group ? ts_fail(e, "out of memory") : 0;
+    for (long s = 0; !rc && s < n; s += B) {
+        int b = (int)(n - s < B ? n - s : B);
+        for (int i = 0; i < b; i++) rows[i] = s + i;
+        rc = load_batch(x, TS_TRAIN, rows, b, e);
+        for (int i = 0; !rc && i < b; i++) k[s + i] = (group_key){f->ids[i], s + i};
+    }
+    if (!rc) qsort(k, (size_t)n, sizeof *k, by_group_key);
+    for (long i = 0; !rc && i < n; i++) {
+        if (i == 0 || k[i].v != k[i - 1].v) (*ngroups)++;
+        (*group)[k[i].row] = *ngroups - 1;
+    }
+    free(k);
+    free(rows);
+    if (rc) { free(*group); *group = NULL; }
+    return rc;
+}
+
+/* Reorders order (n rows, already shuffled) so that each group's rows are adjacent, the groups
+ * in a random order (internal.h: its test calls it). */
+int ts_group_order(long *order, long n, const long *group, long ng, ts_rng *rng, ts_err *e)
+{
+    long *perm = malloc((size_t)(ng ? ng : 1) * sizeof *perm);   /* place k holds group perm[k] */
+    long *place = malloc((size_t)(ng ? ng : 1) * sizeof *place); /* group g sits at place[g] */
+    long *start = calloc((size_t)ng + 1, sizeof *start);         /* where each place begins */
+    long *out = malloc((size_t)(n ? n : 1) * sizeof *out);
+    int rc = 0;
+    if (!perm || !place || !start || !out) {
+        rc = ts_fail(e, "out of memory");
+        goto done;
+    }
+    for (long g = 0; g < ng; g++) perm[g] = g;
+    ts_rng_shuffle(rng, perm, ng);
+    for (long k = 0; k < ng; k++) place[perm[k]] = k;
+    for (long i = 0; i < n; i++) start[place[group[order[i]]] + 1]++;
+    for (long k = 0; k < ng; k++) start[k + 1] += start[k];
+    for (long i = 0; i < n; i++) out[start[place[group[order[i]]]]++] = order[i];
+    memcpy(order, out, (size_t)n * sizeof *order);
+done:
+    free(perm); free(place); free(start); free(out);
+    return rc;
+}
+
 /* ---- the run ----------------------------------------------------------------------------------
  * One trainer holds what the loop's pieces share. l is the state a checkpoint saves (internal.h);
  * the rest is rebuilt on resume. */
@@ -604,6 +679,8 @@ typedef struct trainer {
     gradnorm gnst, *gn;
     outw ow;
     ts_loop l;
+    long *group;                  /* [train] group_by: (ntrain) each training row's group, dense */
+    long ngroups;
 } trainer;
 
 static void trainer_free(trainer *t)
@@ -614,6 +691,8 @@ static void trainer_free(trainer *t)
     if (t->gn) gn_free(t->gn);
     t->gn = NULL;
     ow_free(&t->ow);
+    free(t->group);
+    t->group = NULL;
     free(t->l.order);
     free(t->l.best);
     t->l.order = NULL;
@@ -699,6 +778,7 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
     snprintf(t->epath, sizeof t->epath, "%s/eval.csv", dir);
     /* The folder exists and is locked (ts_rundir_begin). Task weighting and output weights are set up before any file is written. */
     if (ow_init(x, &t->ow, e)) return -1;
+    if (group_init(x, &t->group, &t->ngroups, e)) return -1;
     if (x->weighting == 2) {
         if (t->size > 1)
             return ts_fail(e, "[train] weighting = gradnorm is not available in data-parallel runs "
@@ -1053,6 +1133,9 @@ static int train_loop(trainer *t, ts_err *e)
         double t_epoch = now();
         if (!l->shuffled) {
             if (t->rank == 0) ts_rng_shuffle(&x->ctx.rng, l->order, l->ntrain);
+            if (t->rank == 0 && t->group &&
+                ts_group_order(l->order, l->ntrain, t->group, t->ngroups, &x->ctx.rng, e))
+                return -1;
             if (t->size > 1 && ts_dist_bcast_longs(l->order, l->ntrain, e)) return -1;
             l->shuffled = 1;
         }

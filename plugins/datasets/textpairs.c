@@ -23,8 +23,11 @@
  *                  label           F32 (B, 1)
  *                  qid, doc_id     I32 (B, 1) the query group; the distinct (lower-cased) document
  *                  query_words, doc_words  BAGS (B, 1) word ids of the whole text (for BM25)
+ *                  position        F32 (B, 1) the row's place among its group's rows in its file
+ *                                  (0 = the question's first candidate; WordNet: always 0)
  * aux: "doc_freq" (int32 per word: distinct training documents containing it), "doc_count"
- * (int32[1]: distinct training documents), "trigram_keys" (int32 per trigram id: its three bytes
+ * (int32[1]: distinct training documents), "doc_length_mean" (double[1]: their mean number of
+ * words, BM25's avgdl), "trigram_keys" (int32 per trigram id: its three bytes
  * b0<<16 | b1<<8 | b2), "skipped_rows" (long[1]), "report" (text: "name value" lines).
  * What it is not: a tokenizer with stemming or stop words.
  */
@@ -63,7 +66,7 @@ static int ipush(ivec *a, int32_t x)
 }
 
 /* ---- the dataset ------------------------------------------------------------------------- */
-typedef struct { int32_t q, d, qid; float label; } example;
+typedef struct { int32_t q, d, qid; float label; int32_t pos; } example;
 
 typedef struct {
     int T, Td;                   /* words kept per query (max_words) / document (doc_max_words) */
@@ -73,6 +76,7 @@ typedef struct {
     int32_t *tri_keys;           /* (ntri) packed bytes of trigram id */
     int32_t ntri;
     int32_t *doc_freq, doc_count;
+    double doc_length_mean;      /* words per distinct training document (BM25's avgdl) */
     long skipped;            /* bad rows skipped under skip_bad_rows */
     char report[512];        /* aux "report": "name value" lines about what was cut */
     example *ex[3]; long nex[3], cap[3];
@@ -80,8 +84,9 @@ typedef struct {
     int32_t *q_off, *q_ids, *q_len, *d_off, *d_ids, *d_len;
     int32_t *qw_boff, *qw_bids, *dw_boff, *dw_bids;
     int32_t *qid_b, *doc_b;
-    float *label_b;
+    float *label_b, *pos_b;
     ts_tensor *f_query, *f_doc, *f_label, *f_qid, *f_doc_id, *f_qw, *f_dw;  /* the fields */
+    ts_tensor *f_pos;
 } tp_state;
 
 static int is_word_byte(unsigned char c) { return isalnum(c) || c >= 0x80; }
@@ -126,7 +131,7 @@ static int add_example(tp_state *S, int split, int32_t q, int32_t d, int32_t qid
         if (!ne) return -1;
         S->ex[split] = ne; S->cap[split] = nc;
     }
-    S->ex[split][S->nex[split]++] = (example){q, d, qid, label};
+    S->ex[split][S->nex[split]++] = (example){q, d, qid, label, 0};
     return 0;
 }
 
@@ -164,7 +169,7 @@ static int read_wordnet(tp_state *S, const char *path, long test_size, long vali
             if (!na) { ts_lines_close(r); free(all); return OOM(e); }
             all = na;
         }
-        all[n] = (example){q, d, (int32_t)n, 1.0f};
+        all[n] = (example){q, d, (int32_t)n, 1.0f, 0};
         n++;
     }
     int bad = ts_lines_error(r, e);
@@ -447,12 +452,30 @@ static int build_doc_freq(tp_state *S, ts_err *e)
         if (seen[d]) continue;
         seen[d] = 1;
         S->doc_count++;
+        S->doc_length_mean += S->dw_off.v[d + 1] - S->dw_off.v[d];
         for (int32_t k = S->dw_off.v[d]; k < S->dw_off.v[d + 1]; k++) {
             int32_t w = S->dw.v[k];
             if (stamp[w] != d) { stamp[w] = d; S->doc_freq[w]++; }
         }
     }
     free(stamp); free(seen);
+    if (S->doc_count > 0) S->doc_length_mean /= S->doc_count;
+    return 0;
+}
+
+/* Each row's position among the earlier rows of its group in the same file (split): 0 for the
+ * first candidate of a question, 1 for the next... (WordNet: every row is its own group, 0). */
+static int number_positions(tp_state *S, ts_err *e)
+{
+    int32_t nq = ts_strtab_count(S->tab, SP_QIDS);
+    for (int sp = 0; sp < 3; sp++) {
+        int32_t mx = nq;
+        for (long i = 0; i < S->nex[sp]; i++) if (S->ex[sp][i].qid >= mx) mx = S->ex[sp][i].qid + 1;
+        int32_t *seen = calloc((size_t)mx + 1, sizeof *seen);
+        if (!seen) return OOM(e);
+        for (long i = 0; i < S->nex[sp]; i++) S->ex[sp][i].pos = seen[S->ex[sp][i].qid]++;
+        free(seen);
+    }
     return 0;
 }
 
@@ -583,7 +606,7 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
     }
     if (S->nex[TS_TRAIN] == 0)
         return ts_fail(e, "textpairs: the training split is empty; check path");
-    if (build_trigrams(S, cap, e) || build_doc_freq(S, e)) return -1;
+    if (build_trigrams(S, cap, e) || build_doc_freq(S, e) || number_positions(S, e)) return -1;
 
     /* batch buffers for the largest batch: worst-case sizes, so batch() never allocates */
     long B = ts_ctx_max_batch(D->ctx), qtri = 0, dtri = 0;
@@ -611,9 +634,10 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
     S->qid_b = malloc((size_t)B * sizeof(int32_t));
     S->doc_b = malloc((size_t)B * sizeof(int32_t));
     S->label_b = malloc((size_t)B * sizeof(float));
+    S->pos_b = malloc((size_t)B * sizeof(float));
     if (!S->q_off || !S->d_off || !S->q_ids || !S->d_ids || !S->q_len || !S->d_len ||
         !S->qw_boff || !S->dw_boff || !S->qw_bids || !S->dw_bids || !S->qid_b || !S->doc_b ||
-        !S->label_b)
+        !S->label_b || !S->pos_b)
         return ts_fail(e, "textpairs: cannot allocate batch buffers for %ld rows; lower [train] "
                        "batch", B);
 
@@ -628,6 +652,7 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
         !(S->f_doc_id = ts_data_field(D, "doc_id", TS_I32, 2, &one, ndt, e)) ||
         !(S->f_qw = ts_data_field(D, "query_words", TS_BAGS, 2, &one, nwv, e)) ||
         !(S->f_dw = ts_data_field(D, "doc_words", TS_BAGS, 2, &one, nwv, e)) ||
+        !(S->f_pos = ts_data_field(D, "position", TS_F32, 2, &one, 0, e)) ||
         ts_data_label(D, "label", e))   /* never a layer's input */
         return -1;
     for (int s = 0; s < 3; s++) D->nrows[s] = S->nex[s];
@@ -672,6 +697,7 @@ static int batch(ts_data *D, ts_phase split, const long *rows, int n, ts_err *e)
         for (int32_t k = S->dw_off.v[x->d]; k < S->dw_off.v[x->d + 1]; k++)
             S->dw_bids[dwp++] = S->dw.v[k];
         S->label_b[i] = x->label;
+        S->pos_b[i] = (float)x->pos;
         S->qid_b[i] = x->qid;
         S->doc_b[i] = x->d;
     }
@@ -684,7 +710,9 @@ static int batch(ts_data *D, ts_phase split, const long *rows, int n, ts_err *e)
     qw->off = S->qw_boff; qw->ids = S->qw_bids; qw->len = NULL;
     dw->off = S->dw_boff; dw->ids = S->dw_bids; dw->len = NULL;
     lab->x = S->label_b; qid->ids = S->qid_b; did->ids = S->doc_b;
+    S->f_pos->x = S->pos_b;
     q->dim[0] = d->dim[0] = lab->dim[0] = qid->dim[0] = did->dim[0] = qw->dim[0] = dw->dim[0] = n;
+    S->f_pos->dim[0] = n;
     return 0;
 }
 
@@ -697,6 +725,7 @@ static int aux(ts_data *D, const char *name, const void **ptr, long *n)
         return 0;
     }
     if (!strcmp(name, "doc_count")) { *ptr = &S->doc_count; *n = 1; return 0; }
+    if (!strcmp(name, "doc_length_mean")) { *ptr = &S->doc_length_mean; *n = 1; return 0; }
     if (!strcmp(name, "trigram_keys")) { *ptr = S->tri_keys; *n = S->ntri; return 0; }
     if (!strcmp(name, "skipped_rows")) { *ptr = &S->skipped; *n = 1; return 0; }
     if (!strcmp(name, "report")) { *ptr = S->report; *n = (long)strlen(S->report); return 0; }
@@ -713,7 +742,7 @@ static void close_data(ts_data *D)
     for (int s = 0; s < 3; s++) free(S->ex[s]);
     free(S->q_off); free(S->q_ids); free(S->q_len); free(S->d_off); free(S->d_ids); free(S->d_len);
     free(S->qw_boff); free(S->qw_bids); free(S->dw_boff); free(S->dw_bids);
-    free(S->qid_b); free(S->doc_b); free(S->label_b);
+    free(S->qid_b); free(S->doc_b); free(S->label_b); free(S->pos_b);
     free(S);
     D->state = NULL;
 }

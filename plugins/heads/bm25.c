@@ -6,12 +6,15 @@
  *   score(q, d) = sum_{w in q, distinct} idf(w) tf (k1+1) / (tf + k1 (1 - b + b |d|/avgdl)),
  *   tf = tf(w, d)
  *   idf(w) = ln(1 + (N - df(w) + 0.5) / (df(w) + 0.5))       (Lucene's non-negative form)
- * with avgdl the mean length of the split's distinct documents, and N, df from the dataset's
+ * computed by lexical.h (the `lexical` layer and the match head's hybrid scorer use the same
+ * code), with avgdl the mean length of the split's distinct documents (avgdl = split) or of the
+ * training documents (avgdl = train: aux "doc_length_mean"), and N, df from the dataset's
  * training documents (idf = train: aux "doc_count", "doc_freq") or from the split's own distinct
- * documents (idf = eval). rank = all ranks every query against every distinct document through an
- * inverted index; rank = group against its own candidates. scorer = file_order instead scores a
- * group's candidates by their position in the file (earlier is better), the WikiQA positional
- * baseline. Metrics land under the head's section name ([head.bm25] -> test.bm25.mrr).
+ * documents (idf = eval). rank = all ranks every query against every distinct document through
+ * an inverted index; rank = group against its own candidates. scorer = file_order instead scores
+ * a group's candidates by their position in the file (earlier is better), the WikiQA positional
+ * baseline. Metrics land under the head's section name ([head.bm25] -> test.bm25.mrr); every
+ * row's own pair score is handed out (predictions) in split order.
  * What it is not: a trainable model (training batches pass through untouched), nor a tokenizer.
  */
 #include <math.h>
@@ -20,11 +23,12 @@
 #include <string.h>
 
 #include "tessera.h"
+#include "lexical.h"
 #include "ranking.h"
 
 typedef struct {
     double k1, b;
-    int all_mode, idf_train, file_order;
+    int all_mode, idf_train, file_order, avgdl_train;
     char group_field[TS_NAME_MAX], doc_field[TS_NAME_MAX];
     int64_t vocab;            /* word ids lie in [0, vocab) */
     long n, cap;              /* rows collected */
@@ -33,6 +37,7 @@ typedef struct {
     long *qoff, *doff;        /* (cap + 1) into qw, dw */
     int32_t *qw, *dw;         /* (qcap), (dcap) word ids of every collected row */
     long qcap, dcap;
+    float *ps;                /* (n) the last evaluation's pair scores, for predictions */
 } bm25_state;
 
 static const ts_key keys[] = {
@@ -44,6 +49,9 @@ static const ts_key keys[] = {
      "all: every query against every distinct document; group: against its own candidates"},
     {"scorer", "choice:bm25|file_order", "bm25",
      "file_order: a group's candidates in file order (the positional baseline)"},
+    {"avgdl", "choice:split|train", "split",
+     "mean document length of the evaluated split's distinct documents, or of the training "
+     "documents (the dataset's aux doc_length_mean)"},
     {"group_field", "string", "qid", "dataset field with the query group id"},
     {"doc_field", "string", "doc_id", "dataset field with the distinct document id"},
     {NULL, NULL, NULL, NULL}};
@@ -63,17 +71,20 @@ static int build_impl(ts_head *H, const ts_cfg *cfg, ts_err *e)
     bm25_state *s = calloc(1, sizeof *s);
     if (!s) return ts_fail(e, "bm25: out of memory");
     H->state = s;
-    int idf, rank, scorer;
+    int idf, rank, scorer, avgdl;
     if (ts_cfg_float(cfg, "k1", &s->k1, e) || ts_cfg_float(cfg, "b", &s->b, e) ||
         ts_cfg_choice(cfg, "idf", "train|eval", &idf, e) ||
         ts_cfg_choice(cfg, "rank", "all|group", &rank, e) ||
-        ts_cfg_choice(cfg, "scorer", "bm25|file_order", &scorer, e))
+        ts_cfg_choice(cfg, "scorer", "bm25|file_order", &scorer, e) ||
+        ts_cfg_choice(cfg, "avgdl", "split|train", &avgdl, e))
         return -1;
-    if (s->k1 < 0 || s->b < 0 || s->b > 1)
-        return ts_fail(e, "%s: BM25 needs k1 >= 0 and 0 <= b <= 1", ts_cfg_section(cfg));
+    if (!(s->k1 >= 0) || !(s->b >= 0 && s->b <= 1))
+        return ts_fail(e, "%s: BM25 needs k1 >= 0 and 0 <= b <= 1",
+                       ts_cfg_where(cfg, s->k1 >= 0 ? "b" : "k1"));
     s->idf_train = idf == 0;
     s->all_mode = rank == 0;
     s->file_order = scorer == 1;
+    s->avgdl_train = avgdl == 1;
     if (s->file_order && s->all_mode)
         return ts_fail(e, "%s: scorer = file_order orders a group's own candidates; set "
                        "rank = group", ts_cfg_where(cfg, "scorer"));
@@ -144,27 +155,15 @@ static int forward(ts_head *H, ts_phase phase, double *loss, ts_err *e)
     return 0;
 }
 
-/* The BM25 weight of a term seen tf times in a document of length dl. */
-static float term_weight(const bm25_state *s, float idf, int tf, double dl, double avgdl)
+/* BM25 of row r's query against row r's document (lexical.h); q and slot are scratch. */
+static float pair_score(const bm25_state *s, const lx_stats *st, lx_query *q, int32_t *slot,
+                        long r)
 {
-    double norm = s->k1 * (1.0 - s->b + s->b * dl / avgdl);
-    return (float)(idf * tf * (s->k1 + 1.0) / (tf + norm));
-}
-
-/* BM25 of row r's query against row r's document: distinct query words, tf counted in place. */
-static float pair_score(const bm25_state *s, const float *idf, long r, double avgdl)
-{
-    float sc = 0;
-    double dl = (double)(s->doff[r + 1] - s->doff[r]);
-    for (long a = s->qoff[r]; a < s->qoff[r + 1]; a++) {
-        int32_t w = s->qw[a], dup = 0, tf = 0;
-        if (w < 0 || w >= s->vocab) continue;
-        for (long b = s->qoff[r]; b < a && !dup; b++) dup = s->qw[b] == w;
-        if (dup) continue;
-        for (long b = s->doff[r]; b < s->doff[r + 1]; b++) tf += s->dw[b] == w;
-        if (tf) sc += term_weight(s, idf[w], tf, dl, avgdl);
-    }
-    return sc;
+    float f[LX_NKINDS];
+    lx_query_set(q, st, s->qw + s->qoff[r], s->qoff[r + 1] - s->qoff[r], slot, s->vocab);
+    lx_pair(q, st, slot, s->vocab, s->dw + s->doff[r], s->doff[r + 1] - s->doff[r], f);
+    lx_query_unset(q, slot);
+    return f[LX_BM25];
 }
 
 /* Ranks every query of the split against every distinct document through an inverted index
@@ -222,7 +221,7 @@ static int rank_all(const bm25_state *s, const rk_groups *g, const float *idf, d
             for (long p = post_off[w]; p < post_off[w + 1]; p++) {
                 long c = post_doc[p], dr = g->doc_row[c];
                 double dl = (double)(s->doff[dr + 1] - s->doff[dr]);
-                sc[c] += term_weight(s, idf[w], post_tf[p], dl, avgdl);
+                sc[c] += lx_term_weight(s->k1, s->b, idf[w], post_tf[p], dl, avgdl);
             }
         }
         for (long k = 0; k < m; k++)
@@ -276,8 +275,11 @@ static int eval_end(ts_head *H, ts_phase phase, ts_err *e)
     rk_groups g;
     if (rk_groups_make(&g, s->qid, s->doc, s->n))
         return ts_fail(e, "bm25: out of memory while ranking");
-    float *idf = malloc((size_t)V * sizeof *idf), *ps = malloc(((size_t)s->n + 1) * sizeof *ps);
+    float *idf = malloc((size_t)V * sizeof *idf);
+    float *ps = realloc(s->ps, ((size_t)s->n + 1) * sizeof *ps);
+    if (ps) s->ps = ps;
     int32_t *stamp = malloc((size_t)V * sizeof *stamp), *df = calloc((size_t)V, sizeof *df);
+    lx_query lq = {0};
     int rc = 0;
     if (!idf || !ps || !stamp || !df) {
         rc = ts_fail(e, "bm25: out of memory while ranking %ld documents", g.nd);
@@ -299,8 +301,8 @@ static int eval_end(ts_head *H, ts_phase phase, ts_err *e)
         }
     }
     avgdl = g.nd > 0 && avgdl > 0 ? avgdl / (double)g.nd : 1.0;
-    const void *p_df = NULL, *p_n = NULL;
-    long n_df = 0, n_n = 0;
+    const void *p_df = NULL, *p_n = NULL, *p_l = NULL;
+    long n_df = 0, n_n = 0, n_l = 0;
     int from_train = s->idf_train && ts_ctx_aux(H->ctx, "doc_freq", &p_df, &n_df) == 0 &&
                      ts_ctx_aux(H->ctx, "doc_count", &p_n, &n_n) == 0 && n_df == V && n_n == 1;
     if (s->idf_train && !from_train) {
@@ -308,27 +310,49 @@ static int eval_end(ts_head *H, ts_phase phase, ts_err *e)
                      "doc_count (textpairs has them); set idf = eval for another dataset", H->name);
         goto done;
     }
+    if (s->avgdl_train) {
+        if (ts_ctx_aux(H->ctx, "doc_length_mean", &p_l, &n_l) || n_l != 1) {
+            rc = ts_fail(e, "bm25 %s: avgdl = train needs the dataset's aux doc_length_mean "
+                         "(textpairs has it); set avgdl = split for another dataset", H->name);
+            goto done;
+        }
+        avgdl = *(const double *)p_l > 0 ? *(const double *)p_l : 1.0;
+    }
     double N = from_train ? (double)*(const int32_t *)p_n : (double)g.nd;
-    for (int64_t w = 0; w < V; w++) {
-        double f = from_train ? (double)((const int32_t *)p_df)[w] : (double)df[w];
-        idf[w] = (float)log(1.0 + (N - f + 0.5) / (f + 0.5));
-    }
+    for (int64_t w = 0; w < V; w++)
+        idf[w] = (float)lx_idf(N, from_train ? (double)((const int32_t *)p_df)[w] : (double)df[w]);
+    lx_stats st = {idf, V, (float)lx_idf(N, 0.0), avgdl, s->k1, s->b};
+    for (int64_t w = 0; w < V; w++) stamp[w] = -1;   /* now the query's slot map */
+    for (long q = 0; q < g.nq; q++)
+        for (long k = g.qstart[q]; k < g.qstart[q + 1]; k++) {
+            long r = g.order[k];
+            if (s->file_order) ps[r] = (float)-(k - g.qstart[q]);
+            else if (lx_query_reserve(&lq, s->qoff[r + 1] - s->qoff[r] + 1)) {
+                rc = ts_fail(e, "bm25: out of memory while scoring");
+                goto done;
+            } else ps[r] = pair_score(s, &st, &lq, stamp, r);
+        }
     rk_acc acc = {0};
-    if (s->all_mode) {
-        rc = rank_all(s, &g, idf, avgdl, &acc, e);
-    } else {
-        for (long q = 0; q < g.nq; q++)
-            for (long k = g.qstart[q]; k < g.qstart[q + 1]; k++) {
-                long r = g.order[k];
-                ps[r] = s->file_order ? (float)-(k - g.qstart[q]) : pair_score(s, idf, r, avgdl);
-            }
-        rc = rank_groups(s, H, &g, ps, &acc, e);
-    }
+    if (s->all_mode) rc = rank_all(s, &g, idf, avgdl, &acc, e);
+    else rc = rank_groups(s, H, &g, ps, &acc, e);
     if (!rc) rk_report(H->ctx, H->name, &acc);
 done:
-    free(idf); free(ps); free(stamp); free(df);
+    free(idf); free(stamp); free(df);
+    lx_query_free(&lq);
     rk_groups_free(&g);
     return rc;
+}
+
+/* The last evaluation's pair scores (BM25 of each row's own pair, or the file-order score) and
+ * labels, in the order of the split's rows. */
+static int predictions(ts_head *H, const float **score, const float **label, long *n)
+{
+    bm25_state *s = H->state;
+    if (!s || !s->ps) return -1;
+    *score = s->ps;
+    *label = s->label;
+    *n = s->n;
+    return 0;
 }
 
 static void destroy(ts_head *H)
@@ -336,7 +360,7 @@ static void destroy(ts_head *H)
     bm25_state *s = H->state;
     if (!s) return;
     free(s->qid); free(s->doc); free(s->label); free(s->qoff); free(s->doff);
-    free(s->qw); free(s->dw);
+    free(s->qw); free(s->dw); free(s->ps);
     free(s);
     H->state = NULL;
 }
@@ -352,7 +376,8 @@ static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
 static const ts_head_ops ops = {
     .size = sizeof(ts_head_ops),
     .build = build, .forward = forward, .eval_begin = eval_begin, .eval_end = eval_end,
-    .destroy = destroy, .check_inputs = "bags 6 1 vocab=12; bags 6 1 vocab=12",
+    .destroy = destroy, .predictions = predictions,
+    .check_inputs = "bags 6 1 vocab=12; bags 6 1 vocab=12",
     .check_label = "binary",
     .check_keys = "idf=eval rank=group"};
 static const ts_plugin plugin = {

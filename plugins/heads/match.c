@@ -15,6 +15,11 @@
  * more (dqh = dC dh, ddh = dC^T qh), so J = B - 1 (every other row) costs little more than J = 4.
  * Evaluation ranks with ranking.h: rank = all (each query against every distinct document of the
  * split) or group (each query against its own candidates, plus the AUC of all pair scores).
+ * negatives_from = group keeps only the batch's rows of the same qid as negatives (a question's
+ * wrong candidates; [train] group_by = qid keeps a question's rows in one batch).
+ * The second plugin of this file, `hybrid`, is the same head with R = gamma cos + a learned
+ * scorer of the cosine, lexical features of the pair and a document prior (hybrid.h), for every
+ * candidate alike: the in-batch negatives and, at evaluation, every ranked document.
  * What it is not: a sampled softmax over a corpus (that is the retrieval head).
  */
 #include <cblas.h>
@@ -24,13 +29,16 @@
 #include <string.h>
 
 #include "tessera.h"
+#include "hybrid.h"
 #include "ranking.h"
 
 #define EPS2 1e-8f
 #define MASKED (-1e30f)
 
 typedef struct {
-    int E, J, Bmax, learn, all_mode, pos_only;
+    int E, J, Bmax, learn, all_mode, pos_only, group_neg;
+    int hybrid;              /* the hybrid head: R = gamma cos + the scorer (sc) */
+    hy_scorer sc;
     float gamma0;
     ts_param *gamma;         /* (1, 1) when learned */
     char group_field[TS_NAME_MAX], doc_field[TS_NAME_MAX];
@@ -61,16 +69,51 @@ static const ts_key keys[] = {
      "all: rank each query against every distinct document; group: against its own candidates"},
     {"positives_only", "bool", "true",
      "train only on rows with label 1 (others are candidates, not pairs)"},
+    {"negatives_from", "choice:batch|group", "batch",
+     "batch: any other row of the batch; group: only rows of the same qid (a question's wrong "
+     "candidates; use [train] group_by = qid)"},
     {"group_field", "string", "qid", "dataset field with the query group id"},
     {"doc_field", "string", "doc_id", "dataset field with the distinct document id"},
     {NULL, NULL, NULL, NULL}};
 
-static int build_impl(ts_head *H, const ts_cfg *cfg, ts_err *e)
+/* The hybrid head's keys: the match head's, then the scorer's (hybrid.h). */
+static const ts_key hybrid_keys[] = {
+    {"gamma", "float", "10", "the softmax smoothing factor gamma of the cosine (initial value when "
+     "learned)"},
+    {"learn_gamma", "bool", "false", "learn gamma as a parameter"},
+    {"negatives", "int", "4",
+     "J: negatives per positive, drawn from the other documents of the batch"},
+    {"rank", "choice:all|group", "all",
+     "all: rank each query against every distinct document; group: against its own candidates"},
+    {"positives_only", "bool", "true",
+     "train only on rows with label 1 (others are candidates, not pairs)"},
+    {"negatives_from", "choice:batch|group", "batch",
+     "batch: any other row of the batch; group: only rows of the same qid (a question's wrong "
+     "candidates; use [train] group_by = qid)"},
+    {"group_field", "string", "qid", "dataset field with the query group id"},
+    {"doc_field", "string", "doc_id", "dataset field with the distinct document id"},
+    {"lexical", "list", "log_bm25, overlap, idf_overlap, bigram, doc_overlap",
+     "lexical features of each scored pair (lexical.h): bm25, log_bm25, overlap, idf_overlap, "
+     "bigram, doc_overlap; empty = none"},
+    {"scorer_units", "int", "8", "tanh units of the scorer over [cos, lexical, prior]; 0 = linear"},
+    {"k1", "float", "1.2", "BM25 term-frequency saturation"},
+    {"b", "float", "0.75", "BM25 document-length normalisation"},
+    {"stats", "choice:train|uniform", "train",
+     "train: idf and avgdl of the training documents (the dataset's aux doc_freq, doc_count, "
+     "doc_length_mean), kept as frozen parameters; uniform: idf 1 and avgdl 1"},
+    {NULL, NULL, NULL, NULL}};
+
+static int build_impl(ts_head *H, const ts_cfg *cfg, int hybrid, ts_err *e)
 {
     char s1[64], s2[64];
-    if (H->nin != 2)
+    if (!hybrid && H->nin != 2)
         return ts_fail(e, "%s: the match head takes two inputs, the query and document vectors; "
-                       "set input = Q, D", ts_cfg_where(cfg, "input"));
+                       "set input = Q, D (type = hybrid adds the word ids and a prior)",
+                       ts_cfg_where(cfg, "input"));
+    if (hybrid && H->nin < 4)
+        return ts_fail(e, "%s: the hybrid head takes the query and document vectors, then their "
+                       "word ids: input = q_vec, d_vec, query_words, doc_words[, prior]; got %d "
+                       "input(s)", ts_cfg_where(cfg, "input"), H->nin);
     const ts_tensor *q = H->in[0], *d = H->in[1];
     if (q->dtype != TS_F32 || d->dtype != TS_F32 || q->ndim != 2 || d->ndim != 2 ||
         q->dim[1] != d->dim[1])
@@ -89,12 +132,18 @@ static int build_impl(ts_head *H, const ts_cfg *cfg, ts_err *e)
     double g;
     long J;
     int rank;
+    s->hybrid = hybrid;
     if (ts_cfg_float(cfg, "gamma", &g, e) || ts_cfg_bool(cfg, "learn_gamma", &s->learn, e) ||
         ts_cfg_int(cfg, "negatives", &J, e) || ts_cfg_choice(cfg, "rank", "all|group", &rank, e) ||
-        ts_cfg_bool(cfg, "positives_only", &s->pos_only, e))
+        ts_cfg_bool(cfg, "positives_only", &s->pos_only, e) ||
+        ts_cfg_choice(cfg, "negatives_from", "batch|group", &s->group_neg, e))
         return -1;
     if (J < 1 || J > 1024)
         return ts_fail(e, "%s: negatives = %ld; use 1..1024", ts_cfg_where(cfg, "negatives"), J);
+    if (s->group_neg && !ts_ctx_field(H->ctx, ts_cfg_str(cfg, "group_field")))
+        return ts_fail(e, "%s: negatives_from = group needs the query group field %s, which the "
+                       "dataset does not have; set group_field",
+                       ts_cfg_where(cfg, "negatives_from"), ts_cfg_str(cfg, "group_field"));
     s->E = q->dim[1];
     s->J = (int)J;
     s->Bmax = q->dim[0];
@@ -128,6 +177,7 @@ static int build_impl(ts_head *H, const ts_cfg *cfg, ts_err *e)
     if (!s->qn || !s->dn || !s->z || !s->dz || !s->cosv || !s->cand || !s->rows || !s->mark ||
         !s->y || !s->qh || !s->dh || !s->dqh || !s->ddh || !s->C || !s->dC)
         return ts_fail(e, "match: out of memory");
+    if (hybrid && hy_build(&s->sc, H, cfg, (long)B * (long)K, e)) return -1;
     ts_rng_seed(&s->eval_rng, ts_ctx_seed(H->ctx) ^ 0x6d61746368ull);
     return 0;
 }
@@ -141,9 +191,11 @@ static float dotf(const float *a, const float *b, int n)
 
 /* Row j may serve as a negative for row i: another row and document, not a positive of i's
  * query. */
-static int may_negate(const int32_t *qid, const int32_t *doc, const float *lab, int i, int j)
+static int may_negate(const int32_t *qid, const int32_t *doc, const float *lab, int i, int j,
+                      int group_only)
 {
     if (j == i) return 0;
+    if (group_only && (!qid || qid[j] != qid[i])) return 0;
     if (doc && doc[j] == doc[i]) return 0;
     if (qid && qid[j] == qid[i] && (!lab || lab[j] > 0.5f)) return 0;
     return 1;
@@ -178,13 +230,14 @@ static int batch_loss(ts_head *H, ts_rng *rng, int train, double *loss, ts_err *
         int32_t *c = s->cand + (size_t)n * K;
         c[0] = i;
         int m = 1;
-        if (B - 1 <= J) {  /* every other row: deterministic */
-            for (int j = 0; j < B; j++) if (may_negate(qid, doc, lab, i, j)) c[m++] = j;
+        if (B - 1 <= J || s->group_neg) {  /* every other row (of the group): deterministic */
+            for (int j = 0; j < B && m < K; j++)
+                if (may_negate(qid, doc, lab, i, j, s->group_neg)) c[m++] = j;
         } else {
             /* distinct negatives: mark[j] == n + 1 once row j is among this row's candidates */
             for (int tries = 0; m < K && tries < 8 * J; tries++) {
                 int j = (int)ts_rng_below(rng, (uint64_t)B);
-                if (s->mark[j] != n + 1 && may_negate(qid, doc, lab, i, j)) {
+                if (s->mark[j] != n + 1 && may_negate(qid, doc, lab, i, j, s->group_neg)) {
                     s->mark[j] = n + 1;
                     c[m++] = j;
                 }
@@ -195,14 +248,23 @@ static int batch_loss(ts_head *H, ts_rng *rng, int train, double *loss, ts_err *
     }
     *loss = 0;
     if (n == 0) return 0;
+    const ts_tensor *QW = s->hybrid ? H->in[2] : NULL, *DW = s->hybrid ? H->in[3] : NULL;
+    const ts_tensor *PR = s->hybrid && H->nin == 5 ? H->in[4] : NULL;
     for (int r = 0; r < n; r++) {
         int i = s->rows[r];
+        if (QW && hy_query(&s->sc, QW->ids + QW->off[i], QW->off[i + 1] - QW->off[i]))
+            return ts_fail(e, "hybrid: out of memory");
         for (int k = 0; k < K; k++) {
             int j = s->cand[(size_t)r * K + k];
             float cs = j < 0 ? 0 : s->C[(size_t)i * B + j];
             s->cosv[(size_t)r * K + k] = cs;
             s->z[(size_t)r * K + k] = j < 0 ? MASKED : gamma * cs;
+            if (QW && j >= 0)   /* the scorer of the pair (query i, document j): hybrid.h */
+                s->z[(size_t)r * K + k] +=
+                    hy_pair(&s->sc, cs, DW->ids + DW->off[j], DW->off[j + 1] - DW->off[j],
+                            PR ? PR->x + (size_t)j * s->sc.P : NULL, (long)r * K + k);
         }
+        if (QW) hy_query_end(&s->sc);
     }
     memset(s->dz, 0, (size_t)n * K * sizeof(float));
     if (H->loss->eval(H->loss_state, n, K, s->z, s->y, NULL, loss, train ? s->dz : NULL,
@@ -221,6 +283,10 @@ static int batch_loss(ts_head *H, ts_rng *rng, int train, double *loss, ts_err *
             float g = s->dz[(size_t)r * K + k];
             dgamma += g * s->cosv[(size_t)r * K + k];
             s->dC[(size_t)i * B + j] += gamma * g;
+            if (s->hybrid)   /* the scorer's parameters, the prior, and its path to the cosine */
+                s->dC[(size_t)i * B + j] +=
+                    hy_backward(&s->sc, g, (long)r * K + k,
+                                PR && PR->dx ? PR->dx + (size_t)j * s->sc.P : NULL);
         }
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, E, B, 1.0f, s->dC, B, s->dh, E, 0.0f,
@@ -268,6 +334,7 @@ static int grow(match_state *s, long need)
 static int forward(ts_head *H, ts_phase phase, double *loss, ts_err *e)
 {
     match_state *s = H->state;
+    if (s->hybrid) hy_begin(&s->sc);   /* the statistics, as the frozen parameters hold them */
     if (phase == TS_TRAIN) return batch_loss(H, ts_ctx_rng(H->ctx), 1, loss, e);
     if (batch_loss(H, &s->eval_rng, 0, loss, e)) return -1;
     const int B = H->in[0]->dim[0], E = s->E;
@@ -281,11 +348,25 @@ static int forward(ts_head *H, ts_phase phase, double *loss, ts_err *e)
         memcpy(oq, s->qh + (size_t)i * E, (size_t)E * sizeof(float));
         memcpy(od, s->dh + (size_t)i * E, (size_t)E * sizeof(float));
         s->score[r] = s->C[(size_t)i * B + i];
+        if (s->hybrid) {   /* R of the row's own pair, for rank = group and the AUC */
+            const ts_tensor *QW = H->in[2], *DW = H->in[3];
+            const ts_tensor *PR = H->nin == 5 ? H->in[4] : NULL;
+            const float gamma = s->gamma ? s->gamma->w[0] : s->gamma0;
+            if (hy_query(&s->sc, QW->ids + QW->off[i], QW->off[i + 1] - QW->off[i]))
+                return ts_fail(e, "hybrid: out of memory");
+            s->score[r] = gamma * s->score[r] +
+                          hy_pair(&s->sc, s->score[r], DW->ids + DW->off[i],
+                                  DW->off[i + 1] - DW->off[i],
+                                  PR ? PR->x + (size_t)i * s->sc.P : NULL, -1);
+            hy_query_end(&s->sc);
+        }
         s->label[r] = H->label ? H->label->x[i] : 1.0f;
         s->qid[r] = gq ? gq->ids[i] : (int32_t)r;
         s->doc[r] = gd ? gd->ids[i] : (int32_t)r;
     }
     s->n += B;
+    if (s->hybrid && s->all_mode && hy_collect(&s->sc, H, B))
+        return ts_fail(e, "hybrid: out of memory while collecting the evaluation");
     return 0;
 }
 
@@ -294,7 +375,22 @@ static int eval_begin(ts_head *H, ts_phase phase, ts_err *e)
     (void)phase; (void)e;
     match_state *s = H->state;
     s->n = 0;
+    if (s->hybrid) hy_eval_begin(&s->sc);
     ts_rng_seed(&s->eval_rng, ts_ctx_seed(H->ctx) ^ 0x6d61746368ull);
+    return 0;
+}
+
+/* The hybrid's R of query row r0 against every distinct document, from their cosines in sc. */
+static int hybrid_all(match_state *s, long r0, const rk_groups *g, float *sc)
+{
+    hy_scorer *h = &s->sc;
+    const float gamma = s->gamma ? s->gamma->w[0] : s->gamma0;
+    if (hy_query(h, HY_QW(h, r0), HY_QN(h, r0))) return -1;
+    for (long c = 0; c < g->nd; c++) {
+        long dr = g->doc_row[c];
+        sc[c] = gamma * sc[c] + hy_pair(h, sc[c], HY_DW(h, dr), HY_DN(h, dr), HY_PRIOR(h, dr), -1);
+    }
+    hy_query_end(h);
     return 0;
 }
 
@@ -303,6 +399,7 @@ static int eval_end(ts_head *H, ts_phase phase, ts_err *e)
     (void)phase;
     match_state *s = H->state;
     const int E = s->E;
+    if (s->hybrid) hy_begin(&s->sc);
     rk_groups g;
     if (rk_groups_make(&g, s->qid, s->doc, s->n))
         return ts_fail(e, "match: out of memory while ranking");
@@ -334,6 +431,10 @@ static int eval_end(ts_head *H, ts_phase phase, ts_err *e)
             /* scores of the query against every distinct document: (nd, E) x (E) */
             cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)g.nd, E, 1.0f, Dm, E,
                         s->eq + (size_t)rows[0] * E, 1, 0.0f, sc, 1);
+            if (s->hybrid && hybrid_all(s, rows[0], &g, sc)) {
+                free(sc); free(tie); free(rel); free(ranks); free(Dm); rk_groups_free(&g);
+                return ts_fail(e, "hybrid: out of memory while ranking");
+            }
             for (long k = 0; k < m; k++)
                 if (s->label[rows[k]] > 0.5f) {
                     long c = g.cand[rows[k]], dup = 0;
@@ -365,26 +466,68 @@ static void destroy(ts_head *H)
     free(s->qh); free(s->dh); free(s->dqh); free(s->ddh); free(s->C); free(s->dC);
     free(s->rows); free(s->mark); free(s->y);
     free(s->eq); free(s->ed); free(s->score); free(s->label); free(s->qid); free(s->doc);
+    hy_free(&s->sc);
     free(s);
     H->state = NULL;
+}
+
+/* The last evaluation's score of every row's own pair (the cosine; the hybrid's R) and labels,
+ * in the order of the split's rows. */
+static int predictions(ts_head *H, const float **score, const float **label, long *n)
+{
+    match_state *s = H->state;
+    if (!s || !s->score) return -1;
+    *score = s->score;
+    *label = s->label;
+    *n = s->n;
+    return 0;
+}
+
+static int init_hybrid(ts_head *H, ts_err *e)
+{
+    match_state *s = H->state;
+    return hy_init(&s->sc, H, e);
 }
 
 
 /* A failed build frees what it allocated: the host calls destroy only after a build succeeded. */
 static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
 {
-    if (build_impl(H, cfg, e) == 0) return 0;
+    if (build_impl(H, cfg, 0, e) == 0) return 0;
+    destroy(H);
+    return -1;
+}
+static int build_hybrid(ts_head *H, const ts_cfg *cfg, ts_err *e)
+{
+    if (build_impl(H, cfg, 1, e) == 0) return 0;
     destroy(H);
     return -1;
 }
 static const ts_head_ops ops = {
     .size = sizeof(ts_head_ops),
     .build = build, .forward = forward, .eval_begin = eval_begin, .eval_end = eval_end,
-    .destroy = destroy, .check_inputs = "f32 5 4; f32 5 4", .check_label = "binary",
+    .destroy = destroy, .predictions = predictions,
+    .check_inputs = "f32 5 4; f32 5 4", .check_label = "binary",
     .check_keys = "loss=softmax_ce negatives=4 learn_gamma=true gamma=5"};
+static const ts_head_ops hybrid_ops = {
+    .size = sizeof(ts_head_ops),
+    .build = build_hybrid, .forward = forward, .eval_begin = eval_begin, .eval_end = eval_end,
+    .destroy = destroy, .predictions = predictions,
+    .check_inputs = "f32 6 4; f32 6 4; bags 6 1 vocab=9; bags 6 1 vocab=9; f32 6 2",
+    .check_label = "binary",
+    .check_keys = "loss=softmax_ce negatives=4 learn_gamma=true gamma=5 stats=uniform "
+                  "scorer_units=3 lexical=bm25,log_bm25,overlap,idf_overlap,bigram,doc_overlap",
+    .init = init_hybrid};
 static const ts_plugin plugin = {
     TS_ABI, sizeof(ts_plugin), TS_HEAD, "match", "1.0",
     "DSSM matching: gamma*cos(q,d), softmax over in-batch negatives; ranking MRR/MAP/NDCG/Recall",
     keys, &ops};
+static const ts_plugin hybrid_plugin = {
+    TS_ABI, sizeof(ts_plugin), TS_HEAD, "hybrid", "1.0",
+    "hybrid lexical-semantic matching: gamma*cos + a learned scorer of cos, BM25/exact-match "
+    "features and a document prior; ranks like match", hybrid_keys, &hybrid_ops};
 
-const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }
+const ts_plugin *tessera_plugin_entry(uint32_t i)
+{
+    return i == 0 ? &plugin : i == 1 ? &hybrid_plugin : NULL;
+}
