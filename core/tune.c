@@ -39,7 +39,8 @@ static const char *not_searchable(const char *key)
 {
     static const struct { const char *key, *why; } no[] = {
         {"experiment.seed", "the seed is not a hyper-parameter: every trial runs with the "
-                            "experiment's seed, and --seeds N sets the seeds of the final comparison"},
+                            "experiment's seed (--trial-seeds N: N seeds from it), and --seeds N "
+                            "sets the seeds of the final comparison"},
         {"experiment.name", "tune names the selected experiment itself (NAME_tuned)"},
         {"experiment.source", "it says where the experiment file is"},
         {"experiment.extends", "a file's base is read with the file"},
@@ -324,6 +325,9 @@ typedef struct tune_opts {
     char name[TS_NAME_MAX];        /* its [experiment] name */
     char out[TS_PATH_MAX];
     int random, seeds, jobs, select_on;
+    int trial_seeds;               /* seeds per trial: base_seed, base_seed + 1, ... */
+    long base_seed;                /* the experiment's [experiment] seed */
+    int final_seed[TUNE_MAX_SEEDS];    /* the final comparison's seeds: none of the trials' */
     uint64_t search_seed;
     char metric[2 * TS_NAME_MAX];  /* "income.auc" */
     char metric_from[64];          /* "[train] early_stop" or "--metric" */
@@ -344,7 +348,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: tessera tune EXP.ini [--random N] [--seeds N] [--jobs N] [--out DIR]\n"
-        "          [--metric TASK.FIG] [--select-on valid|valid-last] [--search-seed N]\n"
+        "          [--metric TASK.FIG] [--select-on valid|valid-last] [--trial-seeds N]\n"
+        "          [--search-seed N]\n"
         "          SECTION.KEY=V1,V2,... SECTION.KEY=LO:HI SECTION.KEY=log:LO:HI SECTION.KEY=VALUE ...\n"
         "\n"
         "Searches hyper-parameters of one experiment, chooses on the validation split only, and\n"
@@ -356,7 +361,10 @@ static void usage(FILE *f)
         "  KEY=VALUE       a plain override of every run\n"
         "  --random N      draw N trials (search seed --search-seed, default 1); without it the\n"
         "                  lists form a grid of at most %d trials\n"
-        "  --seeds N       seeds of the final comparison on the test split (default 3)\n"
+        "  --seeds N       seeds of the final comparison on the test split (default 3), none\n"
+        "                  of them a trial's: the chosen configuration is run afresh\n"
+        "  --trial-seeds N each trial runs with N seeds (the experiment's and the next ones)\n"
+        "                  and is judged by their mean validation figure (default 1)\n"
         "  --jobs N        runs at a time, each with (cores / N) BLAS threads (default 1)\n"
         "  --out DIR       the search's folder (default results/tune-NAME)\n"
         "  --metric T.F    the validation figure that chooses (default: [train] early_stop);\n"
@@ -391,6 +399,7 @@ static int parse_count(const char *opt, const char *s, long lo, long hi, long *o
 static int parse_args(int argc, char **argv, tune_opts *o)
 {
     o->seeds = 3;
+    o->trial_seeds = 1;
     o->jobs = 1;
     o->search_seed = 1;
     o->keys = calloc((size_t)argc + 1, sizeof *o->keys);
@@ -401,7 +410,7 @@ static int parse_args(int argc, char **argv, tune_opts *o)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return -1;
         int takes = !strcmp(a, "--random") || !strcmp(a, "--seeds") || !strcmp(a, "--jobs") ||
                     !strcmp(a, "--out") || !strcmp(a, "--metric") || !strcmp(a, "--select-on") ||
-                    !strcmp(a, "--search-seed");
+                    !strcmp(a, "--search-seed") || !strcmp(a, "--trial-seeds");
         if (takes && i + 1 >= argc) {
             fprintf(stderr, "tessera tune: %s needs a value (tessera tune --help)\n", a);
             return 2;
@@ -414,6 +423,9 @@ static int parse_args(int argc, char **argv, tune_opts *o)
         } else if (!strcmp(a, "--seeds")) {
             if (parse_count(a, argv[++i], 1, TUNE_MAX_SEEDS, &v)) return 2;
             o->seeds = (int)v;
+        } else if (!strcmp(a, "--trial-seeds")) {
+            if (parse_count(a, argv[++i], 1, TUNE_MAX_SEEDS, &v)) return 2;
+            o->trial_seeds = (int)v;
         } else if (!strcmp(a, "--jobs")) {
             if (parse_count(a, argv[++i], 1, 4096, &v)) return 2;
             o->jobs = (int)v;
@@ -587,6 +599,10 @@ static int read_experiment(tune_opts *o)
     snprintf(o->early_stop, sizeof o->early_stop, "%s", x->early_stop);
     o->patience = x->patience;
     o->epochs = x->epochs;
+    o->base_seed = (long)x->ctx.seed;
+    /* the final seeds: 1, 2, ... skipping the trials' own, so no final run is a trial's run */
+    for (long k = 1, n = 0; n < o->seeds; k++)
+        if (k < o->base_seed || k >= o->base_seed + o->trial_seeds) o->final_seed[n++] = (int)k;
     for (int i = 0; i < o->nkeys; i++) {
         const char *name;
         ts_cfg *c = key_section(x, o->keys[i].key, &name);
@@ -852,8 +868,8 @@ static int run_jobs(tjob *jobs, int n, int parallel, void (*note)(const tjob *, 
     return failed;
 }
 
-/* The argv of `tessera run INI threads KEYS... [seed] --results DIR --if-changed`. */
-static char **run_argv(const char *ini, int seed, int threads, char **over, int nover,
+/* The argv of `tessera run INI threads KEYS... seed --results DIR --if-changed`. */
+static char **run_argv(const char *ini, long seed, int threads, char **over, int nover,
                        const char *dir)
 {
     char **v = calloc((size_t)nover + 12, sizeof *v);
@@ -866,10 +882,8 @@ static char **run_argv(const char *ini, int seed, int threads, char **over, int 
     snprintf(buf, sizeof buf, "train.threads=%d", threads);
     v[a++] = strdup(buf);
     for (int i = 0; i < nover; i++) v[a++] = strdup(over[i]);
-    if (seed > 0) {   /* last: it wins over a fixed experiment.seed */
-        snprintf(buf, sizeof buf, "experiment.seed=%d", seed);
-        v[a++] = strdup(buf);
-    }
+    snprintf(buf, sizeof buf, "experiment.seed=%ld", seed);   /* last: it wins over a fixed one */
+    v[a++] = strdup(buf);
     v[a++] = strdup("--results");
     v[a++] = strdup(dir);
     v[a++] = strdup("--if-changed");
@@ -973,10 +987,11 @@ typedef struct search {
     int threads;
 } search;
 
-static void trial_dir(char *buf, size_t n, const tune_opts *o, int t)
+/* OUT/trials/NNN/seed-S (OUT/trials/default/seed-S for the default). */
+static void trial_dir(char *buf, size_t n, const tune_opts *o, int t, long seed)
 {
-    if (t == 0) snprintf(buf, n, "%s/trials/default", o->out);
-    else snprintf(buf, n, "%s/trials/%03d", o->out, t);
+    if (t == 0) snprintf(buf, n, "%s/trials/default/seed-%ld", o->out, seed);
+    else snprintf(buf, n, "%s/trials/%03d/seed-%ld", o->out, t, seed);
 }
 
 static void trial_label(char *buf, size_t n, const tune_opts *o, const ts_tune_trial *t, int i)
@@ -1042,14 +1057,14 @@ static int make_trials(search *s)
     return 0;
 }
 
-/* The argv of trial i, or of the default's final run with seed > 0. */
-static char **trial_argv(const search *s, int i, int seed, const char *dir)
+/* The argv of trial i with a seed, or (final) of the default's run for the test comparison. */
+static char **trial_argv(const search *s, int i, long seed, int final, const char *dir)
 {
     const tune_opts *o = s->o;
     char *over[TS_TUNE_MAX_KEYS + 2] = {0};
     /* the final runs of the default are the experiment as given: no valid-last switch */
     tune_opts plain = *o;
-    if (seed > 0) plain.select_on = SELECT_VALID;
+    if (final) plain.select_on = SELECT_VALID;
     int n = trial_overrides(&plain, i ? &s->trial[i] : NULL, over);
     char **v = n < 0 ? NULL : run_argv(o->exp, seed, s->threads, over, n, dir);
     free_strings(over, n < 0 ? 0 : n);
@@ -1065,47 +1080,69 @@ static void log_path(char *buf, size_t n, const tune_opts *o, const char *dir)
     snprintf(buf + k, n - k, ".log");
 }
 
-/* Phase 1: every trial, and the default's final runs (they need no choice). */
+/* A trial's figures from its seeds' runs jobs[0..k): the mean validation figure and best
+ * epoch when every seed finished; its state the worst of theirs. */
+static void trial_result(search *s, int t, const tjob *jobs, int k)
+{
+    double v = 0, ep = 0;
+    int all = 1, ran = 0, failed = 0, stopped = 0;
+    for (int r = 0; r < k; r++) {
+        int st = jobs[r].state;
+        all &= st == J_RAN || st == J_REUSED;
+        ran |= st == J_RAN;
+        failed |= st == J_FAILED;
+        stopped |= st == J_STOPPED || st == J_WAITING || st == J_RUNNING;
+        if (st == J_RAN || st == J_REUSED) {
+            v += valid_figure(jobs[r].dir, s->o->metric);
+            ep += run_figure(jobs[r].dir, "train.run.best_epoch");
+        }
+    }
+    s->ok[t] = all;
+    s->state[t] = failed ? J_FAILED : stopped ? J_STOPPED : ran ? J_RAN : J_REUSED;
+    s->valid[t] = all ? v / k : NAN;
+    s->best_epoch[t] = all ? ep / k : NAN;
+}
+
+/* Phase 1: every trial over its seeds, and the default's final runs (they need no choice). */
 static int run_trials(search *s, int *stopped)
 {
     tune_opts *o = s->o;
-    int n = s->ntrial + o->seeds;
+    int ts = o->trial_seeds, nt = s->ntrial * ts, n = nt + o->seeds;
     tjob *jobs = calloc((size_t)n, sizeof *jobs);
     if (!jobs) { fprintf(stderr, "tessera tune: out of memory\n"); return -1; }
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         tjob *j = &jobs[i];
-        int seed = i < s->ntrial ? 0 : i - s->ntrial + 1;
-        if (seed) {
-            snprintf(j->dir, sizeof j->dir, "%s/final/default/seed-%d", o->out, seed);
-            snprintf(j->label, sizeof j->label, "default, seed %d (for the test comparison)", seed);
+        int final = i >= nt, t = final ? 0 : i / ts;
+        long seed = final ? o->final_seed[i - nt] : o->base_seed + i % ts;
+        if (final) {
+            snprintf(j->dir, sizeof j->dir, "%s/final/default/seed-%ld", o->out, seed);
+            snprintf(j->label, sizeof j->label, "default, seed %ld (for the test comparison)", seed);
         } else {
-            trial_dir(j->dir, sizeof j->dir, o, i);
-            if (i) snprintf(j->label, sizeof j->label, "trial %d", i);
+            trial_dir(j->dir, sizeof j->dir, o, t, seed);
+            if (t) snprintf(j->label, sizeof j->label, "trial %d", t);
             else snprintf(j->label, sizeof j->label, "default (trial 0)");
+            if (ts > 1) {
+                size_t l = strlen(j->label);
+                snprintf(j->label + l, sizeof j->label - l, ", seed %ld", seed);
+            }
         }
         log_path(j->log, sizeof j->log, o, j->dir);
-        if (!(j->argv = trial_argv(s, seed ? 0 : i, seed, j->dir))) {
+        if (!(j->argv = trial_argv(s, t, seed, final, j->dir))) {
             fprintf(stderr, "tessera tune: out of memory\n");
             rc = -1;
         }
     }
-    fprintf(stderr, "tessera tune: %d trial%s and the default, chosen on the validation split "
+    fprintf(stderr, "tessera tune: %d trial%s and the default%s, chosen on the validation split "
             "(valid.%s, %s is better)%s; then the default over %d seed%s; %d run%s at a time\n",
-            s->ntrial - 1, s->ntrial == 2 ? "" : "s", o->metric,
-            ts_tune_lower_better(o->metric) ? "lower" : "higher",
+            s->ntrial - 1, s->ntrial == 2 ? "" : "s", ts > 1 ? ", each over its seeds" : "",
+            o->metric, ts_tune_lower_better(o->metric) ? "lower" : "higher",
             o->select_on == SELECT_VALID_LAST ? ", trials without early stopping" : "", o->seeds,
             o->seeds > 1 ? "s" : "", o->jobs, o->jobs > 1 ? "s" : "");
     int failed = rc ? -1 : run_jobs(jobs, n, o->jobs, note_valid, o, stopped);
-    for (int i = 0; i < s->ntrial && failed >= 0; i++) {
-        s->state[i] = jobs[i].state;
-        s->ok[i] = jobs[i].state == J_RAN || jobs[i].state == J_REUSED;
-        s->valid[i] = s->ok[i] ? valid_figure(jobs[i].dir, o->metric) : NAN;
-        s->best_epoch[i] = s->ok[i] ? run_figure(jobs[i].dir, "train.run.best_epoch") : NAN;
-    }
+    for (int t = 0; t < s->ntrial && failed >= 0; t++) trial_result(s, t, jobs + t * ts, ts);
     int final_ok = 1;
-    for (int i = s->ntrial; i < n; i++)
-        final_ok &= jobs[i].state == J_RAN || jobs[i].state == J_REUSED;
+    for (int i = nt; i < n; i++) final_ok &= jobs[i].state == J_RAN || jobs[i].state == J_REUSED;
     for (int i = 0; i < n; i++) free_argv(jobs[i].argv);
     free(jobs);
     if (failed < 0) return -1;
@@ -1117,7 +1154,7 @@ static int run_trials(search *s, int *stopped)
 static void say_valid_figures(const tune_opts *o)
 {
     char dir[TS_PATH_MAX], p[TS_PATH_MAX + 16], line[1024];
-    trial_dir(dir, sizeof dir, o, 0);
+    trial_dir(dir, sizeof dir, o, 0, o->base_seed);
     snprintf(p, sizeof p, "%s/metrics.json", dir);
     FILE *f = ts_fopen_regular(p);
     fprintf(stderr, "tessera tune: no trial reported valid.%s (the choice is made on the "
@@ -1153,7 +1190,7 @@ static int write_trials_csv(const search *s)
         }
         if (isfinite(s->valid[t])) sb_printf(&b, ",%.9g", s->valid[t]);
         else sb_printf(&b, ",");
-        if (isfinite(s->best_epoch[t])) sb_printf(&b, ",%.0f", s->best_epoch[t]);
+        if (isfinite(s->best_epoch[t])) sb_printf(&b, o->trial_seeds > 1 ? ",%.2f" : ",%.0f", s->best_epoch[t]);
         else sb_printf(&b, ",");
         sb_printf(&b, ",%d\n", t == s->chosen);
     }
@@ -1228,15 +1265,23 @@ static int run_selected(search *s, const char *selected, int *stopped)
     int rc = 0;
     for (int k = 0; k < o->seeds && !rc; k++) {
         tjob *j = &jobs[k];
-        snprintf(j->dir, sizeof j->dir, "%s/final/selected/seed-%d", o->out, k + 1);
-        snprintf(j->label, sizeof j->label, "selected, seed %d (for the test comparison)", k + 1);
+        int seed = o->final_seed[k];
+        snprintf(j->dir, sizeof j->dir, "%s/final/selected/seed-%d", o->out, seed);
+        snprintf(j->label, sizeof j->label, "selected, seed %d (for the test comparison)", seed);
         log_path(j->log, sizeof j->log, o, j->dir);
-        if (!(j->argv = run_argv(selected, k + 1, s->threads, NULL, 0, j->dir))) rc = -1;
+        if (!(j->argv = run_argv(selected, seed, s->threads, NULL, 0, j->dir))) rc = -1;
     }
     int failed = rc ? -1 : run_jobs(jobs, o->seeds, o->jobs, NULL, NULL, stopped);
     for (int k = 0; k < o->seeds; k++) free_argv(jobs[k].argv);
     free(jobs);
     return failed;
+}
+
+/* "2, 3 and 4": the final comparison's seeds. */
+static void seed_list(sbuf *b, const tune_opts *o)
+{
+    for (int k = 0; k < o->seeds; k++)
+        sb_printf(b, "%s%d", k == 0 ? "" : k + 1 < o->seeds ? ", " : " and ", o->final_seed[k]);
 }
 
 /* The test figures of the final runs: every "test.TASK.FIG" key of metrics.json (not the loss,
@@ -1253,11 +1298,11 @@ static int reportable(const char *key)
            strcmp(m, ".queries") && strcmp(m, ".users") && strncmp(m, ".w_", 3);
 }
 
-static int read_final(const tune_opts *o, int which, int seed, final_fig *f, int nf, int max)
+static int read_final(const tune_opts *o, int which, int k, final_fig *f, int nf, int max)
 {
     char p[TS_PATH_MAX + 64], line[1024];
     snprintf(p, sizeof p, "%s/final/%s/seed-%d/metrics.json", o->out, which ? "selected" : "default",
-             seed);
+             o->final_seed[k]);
     FILE *in = ts_fopen_regular(p);
     while (in && fgets(line, sizeof line, in)) {
         char *q1 = strchr(line, '"'), *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
@@ -1273,7 +1318,7 @@ static int read_final(const tune_opts *o, int which, int seed, final_fig *f, int
             for (int a = 0; a < 2; a++) for (int r = 0; r < TUNE_MAX_SEEDS; r++) f[nf].v[a][r] = NAN;
             nf++;
         }
-        f[i].v[which][seed - 1] = strncmp(colon + 2, "null", 4) ? strtod(colon + 1, NULL) : NAN;
+        f[i].v[which][k] = strncmp(colon + 2, "null", 4) ? strtod(colon + 1, NULL) : NAN;
     }
     if (in) fclose(in);
     return nf;
@@ -1288,7 +1333,7 @@ static void report_final(sbuf *b, const search *s)
     if (!f) { b->oom = 1; return; }
     int nf = 0;
     for (int w = 0; w < (s->chosen ? 2 : 1); w++)
-        for (int k = 1; k <= o->seeds; k++) nf = read_final(o, w, k, f, nf, 64);
+        for (int k = 0; k < o->seeds; k++) nf = read_final(o, w, k, f, nf, 64);
     if (!s->chosen) {
         sb_printf(b, "No trial beat the default on the validation split, so the selected "
                   "configuration is the default; its test figures over %d seed%s:\n\n| figure | "
@@ -1330,10 +1375,12 @@ static void report_final(sbuf *b, const search *s)
         else sb_printf(b, " – | – |");
         sb_printf(b, " %d/%d (%s is better) |\n", wins, n, low ? "lower" : "higher");
     }
-    sb_printf(b, "\nEach figure is the mean ± the sample standard deviation over seeds 1 to %d "
-              "(the same seeds for both, so the test is paired: two-sided t-test on the %d "
+    sb_printf(b, "\nEach figure is the mean ± the sample standard deviation over seed%s ",
+              o->seeds > 1 ? "s" : "");
+    seed_list(b, o);
+    sb_printf(b, " (the same seeds for both, so the test is paired: two-sided t-test on the %d "
               "differences; * p < 0.05). With few seeds the test has little power: read the "
-              "difference with its spread.\n", o->seeds, o->seeds);
+              "difference with its spread.\n", o->seeds);
     free(f);
 }
 
@@ -1388,9 +1435,16 @@ static void report_space(sbuf *b, const search *s)
     else
         sb_printf(b, "\nBudget: the grid of the lists, %d trial%s", s->ntrial - 1,
                   s->ntrial == 2 ? "" : "s");
-    sb_printf(b, ", and the default; %d finished, %d failed; %d run%s at a time. Every trial "
-              "runs with the experiment's seed.\n\n", finished, failed, o->jobs,
-              o->jobs > 1 ? "s" : "");
+    sb_printf(b, ", and the default; %d finished, %d failed; %d run%s at a time. ", finished,
+              failed, o->jobs, o->jobs > 1 ? "s" : "");
+    if (o->trial_seeds > 1)
+        sb_printf(b, "Every trial runs with seeds %ld to %ld (--trial-seeds %d) and is judged by "
+                  "the mean of their validation figures.\n\n", o->base_seed,
+                  o->base_seed + o->trial_seeds - 1, o->trial_seeds);
+    else
+        sb_printf(b, "Every trial runs with the experiment's seed, %ld: a difference between "
+                  "trials smaller than the spread over seeds of the last section is noise "
+                  "(--trial-seeds N averages N seeds per trial).\n\n", o->base_seed);
 }
 
 /* "Which split chose what", the sentence the issue asks of every report. */
@@ -1414,8 +1468,9 @@ static void report_splits(sbuf *b, const search *s)
     sb_printf(b, "| the configuration | the validation split | valid.%s of each trial (%s is "
               "better; %s) |\n", o->metric, lower ? "lower" : "higher", o->metric_from);
     sb_printf(b, "| the figures of the last section | the test split | fresh runs of the default "
-              "and of the selected configuration, seeds 1 to %d; the search read no test figure "
-              "|\n\n", o->seeds);
+              "and of the selected configuration, seed%s ", o->seeds > 1 ? "s" : "");
+    seed_list(b, o);
+    sb_printf(b, " (no trial's seed); the search read no test figure |\n\n");
     if (o->select_on == SELECT_VALID && o->early_stop[0])
         sb_printf(b, "**Bias.** Each trial's validation figure is the best of its epochs on the "
                   "same split that then compares the trials, so it is optimistic twice over "
@@ -1458,7 +1513,8 @@ static void report_trials(sbuf *b, const search *s, const char *selected)
         }
         if (isfinite(s->valid[t])) sb_printf(b, " %.4f |", s->valid[t]);
         else sb_printf(b, " – |");
-        if (isfinite(s->best_epoch[t])) sb_printf(b, " %.0f |", s->best_epoch[t]);
+        if (isfinite(s->best_epoch[t]))
+            sb_printf(b, o->trial_seeds > 1 ? " %.1f |" : " %.0f |", s->best_epoch[t]);
         else sb_printf(b, " – |");
         sb_printf(b, " %s |\n", st[s->state[t]]);
     }
@@ -1476,8 +1532,9 @@ static void report_trials(sbuf *b, const search *s, const char *selected)
                 md_field(b, s->trial[c].val[i]);
                 sb_printf(b, "`");
             }
-        sb_printf(b, ", valid.%s %.4f against the default's %.4f (%+.4f, one seed each). ",
-                  o->metric, s->valid[c], s->valid[0], s->valid[c] - s->valid[0]);
+        sb_printf(b, ", valid.%s %.4f against the default's %.4f (%+.4f; %s). ", o->metric,
+                  s->valid[c], s->valid[0], s->valid[c] - s->valid[0], o->trial_seeds > 1 ?
+                  "means over the trial seeds" : "one seed each");
     }
     sb_printf(b, "It is written as `");
     md_field(b, selected);

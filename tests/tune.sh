@@ -111,7 +111,7 @@ grep -q "| the configuration | the validation split | valid.y1.mse" o/report.md 
 grep -q "the test split | fresh runs" o/report.md && grep -q "selected − default" o/report.md &&
     ok || bad "report.md has no test comparison"
 for d in default selected; do
-    for s in 1 2; do [ -s "o/final/$d/seed-$s/metrics.json" ] || bad "no final run $d seed $s"; done
+    for s in 2 3; do [ -s "o/final/$d/seed-$s/metrics.json" ] || bad "no final run $d seed $s"; done
 done
 # selected.ini is a complete experiment that `tessera run` takes as is, from another folder,
 # and it is the chosen trial: the same validation figure (same seed, one BLAS thread)
@@ -126,7 +126,7 @@ grep -q "^name = tiny_tuned" o/selected.ini && ok || bad "selected.ini's name"
 
 # ---- an interrupted search resumes: only the lost trial runs again --------------------------
 cp o/trials.csv trials1.csv
-rm o/trials/003/metrics.json
+rm o/trials/003/seed-1/metrics.json
 # shellcheck disable=SC2086
 "$T" $cmd >/dev/null 2>err2.txt || bad "the resumed search failed"
 grep -q "trial 3: run;" err2.txt && ok || { bad "trial 3 did not run again"; sed 's/^/    /' err2.txt; }
@@ -139,8 +139,8 @@ cmp -s a.csv b.csv && ok || bad "the resumed search's trials.csv differs: $(diff
 # the worst trial on validation gets by far the best test figure in its metrics.json, every
 # other trial a bad one: a search that read test figures would now choose it
 worst=$(awk -F, 'NR > 2 && $5 != "" { if (w == "" || $5 > v) { v = $5; w = $1 } } END { print w }' o/trials.csv)
-for d in o/trials/*/; do
-    t=$(basename "$d")
+for d in o/trials/*/seed-1; do
+    t=$(basename "$(dirname "$d")")
     v=99
     [ "$t" = "$(printf %03d "$worst")" ] && v=0.000001
     sed -i "s/\"test.y1.mse\": [^,]*/\"test.y1.mse\": $v/; s/\"test.y1.mae\": [^,]*/\"test.y1.mae\": $v/" "$d/metrics.json"
@@ -151,7 +151,7 @@ done
 chosen3=$(awk -F, 'NR > 1 && $7 == 1 { print $1 }' o/trials.csv)
 [ "$chosen3" = "$chosen" ] && ok || bad "forged test figures moved the choice from $chosen to $chosen3"
 # and the same forgery on the validation figure does move it: the choice is made on it
-sed -i "s/\"valid.y1.mse\": [^,]*/\"valid.y1.mse\": 0.000001/" "o/trials/$(printf %03d "$worst")/metrics.json"
+sed -i "s/\"valid.y1.mse\": [^,]*/\"valid.y1.mse\": 0.000001/" "o/trials/$(printf %03d "$worst")/seed-1/metrics.json"
 # shellcheck disable=SC2086
 "$T" $cmd >/dev/null 2>err4.txt || bad "the search over a forged validation figure failed"
 chosen4=$(awk -F, 'NR > 1 && $7 == 1 { print $1 }' o/trials.csv)
@@ -167,12 +167,23 @@ awk -F, 'NR > 2 { if ($3 !~ /^[0-9]+$/ || $3 < 2 || $3 > 4 || $4 < 0.001 || $4 >
     ok || { bad "random draws outside their ranges:"; cat r/trials.csv; }
 # no early stopping: every trial keeps its last epoch, and its config has early_stop empty
 awk -F, 'NR > 2 && $6 != $3 { exit 1 }' r/trials.csv && ok || { bad "valid-last: a trial kept an earlier epoch"; cat r/trials.csv; }
-grep -q "^early_stop = *$" r/trials/001/config.ini && ok || bad "valid-last: trial 1 early-stopped"
-grep -q "^units = 8" r/trials/002/config.ini && ok || bad "the fixed key is not in trial 2"
+grep -q "^early_stop = *$" r/trials/001/seed-1/config.ini && ok || bad "valid-last: trial 1 early-stopped"
+grep -q "^units = 8" r/trials/002/seed-1/config.ini && ok || bad "the fixed key is not in trial 2"
 grep -q "nothing: early stopping is off in the trials" r/report.md && ok || bad "valid-last: the report does not say so"
 if [ "$(awk -F, 'NR > 1 && $7 == 1 { print $1 }' r/trials.csv)" != default ]; then
     grep -q "^early_stop = *$" r/selected.ini && ok || bad "valid-last: selected.ini early-stops"
 fi
+
+# ---- --trial-seeds: a trial judged by the mean over its seeds; no final run reuses one ---------
+"$T" tune exp.ini layer.h.units=2,8 --trial-seeds 2 --seeds 1 --jobs "$ncpu" --out m >/dev/null 2>err6.txt ||
+    { bad "the search with --trial-seeds failed"; sed 's/^/    /' err6.txt; }
+v1=$(sed -n 's/.*"valid.y1.mse": \([^,]*\),*/\1/p' m/trials/002/seed-1/metrics.json)
+v2=$(sed -n 's/.*"valid.y1.mse": \([^,]*\),*/\1/p' m/trials/002/seed-2/metrics.json)
+mean=$(awk -F, '$1 == 2 { print $4 }' m/trials.csv)
+awk -v a="$v1" -v b="$v2" -v m="$mean" 'BEGIN { d = (a + b) / 2 - m; exit !(a != b && d < 1e-7 && d > -1e-7) }' &&
+    ok || bad "trial 2's figure $mean is not the mean of its seeds' $v1 and $v2"
+[ -s m/final/default/seed-3/metrics.json ] && [ ! -e m/final/default/seed-1 ] && ok ||
+    bad "the final runs took a trial's seed: $(ls m/final/default)"
 
 echo "tune: $passes passed, $failures failed"
 [ "$failures" = 0 ]

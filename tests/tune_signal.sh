@@ -50,7 +50,7 @@ cmd="tune $tmp/exp.ini optimizer.lr=0.003,0.01 --seeds 1 --jobs 1 --out $tmp/o"
 tpid=$!
 # the default trial (the first to run) has trained an epoch
 i=0
-until grep -q "epoch 1/" "$tmp/o/logs/trials-default.log" 2>/dev/null; do
+until grep -q "epoch 1/" "$tmp/o/logs/trials-default-seed-1.log" 2>/dev/null; do
     i=$((i + 1))
     [ "$i" -le 600 ] || fail "the first trial did not train an epoch within 60 s"
     kill -0 "$tpid" 2>/dev/null || fail "tune ended before its first trial trained"
