@@ -162,10 +162,12 @@ int ts_tune_parse_key(const char *arg, ts_tune_key *k, ts_err *e)
     const char *why = not_searchable(k->key);
     int never = !strcmp(k->key, "experiment.name") || !strcmp(k->key, "experiment.extends") ||
                 !strcmp(k->key, "experiment.source");
+    int list_valued = !strcmp(k->key, "data.split") || !strcmp(k->key, "data.split_fractions");
     if (why && (searched || never))
-        return ts_fail(e, "%s cannot be %s: %s%s", k->key, never ? "set by tune" : "searched",
-                       why, never ? "" : " (a value that is itself a list is written with spaces: "
-                       "data.split='0.6 0.2 0.2' fixes it for every run)");
+        return ts_fail(e, "%s cannot be %s: %s%s%s%s", k->key, never ? "set by tune" : "searched",
+                       why, list_valued && strchr(spec, ',') ? " (to fix it for every run, write "
+                       "its list with spaces: " : "", list_valued && strchr(spec, ',') ? k->key : "",
+                       list_valued && strchr(spec, ',') ? "='0.6 0.2 0.2')" : "");
     if (!strncmp(spec, "log:", 4)) {
         k->kind = TS_TUNE_LOG;
         if (!parse_range(spec + 4, k))
@@ -404,7 +406,7 @@ static int parse_args(int argc, char **argv, tune_opts *o)
     o->search_seed = 1;
     o->keys = calloc((size_t)argc + 1, sizeof *o->keys);
     if (!o->keys) { fprintf(stderr, "tessera tune: out of memory\n"); return 1; }
-    int random_given = 0, nsearched = 0;
+    int nsearched = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return -1;
@@ -419,7 +421,6 @@ static int parse_args(int argc, char **argv, tune_opts *o)
         if (!strcmp(a, "--random")) {
             if (parse_count(a, argv[++i], 1, TS_TUNE_MAX_TRIALS, &v)) return 2;
             o->random = (int)v;
-            random_given = 1;
         } else if (!strcmp(a, "--seeds")) {
             if (parse_count(a, argv[++i], 1, TUNE_MAX_SEEDS, &v)) return 2;
             o->seeds = (int)v;
@@ -498,7 +499,6 @@ static int parse_args(int argc, char **argv, tune_opts *o)
                 "(layer.mix.units=8,16,32) or a range (optimizer.lr=log:0.0001:0.01)\n");
         return 2;
     }
-    (void)random_given;
     return 0;
 }
 
@@ -510,7 +510,7 @@ static int trial_overrides(const tune_opts *o, const ts_tune_trial *t, char **v)
     int n = 0;
     for (int i = 0; i < o->nkeys; i++) {
         const char *val = key_value(o, t, i);
-        if (!val) continue;
+        if (!val || !*val) continue;   /* a searched key a probe leaves out */
         v[n++] = NULL;
         size_t len = strlen(o->keys[i].key) + strlen(val) + 2;
         if (!(v[n - 1] = malloc(len))) return -1;
@@ -1040,13 +1040,16 @@ static int make_trials(search *s)
     }
     s->ntrial = n + 1;
     for (int i = 0; i < o->nkeys; i++) t[0].val[i][0] = 0;
-    /* the searched keys' names first, with a sentence that names them rather than a trial */
-    ts_tune_trial probe;
-    for (int i = 0; i < o->nkeys; i++)
-        snprintf(probe.val[i], TS_TUNE_VAL_MAX, "%s", n ? t[1].val[i] : "");
-    ts_exp *px = n ? load_trial(o, &probe, "the searched keys") : NULL;
-    if (n && !px) return 2;
-    ts_exp_free(px);
+    /* each searched key alone first, so that a sentence names the key rather than a trial */
+    for (int k = 0; k < o->nkeys && n; k++) {
+        if (o->keys[k].kind == TS_TUNE_FIXED) continue;
+        ts_tune_trial probe;
+        for (int i = 0; i < o->nkeys; i++) probe.val[i][0] = 0;
+        snprintf(probe.val[k], TS_TUNE_VAL_MAX, "%s", t[1].val[k]);
+        ts_exp *px = load_trial(o, &probe, o->keys[k].key);
+        if (!px) return 2;
+        ts_exp_free(px);
+    }
     for (int i = 1; i < s->ntrial; i++) {
         char what[1024];
         trial_label(what, sizeof what, o, &t[i], i);

@@ -185,5 +185,15 @@ awk -v a="$v1" -v b="$v2" -v m="$mean" 'BEGIN { d = (a + b) / 2 - m; exit !(a !=
 [ -s m/final/default/seed-3/metrics.json ] && [ ! -e m/final/default/seed-1 ] && ok ||
     bad "the final runs took a trial's seed: $(ls m/final/default)"
 
+# ---- a trial that fails is reported and left out of the choice; a failed default stops it ----
+"$T" tune exp.ini layer.h.activation=relu,nope --seeds 1 --jobs "$ncpu" --out f >/dev/null 2>err7.txt &&
+    ok || { bad "a search with a failing trial failed"; sed 's/^/    /' err7.txt; }
+[ "$(awk -F, '$1 == 2 { print $2 "," $4 "," $6 }' f/trials.csv)" = "failed,,0" ] && ok ||
+    { bad "the failing trial's line"; cat f/trials.csv; }
+grep -q "1 trial failed" err7.txt && ok || bad "no word of the failed trial"
+"$T" tune exp.ini layer.h.units=4,8 layer.h.activation=nope --seeds 1 --out g >/dev/null 2>err8.txt
+[ $? = 1 ] && grep -q "the default (the experiment as given) did not finish" err8.txt && ok ||
+    { bad "a failing default"; sed 's/^/    /' err8.txt; }
+
 echo "tune: $passes passed, $failures failed"
 [ "$failures" = 0 ]
