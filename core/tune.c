@@ -1,14 +1,16 @@
 /* tune.c — `tessera tune`: a hyper-parameter search that chooses on the validation split only.
  * Trials (a grid of lists, or --random N draws of lists, ranges and log-uniform ranges) each run
- * as `tessera run EXP.ini KEY=VALUE ... --results OUT/trials/NNN --if-changed`, --jobs at a
- * time, so an interrupted search run again reuses every finished trial; the experiment as given
- * runs as one more trial ("default"). The trial with the best validation figure is written out
- * as OUT/selected.ini, a complete experiment, and then it and the default are run over --seeds
- * fresh seeds and compared on the test split (paired t-test, stats.c). The search never reads a
- * trial's test figure: every figure it chooses by is read through valid_figure() below.
- * docs/tuning.md says which split chooses what, and the bias of choosing on the split that also
- * chose each trial's epoch (--select-on valid, the default) against --select-on valid-last.
- * Part of the program, not the library: it prints, forks and forwards signals to its runs. */
+ * once per trial seed as `tessera run EXP.ini KEY=VALUE ... --results OUT/trials/NNN/seed-S
+ * --if-changed`, --jobs at a time, so an interrupted search run again reuses every finished run
+ * and resumes the others; the experiment as given runs as one more trial ("default"). The trial
+ * with the best (mean) validation figure is written out as OUT/selected.ini, a complete
+ * experiment, and then it and the default are run over --seeds fresh seeds (none a trial's) and
+ * compared on the test split (paired t-test, stats.c). The search never reads a trial's test
+ * figure: every figure it chooses by is read through valid_figure() below. docs/tuning.md says
+ * which split chooses what, and the bias of choosing on the split that also chose each trial's
+ * epoch (--select-on valid, the default) against --select-on valid-last.
+ * Part of the program, not the library: it prints, forks and forwards signals to its runs (the
+ * process runner follows compare.c's run_all: process groups, PDEATHSIG, forwarded stops). */
 #define _GNU_SOURCE                /* realpath */
 #include "config.h"
 #include "internal.h"
