@@ -91,6 +91,9 @@ void ts_exp_free(ts_exp *x);
 int ts_cmd_predict(int argc, char **argv);
 int ts_cmd_evaluate(int argc, char **argv);
 
+/* ---- hyper-parameter search (tune.c): tessera tune --------------------------------------- */
+int ts_cmd_tune(int argc, char **argv);
+
 /* ---- results ------------------------------------------------------------------------------ */
 /* Reads one value of RESULTS_DIR/metrics.json ("test.income.auc"). */
 int ts_metrics_get(const char *results_dir, const char *key, double *value, ts_err *e);

@@ -29,6 +29,8 @@ typedef struct command {
     "Exit status: 0 done, 1 an error (the message names the file, the line and what to do),\n" \
     "2 a bad command line.\n"
 
+extern const char ts_tune_help[];   /* core/tune.c */
+
 static const command commands[] = {
     {"run", "--results --max-epochs --max-memory ", "--resume --overwrite --if-changed --quiet ",
      "usage: tessera run EXP.ini [SECTION.KEY=VALUE ...] [OPTIONS]\n"
@@ -101,6 +103,8 @@ static const command commands[] = {
      "Exit status: 0 every run finished, 1 a run failed (the report covers the others) or a file\n"
      "is refused, 2 a bad command line, 128+N stopped by signal N (the runs stop at a\n"
      "checkpoint; the same command continues them).\n"},
+    {"tune", "--random --seeds --jobs --out --metric --select-on --trial-seeds --search-seed ", "",
+     ts_tune_help},
     {"plot", "--out ", "",
      "usage: tessera plot RUN_DIR ... [--out FILE.png]\n"
      "\n"
@@ -269,6 +273,9 @@ static void usage(FILE *f)
         "  compare EXP.ini|SUITE.ini ... [--seeds N] [--jobs N] [--quick] [--out DIR]\n"
         "          [--sweep SECTION.KEY=V1,V2,...] [SECTION.KEY=VALUE ...]\n"
         "                          run experiments over seeds and write a comparison report\n"
+        "  tune EXP.ini [--random N] [--seeds N] [--jobs N] [--out DIR] KEY=V1,V2 KEY=LO:HI ...\n"
+        "                          search hyper-parameters, choose on the validation split,\n"
+        "                          report the choice beside the default on test (tune --help)\n"
         "  plot RUN_DIR ... [--out FILE.png]\n"
         "                          draw the loss curves of runs\n"
         "  predict RUN_DIR --data FILE [--out FILE.csv]\n"
@@ -673,6 +680,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "describe")) return cmd_describe(argc - 2, argv + 2);
     if (!strcmp(cmd, "check-plugin")) return cmd_check(argc - 2, argv + 2);
     if (!strcmp(cmd, "compare")) return ts_cmd_compare(argc - 2, argv + 2);
+    if (!strcmp(cmd, "tune")) return ts_cmd_tune(argc - 2, argv + 2);
     if (!strcmp(cmd, "plot")) return ts_cmd_plot(argc - 2, argv + 2);
     if (!strcmp(cmd, "export")) return ts_cmd_export(argc - 2, argv + 2);
     if (!strcmp(cmd, "predict")) return ts_cmd_predict(argc - 2, argv + 2);

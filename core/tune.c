@@ -1,0 +1,1655 @@
+/* tune.c — `tessera tune`: a hyper-parameter search that chooses on the validation split only.
+ * Trials (a grid of lists, or --random N draws of lists, ranges and log-uniform ranges) each run
+ * once per trial seed as `tessera run EXP.ini KEY=VALUE ... --results OUT/trials/NNN/seed-S
+ * --if-changed`, --jobs at a time, so an interrupted search run again reuses every finished run
+ * and resumes the others; the experiment as given runs as one more trial ("default"). The trial
+ * with the best (mean) validation figure is written out as OUT/selected.ini, a complete
+ * experiment, and then it and the default are run over --seeds fresh seeds (none a trial's) and
+ * compared on the test split (paired t-test, stats.c). The search never reads a trial's test
+ * figure: every figure it chooses by is read through valid_figure() below. docs/tuning.md says
+ * which split chooses what, and the bias of choosing on the split that also chose each trial's
+ * epoch (--select-on valid, the default) against --select-on valid-last.
+ * Part of the program, not the library: it prints, forks and forwards signals to its runs (the
+ * process runner follows compare.c's run_all: process groups, PDEATHSIG, forwarded stops). */
+#define _GNU_SOURCE                /* realpath */
+#include "config.h"
+#include "internal.h"
+#include "tune.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#define TUNE_MAX_SEEDS 32
+
+/* ==== the pure pieces (tune.h) ================================================================ */
+
+/* Keys a search may not vary: they change what the figures are measured on, not the model. */
+static const char *not_searchable(const char *key)
+{
+    static const struct { const char *key, *why; } no[] = {
+        {"experiment.seed", "the seed is not a hyper-parameter: every trial runs with the "
+                            "experiment's seed (--trial-seeds N: N seeds from it), and --seeds N "
+                            "sets the seeds of the final comparison"},
+        {"experiment.name", "tune names the selected experiment itself (NAME_tuned)"},
+        {"experiment.source", "it says where the experiment file is"},
+        {"experiment.extends", "a file's base is read with the file"},
+        {"data.split", "it would move rows between the training, validation and test splits"},
+        {"data.split_seed", "it would move rows between the training, validation and test splits"},
+        {"data.split_fractions", "it would move rows between the training, validation and test "
+                                 "splits"},
+        {"data.path", "each trial would be measured on other data"},
+        {NULL, NULL}};
+    for (int i = 0; no[i].key; i++)
+        if (!strcmp(key, no[i].key)) return no[i].why;
+    return NULL;
+}
+
+/* 1 with the finite number that is all of s in *v; 0 when s is not one. */
+static int parse_number(const char *s, double *v)
+{
+    char *end;
+    if (!*s || strchr(" \t", *s)) return 0;
+    errno = 0;
+    *v = strtod(s, &end);
+    return end != s && !*end && isfinite(*v) && errno != ERANGE;
+}
+
+/* 1 when s is written as a whole number (digits with an optional sign). */
+static int written_integer(const char *s)
+{
+    if (*s == '-' || *s == '+') s++;
+    return *s && strspn(s, "0123456789") == strlen(s) && strlen(s) <= 15;
+}
+
+/* "LO:HI" of two numbers into k's range; 0 when text is not two numbers around one ':'. */
+static int parse_range(const char *text, ts_tune_key *k)
+{
+    const char *colon = strchr(text, ':');
+    if (!colon || strchr(colon + 1, ':')) return 0;
+    char lo[TS_TUNE_VAL_MAX], hi[TS_TUNE_VAL_MAX];
+    if ((size_t)(colon - text) >= sizeof lo || strlen(colon + 1) >= sizeof hi) return 0;
+    snprintf(lo, sizeof lo, "%.*s", (int)(colon - text), text);
+    snprintf(hi, sizeof hi, "%s", colon + 1);
+    if (!parse_number(lo, &k->lo) || !parse_number(hi, &k->hi)) return 0;
+    k->integer = written_integer(lo) && written_integer(hi);
+    return 1;
+}
+
+/* The checks of a range once read: LO < HI, and LO > 0 for a log range. */
+static int check_range(const ts_tune_key *k, const char *spec, ts_err *e)
+{
+    if (k->lo > k->hi)
+        return ts_fail(e, "%s=%s: the range's low end %g is above its high end %g; write LO:HI "
+                       "with LO < HI", k->key, spec, k->lo, k->hi);
+    if (k->lo == k->hi)
+        return ts_fail(e, "%s=%s: the range holds one value; write LO:HI with LO < HI, or the "
+                       "value alone to fix the key", k->key, spec);
+    if (k->kind == TS_TUNE_LOG && k->lo <= 0)
+        return ts_fail(e, "%s=%s: a log-uniform range needs LO > 0 (the logarithm of %g is not "
+                       "defined); give a positive low end such as log:0.0001:%g, or a plain "
+                       "range LO:HI", k->key, spec, k->lo, k->hi);
+    return 0;
+}
+
+/* The comma-separated values of a list into k. */
+static int parse_list(const char *spec, ts_tune_key *k, ts_err *e)
+{
+    int n = 1;
+    for (const char *c = spec; *c; c++) n += *c == ',';
+    if (n > TS_TUNE_MAX_VALUES)
+        return ts_fail(e, "%s: %d values; a list holds at most %d: use a range (LO:HI) with "
+                       "--random, or fewer values", k->key, n, TS_TUNE_MAX_VALUES);
+    k->kind = TS_TUNE_LIST;
+    for (const char *a = spec;; a++) {
+        size_t len = strcspn(a, ",");
+        const char *s = a, *end = a + len;
+        while (s < end && (*s == ' ' || *s == '\t')) s++;
+        while (end > s && (end[-1] == ' ' || end[-1] == '\t')) end--;
+        if (end == s)
+            return ts_fail(e, "%s=%s: value %d of the list is empty; separate the values by "
+                           "single commas (such as 8,16,32)", k->key, spec, k->nval + 1);
+        if ((size_t)(end - s) >= TS_TUNE_VAL_MAX)
+            return ts_fail(e, "%s: value %d is longer than %d bytes", k->key, k->nval + 1,
+                           TS_TUNE_VAL_MAX - 1);
+        snprintf(k->val[k->nval], TS_TUNE_VAL_MAX, "%.*s", (int)(end - s), s);
+        for (int j = 0; j < k->nval; j++)
+            if (!strcmp(k->val[j], k->val[k->nval]))
+                return ts_fail(e, "%s=%s: the value %s is listed twice", k->key, spec,
+                               k->val[j]);
+        k->nval++;
+        a += len;
+        if (!*a) break;
+    }
+    return 0;
+}
+
+int ts_tune_parse_key(const char *arg, ts_tune_key *k, ts_err *e)
+{
+    memset(k, 0, sizeof *k);
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !memchr(arg, '.', (size_t)(eq - arg)))
+        return ts_fail(e, "'%.200s' is not SECTION.KEY=VALUES: write a list (layer.mix.units=8,16),"
+                       " a range (optimizer.lr=0.0001:0.01), a log-uniform range "
+                       "(optimizer.lr=log:0.0001:0.01) or one value", arg);
+    if ((size_t)(eq - arg) >= TS_TUNE_KEY_MAX)
+        return ts_fail(e, "'%.60s...': the key is longer than %d bytes", arg, TS_TUNE_KEY_MAX - 1);
+    snprintf(k->key, sizeof k->key, "%.*s", (int)(eq - arg), arg);
+    for (const char *c = k->key; *c; c++)
+        if ((unsigned char)*c <= ' ' || *c == 0x7f)
+            return ts_fail(e, "'%s': a key holds no space or control character; write "
+                           "SECTION.KEY=VALUES", k->key);
+    const char *spec = eq + 1;
+    for (const char *c = spec; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return ts_fail(e, "%s: the values hold a control character, which an INI value "
+                           "cannot hold", k->key);
+    if (!*spec)
+        return ts_fail(e, "%s= gives no value: give a list (V1,V2,...), a range (LO:HI or "
+                       "log:LO:HI) or one value", k->key);
+    ts_tune_key probe;
+    int searched = strchr(spec, ',') || !strncmp(spec, "log:", 4) || parse_range(spec, &probe);
+    const char *why = not_searchable(k->key);
+    int never = !strcmp(k->key, "experiment.name") || !strcmp(k->key, "experiment.extends") ||
+                !strcmp(k->key, "experiment.source");
+    int list_valued = !strcmp(k->key, "data.split") || !strcmp(k->key, "data.split_fractions");
+    if (why && (searched || never))
+        return ts_fail(e, "%s cannot be %s: %s%s%s%s", k->key, never ? "set by tune" : "searched",
+                       why, list_valued && strchr(spec, ',') ? " (to fix it for every run, write "
+                       "its list with spaces: " : "", list_valued && strchr(spec, ',') ? k->key : "",
+                       list_valued && strchr(spec, ',') ? "='0.6 0.2 0.2')" : "");
+    if (!strncmp(spec, "log:", 4)) {
+        k->kind = TS_TUNE_LOG;
+        if (!parse_range(spec + 4, k))
+            return ts_fail(e, "%s=%s: write a log-uniform range as log:LO:HI with two numbers "
+                           "(such as log:0.0001:0.01)", k->key, spec);
+        if (check_range(k, spec, e)) return -1;
+    } else if (strchr(spec, ',')) {
+        if (parse_list(spec, k, e)) return -1;
+    } else if (parse_range(spec, k)) {
+        k->kind = TS_TUNE_RANGE;
+        if (check_range(k, spec, e)) return -1;
+    } else {
+        k->kind = TS_TUNE_FIXED;
+        if (strlen(spec) >= TS_TUNE_VAL_MAX)
+            return ts_fail(e, "%s: the value is longer than %d bytes", k->key, TS_TUNE_VAL_MAX - 1);
+        snprintf(k->val[0], TS_TUNE_VAL_MAX, "%s", spec);
+        k->nval = 1;
+    }
+    return 0;
+}
+
+long ts_tune_grid_size(const ts_tune_key *keys, int nkeys)
+{
+    long n = 1;
+    for (int i = 0; i < nkeys; i++) {
+        if (keys[i].kind != TS_TUNE_LIST) continue;
+        n *= keys[i].nval;
+        if (n > TS_TUNE_MAX_GRID) return -1;
+    }
+    return n;
+}
+
+int ts_tune_grid(const ts_tune_key *keys, int nkeys, ts_tune_trial *t, int max, int *n, ts_err *e)
+{
+    *n = 0;
+    for (int i = 0; i < nkeys; i++)
+        if (keys[i].kind == TS_TUNE_RANGE || keys[i].kind == TS_TUNE_LOG)
+            return ts_fail(e, "%s is a range, and a range has no grid: give --random N to draw N "
+                           "trials, or list the values (V1,V2,...)", keys[i].key);
+    long size = ts_tune_grid_size(keys, nkeys);
+    if (size < 0) {
+        double full = 1;
+        for (int i = 0; i < nkeys; i++) if (keys[i].kind == TS_TUNE_LIST) full *= keys[i].nval;
+        return ts_fail(e, "the grid of these lists holds %.0f trials, over the limit of %d: give "
+                       "--random N to draw N of them, or fewer values", full, TS_TUNE_MAX_GRID);
+    }
+    if (size > max) return ts_fail(e, "the grid holds %ld trials, more than %d", size, max);
+    for (long g = 0; g < size; g++) {
+        long rest = g;
+        for (int i = nkeys - 1; i >= 0; i--) {   /* the last key varies fastest */
+            if (keys[i].kind != TS_TUNE_LIST) { t[g].val[i][0] = 0; continue; }
+            snprintf(t[g].val[i], TS_TUNE_VAL_MAX, "%s", keys[i].val[rest % keys[i].nval]);
+            rest /= keys[i].nval;
+        }
+    }
+    *n = (int)size;
+    return 0;
+}
+
+/* One draw of key k into out. */
+static void draw_value(const ts_tune_key *k, ts_rng *r, char *out)
+{
+    double u = ts_rng_uniform(r), v;
+    switch (k->kind) {
+    case TS_TUNE_LIST:
+        snprintf(out, TS_TUNE_VAL_MAX, "%s", k->val[ts_rng_below(r, (uint64_t)k->nval)]);
+        return;
+    case TS_TUNE_RANGE:
+        if (k->integer) {
+            long long lo = (long long)k->lo, span = (long long)k->hi - lo + 1;
+            snprintf(out, TS_TUNE_VAL_MAX, "%lld", lo + (long long)ts_rng_below(r, (uint64_t)span));
+            return;
+        }
+        v = k->lo + u * (k->hi - k->lo);
+        break;
+    case TS_TUNE_LOG:
+        if (k->integer) {
+            /* log-uniform over the whole numbers: floor of a draw in [LO, HI + 1) */
+            double x = exp(log(k->lo) + u * (log(k->hi + 1) - log(k->lo)));
+            long long w = (long long)floor(x);
+            if (w > (long long)k->hi) w = (long long)k->hi;
+            if (w < (long long)k->lo) w = (long long)k->lo;
+            snprintf(out, TS_TUNE_VAL_MAX, "%lld", w);
+            return;
+        }
+        v = exp(log(k->lo) + u * (log(k->hi) - log(k->lo)));
+        break;
+    default:
+        out[0] = 0;
+        return;
+    }
+    /* four significant digits, kept inside the range the user wrote */
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.4g", v);
+    double w = strtod(buf, NULL);
+    if (w < k->lo) snprintf(buf, sizeof buf, "%.17g", k->lo);
+    if (w > k->hi) snprintf(buf, sizeof buf, "%.17g", k->hi);
+    snprintf(out, TS_TUNE_VAL_MAX, "%s", buf);
+}
+
+static int same_trial(const ts_tune_trial *a, const ts_tune_trial *b, int nkeys)
+{
+    for (int i = 0; i < nkeys; i++)
+        if (strcmp(a->val[i], b->val[i])) return 0;
+    return 1;
+}
+
+int ts_tune_random(const ts_tune_key *keys, int nkeys, int n, uint64_t seed, ts_tune_trial *t,
+                   int *got, ts_err *e)
+{
+    *got = 0;
+    if (n < 1 || n > TS_TUNE_MAX_TRIALS)
+        return ts_fail(e, "--random %d: give a number of trials from 1 to %d", n,
+                       TS_TUNE_MAX_TRIALS);
+    int searched = 0;
+    for (int i = 0; i < nkeys; i++) searched += keys[i].kind != TS_TUNE_FIXED;
+    if (!searched)
+        return ts_fail(e, "--random needs a key to search: give a list (V1,V2,...) or a range "
+                       "(LO:HI, log:LO:HI)");
+    ts_rng r;
+    ts_rng_seed(&r, seed);
+    for (int g = 0; g < n; g++) {
+        int tries = 0, dup;
+        do {
+            for (int i = 0; i < nkeys; i++) draw_value(&keys[i], &r, t[g].val[i]);
+            dup = 0;
+            for (int j = 0; j < g && !dup; j++) dup = same_trial(&t[j], &t[g], nkeys);
+        } while (dup && ++tries < 200);
+        if (dup) break;            /* the space holds fewer distinct trials than asked */
+        (*got)++;
+    }
+    return 0;
+}
+
+int ts_tune_lower_better(const char *metric)
+{
+    return strstr(metric, "loss") || strstr(metric, "mse") || strstr(metric, "mae") ||
+           strstr(metric, "rmse");
+}
+
+int ts_tune_choose(const double *valid, const unsigned char *ok, int n, int lower)
+{
+    int best = -1;
+    for (int i = 0; i < n; i++) {
+        if (!ok[i] || !isfinite(valid[i])) continue;
+        if (best < 0 || (lower ? valid[i] < valid[best] : valid[i] > valid[best])) best = i;
+    }
+    return best;
+}
+
+/* ==== the program ============================================================================= */
+
+enum { SELECT_VALID = 0, SELECT_VALID_LAST };
+
+typedef struct tune_opts {
+    const char *exp;               /* EXP.ini as given */
+    char name[TS_NAME_MAX];        /* its [experiment] name */
+    char out[TS_PATH_MAX];
+    int random, seeds, jobs, select_on;
+    int trial_seeds;               /* seeds per trial: base_seed, base_seed + 1, ... */
+    long base_seed;                /* the experiment's [experiment] seed */
+    int final_seed[TUNE_MAX_SEEDS];    /* the final comparison's seeds: none of the trials' */
+    uint64_t search_seed;
+    char metric[2 * TS_NAME_MAX];  /* "income.auc" */
+    char metric_from[64];          /* "[train] early_stop" or "--metric" */
+    char early_stop[2 * TS_NAME_MAX];  /* the experiment's [train] early_stop ("" none) */
+    long patience, epochs;
+    ts_tune_key *keys;             /* every KEY=SPEC, fixed ones too, in order */
+    int nkeys;
+    char default_val[TS_TUNE_MAX_KEYS][TS_TUNE_VAL_MAX];  /* the default's value of each key */
+} tune_opts;
+
+/* The keys of a trial's command line: fixed keys as given, searched keys from the trial. */
+static const char *key_value(const tune_opts *o, const ts_tune_trial *t, int i)
+{
+    return o->keys[i].kind == TS_TUNE_FIXED ? o->keys[i].val[0] : t ? t->val[i] : NULL;
+}
+
+#define TS_STR_(x) #x
+#define TS_STR(x) TS_STR_(x)
+/* `tessera tune --help` (main.c's command table prints it, so does a --help reaching here). */
+const char ts_tune_help[] =
+        "usage: tessera tune EXP.ini [--random N] [--seeds N] [--jobs N] [--out DIR]\n"
+        "          [--metric TASK.FIG] [--select-on valid|valid-last] [--trial-seeds N]\n"
+        "          [--search-seed N]\n"
+        "          SECTION.KEY=V1,V2,... SECTION.KEY=LO:HI SECTION.KEY=log:LO:HI SECTION.KEY=VALUE ...\n"
+        "\n"
+        "Searches hyper-parameters of one experiment, chooses on the validation split only, and\n"
+        "reports the chosen configuration beside the experiment as given on the test split.\n"
+        "\n"
+        "  KEY=V1,V2,...   a list: an axis of the grid, or a uniform choice with --random\n"
+        "  KEY=LO:HI       a range, uniform (whole numbers stay whole); needs --random\n"
+        "  KEY=log:LO:HI   a log-uniform range (LO > 0), for rates; needs --random\n"
+        "  KEY=VALUE       a plain override of every run\n"
+        "  --random N      draw N trials (search seed --search-seed, default 1); without it the\n"
+        "                  lists form a grid of at most " TS_STR(TS_TUNE_MAX_GRID) " trials\n"
+        "  --seeds N       seeds of the final comparison on the test split (default 3), none\n"
+        "                  of them a trial's: the chosen configuration is run afresh\n"
+        "  --trial-seeds N each trial runs with N seeds (the experiment's and the next ones)\n"
+        "                  and is judged by their mean validation figure (default 1)\n"
+        "  --jobs N        runs at a time, each with (cores / N) BLAS threads (default 1)\n"
+        "  --out DIR       the search's folder (default results/tune-NAME)\n"
+        "  --metric T.F    the validation figure that chooses (default: [train] early_stop);\n"
+        "                  lower is better when its name holds loss, mse or mae, higher otherwise\n"
+        "  --select-on valid       (default) each trial early-stops on the validation split and\n"
+        "                          is chosen on it too: the chosen figure is optimistic\n"
+        "  --select-on valid-last  trials train [train] epochs with early stopping off, so the\n"
+        "                          validation split chooses the trial and nothing else\n"
+        "\n"
+        "The experiment as given runs as one more trial (\"default\"). DIR gets trials/ (a run\n"
+        "folder per trial), trials.csv, selected.ini (a complete experiment: tessera run takes it\n"
+        "as is), final/ (both over --seeds seeds) and report.md. A search run again with the same\n"
+        "command reuses every finished run and resumes the others; docs/tuning.md explains it.\n";
+
+static void usage(FILE *f) { fputs(ts_tune_help, f); }
+
+/* A whole number in [lo, hi] for option opt; -1 with a sentence when s is not one. */
+static int parse_count(const char *opt, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "tessera tune: %s %s: give a whole number from %ld to %ld\n", opt, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Reads the command line into o. Returns 0, 1 (out of memory) or 2 (usage), or -1 for --help. */
+static int parse_args(int argc, char **argv, tune_opts *o)
+{
+    o->seeds = 3;
+    o->trial_seeds = 1;
+    o->jobs = 1;
+    o->search_seed = 1;
+    o->keys = calloc((size_t)argc + 1, sizeof *o->keys);
+    if (!o->keys) { fprintf(stderr, "tessera tune: out of memory\n"); return 1; }
+    int nsearched = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return -1;
+        int takes = !strcmp(a, "--random") || !strcmp(a, "--seeds") || !strcmp(a, "--jobs") ||
+                    !strcmp(a, "--out") || !strcmp(a, "--metric") || !strcmp(a, "--select-on") ||
+                    !strcmp(a, "--search-seed") || !strcmp(a, "--trial-seeds");
+        if (takes && i + 1 >= argc) {
+            fprintf(stderr, "tessera tune: %s needs a value (tessera tune --help)\n", a);
+            return 2;
+        }
+        long v;
+        if (!strcmp(a, "--random")) {
+            if (parse_count(a, argv[++i], 1, TS_TUNE_MAX_TRIALS, &v)) return 2;
+            o->random = (int)v;
+        } else if (!strcmp(a, "--seeds")) {
+            if (parse_count(a, argv[++i], 1, TUNE_MAX_SEEDS, &v)) return 2;
+            o->seeds = (int)v;
+        } else if (!strcmp(a, "--trial-seeds")) {
+            if (parse_count(a, argv[++i], 1, TUNE_MAX_SEEDS, &v)) return 2;
+            o->trial_seeds = (int)v;
+        } else if (!strcmp(a, "--jobs")) {
+            if (parse_count(a, argv[++i], 1, 4096, &v)) return 2;
+            o->jobs = (int)v;
+        } else if (!strcmp(a, "--search-seed")) {
+            if (parse_count(a, argv[++i], 0, 2147483647L, &v)) return 2;
+            o->search_seed = (uint64_t)v;
+        } else if (!strcmp(a, "--out")) {
+            const char *d = argv[++i];
+            if (!*d || strlen(d) + 64 >= sizeof o->out) {
+                fprintf(stderr, "tessera tune: --out: give a folder path of 1 to %zu bytes\n",
+                        sizeof o->out - 65);
+                return 2;
+            }
+            snprintf(o->out, sizeof o->out, "%s", d);
+        } else if (!strcmp(a, "--metric")) {
+            const char *m = argv[++i], *dot = strchr(m, '.');
+            if (!dot || dot == m || !dot[1] || strchr(dot + 1, '.') || strlen(m) >= sizeof o->metric ||
+                strpbrk(m, " \t,=/")) {
+                fprintf(stderr, "tessera tune: --metric %s: write TASK.FIGURE, a figure the task's "
+                        "head reports on the validation split (such as income.auc)\n", m);
+                return 2;
+            }
+            snprintf(o->metric, sizeof o->metric, "%s", m);
+            snprintf(o->metric_from, sizeof o->metric_from, "--metric");
+        } else if (!strcmp(a, "--select-on")) {
+            const char *s = argv[++i];
+            if (!strcmp(s, "valid")) o->select_on = SELECT_VALID;
+            else if (!strcmp(s, "valid-last")) o->select_on = SELECT_VALID_LAST;
+            else {
+                fprintf(stderr, "tessera tune: --select-on %s: give valid (trials early-stop on "
+                        "the validation split and are chosen on it) or valid-last (no early "
+                        "stopping in trials: the split chooses only the trial)\n", s);
+                return 2;
+            }
+        } else if (a[0] == '-') {
+            fprintf(stderr, "tessera tune: unknown option %s (tessera tune --help)\n", a);
+            return 2;
+        } else if (strchr(a, '=') && !memchr(a, '/', strcspn(a, "="))) {
+            ts_tune_key *k = &o->keys[o->nkeys];
+            ts_err e;
+            if (ts_tune_parse_key(a, k, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); return 2; }
+            for (int j = 0; j < o->nkeys; j++)
+                if (!strcmp(o->keys[j].key, k->key)) {
+                    fprintf(stderr, "tessera tune: %s is given twice; give it once, with every "
+                            "value in one list\n", k->key);
+                    return 2;
+                }
+            if (k->kind != TS_TUNE_FIXED) nsearched++;
+            if (++o->nkeys > TS_TUNE_MAX_KEYS) {
+                fprintf(stderr, "tessera tune: more than %d keys; a search varies at most %d "
+                        "(fix the others in the experiment file)\n", TS_TUNE_MAX_KEYS,
+                        TS_TUNE_MAX_KEYS);
+                return 2;
+            }
+        } else if (!o->exp) {
+            o->exp = a;
+        } else {
+            fprintf(stderr, "tessera tune: '%s': one experiment per search (%s is the first); "
+                    "keys are SECTION.KEY=VALUES\n", a, o->exp);
+            return 2;
+        }
+    }
+    if (!o->exp) {
+        fprintf(stderr, "tessera tune: no experiment: tessera tune EXP.ini KEY=V1,V2,... "
+                "(tessera tune --help)\n");
+        return 2;
+    }
+    if (!nsearched) {
+        fprintf(stderr, "tessera tune: nothing to search: give at least one key with a list "
+                "(layer.mix.units=8,16,32) or a range (optimizer.lr=log:0.0001:0.01)\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* ---- the experiment and every trial's configuration, checked before any run ---------------- */
+
+/* The override arguments of one run, "KEY=VALUE" strings into v (malloc'ed each); the count. */
+static int trial_overrides(const tune_opts *o, const ts_tune_trial *t, char **v)
+{
+    int n = 0;
+    for (int i = 0; i < o->nkeys; i++) {
+        const char *val = key_value(o, t, i);
+        if (!val || !*val) continue;   /* a searched key a probe leaves out */
+        v[n++] = NULL;
+        size_t len = strlen(o->keys[i].key) + strlen(val) + 2;
+        if (!(v[n - 1] = malloc(len))) return -1;
+        snprintf(v[n - 1], len, "%s=%s", o->keys[i].key, val);
+    }
+    if (o->select_on == SELECT_VALID_LAST) v[n++] = strdup("train.early_stop=");
+    return n;
+}
+
+static void free_strings(char **v, int n)
+{
+    for (int i = 0; i < n; i++) free(v[i]);
+}
+
+/* The section and key of "layer.mix.units" (the key is what follows the last dot). */
+static ts_cfg *key_section(ts_exp *x, const char *key, const char **name)
+{
+    const char *dot = strrchr(key, '.');
+    char sec[TS_TUNE_KEY_MAX];
+    snprintf(sec, sizeof sec, "%.*s", (int)(dot - key), key);
+    *name = dot + 1;
+    return ts_ini_find(&x->ini, sec);
+}
+
+/* The declared type of a key ("int", "float", ...), or NULL for a host key. */
+static const char *key_type(const ts_cfg *c, const char *key)
+{
+    for (int l = 0; l < 4; l++)
+        for (const ts_key *k = c->keys[l]; k && k->key; k++)
+            if (!strcmp(k->key, key)) return k->type;
+    return NULL;
+}
+
+/* Loads the experiment with one trial's overrides (key names, sections and [train] numbers are
+ * checked; values only at the run). NULL with the message printed. */
+static ts_exp *load_trial(const tune_opts *o, const ts_tune_trial *t, const char *what)
+{
+    char *over[TS_TUNE_MAX_KEYS + 2] = {0};
+    int n = trial_overrides(o, t, over);
+    ts_run_opts ro = {0};
+    ro.overrides = over;
+    ro.noverride = n < 0 ? 0 : n;
+    ts_err e;
+    ts_exp *x = n < 0 ? NULL : ts_exp_load(o->exp, &ro, &e);
+    if (n < 0) snprintf(e.msg, sizeof e.msg, "out of memory");
+    if (!x) fprintf(stderr, "tessera tune: %s%s%s\n", what ? what : "", what ? ": " : "", e.msg);
+    free_strings(over, n < 0 ? 0 : n);
+    return x;
+}
+
+/* A range on a key the plugin declares as a whole number must be one of whole numbers; a
+ * range on a key that is not a number at all (a string, a choice) is refused. */
+static int check_types(const tune_opts *o, ts_exp *x)
+{
+    for (int i = 0; i < o->nkeys; i++) {
+        const ts_tune_key *k = &o->keys[i];
+        const char *name;
+        ts_cfg *c = key_section(x, k->key, &name);
+        const char *type = c ? key_type(c, name) : NULL;
+        if (!type || (k->kind != TS_TUNE_RANGE && k->kind != TS_TUNE_LOG)) continue;
+        if (!strcmp(type, "int") && !k->integer) {
+            fprintf(stderr, "tessera tune: %s is a whole number (%s declares it int), and the "
+                    "range %g:%g is written with decimals; write whole ends such as %.0f:%.0f\n",
+                    k->key, ts_cfg_section(c), k->lo, k->hi, ceil(k->lo), floor(k->hi));
+            return -1;
+        }
+        if (strcmp(type, "int") && strcmp(type, "float")) {
+            fprintf(stderr, "tessera tune: %s is of type %s, not a number: a range cannot draw "
+                    "it; list its values instead (V1,V2,...)\n", k->key, type);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads what the search needs from the experiment as given (name, early stopping, the default
+ * value of each key) and checks the metric names a head. */
+static int read_experiment(tune_opts *o)
+{
+    tune_opts plain = *o;          /* the experiment as given: its own early stopping */
+    plain.select_on = SELECT_VALID;
+    ts_exp *x = load_trial(&plain, NULL, o->exp);
+    if (!x) return -1;
+    int rc = check_types(o, x);
+    snprintf(o->name, sizeof o->name, "%s", x->name);
+    snprintf(o->early_stop, sizeof o->early_stop, "%s", x->early_stop);
+    o->patience = x->patience;
+    o->epochs = x->epochs;
+    o->base_seed = (long)x->ctx.seed;
+    /* the final seeds: 1, 2, ... skipping the trials' own, so no final run is a trial's run */
+    for (long k = 1, n = 0; n < o->seeds; k++)
+        if (k < o->base_seed || k >= o->base_seed + o->trial_seeds) o->final_seed[n++] = (int)k;
+    for (int i = 0; i < o->nkeys; i++) {
+        const char *name;
+        ts_cfg *c = key_section(x, o->keys[i].key, &name);
+        const char *v = c ? ts_cfg_str(c, name) : NULL;
+        snprintf(o->default_val[i], TS_TUNE_VAL_MAX, "%s", v ? v : "(unset)");
+    }
+    ts_cfg *ct = ts_ini_find(&x->ini, "train");
+    const char *es = ct ? ts_cfg_str(ct, "early_stop") : NULL;
+    if (!rc && !o->metric[0]) {
+        if (!es || !*es) {
+            fprintf(stderr, "tessera tune: %s has no [train] early_stop, so there is no figure to "
+                    "choose by: give --metric TASK.FIGURE (such as income.auc)\n", o->exp);
+            rc = -1;
+        } else {
+            snprintf(o->metric, sizeof o->metric, "%s", es);
+            snprintf(o->metric_from, sizeof o->metric_from, "[train] early_stop");
+        }
+    }
+    if (!rc) {
+        char head[2 * TS_NAME_MAX + 8];
+        snprintf(head, sizeof head, "head.%.*s", (int)strcspn(o->metric, "."), o->metric);
+        if (!ts_ini_find(&x->ini, head)) {
+            fprintf(stderr, "tessera tune: %s %s: %s has no [%s]; name a task of one of its heads\n",
+                    o->metric_from, o->metric, o->exp, head);
+            rc = -1;
+        }
+    }
+    ts_exp_free(x);
+    return rc;
+}
+
+/* ---- running: processes, --jobs at a time, stop signals forwarded ---------------------------- */
+enum { J_WAITING, J_RUNNING, J_REUSED, J_RAN, J_FAILED, J_STOPPED };
+
+typedef struct tjob {
+    char label[96];                /* "trial 3", "default seed 2" */
+    char dir[TS_PATH_MAX];         /* the run folder */
+    char log[TS_PATH_MAX];         /* its log */
+    char **argv;                   /* tessera run ... (malloc'ed, NULL-terminated) */
+    pid_t pid;
+    int had_metrics;               /* metrics.json existed when it started: `before` is its stat */
+    struct stat before;
+    int state;
+    int signalled;
+} tjob;
+
+static volatile sig_atomic_t stop_sig, stop_count, pause_req;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGTSTP) { pause_req = 1; return; }
+    stop_sig = sig;
+    stop_count++;
+}
+
+static void on_child(int sig) { (void)sig; }   /* only wakes sigsuspend */
+
+#define NCAUGHT 4
+static const int caught[NCAUGHT] = {SIGINT, SIGTERM, SIGHUP, SIGTSTP};
+
+static int stat_metrics(const char *dir, struct stat *st)
+{
+    char p[TS_PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/metrics.json", dir);
+    return stat(p, st) == 0;
+}
+
+static int same_state(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Starts one job with its output in its log, in a process group of its own that gets SIGTERM
+ * when tune dies (Linux). Returns 0, or -1 with a message printed. */
+static int start_job(tjob *j, const char *self, const sigset_t *child_mask, const int *handled,
+                     int devnull)
+{
+    ts_err e;
+    char parent[TS_PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", j->log);
+    *strrchr(parent, '/') = 0;
+    if (ts_mkdirs(parent, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); return -1; }
+    snprintf(parent, sizeof parent, "%s", j->dir);
+    *strrchr(parent, '/') = 0;     /* the run makes its own folder */
+    if (ts_mkdirs(parent, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); return -1; }
+    int fd = open(j->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "tessera tune: cannot write the run's log %s: %s\n", j->log, strerror(errno));
+        return -1;
+    }
+    j->had_metrics = stat_metrics(j->dir, &j->before);
+    pid_t me = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* only async-signal-safe calls from here to execv */
+        setpgid(0, 0);
+#ifdef __linux__
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != me) _exit(128 + SIGTERM);
+#endif
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        for (int i = 0; i < NCAUGHT; i++)
+            if (handled[i]) sigaction(caught[i], &dfl, NULL);
+        sigaction(SIGCHLD, &dfl, NULL);
+        sigprocmask(SIG_SETMASK, child_mask, NULL);
+        dup2(devnull, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(self, j->argv);
+        static const char msg[] = "tessera tune: cannot execute tessera for this run\n";
+        ssize_t w = write(2, msg, sizeof msg - 1);
+        (void)w;
+        _exit(127);
+    }
+    int err = errno;
+    close(fd);
+    if (pid < 0) {
+        fprintf(stderr, "tessera tune: cannot start a run (fork: %s)\n", strerror(err));
+        return -1;
+    }
+    setpgid(pid, pid);
+    j->pid = pid;
+    return 0;
+}
+
+/* The last non-empty line of a run's log: its own error. */
+static void print_last_line(const char *log)
+{
+    char line[2048] = "", last[2048] = "";
+    FILE *f = ts_fopen_regular(log);
+    while (f && fgets(line, sizeof line, f)) if (line[0] != '\n') snprintf(last, sizeof last, "%s", line);
+    if (f) fclose(f);
+    last[strcspn(last, "\n")] = 0;
+    fprintf(stderr, "      %s\n      (log: %s)\n", last, log);
+}
+
+/* What became of a job whose process ended with status. */
+static const char *reap(tjob *j, int status)
+{
+    struct stat after;
+    int has = stat_metrics(j->dir, &after);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && has) {
+        int same = j->had_metrics && same_state(&j->before, &after);
+        j->state = same ? J_REUSED : J_RAN;
+        return same ? "reused (finished before with the same configuration)" : "run";
+    }
+    if (j->signalled && ((WIFEXITED(status) && WEXITSTATUS(status) == 128 + j->signalled) ||
+                         WIFSIGNALED(status))) {
+        j->state = J_STOPPED;
+        return "stopped (it resumes from its checkpoint next time)";
+    }
+    j->state = J_FAILED;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "FAILED (it wrote no metrics.json)"
+                                                         : "FAILED";
+}
+
+/* Runs jobs[0..n), `parallel` at a time; `note` (may be NULL) adds to each progress line.
+ * Returns the number that failed, or -1 when nothing could start; *stopped is the stop signal
+ * when SIGINT, SIGTERM or SIGHUP interrupted the batch (its runs then stopped too). */
+static int run_jobs(tjob *jobs, int n, int parallel, void (*note)(const tjob *, void *), void *arg,
+                    int *stopped)
+{
+    *stopped = 0;
+    static char self[TS_PATH_MAX];
+    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (k <= 0) {
+        fprintf(stderr, "tessera tune: cannot find the tessera program (/proc/self/exe: %s)\n",
+                strerror(errno));
+        return -1;
+    }
+    self[k] = 0;
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (devnull < 0) {
+        fprintf(stderr, "tessera tune: cannot open /dev/null: %s\n", strerror(errno));
+        return -1;
+    }
+    sigset_t block, orig, wait_mask;
+    sigemptyset(&block);
+    for (int i = 0; i < NCAUGHT; i++) sigaddset(&block, caught[i]);
+    sigaddset(&block, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &block, &orig);
+    wait_mask = orig;
+    for (int i = 0; i < NCAUGHT; i++) sigdelset(&wait_mask, caught[i]);
+    sigdelset(&wait_mask, SIGCHLD);
+    struct sigaction sa, old[NCAUGHT], old_chld;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    int handled[NCAUGHT] = {0};
+    stop_sig = stop_count = pause_req = 0;
+    for (int i = 0; i < NCAUGHT; i++) {
+        sigaction(caught[i], NULL, &old[i]);
+        if (old[i].sa_handler == SIG_IGN) continue;   /* nohup: stays ignored */
+        sa.sa_handler = on_signal;
+        sigaction(caught[i], &sa, NULL);
+        handled[i] = 1;
+    }
+    sa.sa_handler = on_child;
+    sa.sa_flags = SA_NOCLDSTOP;
+    sigaction(SIGCHLD, &sa, &old_chld);
+
+    int next = 0, running = 0, done = 0, failed = 0, forwarded = 0;
+    for (;;) {
+        if (pause_req) {   /* Ctrl-Z: the runs stop with tune and go on with it */
+            pause_req = 0;
+            for (int i = 0; i < next; i++) if (jobs[i].state == J_RUNNING) kill(jobs[i].pid, SIGSTOP);
+            raise(SIGSTOP);
+            for (int i = 0; i < next; i++) if (jobs[i].state == J_RUNNING) kill(jobs[i].pid, SIGCONT);
+        }
+        if (stop_count != forwarded) {
+            forwarded = stop_count;
+            for (int i = 0; i < next; i++)
+                if (jobs[i].state == J_RUNNING) {
+                    kill(jobs[i].pid, stop_sig);
+                    jobs[i].signalled = stop_sig;
+                }
+        }
+        while (!stop_sig && running < parallel && next < n) {
+            tjob *j = &jobs[next++];
+            if (start_job(j, self, &orig, handled, devnull)) {
+                j->state = J_FAILED;
+                failed++;
+                done++;
+                continue;
+            }
+            j->state = J_RUNNING;
+            running++;
+        }
+        int status, reaped = 0;
+        pid_t pid;
+        while (running && (pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            tjob *j = NULL;
+            for (int i = 0; i < next && !j; i++)
+                if (jobs[i].state == J_RUNNING && jobs[i].pid == pid) j = &jobs[i];
+            if (!j) continue;
+            reaped++;
+            running--;
+            done++;
+            const char *what = reap(j, status);
+            failed += j->state == J_FAILED;
+            fprintf(stderr, "  [%d/%d] %s: %s", done, n, j->label, what);
+            if (note && (j->state == J_RAN || j->state == J_REUSED)) note(j, arg);
+            fprintf(stderr, "\n");
+            if (j->state == J_FAILED) print_last_line(j->log);
+        }
+        if (!running && (stop_sig || next == n)) break;
+        if (!reaped) sigsuspend(&wait_mask);
+    }
+    for (int i = 0; i < NCAUGHT; i++) if (handled[i]) sigaction(caught[i], &old[i], NULL);
+    sigaction(SIGCHLD, &old_chld, NULL);
+    sigprocmask(SIG_SETMASK, &orig, NULL);
+    close(devnull);
+    if (stop_sig) {
+        *stopped = stop_sig;
+        fprintf(stderr, "tessera tune: interrupted by signal %d (%s): %d of %d runs of this step "
+                "finished, %d not started; run the same command again to continue (finished runs "
+                "are reused, stopped ones resume from their checkpoints)\n", (int)stop_sig,
+                strsignal(stop_sig), done, n, n - next);
+    }
+    return failed;
+}
+
+/* The argv of `tessera run INI threads KEYS... seed --results DIR --if-changed`. */
+static char **run_argv(const char *ini, long seed, int threads, char **over, int nover,
+                       const char *dir)
+{
+    char **v = calloc((size_t)nover + 12, sizeof *v);
+    if (!v) return NULL;
+    int a = 0, bad = 0;
+    v[a++] = strdup("tessera");
+    v[a++] = strdup("run");
+    v[a++] = strdup(ini);
+    char buf[64];
+    snprintf(buf, sizeof buf, "train.threads=%d", threads);
+    v[a++] = strdup(buf);
+    for (int i = 0; i < nover; i++) v[a++] = strdup(over[i]);
+    snprintf(buf, sizeof buf, "experiment.seed=%ld", seed);   /* last: it wins over a fixed one */
+    v[a++] = strdup(buf);
+    v[a++] = strdup("--results");
+    v[a++] = strdup(dir);
+    v[a++] = strdup("--if-changed");
+    for (int i = 0; i < a; i++) bad |= !v[i];
+    if (bad) {
+        for (int i = 0; i < a; i++) free(v[i]);
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+static void free_argv(char **v)
+{
+    for (int i = 0; v && v[i]; i++) free(v[i]);
+    free(v);
+}
+
+/* ---- reading figures: the validation split only for choosing -------------------------------- */
+
+/* The figure that chooses: valid.METRIC of a trial's metrics.json, never a test figure. NAN when
+ * the run has none. */
+static double valid_figure(const char *dir, const char *metric)
+{
+    char key[2 * TS_NAME_MAX + 8];
+    snprintf(key, sizeof key, "valid.%s", metric);
+    double v;
+    ts_err e;
+    return ts_metrics_get(dir, key, &v, &e) ? NAN : v;
+}
+
+static double run_figure(const char *dir, const char *key)
+{
+    double v;
+    ts_err e;
+    return ts_metrics_get(dir, key, &v, &e) ? NAN : v;
+}
+
+/* A growing string. */
+typedef struct sbuf { char *s; size_t n, cap; int oom; } sbuf;
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) return;
+        if (b->s && (size_t)k < b->cap - b->n) { b->n += (size_t)k; return; }
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->n + (size_t)k + 1) cap *= 2;
+        char *s = realloc(b->s, cap);
+        if (!s) { b->oom = 1; return; }
+        b->s = s;
+        b->cap = cap;
+    }
+}
+
+static int write_text(const char *path, const sbuf *b)
+{
+    ts_err e;
+    if (b->oom) { fprintf(stderr, "tessera tune: out of memory writing %s\n", path); return -1; }
+    if (ts_write_atomic(path, b->s ? b->s : "", b->n, &e)) {
+        fprintf(stderr, "tessera tune: %s\n", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* A CSV field: quoted when it holds a comma, a quote or a line break. */
+static void csv_field(sbuf *b, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) { sb_printf(b, "%s", s); return; }
+    sb_printf(b, "\"");
+    for (; *s; s++) sb_printf(b, *s == '"' ? "\"\"" : "%c", *s);
+    sb_printf(b, "\"");
+}
+
+/* Text for a Markdown table cell: | ` * [ ] < > \ escaped, line breaks as spaces. */
+static void md_field(sbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (strchr("\\`*[]|<>", *s)) sb_printf(b, "\\");
+        sb_printf(b, "%c", *s == '\n' || *s == '\r' || *s == '\t' ? ' ' : *s);
+    }
+}
+
+/* ---- the search ------------------------------------------------------------------------------ */
+typedef struct search {
+    tune_opts *o;
+    ts_tune_trial *trial;          /* trial[0] is the default (no searched values) */
+    int ntrial;                    /* the default + the drawn trials */
+    int asked;                     /* --random N or the grid's size */
+    double *valid;                 /* (ntrial) the figure that chooses; NAN none */
+    double *best_epoch;            /* (ntrial) train.run.best_epoch */
+    unsigned char *ok;             /* (ntrial) finished now or reused */
+    int *state;                    /* (ntrial) J_* */
+    int chosen;
+    int threads;
+} search;
+
+/* OUT/trials/NNN/seed-S (OUT/trials/default/seed-S for the default). */
+static void trial_dir(char *buf, size_t n, const tune_opts *o, int t, long seed)
+{
+    if (t == 0) snprintf(buf, n, "%s/trials/default/seed-%ld", o->out, seed);
+    else snprintf(buf, n, "%s/trials/%03d/seed-%ld", o->out, t, seed);
+}
+
+static void trial_label(char *buf, size_t n, const tune_opts *o, const ts_tune_trial *t, int i)
+{
+    if (i == 0) { snprintf(buf, n, "default (the experiment as given)"); return; }
+    size_t k = (size_t)snprintf(buf, n, "trial %d", i);
+    for (int j = 0; j < o->nkeys && k < n; j++)
+        if (o->keys[j].kind != TS_TUNE_FIXED)
+            k += (size_t)snprintf(buf + k, n - k, " %s=%s", o->keys[j].key, t->val[j]);
+}
+
+/* The progress line's validation figure of a finished trial. */
+static void note_valid(const tjob *j, void *arg)
+{
+    const tune_opts *o = arg;
+    double v = valid_figure(j->dir, o->metric);
+    if (isfinite(v)) fprintf(stderr, "; valid %s %.4f", o->metric, v);
+}
+
+/* The trials: the grid, or --random draws; trial 0 is the default. Each trial's configuration
+ * is loaded once (key names, sections, [train] numbers) before anything runs. */
+static int make_trials(search *s)
+{
+    tune_opts *o = s->o;
+    int max = o->random ? o->random : TS_TUNE_MAX_GRID;
+    ts_tune_trial *t = calloc((size_t)max + 1, sizeof *t);
+    if (!t) { fprintf(stderr, "tessera tune: out of memory\n"); return 1; }
+    s->trial = t;
+    ts_err e;
+    int n = 0;
+    if (o->random) {
+        if (ts_tune_random(o->keys, o->nkeys, o->random, o->search_seed, t + 1, &n, &e)) {
+            fprintf(stderr, "tessera tune: %s\n", e.msg);
+            return 2;
+        }
+        if (n < o->random)
+            fprintf(stderr, "tessera tune: note: the lists hold %d distinct trials, fewer than "
+                    "--random %d; all %d run\n", n, o->random, n);
+        s->asked = o->random;
+    } else {
+        if (ts_tune_grid(o->keys, o->nkeys, t + 1, max, &n, &e)) {
+            fprintf(stderr, "tessera tune: %s\n", e.msg);
+            return 2;
+        }
+        s->asked = n;
+    }
+    s->ntrial = n + 1;
+    for (int i = 0; i < o->nkeys; i++) t[0].val[i][0] = 0;
+    /* each searched key alone first, so that a sentence names the key rather than a trial */
+    for (int k = 0; k < o->nkeys && n; k++) {
+        if (o->keys[k].kind == TS_TUNE_FIXED) continue;
+        ts_tune_trial probe;
+        for (int i = 0; i < o->nkeys; i++) probe.val[i][0] = 0;
+        snprintf(probe.val[k], TS_TUNE_VAL_MAX, "%s", t[1].val[k]);
+        ts_exp *px = load_trial(o, &probe, o->keys[k].key);
+        if (!px) return 2;
+        ts_exp_free(px);
+    }
+    for (int i = 1; i < s->ntrial; i++) {
+        char what[1024];
+        trial_label(what, sizeof what, o, &t[i], i);
+        ts_exp *x = load_trial(o, &t[i], what);
+        if (!x) return 2;
+        ts_exp_free(x);
+    }
+    return 0;
+}
+
+/* The argv of trial i with a seed, or (final) of the default's run for the test comparison. */
+static char **trial_argv(const search *s, int i, long seed, int final, const char *dir)
+{
+    const tune_opts *o = s->o;
+    char *over[TS_TUNE_MAX_KEYS + 2] = {0};
+    /* the final runs of the default are the experiment as given: no valid-last switch */
+    tune_opts plain = *o;
+    if (final) plain.select_on = SELECT_VALID;
+    int n = trial_overrides(&plain, i ? &s->trial[i] : NULL, over);
+    char **v = n < 0 ? NULL : run_argv(o->exp, seed, s->threads, over, n, dir);
+    free_strings(over, n < 0 ? 0 : n);
+    return v;
+}
+
+static void log_path(char *buf, size_t n, const tune_opts *o, const char *dir)
+{
+    /* OUT/REST -> OUT/logs/REST.log, REST's '/' as '-' */
+    const char *rest = dir + strlen(o->out) + 1;
+    size_t k = (size_t)snprintf(buf, n, "%s/logs/", o->out);
+    for (; *rest && k + 5 < n; rest++) buf[k++] = *rest == '/' ? '-' : *rest;
+    snprintf(buf + k, n - k, ".log");
+}
+
+/* A trial's figures from its seeds' runs jobs[0..k): the mean validation figure and best
+ * epoch when every seed finished; its state the worst of theirs. */
+static void trial_result(search *s, int t, const tjob *jobs, int k)
+{
+    double v = 0, ep = 0;
+    int all = 1, ran = 0, failed = 0, stopped = 0;
+    for (int r = 0; r < k; r++) {
+        int st = jobs[r].state;
+        all &= st == J_RAN || st == J_REUSED;
+        ran |= st == J_RAN;
+        failed |= st == J_FAILED;
+        stopped |= st == J_STOPPED || st == J_WAITING || st == J_RUNNING;
+        if (st == J_RAN || st == J_REUSED) {
+            v += valid_figure(jobs[r].dir, s->o->metric);
+            ep += run_figure(jobs[r].dir, "train.run.best_epoch");
+        }
+    }
+    s->ok[t] = all;
+    s->state[t] = failed ? J_FAILED : stopped ? J_STOPPED : ran ? J_RAN : J_REUSED;
+    s->valid[t] = all ? v / k : NAN;
+    s->best_epoch[t] = all ? ep / k : NAN;
+}
+
+/* Phase 1: every trial over its seeds, and the default's final runs (they need no choice). */
+static int run_trials(search *s, int *stopped)
+{
+    tune_opts *o = s->o;
+    int ts = o->trial_seeds, nt = s->ntrial * ts, n = nt + o->seeds;
+    tjob *jobs = calloc((size_t)n, sizeof *jobs);
+    if (!jobs) { fprintf(stderr, "tessera tune: out of memory\n"); return -1; }
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        tjob *j = &jobs[i];
+        int final = i >= nt, t = final ? 0 : i / ts;
+        long seed = final ? o->final_seed[i - nt] : o->base_seed + i % ts;
+        if (final) {
+            snprintf(j->dir, sizeof j->dir, "%s/final/default/seed-%ld", o->out, seed);
+            snprintf(j->label, sizeof j->label, "default, seed %ld (for the test comparison)", seed);
+        } else {
+            trial_dir(j->dir, sizeof j->dir, o, t, seed);
+            if (t) snprintf(j->label, sizeof j->label, "trial %d", t);
+            else snprintf(j->label, sizeof j->label, "default (trial 0)");
+            if (ts > 1) {
+                size_t l = strlen(j->label);
+                snprintf(j->label + l, sizeof j->label - l, ", seed %ld", seed);
+            }
+        }
+        log_path(j->log, sizeof j->log, o, j->dir);
+        if (!(j->argv = trial_argv(s, t, seed, final, j->dir))) {
+            fprintf(stderr, "tessera tune: out of memory\n");
+            rc = -1;
+        }
+    }
+    fprintf(stderr, "tessera tune: %d trial%s and the default%s, chosen on the validation split "
+            "(valid.%s, %s is better)%s; then the default over %d seed%s; %d run%s at a time\n",
+            s->ntrial - 1, s->ntrial == 2 ? "" : "s", ts > 1 ? ", each over its seeds" : "",
+            o->metric, ts_tune_lower_better(o->metric) ? "lower" : "higher",
+            o->select_on == SELECT_VALID_LAST ? ", trials without early stopping" : "", o->seeds,
+            o->seeds > 1 ? "s" : "", o->jobs, o->jobs > 1 ? "s" : "");
+    int failed = rc ? -1 : run_jobs(jobs, n, o->jobs, note_valid, o, stopped);
+    for (int t = 0; t < s->ntrial && failed >= 0; t++) trial_result(s, t, jobs + t * ts, ts);
+    int final_ok = 1;
+    for (int i = nt; i < n; i++) final_ok &= jobs[i].state == J_RAN || jobs[i].state == J_REUSED;
+    for (int i = 0; i < n; i++) free_argv(jobs[i].argv);
+    free(jobs);
+    if (failed < 0) return -1;
+    return final_ok ? 0 : 1;
+}
+
+/* Which figures of the validation split the default reported, for the message of a --metric
+ * that names none. */
+static void say_valid_figures(const tune_opts *o)
+{
+    char dir[TS_PATH_MAX], p[TS_PATH_MAX + 16], line[1024];
+    trial_dir(dir, sizeof dir, o, 0, o->base_seed);
+    snprintf(p, sizeof p, "%s/metrics.json", dir);
+    FILE *f = ts_fopen_regular(p);
+    fprintf(stderr, "tessera tune: no trial reported valid.%s (the choice is made on the "
+            "validation split only); the validation figures of the default are:", o->metric);
+    while (f && fgets(line, sizeof line, f)) {
+        char *q = strstr(line, "\"valid.");
+        if (!q) continue;
+        q += 7;
+        fprintf(stderr, " %.*s", (int)strcspn(q, "\""), q);
+    }
+    if (f) fclose(f);
+    fprintf(stderr, "; give one with --metric TASK.FIGURE\n");
+}
+
+/* trials.csv: one line per trial, its keys, its validation figure, its best epoch, its status. */
+static int write_trials_csv(const search *s)
+{
+    const tune_opts *o = s->o;
+    sbuf b = {0};
+    sb_printf(&b, "trial,status");
+    for (int i = 0; i < o->nkeys; i++)
+        if (o->keys[i].kind != TS_TUNE_FIXED) { sb_printf(&b, ","); csv_field(&b, o->keys[i].key); }
+    sb_printf(&b, ",valid.%s,best_epoch,chosen\n", o->metric);
+    for (int t = 0; t < s->ntrial; t++) {
+        static const char *const st[] = {"not started", "not finished", "reused", "ran", "failed",
+                                         "stopped"};
+        if (t) sb_printf(&b, "%d,%s", t, st[s->state[t]]);
+        else sb_printf(&b, "default,%s", st[s->state[t]]);
+        for (int i = 0; i < o->nkeys; i++) {
+            if (o->keys[i].kind == TS_TUNE_FIXED) continue;
+            sb_printf(&b, ",");
+            csv_field(&b, t ? s->trial[t].val[i] : o->default_val[i]);
+        }
+        if (isfinite(s->valid[t])) sb_printf(&b, ",%.9g", s->valid[t]);
+        else sb_printf(&b, ",");
+        if (isfinite(s->best_epoch[t])) sb_printf(&b, o->trial_seeds > 1 ? ",%.2f" : ",%.0f", s->best_epoch[t]);
+        else sb_printf(&b, ",");
+        sb_printf(&b, ",%d\n", t == s->chosen);
+    }
+    char path[TS_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/trials.csv", o->out);
+    int rc = write_text(path, &b);
+    free(b.s);
+    return rc;
+}
+
+/* selected.ini: the experiment file resolved (its base read in), with the fixed keys, the
+ * chosen trial's values (and, with valid-last, early stopping off), a name of its own and the
+ * path of the original file as [experiment] source, so data paths resolve from anywhere. */
+static int write_selected(const search *s, char *path, size_t pathn)
+{
+    const tune_opts *o = s->o;
+    ts_ini ini;
+    ts_err e;
+    snprintf(path, pathn, "%s/selected.ini", o->out);
+    if (ts_ini_load(&ini, o->exp, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); return -1; }
+    char *over[TS_TUNE_MAX_KEYS + 4] = {0};
+    tune_opts plain = *o;
+    if (s->chosen == 0) plain.select_on = SELECT_VALID;   /* the default as given */
+    int n = trial_overrides(&plain, s->chosen ? &s->trial[s->chosen] : NULL, over), rc = n < 0;
+    char name[TS_NAME_MAX + 16], abs[TS_PATH_MAX], src[TS_PATH_MAX + 32];
+    snprintf(name, sizeof name, "experiment.name=%.*s_tuned", TS_NAME_MAX - 7, o->name);
+    if (n >= 0) over[n++] = strdup(name);
+    ts_cfg *ce = ts_ini_find(&ini, "experiment");
+    if (n >= 0 && !(ce && ts_cfg_entry(ce, "source")) && realpath(o->exp, abs)) {
+        snprintf(src, sizeof src, "experiment.source=%s", abs);
+        over[n++] = strdup(src);
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        if (!over[i]) { fprintf(stderr, "tessera tune: out of memory\n"); rc = -1; break; }
+        if (ts_ini_override(&ini, over[i], &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); rc = -1; }
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (!rc && ts_ini_format(&ini, &text, &len, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); rc = -1; }
+    if (!rc) {
+        sbuf b = {0};
+        sb_printf(&b, "; %s, selected by `tessera tune` from %s on the validation split\n"
+                  "; (valid.%s = %.6g; the experiment as given: %.6g). Run it with\n"
+                  "; tessera run %s\n", o->name, o->exp, o->metric, s->valid[s->chosen],
+                  s->valid[0], path);
+        if (s->chosen == 0)
+            sb_printf(&b, "; No trial beat the experiment as given: this is that experiment.\n");
+        else
+            for (int i = 0; i < o->nkeys; i++)
+                if (o->keys[i].kind != TS_TUNE_FIXED)
+                    sb_printf(&b, "; %s = %s (searched; the experiment had %s)\n", o->keys[i].key,
+                              s->trial[s->chosen].val[i], o->default_val[i]);
+        if (s->chosen && o->select_on == SELECT_VALID_LAST)
+            sb_printf(&b, "; [train] early_stop is off: the trials were chosen without early "
+                      "stopping (--select-on valid-last)\n");
+        sb_printf(&b, "%.*s", (int)len, text);
+        rc = write_text(path, &b);
+        free(b.s);
+    }
+    free(text);
+    free_strings(over, n < 0 ? 0 : n);
+    ts_ini_free(&ini);
+    return rc;
+}
+
+/* Phase 3: the selected experiment over the seeds (selected.ini as is). */
+static int run_selected(search *s, const char *selected, int *stopped)
+{
+    const tune_opts *o = s->o;
+    tjob *jobs = calloc((size_t)o->seeds, sizeof *jobs);
+    if (!jobs) { fprintf(stderr, "tessera tune: out of memory\n"); return -1; }
+    int rc = 0;
+    for (int k = 0; k < o->seeds && !rc; k++) {
+        tjob *j = &jobs[k];
+        int seed = o->final_seed[k];
+        snprintf(j->dir, sizeof j->dir, "%s/final/selected/seed-%d", o->out, seed);
+        snprintf(j->label, sizeof j->label, "selected, seed %d (for the test comparison)", seed);
+        log_path(j->log, sizeof j->log, o, j->dir);
+        if (!(j->argv = run_argv(selected, seed, s->threads, NULL, 0, j->dir))) rc = -1;
+    }
+    int failed = rc ? -1 : run_jobs(jobs, o->seeds, o->jobs, NULL, NULL, stopped);
+    for (int k = 0; k < o->seeds; k++) free_argv(jobs[k].argv);
+    free(jobs);
+    return failed;
+}
+
+/* "2, 3 and 4": the final comparison's seeds. */
+static void seed_list(sbuf *b, const tune_opts *o)
+{
+    for (int k = 0; k < o->seeds; k++)
+        sb_printf(b, "%s%d", k == 0 ? "" : k + 1 < o->seeds ? ", " : " and ", o->final_seed[k]);
+}
+
+/* The test figures of the final runs: every "test.TASK.FIG" key of metrics.json (not the loss,
+ * label rate or combined weights), per seed; NAN where a run has none. */
+typedef struct final_fig {
+    char key[2 * TS_NAME_MAX + 8];
+    double v[2][TUNE_MAX_SEEDS];   /* [0] the default, [1] the selected */
+} final_fig;
+
+static int reportable(const char *key)
+{
+    const char *m = strrchr(key, '.');
+    return !strncmp(key, "test.", 5) && m && strcmp(m, ".loss") && strcmp(m, ".positive_rate") &&
+           strcmp(m, ".queries") && strcmp(m, ".users") && strncmp(m, ".w_", 3);
+}
+
+static int read_final(const tune_opts *o, int which, int k, final_fig *f, int nf, int max)
+{
+    char p[TS_PATH_MAX + 64], line[1024];
+    snprintf(p, sizeof p, "%s/final/%s/seed-%d/metrics.json", o->out, which ? "selected" : "default",
+             o->final_seed[k]);
+    FILE *in = ts_fopen_regular(p);
+    while (in && fgets(line, sizeof line, in)) {
+        char *q1 = strchr(line, '"'), *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
+        if (!q2) continue;
+        *q2 = 0;
+        const char *key = q1 + 1, *colon = strchr(q2 + 1, ':');
+        if (!colon || !reportable(key)) continue;
+        int i = 0;
+        while (i < nf && strcmp(f[i].key, key)) i++;
+        if (i == nf) {
+            if (nf == max) continue;
+            snprintf(f[nf].key, sizeof f[nf].key, "%s", key);
+            for (int a = 0; a < 2; a++) for (int r = 0; r < TUNE_MAX_SEEDS; r++) f[nf].v[a][r] = NAN;
+            nf++;
+        }
+        f[i].v[which][k] = strncmp(colon + 2, "null", 4) ? strtod(colon + 1, NULL) : NAN;
+    }
+    if (in) fclose(in);
+    return nf;
+}
+
+/* The report's section on the test split: each figure's mean ± std for both, the paired
+ * difference, t and p, and on how many seeds the selected configuration won. */
+static void report_final(sbuf *b, const search *s)
+{
+    const tune_opts *o = s->o;
+    final_fig *f = calloc(64, sizeof *f);
+    if (!f) { b->oom = 1; return; }
+    int nf = 0;
+    for (int w = 0; w < (s->chosen ? 2 : 1); w++)
+        for (int k = 0; k < o->seeds; k++) nf = read_final(o, w, k, f, nf, 64);
+    if (!s->chosen) {
+        sb_printf(b, "No trial beat the default on the validation split, so the selected "
+                  "configuration is the default; its test figures over %d seed%s:\n\n| figure | "
+                  "default |\n|---|---|\n", o->seeds, o->seeds > 1 ? "s" : "");
+        for (int i = 0; i < nf; i++) {
+            double m, sd;
+            ts_mean_std(f[i].v[0], o->seeds, &m, &sd);
+            sb_printf(b, "| %s | %.4f%s", f[i].key + 5, m, o->seeds > 1 ? "" : " |\n");
+            if (o->seeds > 1) sb_printf(b, " ± %.4f |\n", sd);
+        }
+        free(f);
+        return;
+    }
+    sb_printf(b, "| figure | default | selected | selected − default | t | p | selected better |\n"
+              "|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < nf; i++) {
+        double a[TUNE_MAX_SEEDS], c[TUNE_MAX_SEEDS], d[TUNE_MAX_SEEDS];
+        int n = 0, wins = 0, low = ts_tune_lower_better(f[i].key);
+        for (int r = 0; r < o->seeds; r++)
+            if (isfinite(f[i].v[0][r]) && isfinite(f[i].v[1][r])) {
+                a[n] = f[i].v[0][r];
+                c[n] = f[i].v[1][r];
+                d[n] = c[n] - a[n];
+                wins += low ? c[n] < a[n] : c[n] > a[n];
+                n++;
+            }
+        if (!n) continue;
+        double ma, sa, mc, sc, md, sdd, t, p;
+        ts_mean_std(a, n, &ma, &sa);
+        ts_mean_std(c, n, &mc, &sc);
+        ts_mean_std(d, n, &md, &sdd);
+        sb_printf(b, "| %s%s | %.4f", f[i].key + 5, !strcmp(f[i].key + 5, o->metric) ? " (the "
+                  "search's figure)" : "", ma);
+        if (n > 1) sb_printf(b, " ± %.4f", sa);
+        sb_printf(b, " | %.4f", mc);
+        if (n > 1) sb_printf(b, " ± %.4f", sc);
+        sb_printf(b, " | %+.4f |", md);
+        if (!ts_paired_t(c, a, n, &t, &p)) sb_printf(b, " %.2f | %.3g%s |", t, p, p < 0.05 ? " *" : "");
+        else sb_printf(b, " – | – |");
+        sb_printf(b, " %d/%d (%s is better) |\n", wins, n, low ? "lower" : "higher");
+    }
+    sb_printf(b, "\nEach figure is the mean ± the sample standard deviation over seed%s ",
+              o->seeds > 1 ? "s" : "");
+    seed_list(b, o);
+    sb_printf(b, " (the same seeds for both, so the test is paired: two-sided t-test on the %d "
+              "differences; * p < 0.05). With few seeds the test has little power: read the "
+              "difference with its spread.\n", o->seeds);
+    free(f);
+}
+
+/* The figures' order in the trials table: by validation figure, best first, then the rest. */
+static void rank_trials(const search *s, int *order)
+{
+    int lower = ts_tune_lower_better(s->o->metric), n = 0;
+    for (int t = 0; t < s->ntrial; t++) order[n++] = t;
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0; j--) {
+            double a = s->valid[order[j - 1]], b = s->valid[order[j]];
+            int swap = isfinite(b) && (!isfinite(a) || (lower ? b < a : b > a));
+            if (!swap) break;
+            int tmp = order[j]; order[j] = order[j - 1]; order[j - 1] = tmp;
+        }
+}
+
+static void report_space(sbuf *b, const search *s)
+{
+    const tune_opts *o = s->o;
+    sb_printf(b, "## The search\n\n| key | searched over | the experiment's value |\n|---|---|---|\n");
+    for (int i = 0; i < o->nkeys; i++) {
+        const ts_tune_key *k = &o->keys[i];
+        if (k->kind == TS_TUNE_FIXED) continue;
+        sb_printf(b, "| %s | ", k->key);
+        if (k->kind == TS_TUNE_LIST)
+            for (int v = 0; v < k->nval; v++) { md_field(b, k->val[v]); sb_printf(b, v + 1 < k->nval ? ", " : ""); }
+        else
+            sb_printf(b, "%s %g to %g%s", k->kind == TS_TUNE_LOG ? "log-uniform" : "uniform",
+                      k->lo, k->hi, k->integer ? " (whole numbers)" : "");
+        sb_printf(b, " | ");
+        md_field(b, o->default_val[i]);
+        sb_printf(b, " |\n");
+    }
+    int nfixed = 0;
+    for (int i = 0; i < o->nkeys; i++) nfixed += o->keys[i].kind == TS_TUNE_FIXED;
+    if (nfixed) {
+        sb_printf(b, "\nSet in every run (the default's too):");
+        for (int i = 0; i < o->nkeys; i++)
+            if (o->keys[i].kind == TS_TUNE_FIXED) {
+                sb_printf(b, " `%s=", o->keys[i].key);
+                md_field(b, o->keys[i].val[0]);
+                sb_printf(b, "`");
+            }
+        sb_printf(b, ".\n");
+    }
+    int finished = 0, failed = 0;
+    for (int t = 1; t < s->ntrial; t++) { finished += s->ok[t]; failed += s->state[t] == J_FAILED; }
+    if (o->random)
+        sb_printf(b, "\nBudget: %d random trial%s (--random %d, search seed %llu)", s->ntrial - 1,
+                  s->ntrial == 2 ? "" : "s", s->asked, (unsigned long long)o->search_seed);
+    else
+        sb_printf(b, "\nBudget: the grid of the lists, %d trial%s", s->ntrial - 1,
+                  s->ntrial == 2 ? "" : "s");
+    sb_printf(b, ", and the default; %d finished, %d failed; %d run%s at a time. ", finished,
+              failed, o->jobs, o->jobs > 1 ? "s" : "");
+    if (o->trial_seeds > 1)
+        sb_printf(b, "Every trial runs with seeds %ld to %ld (--trial-seeds %d) and is judged by "
+                  "the mean of their validation figures.\n\n", o->base_seed,
+                  o->base_seed + o->trial_seeds - 1, o->trial_seeds);
+    else
+        sb_printf(b, "Every trial runs with the experiment's seed, %ld: a difference between "
+                  "trials smaller than the spread over seeds of the last section is noise "
+                  "(--trial-seeds N averages N seeds per trial).\n\n", o->base_seed);
+}
+
+/* "Which split chose what", the sentence the issue asks of every report. */
+static void report_splits(sbuf *b, const search *s)
+{
+    const tune_opts *o = s->o;
+    int lower = ts_tune_lower_better(o->metric);
+    sb_printf(b, "## Which split chose what\n\n| decision | made on | by |\n|---|---|---|\n");
+    if (o->select_on == SELECT_VALID_LAST)
+        sb_printf(b, "| each trial's epoch | nothing: early stopping is off in the trials "
+                  "(--select-on valid-last) | every trial trains [train] epochs = %ld and keeps "
+                  "the last |\n", o->epochs);
+    else if (o->early_stop[0])
+        sb_printf(b, "| each trial's epoch | the validation split | [train] early_stop = %s "
+                  "(%s%ld): the trial keeps its best epoch |\n", o->early_stop,
+                  o->patience > 0 ? "patience " : "no patience: every epoch of ", o->patience > 0 ?
+                  o->patience : o->epochs);
+    else
+        sb_printf(b, "| each trial's epoch | nothing: the experiment has no early stopping | "
+                  "every trial keeps its last epoch |\n");
+    sb_printf(b, "| the configuration | the validation split | valid.%s of each trial (%s is "
+              "better; %s) |\n", o->metric, lower ? "lower" : "higher", o->metric_from);
+    sb_printf(b, "| the figures of the last section | the test split | fresh runs of the default "
+              "and of the selected configuration, seed%s ", o->seeds > 1 ? "s" : "");
+    seed_list(b, o);
+    sb_printf(b, " (no trial's seed); the search read no test figure |\n\n");
+    if (o->select_on == SELECT_VALID && o->early_stop[0])
+        sb_printf(b, "**Bias.** Each trial's validation figure is the best of its epochs on the "
+                  "same split that then compares the trials, so it is optimistic twice over "
+                  "(the epoch, then the trial, chosen on one split; keras-tuner's issue 1018). "
+                  "The validation figures below rank the trials; they do not estimate how the "
+                  "chosen configuration does on new data: the test figures of the last section "
+                  "do. `--select-on valid-last` trains every trial without early stopping, so "
+                  "the validation split chooses the trial and nothing else.\n\n");
+    else
+        sb_printf(b, "The validation split chose the trial and nothing else. The best "
+                  "validation figure of many trials is still the maximum of noisy figures and "
+                  "so optimistic; the test figures of the last section are the estimate.\n\n");
+}
+
+static void report_trials(sbuf *b, const search *s, const char *selected)
+{
+    const tune_opts *o = s->o;
+    int *order = malloc((size_t)s->ntrial * sizeof *order);
+    if (!order) { b->oom = 1; return; }
+    rank_trials(s, order);
+    int shown = s->ntrial < 20 ? s->ntrial : 20;
+    sb_printf(b, "## Trials, best validation figure first%s\n\n| trial |", s->ntrial > shown ?
+              " (the first 20; trials.csv has them all)" : "");
+    for (int i = 0; i < o->nkeys; i++)
+        if (o->keys[i].kind != TS_TUNE_FIXED) sb_printf(b, " %s |", o->keys[i].key);
+    sb_printf(b, " valid.%s | best epoch | status |\n|---|", o->metric);
+    for (int i = 0; i < o->nkeys; i++) if (o->keys[i].kind != TS_TUNE_FIXED) sb_printf(b, "---|");
+    sb_printf(b, "---|---|---|\n");
+    static const char *const st[] = {"not started", "not finished", "finished (reused)",
+                                     "finished", "failed", "stopped"};
+    for (int r = 0; r < shown; r++) {
+        int t = order[r];
+        if (t) sb_printf(b, "| %s%d%s |", t == s->chosen ? "**" : "", t, t == s->chosen ? "**" : "");
+        else sb_printf(b, "| %sdefault%s |", t == s->chosen ? "**" : "", t == s->chosen ? "**" : "");
+        for (int i = 0; i < o->nkeys; i++) {
+            if (o->keys[i].kind == TS_TUNE_FIXED) continue;
+            sb_printf(b, " ");
+            md_field(b, t ? s->trial[t].val[i] : o->default_val[i]);
+            sb_printf(b, " |");
+        }
+        if (isfinite(s->valid[t])) sb_printf(b, " %.4f |", s->valid[t]);
+        else sb_printf(b, " – |");
+        if (isfinite(s->best_epoch[t]))
+            sb_printf(b, o->trial_seeds > 1 ? " %.1f |" : " %.0f |", s->best_epoch[t]);
+        else sb_printf(b, " – |");
+        sb_printf(b, " %s |\n", st[s->state[t]]);
+    }
+    free(order);
+    int c = s->chosen;
+    sb_printf(b, "\n## Chosen\n\n");
+    if (!c)
+        sb_printf(b, "The default (valid.%s %.4f): no trial beat it on the validation split. ",
+                  o->metric, s->valid[0]);
+    else {
+        sb_printf(b, "Trial %d:", c);
+        for (int i = 0; i < o->nkeys; i++)
+            if (o->keys[i].kind != TS_TUNE_FIXED) {
+                sb_printf(b, " `%s=", o->keys[i].key);
+                md_field(b, s->trial[c].val[i]);
+                sb_printf(b, "`");
+            }
+        sb_printf(b, ", valid.%s %.4f against the default's %.4f (%+.4f; %s). ", o->metric,
+                  s->valid[c], s->valid[0], s->valid[c] - s->valid[0], o->trial_seeds > 1 ?
+                  "means over the trial seeds" : "one seed each");
+    }
+    sb_printf(b, "It is written as `");
+    md_field(b, selected);
+    sb_printf(b, "`, a complete experiment: `tessera run ");
+    md_field(b, selected);
+    sb_printf(b, "` trains it as is.\n\n");
+}
+
+static int write_report(const search *s, const char *selected, int argc, char **argv)
+{
+    const tune_opts *o = s->o;
+    sbuf b = {0};
+    sb_printf(&b, "# Hyper-parameter search: ");
+    md_field(&b, o->name);
+    sb_printf(&b, "\n\nCommand: `tessera tune");
+    for (int i = 0; i < argc; i++) { sb_printf(&b, " "); md_field(&b, argv[i]); }
+    sb_printf(&b, "`  \ntessera %s. Run folders: trials/ (one per trial), final/ (the test "
+              "comparison); logs/; every trial's figures in trials.csv.\n\n", PACKAGE_VERSION);
+    report_splits(&b, s);
+    report_space(&b, s);
+    report_trials(&b, s, selected);
+    sb_printf(&b, "## The default and the selected configuration on the test split\n\n");
+    report_final(&b, s);
+    char path[TS_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/report.md", o->out);
+    int rc = write_text(path, &b);
+    free(b.s);
+    return rc;
+}
+
+int ts_cmd_tune(int argc, char **argv)
+{
+    tune_opts o;
+    memset(&o, 0, sizeof o);
+    int rc = parse_args(argc, argv, &o);
+    if (rc == -1) { usage(stdout); free(o.keys); return 0; }
+    if (rc) { free(o.keys); return rc; }
+    ts_err e;
+    if (ts_plugins_scan(&e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); free(o.keys); return 1; }
+    if (read_experiment(&o)) { free(o.keys); return 2; }
+    if (!o.out[0]) snprintf(o.out, sizeof o.out, "results/tune-%s", o.name);
+    search s;
+    memset(&s, 0, sizeof s);
+    s.o = &o;
+    rc = make_trials(&s);
+    s.valid = calloc((size_t)s.ntrial + 1, sizeof *s.valid);
+    s.best_epoch = calloc((size_t)s.ntrial + 1, sizeof *s.best_epoch);
+    s.ok = calloc((size_t)s.ntrial + 1, 1);
+    s.state = calloc((size_t)s.ntrial + 1, sizeof *s.state);
+    if (!rc && (!s.valid || !s.best_epoch || !s.ok || !s.state)) {
+        fprintf(stderr, "tessera tune: out of memory\n");
+        rc = 1;
+    }
+    if (!rc && ts_mkdirs(o.out, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); rc = 1; }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    s.threads = ncpu / o.jobs > 0 ? (int)(ncpu / o.jobs) : 1;
+    char th[16];
+    snprintf(th, sizeof th, "%d", s.threads);
+    setenv("OPENBLAS_NUM_THREADS", th, 1);   /* inherited by every run */
+    setenv("TESSERA_MPI", "0", 1);
+    int stopped = 0, final_bad = 0;
+    if (!rc) {
+        final_bad = run_trials(&s, &stopped);
+        if (final_bad < 0) rc = 1;
+        else if (stopped) rc = 128 + stopped;
+    }
+    char selected[TS_PATH_MAX + 32] = "";
+    if (!rc) {
+        s.chosen = ts_tune_choose(s.valid, s.ok, s.ntrial, ts_tune_lower_better(o.metric));
+        if (s.chosen < 0 || !s.ok[0] || !isfinite(s.valid[0])) {
+            if (s.ok[0] && !isfinite(s.valid[0])) say_valid_figures(&o);
+            else fprintf(stderr, "tessera tune: %s; see the logs in %s/logs\n", !s.ok[0] ?
+                         "the default (the experiment as given) did not finish, and the search "
+                         "compares every trial with it" : "no trial finished", o.out);
+            write_trials_csv(&s);
+            rc = 1;
+        }
+    }
+    if (!rc && (write_trials_csv(&s) || write_selected(&s, selected, sizeof selected))) rc = 1;
+    if (!rc && s.chosen) {
+        fprintf(stderr, "tessera tune: chose trial %d on the validation split (valid.%s %.4f; the "
+                "default %.4f); now it over %d seed%s\n", s.chosen, o.metric, s.valid[s.chosen],
+                s.valid[0], o.seeds, o.seeds > 1 ? "s" : "");
+        int failed = run_selected(&s, selected, &stopped);
+        if (stopped) rc = 128 + stopped;
+        else if (failed) final_bad = 1;
+    } else if (!rc) {
+        fprintf(stderr, "tessera tune: no trial beat the default on the validation split "
+                "(valid.%s %.4f); selected.ini is the default\n", o.metric, s.valid[0]);
+    }
+    if (!rc && write_report(&s, selected, argc, argv)) rc = 1;
+    if (!rc && final_bad) {
+        fprintf(stderr, "tessera tune: some runs of the test comparison failed (see %s/logs); "
+                "the report covers the seeds that finished\n", o.out);
+        rc = 1;
+    }
+    if (!rc || (rc == 1 && final_bad)) {
+        int nfail = 0;
+        for (int t = 1; t < s.ntrial; t++) nfail += s.state[t] == J_FAILED;
+        if (nfail)
+            fprintf(stderr, "tessera tune: %d trial%s failed (see %s/logs); the choice is among "
+                    "the trials that finished\n", nfail, nfail > 1 ? "s" : "", o.out);
+        printf("%s/report.md\n", o.out);
+    }
+    free(s.trial);
+    free(s.valid);
+    free(s.best_epoch);
+    free(s.ok);
+    free(s.state);
+    free(o.keys);
+    return rc;
+}
