@@ -384,6 +384,12 @@ static void test_probability_input(void **unused)
         double fd = (up - dn) / (2 * h);
         assert_true(fabs(fd - g) <= 2e-3 * (1 + fabs(fd)));
     }
+    /* a logit fed as a probability is refused, not clipped */
+    bp.in.x[2] = 1.7f;
+    double loss;
+    ts_err e;
+    assert_int_equal(bp.ops->forward(&bp.H, TS_TRAIN, &loss, &e), -1);
+    tu_contains(e.msg, "takes = probability", "1.7", "not a probability", "sigmoid", NULL);
     bench_close(&bl);
     bench_close(&bp);
 }

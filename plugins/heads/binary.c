@@ -2,7 +2,8 @@
  *
  * Input (B, 1): logits z (takes = logit, the default; the prediction is sigmoid(z)) or
  * probabilities p (takes = probability: the output of a sigmoid, or a product of probabilities
- * as ESMM's pCTCVR = pCTR x pCVR; p is clipped to [1e-7, 1 - 1e-7] and the loss sees
+ * as ESMM's pCTCVR = pCTR x pCVR; a value outside [0, 1] is refused, not clipped: it is a
+ * logit fed by mistake; p is clipped to [1e-7, 1 - 1e-7] and the loss sees
  * z = log(p / (1 - p)), so its gradient reaches p as dL/dz / (p (1 - p))). The label is (B, 1) in
  * {0, 1}. The loss comes from the head's `loss =` plugin (normally bce, whose pos_weight is read
  * from this section); in training its gradient, scaled by the task's weight, flows into the
@@ -131,6 +132,11 @@ static int forward(ts_head *H, ts_phase phase, double *loss, ts_err *e)
     float *dx = phase == TS_TRAIN ? in->dx : NULL;
     const float *z = x;
     if (s->prob_in) {                          /* z = logit(clip(p)); dL/dp = dL/dz / (p (1-p)) */
+        for (int i = 0; i < n; i++)
+            if (!(x[i] >= 0 && x[i] <= 1))      /* a logit or a NaN fed as a probability */
+                return ts_fail(e, "head.%s (takes = probability) got %g in row %d, which is not a "
+                               "probability; end its input with a sigmoid layer (or a product of "
+                               "sigmoids), or set takes = logit", H->name, (double)x[i], i);
         for (int i = 0; i < n; i++) {
             float p = x[i] < P_EPS ? P_EPS : x[i] > 1 - P_EPS ? 1 - P_EPS : x[i];
             s->z[i] = logf(p / (1 - p));
