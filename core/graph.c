@@ -909,6 +909,7 @@ static int declared_kind(const ts_head_ops *ops)
 typedef struct label_tally {
     int kind;                    /* ts_label_kind, or -1: nothing to check */
     long bad[3];                 /* bad labels per split */
+    double weight[3];            /* the rows' weight x mask per split (sample_weight, mask) */
     int first_split;             /* -1 until one is found */
     long first_row;
     float first_value;
@@ -925,8 +926,9 @@ static int label_ok(int kind, float v, long classes)
     }
 }
 
-/* A head's per-row weights (finite, >= 0) and mask (0 or 1) in rows s..s+b of split sp. */
-static int check_row_weights(ts_hnode *hn, int sp, long s, int b, ts_err *e)
+/* A head's per-row weights (finite, >= 0) and mask (0 or 1) in rows s..s+b of split sp; adds
+ * their product over the rows to *sum. */
+static int check_row_weights(ts_hnode *hn, int sp, long s, int b, double *sum, ts_err *e)
 {
     static const char *const split[3] = {"training", "validation", "test"};
     const ts_tensor *f[2] = {hn->sample_weight, hn->mask};
@@ -941,6 +943,33 @@ static int check_row_weights(ts_hnode *hn, int sp, long s, int b, ts_err *e)
                            ts_cfg_str(hn->cfg, key[k]), s + i, split[sp], (double)v,
                            k ? "a mask is 0 or 1" : "a sample weight is a finite number >= 0");
         }
+    for (int i = 0; (f[0] || f[1]) && i < b; i++)
+        *sum += (f[0] ? f[0]->x[i] : 1.0) * (f[1] ? f[1]->x[i] : 1.0);
+    return 0;
+}
+
+/* A split whose every row weighs 0 for a head (all masked, or weights of 0): in training the
+ * task would never learn, in evaluation its figures would not exist. Refused before training. */
+static int check_weight_sums(ts_exp *x, const label_tally *t, ts_err *e)
+{
+    static const char *const split[3] = {"training", "validation", "test"};
+    for (int h = 0; h < x->nheads; h++) {
+        ts_hnode *hn = &x->heads[h];
+        if (!hn->sample_weight && !hn->mask) continue;
+        const char *key = hn->mask ? "mask" : "sample_weight";
+        for (int sp = TS_TRAIN; sp <= TS_TEST; sp++) {
+            if (x->data.nrows[sp] <= 0 || t[h].weight[sp] > 0) continue;
+            if (sp == TS_TRAIN && hn->weight == 0) continue;   /* a task reported, not trained */
+            return ts_fail(e, "%s: [%s] %s = %s: every one of the %ld rows of the %s split %s, so "
+                           "%s; check the data's %s column (or the split)",
+                           ts_cfg_where(hn->cfg, key), hn->cfg->name, key, ts_cfg_str(hn->cfg, key),
+                           x->data.nrows[sp], split[sp],
+                           hn->mask ? "is masked or weighs 0" : "weighs 0",
+                           sp == TS_TRAIN ? "the task would never train"
+                                          : "the task's figures cannot be computed on it",
+                           hn->mask ? "label (its mask)" : "weight");
+        }
+    }
     return 0;
 }
 
@@ -971,7 +1000,7 @@ static int check_labels(ts_exp *x, ts_err *e)
                 break;
             }
             for (int h = 0; h < x->nheads && !rc; h++)
-                rc = check_row_weights(&x->heads[h], sp, s, b, e);
+                rc = check_row_weights(&x->heads[h], sp, s, b, &t[h].weight[sp], e);
             for (int h = 0; h < x->nheads && !rc; h++) {
                 if (t[h].kind < 0) continue;
                 const ts_tensor *y = x->heads[h].H.label;
@@ -988,6 +1017,7 @@ static int check_labels(ts_exp *x, ts_err *e)
                 }
             }
         }
+    if (!rc) rc = check_weight_sums(x, t, e);
     for (int h = 0; h < x->nheads && !rc; h++) {
         if (t[h].first_split < 0) continue;
         ts_hnode *hn = &x->heads[h];

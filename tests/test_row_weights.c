@@ -54,7 +54,8 @@ static void make_rows(void)
     }
 }
 
-/* Writes the table; flip: the click label of rows with g = 0 is inverted. Line i + 2 holds
+/* Writes the table; flip 1: the click label of rows with g = 0 is inverted; flip 2: every
+ * conversion cell is empty. Line i + 2 holds
  * row i (line 1 is the header). */
 static void write_table(const char *name, int flip)
 {
@@ -64,7 +65,7 @@ static void write_table(const char *name, int flip)
     for (int i = 0; i < NROW; i++) {
         int c = flip && !gg[i] ? !gclick[i] : gclick[i];
         fprintf(f, "%.6f,%.6f,%g,%d,%d,", gx1[i], gx2[i], gw[i], gg[i], c);
-        if (gconv[i] >= 0) fprintf(f, "%d", gconv[i]);
+        if (gconv[i] >= 0 && flip != 2) fprintf(f, "%d", gconv[i]);   /* 2: no conversion cell */
         fputc('\n', f);
     }
     fclose(f);
@@ -423,6 +424,14 @@ static void test_bad_weights_and_masks(void **unused)
     must_fail(write_exp("b5", "a.csv", "", "[head.conv]\ntype = popularity\ninput = h\n"
                         "label = conv\nsample_weight = w\n"),
               "b5.ini:", "[head.conv] (type popularity) does not take per-row weights", NULL);
+    /* every row masked: refused before training, in the split that has no label */
+    write_table("empty_conv.csv", 2);
+    must_fail(write_exp("b6", "empty_conv.csv", "", NULL), "b6.ini:", "mask = has_conv",
+              "rows of the training split is masked", "never train", NULL);
+    const char *conv_report = "[head.conv]\ntype = binary\ninput = conv_logit\nlabel = conv\n"
+                              "loss = bce\nmask = has_conv\nweight = 0\n";
+    must_fail(write_exp("b7", "empty_conv.csv", "", conv_report), "b7.ini:",
+              "rows of the validation split is masked", "cannot be computed", NULL);
 }
 
 /* ---- ESMM on census, end to end: a quality floor ------------------------------------------- */
