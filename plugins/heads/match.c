@@ -60,38 +60,31 @@ typedef struct {
     int32_t *qid, *doc;      /* (cap) */
 } match_state;
 
+/* The keys both heads read after gamma (match's; the hybrid adds its scorer's). */
+#define MATCH_KEYS \
+    {"learn_gamma", "bool", "false", "learn gamma as a parameter"}, \
+    {"negatives", "int", "4", \
+     "J: negatives per positive, drawn from the other documents of the batch"}, \
+    {"rank", "choice:all|group", "all", \
+     "all: rank each query against every distinct document; group: against its own candidates"}, \
+    {"positives_only", "bool", "true", \
+     "train only on rows with label 1 (others are candidates, not pairs)"}, \
+    {"negatives_from", "choice:batch|group", "batch", \
+     "batch: any other row of the batch; group: only rows of the same qid (a question's wrong " \
+     "candidates; use [train] group_by = qid)"}, \
+    {"group_field", "string", "qid", "dataset field with the query group id"}, \
+    {"doc_field", "string", "doc_id", "dataset field with the distinct document id"}
+
 static const ts_key keys[] = {
     {"gamma", "float", "10", "the softmax smoothing factor gamma (initial value when learned)"},
-    {"learn_gamma", "bool", "false", "learn gamma as a parameter"},
-    {"negatives", "int", "4",
-     "J: negatives per positive, drawn from the other documents of the batch"},
-    {"rank", "choice:all|group", "all",
-     "all: rank each query against every distinct document; group: against its own candidates"},
-    {"positives_only", "bool", "true",
-     "train only on rows with label 1 (others are candidates, not pairs)"},
-    {"negatives_from", "choice:batch|group", "batch",
-     "batch: any other row of the batch; group: only rows of the same qid (a question's wrong "
-     "candidates; use [train] group_by = qid)"},
-    {"group_field", "string", "qid", "dataset field with the query group id"},
-    {"doc_field", "string", "doc_id", "dataset field with the distinct document id"},
+    MATCH_KEYS,
     {NULL, NULL, NULL, NULL}};
 
 /* The hybrid head's keys: the match head's, then the scorer's (hybrid.h). */
 static const ts_key hybrid_keys[] = {
     {"gamma", "float", "10", "the softmax smoothing factor gamma of the cosine (initial value when "
      "learned)"},
-    {"learn_gamma", "bool", "false", "learn gamma as a parameter"},
-    {"negatives", "int", "4",
-     "J: negatives per positive, drawn from the other documents of the batch"},
-    {"rank", "choice:all|group", "all",
-     "all: rank each query against every distinct document; group: against its own candidates"},
-    {"positives_only", "bool", "true",
-     "train only on rows with label 1 (others are candidates, not pairs)"},
-    {"negatives_from", "choice:batch|group", "batch",
-     "batch: any other row of the batch; group: only rows of the same qid (a question's wrong "
-     "candidates; use [train] group_by = qid)"},
-    {"group_field", "string", "qid", "dataset field with the query group id"},
-    {"doc_field", "string", "doc_id", "dataset field with the distinct document id"},
+    MATCH_KEYS,
     {"lexical", "list", "log_bm25, overlap, idf_overlap, bigram, doc_overlap",
      "lexical features of each scored pair (lexical.h): bm25, log_bm25, overlap, idf_overlap, "
      "bigram, doc_overlap; empty = none"},
