@@ -752,7 +752,9 @@ int ts_cfg_validate(ts_cfg *c, const char *const *host_keys, const ts_key *const
             }
         if (known) { c->ent[i].used = 1; continue; }
         char where[TS_PATH_MAX + 32];
-        if (c->ent[i].line) snprintf(where, sizeof where, "%s:%d", c->file, c->ent[i].line);
+        if (c->ent[i].line)
+            snprintf(where, sizeof where, "%s:%d", c->ent[i].file ? c->ent[i].file : c->file,
+                     c->ent[i].line);
         else snprintf(where, sizeof where, "command line");
         if (near && best <= 3)
             return ts_fail(e, "%s: unknown key '%s' in [%s]; did you mean '%s'? (`tessera describe` "

@@ -810,6 +810,16 @@ static int check_graph(ts_exp *x, char (*hin)[TS_MAX_IN][2 * TS_NAME_MAX], const
     return 0;
 }
 
+/* A plugin's message that already names one of the experiment's files (the file itself or a base
+ * it extends): it is passed on as it is, without a second place in front. */
+static int names_a_file(const ts_ini *ini, const char *msg)
+{
+    if (strstr(msg, ini->file)) return 1;
+    for (int i = 0; i < ini->nbases; i++)
+        if (strstr(msg, ini->bases[i])) return 1;
+    return 0;
+}
+
 /* ---- a head's fields: its label, per-row weights and mask ------------------------------------ */
 /* The field named by the head's `key =` (label, sample_weight, mask), or NULL when the key is not
  * set; an unknown name is an error that lists the dataset's fields. */
@@ -1269,7 +1279,7 @@ int ts_exp_build(ts_exp *x, ts_err *e)
         x->ctx.share_from = NULL;
         if (rc) {
             /* A plugin message that names no place gets the section's. */
-            if (strchr(pe.msg, ':') && strstr(pe.msg, nd->cfg->file))
+            if (strchr(pe.msg, ':') && names_a_file(&x->ini, pe.msg))
                 return ts_fail(e, "%s", pe.msg);
             char shapes[512] = "";
             for (int k = 0; k < L->nin; k++) {
@@ -1316,7 +1326,7 @@ int ts_exp_build(ts_exp *x, ts_err *e)
         int brc = hn->ops->build(H, hn->cfg, &pe);
         hn->label_classes = x->ctx.label_classes;
         if (brc) {
-            if (strstr(pe.msg, hn->cfg->file)) return ts_fail(e, "%s", pe.msg);
+            if (names_a_file(&x->ini, pe.msg)) return ts_fail(e, "%s", pe.msg);
             char shapes[512] = "";
             for (int k = 0; k < H->nin; k++) {
                 char b[96];

@@ -306,6 +306,19 @@ static void test_extends(void **st)
     assert_int_equal(tu_build_exp(p[3], 0, NULL, &e), -1);
     snprintf(want, sizeof want, "%s:", p[1]);
     tu_contains(e.msg, want, "unknown key 'unitz'", NULL);
+    /* a misspelt key of the variant, and a plugin's refusal of a variant's value, are
+     * blamed on the variant's own line (the section itself is the base's) */
+    write_at(p[1], exp_text("", good_layers));
+    write_at(p[2], "[experiment]\nextends = base/base.ini\nname = wide\n\n"
+                   "[layer.h]\nunitz = 16\n");
+    assert_int_equal(tu_build_exp(p[2], 0, NULL, &e), -1);
+    snprintf(want, sizeof want, "%s:6:", p[2]);
+    tu_contains(e.msg, want, "unknown key 'unitz'", NULL);
+    write_at(p[2], "[experiment]\nextends = base/base.ini\nname = wide\n\n[layer.h]\nunits = 0\n");
+    assert_int_equal(tu_build_exp(p[2], 0, NULL, &e), -1);
+    tu_contains(e.msg, want, "units = 0", NULL);
+    snprintf(want, sizeof want, "%s:", p[1]);
+    assert_null(strstr(e.msg, want));           /* no second place, the base's, in front */
     /* a circle, through two files and onto itself */
     snprintf(p[4], sizeof p[4], "%s/a.ini", dir);
     snprintf(p[5], sizeof p[5], "%s/b.ini", dir);
