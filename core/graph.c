@@ -316,7 +316,7 @@ static const char *const train_keys[] = {"epochs", "batch", "eval_batch", "early
                                          "log_every", "threads", "clip_norm", "weighting",
                                          "gradnorm_alpha", "gradnorm_lr", "output_weights",
                                          "max_steps", "checkpoint_every", "keep_checkpoints",
-                                         "group_by", NULL};
+                                         "group_by", "output_group", NULL};
 static const char *const layer_keys[] = {"type", "input", "share", "plugin", NULL};
 static const char *const head_keys[] = {"type", "input", "label", "loss", "weight", "plugin",
                                         "sample_weight", "mask", NULL};

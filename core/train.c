@@ -4,6 +4,7 @@
  * the run's files (config.ini, train.csv, eval.csv, metrics.json). */
 #include "internal.h"
 #include "dist.h"
+#include "ranking.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -376,23 +377,39 @@ static int backward_range(ts_exp *x, int hi, int lo, ts_err *e)
 }
 
 /* ---- output weights ---------------------------------------------------------------------------
- * [train] output_weights = TASK.auc ranks by one score s = sum_k w_k p_k over the heads that hand
- * out their predictions (binary: probabilities; regression: values). Every w_k runs over
- * 0, 0.1, ..., 1; a vector that is a multiple of another (0.2, 0.4 and 0.1, 0.2) is tried once,
- * since AUC depends only on the order of the scores, so on w up to a positive factor. The weights
- * with the best AUC of TASK's label on the validation split are then scored on the test split:
- * valid.combined.auc, test.combined.auc, test.combined.w_TASK (scaled so that the largest weight
- * is 1, which changes no ranking). A weight vector that is 1 on TASK
- * and 0 elsewhere is in the grid, so the validation figure is never below the task's own AUC. */
+ * [train] output_weights = TASK.FIGURE ranks by one score s = sum_k w_k p_k over the heads that
+ * hand out their per-row predictions (binary: probabilities; regression: values; match, hybrid,
+ * bm25: each row's own pair score). Every w_k runs over 0, 0.1, ..., 1; a vector that is a
+ * multiple of another (0.2, 0.4 and 0.1, 0.2) is tried once, since the figures depend only on the
+ * order of the scores, so on w up to a positive factor. The weights with the best FIGURE of TASK's
+ * label on the validation split are then scored on the test split: valid.combined.FIGURE,
+ * test.combined.*, test.combined.w_HEAD (scaled so that the largest weight is 1, which changes no
+ * ranking). A weight vector that is 1 on TASK and 0 elsewhere is in the grid, so the validation
+ * figure is never below the task's own.
+ *   FIGURE = auc: one ranking of every row of the split, the scores as the heads give them.
+ *   FIGURE = map, mrr or ndcg@10: late fusion of rankers. Each query (the rows of one value of the
+ *   group field, [train] output_group, by default group_by's) ranks its own rows, as a head with
+ *   rank = group does (core/ranking.h; ties by a fixed hash of the row). Heads' scores live on
+ *   different scales (a cosine, a BM25 score), so each is standardised by its mean and standard
+ *   deviation on the validation split first (the same shift and scale on test); w_HEAD are the
+ *   weights of those standardised scores. */
 #define OW_MAX 4
+enum { OW_AUC, OW_MRR, OW_MAP, OW_NDCG10 };
+static const char *const ow_figures[] = {"auc", "mrr", "map", "ndcg@10"};
+
 typedef struct outw {
     int task;                     /* x->heads index whose label is ranked; -1 = off */
+    int figure;                   /* OW_* */
+    char tname[TS_NAME_MAX];      /* the task's name */
     int nh, head[OW_MAX];         /* heads whose scores are combined */
+    char group[TS_NAME_MAX];      /* ranking figures: the group field */
     float *score[2][OW_MAX];      /* [valid, test][k] (n[split]) copies of their scores */
     float *label[2];              /* [valid, test] (n[split]) the task's labels */
+    int32_t *gid[2];              /* [valid, test] (n[split]) ranking figures: each row's group */
     long n[2];
     double w[OW_MAX];             /* the chosen weights */
-    double auc[2];                /* combined AUC on valid and test */
+    double best[2];               /* the combined figure on valid and test */
+    rk_acc acc[2];                /* ranking figures: every figure of the chosen weights */
 } outw;
 
 static void ow_free(outw *o)
@@ -400,6 +417,7 @@ static void ow_free(outw *o)
     for (int s = 0; s < 2; s++) {
         for (int k = 0; k < OW_MAX; k++) free(o->score[s][k]);
         free(o->label[s]);
+        free(o->gid[s]);
     }
 }
 
@@ -410,34 +428,69 @@ static int ow_init(ts_exp *x, outw *o, ts_err *e)
     ts_cfg *ct = ts_ini_find(&x->ini, "train");
     const char *v = ct ? ts_cfg_str(ct, "output_weights") : NULL;
     if (!v || !*v) return 0;
-    const char *dot = strrchr(v, '.');
-    if (!dot || strcmp(dot + 1, "auc"))
-        return ts_fail(e, "%s: [train] output_weights = %s: name a task's AUC, TASK.auc (the label "
-                       "of TASK ranks the combined score; AUC is the one figure supported)",
-                       ts_cfg_where(ct, "output_weights"), v);
+    const char *where = ts_cfg_where(ct, "output_weights");
+    const char *dot = strchr(v, '.');
+    o->figure = -1;
+    for (int f = 0; dot && f < 4; f++)
+        if (!strcmp(dot + 1, ow_figures[f])) o->figure = f;
+    if (o->figure < 0)
+        return ts_fail(e, "%s: [train] output_weights = %s: name a task and a figure, TASK.auc "
+                       "(one ranking of all rows) or TASK.map, TASK.mrr, TASK.ndcg@10 (each "
+                       "query's own rows, grouped by [train] output_group)", where, v);
     for (int h = 0; h < x->nheads; h++) {
         ts_hnode *hn = &x->heads[h];
         if (!TS_OP(hn->ops, predictions)) continue;
         if (strlen(hn->H.name) == (size_t)(dot - v) && !strncmp(hn->H.name, v, (size_t)(dot - v)))
-            o->task = h;
+            o->task = h, snprintf(o->tname, sizeof o->tname, "%s", hn->H.name);
         if (o->nh == OW_MAX)
             return ts_fail(e, "%s: [train] output_weights: more than %d heads offer predictions; "
-                           "the grid (11^K weight vectors) grows too fast beyond that",
-                           ts_cfg_where(ct, "output_weights"), OW_MAX);
+                           "the grid (11^K weight vectors) grows too fast beyond that", where,
+                           OW_MAX);
         o->head[o->nh++] = h;
     }
     if (o->task < 0)
         return ts_fail(e, "%s: [train] output_weights = %s: no head of that name hands out its "
-                       "predictions (binary and regression heads do)",
-                       ts_cfg_where(ct, "output_weights"), v);
+                       "predictions (binary, regression, match, hybrid and bm25 heads do)",
+                       where, v);
     if (o->nh < 2)
-        return ts_fail(e, "%s: [train] output_weights needs two or more heads to combine",
-                       ts_cfg_where(ct, "output_weights"));
+        return ts_fail(e, "%s: [train] output_weights needs two or more heads to combine", where);
     if (x->data.nrows[TS_VALID] <= 0)
         return ts_fail(e, "%s: [train] output_weights chooses the weights on the validation "
-                       "split, which is empty; give [data] a validation split",
-                       ts_cfg_where(ct, "output_weights"));
+                       "split, which is empty; give [data] a validation split", where);
+    if (o->figure == OW_AUC) return 0;
+    const char *g = ts_cfg_str(ct, "output_group");
+    if (!g || !*g) g = ts_cfg_str(ct, "group_by");
+    if (!g || !*g)
+        return ts_fail(e, "%s: [train] output_weights = %s ranks each query's own rows: name the "
+                       "field that groups them, [train] output_group = FIELD (textpairs: qid)",
+                       where, v);
+    const ts_tensor *f = ts_ctx_field(&x->ctx, g);
+    if (!f || f->dtype != TS_I32 || ts_rowsize(f) != 1)
+        return ts_fail(e, "%s: [train] output_group = %s: name an I32 field of one id per row "
+                       "that the dataset declares (textpairs: qid)",
+                       ts_cfg_where(ct, ts_cfg_str(ct, "output_group") ? "output_group" :
+                                        "group_by"), g);
+    snprintf(o->group, sizeof o->group, "%s", g);
     return 0;
+}
+
+/* Reads the group field of every row of a split, in the order of its rows. */
+static int ow_groups(ts_exp *x, outw *o, int split, long n, ts_err *e)
+{
+    ts_phase sp = split ? TS_TEST : TS_VALID;
+    const ts_tensor *f = ts_ctx_field(&x->ctx, o->group);
+    long *rows = malloc((size_t)x->eval_batch * sizeof *rows);
+    free(o->gid[split]);
+    o->gid[split] = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    int rc = !rows || !o->gid[split] ? ts_fail(e, "out of memory") : 0;
+    for (long s = 0; !rc && s < n; s += x->eval_batch) {
+        int b = (int)(n - s < x->eval_batch ? n - s : x->eval_batch);
+        for (int i = 0; i < b; i++) rows[i] = s + i;
+        if (!(rc = load_batch(x, sp, rows, b, e)))
+            memcpy(o->gid[split] + s, f->ids, (size_t)b * sizeof(int32_t));
+    }
+    free(rows);
+    return rc;
 }
 
 /* Copies the last evaluation's scores (split 0 valid, 1 test). */
@@ -447,7 +500,8 @@ static int ow_collect(ts_exp *x, outw *o, int split, ts_err *e)
         ts_hnode *hn = &x->heads[o->head[k]];
         const float *sc, *lb;
         long n;
-        if (hn->ops->predictions(&hn->H, &sc, &lb, &n) || (k && n != o->n[split]))
+        if (hn->ops->predictions(&hn->H, &sc, &lb, &n) || (k && n != o->n[split]) ||
+            n != x->data.nrows[split ? TS_TEST : TS_VALID])
             return ts_fail(e, "[train] output_weights: head %s gave no predictions for every "
                            "row of the split", hn->H.name);
         o->n[split] = n;
@@ -462,36 +516,99 @@ static int ow_collect(ts_exp *x, outw *o, int split, ts_err *e)
             memcpy(o->label[split], lb, (size_t)n * sizeof(float));
         }
     }
-    return 0;
+    return o->figure == OW_AUC ? 0 : ow_groups(x, o, split, o->n[split], e);
 }
 
 static int gcd(int a, int b) { while (b) { int t = a % b; a = b; b = t; } return a; }
 
-/* AUC of the combined score sum_k w[k] score[k][i] against label (n); buf is (n) scratch. */
-static double combined_auc(const float *const *score, int K, const double *w, const float *label,
-                           long n, float *buf)
+/* What the search maximises: AUC of all rows, or a ranking figure of each group's own rows. */
+typedef struct {
+    int figure;
+    const float *label;
+    long n;
+    rk_groups g;                  /* ranking figures: the rows by group */
+    float *sc;                    /* scratch: a group's scores */
+    uint32_t *tie;                /* a group's tie keys */
+    long *rel, *ranks;
+} ow_obj;
+
+static void ow_obj_free(ow_obj *b)
 {
-    for (long i = 0; i < n; i++) {
+    rk_groups_free(&b->g);
+    free(b->sc); free(b->tie); free(b->rel); free(b->ranks);
+}
+
+/* Returns -1 when out of memory. */
+static int ow_obj_make(ow_obj *b, int figure, const float *label, const int32_t *group, long n)
+{
+    memset(b, 0, sizeof *b);
+    b->figure = figure;
+    b->label = label;
+    b->n = n;
+    if (figure == OW_AUC) return 0;
+    int32_t *doc = malloc((size_t)(n ? n : 1) * sizeof *doc);
+    if (!doc) return -1;
+    for (long i = 0; i < n; i++) doc[i] = (int32_t)i;   /* every row its own candidate */
+    int rc = rk_groups_make(&b->g, group, doc, n);
+    free(doc);
+    long m = 1;
+    for (long q = 0; !rc && q < b->g.nq; q++)
+        if (b->g.qstart[q + 1] - b->g.qstart[q] > m) m = b->g.qstart[q + 1] - b->g.qstart[q];
+    b->sc = malloc((size_t)m * sizeof *b->sc);
+    b->tie = malloc((size_t)m * sizeof *b->tie);
+    b->rel = malloc((size_t)m * sizeof *b->rel);
+    b->ranks = malloc((size_t)m * sizeof *b->ranks);
+    if (rc || !b->sc || !b->tie || !b->rel || !b->ranks) { ow_obj_free(b); return -1; }
+    return 0;
+}
+
+/* Each group's own rows ranked by s: the accumulated figures into acc. */
+static void ow_rank(ow_obj *b, const float *s, rk_acc *acc)
+{
+    memset(acc, 0, sizeof *acc);
+    for (long q = 0; q < b->g.nq; q++) {
+        const long *rows = b->g.order + b->g.qstart[q];
+        long m = b->g.qstart[q + 1] - b->g.qstart[q], R = 0;
+        for (long k = 0; k < m; k++) {
+            b->sc[k] = s[rows[k]];
+            b->tie[k] = rk_tie((int32_t)rows[k]);
+            if (b->label[rows[k]] > 0.5f) b->rel[R++] = k;
+        }
+        rk_add(acc, b->sc, b->tie, m, b->rel, R, b->ranks);
+    }
+}
+
+static double ow_figure(ow_obj *b, const float *s)
+{
+    if (b->figure == OW_AUC) return ts_auc(s, b->label, NULL, b->n);
+    rk_acc a;
+    ow_rank(b, s, &a);
+    if (a.nq <= 0) return NAN;
+    return (b->figure == OW_MRR ? a.rr : b->figure == OW_MAP ? a.ap : a.ndcg10) / (double)a.nq;
+}
+
+/* The figure of the combined score sum_k w[k] score[k][i]; buf is (n) scratch. */
+static double combined(ow_obj *b, const float *const *score, int K, const double *w, float *buf)
+{
+    for (long i = 0; i < b->n; i++) {
         double s = 0;
         for (int k = 0; k < K; k++) s += w[k] * score[k][i];
         buf[i] = (float)s;
     }
-    return ts_auc(buf, label, NULL, n);
+    return ow_figure(b, buf);
 }
 
 /* The grid search over w in {0, 0.1, ..., 1}^K (multiples tried once): the weights with the best
- * AUC into best_w (K, scaled so that the largest is 1), the AUC into best_auc; ties keep the
- * first found. buf is (n) scratch.
- * Returns -1 when no AUC is defined (one class only). Used by train.c and its test. */
-int ts_output_weights_search(const float *const *score, int K, const float *label, long n,
-                             double *best_w, double *best_auc, float *buf);
-int ts_output_weights_search(const float *const *score, int K, const float *label, long n,
-                             double *best_w, double *best_auc, float *buf)
+ * figure into best_w (K, scaled so that the largest is 1), the figure into *best; ties keep the
+ * first found. buf is (n) scratch. Returns -1 when no figure is defined (AUC: one class only;
+ * ranking: no group with a relevant row). */
+static int ow_search(ow_obj *b, const float *const *score, int K, double *best_w, double *best,
+                     float *buf)
 {
     if (K < 1 || K > OW_MAX) return -1;
     long combos = 1;
     for (int k = 0; k < K; k++) combos *= 11;
-    *best_auc = -INFINITY;
+    *best = -INFINITY;
     for (long c = 1; c < combos; c++) {
         int a[OW_MAX], g = 0;
         long r = c;
@@ -499,9 +616,9 @@ int ts_output_weights_search(const float *const *score, int K, const float *labe
         if (g != 1) continue;                  /* a multiple of a vector tried already */
         double w[OW_MAX];
         for (int k = 0; k < K; k++) w[k] = a[k] / 10.0;
-        double auc = combined_auc(score, K, w, label, n, buf);
-        if (auc > *best_auc) {
-            *best_auc = auc;
+        double f = combined(b, score, K, w, buf);
+        if (f > *best) {
+            *best = f;
             memcpy(best_w, w, (size_t)K * sizeof *w);
         }
     }
@@ -509,7 +626,52 @@ int ts_output_weights_search(const float *const *score, int K, const float *labe
     double mx = 0;
     for (int k = 0; k < K; k++) mx = best_w[k] > mx ? best_w[k] : mx;
     for (int k = 0; k < K && mx > 0; k++) best_w[k] /= mx;
-    return isfinite(*best_auc) ? 0 : -1;
+    return isfinite(*best) ? 0 : -1;
+}
+
+/* The searches on AUC and on a ranking figure ("mrr", "map", "ndcg@10") of each group's own rows
+ * (raw scores: the caller standardises). Used by train.c's test (internal.h-free prototypes). */
+int ts_output_weights_search(const float *const *score, int K, const float *label, long n,
+                             double *best_w, double *best_auc, float *buf);
+int ts_output_weights_search(const float *const *score, int K, const float *label, long n,
+                             double *best_w, double *best_auc, float *buf)
+{
+    ow_obj b;
+    ow_obj_make(&b, OW_AUC, label, NULL, n);
+    return ow_search(&b, score, K, best_w, best_auc, buf);
+}
+int ts_output_weights_rank(const float *const *score, int K, const float *label,
+                           const int32_t *group, long n, const char *figure, double *best_w,
+                           double *best, float *buf);
+int ts_output_weights_rank(const float *const *score, int K, const float *label,
+                           const int32_t *group, long n, const char *figure, double *best_w,
+                           double *best, float *buf)
+{
+    int f = 1;
+    while (f < 4 && strcmp(figure, ow_figures[f])) f++;
+    ow_obj b;
+    if (f == 4 || ow_obj_make(&b, f, label, group, n)) return -1;
+    int rc = ow_search(&b, score, K, best_w, best, buf);
+    ow_obj_free(&b);
+    return rc;
+}
+
+/* Ranking figures: each head's scores shifted and scaled by their validation mean and standard
+ * deviation, on both splits (a constant score becomes 0). */
+static void ow_standardise(outw *o)
+{
+    for (int k = 0; k < o->nh; k++) {
+        double m = 0, v = 0;
+        long n = o->n[0];
+        for (long i = 0; i < n; i++) m += o->score[0][k][i];
+        m = n ? m / (double)n : 0;
+        for (long i = 0; i < n; i++) v += (o->score[0][k][i] - m) * (o->score[0][k][i] - m);
+        double sd = n > 1 ? sqrt(v / (double)(n - 1)) : 0;
+        for (int s = 0; s < 2; s++)
+            for (long i = 0; i < o->n[s]; i++)
+                o->score[s][k][i] = sd > 0 && isfinite(sd) ?
+                                    (float)((o->score[s][k][i] - m) / sd) : 0.0f;
+    }
 }
 
 static int ow_run(outw *o, ts_err *e)
@@ -517,16 +679,38 @@ static int ow_run(outw *o, ts_err *e)
     long n = o->n[0] > o->n[1] ? o->n[0] : o->n[1];
     float *buf = malloc((size_t)(n ? n : 1) * sizeof *buf);
     if (!buf) return ts_fail(e, "out of memory");
-    if (ts_output_weights_search((const float *const *)o->score[0], o->nh, o->label[0], o->n[0],
-                                 o->w, &o->auc[0], buf)) {
-        free(buf);
-        return ts_fail(e, "[train] output_weights: the validation split has one class only; "
-                       "there is no AUC to maximise");
+    if (o->figure != OW_AUC) ow_standardise(o);
+    ow_obj b[2];
+    for (int s = 0; s < 2; s++)
+        if (ow_obj_make(&b[s], o->figure, o->label[s], o->gid[s], o->n[s])) {
+            if (s) ow_obj_free(&b[0]);
+            free(buf);
+            return ts_fail(e, "out of memory");
+        }
+    int rc = 0;
+    if (o->figure != OW_AUC && b[0].g.nq == o->n[0])
+        rc = ts_fail(e, "[train] output_weights = %s.%s ranks each query's own rows, but every "
+                     "value of the group field %s holds one row of the validation split: there "
+                     "is nothing to rank; name the field of the queries, [train] output_group",
+                     o->tname, ow_figures[o->figure], o->group);
+    else if (ow_search(&b[0], (const float *const *)o->score[0], o->nh, o->w, &o->best[0], buf))
+        rc = ts_fail(e, "[train] output_weights: %s", o->figure == OW_AUC ?
+                     "the validation split has one class only; there is no AUC to maximise" :
+                     "no query of the validation split has a relevant row; there is no "
+                     "ranking figure to maximise");
+    else {
+        o->best[1] = o->n[1] ? combined(&b[1], (const float *const *)o->score[1], o->nh, o->w,
+                                        buf) : NAN;
+        if (o->figure != OW_AUC)
+            for (int s = 0; s < 2; s++) {
+                combined(&b[s], (const float *const *)o->score[s], o->nh, o->w, buf);
+                ow_rank(&b[s], buf, &o->acc[s]);
+            }
     }
-    o->auc[1] = o->n[1] ? combined_auc((const float *const *)o->score[1], o->nh, o->w, o->label[1],
-                                       o->n[1], buf) : NAN;
+    ow_obj_free(&b[0]);
+    ow_obj_free(&b[1]);
     free(buf);
-    return 0;
+    return rc;
 }
 
 /* A head's training forward with the NaN guard; its mean batch loss into *loss. */
@@ -1178,7 +1362,6 @@ static int finish(trainer *t, ts_err *e)
         if (x->data.nrows[sp] <= 0) continue;
         x->ctx.nmetrics = 0;
         if ((rc = ts_exp_evaluate(x, (ts_phase)sp, e))) break;
-        if (t->ow.task >= 0 && (rc = ow_collect(x, &t->ow, sp == TS_TEST, e))) break;
         if (sp == TS_TEST) {
             write_eval_rows(t->fe, x, 0, l->step);
             /* the test split's per-row predictions, for calibration plots and paired tests */
@@ -1189,6 +1372,8 @@ static int finish(trainer *t, ts_err *e)
                 break;
             }
         }
+        /* after the files of the split's rows: reading the group field loads batches again */
+        if (t->ow.task >= 0 && (rc = ow_collect(x, &t->ow, sp == TS_TEST, e))) break;
         ts_metric_rec *m = realloc(all, (size_t)(nall + x->ctx.nmetrics + 8) * sizeof *m);
         if (!m) { rc = ts_fail(e, "out of memory"); break; }
         all = m;
@@ -1196,7 +1381,7 @@ static int finish(trainer *t, ts_err *e)
         nall += x->ctx.nmetrics;
     }
     /* The combined score ([train] output_weights), and the learned task weights. */
-    int nextra = 7 + 2 * x->nheads + OW_MAX + 2;
+    int nextra = 2 * 6 + 2 * x->nheads + OW_MAX + 2;
     if (!rc) {
         ts_metric_rec *m = realloc(all, (size_t)(nall + nextra) * sizeof *m);
         if (!m) rc = ts_fail(e, "out of memory");
@@ -1204,23 +1389,37 @@ static int finish(trainer *t, ts_err *e)
     }
     outw *ow = &t->ow;
     if (!rc && ow->task >= 0 && !(rc = ow_run(ow, e))) {
-        const char *tn = x->heads[ow->task].H.name;
-        all[nall++] = (ts_metric_rec){TS_VALID, "combined", "auc", ow->auc[0]};
-        if (x->data.nrows[TS_TEST] > 0)
-            all[nall++] = (ts_metric_rec){TS_TEST, "combined", "auc", ow->auc[1]};
+        static const char *const rk_names[] = {"mrr", "map", "ndcg@10", "recall@1", "recall@10",
+                                               "queries"};
+        for (int s = 0; s < 2; s++) {
+            if (x->data.nrows[s ? TS_TEST : TS_VALID] <= 0) continue;
+            ts_phase ph = s ? TS_TEST : TS_VALID;
+            const rk_acc *a = &ow->acc[s];
+            double q = a->nq > 0 ? (double)a->nq : NAN;
+            double v[6] = {a->rr / q, a->ap / q, a->ndcg10 / q, a->r1 / q, a->r10 / q,
+                           (double)a->nq};
+            int nf = ow->figure == OW_AUC ? 1 : 6;
+            for (int f = 0; f < nf; f++) {
+                ts_metric_rec r = {ph, "combined", "", ow->figure == OW_AUC ? ow->best[s] : v[f]};
+                snprintf(r.metric, sizeof r.metric, "%s",
+                         ow->figure == OW_AUC ? "auc" : rk_names[f]);
+                all[nall++] = r;
+                fprintf(t->fe, "0,%ld,%s,combined,%s,%.9g\n", l->step, s ? "test" : "valid",
+                        r.metric, r.value);
+            }
+        }
         for (int k = 0; k < ow->nh; k++) {
             ts_metric_rec r = {TS_TEST, "combined", "", ow->w[k]};
             snprintf(r.metric, sizeof r.metric, "w_%.60s", x->heads[ow->head[k]].H.name);
             all[nall++] = r;
         }
-        fprintf(t->fe, "0,%ld,valid,combined,auc,%.9g\n", l->step, ow->auc[0]);
-        if (x->data.nrows[TS_TEST] > 0)
-            fprintf(t->fe, "0,%ld,test,combined,auc,%.9g\n", l->step, ow->auc[1]);
         if (t->log) {
-            fprintf(t->log, "%s  output weights for %s.auc:", x->name, tn);
+            fprintf(t->log, "%s  output weights for %s.%s:", x->name, ow->tname,
+                    ow_figures[ow->figure]);
             for (int k = 0; k < ow->nh; k++)
                 fprintf(t->log, " %s %.1f", x->heads[ow->head[k]].H.name, ow->w[k]);
-            fprintf(t->log, "  (valid combined AUC %.4f)\n", ow->auc[0]);
+            fprintf(t->log, "  (valid combined %s %.4f)\n", ow_figures[ow->figure],
+                    ow->best[0]);
         }
     }
     gradnorm *gn = t->gn;

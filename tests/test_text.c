@@ -8,7 +8,7 @@
 #include <dirent.h>
 #include <math.h>
 
-#include "../plugins/heads/ranking.h"
+#include "../core/ranking.h"
 
 static char dir[64];
 

@@ -1,7 +1,9 @@
 /* test_weighting.c — how tasks are weighted and combined (core/train.c):
  *  - output weights: the grid search finds a known best weight vector (labels made from
  *    p1 + 0.3 p2), and end to end on Census-Income it reports valid/test.combined.* never below
- *    the task's own validation AUC, and rejects a figure other than AUC or an unknown task;
+ *    the task's own validation AUC, and rejects an unknown figure or task; on a ranking figure
+ *    (MAP, MRR) each query ranks its own rows: a hand case where only a mixture of two rankers
+ *    puts every relevant row first, the figure of one ranker alone equal to MAP by hand;
  *  - GradNorm: with its rate at 0 (weights fixed at 1) its per-task backward passes give the
  *    same training run as one backward pass; on a two-task toy problem it moves weight toward
  *    the task whose loss falls more slowly; a graph without a shared layer is refused;
@@ -26,6 +28,9 @@
 /* core/train.c: the grid search of [train] output_weights. */
 int ts_output_weights_search(const float *const *score, int K, const float *label, long n,
                              double *best_w, double *best_auc, float *buf);
+int ts_output_weights_rank(const float *const *score, int K, const float *label,
+                           const int32_t *group, long n, const char *figure, double *best_w,
+                           double *best, float *buf);
 
 
 static int setup(void **state)
@@ -125,6 +130,52 @@ static void test_search_finds_known_weights(void **unused)
     free(p1); free(p2); free(p3); free(y); free(buf);
 }
 
+/* ---- output weights on a ranking figure: each query's own rows -------------------------------
+ * Four queries of three candidates each, one relevant (label 1). Ranker A orders queries 0-1
+ * right and puts the relevant row of queries 2-3 second; ranker B the other way round; the scores
+ * are made so that A + B orders every query right, while the pooled rows (one ranking over all
+ * twelve) cannot be ordered by any mixture, so the figure is truly per query. */
+static void test_output_weights_rank_hand(void **unused)
+{
+    (void)unused;
+    /*                    q0: rel first     q1           q2: rel second      q3 */
+    const float A[12] = {0.9f, 0.5f, 0.1f, 1.8f, 1.4f, 1.0f, 0.5f, 0.6f, 0.0f, 0.4f, 0.5f, 0.1f};
+    const float B[12] = {0.2f, 0.3f, 0.0f, 0.1f, 0.2f, 0.0f, 0.9f, 0.1f, 0.2f, 0.8f, 0.3f, 0.0f};
+    const float y[12] = {1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0};
+    const int32_t g[12] = {7, 7, 7, 3, 3, 3, 9, 9, 9, 5, 5, 5};
+    float buf[12];
+    double w[2], f;
+    /* A alone: RR 1, 1, 1/2, 1/2 -> MRR = MAP = 0.75 (one relevant row per query). */
+    const float *a[1] = {A};
+    assert_int_equal(ts_output_weights_rank(a, 1, y, g, 12, "map", w, &f, buf), 0);
+    assert_float_equal(f, 0.75, 1e-12);
+    assert_int_equal(ts_output_weights_rank(a, 1, y, g, 12, "mrr", w, &f, buf), 0);
+    assert_float_equal(f, 0.75, 1e-12);
+    /* The mixture: every relevant row first; A + B ranks q0 (1.1 > 0.8 > 0.1), q1 (0.9 > 0.6 >
+     * 1.0), q2 (1.4 > 0.7 > 0.2), q3 (1.2 > 0.8 > 0.1). The first vector found with the best
+     * figure is kept: (1, 0.1)... (1, 1) all tie at 1, so only the figure and its being above
+     * both rankers' own is asserted, and that the weights are reported with the largest 1.
+     * (A + B on q1 is 1.9 > 1.6 > 1.0.) */
+    const float *ab[2] = {A, B};
+    assert_int_equal(ts_output_weights_rank(ab, 2, y, g, 12, "map", w, &f, buf), 0);
+    assert_float_equal(f, 1.0, 1e-12);
+    assert_true(w[0] > 0 && w[1] > 0);
+    assert_float_equal(w[0] > w[1] ? w[0] : w[1], 1.0, 1e-12);
+    double both = A[0] * w[0] + B[0] * w[1], other = A[1] * w[0] + B[1] * w[1];
+    assert_true(both > other);                         /* the weights found really do it */
+    assert_int_equal(ts_output_weights_rank(ab, 2, y, g, 12, "ndcg@10", w, &f, buf), 0);
+    assert_float_equal(f, 1.0, 1e-12);
+    /* Pooled over all rows (AUC) no mixture is perfect: q1's second row is above q0's relevant
+     * row in both rankers. */
+    double auc;
+    assert_int_equal(ts_output_weights_search(ab, 2, y, 12, w, &auc, buf), 0);
+    assert_true(auc < 1.0);
+    /* No relevant row in any query, or an unknown figure: refused. */
+    const float z[12] = {0};
+    assert_int_equal(ts_output_weights_rank(ab, 2, z, g, 12, "map", w, &f, buf), -1);
+    assert_int_equal(ts_output_weights_rank(ab, 2, y, g, 12, "auc", w, &f, buf), -1);
+}
+
 /* ---- output weights: end to end on Census-Income ------------------------------------------- */
 static void test_output_weights_census(void **unused)
 {
@@ -150,6 +201,14 @@ static void test_output_weights_census(void **unused)
     assert_int_not_equal(run(ini, tu_in("ow-bad"), &e, "train.epochs=1",
                              "train.output_weights=salary.auc", NULL), 0);
     assert_non_null(strstr(e.msg, "no head of that name"));
+    /* A ranking figure needs the field of the queries: none named, or one that is not an id. */
+    assert_int_not_equal(run(ini, tu_in("ow-bad"), &e, "train.epochs=1",
+                             "train.output_weights=income.map", NULL), 0);
+    assert_non_null(strstr(e.msg, "output_group = FIELD"));
+    assert_int_not_equal(run(ini, tu_in("ow-bad"), &e, "train.epochs=1",
+                             "train.output_weights=income.mrr", "train.output_group=income",
+                             NULL), 0);
+    assert_non_null(strstr(e.msg, "output_group = income: name an I32 field"));
 }
 
 /* ---- toy two-task data --------------------------------------------------------------------- */
@@ -389,6 +448,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_search_finds_known_weights),
+        cmocka_unit_test(test_output_weights_rank_hand),
         cmocka_unit_test(test_output_weights_census),
         cmocka_unit_test(test_gradnorm_passes_sum_to_one_backward),
         cmocka_unit_test(test_gradnorm_favours_slow_task),

@@ -1,4 +1,5 @@
-/* ranking.h — the ranking protocol shared by the `match` and `bm25` heads (header-only, static).
+/* ranking.h — the ranking protocol shared by the `match` and `bm25` heads and the host's
+ * output-weight search over rankings (core/train.c) (header-only, static).
  *
  * What it is for: turning the pairs an evaluation saw — (qid, doc_id, label) per row plus a
  * score — into per-query rankings and the usual retrieval figures, so that a learned model and
