@@ -32,6 +32,8 @@
  * What it is not: a tokenizer with stemming or stop words.
  */
 #include <ctype.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +41,7 @@
 #include "tessera.h"
 
 /* ---- interned strings: one ts_strtab, a space per kind, ids dense in order of appearance -- */
-enum { SP_WORDS, SP_QUERIES, SP_DOCS, SP_QIDS };
+enum { SP_WORDS, SP_QUERIES, SP_DOCS, SP_QIDS, SP_DOCHASH };
 
 /* The id of s[0..n) in space sp, added if new (*added = 1); -1 when out of memory. */
 static int32_t intern(ts_strtab *t, int32_t sp, const char *s, size_t n, int *added)
@@ -78,6 +80,17 @@ typedef struct {
     int32_t *doc_freq, doc_count;
     double doc_length_mean;      /* words per distinct training document (BM25's avgdl) */
     long skipped;            /* bad rows skipped under skip_bad_rows */
+    /* The fitted state (what training fitted; read back to apply or resume a run): */
+    int apply;               /* opened to apply a run: the one file given is the test split */
+    int predict;             /* ... and its labels may be absent (0) */
+    int fitted;              /* a fitted state was given: nothing is refitted */
+    int32_t nw_fit, nq_fit, nd_fit;   /* given: training's words, query groups, documents */
+    int32_t ndf;             /* doc_freq entries (training's words) */
+    ivec doc_gid;            /* each document text's id: training's (by a hash of its text), a
+                                new text past nd_fit */
+    int32_t nd_new;          /* new document texts so far */
+    char *state;             /* the fitted state's text (fitted()) */
+    size_t nstate;
     char report[512];        /* aux "report": "name value" lines about what was cut */
     example *ex[3]; long nex[3], cap[3];
     /* batch buffers, for the largest batch */
@@ -123,6 +136,31 @@ static int32_t add_text(tp_state *S, int32_t sp, ivec *off, ivec *ids, char *s)
     return id;
 }
 
+/* A 64-bit hash of a text (FNV-1a, then splitmix64's finaliser), as 16 hex digits in out[17]. */
+static void text_hash(const char *t, char *out)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)t; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
+    h ^= h >> 30; h *= 0xbf58476d1ce4e5b9ull; h ^= h >> 27; h *= 0x94d049bb133111ebull; h ^= h >> 31;
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* Interns a document text; the first time, its id: the same as in training when the fitted
+ * state knows the text, a new one past training's otherwise (identity without a state). */
+static int32_t add_doc(tp_state *S, char *s)
+{
+    int32_t d = add_text(S, SP_DOCS, &S->dw_off, &S->dw, s);
+    if (d < 0 || d < S->doc_gid.n) return d;
+    int32_t g = d;
+    if (S->fitted) {
+        char hx[17];
+        text_hash(ts_strtab_str(S->tab, SP_DOCS, d), hx);
+        g = ts_strtab_id(S->tab, SP_DOCHASH, hx, 16, 0);
+        if (g < 0) g = S->nd_fit + S->nd_new++;
+    }
+    return ipush(&S->doc_gid, g) ? -1 : d;
+}
+
 static int add_example(tp_state *S, int split, int32_t q, int32_t d, int32_t qid, float label)
 {
     if (S->nex[split] == S->cap[split]) {
@@ -160,7 +198,7 @@ static int read_wordnet(tp_state *S, const char *path, long test_size, long vali
                            "set skip_bad_rows = true", path, ln, nf);
         }
         for (char *p = f[2]; *p; p++) if (*p == '_') *p = ' ';
-        int32_t d = add_text(S, SP_DOCS, &S->dw_off, &S->dw, f[2]);
+        int32_t d = add_doc(S, f[2]);
         int32_t q = add_text(S, SP_QUERIES, &S->qw_off, &S->qw, f[3]);
         if (d < 0 || q < 0) { ts_lines_close(r); free(all); return OOM(e); }
         if (n == cap) {
@@ -175,6 +213,14 @@ static int read_wordnet(tp_state *S, const char *path, long test_size, long vali
     int bad = ts_lines_error(r, e);
     ts_lines_close(r);
     if (bad) { free(all); return -1; }
+    if (S->apply) {                      /* applying a run: every synset of the file is test */
+        int rc = 0;
+        for (long i = 0; i < n && !rc; i++)
+            rc = add_example(S, TS_TEST, all[i].q, all[i].d, all[i].qid, 1.0f);
+        free(all);
+        if (rc) return OOM(e);
+        return n ? 0 : ts_fail(e, "%s: no synset rows", path);
+    }
     if (test_size < 1 || valid_size < 0 || test_size + valid_size >= n) {
         free(all);
         return ts_fail(e, "%s: %ld synsets cannot hold test_size = %ld and valid_size = %ld with "
@@ -211,17 +257,18 @@ static int read_wikiqa(tp_state *S, const char *path, int split, int skip_bad, t
         if (len == 0) continue;
         int nf = ts_split(line, "\t", f, 8);
         int bad = nf != 7 || !((f[6][0] == '0' || f[6][0] == '1') && f[6][1] == '\0');
+        if (S->predict && nf == 6) bad = 0, f[6] = "0";   /* predict: the label may be absent */
         if (bad) {
             if (skip_bad) { S->skipped++; continue; }
             ts_lines_close(r);
-            return ts_fail(e, "%s:%ld: expected 7 tab-separated fields ending in a 0/1 label, "
+            return ts_fail(e, "%s:%ld: expected 7 tab-separated fields ending in a 0/1 label%s, "
                            "found %d fields; fix or delete the row, or set skip_bad_rows = true",
-                           path, ln, nf);
+                           path, ln, S->predict ? " (or 6 without it)" : "", nf);
         }
         int added;
         int32_t qid = intern(S->tab, SP_QIDS, f[0], strlen(f[0]), &added);
         int32_t q = add_text(S, SP_QUERIES, &S->qw_off, &S->qw, f[1]);
-        int32_t d = add_text(S, SP_DOCS, &S->dw_off, &S->dw, f[5]);
+        int32_t d = add_doc(S, f[5]);
         if (qid < 0 || q < 0 || d < 0 || add_example(S, split, q, d, qid, f[6][0] == '1'))
             { ts_lines_close(r); return OOM(e); }
         rows++;
@@ -243,7 +290,8 @@ typedef struct {
 } tsv_layout;
 
 /* Finds the columns in the first line (split into f[0..nf)); 1 when that line is a header. */
-static int tsv_columns(tsv_layout *L, char **f, int nf, const char *path, ts_err *e)
+static int tsv_columns(tsv_layout *L, char **f, int nf, const char *path, int label_optional,
+                       ts_err *e)
 {
     static const char *const what[4] = {"query_column", "doc_column", "label_column", "group_column"};
     int by_name = 0, all_named = 1;
@@ -269,6 +317,10 @@ static int tsv_columns(tsv_layout *L, char **f, int nf, const char *path, ts_err
             L->col[k] = -1;
             for (int j = 0; j < nf; j++)
                 if (!strcmp(f[j], L->name[k])) L->col[k] = j;
+        }
+        if (k == 2 && label_optional && (L->col[k] < 0 || L->col[k] >= nf)) {
+            L->col[k] = -1;                 /* predict: no label column, labels 0 */
+            continue;
         }
         if (L->col[k] < 0 || L->col[k] >= nf) {
             char found[300] = "";
@@ -303,7 +355,7 @@ static int read_tsv(tp_state *S, const char *path, int split, tsv_layout *L, int
             char *copy = strdup(line);
             if (!copy) { rc = OOM(e); break; }
             ncol = ts_split(copy, L->sep, f, nfmax);
-            int h = tsv_columns(L, f, ncol, path, e);
+            int h = tsv_columns(L, f, ncol, path, S->predict, e);
             free(copy);
             if (h < 0) { rc = -1; break; }
             if (h) continue;
@@ -313,7 +365,7 @@ static int read_tsv(tp_state *S, const char *path, int split, tsv_layout *L, int
         char *end = NULL;
         double label = 0;
         if (nf != ncol) why = "a field count other than the first line's";
-        else {
+        else if (L->col[2] >= 0) {
             label = strtod(f[L->col[2]], &end);
             if (end == f[L->col[2]] || *end || label != label) why = "a label that is not a number";
         }
@@ -329,7 +381,7 @@ static int read_tsv(tp_state *S, const char *path, int split, tsv_layout *L, int
         snprintf(gbuf, sizeof gbuf, "%s", g);    /* add_text lower-cases the query in place */
         int32_t qid = intern(S->tab, SP_QIDS, gbuf, strlen(gbuf), &added);
         int32_t q = add_text(S, SP_QUERIES, &S->qw_off, &S->qw, f[L->col[0]]);
-        int32_t d = add_text(S, SP_DOCS, &S->dw_off, &S->dw, f[L->col[1]]);
+        int32_t d = add_doc(S, f[L->col[1]]);
         if (qid < 0 || q < 0 || d < 0 || add_example(S, split, q, d, qid, (float)label))
             { rc = OOM(e); break; }
         rows++;
@@ -411,18 +463,28 @@ static int build_trigrams(tp_state *S, long vocab_cap, ts_err *e)
         return ts_fail(e, "textpairs: the training texts hold no words; check the data files");
     }
     S->tri_keys = malloc((size_t)S->ntri * sizeof *S->tri_keys);
-    /* key -> id lookup table, again open addressing */
-    int32_t *id_of = malloc(ns * sizeof *id_of);
+    if (!S->tri_keys) { free(tab); return OOM(e); }
+    for (int32_t i = 0; i < S->ntri; i++) S->tri_keys[i] = (int32_t)(tab[i].key - 1);
+    free(tab);
+    return 0;
+}
+
+/* Lists each word's trigram ids under the vocabulary tri_keys (fitted or given); trigrams
+ * outside it are dropped. */
+static int map_trigrams(tp_state *S, ts_err *e)
+{
+    int32_t nw = ts_strtab_count(S->tab, SP_WORDS);
+    uint32_t ns = 1024;
+    while (ns < 2u * (uint32_t)S->ntri + 2) ns *= 2;
+    int32_t *id_of = malloc(ns * sizeof *id_of);    /* key -> id, open addressing */
     uint32_t *key_at = calloc(ns, sizeof *key_at);
-    if (!S->tri_keys || !id_of || !key_at) { free(tab); free(id_of); free(key_at); return OOM(e); }
+    if (!id_of || !key_at) { free(id_of); free(key_at); return OOM(e); }
     for (int32_t i = 0; i < S->ntri; i++) {
-        uint32_t key = tab[i].key, h = (key * 2654435761u) & (ns - 1);
-        S->tri_keys[i] = (int32_t)(key - 1);
+        uint32_t key = (uint32_t)S->tri_keys[i] + 1, h = (key * 2654435761u) & (ns - 1);
         while (key_at[h]) h = (h + 1) & (ns - 1);
         key_at[h] = key;
         id_of[h] = i;
     }
-    free(tab);
     int rc = ipush(&S->tri_off, 0);
     for (int32_t w = 0; w < nw && !rc; w++) {
         const char *s = ts_strtab_str(S->tab, SP_WORDS, w);
@@ -459,8 +521,160 @@ static int build_doc_freq(tp_state *S, ts_err *e)
         }
     }
     free(stamp); free(seen);
+    S->ndf = nw;
     if (S->doc_count > 0) S->doc_length_mean /= S->doc_count;
     return 0;
+}
+
+/* ---- the fitted state ---------------------------------------------------------------------
+ * What training fitted, as text (fitted(); the host keeps it in the run folder as
+ * data_state.txt and in checkpoints): the trigram vocabulary (packed keys in id order), every word
+ * in id order (train, valid and test files' words: their ids index the frozen idf of the lexical
+ * layer and the hybrid head), a 64-bit hash of every document text in id order (so a document
+ * seen in training keeps its id, and with it its tie-break key in the rankings), the number of
+ * query groups, BM25's statistics of the training documents. Opened with it (predict, evaluate,
+ * resume), the reader refits nothing: a word or document not in it gets an id past training's,
+ * which lexical features treat as never seen (df = 0) and an embedding over those fields
+ * refuses. Lines: "tessera-textpairs-state 1", "trigrams N" + N lines, "words N" + N lines,
+ * "documents N" + N lines, "queries N", "doc_count N", "doc_length_mean X", "doc_freq N" + N
+ * lines. */
+static int st_add(tp_state *S, size_t *cap, const char *t, size_t k)
+{
+    if (S->nstate + k + 1 > *cap) {
+        size_t nc = *cap ? *cap * 2 : 1 << 16;
+        while (nc < S->nstate + k + 1) nc *= 2;
+        char *ns = realloc(S->state, nc);
+        if (!ns) return -1;
+        S->state = ns;
+        *cap = nc;
+    }
+    memcpy(S->state + S->nstate, t, k);
+    S->nstate += k;
+    S->state[S->nstate] = 0;
+    return 0;
+}
+
+static int st_line(tp_state *S, size_t *cap, const char *fmt, long long v)
+{
+    char b[64];
+    int k = snprintf(b, sizeof b, fmt, v);
+    return st_add(S, cap, b, (size_t)k);
+}
+
+static int write_state(tp_state *S, int32_t nq, ts_err *e)
+{
+    size_t cap = 0;
+    int32_t nw = ts_strtab_count(S->tab, SP_WORDS), nd = ts_strtab_count(S->tab, SP_DOCS);
+    char b[64];
+    int bad = st_add(S, &cap, "tessera-textpairs-state 1\n", 26) ||
+              st_line(S, &cap, "trigrams %lld\n", S->ntri);
+    for (int32_t i = 0; i < S->ntri && !bad; i++) bad = st_line(S, &cap, "%lld\n", S->tri_keys[i]);
+    bad = bad || st_line(S, &cap, "words %lld\n", nw);
+    for (int32_t w = 0; w < nw && !bad; w++) {
+        const char *t = ts_strtab_str(S->tab, SP_WORDS, w);
+        bad = st_add(S, &cap, t, strlen(t)) || st_add(S, &cap, "\n", 1);
+    }
+    bad = bad || st_line(S, &cap, "documents %lld\n", nd);
+    for (int32_t d = 0; d < nd && !bad; d++) {
+        char hx[18];
+        text_hash(ts_strtab_str(S->tab, SP_DOCS, d), hx);
+        hx[16] = '\n';
+        bad = st_add(S, &cap, hx, 17);
+    }
+    bad = bad || st_line(S, &cap, "queries %lld\n", nq) ||
+          st_line(S, &cap, "doc_count %lld\n", S->doc_count);
+    int k = snprintf(b, sizeof b, "doc_length_mean %.17g\n", S->doc_length_mean);
+    bad = bad || st_add(S, &cap, b, (size_t)k) || st_line(S, &cap, "doc_freq %lld\n", S->ndf);
+    for (int32_t w = 0; w < S->ndf && !bad; w++) bad = st_line(S, &cap, "%lld\n", S->doc_freq[w]);
+    return bad ? OOM(e) : 0;
+}
+
+/* The next line of the state at *p (before end) into line (NUL-ended); -1 at the end. */
+static int st_next(const char **p, const char *end, char *line, size_t cap)
+{
+    if (*p >= end) return -1;
+    const char *nl = memchr(*p, '\n', (size_t)(end - *p));
+    size_t k = nl ? (size_t)(nl - *p) : (size_t)(end - *p);
+    if (k >= cap) k = cap - 1;   /* longer lines are malformed: the parse below refuses them */
+    memcpy(line, *p, k);
+    line[k] = 0;
+    *p = nl ? nl + 1 : end;
+    return 0;
+}
+
+/* "NAME N" with 0 <= N <= max into *n; -1 otherwise. */
+static int st_count(const char **p, const char *end, const char *name, long max, long *n)
+{
+    char line[128], w[32];
+    if (st_next(p, end, line, sizeof line) || sscanf(line, "%31s %ld", w, n) != 2 ||
+        strcmp(w, name) || *n < 0 || *n > max)
+        return -1;
+    return 0;
+}
+
+/* Reads a fitted state into S: the words interned first (ids 0..nw_fit), the trigram keys, the
+ * documents' hashes, BM25's statistics. */
+static int read_state(tp_state *S, const char *text, size_t n, ts_err *e)
+{
+    const char *p = text, *end = text + n;
+    char line[320] = "";
+    long cnt, v;
+    const char *what = "its first line";
+    if (st_next(&p, end, line, sizeof line) || strcmp(line, "tessera-textpairs-state 1"))
+        goto bad;
+    what = "the trigrams";
+    if (st_count(&p, end, "trigrams", 1L << 24, &cnt) || cnt < 1) goto bad;
+    S->ntri = (int32_t)cnt;
+    if (!(S->tri_keys = malloc((size_t)cnt * sizeof *S->tri_keys))) return OOM(e);
+    for (long i = 0; i < cnt; i++) {
+        char *q;
+        if (st_next(&p, end, line, sizeof line)) goto bad;
+        v = strtol(line, &q, 10);
+        if (q == line || *q || v < 0 || v >= 1L << 24) goto bad;
+        S->tri_keys[i] = (int32_t)v;
+    }
+    what = "the words";
+    if (st_count(&p, end, "words", 0x7ffffffeL, &cnt)) goto bad;
+    for (long i = 0; i < cnt; i++) {
+        if (st_next(&p, end, line, sizeof line) || !line[0] || strlen(line) > 255) goto bad;
+        int added;
+        if (intern(S->tab, SP_WORDS, line, strlen(line), &added) != i || !added) goto bad;
+    }
+    S->nw_fit = (int32_t)cnt;
+    what = "the documents";
+    if (st_count(&p, end, "documents", 0x7ffffffeL, &cnt)) goto bad;
+    for (long i = 0; i < cnt; i++) {
+        if (st_next(&p, end, line, sizeof line) || strlen(line) != 16) goto bad;
+        /* two training texts of one hash (odds ~ 2^-64 a pair) share the first's id */
+        if (ts_strtab_id(S->tab, SP_DOCHASH, line, 16, 1) < 0) return OOM(e);
+    }
+    S->nd_fit = (int32_t)cnt;
+    what = "the statistics";
+    if (st_count(&p, end, "queries", 0x7ffffffeL, &cnt)) goto bad;
+    S->nq_fit = (int32_t)cnt;
+    if (st_count(&p, end, "doc_count", 0x7ffffffeL, &cnt)) goto bad;
+    S->doc_count = (int32_t)cnt;
+    if (st_next(&p, end, line, sizeof line) ||
+        sscanf(line, "doc_length_mean %lg", &S->doc_length_mean) != 1 ||
+        !(S->doc_length_mean >= 0) || !isfinite(S->doc_length_mean))
+        goto bad;
+    what = "the document frequencies";
+    if (st_count(&p, end, "doc_freq", S->nw_fit, &cnt)) goto bad;
+    S->ndf = (int32_t)cnt;
+    if (!(S->doc_freq = calloc((size_t)cnt + 1, sizeof *S->doc_freq))) return OOM(e);
+    for (long i = 0; i < cnt; i++) {
+        char *q;
+        if (st_next(&p, end, line, sizeof line)) goto bad;
+        v = strtol(line, &q, 10);
+        if (q == line || *q || v < 0 || v > S->doc_count) goto bad;
+        S->doc_freq[i] = (int32_t)v;
+    }
+    S->fitted = 1;
+    return 0;
+bad:
+    return ts_fail(e, "textpairs: the fitted state (data_state.txt) cannot be read at %s (\"%.60s\"); "
+                   "it was not written by this reader, or was changed: train the run again",
+                   what, line);
 }
 
 /* Each row's position among the earlier rows of its group in the same file (split): 0 for the
@@ -552,6 +766,15 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
     if (cap < 1) return ts_fail(e, "%s: vocab_cap must be >= 1", ts_cfg_where(cfg, "vocab_cap"));
     S->T = (int)T;
     S->Td = Td ? (int)Td : (int)T;
+    int mode = ts_ctx_open_mode(D->ctx);
+    S->apply = mode != TS_OPEN_TRAIN;
+    S->predict = mode == TS_OPEN_PREDICT;
+    size_t nfit;
+    const char *fit = ts_ctx_fitted(D->ctx, &nfit);
+    if (fit && read_state(S, fit, nfit, e)) return -1;
+    if (S->apply && !fit)
+        return ts_fail(e, "textpairs: applying a run needs the vocabularies it fitted "
+                       "(data_state.txt); train the run again with this tessera");
     const char *p = ts_cfg_str(cfg, "path");
     if (!p || !*p)
         p = format == 0 ? "data/wordnet/wordnet30_gloss_pairs.tsv.gz"
@@ -589,10 +812,11 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
         if (read_wordnet(S, full, test_size, valid_size, (uint64_t)seed, skip_bad, e)) return -1;
     } else {
         ts_ctx_path(D->ctx, path, full, sizeof full);
-        if (format == 2 ? read_tsv(S, full, TS_TRAIN, &lay, skip_bad, e)
-                        : read_wikiqa(S, full, TS_TRAIN, skip_bad, e)) return -1;
+        int first = S->apply ? TS_TEST : TS_TRAIN;   /* applying a run: the one file is test */
+        if (format == 2 ? read_tsv(S, full, first, &lay, skip_bad, e)
+                        : read_wikiqa(S, full, first, skip_bad, e)) return -1;
         static const char *key[2] = {"valid_path", "test_path"}, *word[2] = {"dev", "test"};
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < 2 && !S->apply; k++) {
             const char *v = ts_cfg_str(cfg, key[k]);
             if (v && *v) snprintf(other, sizeof other, "%s", v);
             else if (sibling(path, word[k], other, sizeof other))
@@ -604,9 +828,12 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
                 return -1;
         }
     }
-    if (S->nex[TS_TRAIN] == 0)
+    if (S->nex[TS_TRAIN] == 0 && !S->apply)
         return ts_fail(e, "textpairs: the training split is empty; check path");
-    if (build_trigrams(S, cap, e) || build_doc_freq(S, e) || number_positions(S, e)) return -1;
+    if (S->fitted ? map_trigrams(S, e)
+                  : build_trigrams(S, cap, e) || map_trigrams(S, e) || build_doc_freq(S, e))
+        return -1;
+    if (number_positions(S, e)) return -1;
 
     /* batch buffers for the largest batch: worst-case sizes, so batch() never allocates */
     long B = ts_ctx_max_batch(D->ctx), qtri = 0, dtri = 0;
@@ -645,6 +872,17 @@ static int open_impl(ts_data *D, const ts_cfg *cfg, ts_err *e)
     int32_t nq = format == 0 ? (int32_t)(S->nex[0] + S->nex[1] + S->nex[2])
                              : ts_strtab_count(S->tab, SP_QIDS);
     int64_t nwv = ts_strtab_count(S->tab, SP_WORDS) > 0 ? ts_strtab_count(S->tab, SP_WORDS) : 1;
+    if (S->fitted) {                  /* the fields keep training's vocabularies */
+        nq = S->nq_fit;
+        ndt = S->nd_fit;
+        nwv = S->nw_fit > 0 ? S->nw_fit : 1;
+        if (!(S->state = malloc(nfit + 1))) return OOM(e);
+        memcpy(S->state, fit, nfit);
+        S->state[nfit] = 0;
+        S->nstate = nfit;
+    } else if (write_state(S, nq, e)) {
+        return -1;
+    }
     if (!(S->f_query = ts_data_field(D, "query", TS_BAGS, 2, (int[]){S->T}, S->ntri, e)) ||
         !(S->f_doc = ts_data_field(D, "doc", TS_BAGS, 2, (int[]){S->Td}, S->ntri, e)) ||
         !(S->f_label = ts_data_field(D, "label", TS_F32, 2, &one, 0, e)) ||
@@ -698,8 +936,8 @@ static int batch(ts_data *D, ts_phase split, const long *rows, int n, ts_err *e)
             S->dw_bids[dwp++] = S->dw.v[k];
         S->label_b[i] = x->label;
         S->pos_b[i] = (float)x->pos;
-        S->qid_b[i] = x->qid;
-        S->doc_b[i] = x->d;
+        S->qid_b[i] = x->qid + (S->apply ? S->nq_fit : 0);   /* applied: past training's */
+        S->doc_b[i] = S->doc_gid.v[x->d];
     }
     S->q_off[(size_t)n * S->T] = qp;
     S->d_off[(size_t)n * S->Td] = dp;
@@ -721,7 +959,7 @@ static int aux(ts_data *D, const char *name, const void **ptr, long *n)
     tp_state *S = D->state;
     if (!strcmp(name, "doc_freq")) {
         *ptr = S->doc_freq;
-        *n = ts_strtab_count(S->tab, SP_WORDS);
+        *n = S->ndf;
         return 0;
     }
     if (!strcmp(name, "doc_count")) { *ptr = &S->doc_count; *n = 1; return 0; }
@@ -732,6 +970,16 @@ static int aux(ts_data *D, const char *name, const void **ptr, long *n)
     return -1;
 }
 
+/* What open() fitted (the text above), for the host to keep in the run folder. */
+static int fitted(ts_data *D, char **text, size_t *n, ts_err *e)
+{
+    tp_state *S = D->state;
+    if (!(*text = malloc(S->nstate + 1))) return OOM(e);
+    memcpy(*text, S->state, S->nstate + 1);
+    *n = S->nstate;
+    return 0;
+}
+
 static void close_data(ts_data *D)
 {
     tp_state *S = D->state;
@@ -739,6 +987,7 @@ static void close_data(ts_data *D)
     ts_strtab_free(S->tab);
     free(S->qw_off.v); free(S->qw.v); free(S->dw_off.v); free(S->dw.v);
     free(S->tri_off.v); free(S->tri.v); free(S->tri_keys); free(S->doc_freq);
+    free(S->doc_gid.v); free(S->state);
     for (int s = 0; s < 3; s++) free(S->ex[s]);
     free(S->q_off); free(S->q_ids); free(S->q_len); free(S->d_off); free(S->d_ids); free(S->d_len);
     free(S->qw_boff); free(S->qw_bids); free(S->dw_boff); free(S->dw_bids);
@@ -757,7 +1006,7 @@ static int open_data(ts_data *D, const ts_cfg *cfg, ts_err *e)
 }
 static const ts_dataset_ops ops = {
     .size = sizeof(ts_dataset_ops),
-    .open = open_data, .batch = batch, .aux = aux, .close = close_data};
+    .open = open_data, .batch = batch, .aux = aux, .close = close_data, .fitted = fitted};
 static const ts_plugin plugin = {
     TS_ABI, sizeof(ts_plugin), TS_DATASET, "textpairs", "1.0",
     "query/document text pairs with DSSM letter-trigram word hashing (WordNet glosses, WikiQA)",
