@@ -148,3 +148,29 @@ hc csv-one-class-everywhere '
     T run $INI --results out
     either clicked
     [ "$RC" != 0 ] || _needles warning'
+
+# -- a text run's fitted state (data_state.txt: trigrams, words, document hashes, BM25's
+# statistics) broken in each way: predict refuses with a sentence naming data_state.txt; a file
+# of words the run never saw is predicted
+declare -A tstate=(
+    [counts-beyond-the-file]='sed -i "s/^words .*/words 2147483646/" r/data_state.txt'
+    [a-word-twice]='awk "/^words /{w=NR} w && NR==w+1 {first=\$0} w && NR==w+2 {print first; next} {print}" r/data_state.txt >s; mv s r/data_state.txt'
+    [cut-in-half]='s=$(wc -c <r/data_state.txt); head -c $((s / 2)) r/data_state.txt >s; mv s r/data_state.txt'
+    [trigram-key-beyond-24-bits]='sed -i "3s/.*/99999999/" r/data_state.txt'
+    [doc-freq-above-doc-count]='sed -i "\$s/.*/999999999/" r/data_state.txt'
+    [negative-doc-length]='sed -i "s/^doc_length_mean .*/doc_length_mean -nan/" r/data_state.txt'
+    [random-bytes]='head -c 300 /dev/urandom >r/data_state.txt'
+    [empty]=': >r/data_state.txt'
+)
+for k in "${!tstate[@]}"; do
+    hc "wikiqa-fitted-state-$k" "
+        reader wikiqa; T run \$INI --results r; [ \"\$RC\" = 0 ] || fail harness 'training failed'
+        ${tstate[$k]}
+        T predict r --data wikiqa-test.tsv
+        refused data_state.txt"
+done
+hc wikiqa-predict-words-never-seen '
+    reader wikiqa; T run $INI --results r; [ "$RC" = 0 ] || fail harness "training failed"
+    printf "Q1\tzyxwv qqqq?\tD1\tT\tD1-0\tvvvv wwww xxxx\t0\n" >new.tsv
+    T predict r --data new.tsv
+    succeeded'
