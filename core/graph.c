@@ -321,6 +321,10 @@ static const char *const layer_keys[] = {"type", "input", "share", "plugin", NUL
 static const char *const head_keys[] = {"type", "input", "label", "loss", "weight", "plugin",
                                         "sample_weight", "mask", NULL};
 static const char *const plugin_keys[] = {"type", "plugin", NULL};
+/* The host's head keys that have a default, so that the resolved configuration (identity.txt,
+ * the report's "what differs") reads the same whether the default is written out or not. */
+static const ts_key head_defaults[] = {
+    {"weight", "float", "1", "the head's weight in the total loss"}, {NULL, NULL, NULL, NULL}};
 
 static int starts(const char *s, const char *p) { return !strncmp(s, p, strlen(p)); }
 
@@ -496,7 +500,7 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
             hn->H.name = c->name + 5;
             if (!(hn->pl = section_plugin(c, TS_HEAD, e))) goto fail;
             hn->ops = hn->pl->ops;
-            const ts_key *l[2] = {hn->pl->keys, NULL};
+            const ts_key *l[3] = {hn->pl->keys, NULL, head_defaults};
             const char *loss = ts_cfg_str(c, "loss");
             const ts_plugin *lp = NULL;
             if (loss) {
@@ -510,7 +514,7 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
                 hn->H.loss = lp->ops;
                 hn->loss_pl = lp;
             }
-            if (ts_cfg_validate(c, head_keys, l, 2, e)) goto fail;
+            if (ts_cfg_validate(c, head_keys, l, 3, e)) goto fail;
             hn->weight = 1;
             if (ts_cfg_str(c, "weight") && ts_cfg_float(c, "weight", &hn->weight, e)) goto fail;
             if (hn->weight < 0) {

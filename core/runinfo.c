@@ -223,6 +223,15 @@ static int has_section(const ts_conf *c, const char *key, size_t sl)
     return 0;
 }
 
+/* 1 when two values are the same: the same text, or the same number written two ways (1, 1.0). */
+static int same_value(const char *a, const char *b)
+{
+    if (!strcmp(a, b)) return 1;
+    char *ea, *eb;
+    double x = strtod(a, &ea), y = strtod(b, &eb);
+    return ea != a && eb != b && !*ea && !*eb && x == y;
+}
+
 /* 1 when key differs among the configurations that were read (one lacking it differs too). */
 static int key_differs(const ts_conf *const *c, int n, const char *key)
 {
@@ -232,7 +241,7 @@ static int key_differs(const ts_conf *const *c, int n, const char *key)
         if (!c[i] || !c[i]->n) continue;
         const char *v = ts_conf_get(c[i], key);
         if (!seen++) { first = v; continue; }
-        if (!v != !first || (v && strcmp(v, first))) return 1;
+        if (!v != !first || (v && !same_value(v, first))) return 1;
     }
     return 0;
 }

@@ -62,10 +62,14 @@ static void test_diff_lists_exactly_the_differing_keys(void **st)
 {
     (void)st;
     ts_conf a, b, none = {0};
+    /* a number written two ways (the default 1 of a head's weight, 1.0 written out; 0.5, 5e-1)
+     * is the same value */
     conf_of(&a, sub("diff_a"), "config experiment.name = a\nconfig experiment.seed = 1\n"
+            "config head.y.weight = 1\nconfig head.y.x = 5e-1\n"
             "config layer.h.units = 4\nconfig optimizer.lr = 0.01\nconfig optimizer.type = adam\n"
             "config train.epochs = 3\n");
     conf_of(&b, sub("diff_b"), "config experiment.name = b\nconfig experiment.seed = 2\n"
+            "config head.y.weight = 1.0\nconfig head.y.x = 0.5\n"
             "config layer.extra.type = dense\nconfig layer.extra.units = 2\n"
             "config layer.h.units = 8\nconfig optimizer.lr = 0.02\nconfig optimizer.type = adam\n"
             "config train.epochs = 3\n");
