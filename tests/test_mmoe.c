@@ -32,74 +32,7 @@ static int teardown(void **state)
     return tu_dir_remove();
 }
 
-/* ---- a built layer on random input and random parameters ----------------------------------- */
-enum { B = 6, D = 7 };
-typedef struct harness {
-    const ts_plugin *pl;
-    const ts_layer_ops *ops;
-    ts_ctx ctx;
-    ts_ini ini;
-    ts_layer L;
-    ts_tensor in;
-    float *arena;
-    size_t arena_n;
-} harness;
-
-static void h_build(harness *h, const char *type, const char *keys)
-{
-    ts_err e;
-    memset(h, 0, sizeof *h);
-    if (!(h->pl = ts_plugin_find(TS_LAYER, type, &e))) fail_msg("%s", e.msg);
-    h->ops = h->pl->ops;
-    ts_ctx_init(&h->ctx, 7, B);
-    if (ts_ini_from_pairs(&h->ini, "layer.t", keys, &e)) fail_msg("%s", e.msg);
-    static const char *const hk[] = {"type", "input", NULL};
-    const ts_key *lists[1] = {h->pl->keys};
-    if (ts_cfg_validate(&h->ini.sec[0], hk, lists, 1, &e)) fail_msg("%s", e.msg);
-    ts_rng r;
-    ts_rng_seed(&r, 99);
-    h->in = (ts_tensor){.dtype = TS_F32, .ndim = 2, .dim = {B, D}};
-    h->in.x = malloc(B * D * sizeof(float));
-    h->in.dx = calloc(B * D, sizeof(float));
-    for (int i = 0; i < B * D; i++) h->in.x[i] = (float)ts_rng_normal(&r);
-    h->L.name = "t";
-    h->L.ctx = &h->ctx;
-    h->L.nin = 1;
-    h->L.nout = 1;
-    h->L.in[0] = &h->in;
-    h->ctx.owner = "layer.t";
-    if (h->ops->build(&h->L, &h->ini.sec[0], &e)) fail_msg("%s", e.msg);
-    for (int k = 0; k < h->L.nout; k++) {
-        long n = ts_numel(&h->L.out[k]);
-        h->L.out[k].x = calloc((size_t)n, sizeof(float));
-        h->L.out[k].dx = calloc((size_t)n, sizeof(float));
-    }
-    if (ts_ctx_alloc_params(&h->ctx, 0, &h->arena, &h->arena_n, &e)) fail_msg("%s", e.msg);
-    for (int i = 0; i < h->ctx.nparams; i++) {   /* random biases too, so none hides an error */
-        ts_param *p = h->ctx.params[i];
-        for (long j = 0; j < (long)p->rows * p->cols; j++) p->w[j] = (float)(0.5 * ts_rng_normal(&r));
-    }
-}
-
-static void h_free(harness *h)
-{
-    h->ops->destroy(&h->L);
-    for (int k = 0; k < h->L.nout; k++) { free(h->L.out[k].x); free(h->L.out[k].dx); }
-    free(h->in.x); free(h->in.dx); free(h->arena);
-    ts_ctx_free(&h->ctx);
-    ts_ini_free(&h->ini);
-}
-
-static ts_param *param(harness *h, const char *suffix)
-{
-    for (int i = 0; i < h->ctx.nparams; i++) {
-        const char *n = h->ctx.params[i]->name;
-        size_t a = strlen(n), b = strlen(suffix);
-        if (a > b && !strcmp(n + a - b, suffix) && n[a - b - 1] == '.') return h->ctx.params[i];
-    }
-    fail_msg("no parameter %s", suffix);
-    return NULL;
-}
+#include "layer_harness.h"
 
 static void test_conformance(void **state)
 {
@@ -119,7 +52,7 @@ static void test_forward_matches_reference(void **state)
     (void)state;
     enum { E = 3, U1 = 5, U2 = 4, K = 3 };
     harness h;
-    h_build(&h, "mmoe", "experts=3 units=5,4 tasks=a,b,c");
+    h_build(&h, "mmoe", "t", "experts=3 units=5,4 tasks=a,b,c");
     assert_int_equal(h.L.nout, K);
     assert_string_equal(h.L.out_name[1], "b");
     assert_int_equal(h.L.out[0].dim[1], U2);
@@ -194,7 +127,7 @@ static void fd_compare(harness *h, float **R, float *v, const float *ga, long n,
 static void check_two_layer_gradients(const char *type)
 {
     harness h;
-    h_build(&h, type, "experts=3 units=5,4 tasks=a,b");
+    h_build(&h, type, "t", "experts=3 units=5,4 tasks=a,b");
     ts_rng r;
     ts_rng_seed(&r, 5);
     float *R[2];
@@ -260,7 +193,7 @@ static void test_gates_and_omoe(void **state)
     const char *types[2] = {"mmoe", "omoe"};
     for (int t = 0; t < 2; t++) {
         harness h;
-        h_build(&h, types[t], "experts=4 units=3 tasks=a,b");
+        h_build(&h, types[t], "t", "experts=4 units=3 tasks=a,b");
         ts_err e;
         /* a train pass, then a test pass: the gates report the test pass only */
         if (h.ops->forward(&h.L, TS_TRAIN, &e) || h.ops->forward(&h.L, TS_TEST, &e) ||
