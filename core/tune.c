@@ -6,9 +6,10 @@
  * with the best (mean) validation figure is written out as OUT/selected.ini, a complete
  * experiment, and then it and the default are run over --seeds fresh seeds (none a trial's) and
  * compared on the test split (paired t-test, stats.c). The search never reads a trial's test
- * figure: every figure it chooses by is read through valid_figure() below. docs/tuning.md says
+ * figure: every figure it chooses by is read through choice_figure() below. docs/tuning.md says
  * which split chooses what, and the bias of choosing on the split that also chose each trial's
- * epoch (--select-on valid, the default) against --select-on valid-last.
+ * epoch (--select-on valid, the default) against --select-on valid-last and --select-on holdout
+ * (a selection split held out of the training rows, [data] select_fraction: core/holdout.c).
  * Part of the program, not the library: it prints, forks and forwards signals to its runs (the
  * process runner follows compare.c's run_all: process groups, PDEATHSIG, forwarded stops). */
 #define _GNU_SOURCE                /* realpath */
@@ -51,6 +52,10 @@ static const char *not_searchable(const char *key)
         {"data.split_fractions", "it would move rows between the training, validation and test "
                                  "splits"},
         {"data.path", "each trial would be measured on other data"},
+        {"data.select_fraction", "it would move rows between training and the selection split "
+                                 "(--select-fraction F sets it for every run)"},
+        {"data.select_seed", "it would move rows between training and the selection split"},
+        {"data.select_by", "it would move rows between training and the selection split"},
         {NULL, NULL}};
     for (int i = 0; no[i].key; i++)
         if (!strcmp(key, no[i].key)) return no[i].why;
@@ -165,6 +170,8 @@ int ts_tune_parse_key(const char *arg, ts_tune_key *k, ts_err *e)
     int never = !strcmp(k->key, "experiment.name") || !strcmp(k->key, "experiment.extends") ||
                 !strcmp(k->key, "experiment.source");
     int list_valued = !strcmp(k->key, "data.split") || !strcmp(k->key, "data.split_fractions");
+    /* tune sets it itself with --select-on holdout (--select-fraction) */
+    if (!strcmp(k->key, "data.select_fraction")) never = 1;
     if (why && (searched || never))
         return ts_fail(e, "%s cannot be %s: %s%s%s%s", k->key, never ? "set by tune" : "searched",
                        why, list_valued && strchr(spec, ',') ? " (to fix it for every run, write "
@@ -322,13 +329,17 @@ int ts_tune_choose(const double *valid, const unsigned char *ok, int n, int lowe
 
 /* ==== the program ============================================================================= */
 
-enum { SELECT_VALID = 0, SELECT_VALID_LAST };
+enum { SELECT_VALID = 0, SELECT_VALID_LAST, SELECT_HOLDOUT };
+#define TUNE_SELECT_FRACTION 0.1   /* --select-on holdout without --select-fraction */
 
 typedef struct tune_opts {
     const char *exp;               /* EXP.ini as given */
     char name[TS_NAME_MAX];        /* its [experiment] name */
     char out[TS_PATH_MAX];
     int random, seeds, jobs, select_on;
+    double select_fraction;        /* --select-fraction F (0: not given) */
+    char holdout[64];              /* the "data.select_fraction=F" every run gets ("" none) */
+    char holdout_desc[256];        /* the selection split in words, for the report */
     int trial_seeds;               /* seeds per trial: base_seed, base_seed + 1, ... */
     long base_seed;                /* the experiment's [experiment] seed */
     int final_seed[TUNE_MAX_SEEDS];    /* the final comparison's seeds: none of the trials' */
@@ -353,12 +364,13 @@ static const char *key_value(const tune_opts *o, const ts_tune_trial *t, int i)
 /* `tessera tune --help` (main.c's command table prints it, so does a --help reaching here). */
 const char ts_tune_help[] =
         "usage: tessera tune EXP.ini [--random N] [--seeds N] [--jobs N] [--out DIR]\n"
-        "          [--metric TASK.FIG] [--select-on valid|valid-last] [--trial-seeds N]\n"
-        "          [--search-seed N]\n"
+        "          [--metric TASK.FIG] [--select-on valid|valid-last|holdout]\n"
+        "          [--select-fraction F] [--trial-seeds N] [--search-seed N]\n"
         "          SECTION.KEY=V1,V2,... SECTION.KEY=LO:HI SECTION.KEY=log:LO:HI SECTION.KEY=VALUE ...\n"
         "\n"
-        "Searches hyper-parameters of one experiment, chooses on the validation split only, and\n"
-        "reports the chosen configuration beside the experiment as given on the test split.\n"
+        "Searches hyper-parameters of one experiment, chooses on the validation split (or on a\n"
+        "selection split held out of training) only, and reports the chosen configuration\n"
+        "beside the experiment as given on the test split.\n"
         "\n"
         "  KEY=V1,V2,...   a list: an axis of the grid, or a uniform choice with --random\n"
         "  KEY=LO:HI       a range, uniform (whole numbers stay whole); needs --random\n"
@@ -378,6 +390,11 @@ const char ts_tune_help[] =
         "                          is chosen on it too: the chosen figure is optimistic\n"
         "  --select-on valid-last  trials train [train] epochs with early stopping off, so the\n"
         "                          validation split chooses the trial and nothing else\n"
+        "  --select-on holdout     trials early-stop on the validation split and are chosen on\n"
+        "                          a selection split: F of the training rows, held out of every\n"
+        "                          run's training ([data] select_fraction; select.TASK.FIG)\n"
+        "  --select-fraction F     its size, 0 < F < 1 (default: the experiment's [data]\n"
+        "                          select_fraction, else 0.1)\n"
         "\n"
         "The experiment as given runs as one more trial (\"default\"). DIR gets trials/ (a run\n"
         "folder per trial), trials.csv, selected.ini (a complete experiment: tessera run takes it\n"
@@ -415,7 +432,8 @@ static int parse_args(int argc, char **argv, tune_opts *o)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return -1;
         int takes = !strcmp(a, "--random") || !strcmp(a, "--seeds") || !strcmp(a, "--jobs") ||
                     !strcmp(a, "--out") || !strcmp(a, "--metric") || !strcmp(a, "--select-on") ||
-                    !strcmp(a, "--search-seed") || !strcmp(a, "--trial-seeds");
+                    !strcmp(a, "--search-seed") || !strcmp(a, "--trial-seeds") ||
+                    !strcmp(a, "--select-fraction");
         if (takes && i + 1 >= argc) {
             fprintf(stderr, "tessera tune: %s needs a value (tessera tune --help)\n", a);
             return 2;
@@ -458,12 +476,27 @@ static int parse_args(int argc, char **argv, tune_opts *o)
             const char *s = argv[++i];
             if (!strcmp(s, "valid")) o->select_on = SELECT_VALID;
             else if (!strcmp(s, "valid-last")) o->select_on = SELECT_VALID_LAST;
+            else if (!strcmp(s, "holdout")) o->select_on = SELECT_HOLDOUT;
             else {
                 fprintf(stderr, "tessera tune: --select-on %s: give valid (trials early-stop on "
-                        "the validation split and are chosen on it) or valid-last (no early "
-                        "stopping in trials: the split chooses only the trial)\n", s);
+                        "the validation split and are chosen on it), valid-last (no early "
+                        "stopping in trials: the split chooses only the trial) or holdout (trials "
+                        "early-stop on the validation split and are chosen on a selection split "
+                        "held out of the training rows)\n", s);
                 return 2;
             }
+        } else if (!strcmp(a, "--select-fraction")) {
+            const char *f = argv[++i];
+            char *end;
+            errno = 0;
+            double fr = strtod(f, &end);
+            if (end == f || *end || errno || !(fr > 0 && fr < 1)) {
+                fprintf(stderr, "tessera tune: --select-fraction %s: give the share of the "
+                        "training split to hold out for selection, between 0 and 1 (such as "
+                        "0.1)\n", f);
+                return 2;
+            }
+            o->select_fraction = fr;
         } else if (a[0] == '-') {
             fprintf(stderr, "tessera tune: unknown option %s (tessera tune --help)\n", a);
             return 2;
@@ -497,6 +530,11 @@ static int parse_args(int argc, char **argv, tune_opts *o)
                 "(tessera tune --help)\n");
         return 2;
     }
+    if (o->select_fraction > 0 && o->select_on != SELECT_HOLDOUT) {
+        fprintf(stderr, "tessera tune: --select-fraction sizes the selection split of "
+                "--select-on holdout; give --select-on holdout too, or leave it out\n");
+        return 2;
+    }
     if (!nsearched) {
         fprintf(stderr, "tessera tune: nothing to search: give at least one key with a list "
                 "(layer.mix.units=8,16,32) or a range (optimizer.lr=log:0.0001:0.01)\n");
@@ -520,6 +558,7 @@ static int trial_overrides(const tune_opts *o, const ts_tune_trial *t, char **v)
         snprintf(v[n - 1], len, "%s=%s", o->keys[i].key, val);
     }
     if (o->select_on == SELECT_VALID_LAST) v[n++] = strdup("train.early_stop=");
+    if (o->holdout[0]) v[n++] = strdup(o->holdout);
     return n;
 }
 
@@ -551,7 +590,7 @@ static const char *key_type(const ts_cfg *c, const char *key)
  * checked; values only at the run). NULL with the message printed. */
 static ts_exp *load_trial(const tune_opts *o, const ts_tune_trial *t, const char *what)
 {
-    char *over[TS_TUNE_MAX_KEYS + 2] = {0};
+    char *over[TS_TUNE_MAX_KEYS + 3] = {0};
     int n = trial_overrides(o, t, over);
     ts_run_opts ro = {0};
     ro.overrides = over;
@@ -589,6 +628,36 @@ static int check_types(const tune_opts *o, ts_exp *x)
     return 0;
 }
 
+/* --select-on holdout: the selection split every run holds out of its training rows. The
+ * experiment's own [data] select_fraction when it has one and --select-fraction is not given;
+ * else data.select_fraction=F (default 0.1) for every run, the default's too. */
+static int read_holdout(tune_opts *o, ts_exp *x)
+{
+    ts_cfg *cd = ts_ini_find(&x->ini, "data");
+    const char *fs = cd ? ts_cfg_str(cd, "select_fraction") : NULL;
+    const char *ss = cd ? ts_cfg_str(cd, "select_seed") : NULL;
+    const char *by = cd ? ts_cfg_str(cd, "select_by") : NULL;
+    double own = fs && *fs ? strtod(fs, NULL) : 0;
+    const char *from = "--select-fraction";
+    double f = o->select_fraction;
+    if (f <= 0 && own > 0) {
+        f = own;
+        from = "the experiment's [data] select_fraction";
+    } else if (f <= 0) {
+        f = TUNE_SELECT_FRACTION;
+        from = "--select-on holdout's default";
+    }
+    if (f != own) snprintf(o->holdout, sizeof o->holdout, "data.select_fraction=%g", f);
+    snprintf(o->holdout_desc, sizeof o->holdout_desc, "%g of the training split's %s (%s), drawn "
+             "with select_seed %s and held out of training in every run", f,
+             by && *by ? "groups of select_by" : "rows", from, ss && *ss ? ss : "2026");
+    if (by && *by) {
+        size_t l = strlen(o->holdout_desc);
+        snprintf(o->holdout_desc + l, sizeof o->holdout_desc - l, " (whole %s groups)", by);
+    }
+    return 0;
+}
+
 /* Reads what the search needs from the experiment as given (name, early stopping, the default
  * value of each key) and checks the metric names a head. */
 static int read_experiment(tune_opts *o)
@@ -612,6 +681,7 @@ static int read_experiment(tune_opts *o)
         const char *v = c ? ts_cfg_str(c, name) : NULL;
         snprintf(o->default_val[i], TS_TUNE_VAL_MAX, "%s", v ? v : "(unset)");
     }
+    if (!rc && o->select_on == SELECT_HOLDOUT) rc = read_holdout(o, x);
     ts_cfg *ct = ts_ini_find(&x->ini, "train");
     const char *es = ct ? ts_cfg_str(ct, "early_stop") : NULL;
     if (!rc && !o->metric[0]) {
@@ -907,12 +977,28 @@ static void free_argv(char **v)
 
 /* ---- reading figures: the validation split only for choosing -------------------------------- */
 
-/* The figure that chooses: valid.METRIC of a trial's metrics.json, never a test figure. NAN when
- * the run has none. */
+/* "select" (--select-on holdout) or "valid": the split whose figure chooses the trial. */
+static const char *choice_split(const tune_opts *o)
+{
+    return o->select_on == SELECT_HOLDOUT ? "select" : "valid";
+}
+
+/* The validation figure valid.METRIC of a run's metrics.json. NAN when the run has none. */
 static double valid_figure(const char *dir, const char *metric)
 {
     char key[2 * TS_NAME_MAX + 8];
     snprintf(key, sizeof key, "valid.%s", metric);
+    double v;
+    ts_err e;
+    return ts_metrics_get(dir, key, &v, &e) ? NAN : v;
+}
+
+/* The figure that chooses: select.METRIC (--select-on holdout) or valid.METRIC of a trial's
+ * metrics.json, never a test figure. NAN when the run has none. */
+static double choice_figure(const tune_opts *o, const char *dir)
+{
+    char key[2 * TS_NAME_MAX + 8];
+    snprintf(key, sizeof key, "%s.%s", choice_split(o), o->metric);
     double v;
     ts_err e;
     return ts_metrics_get(dir, key, &v, &e) ? NAN : v;
@@ -982,7 +1068,8 @@ typedef struct search {
     ts_tune_trial *trial;          /* trial[0] is the default (no searched values) */
     int ntrial;                    /* the default + the drawn trials */
     int asked;                     /* --random N or the grid's size */
-    double *valid;                 /* (ntrial) the figure that chooses; NAN none */
+    double *valid;                 /* (ntrial) the figure that chooses (choice_figure); NAN none */
+    double *vfig;                  /* (ntrial) with --select-on holdout: the validation figure */
     double *best_epoch;            /* (ntrial) train.run.best_epoch */
     unsigned char *ok;             /* (ntrial) finished now or reused */
     int *state;                    /* (ntrial) J_* */
@@ -1006,12 +1093,12 @@ static void trial_label(char *buf, size_t n, const tune_opts *o, const ts_tune_t
             k += (size_t)snprintf(buf + k, n - k, " %s=%s", o->keys[j].key, t->val[j]);
 }
 
-/* The progress line's validation figure of a finished trial. */
+/* The progress line's choosing figure of a finished trial. */
 static void note_valid(const tjob *j, void *arg)
 {
     const tune_opts *o = arg;
-    double v = valid_figure(j->dir, o->metric);
-    if (isfinite(v)) fprintf(stderr, "; valid %s %.4f", o->metric, v);
+    double v = choice_figure(o, j->dir);
+    if (isfinite(v)) fprintf(stderr, "; %s %s %.4f", choice_split(o), o->metric, v);
 }
 
 /* The trials: the grid, or --random draws; trial 0 is the default. Each trial's configuration
@@ -1067,7 +1154,7 @@ static int make_trials(search *s)
 static char **trial_argv(const search *s, int i, long seed, int final, const char *dir)
 {
     const tune_opts *o = s->o;
-    char *over[TS_TUNE_MAX_KEYS + 2] = {0};
+    char *over[TS_TUNE_MAX_KEYS + 3] = {0};
     /* the final runs of the default are the experiment as given: no valid-last switch */
     tune_opts plain = *o;
     if (final) plain.select_on = SELECT_VALID;
@@ -1090,7 +1177,7 @@ static void log_path(char *buf, size_t n, const tune_opts *o, const char *dir)
  * epoch when every seed finished; its state the worst of theirs. */
 static void trial_result(search *s, int t, const tjob *jobs, int k)
 {
-    double v = 0, ep = 0;
+    double v = 0, vv = 0, ep = 0;
     int all = 1, ran = 0, failed = 0, stopped = 0;
     for (int r = 0; r < k; r++) {
         int st = jobs[r].state;
@@ -1099,13 +1186,15 @@ static void trial_result(search *s, int t, const tjob *jobs, int k)
         failed |= st == J_FAILED;
         stopped |= st == J_STOPPED || st == J_WAITING || st == J_RUNNING;
         if (st == J_RAN || st == J_REUSED) {
-            v += valid_figure(jobs[r].dir, s->o->metric);
+            v += choice_figure(s->o, jobs[r].dir);
+            vv += valid_figure(jobs[r].dir, s->o->metric);
             ep += run_figure(jobs[r].dir, "train.run.best_epoch");
         }
     }
     s->ok[t] = all;
     s->state[t] = failed ? J_FAILED : stopped ? J_STOPPED : ran ? J_RAN : J_REUSED;
     s->valid[t] = all ? v / k : NAN;
+    s->vfig[t] = all ? vv / k : NAN;
     s->best_epoch[t] = all ? ep / k : NAN;
 }
 
@@ -1139,9 +1228,10 @@ static int run_trials(search *s, int *stopped)
             rc = -1;
         }
     }
-    fprintf(stderr, "tessera tune: %d trial%s and the default%s, chosen on the validation split "
-            "(valid.%s, %s is better)%s; then the default over %d seed%s; %d run%s at a time\n",
+    fprintf(stderr, "tessera tune: %d trial%s and the default%s, chosen on the %s split "
+            "(%s.%s, %s is better)%s; then the default over %d seed%s; %d run%s at a time\n",
             s->ntrial - 1, s->ntrial == 2 ? "" : "s", ts > 1 ? ", each over its seeds" : "",
+            o->select_on == SELECT_HOLDOUT ? "selection" : "validation", choice_split(o),
             o->metric, ts_tune_lower_better(o->metric) ? "lower" : "higher",
             o->select_on == SELECT_VALID_LAST ? ", trials without early stopping" : "", o->seeds,
             o->seeds > 1 ? "s" : "", o->jobs, o->jobs > 1 ? "s" : "");
@@ -1163,12 +1253,16 @@ static void say_valid_figures(const tune_opts *o)
     trial_dir(dir, sizeof dir, o, 0, o->base_seed);
     snprintf(p, sizeof p, "%s/metrics.json", dir);
     FILE *f = ts_fopen_regular(p);
-    fprintf(stderr, "tessera tune: no trial reported valid.%s (the choice is made on the "
-            "validation split only); the validation figures of the default are:", o->metric);
+    char pre[16];
+    snprintf(pre, sizeof pre, "\"%s.", choice_split(o));
+    fprintf(stderr, "tessera tune: no trial reported %s.%s (the choice is made on the %s split "
+            "only); the %s figures of the default are:", choice_split(o), o->metric,
+            o->select_on == SELECT_HOLDOUT ? "selection" : "validation",
+            o->select_on == SELECT_HOLDOUT ? "selection" : "validation");
     while (f && fgets(line, sizeof line, f)) {
-        char *q = strstr(line, "\"valid.");
+        char *q = strstr(line, pre);
         if (!q) continue;
-        q += 7;
+        q += strlen(pre);
         fprintf(stderr, " %.*s", (int)strcspn(q, "\""), q);
     }
     if (f) fclose(f);
@@ -1183,7 +1277,8 @@ static int write_trials_csv(const search *s)
     sb_printf(&b, "trial,status");
     for (int i = 0; i < o->nkeys; i++)
         if (o->keys[i].kind != TS_TUNE_FIXED) { sb_printf(&b, ","); csv_field(&b, o->keys[i].key); }
-    sb_printf(&b, ",valid.%s,best_epoch,chosen\n", o->metric);
+    if (o->select_on == SELECT_HOLDOUT) sb_printf(&b, ",valid.%s", o->metric);
+    sb_printf(&b, ",%s.%s,best_epoch,chosen\n", choice_split(o), o->metric);
     for (int t = 0; t < s->ntrial; t++) {
         static const char *const st[] = {"not started", "not finished", "reused", "ran", "failed",
                                          "stopped"};
@@ -1194,6 +1289,8 @@ static int write_trials_csv(const search *s)
             sb_printf(&b, ",");
             csv_field(&b, t ? s->trial[t].val[i] : o->default_val[i]);
         }
+        if (o->select_on == SELECT_HOLDOUT && isfinite(s->vfig[t])) sb_printf(&b, ",%.9g", s->vfig[t]);
+        else if (o->select_on == SELECT_HOLDOUT) sb_printf(&b, ",");
         if (isfinite(s->valid[t])) sb_printf(&b, ",%.9g", s->valid[t]);
         else sb_printf(&b, ",");
         if (isfinite(s->best_epoch[t])) sb_printf(&b, o->trial_seeds > 1 ? ",%.2f" : ",%.0f", s->best_epoch[t]);
@@ -1217,7 +1314,7 @@ static int write_selected(const search *s, char *path, size_t pathn)
     ts_err e;
     snprintf(path, pathn, "%s/selected.ini", o->out);
     if (ts_ini_load(&ini, o->exp, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); return -1; }
-    char *over[TS_TUNE_MAX_KEYS + 4] = {0};
+    char *over[TS_TUNE_MAX_KEYS + 5] = {0};
     tune_opts plain = *o;
     if (s->chosen == 0) plain.select_on = SELECT_VALID;   /* the default as given */
     int n = trial_overrides(&plain, s->chosen ? &s->trial[s->chosen] : NULL, over), rc = n < 0;
@@ -1238,9 +1335,10 @@ static int write_selected(const search *s, char *path, size_t pathn)
     if (!rc && ts_ini_format(&ini, &text, &len, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); rc = -1; }
     if (!rc) {
         sbuf b = {0};
-        sb_printf(&b, "; %s, selected by `tessera tune` from %s on the validation split\n"
-                  "; (valid.%s = %.6g; the experiment as given: %.6g). Run it with\n"
-                  "; tessera run %s\n", o->name, o->exp, o->metric, s->valid[s->chosen],
+        sb_printf(&b, "; %s, selected by `tessera tune` from %s on the %s split\n"
+                  "; (%s.%s = %.6g; the experiment as given: %.6g). Run it with\n"
+                  "; tessera run %s\n", o->name, o->exp, o->select_on == SELECT_HOLDOUT ?
+                  "selection" : "validation", choice_split(o), o->metric, s->valid[s->chosen],
                   s->valid[0], path);
         if (s->chosen == 0)
             sb_printf(&b, "; No trial beat the experiment as given: this is that experiment.\n");
@@ -1249,6 +1347,10 @@ static int write_selected(const search *s, char *path, size_t pathn)
                 if (o->keys[i].kind != TS_TUNE_FIXED)
                     sb_printf(&b, "; %s = %s (searched; the experiment had %s)\n", o->keys[i].key,
                               s->trial[s->chosen].val[i], o->default_val[i]);
+        if (o->holdout[0])
+            sb_printf(&b, "; [data] select_fraction = %s: the selection split the search chose "
+                      "on (--select-on holdout); remove it to train on every training row\n",
+                      strchr(o->holdout, '=') + 1);
         if (s->chosen && o->select_on == SELECT_VALID_LAST)
             sb_printf(&b, "; [train] early_stop is off: the trials were chosen without early "
                       "stopping (--select-on valid-last)\n");
@@ -1341,9 +1443,10 @@ static void report_final(sbuf *b, const search *s)
     for (int w = 0; w < (s->chosen ? 2 : 1); w++)
         for (int k = 0; k < o->seeds; k++) nf = read_final(o, w, k, f, nf, 64);
     if (!s->chosen) {
-        sb_printf(b, "No trial beat the default on the validation split, so the selected "
+        sb_printf(b, "No trial beat the default on the %s split, so the selected "
                   "configuration is the default; its test figures over %d seed%s:\n\n| figure | "
-                  "default |\n|---|---|\n", o->seeds, o->seeds > 1 ? "s" : "");
+                  "default |\n|---|---|\n", o->select_on == SELECT_HOLDOUT ? "selection" :
+                  "validation", o->seeds, o->seeds > 1 ? "s" : "");
         for (int i = 0; i < nf; i++) {
             double m, sd;
             ts_mean_std(f[i].v[0], o->seeds, &m, &sd);
@@ -1471,20 +1574,37 @@ static void report_splits(sbuf *b, const search *s)
     else
         sb_printf(b, "| each trial's epoch | nothing: the experiment has no early stopping | "
                   "every trial keeps its last epoch |\n");
-    sb_printf(b, "| the configuration | the validation split | valid.%s of each trial (%s is "
-              "better; %s) |\n", o->metric, lower ? "lower" : "higher", o->metric_from);
+    if (o->select_on == SELECT_HOLDOUT)
+        sb_printf(b, "| the configuration | the selection split: %s; no run trains on it and "
+                  "no epoch is chosen on it | select.%s of each trial, its best-epoch weights "
+                  "evaluated on the held rows (%s is better; %s) |\n", o->holdout_desc,
+                  o->metric, lower ? "lower" : "higher", o->metric_from);
+    else
+        sb_printf(b, "| the configuration | the validation split | valid.%s of each trial (%s is "
+                  "better; %s) |\n", o->metric, lower ? "lower" : "higher", o->metric_from);
     sb_printf(b, "| the figures of the last section | the test split | fresh runs of the default "
               "and of the selected configuration, seed%s ", o->seeds > 1 ? "s" : "");
     seed_list(b, o);
-    sb_printf(b, " (no trial's seed); the search read no test figure |\n\n");
-    if (o->select_on == SELECT_VALID && o->early_stop[0])
+    sb_printf(b, " (no trial's seed)%s; the search read no test figure |\n\n",
+              o->select_on == SELECT_HOLDOUT ? ", holding out the same selection split" : "");
+    if (o->select_on == SELECT_HOLDOUT)
+        sb_printf(b, "Three splits, three decisions: the validation split chose each trial's "
+                  "epoch, the selection split (rows no run trained on) chose the trial, the test "
+                  "split gave the figures. The selection figure of the chosen trial is still the "
+                  "best of many noisy figures and so optimistic; the test figures of the last "
+                  "section are the estimate. Every run, the test comparison's too, trains without "
+                  "the held rows.%s\n\n", o->holdout[0] ? " selected.ini keeps the holdout so "
+                  "that it is the procedure that was chosen; remove its [data] select_fraction "
+                  "to train on every training row." : "");
+    else if (o->select_on == SELECT_VALID && o->early_stop[0])
         sb_printf(b, "**Bias.** Each trial's validation figure is the best of its epochs on the "
                   "same split that then compares the trials, so it is optimistic twice over "
                   "(the epoch, then the trial, chosen on one split; keras-tuner's issue 1018). "
                   "The validation figures below rank the trials; they do not estimate how the "
                   "chosen configuration does on new data: the test figures of the last section "
                   "do. `--select-on valid-last` trains every trial without early stopping, so "
-                  "the validation split chooses the trial and nothing else.\n\n");
+                  "the validation split chooses the trial and nothing else; `--select-on "
+                  "holdout` chooses the trial on a split of its own.\n\n");
     else
         sb_printf(b, "The validation split chose the trial and nothing else. The best "
                   "validation figure of many trials is still the maximum of noisy figures and "
@@ -1498,11 +1618,15 @@ static void report_trials(sbuf *b, const search *s, const char *selected)
     if (!order) { b->oom = 1; return; }
     rank_trials(s, order);
     int shown = s->ntrial < 20 ? s->ntrial : 20;
-    sb_printf(b, "## Trials, best validation figure first%s\n\n| trial |", s->ntrial > shown ?
+    int ho = o->select_on == SELECT_HOLDOUT;
+    sb_printf(b, "## Trials, best %s figure first%s\n\n| trial |", ho ? "selection" : "validation",
+              s->ntrial > shown ?
               " (the first 20; trials.csv has them all)" : "");
     for (int i = 0; i < o->nkeys; i++)
         if (o->keys[i].kind != TS_TUNE_FIXED) sb_printf(b, " %s |", o->keys[i].key);
-    sb_printf(b, " valid.%s | best epoch | status |\n|---|", o->metric);
+    if (ho) sb_printf(b, " valid.%s |", o->metric);
+    sb_printf(b, " %s.%s | best epoch | status |\n|---|", choice_split(o), o->metric);
+    if (ho) sb_printf(b, "---|");
     for (int i = 0; i < o->nkeys; i++) if (o->keys[i].kind != TS_TUNE_FIXED) sb_printf(b, "---|");
     sb_printf(b, "---|---|---|\n");
     static const char *const st[] = {"not started", "not finished", "finished (reused)",
@@ -1517,6 +1641,8 @@ static void report_trials(sbuf *b, const search *s, const char *selected)
             md_field(b, t ? s->trial[t].val[i] : o->default_val[i]);
             sb_printf(b, " |");
         }
+        if (ho && isfinite(s->vfig[t])) sb_printf(b, " %.4f |", s->vfig[t]);
+        else if (ho) sb_printf(b, " – |");
         if (isfinite(s->valid[t])) sb_printf(b, " %.4f |", s->valid[t]);
         else sb_printf(b, " – |");
         if (isfinite(s->best_epoch[t]))
@@ -1528,8 +1654,8 @@ static void report_trials(sbuf *b, const search *s, const char *selected)
     int c = s->chosen;
     sb_printf(b, "\n## Chosen\n\n");
     if (!c)
-        sb_printf(b, "The default (valid.%s %.4f): no trial beat it on the validation split. ",
-                  o->metric, s->valid[0]);
+        sb_printf(b, "The default (%s.%s %.4f): no trial beat it on the %s split. ",
+                  choice_split(o), o->metric, s->valid[0], ho ? "selection" : "validation");
     else {
         sb_printf(b, "Trial %d:", c);
         for (int i = 0; i < o->nkeys; i++)
@@ -1538,7 +1664,8 @@ static void report_trials(sbuf *b, const search *s, const char *selected)
                 md_field(b, s->trial[c].val[i]);
                 sb_printf(b, "`");
             }
-        sb_printf(b, ", valid.%s %.4f against the default's %.4f (%+.4f; %s). ", o->metric,
+        sb_printf(b, ", %s.%s %.4f against the default's %.4f (%+.4f; %s). ", choice_split(o),
+                  o->metric,
                   s->valid[c], s->valid[0], s->valid[c] - s->valid[0], o->trial_seeds > 1 ?
                   "means over the trial seeds" : "one seed each");
     }
@@ -1588,9 +1715,10 @@ int ts_cmd_tune(int argc, char **argv)
     rc = make_trials(&s);
     s.valid = calloc((size_t)s.ntrial + 1, sizeof *s.valid);
     s.best_epoch = calloc((size_t)s.ntrial + 1, sizeof *s.best_epoch);
+    s.vfig = calloc((size_t)s.ntrial + 1, sizeof *s.vfig);
     s.ok = calloc((size_t)s.ntrial + 1, 1);
     s.state = calloc((size_t)s.ntrial + 1, sizeof *s.state);
-    if (!rc && (!s.valid || !s.best_epoch || !s.ok || !s.state)) {
+    if (!rc && (!s.valid || !s.vfig || !s.best_epoch || !s.ok || !s.state)) {
         fprintf(stderr, "tessera tune: out of memory\n");
         rc = 1;
     }
@@ -1621,15 +1749,17 @@ int ts_cmd_tune(int argc, char **argv)
     }
     if (!rc && (write_trials_csv(&s) || write_selected(&s, selected, sizeof selected))) rc = 1;
     if (!rc && s.chosen) {
-        fprintf(stderr, "tessera tune: chose trial %d on the validation split (valid.%s %.4f; the "
-                "default %.4f); now it over %d seed%s\n", s.chosen, o.metric, s.valid[s.chosen],
+        fprintf(stderr, "tessera tune: chose trial %d on the %s split (%s.%s %.4f; the "
+                "default %.4f); now it over %d seed%s\n", s.chosen, o.select_on == SELECT_HOLDOUT ?
+                "selection" : "validation", choice_split(&o), o.metric, s.valid[s.chosen],
                 s.valid[0], o.seeds, o.seeds > 1 ? "s" : "");
         int failed = run_selected(&s, selected, &stopped);
         if (stopped) rc = 128 + stopped;
         else if (failed) final_bad = 1;
     } else if (!rc) {
-        fprintf(stderr, "tessera tune: no trial beat the default on the validation split "
-                "(valid.%s %.4f); selected.ini is the default\n", o.metric, s.valid[0]);
+        fprintf(stderr, "tessera tune: no trial beat the default on the %s split "
+                "(%s.%s %.4f); selected.ini is the default\n", o.select_on == SELECT_HOLDOUT ?
+                "selection" : "validation", choice_split(&o), o.metric, s.valid[0]);
     }
     if (!rc && write_report(&s, selected, argc, argv)) rc = 1;
     if (!rc && final_bad) {
@@ -1648,6 +1778,7 @@ int ts_cmd_tune(int argc, char **argv)
     free(s.trial);
     free(s.valid);
     free(s.best_epoch);
+    free(s.vfig);
     free(s.ok);
     free(s.state);
     free(o.keys);
