@@ -82,6 +82,9 @@ static int read_groups(ts_exp *x, ts_cfg *cd, const char *name, long **group, lo
     *ng = 0;
     int rc = !k || !rows || !*group ? ts_fail(e, "out of memory") : 0;
     const ts_dataset_ops *ops = x->data_pl->ops;
+    /* the graph is not built yet and takes the fields' shapes as open() left them: restored below */
+    int64_t dim0[TS_MAX_FIELDS];
+    for (int i = 0; i < x->data.nfield; i++) dim0[i] = x->data.field[i].dim[0];
     for (long s = 0; !rc && s < n; s += B) {
         int b = (int)(n - s < B ? n - s : B);
         for (int i = 0; i < b; i++) rows[i] = s + i;
@@ -92,6 +95,7 @@ static int read_groups(ts_exp *x, ts_cfg *cd, const char *name, long **group, lo
         }
         for (int i = 0; i < b; i++) k[s + i] = (id_row){f->ids[i], s + i};
     }
+    for (int i = 0; i < x->data.nfield; i++) x->data.field[i].dim[0] = dim0[i];
     if (!rc) qsort(k, (size_t)n, sizeof *k, by_id);
     for (long i = 0; !rc && i < n; i++) {
         if (i == 0 || k[i].v != k[i - 1].v) (*ng)++;
