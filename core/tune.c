@@ -10,12 +10,13 @@
  * which split chooses what, and the bias of choosing on the split that also chose each trial's
  * epoch (--select-on valid, the default) against --select-on valid-last and --select-on holdout
  * (a selection split held out of the training rows, [data] select_fraction: core/holdout.c).
- * Part of the program, not the library: it prints, forks and forwards signals to its runs (the
- * process runner follows compare.c's run_all: process groups, PDEATHSIG, forwarded stops). */
+ * Part of the program, not the library: it prints, and runs its trials through the process runner
+ * it shares with `tessera compare` (core/runner.c: process groups, PDEATHSIG, forwarded stops). */
 #define _GNU_SOURCE                /* realpath */
 #include "config.h"
 #include "internal.h"
 #include "tune.h"
+#include "runner.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -707,237 +708,31 @@ static int read_experiment(tune_opts *o)
     return rc;
 }
 
-/* ---- running: processes, --jobs at a time, stop signals forwarded ---------------------------- */
-enum { J_WAITING, J_RUNNING, J_REUSED, J_RAN, J_FAILED, J_STOPPED };
+/* ---- running: core/runner.c, --jobs at a time, stop signals forwarded ------------------------ */
+#define J_WAITING TS_JOB_WAITING
+#define J_RUNNING TS_JOB_RUNNING
+#define J_REUSED TS_JOB_REUSED
+#define J_RAN TS_JOB_RAN
+#define J_FAILED TS_JOB_FAILED
+#define J_STOPPED TS_JOB_STOPPED
+#define J_KILLED TS_JOB_KILLED
+#define LABEL_MAX 96
+typedef char job_label[LABEL_MAX];
 
-typedef struct tjob {
-    char label[96];                /* "trial 3", "default seed 2" */
-    char dir[TS_PATH_MAX];         /* the run folder */
-    char log[TS_PATH_MAX];         /* its log */
-    char **argv;                   /* tessera run ... (malloc'ed, NULL-terminated) */
-    pid_t pid;
-    int had_metrics;               /* metrics.json existed when it started: `before` is its stat */
-    struct stat before;
-    int state;
-    int signalled;
-} tjob;
-
-static volatile sig_atomic_t stop_sig, stop_count, pause_req;
-
-static void on_signal(int sig)
+/* Runs jobs[0..n) (labels given), `parallel` at a time; `note` (may be NULL) adds to each
+ * progress line. Returns the number that failed, or -1 when nothing could start; *stopped is
+ * the stop signal when SIGINT, SIGTERM or SIGHUP interrupted the batch (its runs then stopped). */
+static int run_jobs(ts_job *jobs, int n, int parallel, void (*note)(const ts_job *, void *),
+                    void *arg, int *stopped)
 {
-    if (sig == SIGTSTP) { pause_req = 1; return; }
-    stop_sig = sig;
-    stop_count++;
-}
-
-static void on_child(int sig) { (void)sig; }   /* only wakes sigsuspend */
-
-#define NCAUGHT 4
-static const int caught[NCAUGHT] = {SIGINT, SIGTERM, SIGHUP, SIGTSTP};
-
-static int stat_metrics(const char *dir, struct stat *st)
-{
-    char p[TS_PATH_MAX + 16];
-    snprintf(p, sizeof p, "%s/metrics.json", dir);
-    return stat(p, st) == 0;
-}
-
-static int same_state(const struct stat *a, const struct stat *b)
-{
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
-/* Starts one job with its output in its log, in a process group of its own that gets SIGTERM
- * when tune dies (Linux). Returns 0, or -1 with a message printed. */
-static int start_job(tjob *j, const char *self, const sigset_t *child_mask, const int *handled,
-                     int devnull)
-{
-    ts_err e;
-    char parent[TS_PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", j->log);
-    *strrchr(parent, '/') = 0;
-    if (ts_mkdirs(parent, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); return -1; }
-    snprintf(parent, sizeof parent, "%s", j->dir);
-    *strrchr(parent, '/') = 0;     /* the run makes its own folder */
-    if (ts_mkdirs(parent, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); return -1; }
-    int fd = open(j->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        fprintf(stderr, "tessera tune: cannot write the run's log %s: %s\n", j->log, strerror(errno));
-        return -1;
-    }
-    j->had_metrics = stat_metrics(j->dir, &j->before);
-    pid_t me = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* only async-signal-safe calls from here to execv */
-        setpgid(0, 0);
-#ifdef __linux__
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != me) _exit(128 + SIGTERM);
-#endif
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigemptyset(&dfl.sa_mask);
-        for (int i = 0; i < NCAUGHT; i++)
-            if (handled[i]) sigaction(caught[i], &dfl, NULL);
-        sigaction(SIGCHLD, &dfl, NULL);
-        sigprocmask(SIG_SETMASK, child_mask, NULL);
-        dup2(devnull, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execv(self, j->argv);
-        static const char msg[] = "tessera tune: cannot execute tessera for this run\n";
-        ssize_t w = write(2, msg, sizeof msg - 1);
-        (void)w;
-        _exit(127);
-    }
-    int err = errno;
-    close(fd);
-    if (pid < 0) {
-        fprintf(stderr, "tessera tune: cannot start a run (fork: %s)\n", strerror(err));
-        return -1;
-    }
-    setpgid(pid, pid);
-    j->pid = pid;
-    return 0;
-}
-
-/* The last non-empty line of a run's log: its own error. */
-static void print_last_line(const char *log)
-{
-    char line[2048] = "", last[2048] = "";
-    FILE *f = ts_fopen_regular(log);
-    while (f && fgets(line, sizeof line, f)) if (line[0] != '\n') snprintf(last, sizeof last, "%s", line);
-    if (f) fclose(f);
-    last[strcspn(last, "\n")] = 0;
-    fprintf(stderr, "      %s\n      (log: %s)\n", last, log);
-}
-
-/* What became of a job whose process ended with status. */
-static const char *reap(tjob *j, int status)
-{
-    struct stat after;
-    int has = stat_metrics(j->dir, &after);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && has) {
-        int same = j->had_metrics && same_state(&j->before, &after);
-        j->state = same ? J_REUSED : J_RAN;
-        return same ? "reused (finished before with the same configuration)" : "run";
-    }
-    if (j->signalled && ((WIFEXITED(status) && WEXITSTATUS(status) == 128 + j->signalled) ||
-                         WIFSIGNALED(status))) {
-        j->state = J_STOPPED;
-        return "stopped (it resumes from its checkpoint next time)";
-    }
-    j->state = J_FAILED;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "FAILED (it wrote no metrics.json)"
-                                                         : "FAILED";
-}
-
-/* Runs jobs[0..n), `parallel` at a time; `note` (may be NULL) adds to each progress line.
- * Returns the number that failed, or -1 when nothing could start; *stopped is the stop signal
- * when SIGINT, SIGTERM or SIGHUP interrupted the batch (its runs then stopped too). */
-static int run_jobs(tjob *jobs, int n, int parallel, void (*note)(const tjob *, void *), void *arg,
-                    int *stopped)
-{
-    *stopped = 0;
-    static char self[TS_PATH_MAX];
-    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (k <= 0) {
-        fprintf(stderr, "tessera tune: cannot find the tessera program (/proc/self/exe: %s)\n",
-                strerror(errno));
-        return -1;
-    }
-    self[k] = 0;
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (devnull < 0) {
-        fprintf(stderr, "tessera tune: cannot open /dev/null: %s\n", strerror(errno));
-        return -1;
-    }
-    sigset_t block, orig, wait_mask;
-    sigemptyset(&block);
-    for (int i = 0; i < NCAUGHT; i++) sigaddset(&block, caught[i]);
-    sigaddset(&block, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &block, &orig);
-    wait_mask = orig;
-    for (int i = 0; i < NCAUGHT; i++) sigdelset(&wait_mask, caught[i]);
-    sigdelset(&wait_mask, SIGCHLD);
-    struct sigaction sa, old[NCAUGHT], old_chld;
-    memset(&sa, 0, sizeof sa);
-    sigemptyset(&sa.sa_mask);
-    int handled[NCAUGHT] = {0};
-    stop_sig = stop_count = pause_req = 0;
-    for (int i = 0; i < NCAUGHT; i++) {
-        sigaction(caught[i], NULL, &old[i]);
-        if (old[i].sa_handler == SIG_IGN) continue;   /* nohup: stays ignored */
-        sa.sa_handler = on_signal;
-        sigaction(caught[i], &sa, NULL);
-        handled[i] = 1;
-    }
-    sa.sa_handler = on_child;
-    sa.sa_flags = SA_NOCLDSTOP;
-    sigaction(SIGCHLD, &sa, &old_chld);
-
-    int next = 0, running = 0, done = 0, failed = 0, forwarded = 0;
-    for (;;) {
-        if (pause_req) {   /* Ctrl-Z: the runs stop with tune and go on with it */
-            pause_req = 0;
-            for (int i = 0; i < next; i++) if (jobs[i].state == J_RUNNING) kill(jobs[i].pid, SIGSTOP);
-            raise(SIGSTOP);
-            for (int i = 0; i < next; i++) if (jobs[i].state == J_RUNNING) kill(jobs[i].pid, SIGCONT);
-        }
-        if (stop_count != forwarded) {
-            forwarded = stop_count;
-            for (int i = 0; i < next; i++)
-                if (jobs[i].state == J_RUNNING) {
-                    kill(jobs[i].pid, stop_sig);
-                    jobs[i].signalled = stop_sig;
-                }
-        }
-        while (!stop_sig && running < parallel && next < n) {
-            tjob *j = &jobs[next++];
-            if (start_job(j, self, &orig, handled, devnull)) {
-                j->state = J_FAILED;
-                failed++;
-                done++;
-                continue;
-            }
-            j->state = J_RUNNING;
-            running++;
-        }
-        int status, reaped = 0;
-        pid_t pid;
-        while (running && (pid = waitpid(-1, &status, WNOHANG)) > 0) {
-            tjob *j = NULL;
-            for (int i = 0; i < next && !j; i++)
-                if (jobs[i].state == J_RUNNING && jobs[i].pid == pid) j = &jobs[i];
-            if (!j) continue;
-            reaped++;
-            running--;
-            done++;
-            const char *what = reap(j, status);
-            failed += j->state == J_FAILED;
-            fprintf(stderr, "  [%d/%d] %s: %s", done, n, j->label, what);
-            if (note && (j->state == J_RAN || j->state == J_REUSED)) note(j, arg);
-            fprintf(stderr, "\n");
-            if (j->state == J_FAILED) print_last_line(j->log);
-        }
-        if (!running && (stop_sig || next == n)) break;
-        if (!reaped) sigsuspend(&wait_mask);
-    }
-    for (int i = 0; i < NCAUGHT; i++) if (handled[i]) sigaction(caught[i], &old[i], NULL);
-    sigaction(SIGCHLD, &old_chld, NULL);
-    sigprocmask(SIG_SETMASK, &orig, NULL);
-    close(devnull);
-    if (stop_sig) {
-        *stopped = stop_sig;
+    ts_runner r = {"tessera tune", parallel, 0, note, arg};
+    ts_run_counts c;
+    int failed = ts_runner_run(&r, jobs, n, &c, stopped);
+    if (failed >= 0 && *stopped)
         fprintf(stderr, "tessera tune: interrupted by signal %d (%s): %d of %d runs of this step "
                 "finished, %d not started; run the same command again to continue (finished runs "
-                "are reused, stopped ones resume from their checkpoints)\n", (int)stop_sig,
-                strsignal(stop_sig), done, n, n - next);
-    }
+                "are reused, stopped ones resume from their checkpoints)\n", *stopped,
+                strsignal(*stopped), c.started, n, n - c.started);
     return failed;
 }
 
@@ -1094,7 +889,7 @@ static void trial_label(char *buf, size_t n, const tune_opts *o, const ts_tune_t
 }
 
 /* The progress line's choosing figure of a finished trial. */
-static void note_valid(const tjob *j, void *arg)
+static void note_valid(const ts_job *j, void *arg)
 {
     const tune_opts *o = arg;
     double v = choice_figure(o, j->dir);
@@ -1175,7 +970,7 @@ static void log_path(char *buf, size_t n, const tune_opts *o, const char *dir)
 
 /* A trial's figures from its seeds' runs jobs[0..k): the mean validation figure and best
  * epoch when every seed finished; its state the worst of theirs. */
-static void trial_result(search *s, int t, const tjob *jobs, int k)
+static void trial_result(search *s, int t, const ts_job *jobs, int k)
 {
     double v = 0, vv = 0, ep = 0;
     int all = 1, ran = 0, failed = 0, stopped = 0;
@@ -1184,7 +979,7 @@ static void trial_result(search *s, int t, const tjob *jobs, int k)
         all &= st == J_RAN || st == J_REUSED;
         ran |= st == J_RAN;
         failed |= st == J_FAILED;
-        stopped |= st == J_STOPPED || st == J_WAITING || st == J_RUNNING;
+        stopped |= st == J_STOPPED || st == J_KILLED || st == J_WAITING || st == J_RUNNING;
         if (st == J_RAN || st == J_REUSED) {
             v += choice_figure(s->o, jobs[r].dir);
             vv += valid_figure(jobs[r].dir, s->o->metric);
@@ -1203,23 +998,30 @@ static int run_trials(search *s, int *stopped)
 {
     tune_opts *o = s->o;
     int ts = o->trial_seeds, nt = s->ntrial * ts, n = nt + o->seeds;
-    tjob *jobs = calloc((size_t)n, sizeof *jobs);
-    if (!jobs) { fprintf(stderr, "tessera tune: out of memory\n"); return -1; }
+    ts_job *jobs = calloc((size_t)n, sizeof *jobs);
+    job_label *label = calloc((size_t)n, sizeof *label);
+    if (!jobs || !label) {
+        free(jobs);
+        free(label);
+        fprintf(stderr, "tessera tune: out of memory\n");
+        return -1;
+    }
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
-        tjob *j = &jobs[i];
+        ts_job *j = &jobs[i];
+        j->label = label[i];
         int final = i >= nt, t = final ? 0 : i / ts;
         long seed = final ? o->final_seed[i - nt] : o->base_seed + i % ts;
         if (final) {
             snprintf(j->dir, sizeof j->dir, "%s/final/default/seed-%ld", o->out, seed);
-            snprintf(j->label, sizeof j->label, "default, seed %ld (for the test comparison)", seed);
+            snprintf(label[i], LABEL_MAX, "default, seed %ld (for the test comparison)", seed);
         } else {
             trial_dir(j->dir, sizeof j->dir, o, t, seed);
-            if (t) snprintf(j->label, sizeof j->label, "trial %d", t);
-            else snprintf(j->label, sizeof j->label, "default (trial 0)");
+            if (t) snprintf(label[i], LABEL_MAX, "trial %d", t);
+            else snprintf(label[i], LABEL_MAX, "default (trial 0)");
             if (ts > 1) {
-                size_t l = strlen(j->label);
-                snprintf(j->label + l, sizeof j->label - l, ", seed %ld", seed);
+                size_t l = strlen(label[i]);
+                snprintf(label[i] + l, LABEL_MAX - l, ", seed %ld", seed);
             }
         }
         log_path(j->log, sizeof j->log, o, j->dir);
@@ -1241,6 +1043,7 @@ static int run_trials(search *s, int *stopped)
     for (int i = nt; i < n; i++) final_ok &= jobs[i].state == J_RAN || jobs[i].state == J_REUSED;
     for (int i = 0; i < n; i++) free_argv(jobs[i].argv);
     free(jobs);
+    free(label);
     if (failed < 0) return -1;
     return final_ok ? 0 : 1;
 }
@@ -1281,7 +1084,7 @@ static int write_trials_csv(const search *s)
     sb_printf(&b, ",%s.%s,best_epoch,chosen\n", choice_split(o), o->metric);
     for (int t = 0; t < s->ntrial; t++) {
         static const char *const st[] = {"not started", "not finished", "reused", "ran", "failed",
-                                         "stopped"};
+                                         "stopped", "stopped"};
         if (t) sb_printf(&b, "%d,%s", t, st[s->state[t]]);
         else sb_printf(&b, "default,%s", st[s->state[t]]);
         for (int i = 0; i < o->nkeys; i++) {
@@ -1368,20 +1171,28 @@ static int write_selected(const search *s, char *path, size_t pathn)
 static int run_selected(search *s, const char *selected, int *stopped)
 {
     const tune_opts *o = s->o;
-    tjob *jobs = calloc((size_t)o->seeds, sizeof *jobs);
-    if (!jobs) { fprintf(stderr, "tessera tune: out of memory\n"); return -1; }
+    ts_job *jobs = calloc((size_t)o->seeds, sizeof *jobs);
+    job_label *label = calloc((size_t)o->seeds, sizeof *label);
+    if (!jobs || !label) {
+        free(jobs);
+        free(label);
+        fprintf(stderr, "tessera tune: out of memory\n");
+        return -1;
+    }
     int rc = 0;
     for (int k = 0; k < o->seeds && !rc; k++) {
-        tjob *j = &jobs[k];
+        ts_job *j = &jobs[k];
         int seed = o->final_seed[k];
+        j->label = label[k];
         snprintf(j->dir, sizeof j->dir, "%s/final/selected/seed-%d", o->out, seed);
-        snprintf(j->label, sizeof j->label, "selected, seed %d (for the test comparison)", seed);
+        snprintf(label[k], LABEL_MAX, "selected, seed %d (for the test comparison)", seed);
         log_path(j->log, sizeof j->log, o, j->dir);
         if (!(j->argv = run_argv(selected, seed, s->threads, NULL, 0, j->dir))) rc = -1;
     }
     int failed = rc ? -1 : run_jobs(jobs, o->seeds, o->jobs, NULL, NULL, stopped);
     for (int k = 0; k < o->seeds; k++) free_argv(jobs[k].argv);
     free(jobs);
+    free(label);
     return failed;
 }
 
@@ -1630,7 +1441,7 @@ static void report_trials(sbuf *b, const search *s, const char *selected)
     for (int i = 0; i < o->nkeys; i++) if (o->keys[i].kind != TS_TUNE_FIXED) sb_printf(b, "---|");
     sb_printf(b, "---|---|---|\n");
     static const char *const st[] = {"not started", "not finished", "finished (reused)",
-                                     "finished", "failed", "stopped"};
+                                     "finished", "failed", "stopped", "stopped"};
     for (int r = 0; r < shown; r++) {
         int t = order[r];
         if (t) sb_printf(b, "| %s%d%s |", t == s->chosen ? "**" : "", t, t == s->chosen ? "**" : "");
