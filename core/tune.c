@@ -339,6 +339,8 @@ typedef struct tune_opts {
     char out[TS_PATH_MAX];
     int random, seeds, jobs, select_on;
     double select_fraction;        /* --select-fraction F (0: not given) */
+    long halving;                  /* --halving R: the first rung's epochs (0: no halving) */
+    char budget[48];               /* "train.epochs=E" of a rung's runs ("" otherwise) */
     char holdout[64];              /* the "data.select_fraction=F" every run gets ("" none) */
     char holdout_desc[256];        /* the selection split in words, for the report */
     int trial_seeds;               /* seeds per trial: base_seed, base_seed + 1, ... */
@@ -366,7 +368,7 @@ static const char *key_value(const tune_opts *o, const ts_tune_trial *t, int i)
 const char ts_tune_help[] =
         "usage: tessera tune EXP.ini [--random N] [--seeds N] [--jobs N] [--out DIR]\n"
         "          [--metric TASK.FIG] [--select-on valid|valid-last|holdout]\n"
-        "          [--select-fraction F] [--trial-seeds N] [--search-seed N]\n"
+        "          [--select-fraction F] [--halving R] [--trial-seeds N] [--search-seed N]\n"
         "          SECTION.KEY=V1,V2,... SECTION.KEY=LO:HI SECTION.KEY=log:LO:HI SECTION.KEY=VALUE ...\n"
         "\n"
         "Searches hyper-parameters of one experiment, chooses on the validation split (or on a\n"
@@ -396,6 +398,9 @@ const char ts_tune_help[] =
         "                          run's training ([data] select_fraction; select.TASK.FIG)\n"
         "  --select-fraction F     its size, 0 < F < 1 (default: the experiment's [data]\n"
         "                          select_fraction, else 0.1)\n"
+        "  --halving R     successive halving: every trial trains R epochs, the best third (by\n"
+        "                  the figure that chooses) 3R, ... until [train] epochs; the others\n"
+        "                  stop early (judged on fewer epochs: biased against slow learners)\n"
         "\n"
         "The experiment as given runs as one more trial (\"default\"). DIR gets trials/ (a run\n"
         "folder per trial), trials.csv, selected.ini (a complete experiment: tessera run takes it\n"
@@ -434,7 +439,7 @@ static int parse_args(int argc, char **argv, tune_opts *o)
         int takes = !strcmp(a, "--random") || !strcmp(a, "--seeds") || !strcmp(a, "--jobs") ||
                     !strcmp(a, "--out") || !strcmp(a, "--metric") || !strcmp(a, "--select-on") ||
                     !strcmp(a, "--search-seed") || !strcmp(a, "--trial-seeds") ||
-                    !strcmp(a, "--select-fraction");
+                    !strcmp(a, "--select-fraction") || !strcmp(a, "--halving");
         if (takes && i + 1 >= argc) {
             fprintf(stderr, "tessera tune: %s needs a value (tessera tune --help)\n", a);
             return 2;
@@ -486,6 +491,9 @@ static int parse_args(int argc, char **argv, tune_opts *o)
                         "held out of the training rows)\n", s);
                 return 2;
             }
+        } else if (!strcmp(a, "--halving")) {
+            if (parse_count(a, argv[++i], 1, 100000, &v)) return 2;
+            o->halving = v;
         } else if (!strcmp(a, "--select-fraction")) {
             const char *f = argv[++i];
             char *end;
@@ -560,6 +568,7 @@ static int trial_overrides(const tune_opts *o, const ts_tune_trial *t, char **v)
     }
     if (o->select_on == SELECT_VALID_LAST) v[n++] = strdup("train.early_stop=");
     if (o->holdout[0]) v[n++] = strdup(o->holdout);
+    if (o->budget[0]) v[n++] = strdup(o->budget);   /* a rung of --halving: last, it wins */
     return n;
 }
 
@@ -591,7 +600,7 @@ static const char *key_type(const ts_cfg *c, const char *key)
  * checked; values only at the run). NULL with the message printed. */
 static ts_exp *load_trial(const tune_opts *o, const ts_tune_trial *t, const char *what)
 {
-    char *over[TS_TUNE_MAX_KEYS + 3] = {0};
+    char *over[TS_TUNE_MAX_KEYS + 4] = {0};
     int n = trial_overrides(o, t, over);
     ts_run_opts ro = {0};
     ro.overrides = over;
@@ -672,6 +681,20 @@ static int read_experiment(tune_opts *o)
     snprintf(o->early_stop, sizeof o->early_stop, "%s", x->early_stop);
     o->patience = x->patience;
     o->epochs = x->epochs;
+    if (!rc && o->halving && o->halving >= o->epochs) {
+        fprintf(stderr, "tessera tune: --halving %ld: the first rung trains %ld epochs, and the "
+                "experiment trains %ld ([train] epochs): give fewer epochs than that (such as %ld), "
+                "or leave --halving out\n", o->halving, o->halving, o->epochs,
+                o->epochs / 9 > 0 ? o->epochs / 9 : 1);
+        rc = -1;
+    }
+    for (int i = 0; !rc && o->halving && i < o->nkeys; i++)
+        if (!strcmp(o->keys[i].key, "train.epochs") || !strcmp(o->keys[i].key, "train.max_steps")) {
+            fprintf(stderr, "tessera tune: %s with --halving: successive halving sets each rung's "
+                    "epochs itself; fix %s in the experiment, or leave --halving out\n",
+                    o->keys[i].key, o->keys[i].key);
+            rc = -1;
+        }
     o->base_seed = (long)x->ctx.seed;
     /* the final seeds: 1, 2, ... skipping the trials' own, so no final run is a trial's run */
     for (long k = 1, n = 0; n < o->seeds; k++)
@@ -716,6 +739,8 @@ static int read_experiment(tune_opts *o)
 #define J_FAILED TS_JOB_FAILED
 #define J_STOPPED TS_JOB_STOPPED
 #define J_KILLED TS_JOB_KILLED
+#define T_HALVED 7                 /* a trial's state: stopped by --halving at a rung */
+#define HALVING_ETA 3              /* each rung keeps the best third, with 3 times the epochs */
 #define LABEL_MAX 96
 typedef char job_label[LABEL_MAX];
 
@@ -867,7 +892,9 @@ typedef struct search {
     double *vfig;                  /* (ntrial) with --select-on holdout: the validation figure */
     double *best_epoch;            /* (ntrial) train.run.best_epoch */
     unsigned char *ok;             /* (ntrial) finished now or reused */
-    int *state;                    /* (ntrial) J_* */
+    int *state;                    /* (ntrial) J_*, or T_HALVED */
+    long *halved_at;               /* (ntrial) --halving: the epochs of the rung that stopped it */
+    double *halved_fig;            /* (ntrial) its figure there (NAN: none) */
     int chosen;
     int threads;
 } search;
@@ -949,7 +976,7 @@ static int make_trials(search *s)
 static char **trial_argv(const search *s, int i, long seed, int final, const char *dir)
 {
     const tune_opts *o = s->o;
-    char *over[TS_TUNE_MAX_KEYS + 3] = {0};
+    char *over[TS_TUNE_MAX_KEYS + 4] = {0};
     /* the final runs of the default are the experiment as given: no valid-last switch */
     tune_opts plain = *o;
     if (final) plain.select_on = SELECT_VALID;
@@ -993,16 +1020,112 @@ static void trial_result(search *s, int t, const ts_job *jobs, int k)
     s->best_epoch[t] = all ? ep / k : NAN;
 }
 
-/* Phase 1: every trial over its seeds, and the default's final runs (they need no choice). */
+/* --halving R: successive halving before phase 1. Rung k trains every trial still in the search
+ * for R x 3^k epochs (its own folders, OUT/trials/NNN/rung-E/seed-S, so a search run again reuses
+ * them) and keeps the best third by the figure that chooses (the validation or the selection
+ * split, as the final choice); the others stop there (T_HALVED, with the rung's epochs and
+ * figure). The rungs end below [train] epochs: phase 1 trains the survivors and the default in
+ * full. The default is never halved: every trial is compared with it. 0, or -1 when nothing
+ * could run; *stopped as run_jobs. */
+static int run_rungs(search *s, int *stopped)
+{
+    tune_opts *o = s->o;
+    *stopped = 0;
+    if (!o->halving) return 0;
+    int ts = o->trial_seeds, lower = ts_tune_lower_better(o->metric), na = 0;
+    int *alive = malloc((size_t)s->ntrial * sizeof *alive);
+    double *fig = malloc((size_t)s->ntrial * sizeof *fig);
+    if (!alive || !fig) { free(alive); free(fig); fprintf(stderr, "tessera tune: out of memory\n"); return -1; }
+    for (int t = 1; t < s->ntrial; t++) alive[na++] = t;
+    int rc = 0;
+    for (long E = o->halving; E < o->epochs && na > 1 && !rc && !*stopped;
+         E = E * HALVING_ETA < o->epochs ? E * HALVING_ETA : o->epochs) {
+        int n = na * ts, keep = (na + HALVING_ETA - 1) / HALVING_ETA;
+        ts_job *jobs = calloc((size_t)n, sizeof *jobs);
+        job_label *label = calloc((size_t)n, sizeof *label);
+        if (!jobs || !label) { free(jobs); free(label); rc = -1; fprintf(stderr, "tessera tune: out of memory\n"); break; }
+        snprintf(o->budget, sizeof o->budget, "train.epochs=%ld", E);
+        for (int i = 0; i < n && !rc; i++) {
+            ts_job *j = &jobs[i];
+            int t = alive[i / ts];
+            long seed = o->base_seed + i % ts;
+            j->label = label[i];
+            snprintf(j->dir, sizeof j->dir, "%s/trials/%03d/rung-%ld/seed-%ld", o->out, t, E, seed);
+            snprintf(label[i], LABEL_MAX, "trial %d, rung of %ld epoch%s", t, E, E > 1 ? "s" : "");
+            if (ts > 1) {
+                size_t l = strlen(label[i]);
+                snprintf(label[i] + l, LABEL_MAX - l, ", seed %ld", seed);
+            }
+            log_path(j->log, sizeof j->log, o, j->dir);
+            if (!(j->argv = trial_argv(s, t, seed, 0, j->dir))) {
+                fprintf(stderr, "tessera tune: out of memory\n");
+                rc = -1;
+            }
+        }
+        o->budget[0] = 0;
+        fprintf(stderr, "tessera tune: --halving: %d trials for %ld epoch%s, judged on %s.%s; the "
+                "best %d go%s on\n", na, E, E > 1 ? "s" : "", choice_split(o), o->metric, keep,
+                keep == 1 ? "es" : "");
+        int failed = rc ? -1 : run_jobs(jobs, n, o->jobs, note_valid, o, stopped);
+        if (failed < 0) rc = -1;
+        for (int k = 0; k < na && !rc && !*stopped; k++) {
+            double v = 0;
+            int all = 1;
+            for (int r = 0; r < ts; r++) {
+                const ts_job *j = &jobs[k * ts + r];
+                all &= j->state == J_RAN || j->state == J_REUSED;
+                if (all) v += choice_figure(o, j->dir);
+            }
+            fig[alive[k]] = all ? v / ts : NAN;
+        }
+        for (int i = 0; i < n; i++) free_argv(jobs[i].argv);
+        free(jobs);
+        free(label);
+        if (rc || *stopped) break;
+        /* the best first (NaN last; ties to the lower trial), then keep the first `keep` */
+        for (int i = 1; i < na; i++)
+            for (int j = i; j > 0; j--) {
+                double x = fig[alive[j - 1]], y = fig[alive[j]];
+                int swap = isfinite(y) && (!isfinite(x) || (lower ? y < x : y > x) ||
+                                           (y == x && alive[j] < alive[j - 1]));
+                if (!swap) break;
+                int tmp = alive[j]; alive[j] = alive[j - 1]; alive[j - 1] = tmp;
+            }
+        int kept = 0;
+        for (int k = 0; k < na; k++) {
+            int t = alive[k];
+            if (k < keep && isfinite(fig[t])) { alive[kept++] = t; continue; }
+            s->halved_at[t] = E;
+            s->halved_fig[t] = fig[t];
+            s->state[t] = isfinite(fig[t]) ? T_HALVED : J_FAILED;
+        }
+        na = kept;
+        for (int i = 1; i < na; i++)   /* back in trial order */
+            for (int j = i; j > 0 && alive[j] < alive[j - 1]; j--) {
+                int tmp = alive[j]; alive[j] = alive[j - 1]; alive[j - 1] = tmp;
+            }
+    }
+    free(alive);
+    free(fig);
+    return rc;
+}
+
+/* Phase 1: every trial over its seeds (with --halving, those the rungs kept), and the default's
+ * final runs (they need no choice). */
 static int run_trials(search *s, int *stopped)
 {
     tune_opts *o = s->o;
-    int ts = o->trial_seeds, nt = s->ntrial * ts, n = nt + o->seeds;
+    int ts = o->trial_seeds, na = 0;
+    int *alive = malloc((size_t)s->ntrial * sizeof *alive);
+    if (!alive) { fprintf(stderr, "tessera tune: out of memory\n"); return -1; }
+    for (int t = 0; t < s->ntrial; t++) if (!s->halved_at[t]) alive[na++] = t;
+    int nt = na * ts, n = nt + o->seeds;
     ts_job *jobs = calloc((size_t)n, sizeof *jobs);
     job_label *label = calloc((size_t)n, sizeof *label);
     if (!jobs || !label) {
         free(jobs);
         free(label);
+        free(alive);
         fprintf(stderr, "tessera tune: out of memory\n");
         return -1;
     }
@@ -1010,7 +1133,7 @@ static int run_trials(search *s, int *stopped)
     for (int i = 0; i < n && !rc; i++) {
         ts_job *j = &jobs[i];
         j->label = label[i];
-        int final = i >= nt, t = final ? 0 : i / ts;
+        int final = i >= nt, t = final ? 0 : alive[i / ts];
         long seed = final ? o->final_seed[i - nt] : o->base_seed + i % ts;
         if (final) {
             snprintf(j->dir, sizeof j->dir, "%s/final/default/seed-%ld", o->out, seed);
@@ -1030,20 +1153,24 @@ static int run_trials(search *s, int *stopped)
             rc = -1;
         }
     }
-    fprintf(stderr, "tessera tune: %d trial%s and the default%s, chosen on the %s split "
+    fprintf(stderr, "tessera tune: %d trial%s%s and the default%s, chosen on the %s split "
             "(%s.%s, %s is better)%s; then the default over %d seed%s; %d run%s at a time\n",
-            s->ntrial - 1, s->ntrial == 2 ? "" : "s", ts > 1 ? ", each over its seeds" : "",
+            na - 1, na == 2 ? "" : "s", o->halving ? " (those --halving kept)" : "",
+            ts > 1 ? ", each over its seeds" : "",
             o->select_on == SELECT_HOLDOUT ? "selection" : "validation", choice_split(o),
             o->metric, ts_tune_lower_better(o->metric) ? "lower" : "higher",
             o->select_on == SELECT_VALID_LAST ? ", trials without early stopping" : "", o->seeds,
             o->seeds > 1 ? "s" : "", o->jobs, o->jobs > 1 ? "s" : "");
     int failed = rc ? -1 : run_jobs(jobs, n, o->jobs, note_valid, o, stopped);
-    for (int t = 0; t < s->ntrial && failed >= 0; t++) trial_result(s, t, jobs + t * ts, ts);
+    for (int k = 0; k < na && failed >= 0; k++) trial_result(s, alive[k], jobs + k * ts, ts);
+    for (int t = 0; t < s->ntrial && failed >= 0; t++)
+        if (s->halved_at[t]) { s->ok[t] = 0; s->valid[t] = s->vfig[t] = s->best_epoch[t] = NAN; }
     int final_ok = 1;
     for (int i = nt; i < n; i++) final_ok &= jobs[i].state == J_RAN || jobs[i].state == J_REUSED;
     for (int i = 0; i < n; i++) free_argv(jobs[i].argv);
     free(jobs);
     free(label);
+    free(alive);
     if (failed < 0) return -1;
     return final_ok ? 0 : 1;
 }
@@ -1081,10 +1208,11 @@ static int write_trials_csv(const search *s)
     for (int i = 0; i < o->nkeys; i++)
         if (o->keys[i].kind != TS_TUNE_FIXED) { sb_printf(&b, ","); csv_field(&b, o->keys[i].key); }
     if (o->select_on == SELECT_HOLDOUT) sb_printf(&b, ",valid.%s", o->metric);
-    sb_printf(&b, ",%s.%s,best_epoch,chosen\n", choice_split(o), o->metric);
+    sb_printf(&b, ",%s.%s,best_epoch,chosen%s\n", choice_split(o), o->metric,
+              o->halving ? ",halved_at_epochs,halved_figure" : "");
     for (int t = 0; t < s->ntrial; t++) {
         static const char *const st[] = {"not started", "not finished", "reused", "ran", "failed",
-                                         "stopped", "stopped"};
+                                         "stopped", "stopped", "halved"};
         if (t) sb_printf(&b, "%d,%s", t, st[s->state[t]]);
         else sb_printf(&b, "default,%s", st[s->state[t]]);
         for (int i = 0; i < o->nkeys; i++) {
@@ -1098,7 +1226,12 @@ static int write_trials_csv(const search *s)
         else sb_printf(&b, ",");
         if (isfinite(s->best_epoch[t])) sb_printf(&b, o->trial_seeds > 1 ? ",%.2f" : ",%.0f", s->best_epoch[t]);
         else sb_printf(&b, ",");
-        sb_printf(&b, ",%d\n", t == s->chosen);
+        sb_printf(&b, ",%d", t == s->chosen);
+        if (o->halving && s->halved_at[t] && isfinite(s->halved_fig[t]))
+            sb_printf(&b, ",%ld,%.9g", s->halved_at[t], s->halved_fig[t]);
+        else if (o->halving && s->halved_at[t]) sb_printf(&b, ",%ld,", s->halved_at[t]);
+        else if (o->halving) sb_printf(&b, ",,");
+        sb_printf(&b, "\n");
     }
     char path[TS_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/trials.csv", o->out);
@@ -1117,7 +1250,7 @@ static int write_selected(const search *s, char *path, size_t pathn)
     ts_err e;
     snprintf(path, pathn, "%s/selected.ini", o->out);
     if (ts_ini_load(&ini, o->exp, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); return -1; }
-    char *over[TS_TUNE_MAX_KEYS + 5] = {0};
+    char *over[TS_TUNE_MAX_KEYS + 6] = {0};
     tune_opts plain = *o;
     if (s->chosen == 0) plain.select_on = SELECT_VALID;   /* the default as given */
     int n = trial_overrides(&plain, s->chosen ? &s->trial[s->chosen] : NULL, over), rc = n < 0;
@@ -1355,8 +1488,13 @@ static void report_space(sbuf *b, const search *s)
     else
         sb_printf(b, "\nBudget: the grid of the lists, %d trial%s", s->ntrial - 1,
                   s->ntrial == 2 ? "" : "s");
-    sb_printf(b, ", and the default; %d finished, %d failed; %d run%s at a time. ", finished,
-              failed, o->jobs, o->jobs > 1 ? "s" : "");
+    sb_printf(b, ", and the default; %d finished, %d failed", finished, failed);
+    if (o->halving) {
+        int halved = 0;
+        for (int t = 1; t < s->ntrial; t++) halved += s->state[t] == T_HALVED;
+        sb_printf(b, ", %d stopped by --halving %ld", halved, o->halving);
+    }
+    sb_printf(b, "; %d run%s at a time. ", o->jobs, o->jobs > 1 ? "s" : "");
     if (o->trial_seeds > 1)
         sb_printf(b, "Every trial runs with seeds %ld to %ld (--trial-seeds %d) and is judged by "
                   "the mean of their validation figures.\n\n", o->base_seed,
@@ -1365,6 +1503,11 @@ static void report_space(sbuf *b, const search *s)
         sb_printf(b, "Every trial runs with the experiment's seed, %ld: a difference between "
                   "trials smaller than the spread over seeds of the last section is noise "
                   "(--trial-seeds N averages N seeds per trial).\n\n", o->base_seed);
+}
+
+static const char *ho_split_name(const tune_opts *o)
+{
+    return o->select_on == SELECT_HOLDOUT ? "selection" : "validation";
 }
 
 /* "Which split chose what", the sentence the issue asks of every report. */
@@ -1393,11 +1536,28 @@ static void report_splits(sbuf *b, const search *s)
     else
         sb_printf(b, "| the configuration | the validation split | valid.%s of each trial (%s is "
                   "better; %s) |\n", o->metric, lower ? "lower" : "higher", o->metric_from);
+    if (o->halving) {
+        sb_printf(b, "| which trials train to the end (--halving %ld) | the %s split | successive "
+                  "halving: every trial trains", o->halving, ho_split_name(o));
+        for (long E = o->halving; E < o->epochs; E = E * HALVING_ETA < o->epochs ? E * HALVING_ETA : o->epochs)
+            sb_printf(b, "%s %ld", E == o->halving ? "" : ",", E);
+        sb_printf(b, " epochs in turn, and each rung keeps the best third by %s.%s at that "
+                  "budget; the default is never stopped |\n", choice_split(o), o->metric);
+    }
     sb_printf(b, "| the figures of the last section | the test split | fresh runs of the default "
               "and of the selected configuration, seed%s ", o->seeds > 1 ? "s" : "");
     seed_list(b, o);
     sb_printf(b, " (no trial's seed)%s; the search read no test figure |\n\n",
               o->select_on == SELECT_HOLDOUT ? ", holding out the same selection split" : "");
+    if (o->halving)
+        sb_printf(b, "**Successive halving.** A trial stopped at a rung was judged on its figure "
+                  "after fewer epochs than it would have trained: a configuration that learns "
+                  "slowly (a small learning rate, strong regularisation) can look worse early and "
+                  "better late, and is then stopped although it would have won. Each rung is also "
+                  "one more comparison of many trials on the same %s split. The trials that "
+                  "reached [train] epochs are compared as without halving; the stopped ones are "
+                  "listed with their rung's figure, which is not comparable to the others'.\n\n",
+                  ho_split_name(o));
     if (o->select_on == SELECT_HOLDOUT)
         sb_printf(b, "Three splits, three decisions: the validation split chose each trial's "
                   "epoch, the selection split (rows no run trained on) chose the trial, the test "
@@ -1441,7 +1601,8 @@ static void report_trials(sbuf *b, const search *s, const char *selected)
     for (int i = 0; i < o->nkeys; i++) if (o->keys[i].kind != TS_TUNE_FIXED) sb_printf(b, "---|");
     sb_printf(b, "---|---|---|\n");
     static const char *const st[] = {"not started", "not finished", "finished (reused)",
-                                     "finished", "failed", "stopped", "stopped"};
+                                     "finished", "failed", "stopped", "stopped",
+                                     "stopped by --halving"};
     for (int r = 0; r < shown; r++) {
         int t = order[r];
         if (t) sb_printf(b, "| %s%d%s |", t == s->chosen ? "**" : "", t, t == s->chosen ? "**" : "");
@@ -1459,7 +1620,10 @@ static void report_trials(sbuf *b, const search *s, const char *selected)
         if (isfinite(s->best_epoch[t]))
             sb_printf(b, o->trial_seeds > 1 ? " %.1f |" : " %.0f |", s->best_epoch[t]);
         else sb_printf(b, " – |");
-        sb_printf(b, " %s |\n", st[s->state[t]]);
+        if (s->state[t] == T_HALVED)
+            sb_printf(b, " stopped by --halving after %ld epoch%s (%s.%s %.4f) |\n", s->halved_at[t],
+                      s->halved_at[t] > 1 ? "s" : "", choice_split(o), o->metric, s->halved_fig[t]);
+        else sb_printf(b, " %s |\n", st[s->state[t]]);
     }
     free(order);
     int c = s->chosen;
@@ -1527,9 +1691,12 @@ int ts_cmd_tune(int argc, char **argv)
     s.valid = calloc((size_t)s.ntrial + 1, sizeof *s.valid);
     s.best_epoch = calloc((size_t)s.ntrial + 1, sizeof *s.best_epoch);
     s.vfig = calloc((size_t)s.ntrial + 1, sizeof *s.vfig);
+    s.halved_at = calloc((size_t)s.ntrial + 1, sizeof *s.halved_at);
+    s.halved_fig = calloc((size_t)s.ntrial + 1, sizeof *s.halved_fig);
     s.ok = calloc((size_t)s.ntrial + 1, 1);
     s.state = calloc((size_t)s.ntrial + 1, sizeof *s.state);
-    if (!rc && (!s.valid || !s.vfig || !s.best_epoch || !s.ok || !s.state)) {
+    if (!rc && (!s.valid || !s.vfig || !s.best_epoch || !s.ok || !s.state || !s.halved_at ||
+                !s.halved_fig)) {
         fprintf(stderr, "tessera tune: out of memory\n");
         rc = 1;
     }
@@ -1542,7 +1709,8 @@ int ts_cmd_tune(int argc, char **argv)
     setenv("TESSERA_MPI", "0", 1);
     int stopped = 0, final_bad = 0;
     if (!rc) {
-        final_bad = run_trials(&s, &stopped);
+        final_bad = run_rungs(&s, &stopped);
+        if (!final_bad && !stopped) final_bad = run_trials(&s, &stopped);
         if (final_bad < 0) rc = 1;
         else if (stopped) rc = 128 + stopped;
     }
@@ -1590,6 +1758,8 @@ int ts_cmd_tune(int argc, char **argv)
     free(s.valid);
     free(s.best_epoch);
     free(s.vfig);
+    free(s.halved_at);
+    free(s.halved_fig);
     free(s.ok);
     free(s.state);
     free(o.keys);

@@ -9,7 +9,8 @@
 # results lost) resumed by running only that trial; a random search over ranges with
 # --select-on valid-last (no early stopping in trials, draws inside their ranges); --select-on
 # holdout (the trial chosen on a selection split held out of every run's training rows: its
-# figure chooses, a validation figure does not).
+# figure chooses, a validation figure does not); --halving (rungs keep the best third by the
+# rung's figure, the rung runs reused when the search runs again).
 set -u
 b=${top_builddir:-.}
 T="$b/tessera"
@@ -240,6 +241,37 @@ sed 's/^rows = .*/&\nselect_fraction = 0.2/' exp.ini >own.ini
     { bad "the holdout search with the experiment's fraction failed"; sed 's/^/    /' errh4.txt; }
 grep -q '"train.data.select_rows": 300,\?$' h2/trials/001/seed-1/metrics.json && ok || bad "the experiment's select_fraction 0.2 was not used"
 grep -q "the experiment's \[data\] select_fraction" h2/report.md && ok || bad "report.md does not say whose fraction"
+
+# ---- --halving: rungs of 1 and 3 epochs keep the best third by the figure that chooses --------
+refused "--halving at [train] epochs" "give fewer epochs than that" exp.ini layer.h.units=4,8 --halving 3
+refused "--halving with epochs searched" "successive halving sets each rung's epochs" exp.ini \
+    layer.h.units=4,8 train.epochs=2,3 --halving 1
+sed 's/^epochs = 3/epochs = 9/' exp.ini >e9.ini
+scmd="tune e9.ini layer.h.units=2,4,8 optimizer.lr=0.001,0.01,0.03 --halving 1 --seeds 1 --jobs $ncpu --out sh"
+# shellcheck disable=SC2086
+"$T" $scmd >/dev/null 2>errs.txt || { bad "the search with --halving failed"; sed 's/^/    /' errs.txt; }
+[ "$(ls -d sh/trials/*/rung-1 | wc -l)" = 9 ] && [ "$(ls -d sh/trials/*/rung-3 | wc -l)" = 3 ] &&
+    [ "$(ls -d sh/trials/*/seed-1 | wc -l)" = 2 ] && ok ||
+    bad "--halving: not 9 trials at 1 epoch, 3 at 3 and 1 (and the default) at 9: $(ls -d sh/trials/*/*)"
+# the three that went on are the best three at 1 epoch (lowest valid.y1.mse of their rung-1 runs)
+rung1() { for d in sh/trials/0*/rung-1/seed-1; do
+              echo "$(sed -n 's/.*"valid.y1.mse": \([^,]*\),*/\1/p' "$d/metrics.json") $(echo "$d" | cut -d/ -f3)"
+          done | sort -g | head -3 | cut -d' ' -f2 | sort | tr '\n' ' '; }
+went=$(ls -d sh/trials/*/rung-3 | cut -d/ -f3 | sort | tr '\n' ' ')
+[ "$(rung1)" = "$went" ] && ok || bad "--halving: rung 3 holds $went, the best at 1 epoch are $(rung1)"
+awk -F, 'NR > 1 && $2 == "halved" { n++ } END { exit !(n == 8) }' sh/trials.csv && ok ||
+    { bad "--halving: trials.csv has not 8 halved trials"; cat sh/trials.csv; }
+grep -q "stopped by --halving after 1 epoch" sh/report.md && grep -q "^\*\*Successive halving.\*\*" sh/report.md &&
+    ok || bad "--halving: the report does not say which trials stopped, or the bias"
+# the rung's decision reads the rung's figure: the worst at 1 epoch, forged the best, goes on
+worst1=$(for d in sh/trials/0*/rung-1/seed-1; do
+             echo "$(sed -n 's/.*"valid.y1.mse": \([^,]*\),*/\1/p' "$d/metrics.json") $(echo "$d" | cut -d/ -f3)"
+         done | sort -g | tail -1 | cut -d' ' -f2)
+sed -i 's/"valid.y1.mse": [^,]*/"valid.y1.mse": 0.000001/' "sh/trials/$worst1/rung-1/seed-1/metrics.json"
+# shellcheck disable=SC2086
+"$T" $scmd >/dev/null 2>errs2.txt || { bad "the --halving search run again failed"; sed 's/^/    /' errs2.txt; }
+[ -d "sh/trials/$worst1/rung-3" ] && ok || bad "--halving: a forged rung figure of trial $worst1 did not promote it"
+[ "$(grep -c "rung of 1 epoch: reused" errs2.txt)" = 9 ] && ok || bad "--halving: the rung runs were not reused"
 
 echo "tune: $passes passed, $failures failed"
 [ "$failures" = 0 ]
