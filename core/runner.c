@@ -257,6 +257,9 @@ int ts_runner_run(const ts_runner *r, ts_job *jobs, int nj, ts_run_counts *count
         return -1;
     }
     self[k] = 0;
+    /* a program rebuilt under a long search: the path names the new file or nothing (Linux
+     * appends " (deleted)"); the runs are then started from the very program that runs here */
+    if (access(self, X_OK)) snprintf(self, sizeof self, "/proc/self/exe");
     progress pg = {r->eta && isatty(STDERR_FILENO), 0, now_s(), NULL, NULL, 0};
     for (int i = 0; i < nj; i++)
         if (jobs[i].group + 1 > pg.ngroup) pg.ngroup = jobs[i].group + 1;
