@@ -14,7 +14,7 @@ set -u
 b=${top_builddir:-.}
 T="$b/tessera"
 T=$(cd "$(dirname "$T")" && pwd)/$(basename "$T")
-src=$(cd "${srcdir:-.}" && pwd)
+src=$(cd "${top_srcdir:-.}" && pwd)
 tmp=$(mktemp -d /tmp/tessera-holdout-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
