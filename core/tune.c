@@ -750,7 +750,7 @@ typedef char job_label[LABEL_MAX];
 static int run_jobs(ts_job *jobs, int n, int parallel, void (*note)(const ts_job *, void *),
                     void *arg, int *stopped)
 {
-    ts_runner r = {"tessera tune", parallel, 0, note, arg};
+    ts_runner r = {"tessera tune", parallel, 1, note, arg};   /* elapsed, ETA, the live line */
     ts_run_counts c;
     int failed = ts_runner_run(&r, jobs, n, &c, stopped);
     if (failed >= 0 && *stopped)
