@@ -332,6 +332,7 @@ int ts_tune_choose(const double *valid, const unsigned char *ok, int n, int lowe
 
 enum { SELECT_VALID = 0, SELECT_VALID_LAST, SELECT_HOLDOUT };
 #define TUNE_SELECT_FRACTION 0.1   /* --select-on holdout without --select-fraction */
+#define HALVING_ETA 3              /* --halving: each rung keeps the best third, 3 times the epochs */
 
 typedef struct tune_opts {
     const char *exp;               /* EXP.ini as given */
@@ -681,11 +682,11 @@ static int read_experiment(tune_opts *o)
     snprintf(o->early_stop, sizeof o->early_stop, "%s", x->early_stop);
     o->patience = x->patience;
     o->epochs = x->epochs;
-    if (!rc && o->halving && o->halving >= o->epochs) {
-        fprintf(stderr, "tessera tune: --halving %ld: the first rung trains %ld epochs, and the "
-                "experiment trains %ld ([train] epochs): give fewer epochs than that (such as %ld), "
-                "or leave --halving out\n", o->halving, o->halving, o->epochs,
-                o->epochs / 9 > 0 ? o->epochs / 9 : 1);
+    if (!rc && o->halving && o->halving * HALVING_ETA > o->epochs) {
+        fprintf(stderr, "tessera tune: --halving %ld: a rung of %ld epochs leads to one of %ld, and "
+                "the experiment trains %ld ([train] epochs): give at most a third of them (%ld), or "
+                "leave --halving out\n", o->halving, o->halving, o->halving * HALVING_ETA,
+                o->epochs, o->epochs / HALVING_ETA);
         rc = -1;
     }
     for (int i = 0; !rc && o->halving && i < o->nkeys; i++)
@@ -740,7 +741,6 @@ static int read_experiment(tune_opts *o)
 #define J_STOPPED TS_JOB_STOPPED
 #define J_KILLED TS_JOB_KILLED
 #define T_HALVED 7                 /* a trial's state: stopped by --halving at a rung */
-#define HALVING_ETA 3              /* each rung keeps the best third, with 3 times the epochs */
 #define LABEL_MAX 96
 typedef char job_label[LABEL_MAX];
 
@@ -1024,8 +1024,8 @@ static void trial_result(search *s, int t, const ts_job *jobs, int k)
  * for R x 3^k epochs (its own folders, OUT/trials/NNN/rung-E/seed-S, so a search run again reuses
  * them) and keeps the best third by the figure that chooses (the validation or the selection
  * split, as the final choice); the others stop there (T_HALVED, with the rung's epochs and
- * figure). The rungs end below [train] epochs: phase 1 trains the survivors and the default in
- * full. The default is never halved: every trial is compared with it. 0, or -1 when nothing
+ * figure). A rung of E epochs runs while 3E <= [train] epochs (a next budget worth the name):
+ * phase 1 then trains the survivors and the default in full. The default is never halved: every trial is compared with it. 0, or -1 when nothing
  * could run; *stopped as run_jobs. */
 static int run_rungs(search *s, int *stopped)
 {
@@ -1038,8 +1038,8 @@ static int run_rungs(search *s, int *stopped)
     if (!alive || !fig) { free(alive); free(fig); fprintf(stderr, "tessera tune: out of memory\n"); return -1; }
     for (int t = 1; t < s->ntrial; t++) alive[na++] = t;
     int rc = 0;
-    for (long E = o->halving; E < o->epochs && na > 1 && !rc && !*stopped;
-         E = E * HALVING_ETA < o->epochs ? E * HALVING_ETA : o->epochs) {
+    for (long E = o->halving; E * HALVING_ETA <= o->epochs && na > 1 && !rc && !*stopped;
+         E *= HALVING_ETA) {
         int n = na * ts, keep = (na + HALVING_ETA - 1) / HALVING_ETA;
         ts_job *jobs = calloc((size_t)n, sizeof *jobs);
         job_label *label = calloc((size_t)n, sizeof *label);
@@ -1539,7 +1539,7 @@ static void report_splits(sbuf *b, const search *s)
     if (o->halving) {
         sb_printf(b, "| which trials train to the end (--halving %ld) | the %s split | successive "
                   "halving: every trial trains", o->halving, ho_split_name(o));
-        for (long E = o->halving; E < o->epochs; E = E * HALVING_ETA < o->epochs ? E * HALVING_ETA : o->epochs)
+        for (long E = o->halving; E * HALVING_ETA <= o->epochs; E *= HALVING_ETA)
             sb_printf(b, "%s %ld", E == o->halving ? "" : ",", E);
         sb_printf(b, " epochs in turn, and each rung keeps the best third by %s.%s at that "
                   "budget; the default is never stopped |\n", choice_split(o), o->metric);

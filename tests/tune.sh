@@ -243,7 +243,7 @@ grep -q '"train.data.select_rows": 300,\?$' h2/trials/001/seed-1/metrics.json &&
 grep -q "the experiment's \[data\] select_fraction" h2/report.md && ok || bad "report.md does not say whose fraction"
 
 # ---- --halving: rungs of 1 and 3 epochs keep the best third by the figure that chooses --------
-refused "--halving at [train] epochs" "give fewer epochs than that" exp.ini layer.h.units=4,8 --halving 3
+refused "--halving over a third of [train] epochs" "give at most a third of them (1)" exp.ini layer.h.units=4,8 --halving 2
 refused "--halving with epochs searched" "successive halving sets each rung's epochs" exp.ini \
     layer.h.units=4,8 train.epochs=2,3 --halving 1
 sed 's/^epochs = 3/epochs = 9/' exp.ini >e9.ini
