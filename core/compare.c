@@ -3,11 +3,13 @@
  * so a finished run of the same configuration is reused and any other one is run or resumed;
  * then hand the runs that finished to the report (core/report.c: report.md, summary.csv,
  * significance.csv, plots).
- * It is part of the program, not the library: it prints, forks and forwards signals to its runs.
+ * It is part of the program, not the library: it prints, and runs its runs through the process
+ * runner it shares with `tessera tune` (core/runner.c: forks, forwards signals, shows progress).
  * It never trains anything itself, and writes no report or plot itself (report.c, plots.c). */
 #include "config.h"
 #include "internal.h"
 #include "report.h"
+#include "runner.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,14 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/prctl.h>
-#endif
 
 /* Limits that are refused with a sentence when passed (never cut): the report's tables and plots
  * are sized by them. */
@@ -477,21 +474,6 @@ static int parse_args(int argc, char **argv, cmp_opts *o, cmp_exp *xs, int *nx, 
 }
 
 /* ---- running ------------------------------------------------------------------------------- */
-/* What became of one run. */
-enum { J_WAITING, J_RUNNING, J_REUSED, J_RAN, J_FAILED, J_STOPPED, J_KILLED };
-
-typedef struct job {
-    int exp, seed, sweep;
-    char dir[TS_PATH_MAX];         /* the run folder, OUT/runs/NAME[/KEY=VALUE]/seed-N */
-    char *log;                     /* its log, OUT/logs/NAME[/KEY=VALUE]/seed-N.log (malloc) */
-    pid_t pid;                     /* while it runs */
-    int had_metrics;               /* metrics.json existed when it started: `before` is its stat */
-    struct stat before;
-    int state;                     /* J_* */
-    int signalled;                 /* the signal forwarded to it; 0 = none */
-    double t_start, wall;          /* when it started; its wall time once it ended (seconds) */
-} job;
-
 /* OUT/runs/NAME[/KEY=VALUE]/seed-N; -1 when it does not fit in n bytes. */
 static int run_dir(char *buf, size_t n, const cmp_opts *o, const cmp_exp *x, int seed, int sw)
 {
@@ -503,255 +485,58 @@ static int run_dir(char *buf, size_t n, const cmp_opts *o, const cmp_exp *x, int
     return k < 0 || (size_t)k >= n ? -1 : 0;
 }
 
-/* SIGINT, SIGTERM and SIGHUP stop a comparison and SIGTSTP (Ctrl-Z) pauses it; the runs hear of
- * either from compare (they are in process groups of their own, so a terminal's Ctrl-C reaches
- * each exactly once, through compare). */
-#define NCAUGHT 4
-static const int caught[NCAUGHT] = {SIGINT, SIGTERM, SIGHUP, SIGTSTP};
-static volatile sig_atomic_t stop_sig;     /* the latest stop signal received; 0 = none */
-static volatile sig_atomic_t stop_count;   /* how many were received */
-static volatile sig_atomic_t pause_req;    /* SIGTSTP received, not yet acted on */
-
-static void on_signal(int sig)
+static void free_argv(char **v)
 {
-    if (sig == SIGTSTP) {
-        pause_req = 1;
-        return;
-    }
-    stop_sig = sig;
-    stop_count++;
+    for (int i = 0; v && v[i]; i++) free(v[i]);
+    free(v);
 }
 
-static void on_child(int sig) { (void)sig; }   /* only wakes sigsuspend */
-
-static const char *signal_name(int sig)
-{
-    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
-}
-
-/* metrics.json of a run folder: st filled and 1 when it exists. */
-static int stat_metrics(const char *dir, struct stat *st)
-{
-    char p[TS_PATH_MAX + 16];
-    snprintf(p, sizeof p, "%s/metrics.json", dir);
-    return stat(p, st) == 0;
-}
-
-static int same_file_state(const struct stat *a, const struct stat *b)
-{
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
-/* Starts `tessera run EXP experiment.seed=S train.threads=T [quick] [sweep] [overrides]
- * --results DIR --if-changed` with its output in the job's log. The child leads a process group
- * of its own and gets SIGTERM when compare dies (Linux), so it never outlives compare.
- * child_mask is the signal mask to restore in the child; handled[i] says whether compare caught
- * caught[i]. Returns 0, or -1 with a message printed. */
-static int start_job(const cmp_opts *o, const cmp_exp *x, job *j, const char *self, int blas_threads,
-                     const sigset_t *child_mask, const int *handled, int devnull)
+/* `tessera run EXP experiment.seed=S train.threads=T [quick] [sweep] [overrides] --results DIR
+ * --if-changed` (malloc'ed strings, NULL-terminated), or NULL when out of memory. */
+static char **run_argv(const cmp_opts *o, const cmp_exp *x, int seed, int sw, int threads,
+                       const char *dir)
 {
     char *quick = str_printf("%s", o->quick ? x->quick : "");
     int nq = 0;
     for (const char *c = quick ? quick : ""; *c; c++) nq += *c == ' ' || *c == '\t';
     char **argv = calloc((size_t)(nq + o->nover + 16), sizeof *argv);
-    if (!quick || !argv) {
-        free(quick);
-        free(argv);
-        fprintf(stderr, "tessera compare: out of memory\n");
-        return -1;
-    }
-    char seedarg[64], threadsarg[64];
+    if (!quick || !argv) { free(quick); free(argv); return NULL; }
     int a = 0;
-    argv[a++] = (char *)self;
-    argv[a++] = "run";
-    argv[a++] = (char *)x->path;
-    snprintf(seedarg, sizeof seedarg, "experiment.seed=%d", j->seed);
-    argv[a++] = seedarg;
-    snprintf(threadsarg, sizeof threadsarg, "train.threads=%d", blas_threads);
-    argv[a++] = threadsarg;
+    argv[a++] = str_printf("tessera");
+    argv[a++] = str_printf("run");
+    argv[a++] = str_printf("%s", x->path);
+    argv[a++] = str_printf("experiment.seed=%d", seed);
+    argv[a++] = str_printf("train.threads=%d", threads);
     /* --quick: the experiment's own quick overrides (split on white space and commas between
      * assignments), then the sweep and the command line's overrides, which win. */
     char *save = NULL;
     for (char *t = strtok_r(quick, " \t", &save); t; t = strtok_r(NULL, " \t", &save)) {
         size_t n = strlen(t);
         while (n && t[n - 1] == ',') t[--n] = 0;
-        if (n) argv[a++] = t;
+        if (n) argv[a++] = str_printf("%s", t);
     }
-    char *sweeparg = NULL;
-    if (o->nsweep) {
-        sweeparg = str_printf("%s=%s", o->sweep_key, o->sweep_val[j->sweep]);
-        if (!sweeparg) { free(quick); free(argv); fprintf(stderr, "tessera compare: out of memory\n"); return -1; }
-        argv[a++] = sweeparg;
-    }
-    for (int i = 0; i < o->nover; i++) argv[a++] = o->over[i];
-    argv[a++] = "--results";
-    argv[a++] = j->dir;
+    if (o->nsweep) argv[a++] = str_printf("%s=%s", o->sweep_key, o->sweep_val[sw]);
+    for (int i = 0; i < o->nover; i++) argv[a++] = str_printf("%s", o->over[i]);
+    argv[a++] = str_printf("--results");
+    argv[a++] = str_printf("%s", dir);
     /* the run decides: unchanged and finished -> left as it is; half done -> resumed; else run */
-    argv[a++] = "--if-changed";
-    argv[a] = NULL;
-
-    ts_err e;
-    char parent[TS_PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", j->log);
-    *strrchr(parent, '/') = 0;
-    int fd = -1;
-    if (ts_mkdirs(parent, &e)) fprintf(stderr, "tessera compare: %s\n", e.msg);
-    else if ((fd = open(j->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0)
-        fprintf(stderr, "tessera compare: cannot write the run's log %s: %s\n", j->log, strerror(errno));
-    snprintf(parent, sizeof parent, "%s", j->dir);
-    *strrchr(parent, '/') = 0;   /* the run makes its own folder */
-    if (fd >= 0 && ts_mkdirs(parent, &e)) {
-        fprintf(stderr, "tessera compare: %s\n", e.msg);
-        close(fd);
-        fd = -1;
-    }
-    if (fd < 0) { free(quick); free(sweeparg); free(argv); return -1; }
-    j->had_metrics = stat_metrics(j->dir, &j->before);
-    pid_t me = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* only async-signal-safe calls from here to execv */
-        setpgid(0, 0);
-#ifdef __linux__
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != me) _exit(128 + SIGTERM);   /* compare died before prctl */
-#endif
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigemptyset(&dfl.sa_mask);
-        for (int i = 0; i < NCAUGHT; i++)
-            if (handled[i]) sigaction(caught[i], &dfl, NULL);
-        sigaction(SIGCHLD, &dfl, NULL);
-        sigprocmask(SIG_SETMASK, child_mask, NULL);
-        dup2(devnull, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execv(self, argv);
-        static const char msg[] = "tessera compare: cannot execute tessera for this run\n";
-        ssize_t w = write(2, msg, sizeof msg - 1);
-        (void)w;
-        _exit(127);
-    }
-    int err = errno;
-    close(fd);
+    argv[a++] = str_printf("--if-changed");
     free(quick);
-    free(sweeparg);
-    free(argv);
-    if (pid < 0) {
-        fprintf(stderr, "tessera compare: cannot start a run (fork: %s)\n", strerror(err));
-        return -1;
+    int bad = 0;
+    for (int i = 0; i < a; i++) bad |= !argv[i];
+    if (bad) {
+        for (int i = 0; i < a; i++) free(argv[i]);
+        free(argv);
+        return NULL;
     }
-    setpgid(pid, pid);   /* as the child does: whichever comes first */
-    j->pid = pid;
-    return 0;
+    return argv;
 }
 
-/* The last non-empty line of a run's log: its own error. */
-static void print_last_line(const char *log)
-{
-    char line[2048] = "", last[2048] = "";
-    FILE *f = ts_fopen_regular(log);
-    while (f && fgets(line, sizeof line, f)) if (line[0] != '\n') snprintf(last, sizeof last, "%s", line);
-    if (f) fclose(f);
-    last[strcspn(last, "\n")] = 0;
-    fprintf(stderr, "      %s\n      (log: %s)\n", last, log);
-}
-
-/* ---- progress ------------------------------------------------------------------------------ */
-/* What compare says while it runs (docs/ini.md, "Progress"): a line per finished run with the
- * elapsed time and an ETA; on a terminal also one live line under them, rewritten every second. */
-typedef struct progress {
-    int tty;                       /* stderr is a terminal: show the live line */
-    int live;                      /* the width of the live line shown; 0 = none */
-    double t0;                     /* when the first run started */
-} progress;
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* "m:ss", or "h:mm:ss" from an hour on; "?" for a negative (unknown) time. */
-static const char *duration(char *buf, size_t n, double secs)
-{
-    long s = secs < 1e9 ? (long)(secs + 0.5) : 0;
-    if (secs < 0) snprintf(buf, n, "?");
-    else if (s >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-    else snprintf(buf, n, "%ld:%02ld", s / 60, s % 60);
-    return buf;
-}
-
-/* Seconds until every run has ended, estimated from the wall times of the runs that ended:
- * a run is expected to take the mean of its experiment's finished runs, or, before one of them
- * has finished, the mean of every run that trained (reused runs take no time, failed ones are
- * left out). The running runs take what they have left, the waiting ones (jobs[next..nj)) go,
- * in order, to the first of the --jobs slots to come free. -1 when no run has trained yet. */
-static double estimate_eta(const job *jobs, int nj, int next, int slots, double tn)
-{
-    double sum[MAX_EXP] = {0}, all = 0;
-    int cnt[MAX_EXP] = {0}, nall = 0;
-    for (int i = 0; i < next; i++) {
-        const job *j = &jobs[i];
-        if (j->state != J_RAN && j->state != J_REUSED) continue;
-        sum[j->exp] += j->wall;
-        cnt[j->exp]++;
-        if (j->state == J_RAN) { all += j->wall; nall++; }
-    }
-    double left[256] = {0}, total = 0, longest = 0;
-    int n = slots < 256 ? slots : 256, k = 0;
-    for (int i = 0; i < nj; i++) {
-        const job *j = &jobs[i];
-        if (i < next && j->state != J_RUNNING) continue;
-        double est = cnt[j->exp] ? sum[j->exp] / cnt[j->exp] : nall ? all / nall : -1;
-        if (est < 0) return -1;
-        if (i < next) {                        /* running: what it has left */
-            est -= tn - j->t_start;
-            if (est < 0) est = 0;
-            if (k < n) left[k++] = est;
-        } else {                               /* waiting: after the first slot to come free */
-            int m = 0;
-            for (int s = 1; s < n; s++) if (left[s] < left[m]) m = s;
-            left[m] += est;
-        }
-        total += est;
-        if (est > longest) longest = est;
-    }
-    double eta = 0;
-    for (int s = 0; s < n; s++) if (left[s] > eta) eta = left[s];
-    /* more than 256 slots: the work spread evenly over them (no run ends before its start) */
-    if (slots > n) eta = total / slots > longest ? total / slots : longest;
-    return eta;
-}
-
-/* Removes the live line, so that the next line printed starts a line of its own. */
-static void live_clear(progress *p)
-{
-    if (p->live) fprintf(stderr, "\r%*s\r", p->live, "");
-    p->live = 0;
-}
-
-static void live_show(progress *p, int done, int nj, int running, int failed, double elapsed,
-                      double eta)
-{
-    char el[32], et[32], fl[32] = "";
-    if (failed) snprintf(fl, sizeof fl, " (%d failed)", failed);
-    int w = fprintf(stderr, "\rtessera compare: %d of %d done%s, %d running, elapsed %s, ETA %s",
-                    done, nj, fl, running, duration(el, sizeof el, elapsed),
-                    duration(et, sizeof et, eta));
-    if (w > 0 && w < p->live) fprintf(stderr, "%*s", p->live - w, "");   /* the old line's end */
-    fflush(stderr);
-    if (w > p->live) p->live = w;
-}
-
-static void on_alarm(int sig) { (void)sig; }   /* only wakes sigsuspend: the live line's clock */
-
-/* Runs every (experiment, sweep value, seed), --jobs at a time. ok[(exp * nsweep + sweep) *
- * seeds + seed - 1] is set to 1 for each run that finished now or was reused, so the report reads
- * no figures a failed run left from an earlier configuration. Returns the number of runs that
+/* Runs every (experiment, sweep value, seed), --jobs at a time, through the process runner
+ * (core/runner.c: SIGINT, SIGTERM and SIGHUP stop a comparison at its runs' checkpoints, SIGTSTP
+ * pauses it, a live line with the ETA on a terminal). ok[(exp * nsweep + sweep) * seeds +
+ * seed - 1] is set to 1 for each run that finished now or was reused, so the report reads no
+ * figures a failed run left from an earlier configuration. Returns the number of runs that
  * failed; -1 when nothing could be started. *stopped is the stop signal when SIGINT, SIGTERM or
  * SIGHUP interrupted the comparison (its runs then stopped, and the caller exits 128 + it). */
 static int run_all(const cmp_opts *o, const cmp_exp *xs, int nx, unsigned char *ok, int *stopped)
@@ -759,15 +544,26 @@ static int run_all(const cmp_opts *o, const cmp_exp *xs, int nx, unsigned char *
     int nsw = o->nsweep ? o->nsweep : 1;
     int total = nx * o->seeds * nsw;
     *stopped = 0;
-    job *jobs = calloc((size_t)total, sizeof *jobs);
-    if (!jobs) { fprintf(stderr, "tessera compare: out of memory\n"); return -1; }
+    ts_job *jobs = calloc((size_t)total, sizeof *jobs);
+    int *which = calloc((size_t)total * 3, sizeof *which);   /* exp, sweep, seed of each */
+    if (!jobs || !which) {
+        free(jobs);
+        free(which);
+        fprintf(stderr, "tessera compare: out of memory\n");
+        return -1;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int jobsn = o->jobs < 1 ? 1 : o->jobs;
+    int threads = (int)(ncpu / jobsn) > 0 ? (int)(ncpu / jobsn) : 1;
     size_t outlen = strlen(o->out);
     int nj = 0, rc = 0;
     for (int i = 0; i < nx && !rc; i++)
         for (int sw = 0; sw < nsw && !rc; sw++)
             for (int s = 1; s <= o->seeds && !rc; s++) {
-                job *j = &jobs[nj++];
-                j->exp = i; j->seed = s; j->sweep = sw;
+                ts_job *j = &jobs[nj];
+                which[3 * nj] = i; which[3 * nj + 1] = sw; which[3 * nj + 2] = s;
+                nj++;
+                j->group = i;
                 if (run_dir(j->dir, sizeof j->dir, o, &xs[i], s, sw) || strlen(j->dir) + 32 >= TS_PATH_MAX) {
                     fprintf(stderr, "tessera compare: the run folders below %s would be longer than "
                             "%d bytes; use a shorter --out\n", o->out, TS_PATH_MAX - 32);
@@ -775,198 +571,59 @@ static int run_all(const cmp_opts *o, const cmp_exp *xs, int nx, unsigned char *
                     break;
                 }
                 /* OUT/runs/REST -> OUT/logs/REST.log */
-                j->log = str_printf("%s/logs/%s.log", o->out, j->dir + outlen + strlen("/runs/"));
-                if (!j->log) { fprintf(stderr, "tessera compare: out of memory\n"); rc = -1; }
+                snprintf(j->log, sizeof j->log, "%s/logs/%s.log", o->out,
+                         j->dir + outlen + strlen("/runs/"));
+                j->label = str_printf("%s seed %d%s%s%s%s", xs[i].name, s, o->nsweep ? " " : "",
+                                      o->nsweep ? o->sweep_key : "", o->nsweep ? "=" : "",
+                                      o->nsweep ? o->sweep_val[sw] : "");
+                j->argv = run_argv(o, &xs[i], s, sw, threads, j->dir);
+                if (!j->label || !j->argv) { fprintf(stderr, "tessera compare: out of memory\n"); rc = -1; }
             }
-    static char self[TS_PATH_MAX];
-    ssize_t k = rc ? 0 : readlink("/proc/self/exe", self, sizeof self - 1);
-    if (!rc && k <= 0) {
-        fprintf(stderr, "tessera compare: cannot find the tessera program (/proc/self/exe: %s)\n",
-                strerror(errno));
-        rc = -1;
-    }
-    int devnull = rc ? -1 : open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (!rc && devnull < 0) {
-        fprintf(stderr, "tessera compare: cannot open /dev/null: %s\n", strerror(errno));
-        rc = -1;
-    }
-    if (rc) {
-        for (int i = 0; i < nj; i++) free(jobs[i].log);
-        free(jobs);
-        return -1;
-    }
-    self[k] = 0;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int jobsn = o->jobs < 1 ? 1 : o->jobs;
-    int threads = (int)(ncpu / jobsn) > 0 ? (int)(ncpu / jobsn) : 1;
-    char th[16];
-    snprintf(th, sizeof th, "%d", threads);
-    setenv("OPENBLAS_NUM_THREADS", th, 1);   /* inherited by every run */
-    setenv("TESSERA_MPI", "0", 1);           /* a compare under mpirun: its runs are single processes */
-    setenv("TESSERA_PROGRESS", "0", 0);      /* no progress lines in the runs' logs, unless asked */
-    fprintf(stderr, "tessera compare: %d runs (%d experiments x %d seeds%s), %d at a time with %d "
-            "BLAS thread%s each; a finished run whose configuration, data and plugins are "
-            "unchanged is reused\n", total, nx, o->seeds, o->nsweep ? " x sweep" : "", jobsn,
-            threads, threads > 1 ? "s" : "");
-
-    /* The caught signals and SIGCHLD are blocked except inside sigsuspend, so none is missed
-     * between a check and the wait. A signal that was ignored when compare started stays ignored
-     * (nohup, a background job of a non-interactive shell). */
-    progress pg = {isatty(STDERR_FILENO), 0, now_s()};
-    sigset_t block, orig, wait_mask;
-    sigemptyset(&block);
-    for (int i = 0; i < NCAUGHT; i++) sigaddset(&block, caught[i]);
-    sigaddset(&block, SIGCHLD);
-    if (pg.tty) sigaddset(&block, SIGALRM);
-    sigprocmask(SIG_BLOCK, &block, &orig);
-    wait_mask = orig;
-    for (int i = 0; i < NCAUGHT; i++) sigdelset(&wait_mask, caught[i]);
-    sigdelset(&wait_mask, SIGCHLD);
-    struct sigaction sa, old[NCAUGHT], old_chld, old_alrm;
-    memset(&sa, 0, sizeof sa);
-    sigemptyset(&sa.sa_mask);
-    int handled[NCAUGHT] = {0};
-    stop_sig = 0;
-    stop_count = 0;
-    pause_req = 0;
-    for (int i = 0; i < NCAUGHT; i++) {
-        sigaction(caught[i], NULL, &old[i]);
-        if (old[i].sa_handler == SIG_IGN) continue;
-        sa.sa_handler = on_signal;
-        sigaction(caught[i], &sa, NULL);
-        handled[i] = 1;
-    }
-    sa.sa_handler = on_child;
-    sa.sa_flags = SA_NOCLDSTOP;
-    sigaction(SIGCHLD, &sa, &old_chld);
-    /* on a terminal a timer wakes the loop every second to move the live line's clock on (a
-     * timer is not inherited by fork, and exec resets the handler) */
-    struct itimerval tick = {{1, 0}, {1, 0}}, no_tick = {{0, 0}, {0, 0}};
-    if (pg.tty) {
-        sa.sa_handler = on_alarm;
-        sa.sa_flags = 0;
-        sigaction(SIGALRM, &sa, &old_alrm);
-        sigdelset(&wait_mask, SIGALRM);
-        setitimer(ITIMER_REAL, &tick, NULL);
-    }
-
-    int next = 0, running = 0, done = 0, failed = 0, reused = 0, ran = 0;
-    int stopped_ckpt = 0, killed = 0, forwarded = 0;
-    for (;;) {
-        if (pause_req) {   /* Ctrl-Z: the runs stop with compare and go on with it */
-            pause_req = 0;
-            for (int i = 0; i < next; i++)
-                if (jobs[i].state == J_RUNNING) kill(jobs[i].pid, SIGSTOP);
-            raise(SIGSTOP);
-            for (int i = 0; i < next; i++)
-                if (jobs[i].state == J_RUNNING) kill(jobs[i].pid, SIGCONT);
-        }
-        if (stop_count != forwarded) {   /* pass each stop signal on to every running run */
-            forwarded = stop_count;
-            for (int i = 0; i < next; i++)
-                if (jobs[i].state == J_RUNNING) {
-                    kill(jobs[i].pid, stop_sig);
-                    jobs[i].signalled = stop_sig;
-                }
-        }
-        if (!stop_sig && running < jobsn && next < nj) live_clear(&pg);   /* its messages */
-        while (!stop_sig && running < jobsn && next < nj) {
-            job *j = &jobs[next++];
-            j->t_start = now_s();
-            if (start_job(o, &xs[j->exp], j, self, threads, &orig, handled, devnull)) {
-                j->state = J_FAILED;
-                failed++;
-                done++;
-                continue;
+    int failed = -1;
+    if (!rc) {
+        char th[16];
+        snprintf(th, sizeof th, "%d", threads);
+        setenv("OPENBLAS_NUM_THREADS", th, 1);   /* inherited by every run */
+        setenv("TESSERA_MPI", "0", 1);           /* a compare under mpirun: its runs are single processes */
+        setenv("TESSERA_PROGRESS", "0", 0);      /* no progress lines in the runs' logs, unless asked */
+        fprintf(stderr, "tessera compare: %d runs (%d experiments x %d seeds%s), %d at a time with %d "
+                "BLAS thread%s each; a finished run whose configuration, data and plugins are "
+                "unchanged is reused\n", total, nx, o->seeds, o->nsweep ? " x sweep" : "", jobsn,
+                threads, threads > 1 ? "s" : "");
+        ts_runner r = {"tessera compare", jobsn, 1, NULL, NULL};
+        ts_run_counts c;
+        failed = ts_runner_run(&r, jobs, nj, &c, stopped);
+        for (int i = 0; failed >= 0 && i < nj; i++)
+            if (jobs[i].state == TS_JOB_RAN || jobs[i].state == TS_JOB_REUSED)
+                ok[(which[3 * i] * nsw + which[3 * i + 1]) * o->seeds + which[3 * i + 2] - 1] = 1;
+        if (failed >= 0 && *stopped) {
+            fprintf(stderr, "tessera compare: interrupted by %s:", ts_runner_signal_name(*stopped));
+            const char *sep = " ";
+            if (c.stopped) {
+                fprintf(stderr, "%s%d run%s stopped at a checkpoint", sep, c.stopped,
+                        c.stopped == 1 ? "" : "s");
+                sep = ", ";
             }
-            j->state = J_RUNNING;
-            running++;
-        }
-        int status, reaped = 0;
-        pid_t pid;
-        while (running && (pid = waitpid(-1, &status, WNOHANG)) > 0) {
-            job *j = NULL;
-            for (int i = 0; i < next && !j; i++)
-                if (jobs[i].state == J_RUNNING && jobs[i].pid == pid) j = &jobs[i];
-            if (!j) continue;   /* not a run of ours */
-            reaped++;
-            running--;
-            done++;
-            j->wall = now_s() - j->t_start;
-            struct stat after;
-            int has = stat_metrics(j->dir, &after);
-            const char *what;
-            if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && has) {
-                int same = j->had_metrics && same_file_state(&j->before, &after);
-                j->state = same ? J_REUSED : J_RAN;
-                what = same ? "reused (finished before with the same configuration)" : "run";
-                if (same) reused++;
-                else ran++;
-                ok[(j->exp * nsw + j->sweep) * o->seeds + j->seed - 1] = 1;
-            } else if (j->signalled && WIFEXITED(status) && WEXITSTATUS(status) == 128 + j->signalled) {
-                j->state = J_STOPPED;
-                what = "stopped at a checkpoint";
-                stopped_ckpt++;
-            } else if (j->signalled && WIFSIGNALED(status)) {
-                j->state = J_KILLED;
-                what = "stopped by the signal";
-                killed++;
-            } else {
-                j->state = J_FAILED;
-                what = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "FAILED (it wrote no "
-                       "metrics.json)" : "FAILED";
-                failed++;
+            if (c.killed) {
+                fprintf(stderr, "%s%d run%s killed by it (resuming from %s last checkpoint, if any)",
+                        sep, c.killed, c.killed == 1 ? "" : "s", c.killed == 1 ? "its" : "their");
+                sep = ", ";
             }
-            double tn = now_s(), eta = estimate_eta(jobs, stop_sig ? next : nj, next, jobsn, tn);
-            char el[32], et[32];
-            live_clear(&pg);
-            fprintf(stderr, "  [%d/%d, elapsed %s, ETA %s] %s seed %d%s%s%s%s: %s\n", done, nj,
-                    duration(el, sizeof el, tn - pg.t0), duration(et, sizeof et, eta),
-                    xs[j->exp].name, j->seed, o->nsweep ? " " : "", o->nsweep ? o->sweep_key : "",
-                    o->nsweep ? "=" : "", o->nsweep ? o->sweep_val[j->sweep] : "", what);
-            if (j->state == J_FAILED) print_last_line(j->log);
+            if (c.reused + c.ran) { fprintf(stderr, "%s%d finished", sep, c.reused + c.ran); sep = ", "; }
+            if (c.failed) { fprintf(stderr, "%s%d failed", sep, c.failed); sep = ", "; }
+            if (nj - c.started) fprintf(stderr, "%s%d not started", sep, nj - c.started);
+            fprintf(stderr, "; run the same command again to continue\n");
+        } else if (failed >= 0) {
+            fprintf(stderr, "tessera compare: %d reused, %d run, %d failed\n", c.reused, c.ran,
+                    c.failed);
         }
-        if (!running && (stop_sig || next == nj)) break;
-        if (pg.tty && !reaped) {   /* about to wait: the runs that could start have started */
-            double tn = now_s();
-            live_show(&pg, done, nj, running, failed, tn - pg.t0,
-                      estimate_eta(jobs, stop_sig ? next : nj, next, jobsn, tn));
-        }
-        if (!reaped) sigsuspend(&wait_mask);
     }
-    live_clear(&pg);
-    if (pg.tty) {
-        setitimer(ITIMER_REAL, &no_tick, NULL);
-        sigaction(SIGALRM, &old_alrm, NULL);
+    for (int i = 0; i < nj; i++) {
+        free((char *)jobs[i].label);
+        free_argv(jobs[i].argv);
     }
-    for (int i = 0; i < NCAUGHT; i++)
-        if (handled[i]) sigaction(caught[i], &old[i], NULL);
-    sigaction(SIGCHLD, &old_chld, NULL);
-    sigprocmask(SIG_SETMASK, &orig, NULL);
-    close(devnull);
-    if (stop_sig) {
-        *stopped = stop_sig;
-        fprintf(stderr, "tessera compare: interrupted by %s:", signal_name(stop_sig));
-        const char *sep = " ";
-        if (stopped_ckpt) {
-            fprintf(stderr, "%s%d run%s stopped at a checkpoint", sep, stopped_ckpt,
-                    stopped_ckpt == 1 ? "" : "s");
-            sep = ", ";
-        }
-        if (killed) {
-            fprintf(stderr, "%s%d run%s killed by it (resuming from %s last checkpoint, if any)",
-                    sep, killed, killed == 1 ? "" : "s", killed == 1 ? "its" : "their");
-            sep = ", ";
-        }
-        if (reused + ran) { fprintf(stderr, "%s%d finished", sep, reused + ran); sep = ", "; }
-        if (failed) { fprintf(stderr, "%s%d failed", sep, failed); sep = ", "; }
-        if (nj - next) fprintf(stderr, "%s%d not started", sep, nj - next);
-        fprintf(stderr, "; run the same command again to continue\n");
-    } else {
-        fprintf(stderr, "tessera compare: %d reused, %d run, %d failed\n", reused, ran, failed);
-    }
-    for (int i = 0; i < nj; i++) free(jobs[i].log);
     free(jobs);
+    free(which);
     return failed;
 }
 

@@ -325,6 +325,8 @@ static const char *const plugin_keys[] = {"type", "plugin", NULL};
  * the report's "what differs") reads the same whether the default is written out or not. */
 static const ts_key head_defaults[] = {
     {"weight", "float", "1", "the head's weight in the total loss"}, {NULL, NULL, NULL, NULL}};
+static const char *const data_keys[] = {"type", "plugin", "select_fraction", "select_seed",
+                                        "select_by", NULL};   /* holdout.c */
 
 static int starts(const char *s, const char *p) { return !strncmp(s, p, strlen(p)); }
 
@@ -458,7 +460,7 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
     if (!(x->data_pl = section_plugin(cd, TS_DATASET, e))) goto fail;
     {
         const ts_key *l[1] = {x->data_pl->keys};
-        if (ts_cfg_validate(cd, plugin_keys, l, 1, e)) goto fail;
+        if (ts_cfg_validate(cd, data_keys, l, 1, e)) goto fail;
     }
     ts_cfg *co = ts_ini_find(ini, "optimizer");
     if (!(x->opt_pl = section_plugin(co, TS_OPTIMIZER, e))) goto fail;
@@ -591,7 +593,7 @@ int ts_exp_open_data(ts_exp *x, ts_err *e)
     if (x->ctx.open_mode != TS_OPEN_TRAIN && x->data.nrows[TS_TEST] <= 0)
         return ts_fail(e, "%s: [data] no rows to apply the run to; check the file",
                        ts_cfg_where(cd, "path"));
-    return 0;
+    return ts_exp_holdout(x, e);
 }
 
 ts_data *ts_exp_data(ts_exp *x) { return &x->data; }
@@ -1401,6 +1403,8 @@ void ts_exp_free(ts_exp *x)
     free(x->identity);
     free(x->data_state);
     free(x->data_report);
+    free(x->train_rows);
+    free(x->select_rows);
     free(x);
 }
 

@@ -179,7 +179,26 @@ struct ts_exp {
     size_t ndata_state;
     char **warnings;                    /* (nwarnings) sentences of the build (ts_exp_warning) */
     int nwarnings;
+    /* [data] select_fraction (holdout.c): the training split's rows that train (train_rows) and
+     * those held out as the selection split (select_rows), both in row order; NULL: none held */
+    long *train_rows, ntrain_rows;
+    long *select_rows, nselect;
 };
+
+/* The selection split's figures are recorded under this split (metrics.json: select.TASK.FIG).
+ * A host-only value: plugins only ever see TS_TRAIN, TS_VALID and TS_TEST. */
+#define TS_SELECT ((ts_phase)3)
+/* Draws the selection split out of n training rows with seed: round(frac x n) rows, or with
+ * group (row -> 0..ngroups) round(frac x ngroups) whole groups. sel and keep (n each) get the
+ * held and the kept rows in row order. Refuses a fraction outside (0, 1) or one that holds out
+ * nothing or everything. */
+int ts_holdout_draw(long n, const long *group, long ngroups, double frac, uint64_t seed,
+                    long *sel, long *nsel, long *keep, long *nkeep, ts_err *e);
+/* After the dataset opened for training: reads [data] select_fraction, select_seed and
+ * select_by and fills x->train_rows / x->select_rows (nothing without select_fraction). */
+int ts_exp_holdout(ts_exp *x, ts_err *e);
+/* Evaluates the selection split (the heads see a validation split); figures as TS_SELECT. */
+int ts_exp_evaluate_select(ts_exp *x, ts_err *e);
 
 /* Resolves a name of `input =`: a dataset field, a layer output, or LAYER.OUTPUT. */
 ts_tensor *ts_exp_tensor(ts_exp *x, const char *name);

@@ -103,7 +103,9 @@ static const command commands[] = {
      "Exit status: 0 every run finished, 1 a run failed (the report covers the others) or a file\n"
      "is refused, 2 a bad command line, 128+N stopped by signal N (the runs stop at a\n"
      "checkpoint; the same command continues them).\n"},
-    {"tune", "--random --seeds --jobs --out --metric --select-on --trial-seeds --search-seed ", "",
+    {"tune", "--random --seeds --jobs --out --metric --select-on --select-fraction --halving "
+     "--trial-seeds "
+     "--search-seed ", "",
      ts_tune_help},
     {"plot", "--out ", "",
      "usage: tessera plot RUN_DIR ... [--out FILE.png]\n"

@@ -12,7 +12,7 @@
 
 const char *ts_phase_name(ts_phase p)
 {
-    return p == TS_TRAIN ? "train" : p == TS_VALID ? "valid" : "test";
+    return p == TS_TRAIN ? "train" : p == TS_VALID ? "valid" : p == TS_TEST ? "test" : "select";
 }
 
 int ts_mkdirs(const char *path, ts_err *e)

@@ -59,9 +59,11 @@ static int load_batch(ts_exp *x, ts_phase split, const long *rows, int n, ts_err
     return 0;
 }
 
-int ts_exp_evaluate(ts_exp *x, ts_phase split, ts_err *e)
+/* Evaluates n rows of the reader's split `from` (map[i], or i without a map) with the heads in
+ * phase `split`. */
+static int evaluate_rows(ts_exp *x, ts_phase split, ts_phase from, const long *map, long n,
+                         ts_err *e)
 {
-    long n = x->data.nrows[split];
     x->ctx.phase = split;
     for (int h = 0; h < x->nheads; h++) {
         ts_hnode *hn = &x->heads[h];
@@ -73,8 +75,8 @@ int ts_exp_evaluate(ts_exp *x, ts_phase split, ts_err *e)
     if (!rows) return ts_fail(e, "out of memory");
     for (long s = 0; s < n; s += x->eval_batch) {
         int b = (int)(n - s < x->eval_batch ? n - s : x->eval_batch);
-        for (int i = 0; i < b; i++) rows[i] = s + i;
-        if (load_batch(x, split, rows, b, e) || ts_exp_forward(x, split, b, e)) {
+        for (int i = 0; i < b; i++) rows[i] = map ? map[s + i] : s + i;
+        if (load_batch(x, from, rows, b, e) || ts_exp_forward(x, split, b, e)) {
             free(rows);
             return -1;
         }
@@ -96,6 +98,21 @@ int ts_exp_evaluate(ts_exp *x, ts_phase split, ts_err *e)
         if (TS_OP(hn->ops, eval_end) && hn->ops->eval_end(&hn->H, split, &pe))
             return ts_fail(e, "[%s] eval: %s", hn->cfg->name, pe.msg);
     }
+    return 0;
+}
+
+int ts_exp_evaluate(ts_exp *x, ts_phase split, ts_err *e)
+{
+    return evaluate_rows(x, split, split, NULL, x->data.nrows[split], e);
+}
+
+/* The selection split: training rows of the reader, held out of training (holdout.c), evaluated
+ * as a validation split; its figures are recorded as TS_SELECT. */
+int ts_exp_evaluate_select(ts_exp *x, ts_err *e)
+{
+    int first = x->ctx.nmetrics;
+    if (evaluate_rows(x, TS_VALID, TS_TRAIN, x->select_rows, x->nselect, e)) return -1;
+    for (int i = first; i < x->ctx.nmetrics; i++) x->ctx.metrics[i].split = TS_SELECT;
     return 0;
 }
 
@@ -799,14 +816,14 @@ static int group_init(ts_exp *x, long **group, long *ngroups, ts_err *e)
     if (!f || f->dtype != TS_I32 || ts_rowsize(f) != 1)
         return ts_fail(e, "%s: [train] group_by = %s: name an I32 field of one id per row that "
                        "the dataset declares (textpairs: qid)", ts_cfg_where(ct, "group_by"), name);
-    long n = x->data.nrows[TS_TRAIN], B = x->batch;
+    long n = x->train_rows ? x->ntrain_rows : x->data.nrows[TS_TRAIN], B = x->batch;
     group_key *k = malloc((size_t)(n ? n : 1) * sizeof *k);
     long *rows = malloc((size_t)B * sizeof *rows);
     *group = malloc((size_t)(n ? n : 1) * sizeof **group);
     int rc = !k || !rows || !*group ? ts_fail(e, "out of memory") : 0;
     for (long s = 0; !rc && s < n; s += B) {
         int b = (int)(n - s < B ? n - s : B);
-        for (int i = 0; i < b; i++) rows[i] = s + i;
+        for (int i = 0; i < b; i++) rows[i] = x->train_rows ? x->train_rows[s + i] : s + i;
         rc = load_batch(x, TS_TRAIN, rows, b, e);
         for (int i = 0; !rc && i < b; i++) k[s + i] = (group_key){f->ids[i], s + i};
     }
@@ -864,6 +881,7 @@ typedef struct trainer {
     outw ow;
     ts_loop l;
     long *group;                  /* [train] group_by: (ntrain) each training row's group, dense */
+    long *rowbuf;                 /* (batch) a step's rows mapped through x->train_rows */
     long ngroups;
 } trainer;
 
@@ -877,6 +895,8 @@ static void trainer_free(trainer *t)
     ow_free(&t->ow);
     free(t->group);
     t->group = NULL;
+    free(t->rowbuf);
+    t->rowbuf = NULL;
     free(t->l.order);
     free(t->l.best);
     t->l.order = NULL;
@@ -975,7 +995,11 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
                     x->nodes[t->gn->shared].cfg->name, t->gn->alpha, t->gn->lr);
     }
     ts_loop *l = &t->l;
-    l->ntrain = x->data.nrows[TS_TRAIN];
+    /* the loop's positions 0..ntrain: the reader's training rows, or those the selection split
+     * left (x->train_rows, holdout.c) */
+    l->ntrain = x->train_rows ? x->ntrain_rows : x->data.nrows[TS_TRAIN];
+    if (x->train_rows && !(t->rowbuf = malloc((size_t)x->batch * sizeof *t->rowbuf)))
+        return ts_fail(e, "out of memory");
     t->global_batch = x->batch * t->size;
     t->steps_per_epoch = (l->ntrain + t->global_batch - 1) / t->global_batch;
     l->nw = all_rows_w(x);
@@ -1062,7 +1086,12 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
     double frac = t->size > 1 ? (double)b / B : 1.0;
     double total = 0;
     if (b > 0) {
-        if (load_batch(x, TS_TRAIN, l->order + lo, b, e)) return -1;
+        const long *rows = l->order + lo;
+        if (t->rowbuf) {
+            for (int i = 0; i < b; i++) t->rowbuf[i] = x->train_rows[rows[i]];
+            rows = t->rowbuf;
+        }
+        if (load_batch(x, TS_TRAIN, rows, b, e)) return -1;
         if (ts_exp_forward(x, TS_TRAIN, b, e)) return -1;
         for (int h = 0; h < x->nheads; h++) {
             ts_hnode *hn = &x->heads[h];
@@ -1358,6 +1387,15 @@ static int finish(trainer *t, ts_err *e)
     if (t->writer && ts_save_params(x, path, e)) return -1;
     ts_metric_rec *all = NULL;
     int nall = 0, rc = 0;
+    if (x->nselect > 0) {
+        /* first, so that the validation and test evaluations are the last the heads saw (their
+         * predictions and reports are the test split's, as without a selection split) */
+        x->ctx.nmetrics = 0;
+        if ((rc = ts_exp_evaluate_select(x, e))) return rc;
+        if (!(all = malloc((size_t)(x->ctx.nmetrics + 8) * sizeof *all))) return ts_fail(e, "out of memory");
+        memcpy(all, x->ctx.metrics, (size_t)x->ctx.nmetrics * sizeof *all);
+        nall = x->ctx.nmetrics;
+    }
     for (int sp = TS_VALID; sp <= TS_TEST && !rc; sp++) {
         if (x->data.nrows[sp] <= 0) continue;
         x->ctx.nmetrics = 0;
@@ -1380,8 +1418,10 @@ static int finish(trainer *t, ts_err *e)
         memcpy(all + nall, x->ctx.metrics, (size_t)x->ctx.nmetrics * sizeof *m);
         nall += x->ctx.nmetrics;
     }
-    /* The combined score ([train] output_weights), and the learned task weights. */
-    int nextra = 2 * 6 + 2 * x->nheads + OW_MAX + 2;
+    /* The combined score ([train] output_weights: up to 6 figures on valid and on test, a
+     * weight per head), the learned task weights (one per head), the run's 5 figures, skipped
+     * rows, the selection split's 2 row counts. */
+    int nextra = 2 * 6 + OW_MAX + x->nheads + 5 + 1 + 2;
     if (!rc) {
         ts_metric_rec *m = realloc(all, (size_t)(nall + nextra) * sizeof *m);
         if (!m) rc = ts_fail(e, "out of memory");
@@ -1456,6 +1496,10 @@ static int finish(trainer *t, ts_err *e)
         nall += 5;
         if (x->skipped_rows > 0)
             all[nall++] = (ts_metric_rec){TS_TRAIN, "data", "skipped_rows", (double)x->skipped_rows};
+        if (x->nselect > 0) {   /* room reserved above (nextra) */
+            all[nall++] = (ts_metric_rec){TS_TRAIN, "data", "train_rows", (double)x->ntrain_rows};
+            all[nall++] = (ts_metric_rec){TS_TRAIN, "data", "select_rows", (double)x->nselect};
+        }
         int nrep = 0;
         for (const char *r = x->data_report; r && (r = strchr(r, '\n')); r++) nrep++;
         ts_metric_rec *m = nrep ? realloc(all, (size_t)(nall + nrep + 1) * sizeof *m) : all;
@@ -1475,9 +1519,10 @@ static int finish(trainer *t, ts_err *e)
         if (t->writer && !rc) rc = ts_write_metrics_json(path, all, nall, e);
         if (!rc && t->log) {
             for (int i = 0; i < nall; i++)
-                if (all[i].split == TS_TEST && strcmp(all[i].metric, "loss"))
-                    fprintf(t->log, "%s  test %s.%s = %.4f\n", x->name, all[i].task,
-                            all[i].metric, all[i].value);
+                if ((all[i].split == TS_TEST || all[i].split == TS_SELECT) &&
+                    strcmp(all[i].metric, "loss"))
+                    fprintf(t->log, "%s  %s %s.%s = %.4f\n", x->name, ts_phase_name(all[i].split),
+                            all[i].task, all[i].metric, all[i].value);
             fprintf(t->log, "%s  results in %s\n", x->name, dir);
         }
     }

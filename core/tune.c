@@ -6,15 +6,17 @@
  * with the best (mean) validation figure is written out as OUT/selected.ini, a complete
  * experiment, and then it and the default are run over --seeds fresh seeds (none a trial's) and
  * compared on the test split (paired t-test, stats.c). The search never reads a trial's test
- * figure: every figure it chooses by is read through valid_figure() below. docs/tuning.md says
+ * figure: every figure it chooses by is read through choice_figure() below. docs/tuning.md says
  * which split chooses what, and the bias of choosing on the split that also chose each trial's
- * epoch (--select-on valid, the default) against --select-on valid-last.
- * Part of the program, not the library: it prints, forks and forwards signals to its runs (the
- * process runner follows compare.c's run_all: process groups, PDEATHSIG, forwarded stops). */
+ * epoch (--select-on valid, the default) against --select-on valid-last and --select-on holdout
+ * (a selection split held out of the training rows, [data] select_fraction: core/holdout.c).
+ * Part of the program, not the library: it prints, and runs its trials through the process runner
+ * it shares with `tessera compare` (core/runner.c: process groups, PDEATHSIG, forwarded stops). */
 #define _GNU_SOURCE                /* realpath */
 #include "config.h"
 #include "internal.h"
 #include "tune.h"
+#include "runner.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +53,10 @@ static const char *not_searchable(const char *key)
         {"data.split_fractions", "it would move rows between the training, validation and test "
                                  "splits"},
         {"data.path", "each trial would be measured on other data"},
+        {"data.select_fraction", "it would move rows between training and the selection split "
+                                 "(--select-fraction F sets it for every run)"},
+        {"data.select_seed", "it would move rows between training and the selection split"},
+        {"data.select_by", "it would move rows between training and the selection split"},
         {NULL, NULL}};
     for (int i = 0; no[i].key; i++)
         if (!strcmp(key, no[i].key)) return no[i].why;
@@ -165,6 +171,8 @@ int ts_tune_parse_key(const char *arg, ts_tune_key *k, ts_err *e)
     int never = !strcmp(k->key, "experiment.name") || !strcmp(k->key, "experiment.extends") ||
                 !strcmp(k->key, "experiment.source");
     int list_valued = !strcmp(k->key, "data.split") || !strcmp(k->key, "data.split_fractions");
+    /* tune sets it itself with --select-on holdout (--select-fraction) */
+    if (!strcmp(k->key, "data.select_fraction")) never = 1;
     if (why && (searched || never))
         return ts_fail(e, "%s cannot be %s: %s%s%s%s", k->key, never ? "set by tune" : "searched",
                        why, list_valued && strchr(spec, ',') ? " (to fix it for every run, write "
@@ -322,13 +330,20 @@ int ts_tune_choose(const double *valid, const unsigned char *ok, int n, int lowe
 
 /* ==== the program ============================================================================= */
 
-enum { SELECT_VALID = 0, SELECT_VALID_LAST };
+enum { SELECT_VALID = 0, SELECT_VALID_LAST, SELECT_HOLDOUT };
+#define TUNE_SELECT_FRACTION 0.1   /* --select-on holdout without --select-fraction */
+#define HALVING_ETA 3              /* --halving: each rung keeps the best third, 3 times the epochs */
 
 typedef struct tune_opts {
     const char *exp;               /* EXP.ini as given */
     char name[TS_NAME_MAX];        /* its [experiment] name */
     char out[TS_PATH_MAX];
     int random, seeds, jobs, select_on;
+    double select_fraction;        /* --select-fraction F (0: not given) */
+    long halving;                  /* --halving R: the first rung's epochs (0: no halving) */
+    char budget[48];               /* "train.epochs=E" of a rung's runs ("" otherwise) */
+    char holdout[64];              /* the "data.select_fraction=F" every run gets ("" none) */
+    char holdout_desc[256];        /* the selection split in words, for the report */
     int trial_seeds;               /* seeds per trial: base_seed, base_seed + 1, ... */
     long base_seed;                /* the experiment's [experiment] seed */
     int final_seed[TUNE_MAX_SEEDS];    /* the final comparison's seeds: none of the trials' */
@@ -353,12 +368,13 @@ static const char *key_value(const tune_opts *o, const ts_tune_trial *t, int i)
 /* `tessera tune --help` (main.c's command table prints it, so does a --help reaching here). */
 const char ts_tune_help[] =
         "usage: tessera tune EXP.ini [--random N] [--seeds N] [--jobs N] [--out DIR]\n"
-        "          [--metric TASK.FIG] [--select-on valid|valid-last] [--trial-seeds N]\n"
-        "          [--search-seed N]\n"
+        "          [--metric TASK.FIG] [--select-on valid|valid-last|holdout]\n"
+        "          [--select-fraction F] [--halving R] [--trial-seeds N] [--search-seed N]\n"
         "          SECTION.KEY=V1,V2,... SECTION.KEY=LO:HI SECTION.KEY=log:LO:HI SECTION.KEY=VALUE ...\n"
         "\n"
-        "Searches hyper-parameters of one experiment, chooses on the validation split only, and\n"
-        "reports the chosen configuration beside the experiment as given on the test split.\n"
+        "Searches hyper-parameters of one experiment, chooses on the validation split (or on a\n"
+        "selection split held out of training) only, and reports the chosen configuration\n"
+        "beside the experiment as given on the test split.\n"
         "\n"
         "  KEY=V1,V2,...   a list: an axis of the grid, or a uniform choice with --random\n"
         "  KEY=LO:HI       a range, uniform (whole numbers stay whole); needs --random\n"
@@ -378,6 +394,14 @@ const char ts_tune_help[] =
         "                          is chosen on it too: the chosen figure is optimistic\n"
         "  --select-on valid-last  trials train [train] epochs with early stopping off, so the\n"
         "                          validation split chooses the trial and nothing else\n"
+        "  --select-on holdout     trials early-stop on the validation split and are chosen on\n"
+        "                          a selection split: F of the training rows, held out of every\n"
+        "                          run's training ([data] select_fraction; select.TASK.FIG)\n"
+        "  --select-fraction F     its size, 0 < F < 1 (default: the experiment's [data]\n"
+        "                          select_fraction, else 0.1)\n"
+        "  --halving R     successive halving: every trial trains R epochs, the best third (by\n"
+        "                  the figure that chooses) 3R, ... until [train] epochs; the others\n"
+        "                  stop early (judged on fewer epochs: biased against slow learners)\n"
         "\n"
         "The experiment as given runs as one more trial (\"default\"). DIR gets trials/ (a run\n"
         "folder per trial), trials.csv, selected.ini (a complete experiment: tessera run takes it\n"
@@ -415,7 +439,8 @@ static int parse_args(int argc, char **argv, tune_opts *o)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return -1;
         int takes = !strcmp(a, "--random") || !strcmp(a, "--seeds") || !strcmp(a, "--jobs") ||
                     !strcmp(a, "--out") || !strcmp(a, "--metric") || !strcmp(a, "--select-on") ||
-                    !strcmp(a, "--search-seed") || !strcmp(a, "--trial-seeds");
+                    !strcmp(a, "--search-seed") || !strcmp(a, "--trial-seeds") ||
+                    !strcmp(a, "--select-fraction") || !strcmp(a, "--halving");
         if (takes && i + 1 >= argc) {
             fprintf(stderr, "tessera tune: %s needs a value (tessera tune --help)\n", a);
             return 2;
@@ -458,12 +483,30 @@ static int parse_args(int argc, char **argv, tune_opts *o)
             const char *s = argv[++i];
             if (!strcmp(s, "valid")) o->select_on = SELECT_VALID;
             else if (!strcmp(s, "valid-last")) o->select_on = SELECT_VALID_LAST;
+            else if (!strcmp(s, "holdout")) o->select_on = SELECT_HOLDOUT;
             else {
                 fprintf(stderr, "tessera tune: --select-on %s: give valid (trials early-stop on "
-                        "the validation split and are chosen on it) or valid-last (no early "
-                        "stopping in trials: the split chooses only the trial)\n", s);
+                        "the validation split and are chosen on it), valid-last (no early "
+                        "stopping in trials: the split chooses only the trial) or holdout (trials "
+                        "early-stop on the validation split and are chosen on a selection split "
+                        "held out of the training rows)\n", s);
                 return 2;
             }
+        } else if (!strcmp(a, "--halving")) {
+            if (parse_count(a, argv[++i], 1, 100000, &v)) return 2;
+            o->halving = v;
+        } else if (!strcmp(a, "--select-fraction")) {
+            const char *f = argv[++i];
+            char *end;
+            errno = 0;
+            double fr = strtod(f, &end);
+            if (end == f || *end || errno || !(fr > 0 && fr < 1)) {
+                fprintf(stderr, "tessera tune: --select-fraction %s: give the share of the "
+                        "training split to hold out for selection, between 0 and 1 (such as "
+                        "0.1)\n", f);
+                return 2;
+            }
+            o->select_fraction = fr;
         } else if (a[0] == '-') {
             fprintf(stderr, "tessera tune: unknown option %s (tessera tune --help)\n", a);
             return 2;
@@ -497,6 +540,11 @@ static int parse_args(int argc, char **argv, tune_opts *o)
                 "(tessera tune --help)\n");
         return 2;
     }
+    if (o->select_fraction > 0 && o->select_on != SELECT_HOLDOUT) {
+        fprintf(stderr, "tessera tune: --select-fraction sizes the selection split of "
+                "--select-on holdout; give --select-on holdout too, or leave it out\n");
+        return 2;
+    }
     if (!nsearched) {
         fprintf(stderr, "tessera tune: nothing to search: give at least one key with a list "
                 "(layer.mix.units=8,16,32) or a range (optimizer.lr=log:0.0001:0.01)\n");
@@ -520,6 +568,8 @@ static int trial_overrides(const tune_opts *o, const ts_tune_trial *t, char **v)
         snprintf(v[n - 1], len, "%s=%s", o->keys[i].key, val);
     }
     if (o->select_on == SELECT_VALID_LAST) v[n++] = strdup("train.early_stop=");
+    if (o->holdout[0]) v[n++] = strdup(o->holdout);
+    if (o->budget[0]) v[n++] = strdup(o->budget);   /* a rung of --halving: last, it wins */
     return n;
 }
 
@@ -551,7 +601,7 @@ static const char *key_type(const ts_cfg *c, const char *key)
  * checked; values only at the run). NULL with the message printed. */
 static ts_exp *load_trial(const tune_opts *o, const ts_tune_trial *t, const char *what)
 {
-    char *over[TS_TUNE_MAX_KEYS + 2] = {0};
+    char *over[TS_TUNE_MAX_KEYS + 4] = {0};
     int n = trial_overrides(o, t, over);
     ts_run_opts ro = {0};
     ro.overrides = over;
@@ -589,6 +639,36 @@ static int check_types(const tune_opts *o, ts_exp *x)
     return 0;
 }
 
+/* --select-on holdout: the selection split every run holds out of its training rows. The
+ * experiment's own [data] select_fraction when it has one and --select-fraction is not given;
+ * else data.select_fraction=F (default 0.1) for every run, the default's too. */
+static int read_holdout(tune_opts *o, ts_exp *x)
+{
+    ts_cfg *cd = ts_ini_find(&x->ini, "data");
+    const char *fs = cd ? ts_cfg_str(cd, "select_fraction") : NULL;
+    const char *ss = cd ? ts_cfg_str(cd, "select_seed") : NULL;
+    const char *by = cd ? ts_cfg_str(cd, "select_by") : NULL;
+    double own = fs && *fs ? strtod(fs, NULL) : 0;
+    const char *from = "--select-fraction";
+    double f = o->select_fraction;
+    if (f <= 0 && own > 0) {
+        f = own;
+        from = "the experiment's [data] select_fraction";
+    } else if (f <= 0) {
+        f = TUNE_SELECT_FRACTION;
+        from = "--select-on holdout's default";
+    }
+    if (f != own) snprintf(o->holdout, sizeof o->holdout, "data.select_fraction=%g", f);
+    snprintf(o->holdout_desc, sizeof o->holdout_desc, "%g of the training split's %s (%s), drawn "
+             "with select_seed %s and held out of training in every run", f,
+             by && *by ? "groups of select_by" : "rows", from, ss && *ss ? ss : "2026");
+    if (by && *by) {
+        size_t l = strlen(o->holdout_desc);
+        snprintf(o->holdout_desc + l, sizeof o->holdout_desc - l, " (whole %s groups)", by);
+    }
+    return 0;
+}
+
 /* Reads what the search needs from the experiment as given (name, early stopping, the default
  * value of each key) and checks the metric names a head. */
 static int read_experiment(tune_opts *o)
@@ -602,6 +682,20 @@ static int read_experiment(tune_opts *o)
     snprintf(o->early_stop, sizeof o->early_stop, "%s", x->early_stop);
     o->patience = x->patience;
     o->epochs = x->epochs;
+    if (!rc && o->halving && o->halving * HALVING_ETA > o->epochs) {
+        fprintf(stderr, "tessera tune: --halving %ld: a rung of %ld epochs leads to one of %ld, and "
+                "the experiment trains %ld ([train] epochs): give at most a third of them (%ld), or "
+                "leave --halving out\n", o->halving, o->halving, o->halving * HALVING_ETA,
+                o->epochs, o->epochs / HALVING_ETA);
+        rc = -1;
+    }
+    for (int i = 0; !rc && o->halving && i < o->nkeys; i++)
+        if (!strcmp(o->keys[i].key, "train.epochs") || !strcmp(o->keys[i].key, "train.max_steps")) {
+            fprintf(stderr, "tessera tune: %s with --halving: successive halving sets each rung's "
+                    "epochs itself; fix %s in the experiment, or leave --halving out\n",
+                    o->keys[i].key, o->keys[i].key);
+            rc = -1;
+        }
     o->base_seed = (long)x->ctx.seed;
     /* the final seeds: 1, 2, ... skipping the trials' own, so no final run is a trial's run */
     for (long k = 1, n = 0; n < o->seeds; k++)
@@ -612,6 +706,7 @@ static int read_experiment(tune_opts *o)
         const char *v = c ? ts_cfg_str(c, name) : NULL;
         snprintf(o->default_val[i], TS_TUNE_VAL_MAX, "%s", v ? v : "(unset)");
     }
+    if (!rc && o->select_on == SELECT_HOLDOUT) rc = read_holdout(o, x);
     ts_cfg *ct = ts_ini_find(&x->ini, "train");
     const char *es = ct ? ts_cfg_str(ct, "early_stop") : NULL;
     if (!rc && !o->metric[0]) {
@@ -637,237 +732,32 @@ static int read_experiment(tune_opts *o)
     return rc;
 }
 
-/* ---- running: processes, --jobs at a time, stop signals forwarded ---------------------------- */
-enum { J_WAITING, J_RUNNING, J_REUSED, J_RAN, J_FAILED, J_STOPPED };
+/* ---- running: core/runner.c, --jobs at a time, stop signals forwarded ------------------------ */
+#define J_WAITING TS_JOB_WAITING
+#define J_RUNNING TS_JOB_RUNNING
+#define J_REUSED TS_JOB_REUSED
+#define J_RAN TS_JOB_RAN
+#define J_FAILED TS_JOB_FAILED
+#define J_STOPPED TS_JOB_STOPPED
+#define J_KILLED TS_JOB_KILLED
+#define T_HALVED 7                 /* a trial's state: stopped by --halving at a rung */
+#define LABEL_MAX 96
+typedef char job_label[LABEL_MAX];
 
-typedef struct tjob {
-    char label[96];                /* "trial 3", "default seed 2" */
-    char dir[TS_PATH_MAX];         /* the run folder */
-    char log[TS_PATH_MAX];         /* its log */
-    char **argv;                   /* tessera run ... (malloc'ed, NULL-terminated) */
-    pid_t pid;
-    int had_metrics;               /* metrics.json existed when it started: `before` is its stat */
-    struct stat before;
-    int state;
-    int signalled;
-} tjob;
-
-static volatile sig_atomic_t stop_sig, stop_count, pause_req;
-
-static void on_signal(int sig)
+/* Runs jobs[0..n) (labels given), `parallel` at a time; `note` (may be NULL) adds to each
+ * progress line. Returns the number that failed, or -1 when nothing could start; *stopped is
+ * the stop signal when SIGINT, SIGTERM or SIGHUP interrupted the batch (its runs then stopped). */
+static int run_jobs(ts_job *jobs, int n, int parallel, void (*note)(const ts_job *, void *),
+                    void *arg, int *stopped)
 {
-    if (sig == SIGTSTP) { pause_req = 1; return; }
-    stop_sig = sig;
-    stop_count++;
-}
-
-static void on_child(int sig) { (void)sig; }   /* only wakes sigsuspend */
-
-#define NCAUGHT 4
-static const int caught[NCAUGHT] = {SIGINT, SIGTERM, SIGHUP, SIGTSTP};
-
-static int stat_metrics(const char *dir, struct stat *st)
-{
-    char p[TS_PATH_MAX + 16];
-    snprintf(p, sizeof p, "%s/metrics.json", dir);
-    return stat(p, st) == 0;
-}
-
-static int same_state(const struct stat *a, const struct stat *b)
-{
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
-/* Starts one job with its output in its log, in a process group of its own that gets SIGTERM
- * when tune dies (Linux). Returns 0, or -1 with a message printed. */
-static int start_job(tjob *j, const char *self, const sigset_t *child_mask, const int *handled,
-                     int devnull)
-{
-    ts_err e;
-    char parent[TS_PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", j->log);
-    *strrchr(parent, '/') = 0;
-    if (ts_mkdirs(parent, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); return -1; }
-    snprintf(parent, sizeof parent, "%s", j->dir);
-    *strrchr(parent, '/') = 0;     /* the run makes its own folder */
-    if (ts_mkdirs(parent, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); return -1; }
-    int fd = open(j->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        fprintf(stderr, "tessera tune: cannot write the run's log %s: %s\n", j->log, strerror(errno));
-        return -1;
-    }
-    j->had_metrics = stat_metrics(j->dir, &j->before);
-    pid_t me = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* only async-signal-safe calls from here to execv */
-        setpgid(0, 0);
-#ifdef __linux__
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != me) _exit(128 + SIGTERM);
-#endif
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigemptyset(&dfl.sa_mask);
-        for (int i = 0; i < NCAUGHT; i++)
-            if (handled[i]) sigaction(caught[i], &dfl, NULL);
-        sigaction(SIGCHLD, &dfl, NULL);
-        sigprocmask(SIG_SETMASK, child_mask, NULL);
-        dup2(devnull, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execv(self, j->argv);
-        static const char msg[] = "tessera tune: cannot execute tessera for this run\n";
-        ssize_t w = write(2, msg, sizeof msg - 1);
-        (void)w;
-        _exit(127);
-    }
-    int err = errno;
-    close(fd);
-    if (pid < 0) {
-        fprintf(stderr, "tessera tune: cannot start a run (fork: %s)\n", strerror(err));
-        return -1;
-    }
-    setpgid(pid, pid);
-    j->pid = pid;
-    return 0;
-}
-
-/* The last non-empty line of a run's log: its own error. */
-static void print_last_line(const char *log)
-{
-    char line[2048] = "", last[2048] = "";
-    FILE *f = ts_fopen_regular(log);
-    while (f && fgets(line, sizeof line, f)) if (line[0] != '\n') snprintf(last, sizeof last, "%s", line);
-    if (f) fclose(f);
-    last[strcspn(last, "\n")] = 0;
-    fprintf(stderr, "      %s\n      (log: %s)\n", last, log);
-}
-
-/* What became of a job whose process ended with status. */
-static const char *reap(tjob *j, int status)
-{
-    struct stat after;
-    int has = stat_metrics(j->dir, &after);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && has) {
-        int same = j->had_metrics && same_state(&j->before, &after);
-        j->state = same ? J_REUSED : J_RAN;
-        return same ? "reused (finished before with the same configuration)" : "run";
-    }
-    if (j->signalled && ((WIFEXITED(status) && WEXITSTATUS(status) == 128 + j->signalled) ||
-                         WIFSIGNALED(status))) {
-        j->state = J_STOPPED;
-        return "stopped (it resumes from its checkpoint next time)";
-    }
-    j->state = J_FAILED;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "FAILED (it wrote no metrics.json)"
-                                                         : "FAILED";
-}
-
-/* Runs jobs[0..n), `parallel` at a time; `note` (may be NULL) adds to each progress line.
- * Returns the number that failed, or -1 when nothing could start; *stopped is the stop signal
- * when SIGINT, SIGTERM or SIGHUP interrupted the batch (its runs then stopped too). */
-static int run_jobs(tjob *jobs, int n, int parallel, void (*note)(const tjob *, void *), void *arg,
-                    int *stopped)
-{
-    *stopped = 0;
-    static char self[TS_PATH_MAX];
-    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (k <= 0) {
-        fprintf(stderr, "tessera tune: cannot find the tessera program (/proc/self/exe: %s)\n",
-                strerror(errno));
-        return -1;
-    }
-    self[k] = 0;
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (devnull < 0) {
-        fprintf(stderr, "tessera tune: cannot open /dev/null: %s\n", strerror(errno));
-        return -1;
-    }
-    sigset_t block, orig, wait_mask;
-    sigemptyset(&block);
-    for (int i = 0; i < NCAUGHT; i++) sigaddset(&block, caught[i]);
-    sigaddset(&block, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &block, &orig);
-    wait_mask = orig;
-    for (int i = 0; i < NCAUGHT; i++) sigdelset(&wait_mask, caught[i]);
-    sigdelset(&wait_mask, SIGCHLD);
-    struct sigaction sa, old[NCAUGHT], old_chld;
-    memset(&sa, 0, sizeof sa);
-    sigemptyset(&sa.sa_mask);
-    int handled[NCAUGHT] = {0};
-    stop_sig = stop_count = pause_req = 0;
-    for (int i = 0; i < NCAUGHT; i++) {
-        sigaction(caught[i], NULL, &old[i]);
-        if (old[i].sa_handler == SIG_IGN) continue;   /* nohup: stays ignored */
-        sa.sa_handler = on_signal;
-        sigaction(caught[i], &sa, NULL);
-        handled[i] = 1;
-    }
-    sa.sa_handler = on_child;
-    sa.sa_flags = SA_NOCLDSTOP;
-    sigaction(SIGCHLD, &sa, &old_chld);
-
-    int next = 0, running = 0, done = 0, failed = 0, forwarded = 0;
-    for (;;) {
-        if (pause_req) {   /* Ctrl-Z: the runs stop with tune and go on with it */
-            pause_req = 0;
-            for (int i = 0; i < next; i++) if (jobs[i].state == J_RUNNING) kill(jobs[i].pid, SIGSTOP);
-            raise(SIGSTOP);
-            for (int i = 0; i < next; i++) if (jobs[i].state == J_RUNNING) kill(jobs[i].pid, SIGCONT);
-        }
-        if (stop_count != forwarded) {
-            forwarded = stop_count;
-            for (int i = 0; i < next; i++)
-                if (jobs[i].state == J_RUNNING) {
-                    kill(jobs[i].pid, stop_sig);
-                    jobs[i].signalled = stop_sig;
-                }
-        }
-        while (!stop_sig && running < parallel && next < n) {
-            tjob *j = &jobs[next++];
-            if (start_job(j, self, &orig, handled, devnull)) {
-                j->state = J_FAILED;
-                failed++;
-                done++;
-                continue;
-            }
-            j->state = J_RUNNING;
-            running++;
-        }
-        int status, reaped = 0;
-        pid_t pid;
-        while (running && (pid = waitpid(-1, &status, WNOHANG)) > 0) {
-            tjob *j = NULL;
-            for (int i = 0; i < next && !j; i++)
-                if (jobs[i].state == J_RUNNING && jobs[i].pid == pid) j = &jobs[i];
-            if (!j) continue;
-            reaped++;
-            running--;
-            done++;
-            const char *what = reap(j, status);
-            failed += j->state == J_FAILED;
-            fprintf(stderr, "  [%d/%d] %s: %s", done, n, j->label, what);
-            if (note && (j->state == J_RAN || j->state == J_REUSED)) note(j, arg);
-            fprintf(stderr, "\n");
-            if (j->state == J_FAILED) print_last_line(j->log);
-        }
-        if (!running && (stop_sig || next == n)) break;
-        if (!reaped) sigsuspend(&wait_mask);
-    }
-    for (int i = 0; i < NCAUGHT; i++) if (handled[i]) sigaction(caught[i], &old[i], NULL);
-    sigaction(SIGCHLD, &old_chld, NULL);
-    sigprocmask(SIG_SETMASK, &orig, NULL);
-    close(devnull);
-    if (stop_sig) {
-        *stopped = stop_sig;
+    ts_runner r = {"tessera tune", parallel, 1, note, arg};   /* elapsed, ETA, the live line */
+    ts_run_counts c;
+    int failed = ts_runner_run(&r, jobs, n, &c, stopped);
+    if (failed >= 0 && *stopped)
         fprintf(stderr, "tessera tune: interrupted by signal %d (%s): %d of %d runs of this step "
                 "finished, %d not started; run the same command again to continue (finished runs "
-                "are reused, stopped ones resume from their checkpoints)\n", (int)stop_sig,
-                strsignal(stop_sig), done, n, n - next);
-    }
+                "are reused, stopped ones resume from their checkpoints)\n", *stopped,
+                strsignal(*stopped), c.started, n, n - c.started);
     return failed;
 }
 
@@ -907,12 +797,28 @@ static void free_argv(char **v)
 
 /* ---- reading figures: the validation split only for choosing -------------------------------- */
 
-/* The figure that chooses: valid.METRIC of a trial's metrics.json, never a test figure. NAN when
- * the run has none. */
+/* "select" (--select-on holdout) or "valid": the split whose figure chooses the trial. */
+static const char *choice_split(const tune_opts *o)
+{
+    return o->select_on == SELECT_HOLDOUT ? "select" : "valid";
+}
+
+/* The validation figure valid.METRIC of a run's metrics.json. NAN when the run has none. */
 static double valid_figure(const char *dir, const char *metric)
 {
     char key[2 * TS_NAME_MAX + 8];
     snprintf(key, sizeof key, "valid.%s", metric);
+    double v;
+    ts_err e;
+    return ts_metrics_get(dir, key, &v, &e) ? NAN : v;
+}
+
+/* The figure that chooses: select.METRIC (--select-on holdout) or valid.METRIC of a trial's
+ * metrics.json, never a test figure. NAN when the run has none. */
+static double choice_figure(const tune_opts *o, const char *dir)
+{
+    char key[2 * TS_NAME_MAX + 8];
+    snprintf(key, sizeof key, "%s.%s", choice_split(o), o->metric);
     double v;
     ts_err e;
     return ts_metrics_get(dir, key, &v, &e) ? NAN : v;
@@ -982,10 +888,13 @@ typedef struct search {
     ts_tune_trial *trial;          /* trial[0] is the default (no searched values) */
     int ntrial;                    /* the default + the drawn trials */
     int asked;                     /* --random N or the grid's size */
-    double *valid;                 /* (ntrial) the figure that chooses; NAN none */
+    double *valid;                 /* (ntrial) the figure that chooses (choice_figure); NAN none */
+    double *vfig;                  /* (ntrial) with --select-on holdout: the validation figure */
     double *best_epoch;            /* (ntrial) train.run.best_epoch */
     unsigned char *ok;             /* (ntrial) finished now or reused */
-    int *state;                    /* (ntrial) J_* */
+    int *state;                    /* (ntrial) J_*, or T_HALVED */
+    long *halved_at;               /* (ntrial) --halving: the epochs of the rung that stopped it */
+    double *halved_fig;            /* (ntrial) its figure there (NAN: none) */
     int chosen;
     int threads;
 } search;
@@ -1006,12 +915,12 @@ static void trial_label(char *buf, size_t n, const tune_opts *o, const ts_tune_t
             k += (size_t)snprintf(buf + k, n - k, " %s=%s", o->keys[j].key, t->val[j]);
 }
 
-/* The progress line's validation figure of a finished trial. */
-static void note_valid(const tjob *j, void *arg)
+/* The progress line's choosing figure of a finished trial. */
+static void note_valid(const ts_job *j, void *arg)
 {
     const tune_opts *o = arg;
-    double v = valid_figure(j->dir, o->metric);
-    if (isfinite(v)) fprintf(stderr, "; valid %s %.4f", o->metric, v);
+    double v = choice_figure(o, j->dir);
+    if (isfinite(v)) fprintf(stderr, "; %s %s %.4f", choice_split(o), o->metric, v);
 }
 
 /* The trials: the grid, or --random draws; trial 0 is the default. Each trial's configuration
@@ -1067,7 +976,7 @@ static int make_trials(search *s)
 static char **trial_argv(const search *s, int i, long seed, int final, const char *dir)
 {
     const tune_opts *o = s->o;
-    char *over[TS_TUNE_MAX_KEYS + 2] = {0};
+    char *over[TS_TUNE_MAX_KEYS + 4] = {0};
     /* the final runs of the default are the experiment as given: no valid-last switch */
     tune_opts plain = *o;
     if (final) plain.select_on = SELECT_VALID;
@@ -1088,49 +997,154 @@ static void log_path(char *buf, size_t n, const tune_opts *o, const char *dir)
 
 /* A trial's figures from its seeds' runs jobs[0..k): the mean validation figure and best
  * epoch when every seed finished; its state the worst of theirs. */
-static void trial_result(search *s, int t, const tjob *jobs, int k)
+static void trial_result(search *s, int t, const ts_job *jobs, int k)
 {
-    double v = 0, ep = 0;
+    double v = 0, vv = 0, ep = 0;
     int all = 1, ran = 0, failed = 0, stopped = 0;
     for (int r = 0; r < k; r++) {
         int st = jobs[r].state;
         all &= st == J_RAN || st == J_REUSED;
         ran |= st == J_RAN;
         failed |= st == J_FAILED;
-        stopped |= st == J_STOPPED || st == J_WAITING || st == J_RUNNING;
+        stopped |= st == J_STOPPED || st == J_KILLED || st == J_WAITING || st == J_RUNNING;
         if (st == J_RAN || st == J_REUSED) {
-            v += valid_figure(jobs[r].dir, s->o->metric);
+            v += choice_figure(s->o, jobs[r].dir);
+            vv += valid_figure(jobs[r].dir, s->o->metric);
             ep += run_figure(jobs[r].dir, "train.run.best_epoch");
         }
     }
     s->ok[t] = all;
     s->state[t] = failed ? J_FAILED : stopped ? J_STOPPED : ran ? J_RAN : J_REUSED;
     s->valid[t] = all ? v / k : NAN;
+    s->vfig[t] = all ? vv / k : NAN;
     s->best_epoch[t] = all ? ep / k : NAN;
 }
 
-/* Phase 1: every trial over its seeds, and the default's final runs (they need no choice). */
+/* --halving R: successive halving before phase 1. Rung k trains every trial still in the search
+ * for R x 3^k epochs (its own folders, OUT/trials/NNN/rung-E/seed-S, so a search run again reuses
+ * them) and keeps the best third by the figure that chooses (the validation or the selection
+ * split, as the final choice); the others stop there (T_HALVED, with the rung's epochs and
+ * figure). A rung of E epochs runs while 3E <= [train] epochs (a next budget worth the name):
+ * phase 1 then trains the survivors and the default in full. The default is never halved: every trial is compared with it. 0, or -1 when nothing
+ * could run; *stopped as run_jobs. */
+static int run_rungs(search *s, int *stopped)
+{
+    tune_opts *o = s->o;
+    *stopped = 0;
+    if (!o->halving) return 0;
+    int ts = o->trial_seeds, lower = ts_tune_lower_better(o->metric), na = 0;
+    int *alive = malloc((size_t)s->ntrial * sizeof *alive);
+    double *fig = malloc((size_t)s->ntrial * sizeof *fig);
+    if (!alive || !fig) { free(alive); free(fig); fprintf(stderr, "tessera tune: out of memory\n"); return -1; }
+    for (int t = 1; t < s->ntrial; t++) alive[na++] = t;
+    int rc = 0;
+    for (long E = o->halving; E * HALVING_ETA <= o->epochs && na > 1 && !rc && !*stopped;
+         E *= HALVING_ETA) {
+        int n = na * ts, keep = (na + HALVING_ETA - 1) / HALVING_ETA;
+        ts_job *jobs = calloc((size_t)n, sizeof *jobs);
+        job_label *label = calloc((size_t)n, sizeof *label);
+        if (!jobs || !label) { free(jobs); free(label); rc = -1; fprintf(stderr, "tessera tune: out of memory\n"); break; }
+        snprintf(o->budget, sizeof o->budget, "train.epochs=%ld", E);
+        for (int i = 0; i < n && !rc; i++) {
+            ts_job *j = &jobs[i];
+            int t = alive[i / ts];
+            long seed = o->base_seed + i % ts;
+            j->label = label[i];
+            snprintf(j->dir, sizeof j->dir, "%s/trials/%03d/rung-%ld/seed-%ld", o->out, t, E, seed);
+            snprintf(label[i], LABEL_MAX, "trial %d, rung of %ld epoch%s", t, E, E > 1 ? "s" : "");
+            if (ts > 1) {
+                size_t l = strlen(label[i]);
+                snprintf(label[i] + l, LABEL_MAX - l, ", seed %ld", seed);
+            }
+            log_path(j->log, sizeof j->log, o, j->dir);
+            if (!(j->argv = trial_argv(s, t, seed, 0, j->dir))) {
+                fprintf(stderr, "tessera tune: out of memory\n");
+                rc = -1;
+            }
+        }
+        o->budget[0] = 0;
+        fprintf(stderr, "tessera tune: --halving: %d trials for %ld epoch%s, judged on %s.%s; the "
+                "best %d go%s on\n", na, E, E > 1 ? "s" : "", choice_split(o), o->metric, keep,
+                keep == 1 ? "es" : "");
+        int failed = rc ? -1 : run_jobs(jobs, n, o->jobs, note_valid, o, stopped);
+        if (failed < 0) rc = -1;
+        for (int k = 0; k < na && !rc && !*stopped; k++) {
+            double v = 0;
+            int all = 1;
+            for (int r = 0; r < ts; r++) {
+                const ts_job *j = &jobs[k * ts + r];
+                all &= j->state == J_RAN || j->state == J_REUSED;
+                if (all) v += choice_figure(o, j->dir);
+            }
+            fig[alive[k]] = all ? v / ts : NAN;
+        }
+        for (int i = 0; i < n; i++) free_argv(jobs[i].argv);
+        free(jobs);
+        free(label);
+        if (rc || *stopped) break;
+        /* the best first (NaN last; ties to the lower trial), then keep the first `keep` */
+        for (int i = 1; i < na; i++)
+            for (int j = i; j > 0; j--) {
+                double x = fig[alive[j - 1]], y = fig[alive[j]];
+                int swap = isfinite(y) && (!isfinite(x) || (lower ? y < x : y > x) ||
+                                           (y == x && alive[j] < alive[j - 1]));
+                if (!swap) break;
+                int tmp = alive[j]; alive[j] = alive[j - 1]; alive[j - 1] = tmp;
+            }
+        int kept = 0;
+        for (int k = 0; k < na; k++) {
+            int t = alive[k];
+            if (k < keep && isfinite(fig[t])) { alive[kept++] = t; continue; }
+            s->halved_at[t] = E;
+            s->halved_fig[t] = fig[t];
+            s->state[t] = isfinite(fig[t]) ? T_HALVED : J_FAILED;
+        }
+        na = kept;
+        for (int i = 1; i < na; i++)   /* back in trial order */
+            for (int j = i; j > 0 && alive[j] < alive[j - 1]; j--) {
+                int tmp = alive[j]; alive[j] = alive[j - 1]; alive[j - 1] = tmp;
+            }
+    }
+    free(alive);
+    free(fig);
+    return rc;
+}
+
+/* Phase 1: every trial over its seeds (with --halving, those the rungs kept), and the default's
+ * final runs (they need no choice). */
 static int run_trials(search *s, int *stopped)
 {
     tune_opts *o = s->o;
-    int ts = o->trial_seeds, nt = s->ntrial * ts, n = nt + o->seeds;
-    tjob *jobs = calloc((size_t)n, sizeof *jobs);
-    if (!jobs) { fprintf(stderr, "tessera tune: out of memory\n"); return -1; }
+    int ts = o->trial_seeds, na = 0;
+    int *alive = malloc((size_t)s->ntrial * sizeof *alive);
+    if (!alive) { fprintf(stderr, "tessera tune: out of memory\n"); return -1; }
+    for (int t = 0; t < s->ntrial; t++) if (!s->halved_at[t]) alive[na++] = t;
+    int nt = na * ts, n = nt + o->seeds;
+    ts_job *jobs = calloc((size_t)n, sizeof *jobs);
+    job_label *label = calloc((size_t)n, sizeof *label);
+    if (!jobs || !label) {
+        free(jobs);
+        free(label);
+        free(alive);
+        fprintf(stderr, "tessera tune: out of memory\n");
+        return -1;
+    }
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
-        tjob *j = &jobs[i];
-        int final = i >= nt, t = final ? 0 : i / ts;
+        ts_job *j = &jobs[i];
+        j->label = label[i];
+        int final = i >= nt, t = final ? 0 : alive[i / ts];
         long seed = final ? o->final_seed[i - nt] : o->base_seed + i % ts;
         if (final) {
             snprintf(j->dir, sizeof j->dir, "%s/final/default/seed-%ld", o->out, seed);
-            snprintf(j->label, sizeof j->label, "default, seed %ld (for the test comparison)", seed);
+            snprintf(label[i], LABEL_MAX, "default, seed %ld (for the test comparison)", seed);
         } else {
             trial_dir(j->dir, sizeof j->dir, o, t, seed);
-            if (t) snprintf(j->label, sizeof j->label, "trial %d", t);
-            else snprintf(j->label, sizeof j->label, "default (trial 0)");
+            if (t) snprintf(label[i], LABEL_MAX, "trial %d", t);
+            else snprintf(label[i], LABEL_MAX, "default (trial 0)");
             if (ts > 1) {
-                size_t l = strlen(j->label);
-                snprintf(j->label + l, sizeof j->label - l, ", seed %ld", seed);
+                size_t l = strlen(label[i]);
+                snprintf(label[i] + l, LABEL_MAX - l, ", seed %ld", seed);
             }
         }
         log_path(j->log, sizeof j->log, o, j->dir);
@@ -1139,18 +1153,24 @@ static int run_trials(search *s, int *stopped)
             rc = -1;
         }
     }
-    fprintf(stderr, "tessera tune: %d trial%s and the default%s, chosen on the validation split "
-            "(valid.%s, %s is better)%s; then the default over %d seed%s; %d run%s at a time\n",
-            s->ntrial - 1, s->ntrial == 2 ? "" : "s", ts > 1 ? ", each over its seeds" : "",
+    fprintf(stderr, "tessera tune: %d trial%s%s and the default%s, chosen on the %s split "
+            "(%s.%s, %s is better)%s; then the default over %d seed%s; %d run%s at a time\n",
+            na - 1, na == 2 ? "" : "s", o->halving ? " (those --halving kept)" : "",
+            ts > 1 ? ", each over its seeds" : "",
+            o->select_on == SELECT_HOLDOUT ? "selection" : "validation", choice_split(o),
             o->metric, ts_tune_lower_better(o->metric) ? "lower" : "higher",
             o->select_on == SELECT_VALID_LAST ? ", trials without early stopping" : "", o->seeds,
             o->seeds > 1 ? "s" : "", o->jobs, o->jobs > 1 ? "s" : "");
     int failed = rc ? -1 : run_jobs(jobs, n, o->jobs, note_valid, o, stopped);
-    for (int t = 0; t < s->ntrial && failed >= 0; t++) trial_result(s, t, jobs + t * ts, ts);
+    for (int k = 0; k < na && failed >= 0; k++) trial_result(s, alive[k], jobs + k * ts, ts);
+    for (int t = 0; t < s->ntrial && failed >= 0; t++)
+        if (s->halved_at[t]) { s->ok[t] = 0; s->valid[t] = s->vfig[t] = s->best_epoch[t] = NAN; }
     int final_ok = 1;
     for (int i = nt; i < n; i++) final_ok &= jobs[i].state == J_RAN || jobs[i].state == J_REUSED;
     for (int i = 0; i < n; i++) free_argv(jobs[i].argv);
     free(jobs);
+    free(label);
+    free(alive);
     if (failed < 0) return -1;
     return final_ok ? 0 : 1;
 }
@@ -1163,12 +1183,16 @@ static void say_valid_figures(const tune_opts *o)
     trial_dir(dir, sizeof dir, o, 0, o->base_seed);
     snprintf(p, sizeof p, "%s/metrics.json", dir);
     FILE *f = ts_fopen_regular(p);
-    fprintf(stderr, "tessera tune: no trial reported valid.%s (the choice is made on the "
-            "validation split only); the validation figures of the default are:", o->metric);
+    char pre[16];
+    snprintf(pre, sizeof pre, "\"%s.", choice_split(o));
+    fprintf(stderr, "tessera tune: no trial reported %s.%s (the choice is made on the %s split "
+            "only); the %s figures of the default are:", choice_split(o), o->metric,
+            o->select_on == SELECT_HOLDOUT ? "selection" : "validation",
+            o->select_on == SELECT_HOLDOUT ? "selection" : "validation");
     while (f && fgets(line, sizeof line, f)) {
-        char *q = strstr(line, "\"valid.");
+        char *q = strstr(line, pre);
         if (!q) continue;
-        q += 7;
+        q += strlen(pre);
         fprintf(stderr, " %.*s", (int)strcspn(q, "\""), q);
     }
     if (f) fclose(f);
@@ -1183,10 +1207,12 @@ static int write_trials_csv(const search *s)
     sb_printf(&b, "trial,status");
     for (int i = 0; i < o->nkeys; i++)
         if (o->keys[i].kind != TS_TUNE_FIXED) { sb_printf(&b, ","); csv_field(&b, o->keys[i].key); }
-    sb_printf(&b, ",valid.%s,best_epoch,chosen\n", o->metric);
+    if (o->select_on == SELECT_HOLDOUT) sb_printf(&b, ",valid.%s", o->metric);
+    sb_printf(&b, ",%s.%s,best_epoch,chosen%s\n", choice_split(o), o->metric,
+              o->halving ? ",halved_at_epochs,halved_figure" : "");
     for (int t = 0; t < s->ntrial; t++) {
         static const char *const st[] = {"not started", "not finished", "reused", "ran", "failed",
-                                         "stopped"};
+                                         "stopped", "stopped", "halved"};
         if (t) sb_printf(&b, "%d,%s", t, st[s->state[t]]);
         else sb_printf(&b, "default,%s", st[s->state[t]]);
         for (int i = 0; i < o->nkeys; i++) {
@@ -1194,11 +1220,18 @@ static int write_trials_csv(const search *s)
             sb_printf(&b, ",");
             csv_field(&b, t ? s->trial[t].val[i] : o->default_val[i]);
         }
+        if (o->select_on == SELECT_HOLDOUT && isfinite(s->vfig[t])) sb_printf(&b, ",%.9g", s->vfig[t]);
+        else if (o->select_on == SELECT_HOLDOUT) sb_printf(&b, ",");
         if (isfinite(s->valid[t])) sb_printf(&b, ",%.9g", s->valid[t]);
         else sb_printf(&b, ",");
         if (isfinite(s->best_epoch[t])) sb_printf(&b, o->trial_seeds > 1 ? ",%.2f" : ",%.0f", s->best_epoch[t]);
         else sb_printf(&b, ",");
-        sb_printf(&b, ",%d\n", t == s->chosen);
+        sb_printf(&b, ",%d", t == s->chosen);
+        if (o->halving && s->halved_at[t] && isfinite(s->halved_fig[t]))
+            sb_printf(&b, ",%ld,%.9g", s->halved_at[t], s->halved_fig[t]);
+        else if (o->halving && s->halved_at[t]) sb_printf(&b, ",%ld,", s->halved_at[t]);
+        else if (o->halving) sb_printf(&b, ",,");
+        sb_printf(&b, "\n");
     }
     char path[TS_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/trials.csv", o->out);
@@ -1217,7 +1250,7 @@ static int write_selected(const search *s, char *path, size_t pathn)
     ts_err e;
     snprintf(path, pathn, "%s/selected.ini", o->out);
     if (ts_ini_load(&ini, o->exp, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); return -1; }
-    char *over[TS_TUNE_MAX_KEYS + 4] = {0};
+    char *over[TS_TUNE_MAX_KEYS + 6] = {0};
     tune_opts plain = *o;
     if (s->chosen == 0) plain.select_on = SELECT_VALID;   /* the default as given */
     int n = trial_overrides(&plain, s->chosen ? &s->trial[s->chosen] : NULL, over), rc = n < 0;
@@ -1238,9 +1271,10 @@ static int write_selected(const search *s, char *path, size_t pathn)
     if (!rc && ts_ini_format(&ini, &text, &len, &e)) { fprintf(stderr, "tessera tune: %s\n", e.msg); rc = -1; }
     if (!rc) {
         sbuf b = {0};
-        sb_printf(&b, "; %s, selected by `tessera tune` from %s on the validation split\n"
-                  "; (valid.%s = %.6g; the experiment as given: %.6g). Run it with\n"
-                  "; tessera run %s\n", o->name, o->exp, o->metric, s->valid[s->chosen],
+        sb_printf(&b, "; %s, selected by `tessera tune` from %s on the %s split\n"
+                  "; (%s.%s = %.6g; the experiment as given: %.6g). Run it with\n"
+                  "; tessera run %s\n", o->name, o->exp, o->select_on == SELECT_HOLDOUT ?
+                  "selection" : "validation", choice_split(o), o->metric, s->valid[s->chosen],
                   s->valid[0], path);
         if (s->chosen == 0)
             sb_printf(&b, "; No trial beat the experiment as given: this is that experiment.\n");
@@ -1249,6 +1283,10 @@ static int write_selected(const search *s, char *path, size_t pathn)
                 if (o->keys[i].kind != TS_TUNE_FIXED)
                     sb_printf(&b, "; %s = %s (searched; the experiment had %s)\n", o->keys[i].key,
                               s->trial[s->chosen].val[i], o->default_val[i]);
+        if (o->holdout[0])
+            sb_printf(&b, "; [data] select_fraction = %s: the selection split the search chose "
+                      "on (--select-on holdout); remove it to train on every training row\n",
+                      strchr(o->holdout, '=') + 1);
         if (s->chosen && o->select_on == SELECT_VALID_LAST)
             sb_printf(&b, "; [train] early_stop is off: the trials were chosen without early "
                       "stopping (--select-on valid-last)\n");
@@ -1266,20 +1304,28 @@ static int write_selected(const search *s, char *path, size_t pathn)
 static int run_selected(search *s, const char *selected, int *stopped)
 {
     const tune_opts *o = s->o;
-    tjob *jobs = calloc((size_t)o->seeds, sizeof *jobs);
-    if (!jobs) { fprintf(stderr, "tessera tune: out of memory\n"); return -1; }
+    ts_job *jobs = calloc((size_t)o->seeds, sizeof *jobs);
+    job_label *label = calloc((size_t)o->seeds, sizeof *label);
+    if (!jobs || !label) {
+        free(jobs);
+        free(label);
+        fprintf(stderr, "tessera tune: out of memory\n");
+        return -1;
+    }
     int rc = 0;
     for (int k = 0; k < o->seeds && !rc; k++) {
-        tjob *j = &jobs[k];
+        ts_job *j = &jobs[k];
         int seed = o->final_seed[k];
+        j->label = label[k];
         snprintf(j->dir, sizeof j->dir, "%s/final/selected/seed-%d", o->out, seed);
-        snprintf(j->label, sizeof j->label, "selected, seed %d (for the test comparison)", seed);
+        snprintf(label[k], LABEL_MAX, "selected, seed %d (for the test comparison)", seed);
         log_path(j->log, sizeof j->log, o, j->dir);
         if (!(j->argv = run_argv(selected, seed, s->threads, NULL, 0, j->dir))) rc = -1;
     }
     int failed = rc ? -1 : run_jobs(jobs, o->seeds, o->jobs, NULL, NULL, stopped);
     for (int k = 0; k < o->seeds; k++) free_argv(jobs[k].argv);
     free(jobs);
+    free(label);
     return failed;
 }
 
@@ -1341,9 +1387,10 @@ static void report_final(sbuf *b, const search *s)
     for (int w = 0; w < (s->chosen ? 2 : 1); w++)
         for (int k = 0; k < o->seeds; k++) nf = read_final(o, w, k, f, nf, 64);
     if (!s->chosen) {
-        sb_printf(b, "No trial beat the default on the validation split, so the selected "
+        sb_printf(b, "No trial beat the default on the %s split, so the selected "
                   "configuration is the default; its test figures over %d seed%s:\n\n| figure | "
-                  "default |\n|---|---|\n", o->seeds, o->seeds > 1 ? "s" : "");
+                  "default |\n|---|---|\n", o->select_on == SELECT_HOLDOUT ? "selection" :
+                  "validation", o->seeds, o->seeds > 1 ? "s" : "");
         for (int i = 0; i < nf; i++) {
             double m, sd;
             ts_mean_std(f[i].v[0], o->seeds, &m, &sd);
@@ -1441,8 +1488,13 @@ static void report_space(sbuf *b, const search *s)
     else
         sb_printf(b, "\nBudget: the grid of the lists, %d trial%s", s->ntrial - 1,
                   s->ntrial == 2 ? "" : "s");
-    sb_printf(b, ", and the default; %d finished, %d failed; %d run%s at a time. ", finished,
-              failed, o->jobs, o->jobs > 1 ? "s" : "");
+    sb_printf(b, ", and the default; %d finished, %d failed", finished, failed);
+    if (o->halving) {
+        int halved = 0;
+        for (int t = 1; t < s->ntrial; t++) halved += s->state[t] == T_HALVED;
+        sb_printf(b, ", %d stopped by --halving %ld", halved, o->halving);
+    }
+    sb_printf(b, "; %d run%s at a time. ", o->jobs, o->jobs > 1 ? "s" : "");
     if (o->trial_seeds > 1)
         sb_printf(b, "Every trial runs with seeds %ld to %ld (--trial-seeds %d) and is judged by "
                   "the mean of their validation figures.\n\n", o->base_seed,
@@ -1451,6 +1503,11 @@ static void report_space(sbuf *b, const search *s)
         sb_printf(b, "Every trial runs with the experiment's seed, %ld: a difference between "
                   "trials smaller than the spread over seeds of the last section is noise "
                   "(--trial-seeds N averages N seeds per trial).\n\n", o->base_seed);
+}
+
+static const char *ho_split_name(const tune_opts *o)
+{
+    return o->select_on == SELECT_HOLDOUT ? "selection" : "validation";
 }
 
 /* "Which split chose what", the sentence the issue asks of every report. */
@@ -1471,20 +1528,54 @@ static void report_splits(sbuf *b, const search *s)
     else
         sb_printf(b, "| each trial's epoch | nothing: the experiment has no early stopping | "
                   "every trial keeps its last epoch |\n");
-    sb_printf(b, "| the configuration | the validation split | valid.%s of each trial (%s is "
-              "better; %s) |\n", o->metric, lower ? "lower" : "higher", o->metric_from);
+    if (o->select_on == SELECT_HOLDOUT)
+        sb_printf(b, "| the configuration | the selection split: %s; no run trains on it and "
+                  "no epoch is chosen on it | select.%s of each trial, its best-epoch weights "
+                  "evaluated on the held rows (%s is better; %s) |\n", o->holdout_desc,
+                  o->metric, lower ? "lower" : "higher", o->metric_from);
+    else
+        sb_printf(b, "| the configuration | the validation split | valid.%s of each trial (%s is "
+                  "better; %s) |\n", o->metric, lower ? "lower" : "higher", o->metric_from);
+    if (o->halving) {
+        sb_printf(b, "| which trials train to the end (--halving %ld) | the %s split | successive "
+                  "halving: every trial trains", o->halving, ho_split_name(o));
+        for (long E = o->halving; E * HALVING_ETA <= o->epochs; E *= HALVING_ETA)
+            sb_printf(b, "%s %ld", E == o->halving ? "" : ",", E);
+        sb_printf(b, " epochs in turn, and each rung keeps the best third by %s.%s at that "
+                  "budget; the default is never stopped |\n", choice_split(o), o->metric);
+    }
     sb_printf(b, "| the figures of the last section | the test split | fresh runs of the default "
               "and of the selected configuration, seed%s ", o->seeds > 1 ? "s" : "");
     seed_list(b, o);
-    sb_printf(b, " (no trial's seed); the search read no test figure |\n\n");
-    if (o->select_on == SELECT_VALID && o->early_stop[0])
+    sb_printf(b, " (no trial's seed)%s; the search read no test figure |\n\n",
+              o->select_on == SELECT_HOLDOUT ? ", holding out the same selection split" : "");
+    if (o->halving)
+        sb_printf(b, "**Successive halving.** A trial stopped at a rung was judged on its figure "
+                  "after fewer epochs than it would have trained: a configuration that learns "
+                  "slowly (a small learning rate, strong regularisation) can look worse early and "
+                  "better late, and is then stopped although it would have won. Each rung is also "
+                  "one more comparison of many trials on the same %s split. The trials that "
+                  "reached [train] epochs are compared as without halving; the stopped ones are "
+                  "listed with their rung's figure, which is not comparable to the others'.\n\n",
+                  ho_split_name(o));
+    if (o->select_on == SELECT_HOLDOUT)
+        sb_printf(b, "Three splits, three decisions: the validation split chose each trial's "
+                  "epoch, the selection split (rows no run trained on) chose the trial, the test "
+                  "split gave the figures. The selection figure of the chosen trial is still the "
+                  "best of many noisy figures and so optimistic; the test figures of the last "
+                  "section are the estimate. Every run, the test comparison's too, trains without "
+                  "the held rows.%s\n\n", o->holdout[0] ? " selected.ini keeps the holdout so "
+                  "that it is the procedure that was chosen; remove its [data] select_fraction "
+                  "to train on every training row." : "");
+    else if (o->select_on == SELECT_VALID && o->early_stop[0])
         sb_printf(b, "**Bias.** Each trial's validation figure is the best of its epochs on the "
                   "same split that then compares the trials, so it is optimistic twice over "
                   "(the epoch, then the trial, chosen on one split; keras-tuner's issue 1018). "
                   "The validation figures below rank the trials; they do not estimate how the "
                   "chosen configuration does on new data: the test figures of the last section "
                   "do. `--select-on valid-last` trains every trial without early stopping, so "
-                  "the validation split chooses the trial and nothing else.\n\n");
+                  "the validation split chooses the trial and nothing else; `--select-on "
+                  "holdout` chooses the trial on a split of its own.\n\n");
     else
         sb_printf(b, "The validation split chose the trial and nothing else. The best "
                   "validation figure of many trials is still the maximum of noisy figures and "
@@ -1498,15 +1589,20 @@ static void report_trials(sbuf *b, const search *s, const char *selected)
     if (!order) { b->oom = 1; return; }
     rank_trials(s, order);
     int shown = s->ntrial < 20 ? s->ntrial : 20;
-    sb_printf(b, "## Trials, best validation figure first%s\n\n| trial |", s->ntrial > shown ?
+    int ho = o->select_on == SELECT_HOLDOUT;
+    sb_printf(b, "## Trials, best %s figure first%s\n\n| trial |", ho ? "selection" : "validation",
+              s->ntrial > shown ?
               " (the first 20; trials.csv has them all)" : "");
     for (int i = 0; i < o->nkeys; i++)
         if (o->keys[i].kind != TS_TUNE_FIXED) sb_printf(b, " %s |", o->keys[i].key);
-    sb_printf(b, " valid.%s | best epoch | status |\n|---|", o->metric);
+    if (ho) sb_printf(b, " valid.%s |", o->metric);
+    sb_printf(b, " %s.%s | best epoch | status |\n|---|", choice_split(o), o->metric);
+    if (ho) sb_printf(b, "---|");
     for (int i = 0; i < o->nkeys; i++) if (o->keys[i].kind != TS_TUNE_FIXED) sb_printf(b, "---|");
     sb_printf(b, "---|---|---|\n");
     static const char *const st[] = {"not started", "not finished", "finished (reused)",
-                                     "finished", "failed", "stopped"};
+                                     "finished", "failed", "stopped", "stopped",
+                                     "stopped by --halving"};
     for (int r = 0; r < shown; r++) {
         int t = order[r];
         if (t) sb_printf(b, "| %s%d%s |", t == s->chosen ? "**" : "", t, t == s->chosen ? "**" : "");
@@ -1517,19 +1613,24 @@ static void report_trials(sbuf *b, const search *s, const char *selected)
             md_field(b, t ? s->trial[t].val[i] : o->default_val[i]);
             sb_printf(b, " |");
         }
+        if (ho && isfinite(s->vfig[t])) sb_printf(b, " %.4f |", s->vfig[t]);
+        else if (ho) sb_printf(b, " – |");
         if (isfinite(s->valid[t])) sb_printf(b, " %.4f |", s->valid[t]);
         else sb_printf(b, " – |");
         if (isfinite(s->best_epoch[t]))
             sb_printf(b, o->trial_seeds > 1 ? " %.1f |" : " %.0f |", s->best_epoch[t]);
         else sb_printf(b, " – |");
-        sb_printf(b, " %s |\n", st[s->state[t]]);
+        if (s->state[t] == T_HALVED)
+            sb_printf(b, " stopped by --halving after %ld epoch%s (%s.%s %.4f) |\n", s->halved_at[t],
+                      s->halved_at[t] > 1 ? "s" : "", choice_split(o), o->metric, s->halved_fig[t]);
+        else sb_printf(b, " %s |\n", st[s->state[t]]);
     }
     free(order);
     int c = s->chosen;
     sb_printf(b, "\n## Chosen\n\n");
     if (!c)
-        sb_printf(b, "The default (valid.%s %.4f): no trial beat it on the validation split. ",
-                  o->metric, s->valid[0]);
+        sb_printf(b, "The default (%s.%s %.4f): no trial beat it on the %s split. ",
+                  choice_split(o), o->metric, s->valid[0], ho ? "selection" : "validation");
     else {
         sb_printf(b, "Trial %d:", c);
         for (int i = 0; i < o->nkeys; i++)
@@ -1538,7 +1639,8 @@ static void report_trials(sbuf *b, const search *s, const char *selected)
                 md_field(b, s->trial[c].val[i]);
                 sb_printf(b, "`");
             }
-        sb_printf(b, ", valid.%s %.4f against the default's %.4f (%+.4f; %s). ", o->metric,
+        sb_printf(b, ", %s.%s %.4f against the default's %.4f (%+.4f; %s). ", choice_split(o),
+                  o->metric,
                   s->valid[c], s->valid[0], s->valid[c] - s->valid[0], o->trial_seeds > 1 ?
                   "means over the trial seeds" : "one seed each");
     }
@@ -1588,9 +1690,13 @@ int ts_cmd_tune(int argc, char **argv)
     rc = make_trials(&s);
     s.valid = calloc((size_t)s.ntrial + 1, sizeof *s.valid);
     s.best_epoch = calloc((size_t)s.ntrial + 1, sizeof *s.best_epoch);
+    s.vfig = calloc((size_t)s.ntrial + 1, sizeof *s.vfig);
+    s.halved_at = calloc((size_t)s.ntrial + 1, sizeof *s.halved_at);
+    s.halved_fig = calloc((size_t)s.ntrial + 1, sizeof *s.halved_fig);
     s.ok = calloc((size_t)s.ntrial + 1, 1);
     s.state = calloc((size_t)s.ntrial + 1, sizeof *s.state);
-    if (!rc && (!s.valid || !s.best_epoch || !s.ok || !s.state)) {
+    if (!rc && (!s.valid || !s.vfig || !s.best_epoch || !s.ok || !s.state || !s.halved_at ||
+                !s.halved_fig)) {
         fprintf(stderr, "tessera tune: out of memory\n");
         rc = 1;
     }
@@ -1603,7 +1709,8 @@ int ts_cmd_tune(int argc, char **argv)
     setenv("TESSERA_MPI", "0", 1);
     int stopped = 0, final_bad = 0;
     if (!rc) {
-        final_bad = run_trials(&s, &stopped);
+        final_bad = run_rungs(&s, &stopped);
+        if (!final_bad && !stopped) final_bad = run_trials(&s, &stopped);
         if (final_bad < 0) rc = 1;
         else if (stopped) rc = 128 + stopped;
     }
@@ -1621,15 +1728,17 @@ int ts_cmd_tune(int argc, char **argv)
     }
     if (!rc && (write_trials_csv(&s) || write_selected(&s, selected, sizeof selected))) rc = 1;
     if (!rc && s.chosen) {
-        fprintf(stderr, "tessera tune: chose trial %d on the validation split (valid.%s %.4f; the "
-                "default %.4f); now it over %d seed%s\n", s.chosen, o.metric, s.valid[s.chosen],
+        fprintf(stderr, "tessera tune: chose trial %d on the %s split (%s.%s %.4f; the "
+                "default %.4f); now it over %d seed%s\n", s.chosen, o.select_on == SELECT_HOLDOUT ?
+                "selection" : "validation", choice_split(&o), o.metric, s.valid[s.chosen],
                 s.valid[0], o.seeds, o.seeds > 1 ? "s" : "");
         int failed = run_selected(&s, selected, &stopped);
         if (stopped) rc = 128 + stopped;
         else if (failed) final_bad = 1;
     } else if (!rc) {
-        fprintf(stderr, "tessera tune: no trial beat the default on the validation split "
-                "(valid.%s %.4f); selected.ini is the default\n", o.metric, s.valid[0]);
+        fprintf(stderr, "tessera tune: no trial beat the default on the %s split "
+                "(%s.%s %.4f); selected.ini is the default\n", o.select_on == SELECT_HOLDOUT ?
+                "selection" : "validation", choice_split(&o), o.metric, s.valid[0]);
     }
     if (!rc && write_report(&s, selected, argc, argv)) rc = 1;
     if (!rc && final_bad) {
@@ -1648,6 +1757,9 @@ int ts_cmd_tune(int argc, char **argv)
     free(s.trial);
     free(s.valid);
     free(s.best_epoch);
+    free(s.vfig);
+    free(s.halved_at);
+    free(s.halved_fig);
     free(s.ok);
     free(s.state);
     free(o.keys);

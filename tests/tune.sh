@@ -7,7 +7,10 @@
 # trials forged to favour another trial change nothing, a forged validation figure changes the
 # choice: the test would fail if test figures leaked into it); an interrupted search (a trial's
 # results lost) resumed by running only that trial; a random search over ranges with
-# --select-on valid-last (no early stopping in trials, draws inside their ranges).
+# --select-on valid-last (no early stopping in trials, draws inside their ranges); --select-on
+# holdout (the trial chosen on a selection split held out of every run's training rows: its
+# figure chooses, a validation figure does not); --halving (rungs keep the best third by the
+# rung's figure, the rung runs reused when the search runs again).
 set -u
 b=${top_builddir:-.}
 T="$b/tessera"
@@ -194,6 +197,81 @@ grep -q "1 trial failed" err7.txt && ok || bad "no word of the failed trial"
 "$T" tune exp.ini layer.h.units=4,8 layer.h.activation=nope --seeds 1 --out g >/dev/null 2>err8.txt
 [ $? = 1 ] && grep -q "the default (the experiment as given) did not finish" err8.txt && ok ||
     { bad "a failing default"; sed 's/^/    /' err8.txt; }
+
+# ---- --select-on holdout: epoch on validation, trial on a selection split held out of training --
+refused "--select-fraction alone" "give --select-on holdout too" exp.ini layer.h.units=4,8 --select-fraction 0.2
+refused "--select-fraction 1.5" "between 0 and 1" exp.ini layer.h.units=4,8 --select-on holdout --select-fraction 1.5
+refused "select_fraction as a key" "data.select_fraction cannot be set by tune" exp.ini layer.h.units=4,8 data.select_fraction=0.2
+refused "select_seed searched" "data.select_seed cannot be searched" exp.ini layer.h.units=4,8 data.select_seed=1,2
+refused "--select-on nonsense" "or holdout" exp.ini layer.h.units=4,8 --select-on test
+hcmd="tune exp.ini layer.h.units=2,8 optimizer.lr=0.003,0.03 --select-on holdout --seeds 1 --jobs $ncpu --out h"
+# shellcheck disable=SC2086
+"$T" $hcmd >/dev/null 2>errh.txt || { bad "the holdout search failed"; sed 's/^/    /' errh.txt; }
+head -1 h/trials.csv | grep -q "^trial,status,layer.h.units,optimizer.lr,valid.y1.mse,select.y1.mse,best_epoch,chosen$" &&
+    ok || bad "holdout trials.csv header: $(head -1 h/trials.csv)"
+# every run (trials, default, final) holds out 10 % of the 1500 training rows and trains on the rest
+for d in h/trials/*/seed-1 h/final/*/seed-*; do
+    grep -q '"train.data.select_rows": 150,\?$' "$d/metrics.json" && grep -q '"train.data.train_rows": 1350,\?$' "$d/metrics.json" ||
+        bad "$d did not hold out 150 of 1500 training rows"
+done
+hbest=$(awk -F, 'NR > 1 && $6 != "" { if (b == "" || $6 < v) { v = $6; b = $1 } } END { print b }' h/trials.csv)
+hchosen=$(awk -F, 'NR > 1 && $8 == 1 { print $1 }' h/trials.csv)
+[ -n "$hbest" ] && [ "$hbest" = "$hchosen" ] && ok || bad "holdout: chosen $hchosen is not the best on the selection split ($hbest)"
+grep -q "| each trial's epoch | the validation split |" h/report.md &&
+    grep -q "| the configuration | the selection split: 0.1 of the training split's rows" h/report.md &&
+    ok || bad "holdout: report.md does not say which split chose what"
+grep -q "^select_fraction = 0.1" h/selected.ini && ok || bad "holdout: selected.ini lacks the holdout"
+# the validation figure no longer chooses: the worst trial on the selection split gets the best
+# validation figure, and the choice stays; its selection figure forged, the choice moves to it
+hworst=$(awk -F, 'NR > 2 && $6 != "" { if (w == "" || $6 > v) { v = $6; w = $1 } } END { print w }' h/trials.csv)
+wf="h/trials/$(printf %03d "$hworst")/seed-1/metrics.json"
+sed -i "s/\"valid.y1.mse\": [^,]*/\"valid.y1.mse\": 0.000001/" "$wf"
+# shellcheck disable=SC2086
+"$T" $hcmd >/dev/null 2>errh2.txt || bad "the holdout search over a forged validation figure failed"
+[ "$(awk -F, 'NR > 1 && $8 == 1 { print $1 }' h/trials.csv)" = "$hchosen" ] && ok ||
+    bad "holdout: a forged validation figure moved the choice"
+sed -i "s/\"select.y1.mse\": [^,]*/\"select.y1.mse\": 0.000001/" "$wf"
+# shellcheck disable=SC2086
+"$T" $hcmd >/dev/null 2>errh3.txt || bad "the holdout search over a forged selection figure failed"
+[ "$(awk -F, 'NR > 1 && $8 == 1 { print $1 }' h/trials.csv)" = "$hworst" ] && ok ||
+    bad "holdout: a forged selection figure of trial $hworst did not move the choice"
+# the experiment's own select_fraction is the selection split when --select-fraction is not given
+sed 's/^rows = .*/&\nselect_fraction = 0.2/' exp.ini >own.ini
+"$T" tune own.ini layer.h.units=2,8 --select-on holdout --seeds 1 --jobs "$ncpu" --out h2 >/dev/null 2>errh4.txt ||
+    { bad "the holdout search with the experiment's fraction failed"; sed 's/^/    /' errh4.txt; }
+grep -q '"train.data.select_rows": 300,\?$' h2/trials/001/seed-1/metrics.json && ok || bad "the experiment's select_fraction 0.2 was not used"
+grep -q "the experiment's \[data\] select_fraction" h2/report.md && ok || bad "report.md does not say whose fraction"
+
+# ---- --halving: rungs of 1 and 3 epochs keep the best third by the figure that chooses --------
+refused "--halving over a third of [train] epochs" "give at most a third of them (1)" exp.ini layer.h.units=4,8 --halving 2
+refused "--halving with epochs searched" "successive halving sets each rung's epochs" exp.ini \
+    layer.h.units=4,8 train.epochs=2,3 --halving 1
+sed 's/^epochs = 3/epochs = 9/' exp.ini >e9.ini
+scmd="tune e9.ini layer.h.units=2,4,8 optimizer.lr=0.001,0.01,0.03 --halving 1 --seeds 1 --jobs $ncpu --out sh"
+# shellcheck disable=SC2086
+"$T" $scmd >/dev/null 2>errs.txt || { bad "the search with --halving failed"; sed 's/^/    /' errs.txt; }
+[ "$(ls -d sh/trials/*/rung-1 | wc -l)" = 9 ] && [ "$(ls -d sh/trials/*/rung-3 | wc -l)" = 3 ] &&
+    [ "$(ls -d sh/trials/*/seed-1 | wc -l)" = 2 ] && ok ||
+    bad "--halving: not 9 trials at 1 epoch, 3 at 3 and 1 (and the default) at 9: $(ls -d sh/trials/*/*)"
+# the three that went on are the best three at 1 epoch (lowest valid.y1.mse of their rung-1 runs)
+rung1() { for d in sh/trials/0*/rung-1/seed-1; do
+              echo "$(sed -n 's/.*"valid.y1.mse": \([^,]*\),*/\1/p' "$d/metrics.json") $(echo "$d" | cut -d/ -f3)"
+          done | sort -g | head -3 | cut -d' ' -f2 | sort | tr '\n' ' '; }
+went=$(ls -d sh/trials/*/rung-3 | cut -d/ -f3 | sort | tr '\n' ' ')
+[ "$(rung1)" = "$went" ] && ok || bad "--halving: rung 3 holds $went, the best at 1 epoch are $(rung1)"
+awk -F, 'NR > 1 && $2 == "halved" { n++ } END { exit !(n == 8) }' sh/trials.csv && ok ||
+    { bad "--halving: trials.csv has not 8 halved trials"; cat sh/trials.csv; }
+grep -q "stopped by --halving after 1 epoch" sh/report.md && grep -q "^\*\*Successive halving.\*\*" sh/report.md &&
+    ok || bad "--halving: the report does not say which trials stopped, or the bias"
+# the rung's decision reads the rung's figure: the worst at 1 epoch, forged the best, goes on
+worst1=$(for d in sh/trials/0*/rung-1/seed-1; do
+             echo "$(sed -n 's/.*"valid.y1.mse": \([^,]*\),*/\1/p' "$d/metrics.json") $(echo "$d" | cut -d/ -f3)"
+         done | sort -g | tail -1 | cut -d' ' -f2)
+sed -i 's/"valid.y1.mse": [^,]*/"valid.y1.mse": 0.000001/' "sh/trials/$worst1/rung-1/seed-1/metrics.json"
+# shellcheck disable=SC2086
+"$T" $scmd >/dev/null 2>errs2.txt || { bad "the --halving search run again failed"; sed 's/^/    /' errs2.txt; }
+[ -d "sh/trials/$worst1/rung-3" ] && ok || bad "--halving: a forged rung figure of trial $worst1 did not promote it"
+[ "$(grep -c "rung of 1 epoch: reused" errs2.txt)" = 9 ] && ok || bad "--halving: the rung runs were not reused"
 
 echo "tune: $passes passed, $failures failed"
 [ "$failures" = 0 ]
