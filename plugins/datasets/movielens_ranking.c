@@ -261,7 +261,7 @@ static int recall_candidates(rk_state *S, ts_ctx *ctx, const ts_cfg *cfg, long w
 {
     ts_err le;
     ts_retriever *R = ts_retriever_open(ctx, ts_cfg_str(cfg, "recall_run"), ts_cfg_str(cfg, "recall_head"), &le);
-    if (!R) return ts_fail(e, "%s: %s", ts_cfg_where(cfg, "recall_run"), le.msg);
+    if (!R) return ts_fail(e, "%s: recall_run: %s", ts_cfg_where(cfg, "recall_run"), le.msg);
     int rc = 0, N = ts_retriever_items(R), B = ts_retriever_max_batch(R);
     if (B > 256) B = 256;
     const void *p;
