@@ -35,14 +35,17 @@
  * Everything a row holds comes from watches before its step (the step's own time for the
  * popularity count, which counts strictly earlier watches), except the fitted quantiles and the
  * example age's span, which are training-split statistics (tests/test_ranking.c checks this).
- * aux: item_raw_id (int32, items), step_user (int32 raw userId per step), step_pos (int32),
- * nsteps (long). */
+ * aux: item_raw_id (int32, items), item_title (const char *, items), step_user (int32 raw
+ * userId per step), step_pos (int32), nsteps (long), candidates (long: K). */
 #include "tessera.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #define NC 7                    /* continuous features */
 #define NEVER_DAYS 36500.0f
@@ -60,6 +63,8 @@ typedef struct {
     int32_t *iraw32;
     int32_t *goff, *gids;       /* (nitems + 1) genres of each item */
     char **gname;
+    char **title;               /* (nitems) from movies.csv, or NULL */
+    long kaux;                  /* K, as the aux "candidates" */
     /* steps */
     long nsteps, nstep_split[3];
     int32_t *s_user, *s_pos, *s_uraw;   /* (nsteps) */
@@ -174,7 +179,8 @@ static int read_movies(rk_state *S, const char *path, ts_err *e)
     if (!L) return -1;
     char **gl = calloc((size_t)S->nitems, sizeof *gl);
     S->gname = calloc(256, sizeof *S->gname);
-    if (!gl || !S->gname) { free(gl); ts_lines_close(L); return ts_fail(e, "out of memory"); }
+    S->title = calloc((size_t)S->nitems, sizeof *S->title);
+    if (!gl || !S->gname || !S->title) { free(gl); ts_lines_close(L); return ts_fail(e, "out of memory"); }
     char *line;
     int rc = 0;
     while (!rc && (line = ts_lines_next(L, NULL))) {
@@ -189,7 +195,12 @@ static int read_movies(rk_state *S, const char *path, ts_err *e)
         long k = find_i64(S->iraw, S->nitems, raw);
         if (k < 0) continue;
         free(gl[k]);
-        if (!(gl[k] = strdup(c2 + 1))) rc = ts_fail(e, "out of memory");
+        free(S->title[k]);
+        *c2 = 0;
+        char *t = c1 + 1;
+        size_t tl = strlen(t);
+        if (tl >= 2 && t[0] == '"' && t[tl - 1] == '"') { t[tl - 1] = 0; t++; }
+        if (!(gl[k] = strdup(c2 + 1)) || !(S->title[k] = strdup(t))) rc = ts_fail(e, "out of memory");
     }
     if (!rc) rc = ts_lines_error(L, e);
     ts_lines_close(L);
@@ -232,6 +243,8 @@ static void rk_close(ts_data *D)
                  S->b_raw, S->b_label, S->b_weight, S->b_score, S->b_pop};
     for (size_t i = 0; i < sizeof p / sizeof *p; i++) free(p[i]);
     for (int g = 0; S->gname && g < S->ngenres; g++) free(S->gname[g]);
+    for (int i = 0; S->title && i < S->nitems; i++) free(S->title[i]);
+    free(S->title);
     free(S->gname);
     free(S);
     D->state = NULL;
@@ -256,11 +269,42 @@ typedef struct {
     float *score;               /* (ncs, K) */
 } cands_t;
 
+/* The recall run's folder: recall_run as a data path (the current folder, the experiment's
+ * folder and its parent, TESSERA_DATA_DIR); failing that, inside `tessera compare` (this run's
+ * folder is OUT/runs/NAME/seed-N), the same comparison's seed-1 run of the experiment named by
+ * recall_run's last component (OUT/runs/movielens_youtube_dnn/seed-1), waiting while that run
+ * still holds its lock, so a suite that lists the recall experiment first trains both. */
+static void recall_dir(ts_ctx *ctx, const char *want, char *out, size_t n)
+{
+    char probe[3100], got[3100];
+    snprintf(probe, sizeof probe, "%s/config.ini", want);
+    ts_ctx_path(ctx, probe, got, sizeof got);
+    snprintf(out, n, "%s", want);
+    if (access(got, F_OK) == 0) return;
+    const char *rd = ts_ctx_results_dir(ctx), *base = strrchr(want, '/');
+    base = base ? base + 1 : want;
+    size_t k = strlen(rd);
+    const char *seed = k ? strrchr(rd, '/') : NULL;
+    if (!seed || strncmp(seed, "/seed-", 6) || !*base) return;
+    const char *name = seed;
+    while (name > rd && name[-1] != '/') name--;            /* OUT/runs/NAME/ */
+    if (name - rd < 6 || strncmp(name - 6, "/runs/", 6)) return;
+    char sib[3100], lock[3200];
+    snprintf(sib, sizeof sib, "%.*s%s/seed-1", (int)(name - rd), rd, base);
+    snprintf(lock, sizeof lock, "%s/.lock", sib);
+    int fd = open(lock, O_RDONLY);
+    if (fd >= 0) { flock(fd, LOCK_SH); close(fd); }         /* the recall run has finished */
+    snprintf(probe, sizeof probe, "%s/params.bin", sib);
+    if (access(probe, F_OK) == 0) snprintf(out, n, "%s", sib);
+}
+
 static int recall_candidates(rk_state *S, ts_ctx *ctx, const ts_cfg *cfg, long window,
                              long train_steps, cands_t *C, ts_err *e)
 {
     ts_err le;
-    ts_retriever *R = ts_retriever_open(ctx, ts_cfg_str(cfg, "recall_run"), ts_cfg_str(cfg, "recall_head"), &le);
+    char rdir[3100];
+    recall_dir(ctx, ts_cfg_str(cfg, "recall_run"), rdir, sizeof rdir);
+    ts_retriever *R = ts_retriever_open(ctx, rdir, ts_cfg_str(cfg, "recall_head"), &le);
     if (!R) return ts_fail(e, "%s: recall_run: %s", ts_cfg_where(cfg, "recall_run"), le.msg);
     int rc = 0, N = ts_retriever_items(R), B = ts_retriever_max_batch(R);
     if (B > 256) B = 256;
@@ -635,6 +679,8 @@ static int rk_aux(ts_data *D, const char *name, const void **ptr, long *n)
     else if (!strcmp(name, "step_user")) { *ptr = S->s_uraw; *n = S->nsteps; }
     else if (!strcmp(name, "step_pos")) { *ptr = S->s_pos; *n = S->nsteps; }
     else if (!strcmp(name, "nsteps")) { *ptr = &S->nsteps; *n = 1; }
+    else if (!strcmp(name, "candidates")) { S->kaux = S->K; *ptr = &S->kaux; *n = 1; }
+    else if (!strcmp(name, "item_title") && S->title) { *ptr = S->title; *n = S->nitems; }
     else return -1;
     return 0;
 }
