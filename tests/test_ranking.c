@@ -9,6 +9,7 @@
  *    the recall run's own test figures (same history, exclusions, example age 0);
  *  - end to end with a quality floor: 1 epoch of movielens_youtube_ranking.ini ranks the test
  *    steps' candidates better than the candidate order (ndcg@10, recall@10);
+ *  - `tessera recommend --rank` prints the user's candidates best first by exp(z);
  *  - a missing recall run is refused with the key's line and what to do. */
 #include "testutil.h"
 #include "internal.h"
@@ -216,6 +217,42 @@ static void ranking_end_to_end(void **state)
     assert_true(metric(rank_run, "test.rank.recall@10") > metric(rank_run, "test.candidate_order.recall@10"));
 }
 
+/* recommend --rank: the user's candidates re-ranked, best first, 10 lines */
+static void recommend_rank_mode(void **state)
+{
+    (void)state;
+    char cmd[8600];
+    snprintf(cmd, sizeof cmd, "'%s' recommend '%s' --user 1 -k 10 --rank '%s' 2>&1",
+             tu_build("tessera"), rank_run, data_ov);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    char line[1024];
+    int rows = 0, header = 0;
+    double prev = INFINITY;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#') { header++; continue; }
+        int rank, rrank, id;
+        double score;
+        if (sscanf(line, "%d\t%lf\t%d\t%d", &rank, &score, &rrank, &id) != 4) fail_msg("%s", line);
+        assert_int_equal(rank, rows + 1);
+        assert_true(score <= prev && score > 0);           /* exp(z), best first */
+        assert_true(rrank >= 1 && rrank <= 100);
+        prev = score;
+        rows++;
+    }
+    assert_int_equal(pclose(f), 0);
+    assert_int_equal(header, 2);
+    assert_int_equal(rows, 10);
+    snprintf(cmd, sizeof cmd, "'%s' recommend '%s' --user 99999 --rank '%s' 2>&1",
+             tu_build("tessera"), rank_run, data_ov);
+    f = popen(cmd, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "unknown user 99999"));
+    while (fgets(line, sizeof line, f)) {}
+    assert_int_not_equal(pclose(f), 0);
+}
+
 static void missing_recall_run(void **state)
 {
     (void)state;
@@ -236,6 +273,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(no_future_leak),
         cmocka_unit_test(ranking_end_to_end),
+        cmocka_unit_test(recommend_rank_mode),
         cmocka_unit_test(missing_recall_run),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
