@@ -268,6 +268,21 @@ static void missing_recall_run(void **state)
     assert_non_null(strstr(e.msg, "tessera run"));
 }
 
+/* the binary head's group = must name a field of one id per row */
+static void group_names_a_field(void **state)
+{
+    (void)state;
+    char *ov[] = {data_ov, rec_ov, "data.train_steps=1", "head.rank.group=stp"};
+    ts_run_opts o = {.results_dir = dir, .noverride = 4, .overrides = ov};
+    ts_err e = {{0}};
+    ts_exp *x = ts_exp_load(tu_src("experiments/movielens_youtube_ranking.ini"), &o, &e);
+    assert_non_null(x);
+    assert_int_equal(ts_exp_build(x, &e), -1);
+    ts_exp_free(x);
+    assert_non_null(strstr(e.msg, "head.rank (binary): group = stp must name a dataset field"));
+    assert_non_null(strstr(e.msg, "the dataset has no such field"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +290,7 @@ int main(void)
         cmocka_unit_test(ranking_end_to_end),
         cmocka_unit_test(recommend_rank_mode),
         cmocka_unit_test(missing_recall_run),
+        cmocka_unit_test(group_names_a_field),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -23,7 +23,8 @@
  *                            quantile (empirical CDF, ties at the mid rank) among the training rows
  *   raw F32 (B, C)           the same features unnormalised
  *   label F32 (B, 1)         1: the candidate is the watch that followed
- *   weight F32 (B, 1)        the positive's rating (the engagement stand-in), 1 for a negative
+ *   weight F32 (B, 1)        the positive's rating (the engagement stand-in; positive_weight =
+ *                            unit: 1), 1 for a negative
  *   step I32 (B, 1)          the step's id, the ranking group
  *   recall_score F32 (B, 1)  the recall score u.v + b: ordering by it is the candidate order
  *   popularity F32 (B, 1)    log(1 + watches of the candidate by anyone before the step's time)
@@ -53,7 +54,7 @@
 typedef struct { int64_t user, item, time; float rating; long order; } rk_row;
 
 typedef struct {
-    int nusers, nitems, ngenres, history, recent, K;
+    int nusers, nitems, ngenres, history, recent, K, unit_weight;
     int32_t *uoff;              /* (nusers + 1) */
     int32_t *witem;             /* (nwatches) own item index, per user in time order */
     int64_t *wtime;
@@ -97,6 +98,9 @@ static const ts_key keys[] = {
     {"history", "int", "50", "watches before the step in the history bag (and in the recall "
      "run's input: keep it equal to the recall run's data.history)"},
     {"recent", "int", "5", "last watches in the recent bag"},
+    {"positive_weight", "choice:rating|unit", "rating", "the weight field of a positive row: its "
+     "rating (the engagement stand-in of weighted logistic regression) or 1 (plain logistic "
+     "regression); a negative weighs 1 either way"},
     {"impression_window", "int", "10", "earlier steps of the user over which `shown before` "
      "counts the candidate's impressions"},
     {NULL, NULL, NULL, NULL}};
@@ -404,6 +408,8 @@ static int rk_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
     if (ts_cfg_int(cfg, "candidates", &K, e) || ts_cfg_int(cfg, "train_steps", &tsteps, e) ||
         ts_cfg_int(cfg, "history", &hist, e) || ts_cfg_int(cfg, "recent", &recent, e) ||
         ts_cfg_int(cfg, "impression_window", &window, e)) return -1;
+    int unit = 0;
+    if (ts_cfg_choice(cfg, "positive_weight", "rating|unit", &unit, e)) return -1;
     if (K < 1 || K > 1000) return ts_fail(e, "%s: candidates = %ld must lie in 1..1000", ts_cfg_where(cfg, "candidates"), K);
     if (tsteps < 1 || tsteps > 100000) return ts_fail(e, "%s: train_steps = %ld must lie in 1..100000", ts_cfg_where(cfg, "train_steps"), tsteps);
     if (hist < 1 || hist > 10000) return ts_fail(e, "%s: history = %ld must lie in 1..10000", ts_cfg_where(cfg, "history"), hist);
@@ -418,7 +424,7 @@ static int rk_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
     rk_state *S = calloc(1, sizeof *S);
     if (!S) return ts_fail(e, "out of memory");
     D->state = S;
-    S->history = (int)hist; S->recent = (int)recent; S->K = (int)K;
+    S->history = (int)hist; S->recent = (int)recent; S->K = (int)K; S->unit_weight = unit;
     rk_row *rows = NULL;
     long n = 0;
     if (read_ratings(rp, &rows, &n, e)) { rk_close(D); return -1; }
@@ -656,7 +662,7 @@ static int rk_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_err 
             S->b_cont[i * 3 * NC + 3 * f + 2] = sqrtf(qv);
         }
         S->b_label[i] = S->r_label[r] ? 1.0f : 0.0f;
-        S->b_weight[i] = S->r_label[r] ? S->wrate[first + q] : 1.0f;
+        S->b_weight[i] = S->r_label[r] && !S->unit_weight ? S->wrate[first + q] : 1.0f;
         S->b_score[i] = x[0];
         S->b_pop[i] = x[4];
     }
