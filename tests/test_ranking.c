@@ -283,6 +283,35 @@ static void group_names_a_field(void **state)
     assert_non_null(strstr(e.msg, "the dataset has no such field"));
 }
 
+/* a malformed ratings row is refused with FILE:LINE and what to do */
+static void bad_rating_row(void **state)
+{
+    (void)state;
+    char bad[128], path[256], pov[300];
+    snprintf(bad, sizeof bad, "%s/bad", dir);
+    mkdir(bad, 0700);
+    snprintf(path, sizeof path, "%s/ratings.csv", bad);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,four,964981247\n", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/movies.csv", bad);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n", f);
+    fclose(f);
+    snprintf(pov, sizeof pov, "data.path=%s", bad);
+    char *ov[] = {pov, rec_ov};
+    ts_run_opts o = {.results_dir = dir, .noverride = 2, .overrides = ov};
+    ts_err e = {{0}};
+    ts_exp *x = ts_exp_load(tu_src("experiments/movielens_youtube_ranking.ini"), &o, &e);
+    assert_non_null(x);
+    assert_int_equal(ts_exp_build(x, &e), -1);
+    ts_exp_free(x);
+    assert_non_null(strstr(e.msg, "bad/ratings.csv:3: expected userId,movieId,rating,timestamp"));
+    assert_non_null(strstr(e.msg, "fix or delete the row"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -291,6 +320,7 @@ int main(void)
         cmocka_unit_test(recommend_rank_mode),
         cmocka_unit_test(missing_recall_run),
         cmocka_unit_test(group_names_a_field),
+        cmocka_unit_test(bad_rating_row),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -205,22 +205,25 @@ static int forward(ts_head *H, ts_phase phase, double *loss, ts_err *e)
     return 0;
 }
 
-static const int64_t *sort_gid;
+typedef struct { int64_t g; long i; } grow_t;
 static int by_group(const void *a, const void *b)
 {
-    long x = *(const long *)a, y = *(const long *)b;
-    if (sort_gid[x] != sort_gid[y]) return sort_gid[x] < sort_gid[y] ? -1 : 1;
-    return (x > y) - (x < y);
+    const grow_t *x = a, *y = b;
+    if (x->g != y->g) return x->g < y->g ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
 }
 
 /* ndcg@10, recall@10 and mrr of the split's groups (see the top of the file). */
 static int group_metrics(ts_head *H, binary_state *s, ts_err *e)
 {
-    long n = s->n, *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
-    if (!idx) return ts_fail(e, "head.%s: out of memory", H->name);
-    for (long i = 0; i < n; i++) idx[i] = i;
-    sort_gid = s->gid;                       /* not reentrant; heads evaluate one at a time */
-    qsort(idx, (size_t)n, sizeof *idx, by_group);
+    long n = s->n;
+    grow_t *gr = malloc((size_t)(n ? n : 1) * sizeof *gr);
+    long *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
+    if (!gr || !idx) { free(gr); free(idx); return ts_fail(e, "head.%s: out of memory", H->name); }
+    for (long i = 0; i < n; i++) gr[i] = (grow_t){s->gid[i], i};
+    qsort(gr, (size_t)n, sizeof *gr, by_group);
+    for (long i = 0; i < n; i++) idx[i] = gr[i].i;
+    free(gr);
     double ndcg = 0, rec = 0, mrr = 0;
     long groups = 0;
     for (long a = 0, b; a < n; a = b) {
