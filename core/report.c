@@ -614,12 +614,12 @@ static void write_ttests(rep *r, const group *g, int sw)
 }
 
 /* Each trained head against each baseline of the group on the same ranking figure (ndcg@10,
- * recall@10, recall@50, mrr), seed by seed within the same runs: the ranking stage against the
+ * recall@10, recall@50, mrr, per_user_loss), seed by seed within the same runs: the ranking stage against the
  * candidate order it re-ranks, a recall model against popularity. A baseline is the same in every
  * run, so this is the t-test of the seeds' differences from it. */
 static int vs_base_metric(const char *key)
 {
-    static const char *const m[] = {".ndcg@10", ".recall@10", ".recall@50", ".mrr", NULL};
+    static const char *const m[] = {".ndcg@10", ".recall@10", ".recall@50", ".mrr", ".per_user_loss", NULL};
     const char *k = strrchr(key, '.');
     for (int i = 0; k && m[i]; i++) if (!strcmp(k, m[i])) return !strncmp(key, "test.", 5);
     return 0;

@@ -28,6 +28,11 @@
  *   groups    how many groups were ranked
  * A group without a positive row counts as a miss (0 in all three): the relevant item was not
  * among its candidates, which is the candidate generator's failure the ranking must carry.
+ *   per_user_loss  the YouTube DNN paper's weighted, per-user loss: over every (positive,
+ *             negative) pair of rows of the same group, the share of the positives' weight
+ *             (sample_weight: the engagement) on the pairs the score orders wrongly (the
+ *             negative above, or tied and earlier); lower is better; groups without a positive
+ *             have no pairs.
  * It is not a multi-class head and does not calibrate its scores.
  */
 #include "tessera.h"
@@ -224,8 +229,9 @@ static int group_metrics(ts_head *H, binary_state *s, ts_err *e)
     qsort(gr, (size_t)n, sizeof *gr, by_group);
     for (long i = 0; i < n; i++) idx[i] = gr[i].i;
     free(gr);
-    double ndcg = 0, rec = 0, mrr = 0;
+    double ndcg = 0, rec = 0, mrr = 0, mis_w = 0, pair_w = 0;
     long groups = 0;
+    const float *wt = s->weighted ? s->w : NULL;
     for (long a = 0, b; a < n; a = b) {
         for (b = a; b < n && s->gid[idx[b]] == s->gid[idx[a]]; b++) {}
         long R = 0, best = 0, hit = 0;
@@ -238,6 +244,15 @@ static int group_metrics(ts_head *H, binary_state *s, ts_err *e)
                 long j = idx[q];
                 if (isnan(s->label[j])) continue;
                 if (s->gz[j] > s->gz[t] || (s->gz[j] == s->gz[t] && j < t)) r++;
+            }
+            /* the paper's weighted, per-user loss: each (positive, negative) pair of the group
+             * the score orders wrongly costs the positive's weight (its engagement) */
+            double wpos = wt ? wt[t] : 1.0;
+            for (long q = a; q < b; q++) {
+                long j = idx[q];
+                if (isnan(s->label[j]) || s->label[j] > 0.5f) continue;
+                pair_w += wpos;
+                if (s->gz[j] > s->gz[t] || (s->gz[j] == s->gz[t] && j < t)) mis_w += wpos;
             }
             if (r <= 10) { dcg += 1.0 / log2(1.0 + (double)r); hit++; }
             if (R < 10) idcg += 1.0 / log2(2.0 + (double)R);
@@ -257,6 +272,7 @@ static int group_metrics(ts_head *H, binary_state *s, ts_err *e)
     ts_metric(H->ctx, H->name, "ndcg@10", groups ? ndcg / groups : NAN);
     ts_metric(H->ctx, H->name, "recall@10", groups ? rec / groups : NAN);
     ts_metric(H->ctx, H->name, "mrr", groups ? mrr / groups : NAN);
+    ts_metric(H->ctx, H->name, "per_user_loss", pair_w > 0 ? mis_w / pair_w : NAN);
     ts_metric(H->ctx, H->name, "groups", (double)groups);
     return 0;
 }
