@@ -312,6 +312,33 @@ static void bad_rating_row(void **state)
     assert_non_null(strstr(e.msg, "fix or delete the row"));
 }
 
+/* inside `tessera compare` (this run in OUT/runs/NAME/seed-N), a recall_run that does not exist
+ * is looked for as the same comparison's seed-1 run of the experiment it names */
+static void compare_sibling_recall_run(void **state)
+{
+    (void)state;
+    char cmd[512], me[256], lone[256];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/cmp/runs/movielens_youtube_dnn' && cp -r '%s' "
+             "'%s/cmp/runs/movielens_youtube_dnn/seed-1'", dir, recall, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(me, sizeof me, "%s/cmp/runs/movielens_youtube_ranking/seed-2", dir);
+    snprintf(lone, sizeof lone, "%s/lone/movielens_youtube_ranking/seed-2", dir);
+    char *ov[] = {data_ov, "data.recall_run=no/such/movielens_youtube_dnn", "data.train_steps=1"};
+    for (int k = 0; k < 2; k++) {
+        ts_run_opts o = {.results_dir = k ? lone : me, .noverride = 3, .overrides = ov};
+        ts_err e = {{0}};
+        ts_exp *x = ts_exp_load(tu_src("experiments/movielens_youtube_ranking.ini"), &o, &e);
+        assert_non_null(x);
+        int rc = ts_exp_build(x, &e);
+        ts_exp_free(x);
+        if (k == 0 && rc) fail_msg("%s", e.msg);               /* found the comparison's run */
+        if (k == 1) {                                           /* no comparison around it */
+            assert_int_equal(rc, -1);
+            assert_non_null(strstr(e.msg, "no/such/movielens_youtube_dnn is not a finished run"));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -321,6 +348,7 @@ int main(void)
         cmocka_unit_test(missing_recall_run),
         cmocka_unit_test(group_names_a_field),
         cmocka_unit_test(bad_rating_row),
+        cmocka_unit_test(compare_sibling_recall_run),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
