@@ -250,14 +250,101 @@ static long find_user(run_t *R, long want, ts_err *e)
     return found;
 }
 
+/* ---- rank mode: recall, then the ranking stage ------------------------------------------------ */
+typedef struct { float z; int i; } zrow;
+static int by_z(const void *a, const void *b)
+{
+    const zrow *x = a, *y = b;
+    if (x->z != y->z) return x->z > y->z ? -1 : 1;
+    return x->i - y->i;                         /* ties: the candidate order */
+}
+
+/* A ranking run (dataset movielens_ranking: each test step's rows are the recall run's top K for
+ * the user, from the history before the last watch): the user's K candidates through the ranking
+ * model, printed best first by exp(z), the head's engagement estimate. */
+static int recommend_rank(const char *dir, const char *head, long want, long k, int nover,
+                          char **over, ts_err *e)
+{
+    char cfg[TS_PATH_MAX + 32], odir[TS_PATH_MAX], pp[TS_PATH_MAX + 32];
+    snprintf(cfg, sizeof cfg, "%s/config.ini", dir);
+    snprintf(pp, sizeof pp, "%s/params.bin", dir);
+    FILE *f = ts_fopen_regular(cfg);
+    if (!f) return ts_fail(e, "%s has no config.ini: give the folder a `tessera run` wrote", dir);
+    fclose(f);
+    ts_run_opts o = {.results_dir = dir, .noverride = nover, .overrides = over};
+    ts_exp *x = ts_exp_load(cfg, &o, e);
+    if (!x) return -1;
+    original_dir(cfg, odir, sizeof odir);
+    if (odir[0] && access(odir, F_OK) == 0) snprintf(x->ctx.exp_dir, sizeof x->ctx.exp_dir, "%s", odir);
+    int rc = ts_exp_build(x, e) || ts_load_params(x, pp, e) ? -1 : 0;
+    ts_hnode *hn = NULL;
+    for (int i = 0; !rc && i < x->nheads && !hn; i++)
+        if (head ? !strcmp(x->heads[i].H.name, head) : x->heads[i].weight > 0) hn = &x->heads[i];
+    const void *p;
+    long n, K = 0, nsteps = 0;
+    const int32_t *suser = NULL, *iraw = NULL;
+    const char *const *title = NULL;
+    if (!rc && !hn) rc = ts_fail(e, "%s: the run has no %s%s", cfg, head ? "head " : "head that trains", head ? head : "");
+    if (!rc && (ts_ctx_aux(&x->ctx, "candidates", &p, &n) || n != 1 ||
+                ts_ctx_aux(&x->ctx, "step_user", &p, &nsteps) || !nsteps))
+        rc = ts_fail(e, "%s: --rank needs a ranking run (dataset type = movielens_ranking: each "
+                     "test step's rows are a recall run's top K); for a recall run leave --rank out", dir);
+    if (!rc) {
+        ts_ctx_aux(&x->ctx, "candidates", &p, &n); K = *(const long *)p;
+        ts_ctx_aux(&x->ctx, "step_user", &p, &n); suser = p;
+        if (ts_ctx_aux(&x->ctx, "item_raw_id", &p, &n) == 0) iraw = p;
+        if (ts_ctx_aux(&x->ctx, "item_title", &p, &n) == 0) title = p;
+    }
+    const ts_tensor *step = ts_ctx_field(&x->ctx, "step"), *item = ts_ctx_field(&x->ctx, "item"),
+                    *raw = ts_ctx_field(&x->ctx, "raw");
+    long nt = rc ? 0 : x->data.nrows[TS_TEST], found = -1;
+    long *rows = rc ? NULL : malloc((size_t)(K > 0 ? K : 1) * sizeof *rows);
+    if (!rc && (!rows || !step || !item || K < 1)) rc = ts_fail(e, "out of memory");
+    for (long r = 0; !rc && r < nt && found < 0; r += K) {     /* K rows per test step */
+        if (ts_exp_data_ops(x)->batch(&x->data, TS_TEST, &r, 1, e)) { rc = -1; break; }
+        if (suser[step->ids[0]] == want) found = r;
+    }
+    if (!rc && found < 0)
+        rc = ts_fail(e, "unknown user %ld: the test split of %s has no step of that user id", want, dir);
+    zrow *z = !rc ? malloc((size_t)K * sizeof *z) : NULL;
+    if (!rc && !z) rc = ts_fail(e, "out of memory");
+    if (!rc) {
+        int m = (int)(found + K <= nt ? K : nt - found);
+        for (int i = 0; i < m; i++) rows[i] = found + i;
+        if (ts_exp_data_ops(x)->batch(&x->data, TS_TEST, rows, m, e)) rc = -1;
+        for (int i = 0; !rc && i < x->data.nfield; i++) x->data.field[i].dim[0] = m;
+        if (!rc && ts_exp_forward(x, TS_TEST, m, e)) rc = -1;
+        if (!rc) {
+            const float *lz = hn->H.in[0]->x;                      /* (m, 1) logits */
+            for (int i = 0; i < m; i++) z[i] = (zrow){lz[i], i};
+            qsort(z, (size_t)m, sizeof *z, by_z);
+            int show = (int)(k < m ? k : m);
+            printf("# user %ld: top %d of the recall run's %d candidates by the ranking head %s, "
+                   "score exp(z) (run %s)\n# rank\tscore\trecall_rank\titem_id\ttitle\n",
+                   want, show, m, hn->H.name, dir);
+            for (int j = 0; j < show; j++) {
+                int i = z[j].i, it = item->ids[i];
+                printf("%d\t%.4g\t%d\t%d\t%s\n", j + 1, exp((double)z[j].z),
+                       raw && raw->dim[1] > 1 ? (int)raw->x[i * raw->dim[1] + 1] : i + 1,
+                       iraw ? iraw[it] : it, title && title[it] ? title[it] : "");
+            }
+        }
+    }
+    free(z);
+    free(rows);
+    ts_exp_free(x);
+    return rc;
+}
+
 int ts_cmd_recommend(int argc, char **argv)
 {
     const char *dir = NULL, *head = NULL, *user = NULL;
     long k = 10;
     char **over = calloc((size_t)argc + 1, sizeof *over);
-    int nover = 0, usage = 0;
+    int nover = 0, usage = 0, rank = 0;
     for (int i = 0; i < argc && !usage; i++) {
-        if (!strcmp(argv[i], "--user") && i + 1 < argc) user = argv[++i];
+        if (!strcmp(argv[i], "--rank")) rank = 1;
+        else if (!strcmp(argv[i], "--user") && i + 1 < argc) user = argv[++i];
         else if ((!strcmp(argv[i], "-k") || !strcmp(argv[i], "--k")) && i + 1 < argc) k = atol(argv[++i]);
         else if (!strcmp(argv[i], "--head") && i + 1 < argc) head = argv[++i];
         else if (argv[i][0] != '-' && !dir) dir = argv[i];
@@ -267,10 +354,16 @@ int ts_cmd_recommend(int argc, char **argv)
     char *end = NULL;
     long want = user ? strtol(user, &end, 10) : 0;
     if (usage || !dir || !user || !*user || *end || k < 1) {
-        fprintf(stderr, "usage: tessera recommend RUN_DIR --user ID [-k 10] [--head TASK] "
+        fprintf(stderr, "usage: tessera recommend RUN_DIR --user ID [-k 10] [--rank] [--head TASK] "
                 "[SECTION.KEY=VALUE ...]\n  ID is the dataset's user id (MovieLens userId); K >= 1\n");
         free(over);
         return 2;
+    }
+    if (rank) {
+        ts_err re;
+        int r = recommend_rank(dir, head, want, k, nover, over, &re);
+        free(over);
+        return r ? fail("recommend", &re) : 0;
     }
     run_t R;
     ts_err e;

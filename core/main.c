@@ -153,14 +153,18 @@ static const command commands[] = {
      "  SECTION.KEY=VALUE   override a key of the run's config.ini\n"
      "  -h, --help          print this help\n"
      "\n" EXIT_HELP},
-    {"recommend", "--user -k --k --head ", "",
-     "usage: tessera recommend RUN_DIR --user ID [-k K] [--head TASK] [SECTION.KEY=VALUE ...]\n"
+    {"recommend", "--user -k --k --head ", "--rank ",
+     "usage: tessera recommend RUN_DIR --user ID [-k K] [--rank] [--head TASK] [SECTION.KEY=VALUE ...]\n"
      "\n"
      "Prints a user's top-K items from a retrieval run, the items the user watched excluded.\n"
+     "With --rank, RUN_DIR is a ranking run (docs/models/youtube_ranking.md): recall, then the\n"
+     "ranking model re-orders the recall run's top 100 for the user by exp(z), best first.\n"
      "\n"
      "  --user ID           the dataset's user id (MovieLens userId)\n"
      "  -k K, --k K         how many items (default 10)\n"
-     "  --head TASK         the head to score with (default: the type = retrieval head)\n"
+     "  --rank              recall then ranking (a ranking run)\n"
+     "  --head TASK         the head to score with (default: the type = retrieval head; with\n"
+     "                      --rank the head that trains)\n"
      "  SECTION.KEY=VALUE   override a key of the run's config.ini\n"
      "  -h, --help          print this help\n"
      "\n" EXIT_HELP},

@@ -613,6 +613,57 @@ static void write_ttests(rep *r, const group *g, int sw)
                  "differences with their spread.)\n\n");
 }
 
+/* Each trained head against each baseline of the group on the same ranking figure (ndcg@10,
+ * recall@10, recall@50, mrr, per_user_loss), seed by seed within the same runs: the ranking stage against the
+ * candidate order it re-ranks, a recall model against popularity. A baseline is the same in every
+ * run, so this is the t-test of the seeds' differences from it. */
+static int vs_base_metric(const char *key)
+{
+    static const char *const m[] = {".ndcg@10", ".recall@10", ".recall@50", ".mrr", ".per_user_loss", NULL};
+    const char *k = strrchr(key, '.');
+    for (int i = 0; k && m[i]; i++) if (!strcmp(k, m[i])) return !strncmp(key, "test.", 5);
+    return 0;
+}
+
+static void write_base_ttests(rep *r, const group *g, int sw)
+{
+    int S = r->in->seeds, rows = 0;
+    if (!g->nbase || S < 2) return;
+    for (int a = 0; a < g->nm; a++)
+        for (int j = 0; j < g->nk; j++) {
+            if (!vs_base_metric(g->key[j]) || is_base_key(g, g->key[j])) continue;
+            for (int b = 0; b < g->nk; b++) {
+                if (!is_base_key(g, g->key[b]) || strcmp(strrchr(g->key[b], '.'), strrchr(g->key[j], '.')))
+                    continue;
+                ts_series *sa = ts_agg_find(&r->ag[g->m[a]], g->key[j]),
+                          *sb = ts_agg_find(&r->ag[g->m[a]], g->key[b]);
+                if (!sa || !sb) continue;
+                double va[64], vb[64], d[64], t, p, md, sd;
+                int n = 0;
+                for (int s = 0; s < S && n < 64; s++)
+                    if (isfinite(sa->v[sw * S + s]) && isfinite(sb->v[sw * S + s])) {
+                        va[n] = sa->v[sw * S + s];
+                        vb[n++] = sb->v[sw * S + s];
+                    }
+                if (ts_paired_t(va, vb, n, &t, &p)) continue;
+                for (int s = 0; s < n; s++) d[s] = va[s] - vb[s];
+                ts_mean_std(d, n, &md, &sd);
+                if (sd == 0) continue;
+                if (!rows++)
+                    ts_sb_printf(&r->md, "Against the baselines: paired t-test over seeds (two-sided; "
+                                 "a trained head's figure − the baseline's, in the same runs):\n\n"
+                                 "| metric | experiment | baseline | mean − baseline | t | p |\n"
+                                 "|---|---|---|---|---|---|\n");
+                const char *na = r->in->exp[g->m[a]].name;
+                ts_sb_printf(&r->md, "| %s | %s | %s | %+.4f | %.2f | %.3g%s |\n", g->key[j] + 5,
+                             md_text(na), md_text(g->key[b] + 5), md, t, p, p < 0.05 ? " *" : "");
+                ts_sb_printf(&r->sig, "%s,%s,%s,%s,%d,%.9g,%.6g,%.6g\n", csv_field(g->data),
+                             csv_field(g->key[j]), csv_field(na), csv_field(g->key[b]), n, md, t, p);
+            }
+        }
+    if (rows) ts_sb_printf(&r->md, "\n");
+}
+
 /* ---- across sweep values ---------------------------------------------------------------------- */
 /* One row of per-seed wins: on how many seeds a beats b at each sweep value. */
 static void wins_row(rep *r, const group *g, const char *key, int a, int b)
@@ -855,6 +906,7 @@ static void write_group(rep *r, group *g, double *v)
         write_baselines(r, g, sw, v);
         write_csv(r, g, sw, v);
         write_ttests(r, g, sw);
+        write_base_ttests(r, g, sw);
     }
     write_wins(r, g);
     if (!r->have_gp) return;

@@ -469,6 +469,26 @@ void ts_head_label_classes(ts_head *H, long k);
 const float *ts_head_weights(ts_head *H, int n);
 const float *ts_head_mask(const ts_head *H);
 
+/* ---- a finished retrieval run as a scoring function (core/retriever.c) --------------------
+ * For a plugin that needs a recall stage's candidates (a ranking dataset): loads RUN_DIR's
+ * config.ini and params.bin (RUN_DIR resolved as a data path: ts_ctx_path), builds the run's
+ * experiment (its dataset opened as the run opened it, so item numbers match the weights) and
+ * finds its retrieval head (`head` names it; NULL or "" = the head of type retrieval). The
+ * caller fills the run's dataset fields for n <= ts_retriever_max_batch rows (each field starts
+ * as zeros / empty bags; the caller may point ids, off and x at buffers of its own) and
+ * ts_retriever_score writes scores (n, items) = U V^T + b and, when user is not NULL, the user
+ * vectors U (n, D). The run's own rows are never read, so the caller decides what each row's
+ * user vector sees. ts_retriever_aux reads the run's dataset aux arrays (item_raw_id...). */
+typedef struct ts_retriever ts_retriever;
+ts_retriever *ts_retriever_open(ts_ctx *ctx, const char *run_dir, const char *head, ts_err *e);
+ts_tensor *ts_retriever_field(ts_retriever *r, const char *name);
+int ts_retriever_aux(ts_retriever *r, const char *name, const void **ptr, long *n);
+int ts_retriever_items(const ts_retriever *r);
+int ts_retriever_dim(const ts_retriever *r);
+int ts_retriever_max_batch(const ts_retriever *r);
+int ts_retriever_score(ts_retriever *r, int n, float *scores, float *user, ts_err *e);
+void ts_retriever_close(ts_retriever *r);   /* NULL is fine */
+
 #ifdef __cplusplus
 }
 #endif

@@ -745,6 +745,50 @@ static void test_binary_head(void **unused)
     head_close(&b);
 }
 
+/* group = FIELD: each group's rows ranked by z; a known case of every figure */
+static void test_binary_head_groups(void **unused)
+{
+    (void)unused;
+    /* group 1: positive 0.5 below 2 and 1 -> rank 3; group 2: a tie with an earlier negative ->
+     * rank 2; group 3: no positive (a miss); group 4: positive first. Rows interleaved. */
+    float z[10] = {0.5f, 1, 0, 2, 1, -1, 5, 1, 1, 0},
+          y[10] = {1, 0, 0, 0, 1, 0, 1, 0, 0, 0},
+          g[10] = {1, 2, 3, 1, 2, 3, 4, 1, 4, 4}, dz[10];
+    ts_tensor in = f32_tensor(2, (int[]){10, 1}, z, dz), lab = f32_tensor(2, (int[]){10, 1}, y, NULL);
+    ts_data D;
+    memset(&D, 0, sizeof D);
+    D.nfield = 1;
+    snprintf(D.field_name[0], sizeof D.field_name[0], "grp");
+    D.field[0] = f32_tensor(2, (int[]){10, 1}, g, NULL);
+    head_bench b;
+    ts_err e = {{0}};
+    memset(&b, 0, sizeof b);
+    ts_ctx_init(&b.ctx, 3, 10);
+    b.ctx.data = &D;
+    const ts_plugin *p = find(TS_HEAD, "binary");
+    b.ops = p->ops;
+    b.H.name = "task";
+    b.H.nin = 1;
+    b.H.in[0] = &in;
+    b.H.label = &lab;
+    b.H.ctx = &b.ctx;
+    if (b.ops->build(&b.H, make_cfg(&b.ini, "head.task", "group=grp", p->keys), &e)) fail_msg("%s", e.msg);
+    double loss;
+    b.ctx.phase = TS_TEST;
+    assert_int_equal(b.ops->eval_begin(&b.H, TS_TEST, &e), 0);
+    assert_int_equal(b.ops->forward(&b.H, TS_TEST, &loss, &e), 0);
+    assert_int_equal(b.ops->eval_end(&b.H, TS_TEST, &e), 0);
+    assert_float_equal(metric(&b.ctx, "groups"), 4, 0);
+    assert_float_equal(metric(&b.ctx, "ndcg@10"), (1 / log2(4.0) + 1 / log2(3.0) + 0 + 1) / 4, 1e-9);
+    assert_float_equal(metric(&b.ctx, "recall@10"), 0.75, 1e-9);
+    assert_float_equal(metric(&b.ctx, "mrr"), (1 / 3.0 + 0.5 + 0 + 1) / 4, 1e-9);
+    /* pairs: group 1 both wrong (2), group 2 the tie wrong (1), group 4 none: 3 of 5 */
+    assert_float_equal(metric(&b.ctx, "per_user_loss"), 0.6, 1e-9);
+    b.ops->destroy(&b.H);
+    ts_ctx_free(&b.ctx);
+    ts_ini_free(&b.ini);
+}
+
 static void test_regression_head(void **unused)
 {
     (void)unused;
@@ -827,6 +871,7 @@ int main(void)
         cmocka_unit_test(test_frozen_and_shared_never_move),
         cmocka_unit_test(test_host_slots_are_per_param),
         cmocka_unit_test(test_binary_head),
+        cmocka_unit_test(test_binary_head_groups),
         cmocka_unit_test(test_regression_head),
         cmocka_unit_test(test_check_plugin_all),
         cmocka_unit_test(test_census_mlp_learns),

@@ -238,8 +238,12 @@ static void test_report_of_two_experiments(void **st)
                 "| bm25.mrr | 0.1634 | 4 |", NULL);
     assert_null(strstr(md, "experiment.seed"));                 /* ... and only that */
     assert_null(strstr(md, "head.match.loss"));
-    assert_int_equal(count(md, "bm25.mrr"), 1);                /* the baseline once */
-    assert_int_equal(count(md, "| match.mrr |"), 3);   /* its table, the t-test, the per-seed wins */
+    /* the baseline once, and as the b of the t-tests against the baselines (one per experiment) */
+    assert_int_equal(count(md, "bm25.mrr"), 3);
+    tu_contains(md, "Against the baselines: paired t-test over seeds",
+                "| match.mrr | narrow | bm25.mrr | ", "| match.mrr | wide | bm25.mrr | ", NULL);
+    /* its table, the t-test, the per-seed wins, the two tests against the baseline */
+    assert_int_equal(count(md, "| match.mrr |"), 5);
     /* summary.csv: the validation figures beside the test figures, and the costs */
     assert_int_equal(count(csv, "narrow,textpairs fake,valid.match.mrr,2,"), 1);
     assert_int_equal(count(csv, "wide,textpairs fake,valid.match.mrr,2,"), 1);

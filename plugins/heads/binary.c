@@ -18,6 +18,21 @@
  *   rows           the rows with a label (only when the head has a mask)
  * and hands the split's probabilities and labels to the host (predictions), which combines
  * several tasks' scores into one ranking score ([train] output_weights).
+ * With `group = FIELD` (an id per row: the query, the user step whose candidates the rows are)
+ * it also ranks each group's rows by the logit z (monotone in the odds exp(z), which weighted
+ * logistic regression makes an engagement estimate; ties go to the earlier row) and reports,
+ * with r the 1-based ranks of the group's positive rows (R of them) and the mean over groups:
+ *   ndcg@10   sum_{r <= 10} 1/log2(1 + r) / sum_{i <= min(R, 10)} 1/log2(1 + i)
+ *   recall@10 #{r <= 10} / R
+ *   mrr       1 / min r
+ *   groups    how many groups were ranked
+ * A group without a positive row counts as a miss (0 in all three): the relevant item was not
+ * among its candidates, which is the candidate generator's failure the ranking must carry.
+ *   per_user_loss  the YouTube DNN paper's weighted, per-user loss: over every (positive,
+ *             negative) pair of rows of the same group, the share of the positives' weight
+ *             (sample_weight: the engagement) on the pairs the score orders wrongly (the
+ *             negative above, or tied and earlier); lower is better; groups without a positive
+ *             have no pairs.
  * It is not a multi-class head and does not calibrate its scores.
  */
 #include "tessera.h"
@@ -34,6 +49,10 @@ typedef struct binary_state {
     int weighted;              /* the last evaluation's rows had weights (w holds them) */
     double loss_sum, wsum;     /* sum over batches of batch loss * batch weight, and the weight */
     float *z, *dz;             /* (max batch) logits and their gradient, for probability input */
+    const ts_tensor *group;    /* `group =`: (B, 1) the row's group id, or NULL */
+    float *gz;                 /* (gcap) the split's logits, for the grouped ranking */
+    int64_t *gid;              /* (gcap) their group ids */
+    long gcap;
 } binary_state;
 
 #define P_EPS 1e-7f
@@ -78,6 +97,16 @@ static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
     if (!s) return ts_fail(e, "head.%s: out of memory", H->name);
     H->state = s;
     s->prob_in = takes;
+    const char *g = ts_cfg_str(cfg, "group");
+    if (g && *g) {
+        s->group = ts_ctx_field(H->ctx, g);
+        if (!s->group || (s->group->dtype != TS_I32 && s->group->dtype != TS_F32) ||
+            ts_rowsize(s->group) != 1)
+            return ts_fail(e, "%s: head.%s (binary): group = %s must name a dataset field of one "
+                           "id per row (I32 or F32, (B, 1)); %s", ts_cfg_where(cfg, "group"),
+                           H->name, g, s->group ? "this one has another shape" :
+                           "the dataset has no such field");
+    }
     if (takes) {
         int b = H->in[0]->dim[0] > 0 ? H->in[0]->dim[0] : 1;
         s->z = malloc((size_t)b * sizeof *s->z);
@@ -159,9 +188,92 @@ static int forward(ts_head *H, ts_phase phase, double *loss, ts_err *e)
         if (w) s->w[s->n + i] = w[i];
         ws += w ? w[i] : 1.0;
     }
+    if (s->group) {
+        if (s->gcap < s->n + n) {
+            long cap = s->cap > s->n + n ? s->cap : s->n + n;
+            float *a = realloc(s->gz, (size_t)cap * sizeof *a);
+            if (a) s->gz = a;
+            int64_t *b = a ? realloc(s->gid, (size_t)cap * sizeof *b) : NULL;
+            if (!a || !b) return ts_fail(e, "head.%s: out of memory for %ld group ids", H->name, cap);
+            s->gid = b;
+            s->gcap = cap;
+        }
+        for (int i = 0; i < n; i++) {
+            s->gz[s->n + i] = z[i];
+            s->gid[s->n + i] = s->group->dtype == TS_I32 ? (int64_t)s->group->ids[i]
+                                                          : (int64_t)llround(s->group->x[i]);
+        }
+    }
     s->n += n;
     s->loss_sum += *loss * ws;
     s->wsum += ws;
+    return 0;
+}
+
+typedef struct { int64_t g; long i; } grow_t;
+static int by_group(const void *a, const void *b)
+{
+    const grow_t *x = a, *y = b;
+    if (x->g != y->g) return x->g < y->g ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* ndcg@10, recall@10 and mrr of the split's groups (see the top of the file). */
+static int group_metrics(ts_head *H, binary_state *s, ts_err *e)
+{
+    long n = s->n;
+    grow_t *gr = malloc((size_t)(n ? n : 1) * sizeof *gr);
+    long *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
+    if (!gr || !idx) { free(gr); free(idx); return ts_fail(e, "head.%s: out of memory", H->name); }
+    for (long i = 0; i < n; i++) gr[i] = (grow_t){s->gid[i], i};
+    qsort(gr, (size_t)n, sizeof *gr, by_group);
+    for (long i = 0; i < n; i++) idx[i] = gr[i].i;
+    free(gr);
+    double ndcg = 0, rec = 0, mrr = 0, mis_w = 0, pair_w = 0;
+    long groups = 0;
+    const float *wt = s->weighted ? s->w : NULL;
+    for (long a = 0, b; a < n; a = b) {
+        for (b = a; b < n && s->gid[idx[b]] == s->gid[idx[a]]; b++) {}
+        long R = 0, best = 0, hit = 0;
+        double dcg = 0, idcg = 0;
+        for (long p = a; p < b; p++) {
+            long t = idx[p];
+            if (isnan(s->label[t]) || !(s->label[t] > 0.5f)) continue;
+            long r = 1;
+            for (long q = a; q < b; q++) {
+                long j = idx[q];
+                if (isnan(s->label[j])) continue;
+                if (s->gz[j] > s->gz[t] || (s->gz[j] == s->gz[t] && j < t)) r++;
+            }
+            /* the paper's weighted, per-user loss: each (positive, negative) pair of the group
+             * the score orders wrongly costs the positive's weight (its engagement) */
+            double wpos = wt ? wt[t] : 1.0;
+            for (long q = a; q < b; q++) {
+                long j = idx[q];
+                if (isnan(s->label[j]) || s->label[j] > 0.5f) continue;
+                pair_w += wpos;
+                if (s->gz[j] > s->gz[t] || (s->gz[j] == s->gz[t] && j < t)) mis_w += wpos;
+            }
+            if (r <= 10) { dcg += 1.0 / log2(1.0 + (double)r); hit++; }
+            if (R < 10) idcg += 1.0 / log2(2.0 + (double)R);
+            if (!best || r < best) best = r;
+            R++;
+        }
+        int any = 0;
+        for (long p = a; p < b && !any; p++) any = !isnan(s->label[idx[p]]);
+        if (!any) continue;                  /* every row masked: not a query */
+        groups++;
+        if (R == 0) continue;                /* the relevant item is not among the rows: a miss */
+        ndcg += dcg / idcg;
+        rec += (double)hit / (double)R;
+        mrr += 1.0 / (double)best;
+    }
+    free(idx);
+    ts_metric(H->ctx, H->name, "ndcg@10", groups ? ndcg / groups : NAN);
+    ts_metric(H->ctx, H->name, "recall@10", groups ? rec / groups : NAN);
+    ts_metric(H->ctx, H->name, "mrr", groups ? mrr / groups : NAN);
+    ts_metric(H->ctx, H->name, "per_user_loss", pair_w > 0 ? mis_w / pair_w : NAN);
+    ts_metric(H->ctx, H->name, "groups", (double)groups);
     return 0;
 }
 
@@ -187,7 +299,7 @@ static int eval_end(ts_head *H, ts_phase phase, ts_err *e)
     ts_metric(H->ctx, H->name, "loss", s->wsum > 0 ? s->loss_sum / s->wsum : NAN);
     ts_metric(H->ctx, H->name, "positive_rate", ws > 0 ? pos / ws : NAN);
     if (ts_head_mask(H)) ts_metric(H->ctx, H->name, "rows", (double)rows);
-    return 0;
+    return s->group ? group_metrics(H, s, e) : 0;
 }
 
 /* The split's probabilities and labels, for a combined score across tasks (train.c). */
@@ -210,6 +322,8 @@ static void destroy(ts_head *H)
         free(s->w);
         free(s->z);
         free(s->dz);
+        free(s->gz);
+        free(s->gid);
     }
     free(s);
     H->state = NULL;
@@ -218,6 +332,9 @@ static void destroy(ts_head *H)
 static const ts_key keys[] = {
     {"takes", "choice:logit|probability", "logit",
      "what the input holds: a logit (sigmoid applied here) or a probability (ESMM's pCTR x pCVR)"},
+    {"group", "string", "", "a dataset field of one id per row (a query, a user step): each "
+     "group's rows are ranked by score and ndcg@10, recall@10, mrr reported (a group without a "
+     "positive is a miss)"},
     {NULL, NULL, NULL, NULL}};
 
 static const ts_head_ops ops = {.size = sizeof(ts_head_ops),
@@ -225,7 +342,7 @@ static const ts_head_ops ops = {.size = sizeof(ts_head_ops),
     .eval_end = eval_end, .destroy = destroy, .check_inputs = "f32 6 1",
     .check_label = "binary", .check_keys = "", .predictions = predictions, .row_weights = 1};
 
-static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_HEAD, "binary", "1.1",
+static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_HEAD, "binary", "1.2",
     "binary task on one logit or probability: AUC, logloss, positive rate; row weights, masks",
     keys, &ops};
 
