@@ -98,8 +98,10 @@ void ts_metric(ts_ctx *ctx, const char *task, const char *metric, double value)
     r->value = value;
 }
 
-const char *ts_ctx_path(ts_ctx *ctx, const char *path, char *buf, size_t n)
+const char *ts_ctx_path(ts_ctx *ctx, const char *path_in, char *buf, size_t n)
 {
+    char path[TS_PATH_MAX];   /* path_in may be buf itself: every candidate is written into buf */
+    snprintf(path, sizeof path, "%s", path_in);
     if (path[0] == '/' || access(path, F_OK) == 0) {
         snprintf(buf, n, "%s", path);
         if (access(buf, F_OK) == 0) note_data_file(ctx, buf);

@@ -185,7 +185,7 @@ const char *ts_ctx_fitted(const ts_ctx *ctx, size_t *n);
 /* Resolves a data path named in an experiment: absolute as given; else relative to the current
  * folder if it exists there; else relative to the experiment file's folder and its parent; else
  * under $TESSERA_DATA_DIR. Writes the chosen path into buf (the first candidate if none exists,
- * so the caller's "cannot open" message names it) and returns buf. */
+ * so the caller's "cannot open" message names it) and returns buf. path may be buf itself. */
 const char *ts_ctx_path(ts_ctx *ctx, const char *path, char *buf, size_t n);
 
 /* ------------------------------------------------------------------------------------------

@@ -344,10 +344,36 @@ static void test_extends(void **st)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ts_ctx_path resolves a name against the experiment's folder, also when the name and the
+ * result share one buffer (a plugin resolving in place got an empty path before). */
+static void test_ctx_path_in_place(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/tessera-ctxpath-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char f[600];
+    snprintf(f, sizeof f, "%s/rows.tsv", dir);
+    FILE *fp = fopen(f, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    ts_ctx ctx;
+    ts_ctx_init(&ctx, 1, 4);
+    snprintf(ctx.exp_dir, sizeof ctx.exp_dir, "%s", dir);
+    char buf[TS_PATH_MAX] = "rows.tsv";
+    assert_ptr_equal(ts_ctx_path(&ctx, buf, buf, sizeof buf), buf);
+    assert_string_equal(buf, f);
+    snprintf(buf, sizeof buf, "nope.tsv");      /* none exists: the name as given */
+    assert_string_equal(ts_ctx_path(&ctx, buf, buf, sizeof buf), "nope.tsv");
+    ts_ctx_free(&ctx);
+    unlink(f);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_experiment_builds),
+        cmocka_unit_test(test_ctx_path_in_place),
         cmocka_unit_test(test_unknown_key_suggests_nearest),
         cmocka_unit_test(test_missing_section_and_key),
         cmocka_unit_test(test_unknown_section),
