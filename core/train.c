@@ -114,9 +114,39 @@ static const char *first_nonfinite(ts_exp *x)
     return NULL;
 }
 
-/* sum of g[j]^2 in double, four accumulators so the loop pipelines (it runs every step) */
+/* sum of g[j]^2 in double, four accumulators so the loop pipelines (it runs every step). The
+ * AVX path keeps the four accumulators as the four lanes of one register, each adding the same
+ * terms in the same order as s0..s3 below, so both paths give the same bits; it exists because
+ * GCC at -O2 leaves the scalar loop scalar, and this pass over every gradient was 3-4 % of the
+ * YouTube DNN's training (perf, issue 17). */
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx")))
+static double sumsq_avx(const float *g, long n)
+{
+    __m256d acc = _mm256_setzero_pd();
+    long j = 0;
+    for (; j + 4 <= n; j += 4) {
+        __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(g + j));
+        acc = _mm256_add_pd(acc, _mm256_mul_pd(v, v));
+    }
+    double s[4];
+    _mm256_storeu_pd(s, acc);
+    for (; j < n; j++) s[0] += (double)g[j] * g[j];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+#endif
+
 static double sumsq(const float *g, long n)
 {
+#if defined(__GNUC__) && defined(__x86_64__)
+    static int avx = -1;
+    if (avx < 0) {
+        __builtin_cpu_init();
+        avx = __builtin_cpu_supports("avx") != 0;
+    }
+    if (avx) return sumsq_avx(g, n);
+#endif
     double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     long j = 0;
     for (; j + 4 <= n; j += 4) {
