@@ -159,7 +159,7 @@ for m in dssm cnn_dssm lstm_dssm; do
     family "$m" 256 "wordnet_$m.ini" "train.epochs=1 data.test_size=500 data.valid_size=500" "$m" \
         "$s/bench/torch_text.py" --data "$s/data/wordnet/wordnet30_gloss_pairs.tsv.gz" \
         --model $m --batch 256 --threads "$threads" --pairs 10240 --max-seconds "$refsec"
-    [ $m = cnn_dssm ] && cnn_ts=$(awk '$1 == "cnn_dssm" { print $3 }' "$log" | sort -g | tail -n 1)
+    [ $m = cnn_dssm ] && cnn_ts=$(awk '$1 == "cnn_dssm" { for (i = 1; i < NF; i++) if ($i == "tessera") print $(i + 1) }' "$log" | sort -g | tail -n 1)
 done
 
 # YouTube DNN on MovieLens ml-latest-small, batch 256: tessera 2 epochs (198,012 examples); the
