@@ -5,13 +5,18 @@ The same models as experiments/census_income_mlp.ini, census_shared_bottom.ini a
 census_mmoe.ini (same widths, batch, Adam), written the way a careful PyTorch user would: data
 preloaded as tensors, one nn.Embedding over the shared categorical id space with sparse
 gradients (SparseAdam), Adam for the dense weights, no Python in the inner loop beyond the step.
-Prints one line: "<model> examples_per_sec <value>" timed over the training loop only
-(as tessera's train.run.examples_per_sec). Not a quality reference: it measures speed.
+--sparse 1,0 runs both variants (sparse gradients with SparseAdam, dense Adam), each built
+afresh. Prints "<model> examples_per_sec <value> <variant>" per variant, timed over the
+training loop only (as tessera's train.run.examples_per_sec), then the fastest:
+"<model> best_examples_per_sec <value> <variant>". Not a quality reference: it measures speed.
+bench.sh runs it tuned (see tuning() in torch_text.py, printed on the first line).
 """
 import argparse, gzip, time
 import numpy as np
 import torch
 import torch.nn as nn
+
+from torch_text import tuning
 
 CONT = [0, 5, 16, 17, 18, 30, 39]
 SKIP = {7, 24, 41}  # marital (a label), the instance weight, income (a label)
@@ -72,17 +77,28 @@ def main():
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--sparse", type=int, default=1, help="1: sparse embedding gradients with SparseAdam; 0: dense Adam")
+    ap.add_argument("--sparse", default="1,0", help="variants: 1 = sparse embedding gradients with SparseAdam, 0 = dense Adam")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    print(tuning(torch), flush=True)
     cont, cat, vocab, income, marital = load(a.data)
     ntrain = int(0.6 * len(income))
     cont, cat, income, marital = cont[:ntrain], cat[:ntrain], income[:ntrain], marital[:ntrain]
-    m = Model(a.model, vocab, cat.shape[1], cont.shape[1], bool(a.sparse))
-    dense = [p for n, p in m.named_parameters() if not n.startswith("emb.") or not a.sparse]
+    best = (0, "")
+    for sp in [int(x) for x in a.sparse.split(",")]:
+        v = run(a, sp, cont, cat, vocab, income, marital, ntrain)
+        var = "sparse" if sp else "dense"
+        print(f"{a.model} examples_per_sec {v:.1f} {var}", flush=True)
+        best = max(best, (v, var))
+    print(f"{a.model} best_examples_per_sec {best[0]:.1f} {best[1]}")
+
+
+def run(a, sparse, cont, cat, vocab, income, marital, ntrain):
+    torch.manual_seed(0)
+    m = Model(a.model, vocab, cat.shape[1], cont.shape[1], bool(sparse))
+    dense = [p for n, p in m.named_parameters() if not n.startswith("emb.") or not sparse]
     opt_d = torch.optim.Adam(dense, lr=1e-3)
-    opt_s = torch.optim.SparseAdam(list(m.emb.parameters()), lr=1e-3) if a.sparse else None
+    opt_s = torch.optim.SparseAdam(list(m.emb.parameters()), lr=1e-3) if sparse else None
     lossf = nn.BCEWithLogitsLoss()
     labels = [income, marital]
     seen, t = 0, 0.0
@@ -100,7 +116,7 @@ def main():
             if opt_s: opt_s.step()
             if epoch: seen += len(idx)
         if epoch: t += time.perf_counter() - t0
-    print(f"{a.model} examples_per_sec {seen / t:.1f}")
+    return seen / t
 
 
 if __name__ == "__main__":

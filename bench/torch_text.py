@@ -36,13 +36,22 @@ timing, as in tessera's train.run.examples_per_sec. Prints one line per variant,
 cnn_dssm it first prints "cnn_dssm flops_per_pair <count> ..." (see flops_per_pair); --flops
 stops there (numpy only, no torch needed). Not a quality reference: it measures speed.
 """
-import argparse, gzip, re, time
+import argparse, gzip, os, re, time
 from collections import Counter
 
 import numpy as np
 
 WORD = re.compile(rb"[A-Za-z0-9\x80-\xff]+")
 MAX_WORDS, VOCAB, GAMMA = 16, 30000, 10.0
+
+
+def tuning(torch):
+    """One line naming the tunings in effect (bench.sh sets them, issue 17): glibc malloc's
+    trim/mmap thresholds (so that freed temporaries are reused instead of faulted in afresh),
+    OpenBLAS's own threads (1, under torch's intra-op threads) and torch's thread count."""
+    env = " ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in
+                   ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "OPENBLAS_NUM_THREADS"))
+    return f"# tuning: {env} torch.get_num_threads()={torch.get_num_threads()}"
 
 
 def words_of(text):
@@ -289,6 +298,7 @@ def main():
         return
     import torch
     torch.set_num_threads(a.threads)
+    print(tuning(torch), flush=True)
     kinds = a.lstm.split(",") if a.model == "lstm_dssm" else ["-"]
     best = {}
     for kind in kinds:

@@ -27,7 +27,7 @@ import argparse, csv, os, time
 
 import numpy as np
 
-from torch_text import ranges
+from torch_text import ranges, tuning
 
 HISTORY, J = 50, 100
 
@@ -143,6 +143,7 @@ def main():
     a = ap.parse_args()
     import torch
     torch.set_num_threads(a.threads)
+    print(tuning(torch), flush=True)
     S = load(a.data)
     best = (0, "")
     for sp in [int(x) for x in a.sparse.split(",")]:

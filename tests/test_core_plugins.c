@@ -596,6 +596,78 @@ static void test_adagrad(void **unused)
     optim_close(&o);
 }
 
+/* adagrad's SIMD loop (8 or 4 lanes, then a scalar tail) gives the bits of the scalar update,
+ * on a dense parameter whose length is no multiple of 8 and on the touched rows of a sparse one */
+static void test_adagrad_simd_matches_scalar(void **unused)
+{
+    (void)unused;
+    optim o;
+    optim_open(&o, "adagrad", "lr=0.05 initial_accumulator=0.1");
+    enum { R = 3, C = 19 };
+    float w[R * C], g[R * C], st[R * C], w2[R * C], st2[R * C];
+    for (int i = 0; i < R * C; i++) {
+        w[i] = w2[i] = 0.37f * (float)(i % 7) - 1.1f;
+        g[i] = (float)((i * 37) % 23 - 11) / 7.0f;
+        st[i] = st2[i] = (float)(i % 5) * 0.3f;
+    }
+    ts_err e = {{0}};
+    ts_param p = make_param(w, g, st, R, C, 0, NULL, NULL);
+    for (int t = 1; t <= 3; t++) {
+        assert_int_equal(o.ops->step(o.state, &p, t, 1.0f, &e), 0);
+        for (int i = 0; i < R * C; i++) {
+            st2[i] += g[i] * g[i];
+            w2[i] -= 0.05f * g[i] / (sqrtf(0.1f + st2[i]) + 1e-10f);
+        }
+    }
+    assert_memory_equal(w, w2, sizeof w);
+    assert_memory_equal(st, st2, sizeof st);
+    int32_t touched[1] = {2};
+    uint8_t is_touched[R] = {0, 0, 1};
+    ts_param q = make_param(w, g, st, R, C, TS_PARAM_SPARSE, touched, is_touched);
+    q.ntouched = 1;
+    assert_int_equal(o.ops->step(o.state, &q, 4, 1.0f, &e), 0);
+    for (int i = 2 * C; i < R * C; i++) {
+        st2[i] += g[i] * g[i];
+        w2[i] -= 0.05f * g[i] / (sqrtf(0.1f + st2[i]) + 1e-10f);
+    }
+    assert_memory_equal(w, w2, sizeof w);
+    assert_memory_equal(st, st2, sizeof st);
+    optim_close(&o);
+}
+
+/* adam's SIMD loops (AVX 8 lanes, SSE 4, a scalar tail) give the bits of the scalar update on a
+ * length that exercises all three (19 = 8 + 8 + ... or 4 + 4 + ... + 3) */
+static void test_adam_simd_matches_scalar(void **unused)
+{
+    (void)unused;
+    optim o;
+    optim_open(&o, "adam", "lr=0.01 weight_decay=0.01");
+    enum { N = 19 };
+    float w[N], g[N], st[2 * N] = {0}, w2[N], m2[N] = {0}, v2[N] = {0};
+    for (int i = 0; i < N; i++) {
+        w[i] = w2[i] = 0.37f * (float)(i % 7) - 1.1f;
+        g[i] = (float)((i * 37) % 23 - 11) / 7.0f;
+    }
+    ts_err e = {{0}};
+    ts_param p = make_param(w, g, st, 1, N, 0, NULL, NULL);
+    for (int t = 1; t <= 3; t++) {
+        assert_int_equal(o.ops->step(o.state, &p, t, 1.0f, &e), 0);
+        /* as adam.c: its constants are floats, the bias corrections computed in double */
+        float a = (float)(0.01f / (1.0 - pow((double)0.9f, (double)t)));
+        float c = (float)(1.0 / sqrt(1.0 - pow((double)0.999f, (double)t)));
+        for (int i = 0; i < N; i++) {
+            float gi = g[i] + 0.01f * w2[i];
+            m2[i] = 0.9f * m2[i] + (1.0f - 0.9f) * gi;
+            v2[i] = 0.999f * v2[i] + (1.0f - 0.999f) * gi * gi;
+            w2[i] -= a * m2[i] / (sqrtf(v2[i]) * c + 1e-8f);
+        }
+    }
+    assert_memory_equal(w, w2, sizeof w);
+    assert_memory_equal(st, m2, sizeof m2);
+    assert_memory_equal(st + N, v2, sizeof v2);
+    optim_close(&o);
+}
+
 static void test_frozen_and_shared_never_move(void **unused)
 {
     (void)unused;
@@ -868,6 +940,8 @@ int main(void)
         cmocka_unit_test(test_adam_lazy_sparse),
         cmocka_unit_test(test_sgd_momentum),
         cmocka_unit_test(test_adagrad),
+        cmocka_unit_test(test_adagrad_simd_matches_scalar),
+        cmocka_unit_test(test_adam_simd_matches_scalar),
         cmocka_unit_test(test_frozen_and_shared_never_move),
         cmocka_unit_test(test_host_slots_are_per_param),
         cmocka_unit_test(test_binary_head),

@@ -95,6 +95,35 @@ static void test_nan_gradient_names_the_layer(void **st)
     assert_true(exists(o.results_dir, "train.csv"));
 }
 
+/* One infinite cell among 400 gradients, no clipping: the guard (a finiteness test without the
+ * norm when clip_norm is unset) still stops the run, and the message gives the norm, inf. */
+static void test_inf_gradient_cell_is_caught(void **st)
+{
+    (void)st;
+    char text[2048];
+    snprintf(text, sizeof text,
+             "[experiment]\nname = infgrad\n[data]\ntype = synthetic_mmoe\nrows = 600, 100, 100\n"
+             "[layer.h]\ntype = dense\ninput = x\nunits = 8\n"
+             "[layer.bad]\ntype = bad_grad\nplugin = %s\ninput = h\ninf = true\n"
+             "[layer.out]\ntype = dense\ninput = bad\nunits = 1\n"
+             "[head.y1]\ntype = regression\ninput = out\nlabel = y1\nloss = mse\n"
+             "[optimizer]\ntype = sgd\n[train]\nepochs = 1\nbatch = 50\n",
+             tu_build("tests/plugins/.libs/bad_grad.so"));
+    const char *ini = tu_write(".ini", text);
+    ts_run_opts o = {0};
+    o.overwrite = 1;
+    char dir[] = "/tmp/tessera-infgrad-XXXXXX", run[64], cmd[96];
+    assert_non_null(mkdtemp(dir));
+    snprintf(run, sizeof run, "%s/run", dir);
+    o.results_dir = run;
+    ts_err e;
+    int rc = ts_run(ini, &o, &e);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(rc, -1);
+    tu_contains(e.msg, "step 1 (epoch 1)", "gradient norm is", "[layer.bad]", NULL);
+}
+
 static void test_skipped_rows_reported(void **st)
 {
     (void)st;
@@ -151,6 +180,7 @@ int main(void)
         cmocka_unit_test(test_checker_catches_wrong_backward),
         cmocka_unit_test(test_nan_guard_keeps_files),
         cmocka_unit_test(test_nan_gradient_names_the_layer),
+        cmocka_unit_test(test_inf_gradient_cell_is_caught),
         cmocka_unit_test(test_skipped_rows_reported),
         cmocka_unit_test(test_one_seed_one_result),
         cmocka_unit_test(test_census_mlp_reaches_floor),

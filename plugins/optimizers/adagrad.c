@@ -14,14 +14,60 @@
 
 typedef struct adagrad_state {
     float lr, eps, initial;
+    int avx; /* the CPU has AVX: adagrad_span's 8-wide path */
 } adagrad_state;
 
-/* Updates n weights w (n) from g (n) and the accumulated squares s (n). */
-static void adagrad_span(const adagrad_state *st, float lr, float *w, const float *g, float *s,
-                         long n)
+/* Updates n weights w (n) from g (n) and the accumulated squares s (n). The loop is SIMD
+ * (AVX where the CPU has it, else SSE2): a scalar sqrtf keeps its errno path and GCC leaves
+ * the loop scalar at -O2, which made this update a fifth of the YouTube DNN's training time
+ * (perf, issue 17). Every lane computes the same IEEE operations in the same order as the
+ * scalar tail (no FMA: the products and sums are separate instructions), so the result is
+ * bit-identical to the scalar loop. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx")))
+static long adagrad_avx(float lr, float eps, float g0, float *restrict w,
+                        const float *restrict g, float *restrict s, long n)
+{
+    const __m256 LR = _mm256_set1_ps(lr), EPS = _mm256_set1_ps(eps), G0 = _mm256_set1_ps(g0);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 gi = _mm256_loadu_ps(g + i);
+        __m256 si = _mm256_add_ps(_mm256_loadu_ps(s + i), _mm256_mul_ps(gi, gi));
+        _mm256_storeu_ps(s + i, si);
+        __m256 den = _mm256_add_ps(_mm256_sqrt_ps(_mm256_add_ps(G0, si)), EPS);
+        __m256 wi = _mm256_loadu_ps(w + i);
+        _mm256_storeu_ps(w + i, _mm256_sub_ps(wi, _mm256_div_ps(_mm256_mul_ps(LR, gi), den)));
+    }
+    return i;
+}
+
+static long adagrad_sse(float lr, float eps, float g0, float *restrict w,
+                        const float *restrict g, float *restrict s, long n)
+{
+    const __m128 LR = _mm_set1_ps(lr), EPS = _mm_set1_ps(eps), G0 = _mm_set1_ps(g0);
+    long i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m128 gi = _mm_loadu_ps(g + i);
+        __m128 si = _mm_add_ps(_mm_loadu_ps(s + i), _mm_mul_ps(gi, gi));
+        _mm_storeu_ps(s + i, si);
+        __m128 den = _mm_add_ps(_mm_sqrt_ps(_mm_add_ps(G0, si)), EPS);
+        __m128 wi = _mm_loadu_ps(w + i);
+        _mm_storeu_ps(w + i, _mm_sub_ps(wi, _mm_div_ps(_mm_mul_ps(LR, gi), den)));
+    }
+    return i;
+}
+#endif
+
+static void adagrad_span(const adagrad_state *st, float lr, float *restrict w,
+                         const float *restrict g, float *restrict s, long n)
 {
     float eps = st->eps, g0 = st->initial;
-    for (long i = 0; i < n; i++) {
+    long i = 0;
+#if defined(__GNUC__) && defined(__x86_64__)
+    i = st->avx ? adagrad_avx(lr, eps, g0, w, g, s, n) : adagrad_sse(lr, eps, g0, w, g, s, n);
+#endif
+    for (; i < n; i++) {
         s[i] += g[i] * g[i];
         w[i] -= lr * g[i] / (sqrtf(g0 + s[i]) + eps);
     }
@@ -38,7 +84,11 @@ static int init(void **state, const ts_cfg *cfg, ts_err *e)
                        "%g, %g, %g)", cfg ? ts_cfg_section(cfg) : "adagrad", lr, eps, g0);
     adagrad_state *s = malloc(sizeof *s);
     if (!s) return ts_fail(e, "adagrad: out of memory");
-    *s = (adagrad_state){(float)lr, (float)eps, (float)g0};
+    *s = (adagrad_state){(float)lr, (float)eps, (float)g0, 0};
+#if defined(__GNUC__) && defined(__x86_64__)
+    __builtin_cpu_init();
+    s->avx = __builtin_cpu_supports("avx") != 0;
+#endif
     *state = s;
     return 0;
 }

@@ -12,6 +12,8 @@
  * the same order as the scalar loop (so the same results). The compiler cannot vectorise the
  * scalar loop itself: sqrtf may set errno, and GCC keeps that call scalar even under
  * optimize("no-math-errno"); scalar, the update took 3.7 ns per weight, with SSE 0.9 ns.
+ * Where the CPU has AVX, adam_avx does 8 weights per instruction first (issue 17: Adam was a
+ * fifth of DSSM's training time in perf), the same operations again, so the same bits.
  */
 #include "tessera.h"
 
@@ -28,16 +30,57 @@ typedef struct adam_state {
 /* Updates n weights w (n) with gradient g (n), moments m (n) and v (n); b1, b2, eps, wd are the
  * configured constants. a = lr / (1 - b1^t), c = 1 / sqrt(1 - b2^t): the bias corrections
  * folded into two scalars. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+/* The same loop 8 weights per instruction, for CPUs with AVX (adam_span's first part there):
+ * the same operations in the same order, no FMA, so the same bits. Returns the weights done. */
+__attribute__((target("avx")))
+static long adam_avx(float b1, float b2, float eps, float wd, float a, float c,
+                     float *restrict w, const float *restrict g, float *restrict m,
+                     float *restrict v, long n)
+{
+    const __m256 B1 = _mm256_set1_ps(b1), B2 = _mm256_set1_ps(b2), C1 = _mm256_set1_ps(1.0f - b1),
+                 C2 = _mm256_set1_ps(1.0f - b2), EPS = _mm256_set1_ps(eps), WD = _mm256_set1_ps(wd),
+                 A = _mm256_set1_ps(a), C = _mm256_set1_ps(c);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 wi = _mm256_loadu_ps(w + i);
+        __m256 gi = _mm256_add_ps(_mm256_loadu_ps(g + i), _mm256_mul_ps(WD, wi));
+        __m256 mi = _mm256_add_ps(_mm256_mul_ps(B1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(C1, gi));
+        __m256 vi = _mm256_add_ps(_mm256_mul_ps(B2, _mm256_loadu_ps(v + i)),
+                                  _mm256_mul_ps(_mm256_mul_ps(C2, gi), gi));
+        _mm256_storeu_ps(m + i, mi);
+        _mm256_storeu_ps(v + i, vi);
+        __m256 den = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(vi), C), EPS);
+        _mm256_storeu_ps(w + i, _mm256_sub_ps(wi, _mm256_div_ps(_mm256_mul_ps(A, mi), den)));
+    }
+    return i;
+}
+
+static int have_avx(void)
+{
+    static int avx = -1;
+    if (avx < 0) {
+        __builtin_cpu_init();
+        avx = __builtin_cpu_supports("avx") != 0;
+    }
+    return avx;
+}
+#endif
+
 static void adam_span(float b1, float b2, float eps, float wd, float a, float c,
                       float *restrict w, const float *restrict g, float *restrict m,
                       float *restrict v, long n)
 {
     long i = 0;
+#if defined(__GNUC__) && defined(__x86_64__)
+    if (have_avx()) i = adam_avx(b1, b2, eps, wd, a, c, w, g, m, v, n);
+#endif
 #if defined(__SSE2__)
     const __m128 B1 = _mm_set1_ps(b1), B2 = _mm_set1_ps(b2), C1 = _mm_set1_ps(1.0f - b1),
                  C2 = _mm_set1_ps(1.0f - b2), EPS = _mm_set1_ps(eps), WD = _mm_set1_ps(wd),
                  A = _mm_set1_ps(a), C = _mm_set1_ps(c);
-    for (; i + 4 <= n; i += 4) {
+    for (; i + 4 <= n; i += 4) {   /* what AVX left (or all of it without AVX) */
         __m128 wi = _mm_loadu_ps(w + i);
         __m128 gi = _mm_add_ps(_mm_loadu_ps(g + i), _mm_mul_ps(WD, wi));
         __m128 mi = _mm_add_ps(_mm_mul_ps(B1, _mm_loadu_ps(m + i)), _mm_mul_ps(C1, gi));
