@@ -611,6 +611,10 @@ static int group_init(ts_exp *x, long **group, long *ngroups, ts_err *e)
     *group = NULL;
     *ngroups = 0;
     if (!name || !*name) return 0;
+    if (x->data.stream)
+        return ts_fail(e, "%s: [train] group_by needs every training row in memory, and [data] "
+                       "stream = true reads them as a stream; drop one of them",
+                       ts_cfg_where(ct, "group_by"));
     const ts_tensor *f = ts_ctx_field(&x->ctx, name);
     if (!f || f->dtype != TS_I32 || ts_rowsize(f) != 1)
         return ts_fail(e, "%s: [train] group_by = %s: name an I32 field of one id per row that "
@@ -681,6 +685,9 @@ typedef struct trainer {
     ts_loop l;
     long *group;                  /* [train] group_by: (ntrain) each training row's group, dense */
     long ngroups;
+    int stream;                   /* [data] stream = true: training rows come from stream_next */
+    int stream_on;                /* the epoch's stream has begun */
+    long *share;                  /* streamed: (size) every rank's training rows */
 } trainer;
 
 static void trainer_free(trainer *t)
@@ -695,8 +702,12 @@ static void trainer_free(trainer *t)
     t->group = NULL;
     free(t->l.order);
     free(t->l.best);
+    free(t->l.spos);
+    free(t->share);
     t->l.order = NULL;
     t->l.best = NULL;
+    t->l.spos = NULL;
+    t->share = NULL;
 }
 
 /* Adds the time since the last mark to the training time (checkpoints save it). */
@@ -707,8 +718,26 @@ static void mark_time(trainer *t)
     t->t_seg = n;
 }
 
+/* Streamed data: every rank's position of its stream into l->spos (a collective call). */
+static int gather_positions(trainer *t, ts_err *e)
+{
+    ts_loop *l = &t->l;
+    double *v = calloc((size_t)l->nspos, sizeof *v);
+    if (!v) return ts_fail(e, "out of memory");
+    int64_t pos[TS_STREAM_POS] = {0};
+    const ts_dataset_ops *ops = t->x->data_pl->ops;
+    if (t->stream_on) ops->stream_pos(&t->x->data, pos);
+    else pos[0] = l->epoch;   /* not begun: the epoch's start */
+    for (int k = 0; k < TS_STREAM_POS; k++) v[t->rank * TS_STREAM_POS + k] = (double)pos[k];
+    int rc = t->size > 1 ? ts_dist_sum(v, l->nspos, e) : 0;
+    for (int i = 0; !rc && i < l->nspos; i++) l->spos[i] = (int64_t)v[i];  /* exact below 2^53 */
+    free(v);
+    return rc;
+}
+
 static int save_checkpoint(trainer *t, int best, ts_err *e)
 {
+    if (t->stream && gather_positions(t, e)) return -1;
     if (!t->writer) return 0;
     /* the logs reach the disk before a checkpoint that names their length does (a power cut
      * must not leave a checkpoint newer than its logs, which resume would refuse) */
@@ -762,6 +791,51 @@ static int open_files(trainer *t, int resumed, ts_err *e)
     return append(t->ft, t->tpath, e) || append(t->fe, t->epath, e) ? -1 : 0;
 }
 
+/* Streamed data (docs/scale.md): every rank's share of the training rows; an epoch is as many
+ * steps as the largest share needs, and a rank whose share is used up takes part in the steps
+ * left with no rows (its gradient weighs 0), so the epochs of every rank end together and every
+ * training row is seen once an epoch. */
+static int stream_init(trainer *t, ts_err *e)
+{
+    ts_exp *x = t->x;
+    ts_loop *l = &t->l;
+    const ts_dataset_ops *ops = x->data_pl->ops;
+    if (!TS_OP(ops, stream_begin) || !TS_OP(ops, stream_next) || !TS_OP(ops, stream_pos))
+        return ts_fail(e, "[data] %s streams its rows but lacks the stream ops (a bug in the "
+                       "reader)", x->data_pl->name);
+    double *v = calloc((size_t)t->size, sizeof *v);
+    t->share = malloc((size_t)t->size * sizeof *t->share);
+    l->nspos = t->size * TS_STREAM_POS;
+    l->spos = calloc((size_t)l->nspos, sizeof *l->spos);
+    if (!v || !t->share || !l->spos) { free(v); return ts_fail(e, "out of memory"); }
+    v[t->rank] = (double)x->data.nrows[TS_TRAIN];
+    if (t->size > 1 && ts_dist_sum(v, t->size, e)) { free(v); return -1; }
+    long total = 0, most = 0;
+    for (int r = 0; r < t->size; r++) {
+        t->share[r] = (long)v[r];
+        total += t->share[r];
+        if (t->share[r] > most) most = t->share[r];
+    }
+    free(v);
+    t->stream = 1;
+    l->streamed = 1;
+    l->ntrain = total;
+    t->steps_per_epoch = (most + x->batch - 1) / x->batch;
+    if (t->log && t->size > 1) {
+        fprintf(t->log, "%s  stream: training rows per rank", x->name);
+        for (int r = 0; r < t->size; r++) fprintf(t->log, " %ld", t->share[r]);
+        fprintf(t->log, "; %ld steps an epoch\n", t->steps_per_epoch);
+    }
+    return 0;
+}
+
+/* Streamed data: rank r's rows in step s of an epoch. */
+static int stream_rows(const trainer *t, int r, long s)
+{
+    long left = t->share[r] - s * t->x->batch;
+    return left <= 0 ? 0 : left < t->x->batch ? (int)left : (int)t->x->batch;
+}
+
 /* Sets up the run: results folder, files, task weighting, and the loop state (new or resumed). */
 static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
 {
@@ -794,11 +868,12 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
     l->ntrain = x->data.nrows[TS_TRAIN];
     t->global_batch = x->batch * t->size;
     t->steps_per_epoch = (l->ntrain + t->global_batch - 1) / t->global_batch;
+    if (x->data.stream && stream_init(t, e)) return -1;
     l->nw = all_rows_w(x);
-    l->order = malloc((size_t)(l->ntrain ? l->ntrain : 1) * sizeof *l->order);
+    l->order = malloc((size_t)(l->ntrain && !t->stream ? l->ntrain : 1) * sizeof *l->order);
     l->best = malloc((size_t)(l->nw ? l->nw : 1) * sizeof *l->best);
     if (!l->order || !l->best) return ts_fail(e, "out of memory");
-    for (long i = 0; i < l->ntrain; i++) l->order[i] = i;
+    for (long i = 0; i < l->ntrain && !t->stream; i++) l->order[i] = i;
     memcpy(l->best, x->arena, (size_t)l->nw * sizeof *l->best);
     if (t->gn) { l->gn = t->gn->w; l->gn_t = &t->gn->t; }
     t->minimize = x->early_stop[0] ? lower_is_better(x->early_stop) : 0;
@@ -875,10 +950,24 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
     int q = B / t->size, r = B % t->size;
     int b = q + (t->rank < r);
     long lo = from + (long)t->rank * q + (t->rank < r ? t->rank : r);
+    if (t->stream) b = stream_rows(t, t->rank, l->s);   /* B: every rank's rows together */
     double frac = t->size > 1 ? (double)b / B : 1.0;
     double total = 0;
     if (b > 0) {
-        if (load_batch(x, TS_TRAIN, l->order + lo, b, e)) return -1;
+        if (t->stream) {
+            const ts_dataset_ops *ops = x->data_pl->ops;
+            ts_err pe;
+            int got = 0;
+            if (ops->stream_next(&x->data, b, &got, &pe))
+                return ts_fail(e, "[data] %s: %s", x->data_pl->name, pe.msg);
+            if (got != b)
+                return ts_fail(e, "[data] %s: the stream gave %d rows where the scan counted %d "
+                               "more (step %ld of epoch %ld); did the files change during the "
+                               "run?", x->data_pl->name, got, b, l->s + 1, l->epoch);
+            for (int i = 0; i < x->data.nfield; i++) x->data.field[i].dim[0] = b;
+        } else if (load_batch(x, TS_TRAIN, l->order + lo, b, e)) {
+            return -1;
+        }
         if (ts_exp_forward(x, TS_TRAIN, b, e)) return -1;
         for (int h = 0; h < x->nheads; h++) {
             ts_hnode *hn = &x->heads[h];
@@ -1131,6 +1220,21 @@ static int train_loop(trainer *t, ts_err *e)
     if (!l->done && stop_signal(t)) return interrupted(t, 0, e);
     while (!l->done) {
         double t_epoch = now();
+        if (t->stream && !t->stream_on) {
+            /* the epoch's stream: from its start, or (resumed mid-epoch) from the checkpoint's
+             * position of this rank */
+            const ts_dataset_ops *ops = x->data_pl->ops;
+            const int64_t *pos = l->shuffled && l->spos_ok ? l->spos + t->rank * TS_STREAM_POS
+                                                           : NULL;
+            if (l->shuffled && !l->spos_ok)
+                return ts_fail(e, "resuming a streamed epoch without the stream's position (a bug)");
+            ts_err pe;
+            if (ops->stream_begin(&x->data, l->epoch, pos, &pe))
+                return ts_fail(e, "[data] %s: %s", x->data_pl->name, pe.msg);
+            t->stream_on = 1;
+            l->spos_ok = 0;
+            l->shuffled = 1;
+        }
         if (!l->shuffled) {
             if (t->rank == 0) ts_rng_shuffle(&x->ctx.rng, l->order, l->ntrain);
             if (t->rank == 0 && t->group &&
@@ -1142,6 +1246,8 @@ static int train_loop(trainer *t, ts_err *e)
         while (l->s < t->steps_per_epoch) {
             long from = l->s * t->global_batch;
             int B = (int)(l->ntrain - from < t->global_batch ? l->ntrain - from : t->global_batch);
+            if (t->stream)
+                for (int r = B = 0; r < t->size; r++) B += stream_rows(t, r, l->s);
             if (train_step(t, from, B, e)) return -1;
             l->s++;
             int last = l->s == t->steps_per_epoch || (x->max_steps > 0 && l->step >= x->max_steps);
@@ -1155,6 +1261,7 @@ static int train_loop(trainer *t, ts_err *e)
             }
             if (stop_signal(t)) return interrupted(t, saved, e);
         }
+        t->stream_on = 0;   /* before end_epoch's checkpoint: the next epoch starts afresh */
         if (end_epoch(t, t_epoch, e)) return -1;
         if (!l->done && stop_signal(t)) return interrupted(t, 1, e);
     }
