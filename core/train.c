@@ -735,9 +735,26 @@ static int gather_positions(trainer *t, ts_err *e)
     return rc;
 }
 
+/* Several ranks: the loss sums since the last log line are every rank's; a checkpoint (written
+ * by rank 0) must hold their total, so they are summed into rank 0 and zeroed elsewhere, in a
+ * run resumed or not alike (log_line sums them again: the same figures). */
+static int fold_losses(trainer *t, ts_err *e)
+{
+    ts_exp *x = t->x;
+    double v[1 + 64];
+    int nh = x->nheads < 64 ? x->nheads : 64;
+    v[0] = t->l.loss_acc;
+    for (int h = 0; h < nh; h++) v[1 + h] = x->heads[h].loss_sum;
+    if (ts_dist_sum(v, 1 + nh, e)) return -1;
+    t->l.loss_acc = t->rank == 0 ? v[0] : 0;
+    for (int h = 0; h < nh; h++) x->heads[h].loss_sum = t->rank == 0 ? v[1 + h] : 0;
+    return 0;
+}
+
 static int save_checkpoint(trainer *t, int best, ts_err *e)
 {
     if (t->stream && gather_positions(t, e)) return -1;
+    if (t->size > 1 && fold_losses(t, e)) return -1;
     if (!t->writer) return 0;
     /* the logs reach the disk before a checkpoint that names their length does (a power cut
      * must not leave a checkpoint newer than its logs, which resume would refuse) */
@@ -895,6 +912,11 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
         }
         if (t->log && !resumed && !x->opts.if_changed)
             fprintf(t->log, "%s  no checkpoint in %s: starting from the beginning\n", x->name, dir);
+        if (resumed && t->rank > 0) {
+            /* the checkpoint's loss sums are every rank's total (fold_losses): rank 0's */
+            l->loss_acc = 0;
+            for (int h = 0; h < x->nheads; h++) x->heads[h].loss_sum = 0;
+        }
         if (resumed) {
             /* [train] epochs, patience and max_steps may have grown: a finished run goes on */
             l->done = l->epoch > x->epochs || (x->patience > 0 && l->bad_evals >= x->patience) ||

@@ -90,6 +90,7 @@ typedef struct census {
     double m2[NCONT];        /* Welford's sums of squares */
     struct crow *rec;        /* (cap) records of a batch */
     long next[3];            /* valid, test: the next row the stream gives */
+    char report[256];        /* aux "report" of a streamed run */
 } census;
 
 /* One streamed row, ready for a batch: standardised values and final ids. */
@@ -523,6 +524,9 @@ static int stream_prepare(ts_data *D, census *st, const char *pattern, const cha
         return -1;
     if (ts_stream_scan(st->stream, e) < 0) return -1;
     for (int sp = 0; sp < 3; sp++) D->nrows[sp] = ts_stream_rows(st->stream, (ts_phase)sp);
+    snprintf(st->report, sizeof st->report, "stream_files %d\nstream_train_rows_rank0 %ld\n"
+             "stream_shuffle_block_bytes %zu\n", ts_stream_nfiles(st->stream),
+             D->nrows[TS_TRAIN], ts_stream_bytes(st->stream));
     if (!st->fitted) {
         if (st->nfit < 1)
             return ts_fail(e, "%s: no training rows in %d file(s) (%ld bad rows skipped); check "
@@ -761,6 +765,11 @@ static int census_aux(ts_data *D, const char *name, const void **ptr, long *n)
     census *st = D->state;
     /* streamed: no per-row lines, and unseen values are not counted once (every epoch reads) */
     if (st->stream && (!strcmp(name, "row_line") || !strcmp(name, "unseen_values"))) return -1;
+    if (st->stream && !strcmp(name, "report")) {
+        *ptr = st->report;
+        *n = (long)strlen(st->report);
+        return 0;
+    }
     if (strcmp(name, "skipped_rows") == 0) { *ptr = &st->skipped; *n = 1; }
     else if (strcmp(name, "continuous_mean") == 0) { *ptr = st->mean; *n = NCONT; }
     else if (strcmp(name, "continuous_std") == 0) { *ptr = st->sd; *n = NCONT; }
