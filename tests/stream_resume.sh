@@ -7,7 +7,9 @@
 #     uninterrupted run: params.bin, metrics.json but the timings, eval.csv, train.csv's losses
 #     (KILL_TRIALS, default 4; KILL_DELAYS="0.3 0.8" repeats a failure);
 #  3. the split is by the rows' content: the same rows in other shards give the same figures;
-#  4. a reader that cannot stream refuses stream = true, naming the key.
+#  4. a reader that cannot stream refuses stream = true, naming the key;
+#  5. given the fitted state of the reference (fitted_state =), a run fits nothing and trains the
+#     same model.
 set -eu
 b=${top_builddir:-.}
 s=${top_srcdir:-.}
@@ -108,6 +110,14 @@ for k in valid.income.positive_rate test.income.positive_rate test.marital.posit
     [ "$a" = "$o" ] || { echo "FAIL: $k differs with other shards: $a / $o"; exit 1; }
 done
 echo "other shards, same rows: same fitted state and splits"
+
+# 5. a fitted state given (fitted_state =): nothing is fitted, and a state equal to the one the
+# reference fitted trains the very same model
+cp "$tmp/ref/data_state.txt" "$tmp/state.txt"
+# shellcheck disable=SC2086
+"$b/tessera" run $args data.fitted_state="$tmp/state.txt" --results "$tmp/given"
+same "$tmp/given" || { echo "FAIL: a run given the reference's fitted state differs from it"; exit 1; }
+echo "fitted_state given: bit-identical to the run that fitted it"
 
 # 4. a reader that does not stream
 if "$b/tessera" run "$s/experiments/movielens_two_tower.ini" data.stream=true --results "$tmp/no" >"$tmp/no.txt" 2>&1; then

@@ -635,7 +635,32 @@ static int census_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
     size_t nfit;
     const char *fit = ts_ctx_fitted(D->ctx, &nfit);
     int mode = ts_ctx_open_mode(D->ctx);
-    if (fit && read_state(st, fit, nfit, e) < 0) {
+    const char *given = ts_cfg_str(cfg, "fitted_state");
+    if (!fit && given && *given) {
+        /* a state fitted before (a sample's, or another run's data_state.txt): no fitting */
+        char gp[4096];
+        ts_ctx_path(D->ctx, given, gp, sizeof gp);
+        FILE *f = fopen(gp, "rb");
+        long sz = -1;
+        if (f && !fseek(f, 0, SEEK_END) && (sz = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
+            (st->state = malloc((size_t)sz + 1)) && fread(st->state, 1, (size_t)sz, f) == (size_t)sz) {
+            st->state[sz] = 0;
+            st->nstate = (size_t)sz;
+        } else {
+            if (f) fclose(f);
+            census_close(D);
+            return ts_fail(e, "%s: fitted_state = %s: cannot read %s; give the data_state.txt of "
+                           "a census run", ts_cfg_where(cfg, "fitted_state"), given, gp);
+        }
+        fclose(f);
+        if (read_state(st, st->state, st->nstate, e) < 0) {
+            char m[TS_ERR_MAX];
+            snprintf(m, sizeof m, "%s", e->msg);
+            census_close(D);
+            return ts_fail(e, "%s: fitted_state = %s: %s", ts_cfg_where(cfg, "fitted_state"), gp, m);
+        }
+        fit = st->state;
+    } else if (fit && read_state(st, fit, nfit, e) < 0) {
         census_close(D);
         return -1;
     }
@@ -800,6 +825,8 @@ static const ts_key keys[] = {
     {"stream", "bool", "false", "read the rows as a stream (path: a file, a folder of shards or a "
      "glob; plain or .gz) with memory bounded by shuffle_buffer; a row's split is a hash of its "
      "line (docs/scale.md)"},
+    {"fitted_state", "string", "", "a data_state.txt to read rows with instead of fitting the "
+     "statistics and vocabularies on the training split (e.g. fitted once on a sample)"},
     {"shuffle_buffer", "int", "65536", "stream = true: rows of the shuffle block (172 bytes each)"},
     {NULL, NULL, NULL, NULL}};
 static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops),
