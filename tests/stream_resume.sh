@@ -125,4 +125,16 @@ if "$b/tessera" run "$s/experiments/movielens_two_tower.ini" data.stream=true --
 fi
 grep -q "cannot stream its rows" "$tmp/no.txt" || { echo "FAIL: unclear refusal:"; cat "$tmp/no.txt"; exit 1; }
 echo "a reader that cannot stream: refused ($(head -c 120 "$tmp/no.txt"))"
+# bad streamed input: a glob that matches nothing, a block of no rows, an unreadable fitted state
+refused() {   # WHAT EXPECTED [overrides]: the run fails and says EXPECTED
+    what=$1; want=$2; shift 2
+    if "$b/tessera" run "$s/experiments/census_mmoe.ini" data.stream=true "$@" --results "$tmp/bad" >"$tmp/bad.txt" 2>&1; then
+        echo "FAIL: $what was accepted"; exit 1
+    fi
+    grep -q "$want" "$tmp/bad.txt" || { echo "FAIL: $what: unclear message:"; cat "$tmp/bad.txt"; exit 1; }
+    echo "$what: $(tail -n 1 "$tmp/bad.txt" | head -c 160)"
+}
+refused "a glob of no file" "matches no file; give a file, a folder of shards or a glob" "data.path=$tmp/none/*.gz"
+refused "shuffle_buffer = 0" "command line: shuffle_buffer = 0: give a number of rows from 1" data.shuffle_buffer=0
+refused "an unreadable fitted state" "fitted_state = $tmp/nope: cannot read" "data.fitted_state=$tmp/nope"
 echo "PASS"

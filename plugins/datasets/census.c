@@ -525,8 +525,9 @@ static int stream_prepare(ts_data *D, census *st, const char *pattern, const cha
     if (ts_stream_scan(st->stream, e) < 0) return -1;
     for (int sp = 0; sp < 3; sp++) D->nrows[sp] = ts_stream_rows(st->stream, (ts_phase)sp);
     snprintf(st->report, sizeof st->report, "stream_files %d\nstream_train_rows_rank0 %ld\n"
-             "stream_shuffle_block_bytes %zu\n", ts_stream_nfiles(st->stream),
-             D->nrows[TS_TRAIN], ts_stream_bytes(st->stream));
+             "stream_valid_rows %ld\nstream_test_rows %ld\nstream_shuffle_block_bytes %zu\n",
+             ts_stream_nfiles(st->stream), D->nrows[TS_TRAIN], D->nrows[TS_VALID],
+             D->nrows[TS_TEST], ts_stream_bytes(st->stream));
     if (!st->fitted) {
         if (st->nfit < 1)
             return ts_fail(e, "%s: no training rows in %d file(s) (%ld bad rows skipped); check "
@@ -670,6 +671,12 @@ static int census_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
     /* streamed: training only; predict and evaluate read the file they are given in memory */
     if (stream && mode == TS_OPEN_TRAIN) {
         D->stream = 1;
+        if (buffer < 1 || buffer > (1L << 30)) {
+            census_close(D);
+            return ts_fail(e, "%s: shuffle_buffer = %ld: give a number of rows from 1 to 2^30 "
+                           "(65536 rows of census are 11.8 MB)", ts_cfg_where(cfg, "shuffle_buffer"),
+                           buffer);
+        }
         if (stream_prepare(D, st, ts_cfg_str(cfg, "path"), ts_cfg_where(cfg, "path"), buffer, frac,
                            (uint64_t)seed, e) < 0) {
             census_close(D);
