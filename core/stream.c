@@ -23,6 +23,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <glob.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,11 +36,21 @@ typedef struct cursor {
     int k;                   /* order[k] is the file being read (k == norder: the end) */
     ts_lines *in;
     long idx;                /* lines of the split seen in the current file */
-    /* training: the block */
-    char *buf;               /* (cap) rows of row_bytes */
-    long *perm;
-    long nb, used, blockno, delivered;
-    int64_t start[TS_STREAM_POS];  /* the position of the block's start */
+    /* training: two blocks; the main thread hands out rows of block cur while a reader thread
+     * fills the other (the next block of the epoch). Only the reader thread touches the reading
+     * state above while it runs; every other reading joins it first. */
+    char *buf[2];            /* (cap) rows of row_bytes each */
+    long *perm[2];
+    long nb[2];
+    int64_t bstart[2][TS_STREAM_POS];  /* where each block started (fill_block) */
+    int cur;                 /* the block being handed out */
+    long used, blockno, delivered;
+    int64_t start[TS_STREAM_POS];      /* the position of block cur's start (checkpoints) */
+    pthread_t th;
+    int running;             /* the reader thread fills block 1 - cur */
+    int th_rc;
+    ts_err th_err;
+    struct ts_stream *owner;
 } cursor;
 
 struct ts_stream {
@@ -169,13 +181,19 @@ static int list_files(ts_stream *s, ts_ctx *ctx, const char *pattern, const char
     return 0;
 }
 
+static int join_reader(cursor *c, ts_err *e);
+
 static void cursor_free(cursor *c)
 {
+    ts_err ignored;
+    join_reader(c, &ignored);
     ts_lines_close(c->in);
     c->in = NULL;
     free(c->order);
-    free(c->buf);
-    free(c->perm);
+    for (int k = 0; k < 2; k++) {
+        free(c->buf[k]);
+        free(c->perm[k]);
+    }
     memset(c, 0, sizeof *c);
 }
 
@@ -316,34 +334,87 @@ static uint64_t epoch_seed(const ts_stream *s, long epoch, uint64_t what)
                                  mix64((uint64_t)s->rank + 1) ^ mix64(what)));
 }
 
-/* Fills the training block from the cursor's place and shuffles it. */
-static int fill_block(ts_stream *s, cursor *c, ts_err *e)
+/* Fills training block `slot` from the cursor's place and shuffles it. Its content depends only
+ * on where it starts and its number, never on the thread that fills it. */
+static int fill_block(ts_stream *s, cursor *c, int slot, ts_err *e)
 {
-    c->start[0] = c->epoch;
-    c->start[1] = c->k;
-    c->start[2] = c->in ? ts_lines_offset(c->in) : 0;
-    c->start[3] = c->in ? ts_lines_lineno(c->in) : 0;
-    c->start[4] = c->in ? c->idx : 0;
-    c->start[5] = c->blockno;
-    c->nb = c->used = 0;
-    while (c->nb < s->cap) {
-        int rc = next_row(s, c, c->buf + (size_t)c->nb * s->rb, e);
+    int64_t *st = c->bstart[slot];
+    st[0] = c->epoch;
+    st[1] = c->k;
+    st[2] = c->in ? ts_lines_offset(c->in) : 0;
+    st[3] = c->in ? ts_lines_lineno(c->in) : 0;
+    st[4] = c->in ? c->idx : 0;
+    st[5] = c->blockno;
+    long nb = 0;
+    while (nb < s->cap) {
+        int rc = next_row(s, c, c->buf[slot] + (size_t)nb * s->rb, e);
         if (rc < 0) return -1;
         if (rc == 0) break;
-        c->nb++;
+        nb++;
     }
-    for (long i = 0; i < c->nb; i++) c->perm[i] = i;
+    c->nb[slot] = nb;
+    for (long i = 0; i < nb; i++) c->perm[slot][i] = i;
     ts_rng r;
     ts_rng_seed(&r, epoch_seed(s, c->epoch, 0x424c4f434bull + (uint64_t)c->blockno));
-    ts_rng_shuffle(&r, c->perm, c->nb);
+    ts_rng_shuffle(&r, c->perm[slot], nb);
     c->blockno++;
     return 0;
+}
+
+static void *reader_main(void *arg)
+{
+    cursor *c = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);   /* signals go to the training thread */
+    c->th_rc = fill_block(c->owner, c, 1 - c->cur, &c->th_err);
+    return NULL;
+}
+
+/* Starts filling the block after cur in the reader thread (synchronously if none can start). */
+static int start_reader(ts_stream *s, cursor *c, ts_err *e)
+{
+    c->owner = s;
+    c->th_rc = 0;
+    if (pthread_create(&c->th, NULL, reader_main, c) == 0) {
+        c->running = 1;
+        return 0;
+    }
+    return fill_block(s, c, 1 - c->cur, e) < 0 ? -1 : (c->running = 2, 0);
+}
+
+/* Waits for the reader thread; its error, if any. */
+static int join_reader(cursor *c, ts_err *e)
+{
+    if (!c->running) return 0;
+    if (c->running == 1) pthread_join(c->th, NULL);
+    c->running = 0;
+    if (c->th_rc < 0) {
+        if (e) *e = c->th_err;
+        return -1;
+    }
+    return 0;
+}
+
+/* Block cur is used up: the next one (filled by the reader) becomes cur, and the reader starts
+ * on the one after. 0, or 1 at the end of the epoch, -1 on an error. */
+static int next_block(ts_stream *s, cursor *c, ts_err *e)
+{
+    if (!c->running && start_reader(s, c, e) < 0) return -1;
+    if (join_reader(c, e) < 0) return -1;
+    c->cur = 1 - c->cur;
+    c->used = 0;
+    memcpy(c->start, c->bstart[c->cur], sizeof c->start);
+    if (c->nb[c->cur] == 0) return 1;
+    return start_reader(s, c, e);
 }
 
 int ts_stream_begin(ts_stream *s, ts_phase split, long epoch, const int64_t *pos, ts_err *e)
 {
     if (!s->scanned) return ts_fail(e, "stream: begin before the scan (a bug in the reader)");
     cursor *c = split == TS_TRAIN ? &s->tr : &s->ev;
+    /* no reading while the reader thread reads (it shares the reader's parsing state) */
+    if (join_reader(&s->tr, e) < 0) return -1;
     ts_lines_close(c->in);
     c->in = NULL;
     c->split = split;
@@ -365,16 +436,19 @@ int ts_stream_begin(ts_stream *s, ts_phase split, long epoch, const int64_t *pos
         c->order[i] = c->order[j];
         c->order[j] = t;
     }
-    if (!c->buf) {
-        c->buf = malloc((size_t)s->cap * s->rb);
-        c->perm = malloc((size_t)s->cap * sizeof *c->perm);
-        if (!c->buf || !c->perm) return ts_fail(e, "stream: out of memory for a shuffle block of "
-                                                "%ld rows; lower shuffle_buffer", s->cap);
-    }
-    c->nb = c->used = c->blockno = c->delivered = 0;
+    for (int k = 0; k < 2; k++)
+        if (!c->buf[k]) {
+            c->buf[k] = malloc((size_t)s->cap * s->rb);
+            c->perm[k] = malloc((size_t)s->cap * sizeof *c->perm[k]);
+            if (!c->buf[k] || !c->perm[k])
+                return ts_fail(e, "stream: out of memory for two shuffle blocks of %ld rows; lower "
+                               "shuffle_buffer", s->cap);
+        }
+    c->cur = 0;
+    c->nb[0] = c->nb[1] = c->used = c->blockno = c->delivered = 0;
     memset(c->start, 0, sizeof c->start);
     c->start[0] = epoch;
-    if (!pos) return 0;
+    if (!pos) return start_reader(s, c, e);   /* the first block is read while the model waits */
     /* resume: the block that was being used, re-read from its recorded start */
     if (pos[0] != epoch || pos[1] < 0 || pos[1] > c->norder || pos[2] < 0 || pos[3] < 0 ||
         pos[4] < 0 || pos[5] < 0 || pos[6] < 0 || pos[6] > s->cap || pos[7] < 0 || pos[7] > s->mine)
@@ -385,13 +459,14 @@ int ts_stream_begin(ts_stream *s, ts_phase split, long epoch, const int64_t *pos
     if (c->k < c->norder && open_at(s, c, pos[2], (long)pos[3], e) < 0) return -1;
     c->idx = (long)pos[4];
     c->blockno = (long)pos[5];
-    if (fill_block(s, c, e) < 0) return -1;
-    if (pos[6] > c->nb)
+    if (fill_block(s, c, 0, e) < 0) return -1;
+    memcpy(c->start, c->bstart[0], sizeof c->start);
+    if (pos[6] > c->nb[0])
         return ts_fail(e, "stream: the checkpoint used %lld rows of a block that now has %ld; has "
-                       "the data changed since?", (long long)pos[6], c->nb);
+                       "the data changed since?", (long long)pos[6], c->nb[0]);
     c->used = (long)pos[6];
     c->delivered = (long)pos[7];
-    return 0;
+    return c->nb[0] > 0 ? start_reader(s, c, e) : 0;
 }
 
 int ts_stream_next(ts_stream *s, ts_phase split, void *out, int n, int *got, ts_err *e)
@@ -401,6 +476,7 @@ int ts_stream_next(ts_stream *s, ts_phase split, void *out, int n, int *got, ts_
     if (c->split != split || (!c->order))
         return ts_fail(e, "stream: rows asked of a split that was not begun (a bug in the reader)");
     char *o = out;
+    if (split != TS_TRAIN && join_reader(&s->tr, e) < 0) return -1;
     while (*got < n) {
         if (split != TS_TRAIN) {
             int rc = next_row(s, c, o + (size_t)*got * s->rb, e);
@@ -409,12 +485,13 @@ int ts_stream_next(ts_stream *s, ts_phase split, void *out, int n, int *got, ts_
             (*got)++;
             continue;
         }
-        if (c->used == c->nb) {
-            if (c->k >= c->norder && !c->in) break;
-            if (fill_block(s, c, e) < 0) return -1;
-            if (c->nb == 0) break;
+        if (c->used == c->nb[c->cur]) {
+            int rc = next_block(s, c, e);
+            if (rc < 0) return -1;
+            if (rc == 1) break;
         }
-        memcpy(o + (size_t)*got * s->rb, c->buf + (size_t)c->perm[c->used++] * s->rb, s->rb);
+        int b = c->cur;
+        memcpy(o + (size_t)*got * s->rb, c->buf[b] + (size_t)c->perm[b][c->used++] * s->rb, s->rb);
         c->delivered++;
         (*got)++;
     }
@@ -432,5 +509,5 @@ void ts_stream_pos(const ts_stream *s, int64_t pos[TS_STREAM_POS])
 
 size_t ts_stream_bytes(const ts_stream *s)
 {
-    return (size_t)s->cap * (s->rb + sizeof(long));
+    return 2 * (size_t)s->cap * (s->rb + sizeof(long));
 }
