@@ -376,7 +376,9 @@ static int start_reader(ts_stream *s, cursor *c, ts_err *e)
 {
     c->owner = s;
     c->th_rc = 0;
-    if (pthread_create(&c->th, NULL, reader_main, c) == 0) {
+    /* TESSERA_STREAM_THREAD=0: no thread, the blocks are read when needed (the same figures) */
+    const char *env = getenv("TESSERA_STREAM_THREAD");
+    if ((!env || strcmp(env, "0")) && pthread_create(&c->th, NULL, reader_main, c) == 0) {
         c->running = 1;
         return 0;
     }

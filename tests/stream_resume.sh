@@ -2,7 +2,8 @@
 # stream_resume.sh — streamed data ([data] stream = true, docs/scale.md): the bundled census file
 # cut into three shards (plain, gzip, plain) in a folder, a shuffle block of 5000 rows (so an
 # epoch holds many blocks and a checkpoint lands inside a block, a file and a gzip member).
-#  1. two runs of the same experiment are bit-identical (seeded epoch order);
+#  1. two runs of the same experiment are bit-identical (seeded epoch order), also without the
+#     reader thread (TESSERA_STREAM_THREAD=0);
 #  2. runs killed with SIGKILL at random moments and resumed (--resume) end bit-identical to the
 #     uninterrupted run: params.bin, metrics.json but the timings, eval.csv, train.csv's losses
 #     (KILL_TRIALS, default 4; KILL_DELAYS="0.3 0.8" repeats a failure);
@@ -56,6 +57,12 @@ same() {   # same DIR: DIR's results equal the reference's
 same "$tmp/again" || { echo "FAIL: two streamed runs of the same experiment differ"; exit 1; }
 echo "two runs: bit-identical"
 rm -rf "$tmp/again"
+# the reader thread changes no figure: without it (blocks read when needed) the same run
+# shellcheck disable=SC2086
+TESSERA_STREAM_THREAD=0 "$b/tessera" run $args --results "$tmp/nothread"
+same "$tmp/nothread" || { echo "FAIL: the run without the reader thread differs"; exit 1; }
+echo "without the reader thread: bit-identical"
+rm -rf "$tmp/nothread"
 
 # 2. kill and resume
 killed=0
