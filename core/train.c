@@ -751,10 +751,13 @@ static int fold_losses(trainer *t, ts_err *e)
     return 0;
 }
 
-static int save_checkpoint(trainer *t, int best, ts_err *e)
+/* collective = 0: a rank alone (a signal reaches the ranks at different steps, so none may wait
+ * for the others): no exchange, rank 0's own loss sums (the caller never asks it of a streamed
+ * run of several ranks, whose positions it cannot gather). */
+static int save_checkpoint_as(trainer *t, int best, int collective, ts_err *e)
 {
-    if (t->stream && gather_positions(t, e)) return -1;
-    if (t->size > 1 && fold_losses(t, e)) return -1;
+    if (collective && t->stream && gather_positions(t, e)) return -1;
+    if (collective && t->size > 1 && fold_losses(t, e)) return -1;
     if (!t->writer) return 0;
     /* the logs reach the disk before a checkpoint that names their length does (a power cut
      * must not leave a checkpoint newer than its logs, which resume would refuse) */
@@ -769,6 +772,11 @@ static int save_checkpoint(trainer *t, int best, ts_err *e)
     int rc = ts_ckpt_save(t->x, &t->l, best, e);
     t->t_seg = now();   /* writing the checkpoint is not training time */
     return rc;
+}
+
+static int save_checkpoint(trainer *t, int best, ts_err *e)
+{
+    return save_checkpoint_as(t, best, 1, e);
 }
 
 /* Opens train.csv and eval.csv: new ones with their header lines, or (resume) the ones of the
@@ -1228,8 +1236,15 @@ static int interrupted(trainer *t, int saved, ts_err *e)
     ts_exp *x = t->x;
     int sig = stop_signal(t);
     mark_time(t);
-    if (!saved && save_checkpoint(t, 0, e)) return -1;
     const char *dir = x->ctx.results_dir;
+    /* Several ranks see a signal at different steps: no exchange here. A streamed run of several
+     * ranks then keeps its last checkpoint (this step's would lack the other ranks' positions). */
+    if (!saved && t->size > 1 && t->stream)
+        return ts_fail(e, "interrupted by signal %d (%s) at step %ld, epoch %ld: %s is consistent "
+                       "and holds the last checkpoint written before ([train] checkpoint_every, "
+                       "each epoch's end); continue with: tessera resume %s", sig, strsignal(sig),
+                       t->l.step, t->l.epoch, dir, dir);
+    if (!saved && save_checkpoint_as(t, 0, t->size < 2, e)) return -1;
     return ts_fail(e, "interrupted by signal %d (%s) at step %ld, epoch %ld: %s is consistent and "
                    "holds a checkpoint of that step; continue with: tessera resume %s", sig,
                    strsignal(sig), t->l.step, t->l.epoch, dir, dir);

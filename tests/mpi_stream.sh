@@ -6,7 +6,8 @@
 #  2. one file, 2 ranks: every other training line each; shares differ by at most one row;
 #  3. mpirun killed at a random moment (SIGKILL, ranks too) and resumed with 2 ranks ends
 #     bit-identical to the uninterrupted 2-rank run (params.bin, metrics.json but timings,
-#     train.csv's losses); resuming it with 1 process is refused with the number of ranks.
+#     train.csv's losses); resuming it with 1 process is refused with the number of ranks;
+#  4. SIGTERM to mpirun: the job ends without a hang and a 2-rank resume is bit-identical.
 set -eu
 b=${top_builddir:-.}
 s=${top_srcdir:-.}
@@ -102,6 +103,37 @@ while [ "$ok" = 0 ]; do
     cut -d, -f1-6 "$dir/train.csv" >"$tmp/b.csv"
     cmp -s "$tmp/a.csv" "$tmp/b.csv" || { diff "$tmp/a.csv" "$tmp/b.csv" | head; echo "FAIL: train.csv's losses differ"; exit 1; }
     echo "killed at ${d}s, 1 process refused, resumed with 2 ranks: bit-identical"
+    ok=1
+done
+
+# 4. SIGTERM to mpirun: the ranks see it at different steps, so none waits for the others; the
+# job ends (no hang) saying where it stands, and a 2-rank resume ends bit-identical
+ok=0
+n=0
+while [ "$ok" = 0 ]; do
+    n=$((n + 1))
+    [ "$n" -le 6 ] || { echo "FAIL: every run ended before its SIGTERM"; exit 1; }
+    # from half the job's time down to a quarter (training runs from about a third to three
+    # quarters of it; MPI's start and end take the rest)
+    d=$(awk -v n="$n" -v t="$dur_ms" 'BEGIN { printf "%.3f", t * (0.55 - 0.05 * n) / 1000 }')
+    dir="$tmp/t$n"
+    $mpi -np 2 "$b/tessera" run $args --results "$dir" >"$tmp/term.log" 2>&1 &
+    pid=$!
+    sleep "$d"
+    kill -TERM "$pid" 2>/dev/null || true
+    # a hang would outlive this wait: SIGKILL after 60 s, then fail
+    ( sleep 60; kill -9 "$pid" 2>/dev/null ) &
+    guard=$!
+    rc=0
+    wait "$pid" || rc=$?
+    kill "$guard" 2>/dev/null || true
+    [ "$rc" != 137 ] || { cat "$tmp/term.log"; echo "FAIL: the job hung after SIGTERM"; exit 1; }
+    [ ! -f "$dir/metrics.json" ] || { echo "run $n: finished before SIGTERM at ${d}s"; continue; }
+    grep -q "interrupted by signal 15" "$tmp/term.log" || { cat "$tmp/term.log"; echo "FAIL: no message after SIGTERM"; exit 1; }
+    timeout 300 $mpi -np 2 "$b/tessera" run $args --results "$dir" --resume >"$tmp/resume.log" 2>&1 ||
+        { cat "$tmp/resume.log"; echo "FAIL: resume after SIGTERM"; exit 1; }
+    cmp -s "$tmp/ref/params.bin" "$dir/params.bin" || { echo "FAIL: resumed after SIGTERM: params.bin differs"; exit 1; }
+    echo "SIGTERM at ${d}s: the job ended, resumed with 2 ranks: bit-identical"
     ok=1
 done
 echo PASS
