@@ -20,6 +20,7 @@
  *   BEST  float32[nw] the weights of the best validation so far (the arena's w block)
  *   GNRM  int64 updates, float64[6 * heads] GradNorm's state (GradNorm runs only)
  *   FITS  the dataset's fitted state as text (data_state.txt; readers with a fitted op only)
+ *   STRM  streamed data only: int64[8 * ranks] every rank's stream position (docs/scale.md)
  *   END   empty: the file is complete
  *
  * Files in the results folder: checkpoint.tsck (the latest), checkpoint.prev.tsck (the one
@@ -225,8 +226,8 @@ static int write_file(ts_exp *x, const ts_loop *l, const char *tmp, const char *
     w_raw(&w, x->ctx.rng.s, 32);
     w_end(&w);
 
-    w_begin(&w, "ORDR", (uint64_t)l->ntrain * 8);
-    for (long i = 0; i < l->ntrain; i++) w_i64(&w, l->order[i]);
+    w_begin(&w, "ORDR", l->streamed ? 0 : (uint64_t)l->ntrain * 8);
+    for (long i = 0; i < l->ntrain && !l->streamed; i++) w_i64(&w, l->order[i]);
     w_end(&w);
 
     w_begin(&w, "PARM", ts_params_records_size(x));
@@ -262,6 +263,11 @@ static int write_file(ts_exp *x, const ts_loop *l, const char *tmp, const char *
     if (x->data_state) {            /* what the reader fitted: resume must read rows the same way */
         w_begin(&w, "FITS", (uint64_t)x->ndata_state);
         w_raw(&w, x->data_state, x->ndata_state);
+        w_end(&w);
+    }
+    if (l->streamed) {
+        w_begin(&w, "STRM", (uint64_t)l->nspos * 8);
+        w_raw(&w, l->spos, (size_t)l->nspos * 8);
         w_end(&w);
     }
     w_begin(&w, "END ", 0);
@@ -349,12 +355,12 @@ static double rd_f64(const unsigned char *p)
     return d;
 }
 
-enum { B_HEAD, B_META, B_CONF, B_RNG, B_ORDR, B_PARM, B_OPTS, B_BEST, B_GNRM, B_FITS, B_END,
-       NBLK };
+enum { B_HEAD, B_META, B_CONF, B_RNG, B_ORDR, B_PARM, B_OPTS, B_BEST, B_GNRM, B_FITS, B_STRM,
+       B_END, NBLK };
 static const char blk_tag[NBLK][5] = {"HEAD", "META", "CONF", "RNG ", "ORDR", "PARM", "OPTS",
-                                      "BEST", "GNRM", "FITS", "END "};
+                                      "BEST", "GNRM", "FITS", "STRM", "END "};
 static const char *const blk_name[NBLK] = {"HEAD", "META", "CONF", "RNG", "ORDR", "PARM", "OPTS",
-                                           "BEST", "GNRM", "FITS", "END"};   /* for messages */
+                                           "BEST", "GNRM", "FITS", "STRM", "END"};   /* for messages */
 
 /* A block's tag for a message: its 4 bytes, a byte outside printable ASCII as '?' (buf: 5). */
 static const char *ck_tag(const unsigned char *b, char *buf)
@@ -418,7 +424,7 @@ static const char *ck_parse(ck_file *c, char *why, size_t cap)
         return why;
     }
     for (int k = 0; k < NBLK; k++)
-        if (!c->p[k] && k != B_GNRM && k != B_FITS) {
+        if (!c->p[k] && k != B_GNRM && k != B_FITS && k != B_STRM) {
             snprintf(why, cap, "it has no %s block", blk_name[k]);
             return why;
         }
@@ -748,7 +754,7 @@ static int ck_restore(ts_exp *x, ts_loop *l, const char *path, ts_err *e)
         if (!x->ctx.params[i]->shared)
             nstate += (uint64_t)x->ctx.params[i]->rows * x->ctx.params[i]->cols * oo->nslots;
     if (c.len[B_META] != 10 * 8 + 8 + 32 + (uint64_t)K * 8 || c.len[B_RNG] != 32 ||
-        c.len[B_ORDR] != (uint64_t)l->ntrain * 8 || c.len[B_BEST] != (uint64_t)l->nw * 4 ||
+        c.len[B_ORDR] != (l->streamed ? 0 : (uint64_t)l->ntrain * 8) || c.len[B_BEST] != (uint64_t)l->nw * 4 ||
         c.len[B_OPTS] != nstate * 4 || (l->gn && c.len[B_GNRM] != 8 + (uint64_t)K * 48) ||
         (!l->gn) != (!c.p[B_GNRM])) {
         ts_fail(e, "%s does not fit this run: a block has the wrong size", path);
@@ -770,7 +776,20 @@ static int ck_restore(ts_exp *x, ts_loop *l, const char *path, ts_err *e)
                "only zeros)");
         goto out;
     }
-    if (check_order(l, c.p[B_ORDR], path, e) || check_floats(x, &c, r, count, oo->nslots, path, e))
+    if (l->streamed != (c.p[B_STRM] != NULL)) {
+        ts_fail(e, "%s was written by a run that %s its data; this one %s (set [data] stream as "
+                "the run had it)", path, c.p[B_STRM] ? "streamed" : "held", l->streamed ?
+                "streams it" : "holds it in memory");
+        goto out;
+    }
+    if (l->streamed && c.len[B_STRM] != (uint64_t)l->nspos * 8) {
+        ts_fail(e, "%s was written by a streamed run of %llu ranks; this one has %d: resume with "
+                "the same number of ranks (mpirun -np %llu), or start again", path,
+                (unsigned long long)(c.len[B_STRM] / (8 * TS_STREAM_POS)), l->nspos / TS_STREAM_POS,
+                (unsigned long long)(c.len[B_STRM] / (8 * TS_STREAM_POS)));
+        goto out;
+    }
+    if ((!l->streamed && check_order(l, c.p[B_ORDR], path, e)) || check_floats(x, &c, r, count, oo->nslots, path, e))
         goto out;
     if (l->gn && check_gradnorm(x, c.p[B_GNRM], (long long)rd_u64(c.p[B_META] + 16), path, e))
         goto out;
@@ -811,7 +830,9 @@ static int ck_restore(ts_exp *x, ts_loop *l, const char *path, ts_err *e)
     l->wall = rd_f64(m + 112);
     for (int k = 0; k < K; k++) x->heads[k].loss_sum = rd_f64(m + 120 + 8 * k);
     for (int k = 0; k < 4; k++) x->ctx.rng.s[k] = rng[k];
-    for (long i = 0; i < l->ntrain; i++) l->order[i] = (long)rd_u64(c.p[B_ORDR] + 8 * i);
+    for (long i = 0; i < l->ntrain && !l->streamed; i++) l->order[i] = (long)rd_u64(c.p[B_ORDR] + 8 * i);
+    for (int i = 0; l->streamed && i < l->nspos; i++) l->spos[i] = (int64_t)rd_u64(c.p[B_STRM] + 8 * i);
+    l->spos_ok = l->streamed;
     memcpy(l->best, c.p[B_BEST], (size_t)l->nw * sizeof(float));
     if (l->gn) {
         *l->gn_t = (long)rd_u64(c.p[B_GNRM]);

@@ -460,6 +460,19 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
     /* Plugins of every section, and their keys. */
     ts_cfg *cd = ts_ini_find(ini, "data");
     if (!(x->data_pl = section_plugin(cd, TS_DATASET, e))) goto fail;
+    if (ts_cfg_str(cd, "stream") || ts_cfg_str(cd, "shuffle_buffer")) {
+        /* a reader that does not stream has no such keys: say what the key needs */
+        int has = 0;
+        for (const ts_key *k = x->data_pl->keys; k && k->key; k++) has |= !strcmp(k->key, "stream");
+        const ts_dataset_ops *dops = x->data_pl->ops;
+        if (!has || !TS_OP(dops, stream_begin)) {
+            const char *key = ts_cfg_str(cd, "stream") ? "stream" : "shuffle_buffer";
+            ts_fail(e, "%s: [data] %s: the dataset type %s cannot stream its rows (it reads them "
+                    "all into memory); drop the key, or use a reader that streams (census, "
+                    "docs/scale.md)", ts_cfg_where(cd, key), key, x->data_pl->name);
+            goto fail;
+        }
+    }
     {
         const ts_key *l[1] = {x->data_pl->keys};
         if (ts_cfg_validate(cd, data_keys, l, 1, e)) goto fail;
@@ -1013,8 +1026,16 @@ static int check_labels(ts_exp *x, ts_err *e)
             int b = (int)(left < x->ctx.max_batch ? left : x->ctx.max_batch);
             for (int i = 0; i < b; i++) rows[i] = s + i;
             ts_err pe;
-            if (ops->batch(&x->data, (ts_phase)sp, rows, b, &pe)) {
-                rc = ts_fail(e, "[data] %s: %s", x->data_pl->name, pe.msg);
+            int got = b;
+            /* streamed training rows: this rank's share, read through the stream (epoch 0) */
+            int bad = x->data.stream && sp == TS_TRAIN
+                ? (s == 0 && ops->stream_begin(&x->data, 0, NULL, &pe)) ||
+                  ops->stream_next(&x->data, b, &got, &pe)
+                : ops->batch(&x->data, (ts_phase)sp, rows, b, &pe);
+            if (bad || got != b) {
+                rc = bad ? ts_fail(e, "[data] %s: %s", x->data_pl->name, pe.msg)
+                         : ts_fail(e, "[data] %s: the stream gave fewer rows than its scan "
+                                   "counted; did the files change?", x->data_pl->name);
                 break;
             }
             for (int h = 0; h < x->nheads && !rc; h++)

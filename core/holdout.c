@@ -134,6 +134,11 @@ int ts_exp_holdout(ts_exp *x, ts_err *e)
         return ts_fail(e, "%s: [data] select_seed = %ld: give a whole number ≥ 0",
                        ts_cfg_where(cd, "select_seed"), seed);
     if (x->ctx.open_mode != TS_OPEN_TRAIN) return 0;   /* applying a run: no training split */
+    if (x->data.stream)   /* streamed rows are read in blocks, never by number */
+        return ts_fail(e, "%s: [data] select_fraction holds out training rows by number, which a "
+                       "streamed dataset (stream = true) does not offer; give the selection rows "
+                       "a file of their own and tune on that, or read the data in memory",
+                       ts_cfg_where(cd, "select_fraction"));
     long n = x->data.nrows[TS_TRAIN], *group = NULL, ng = 0;
     if (by && *by && read_groups(x, cd, by, &group, &ng, e)) return -1;
     x->select_rows = malloc((size_t)n * sizeof *x->select_rows);

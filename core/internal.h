@@ -308,6 +308,11 @@ int ts_open_regular(const char *path, const char *what, ts_err *e);
 /* fopen(path, "r") for a regular file only (NULL for a FIFO, a device, a folder): the program's
  * readers of files a run wrote (metrics.json, gates.csv, config.ini) never block on a planted FIFO. */
 FILE *ts_fopen_regular(const char *path);
+/* Bytes of the (inflated) file before the next line ts_lines_next will return. */
+long long ts_lines_offset(const ts_lines *r);
+/* Continues reading at byte off, the start of line lineno + 1 (an offset ts_lines_offset gave
+ * when ts_lines_lineno was lineno): a seek in a plain file, lines inflated and skipped in gzip. */
+int ts_lines_seek(ts_lines *r, long long off, long lineno, ts_err *e);
 
 /* ---- checkpoints (checkpoint.c; docs/checkpoints.md documents the format) -------------------- */
 /* The training loop's state between two steps: with the arena's weights and optimizer slots it
@@ -327,6 +332,11 @@ typedef struct ts_loop {
     long train_off, eval_off;      /* bytes of train.csv and eval.csv written */
     double *gn;                    /* GradNorm's (6 K) doubles, or NULL */
     long *gn_t;                    /* GradNorm's update count */
+    int streamed;                  /* [data] stream = true: no order (ORDR empty); ntrain is the
+                                    * training rows of every rank together */
+    int64_t *spos;                 /* streamed: (nspos) every rank's TS_STREAM_POS numbers */
+    int nspos;
+    int spos_ok;                   /* a resume restored spos */
 } ts_loop;
 
 /* Writes RUN_DIR/checkpoint.tsck atomically (temporary file, fsync, rename), keeping the one it

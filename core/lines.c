@@ -99,6 +99,7 @@ struct ts_lines {
                              lines before it are returned, the line holding it is an error */
     int eof;              /* the source has returned everything */
     long lineno;
+    long long base;       /* bytes of the (inflated) file before buf[0] (ts_lines_offset) */
     int error;            /* 1: a read error; 2: a NUL byte on line lineno + 1; 3: line
                              lineno + 1 is longer than TS_LINE_LIMIT */
     int failing;          /* a read error (errmsg) comes after the bytes the last read gave:
@@ -275,6 +276,7 @@ static int refill(ts_lines *r)
 static int make_room(ts_lines *r)
 {
     if (r->pos > 0) {
+        r->base += (long long)r->pos;
         memmove(r->buf, r->buf + r->pos, r->len - r->pos);
         r->len -= r->pos;
         r->scan -= r->pos;
@@ -325,6 +327,29 @@ char *ts_lines_next(ts_lines *r, size_t *len)
 }
 
 long ts_lines_lineno(const ts_lines *r) { return r->lineno; }
+long long ts_lines_offset(const ts_lines *r) { return r->base + (long long)r->pos; }
+
+int ts_lines_seek(ts_lines *r, long long off, long lineno, ts_err *e)
+{
+    if (off < 0 || lineno < 0) return ts_fail(e, "%s: cannot seek to byte %lld", r->path, off);
+    if (r->src == TS_SRC_PLAIN && !r->error && !r->failing) {
+        if (lseek(r->fd, (off_t)off, SEEK_SET) < 0)
+            return ts_fail(e, "%s: cannot seek to byte %lld: %s", r->path, off, strerror(errno));
+        r->pos = r->len = r->scan = 0;
+        r->nul = TS_NO_NUL;
+        r->eof = 0;
+        r->base = off;
+        r->lineno = lineno;
+        return 0;
+    }
+    /* gzip: no random access; inflate and skip lines up to the offset */
+    while (ts_lines_offset(r) < off && ts_lines_next(r, NULL)) {}
+    if (ts_lines_error(r, e) < 0) return -1;
+    if (ts_lines_offset(r) != off || r->lineno != lineno)
+        return ts_fail(e, "%s: byte %lld (line %ld) is not the start of a line of this file; has "
+                       "the file changed since the checkpoint?", r->path, off, lineno);
+    return 0;
+}
 const char *ts_lines_path(const ts_lines *r) { return r->path; }
 
 int ts_lines_error(const ts_lines *r, ts_err *e)

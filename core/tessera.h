@@ -411,6 +411,8 @@ typedef struct ts_data {
     long nrows[3];                    /* examples per split: [TS_TRAIN], [TS_VALID], [TS_TEST] */
     void *state;                      /* the plugin's own */
     ts_ctx *ctx;
+    /* ---- appended ---- */
+    int stream;                       /* open() sets 1 when training rows are streamed (below) */
 } ts_data;
 
 /* Declares a field at open(): dims excludes the batch dimension (ndim-1 of them).
@@ -439,6 +441,19 @@ typedef struct ts_dataset_ops {
      * writes it into the run folder (data_state.txt) so predict, evaluate and resume read new
      * rows exactly as the training rows were read. */
     int (*fitted)(ts_data *D, char **text, size_t *n, ts_err *e);
+    /* ---- appended: streamed training rows (`stream = true` in [data], docs/scale.md) ----
+     * A reader that streams sets D->stream = 1 at open(); then D->nrows[TS_TRAIN] is THIS rank's
+     * share of the training rows, batch() serves the valid and test splits only (rows asked in
+     * order, 0, 1, 2, ...), and the host draws training rows with these three ops. A reader
+     * that leaves D->stream 0 never sees them called. */
+    /* Starts epoch `epoch` (1-based) of this rank's training rows; pos NULL: from the epoch's
+     * start, else a position stream_pos gave (a resumed run), from which the rows continue
+     * exactly as they would have. */
+    int (*stream_begin)(ts_data *D, long epoch, const int64_t *pos, ts_err *e);
+    /* Fills every field with the next rows of the epoch, up to n; *got of them (0 at its end). */
+    int (*stream_next)(ts_data *D, int n, int *got, ts_err *e);
+    /* Where the epoch stands: TS_STREAM_POS numbers that a checkpoint keeps. */
+    void (*stream_pos)(ts_data *D, int64_t *pos);
 } ts_dataset_ops;
 
 /* ------------------------------------------------------------------------------------------
@@ -488,6 +503,43 @@ int ts_retriever_dim(const ts_retriever *r);
 int ts_retriever_max_batch(const ts_retriever *r);
 int ts_retriever_score(ts_retriever *r, int n, float *scores, float *user, ts_err *e);
 void ts_retriever_close(ts_retriever *r);   /* NULL is fine */
+
+/* ---- streamed data (appended functions; docs/scale.md) -------------------------------------
+ * What a reader needs to stream its rows: the files of a pattern (a file, a folder of shards or
+ * a glob; plain or gzip), each line's split by a hash of its bytes and split_seed, a scan that
+ * lets the reader fit and counts the rows, this rank's share of the training rows read through
+ * a shuffle block of `buffer_rows` rows, and positions a checkpoint keeps. The reader parses a
+ * line into a fixed-size row record of its own (row_bytes). */
+#define TS_STREAM_POS 8
+typedef struct ts_stream ts_stream;
+/* The scan's call for every non-blank line: fit on TS_TRAIN lines; 1: a row the reader keeps,
+ * 0: a row it skips (skip_bad_rows), -1: an error (message in e). The line may be changed. */
+typedef int (*ts_stream_scan_fn)(void *user, ts_phase split, char *line, size_t len,
+                                 const char *path, long lineno, ts_err *e);
+/* A line of the split being read into a row record: 1 kept, 0 skipped, -1 an error. */
+typedef int (*ts_stream_row_fn)(void *user, char *line, size_t len, const char *path,
+                                long lineno, void *row, ts_err *e);
+ts_stream *ts_stream_open(ts_ctx *ctx, const char *pattern, const char *where, size_t row_bytes,
+                          long buffer_rows, const double frac[3], uint64_t split_seed,
+                          ts_stream_scan_fn scan, ts_stream_row_fn row, void *user, ts_err *e);
+void ts_stream_close(ts_stream *s);
+int ts_stream_nfiles(const ts_stream *s);
+const char *ts_stream_file(const ts_stream *s, int i);
+/* The split of a line (its bytes without the line ending). */
+ts_phase ts_stream_split(const ts_stream *s, const char *line, size_t len);
+/* The pass over every file (in name order) that calls scan and counts rows. */
+int ts_stream_scan(ts_stream *s, ts_err *e);
+/* Rows of a split after the scan: TS_TRAIN: this rank's share; valid and test: every row. */
+long ts_stream_rows(const ts_stream *s, ts_phase split);
+/* Starts reading a split: training, epoch's shuffled order (pos: resume there, or NULL);
+ * valid and test, file order (epoch and pos unused). */
+int ts_stream_begin(ts_stream *s, ts_phase split, long epoch, const int64_t *pos, ts_err *e);
+/* Up to n row records of the split into out (n * row_bytes bytes); *got of them, 0 at the end. */
+int ts_stream_next(ts_stream *s, ts_phase split, void *out, int n, int *got, ts_err *e);
+/* The training cursor's position (what ts_stream_begin takes back). */
+void ts_stream_pos(const ts_stream *s, int64_t pos[TS_STREAM_POS]);
+/* Bytes the stream holds for its block (the memory bound of streamed rows). */
+size_t ts_stream_bytes(const ts_stream *s);
 
 #ifdef __cplusplus
 }

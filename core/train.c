@@ -889,6 +889,10 @@ static int group_init(ts_exp *x, long **group, long *ngroups, ts_err *e)
     *group = NULL;
     *ngroups = 0;
     if (!name || !*name) return 0;
+    if (x->data.stream)
+        return ts_fail(e, "%s: [train] group_by needs every training row in memory, and [data] "
+                       "stream = true reads them as a stream; drop one of them",
+                       ts_cfg_where(ct, "group_by"));
     const ts_tensor *f = ts_ctx_field(&x->ctx, name);
     if (!f || f->dtype != TS_I32 || ts_rowsize(f) != 1)
         return ts_fail(e, "%s: [train] group_by = %s: name an I32 field of one id per row that "
@@ -960,6 +964,9 @@ typedef struct trainer {
     long *group;                  /* [train] group_by: (ntrain) each training row's group, dense */
     long *rowbuf;                 /* (batch) a step's rows mapped through x->train_rows */
     long ngroups;
+    int stream;                   /* [data] stream = true: training rows come from stream_next */
+    int stream_on;                /* the epoch's stream has begun */
+    long *share;                  /* streamed: (size) every rank's training rows */
 } trainer;
 
 static void trainer_free(trainer *t)
@@ -976,8 +983,12 @@ static void trainer_free(trainer *t)
     t->rowbuf = NULL;
     free(t->l.order);
     free(t->l.best);
+    free(t->l.spos);
+    free(t->share);
     t->l.order = NULL;
     t->l.best = NULL;
+    t->l.spos = NULL;
+    t->share = NULL;
 }
 
 /* Adds the time since the last mark to the training time (checkpoints save it). */
@@ -988,8 +999,46 @@ static void mark_time(trainer *t)
     t->t_seg = n;
 }
 
-static int save_checkpoint(trainer *t, int best, ts_err *e)
+/* Streamed data: every rank's position of its stream into l->spos (a collective call). */
+static int gather_positions(trainer *t, ts_err *e)
 {
+    ts_loop *l = &t->l;
+    double *v = calloc((size_t)l->nspos, sizeof *v);
+    if (!v) return ts_fail(e, "out of memory");
+    int64_t pos[TS_STREAM_POS] = {0};
+    const ts_dataset_ops *ops = t->x->data_pl->ops;
+    if (t->stream_on) ops->stream_pos(&t->x->data, pos);
+    else pos[0] = l->epoch;   /* not begun: the epoch's start */
+    for (int k = 0; k < TS_STREAM_POS; k++) v[t->rank * TS_STREAM_POS + k] = (double)pos[k];
+    int rc = t->size > 1 ? ts_dist_sum(v, l->nspos, e) : 0;
+    for (int i = 0; !rc && i < l->nspos; i++) l->spos[i] = (int64_t)v[i];  /* exact below 2^53 */
+    free(v);
+    return rc;
+}
+
+/* Several ranks: the loss sums since the last log line are every rank's; a checkpoint (written
+ * by rank 0) must hold their total, so they are summed into rank 0 and zeroed elsewhere, in a
+ * run resumed or not alike (log_line sums them again: the same figures). */
+static int fold_losses(trainer *t, ts_err *e)
+{
+    ts_exp *x = t->x;
+    double v[1 + 64];
+    int nh = x->nheads < 64 ? x->nheads : 64;
+    v[0] = t->l.loss_acc;
+    for (int h = 0; h < nh; h++) v[1 + h] = x->heads[h].loss_sum;
+    if (ts_dist_sum(v, 1 + nh, e)) return -1;
+    t->l.loss_acc = t->rank == 0 ? v[0] : 0;
+    for (int h = 0; h < nh; h++) x->heads[h].loss_sum = t->rank == 0 ? v[1 + h] : 0;
+    return 0;
+}
+
+/* collective = 0: a rank alone (a signal reaches the ranks at different steps, so none may wait
+ * for the others): no exchange, rank 0's own loss sums (the caller never asks it of a streamed
+ * run of several ranks, whose positions it cannot gather). */
+static int save_checkpoint_as(trainer *t, int best, int collective, ts_err *e)
+{
+    if (collective && t->stream && gather_positions(t, e)) return -1;
+    if (collective && t->size > 1 && fold_losses(t, e)) return -1;
     if (!t->writer) return 0;
     /* the logs reach the disk before a checkpoint that names their length does (a power cut
      * must not leave a checkpoint newer than its logs, which resume would refuse) */
@@ -1004,6 +1053,11 @@ static int save_checkpoint(trainer *t, int best, ts_err *e)
     int rc = ts_ckpt_save(t->x, &t->l, best, e);
     t->t_seg = now();   /* writing the checkpoint is not training time */
     return rc;
+}
+
+static int save_checkpoint(trainer *t, int best, ts_err *e)
+{
+    return save_checkpoint_as(t, best, 1, e);
 }
 
 /* Opens train.csv and eval.csv: new ones with their header lines, or (resume) the ones of the
@@ -1043,6 +1097,51 @@ static int open_files(trainer *t, int resumed, ts_err *e)
     return append(t->ft, t->tpath, e) || append(t->fe, t->epath, e) ? -1 : 0;
 }
 
+/* Streamed data (docs/scale.md): every rank's share of the training rows; an epoch is as many
+ * steps as the largest share needs, and a rank whose share is used up takes part in the steps
+ * left with no rows (its gradient weighs 0), so the epochs of every rank end together and every
+ * training row is seen once an epoch. */
+static int stream_init(trainer *t, ts_err *e)
+{
+    ts_exp *x = t->x;
+    ts_loop *l = &t->l;
+    const ts_dataset_ops *ops = x->data_pl->ops;
+    if (!TS_OP(ops, stream_begin) || !TS_OP(ops, stream_next) || !TS_OP(ops, stream_pos))
+        return ts_fail(e, "[data] %s streams its rows but lacks the stream ops (a bug in the "
+                       "reader)", x->data_pl->name);
+    double *v = calloc((size_t)t->size, sizeof *v);
+    t->share = malloc((size_t)t->size * sizeof *t->share);
+    l->nspos = t->size * TS_STREAM_POS;
+    l->spos = calloc((size_t)l->nspos, sizeof *l->spos);
+    if (!v || !t->share || !l->spos) { free(v); return ts_fail(e, "out of memory"); }
+    v[t->rank] = (double)x->data.nrows[TS_TRAIN];
+    if (t->size > 1 && ts_dist_sum(v, t->size, e)) { free(v); return -1; }
+    long total = 0, most = 0;
+    for (int r = 0; r < t->size; r++) {
+        t->share[r] = (long)v[r];
+        total += t->share[r];
+        if (t->share[r] > most) most = t->share[r];
+    }
+    free(v);
+    t->stream = 1;
+    l->streamed = 1;
+    l->ntrain = total;
+    t->steps_per_epoch = (most + x->batch - 1) / x->batch;
+    if (t->log && t->size > 1) {
+        fprintf(t->log, "%s  stream: training rows per rank", x->name);
+        for (int r = 0; r < t->size; r++) fprintf(t->log, " %ld", t->share[r]);
+        fprintf(t->log, "; %ld steps an epoch\n", t->steps_per_epoch);
+    }
+    return 0;
+}
+
+/* Streamed data: rank r's rows in step s of an epoch. */
+static int stream_rows(const trainer *t, int r, long s)
+{
+    long left = t->share[r] - s * t->x->batch;
+    return left <= 0 ? 0 : left < t->x->batch ? (int)left : (int)t->x->batch;
+}
+
 /* Sets up the run: results folder, files, task weighting, and the loop state (new or resumed). */
 static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
 {
@@ -1079,11 +1178,12 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
         return ts_fail(e, "out of memory");
     t->global_batch = x->batch * t->size;
     t->steps_per_epoch = (l->ntrain + t->global_batch - 1) / t->global_batch;
+    if (x->data.stream && stream_init(t, e)) return -1;
     l->nw = all_rows_w(x);
-    l->order = malloc((size_t)(l->ntrain ? l->ntrain : 1) * sizeof *l->order);
+    l->order = malloc((size_t)(l->ntrain && !t->stream ? l->ntrain : 1) * sizeof *l->order);
     l->best = malloc((size_t)(l->nw ? l->nw : 1) * sizeof *l->best);
     if (!l->order || !l->best) return ts_fail(e, "out of memory");
-    for (long i = 0; i < l->ntrain; i++) l->order[i] = i;
+    for (long i = 0; i < l->ntrain && !t->stream; i++) l->order[i] = i;
     memcpy(l->best, x->arena, (size_t)l->nw * sizeof *l->best);
     if (t->gn) { l->gn = t->gn->w; l->gn_t = &t->gn->t; }
     t->minimize = x->early_stop[0] ? lower_is_better(x->early_stop) : 0;
@@ -1105,6 +1205,11 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
         }
         if (t->log && !resumed && !x->opts.if_changed)
             fprintf(t->log, "%s  no checkpoint in %s: starting from the beginning\n", x->name, dir);
+        if (resumed && t->rank > 0) {
+            /* the checkpoint's loss sums are every rank's total (fold_losses): rank 0's */
+            l->loss_acc = 0;
+            for (int h = 0; h < x->nheads; h++) x->heads[h].loss_sum = 0;
+        }
         if (resumed) {
             /* [train] epochs, patience and max_steps may have grown: a finished run goes on */
             l->done = l->epoch > x->epochs || (x->patience > 0 && l->bad_evals >= x->patience) ||
@@ -1160,15 +1265,29 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
     int q = B / t->size, r = B % t->size;
     int b = q + (t->rank < r);
     long lo = from + (long)t->rank * q + (t->rank < r ? t->rank : r);
+    if (t->stream) b = stream_rows(t, t->rank, l->s);   /* B: every rank's rows together */
     double frac = t->size > 1 ? (double)b / B : 1.0;
     double total = 0;
     if (b > 0) {
-        const long *rows = l->order + lo;
-        if (t->rowbuf) {
-            for (int i = 0; i < b; i++) t->rowbuf[i] = x->train_rows[rows[i]];
-            rows = t->rowbuf;
+        if (t->stream) {
+            const ts_dataset_ops *ops = x->data_pl->ops;
+            ts_err pe;
+            int got = 0;
+            if (ops->stream_next(&x->data, b, &got, &pe))
+                return ts_fail(e, "[data] %s: %s", x->data_pl->name, pe.msg);
+            if (got != b)
+                return ts_fail(e, "[data] %s: the stream gave %d rows where the scan counted %d "
+                               "more (step %ld of epoch %ld); did the files change during the "
+                               "run?", x->data_pl->name, got, b, l->s + 1, l->epoch);
+            for (int i = 0; i < x->data.nfield; i++) x->data.field[i].dim[0] = b;
+        } else {
+            const long *rows = l->order + lo;
+            if (t->rowbuf) {
+                for (int i = 0; i < b; i++) t->rowbuf[i] = x->train_rows[rows[i]];
+                rows = t->rowbuf;
+            }
+            if (load_batch(x, TS_TRAIN, rows, b, e)) return -1;
         }
-        if (load_batch(x, TS_TRAIN, rows, b, e)) return -1;
         if (ts_exp_forward(x, TS_TRAIN, b, e)) return -1;
         for (int h = 0; h < x->nheads; h++) {
             ts_hnode *hn = &x->heads[h];
@@ -1407,8 +1526,15 @@ static int interrupted(trainer *t, int saved, ts_err *e)
     ts_exp *x = t->x;
     int sig = stop_signal(t);
     mark_time(t);
-    if (!saved && save_checkpoint(t, 0, e)) return -1;
     const char *dir = x->ctx.results_dir;
+    /* Several ranks see a signal at different steps: no exchange here. A streamed run of several
+     * ranks then keeps its last checkpoint (this step's would lack the other ranks' positions). */
+    if (!saved && t->size > 1 && t->stream)
+        return ts_fail(e, "interrupted by signal %d (%s) at step %ld, epoch %ld: %s is consistent "
+                       "and holds the last checkpoint written before ([train] checkpoint_every, "
+                       "each epoch's end); continue with: tessera resume %s", sig, strsignal(sig),
+                       t->l.step, t->l.epoch, dir, dir);
+    if (!saved && save_checkpoint_as(t, 0, t->size < 2, e)) return -1;
     return ts_fail(e, "interrupted by signal %d (%s) at step %ld, epoch %ld: %s is consistent and "
                    "holds a checkpoint of that step; continue with: tessera resume %s", sig,
                    strsignal(sig), t->l.step, t->l.epoch, dir, dir);
@@ -1421,6 +1547,21 @@ static int train_loop(trainer *t, ts_err *e)
     if (!l->done && stop_signal(t)) return interrupted(t, 0, e);
     while (!l->done) {
         double t_epoch = now();
+        if (t->stream && !t->stream_on) {
+            /* the epoch's stream: from its start, or (resumed mid-epoch) from the checkpoint's
+             * position of this rank */
+            const ts_dataset_ops *ops = x->data_pl->ops;
+            const int64_t *pos = l->shuffled && l->spos_ok ? l->spos + t->rank * TS_STREAM_POS
+                                                           : NULL;
+            if (l->shuffled && !l->spos_ok)
+                return ts_fail(e, "resuming a streamed epoch without the stream's position (a bug)");
+            ts_err pe;
+            if (ops->stream_begin(&x->data, l->epoch, pos, &pe))
+                return ts_fail(e, "[data] %s: %s", x->data_pl->name, pe.msg);
+            t->stream_on = 1;
+            l->spos_ok = 0;
+            l->shuffled = 1;
+        }
         if (!l->shuffled) {
             if (t->rank == 0) ts_rng_shuffle(&x->ctx.rng, l->order, l->ntrain);
             if (t->rank == 0 && t->group &&
@@ -1432,6 +1573,8 @@ static int train_loop(trainer *t, ts_err *e)
         while (l->s < t->steps_per_epoch) {
             long from = l->s * t->global_batch;
             int B = (int)(l->ntrain - from < t->global_batch ? l->ntrain - from : t->global_batch);
+            if (t->stream)
+                for (int r = B = 0; r < t->size; r++) B += stream_rows(t, r, l->s);
             if (train_step(t, from, B, e)) return -1;
             l->s++;
             int last = l->s == t->steps_per_epoch || (x->max_steps > 0 && l->step >= x->max_steps);
@@ -1445,6 +1588,7 @@ static int train_loop(trainer *t, ts_err *e)
             }
             if (stop_signal(t)) return interrupted(t, saved, e);
         }
+        t->stream_on = 0;   /* before end_epoch's checkpoint: the next epoch starts afresh */
         if (end_epoch(t, t_epoch, e)) return -1;
         if (!l->done && stop_signal(t)) return interrupted(t, 1, e);
     }

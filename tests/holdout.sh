@@ -131,6 +131,13 @@ refused "select_by not a field" "select_by = nope" "select_fraction = 0.1
 select_by = nope"
 refused "select_by a label" "I32 field" "select_fraction = 0.1
 select_by = y"
+# a streamed dataset reads its training rows in blocks, never by number: no selection split
+if "$T" run "$src/experiments/census_mmoe.ini" data.stream=true data.select_fraction=0.1 \
+        train.epochs=1 --results st >st.log 2>&1; then
+    bad "select_fraction with stream = true: accepted"
+else
+    grep -q "does not offer" st.log || { bad "stream + select_fraction:"; sed 's/^/    /' st.log; }
+fi
 
 [ "$failures" = 0 ] || { echo "holdout.sh: $failures failure(s)"; exit 1; }
 echo "holdout.sh: ok"

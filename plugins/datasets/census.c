@@ -83,7 +83,22 @@ typedef struct census {
     int32_t *b_cat;          /* (cap, NCAT) */
     ts_tensor *f_cont, *f_cat, *f_w, *f_inc, *f_mar, *f_edu;  /* f_edu NULL without the label */
     ts_strtab *dict;         /* (attribute, text) -> raw id per attribute; NULL after indexing */
+    /* stream = true (docs/scale.md): rows parsed into crow records as they are read */
+    ts_stream *stream;
+    int skip, fitted;        /* skip_bad_rows; a fitted state was given */
+    long nfit;               /* training rows the scan fitted on */
+    double m2[NCONT];        /* Welford's sums of squares */
+    struct crow *rec;        /* (cap) records of a batch */
+    long next[3];            /* valid, test: the next row the stream gives */
+    char report[256];        /* aux "report" of a streamed run */
 } census;
+
+/* One streamed row, ready for a batch: standardised values and final ids. */
+typedef struct crow {
+    float cont[NCONT];
+    int32_t cat[NCAT];
+    float w, inc, mar, edu;
+} crow;
 
 /* 0 for a number, -1 for text that is not one, -2 for a number beyond float's range (it is
  * stored as a float and would become infinite, and every loss NaN). */
@@ -104,7 +119,8 @@ static const char *num_problem(int rc)
 }
 
 /* Parses one split line into row r of the arrays; a message in why on a bad row. */
-static int parse_row(census *st, char **f, int nf, long r, int predict, char *why, size_t nwhy)
+static int parse_row(census *st, char **f, int nf, long r, int predict, int add, char *why,
+                     size_t nwhy)
 {
     static char none[] = "- 50000.";
     if (predict && nf == NCOL - 1) f[COL_INCOME] = none;   /* no label: predictions only */
@@ -149,8 +165,8 @@ static int parse_row(census *st, char **f, int nf, long r, int predict, char *wh
         if (is_cont || c == COL_WEIGHT || c == COL_INCOME || c == COL_MARITAL) continue;
         /* With the education label the attribute is one constant value: it must not leak. */
         const char *text = st->edu_label && c == COL_EDUCATION ? "(the education label)" : f[c];
-        int32_t id = ts_strtab_id(st->dict, a, text, strlen(text), 1);
-        if (id < 0) {
+        int32_t id = ts_strtab_id(st->dict, a, text, strlen(text), add);
+        if (id == -2 || (id < 0 && add)) {
             snprintf(why, nwhy, "out of memory");
             return -2;
         }
@@ -201,7 +217,7 @@ static int read_file(census *st, const char *path, int skip_bad, int predict, ts
             }
         }
         int nf = ts_split(line, ", ", f, NCOL);
-        int rc = parse_row(st, f, nf, st->n, predict, why, sizeof why);
+        int rc = parse_row(st, f, nf, st->n, predict, 1, why, sizeof why);
         st->line[st->n] = ts_lines_lineno(in);
         if (rc == -2 || (rc < 0 && !skip_bad)) {
             long ln = ts_lines_lineno(in);
@@ -433,6 +449,127 @@ static int prepare(ts_data *D, census *st, const double *frac, uint64_t seed, in
     return 0;
 }
 
+
+/* ---- stream = true (docs/scale.md) ---------------------------------------------------------
+ * The rows are never all held: a scan over the files fits the statistics (Welford's running
+ * mean and variance, in double) and the vocabularies on the training rows (the split of a row
+ * is a hash of its line, ts_stream_split), or takes them from a given fitted state; then each
+ * line read is parsed into a crow record with the final ids. */
+static int parse_line(census *st, char *line, int add, const char *path, long lineno, ts_err *e)
+{
+    char *f[NCOL + 1], why[256];
+    (void)lineno;
+    int nf = ts_split(line, ", ", f, NCOL);
+    int rc = parse_row(st, f, nf, 0, 0, add, why, sizeof why);
+    if (rc == -2 || (rc < 0 && !st->skip))
+        return ts_fail(e, "%s:%ld: %s; fix or delete the row, or set skip_bad_rows = true in "
+                       "[data]", path, lineno, why);
+    return rc < 0 ? 0 : 1;
+}
+
+static int census_scan(void *u, ts_phase sp, char *line, size_t len, const char *path,
+                       long lineno, ts_err *e)
+{
+    census *st = u;
+    (void)len;
+    int fit = sp == TS_TRAIN && !st->fitted;
+    int rc = parse_line(st, line, fit, path, lineno, e);
+    if (rc < 0) return -1;
+    if (rc == 0) { st->skipped++; return 0; }
+    if (fit) {
+        st->nfit++;
+        for (int c = 0; c < NCONT; c++) {
+            double v = st->cont[c], d = v - st->mean[c];
+            st->mean[c] += d / st->nfit;
+            st->m2[c] += d * (v - st->mean[c]);
+        }
+    }
+    return 1;
+}
+
+static int census_row(void *u, char *line, size_t len, const char *path, long lineno, void *row,
+                      ts_err *e)
+{
+    census *st = u;
+    (void)len;
+    int rc = parse_line(st, line, 0, path, lineno, e);
+    if (rc <= 0) return rc;
+    crow *r = row;
+    for (int c = 0; c < NCONT; c++) {
+        double z = (st->cont[c] - st->mean[c]) / st->sd[c];
+        if (fabs(z) > FLT_MAX)
+            return ts_fail(e, "%s:%ld: %s = %g lies %g training standard deviations from the "
+                           "training mean %g, beyond the float range; check that value", path,
+                           lineno, colname[cont_col[c]], (double)st->cont[c], z, st->mean[c]);
+        r->cont[c] = (float)z;
+    }
+    for (int a = 0; a < NCAT; a++) {
+        int32_t raw = st->cat[a];   /* -1: a value the training rows never had */
+        r->cat[a] = st->offsets[a] + (raw < 0 ? 0 : raw + 1);
+    }
+    r->w = st->weight[0];
+    r->inc = st->income[0];
+    r->mar = st->marital[0];
+    r->edu = st->education[0];
+    return 1;
+}
+
+/* The scan, then the statistics, the ids' offsets and the fitted state. */
+static int stream_prepare(ts_data *D, census *st, const char *pattern, const char *where,
+                          long buffer, const double *frac, uint64_t seed, ts_err *e)
+{
+    if (grow_rows(st, 1) < 0) return ts_fail(e, "census: out of memory");
+    if (!(st->stream = ts_stream_open(D->ctx, pattern, where, sizeof(crow), buffer, frac, seed,
+                                      census_scan, census_row, st, e)))
+        return -1;
+    if (ts_stream_scan(st->stream, e) < 0) return -1;
+    for (int sp = 0; sp < 3; sp++) D->nrows[sp] = ts_stream_rows(st->stream, (ts_phase)sp);
+    snprintf(st->report, sizeof st->report, "stream_files %d\nstream_train_rows_rank0 %ld\n"
+             "stream_valid_rows %ld\nstream_test_rows %ld\nstream_shuffle_block_bytes %zu\n",
+             ts_stream_nfiles(st->stream), D->nrows[TS_TRAIN], D->nrows[TS_VALID],
+             D->nrows[TS_TEST], ts_stream_bytes(st->stream));
+    if (!st->fitted) {
+        if (st->nfit < 1)
+            return ts_fail(e, "%s: no training rows in %d file(s) (%ld bad rows skipped); check "
+                           "the path and the split", where, ts_stream_nfiles(st->stream),
+                           st->skipped);
+        for (int c = 0; c < NCONT; c++) {
+            double sd = sqrt(st->m2[c] / st->nfit);
+            st->sd[c] = sd > 1e-12 ? sd : 1.0;
+        }
+    }
+    st->offsets[0] = 0;
+    for (int a = 0; a < NCAT; a++)
+        st->offsets[a + 1] = st->offsets[a] + (st->fitted ? st->nvocab[a]
+                                                          : ts_strtab_count(st->dict, a)) + 1;
+    if (st->fitted) return 0;
+    /* every value of the dictionary is a training value, numbered in order of appearance */
+    int32_t *map[NCAT] = {0};
+    int rc = 0;
+    for (int a = 0; a < NCAT && !rc; a++) {
+        int32_t nv = ts_strtab_count(st->dict, a);
+        if (!(map[a] = malloc((size_t)(nv + 1) * sizeof **map))) rc = ts_fail(e, "census: out of memory");
+        for (int32_t v = 0; !rc && v < nv; v++) map[a][v] = v + 1;
+    }
+    if (!rc) rc = write_state(st, map, e);
+    for (int a = 0; a < NCAT; a++) free(map[a]);
+    return rc;
+}
+
+/* Copies n records into the batch buffers and points the fields at them. */
+static void fill_fields(census *st, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const crow *r = &st->rec[i];
+        memcpy(st->b_cont + (size_t)i * NCONT, r->cont, sizeof r->cont);
+        memcpy(st->b_cat + (size_t)i * NCAT, r->cat, sizeof r->cat);
+        st->b_w[i] = r->w;
+        st->b_inc[i] = r->inc;
+        st->b_mar[i] = r->mar;
+        st->b_edu[i] = r->edu;
+    }
+}
+
 static int ensure_cap(census *st, int n)
 {
     if (n <= st->cap) return 0;
@@ -448,7 +585,9 @@ static int ensure_cap(census *st, int n)
     if (m) st->b_mar = m;
     float *ed = realloc(st->b_edu, (size_t)n * sizeof(float));
     if (ed) st->b_edu = ed;
-    if (!(a && b && c && d && m && ed)) return -1;
+    crow *rc = st->stream ? realloc(st->rec, (size_t)n * sizeof *rc) : st->rec;
+    if (rc) st->rec = rc;
+    if (!(a && b && c && d && m && ed && (rc || !st->stream))) return -1;
     st->cap = n;
     return 0;
 }
@@ -466,6 +605,8 @@ static void census_close(ts_data *D)
     for (int s = 0; s < 3; s++) free(st->rows[s]);
     free(st->b_cont); free(st->b_cat); free(st->b_w); free(st->b_inc); free(st->b_mar);
     free(st->b_edu);
+    ts_stream_close(st->stream);
+    free(st->rec);
     free(st);
     D->state = NULL;
 }
@@ -473,11 +614,12 @@ static void census_close(ts_data *D)
 static int census_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
 {
     double frac[4];
-    int nfrac, skip, edu;
-    long seed;
+    int nfrac, skip, edu, stream;
+    long seed, buffer;
     if (ts_cfg_floats(cfg, "split", frac, 4, &nfrac, e) < 0 || ts_cfg_int(cfg, "split_seed", &seed, e) < 0 ||
         ts_cfg_bool(cfg, "skip_bad_rows", &skip, e) < 0 ||
-        ts_cfg_bool(cfg, "education_label", &edu, e) < 0)
+        ts_cfg_bool(cfg, "education_label", &edu, e) < 0 ||
+        ts_cfg_bool(cfg, "stream", &stream, e) < 0 || ts_cfg_int(cfg, "shuffle_buffer", &buffer, e) < 0)
         return -1;
     if (nfrac != 3 || frac[0] < 0 || frac[1] < 0 || frac[2] < 0 ||
         fabs(frac[0] + frac[1] + frac[2] - 1.0) > 1e-6)
@@ -494,16 +636,59 @@ static int census_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
     size_t nfit;
     const char *fit = ts_ctx_fitted(D->ctx, &nfit);
     int mode = ts_ctx_open_mode(D->ctx);
-    if (fit && read_state(st, fit, nfit, e) < 0) {
+    const char *given = ts_cfg_str(cfg, "fitted_state");
+    if (!fit && given && *given) {
+        /* a state fitted before (a sample's, or another run's data_state.txt): no fitting */
+        char gp[4096];
+        ts_ctx_path(D->ctx, given, gp, sizeof gp);
+        FILE *f = fopen(gp, "rb");
+        long sz = -1;
+        if (f && !fseek(f, 0, SEEK_END) && (sz = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
+            (st->state = malloc((size_t)sz + 1)) && fread(st->state, 1, (size_t)sz, f) == (size_t)sz) {
+            st->state[sz] = 0;
+            st->nstate = (size_t)sz;
+        } else {
+            if (f) fclose(f);
+            census_close(D);
+            return ts_fail(e, "%s: fitted_state = %s: cannot read %s; give the data_state.txt of "
+                           "a census run", ts_cfg_where(cfg, "fitted_state"), given, gp);
+        }
+        fclose(f);
+        if (read_state(st, st->state, st->nstate, e) < 0) {
+            char m[TS_ERR_MAX];
+            snprintf(m, sizeof m, "%s", e->msg);
+            census_close(D);
+            return ts_fail(e, "%s: fitted_state = %s: %s", ts_cfg_where(cfg, "fitted_state"), gp, m);
+        }
+        fit = st->state;
+    } else if (fit && read_state(st, fit, nfit, e) < 0) {
         census_close(D);
         return -1;
     }
     char path[4096];
+    st->skip = skip;
+    st->fitted = fit != NULL;
+    /* streamed: training only; predict and evaluate read the file they are given in memory */
+    if (stream && mode == TS_OPEN_TRAIN) {
+        D->stream = 1;
+        if (buffer < 1 || buffer > (1L << 30)) {
+            census_close(D);
+            return ts_fail(e, "%s: shuffle_buffer = %ld: give a number of rows from 1 to 2^30 "
+                           "(65536 rows of census are 11.8 MB)", ts_cfg_where(cfg, "shuffle_buffer"),
+                           buffer);
+        }
+        if (stream_prepare(D, st, ts_cfg_str(cfg, "path"), ts_cfg_where(cfg, "path"), buffer, frac,
+                           (uint64_t)seed, e) < 0) {
+            census_close(D);
+            return -1;
+        }
+    } else {
     ts_ctx_path(D->ctx, ts_cfg_str(cfg, "path"), path, sizeof path);
     if (read_file(st, path, skip, mode == TS_OPEN_PREDICT, e) < 0 ||
         prepare(D, st, frac, (uint64_t)seed, fit != NULL, mode != TS_OPEN_TRAIN, e) < 0) {
         census_close(D);
         return -1;
+    }
     }
     int one = 1, ncont = NCONT, ncat = NCAT;
     if (!(st->f_cont = ts_data_field(D, "continuous", TS_F32, 2, &ncont, 0, e)) ||
@@ -526,10 +711,50 @@ static int census_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
     return 0;
 }
 
+/* Points the fields at the batch buffers, n rows. */
+static void point_fields(census *st, int n)
+{
+    st->f_cont->x = st->b_cont;
+    st->f_cat->ids = st->b_cat;
+    st->f_w->x = st->b_w;
+    st->f_inc->x = st->b_inc;
+    st->f_mar->x = st->b_mar;
+    st->f_cont->dim[0] = st->f_cat->dim[0] = st->f_w->dim[0] = st->f_inc->dim[0] = st->f_mar->dim[0] = n;
+    if (st->f_edu) {
+        st->f_edu->x = st->b_edu;
+        st->f_edu->dim[0] = n;
+    }
+}
+
+
 static int census_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_err *e)
 {
     census *st = D->state;
     if (ensure_cap(st, n) < 0) return ts_fail(e, "census: out of memory for a batch of %d rows", n);
+    if (st->stream) {
+        /* streamed: valid and test rows in file order, asked from row 0 on */
+        if (split == TS_TRAIN)
+            return ts_fail(e, "census: stream = true: the training rows come as a stream, not by "
+                           "row number");
+        if (n > 0 && rows[0] == 0) {
+            if (ts_stream_begin(st->stream, split, 0, NULL, e) < 0) return -1;
+            st->next[split] = 0;
+        }
+        for (int i = 0; i < n; i++)
+            if (rows[i] != st->next[split] + i)
+                return ts_fail(e, "census: stream = true reads the %s rows in order; row %ld was "
+                               "asked where row %ld comes next", split == TS_VALID ? "valid" :
+                               "test", rows[i], st->next[split] + i);
+        int got = 0;
+        if (ts_stream_next(st->stream, split, st->rec, n, &got, e) < 0) return -1;
+        if (got != n)
+            return ts_fail(e, "census: the stream gave %d %s rows where its scan counted %d; did "
+                           "the files change?", got, split == TS_VALID ? "valid" : "test", n);
+        st->next[split] += n;
+        fill_fields(st, n);
+        point_fields(st, n);
+        return 0;
+    }
     for (int i = 0; i < n; i++) {
         if (rows[i] < 0 || rows[i] >= D->nrows[split])
             return ts_fail(e, "census: row %ld asked of a split of %ld rows", rows[i], D->nrows[split]);
@@ -541,22 +766,42 @@ static int census_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_
         st->b_mar[i] = st->marital[r];
         st->b_edu[i] = st->education[r];
     }
-    st->f_cont->x = st->b_cont;
-    st->f_cat->ids = st->b_cat;
-    st->f_w->x = st->b_w;
-    st->f_inc->x = st->b_inc;
-    st->f_mar->x = st->b_mar;
-    st->f_cont->dim[0] = st->f_cat->dim[0] = st->f_w->dim[0] = st->f_inc->dim[0] = st->f_mar->dim[0] = n;
-    if (st->f_edu) {
-        st->f_edu->x = st->b_edu;
-        st->f_edu->dim[0] = n;
-    }
+    point_fields(st, n);
     return 0;
+}
+
+static int census_stream_begin(ts_data *D, long epoch, const int64_t *pos, ts_err *e)
+{
+    census *st = D->state;
+    return ts_stream_begin(st->stream, TS_TRAIN, epoch, pos, e);
+}
+
+static int census_stream_next(ts_data *D, int n, int *got, ts_err *e)
+{
+    census *st = D->state;
+    if (ensure_cap(st, n) < 0) return ts_fail(e, "census: out of memory for a batch of %d rows", n);
+    if (ts_stream_next(st->stream, TS_TRAIN, st->rec, n, got, e) < 0) return -1;
+    fill_fields(st, *got);
+    point_fields(st, *got);
+    return 0;
+}
+
+static void census_stream_pos(ts_data *D, int64_t *pos)
+{
+    census *st = D->state;
+    ts_stream_pos(st->stream, pos);
 }
 
 static int census_aux(ts_data *D, const char *name, const void **ptr, long *n)
 {
     census *st = D->state;
+    /* streamed: no per-row lines, and unseen values are not counted once (every epoch reads) */
+    if (st->stream && (!strcmp(name, "row_line") || !strcmp(name, "unseen_values"))) return -1;
+    if (st->stream && !strcmp(name, "report")) {
+        *ptr = st->report;
+        *n = (long)strlen(st->report);
+        return 0;
+    }
     if (strcmp(name, "skipped_rows") == 0) { *ptr = &st->skipped; *n = 1; }
     else if (strcmp(name, "continuous_mean") == 0) { *ptr = st->mean; *n = NCONT; }
     else if (strcmp(name, "continuous_std") == 0) { *ptr = st->sd; *n = NCONT; }
@@ -584,10 +829,17 @@ static const ts_key keys[] = {
     {"skip_bad_rows", "bool", "false", "skip malformed rows (counted in aux skipped_rows) instead of failing"},
     {"education_label", "bool", "false", "add the label `education` (bachelor's degree or higher) "
      "and drop education from the features"},
+    {"stream", "bool", "false", "read the rows as a stream (path: a file, a folder of shards or a "
+     "glob; plain or .gz) with memory bounded by shuffle_buffer; a row's split is a hash of its "
+     "line (docs/scale.md)"},
+    {"fitted_state", "string", "", "a data_state.txt to read rows with instead of fitting the "
+     "statistics and vocabularies on the training split (e.g. fitted once on a sample)"},
+    {"shuffle_buffer", "int", "65536", "stream = true: rows of the shuffle block (172 bytes each)"},
     {NULL, NULL, NULL, NULL}};
 static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops),
     .open = census_open, .batch = census_batch, .aux = census_aux, .close = census_close,
-    .fitted = census_fitted};
+    .fitted = census_fitted, .stream_begin = census_stream_begin,
+    .stream_next = census_stream_next, .stream_pos = census_stream_pos};
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "census", "1.0",
     "UCI Census-Income (KDD): income and never-married labels for multi-task models", keys, &ops};
 const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }
