@@ -326,7 +326,12 @@ static int recall_candidates(rk_state *S, ts_ctx *ctx, const ts_cfg *cfg, long w
                        "movielens: a `history` bag field and item_raw_id); train the recall stage "
                        "with experiments/movielens_youtube_dnn.ini", ts_cfg_where(cfg, "recall_run"));
     }
-    if (S->K > N) S->K = N;
+    if (S->K >= N) {
+        ts_retriever_close(R);
+        return ts_fail(e, "%s: candidates = %d, but the recall run scores only %d items: the "
+                       "impressions would be every item, not its top K; give candidates < %d",
+                       ts_cfg_where(cfg, "candidates"), S->K, N, N);
+    }
     int K = S->K;
     int32_t *to_recall = malloc((size_t)S->nitems * sizeof *to_recall);   /* own -> recall item */
     int32_t *from_recall = malloc((size_t)N * sizeof *from_recall);

@@ -174,3 +174,23 @@ hc wikiqa-predict-words-never-seen '
     printf "Q1\tzyxwv qqqq?\tD1\tT\tD1-0\tvvvv wwww xxxx\t0\n" >new.tsv
     T predict r --data new.tsv
     succeeded'
+
+# -- the ranking reader (movielens_ranking) over a recall run of the fixture's 24 ratings: its
+# ratings broken after the recall run was trained, its recall run missing, not a run, a run of
+# another model, or too small for the candidates asked; each refused naming the file or key
+# (snapshot: the ratings are changed on purpose after the recall run)
+rank_setup='reader movielens; T run $INI --results recall; [ "$RC" = 0 ] || fail harness "recall training failed"; fx ranking.ini'
+hc ranking-control "$rank_setup; good ranking.ini"
+for v in "1,3" "1,3,abc,964981247" "1,3,-2,964981247" "1,3,nan,964981247" "x,y,z,w"; do
+    hc "ranking-ratings-row-'$v'" "$rank_setup
+        edit_line ml/ratings.csv 3 $(q "\"$v\""); snapshot
+        bad ranking.ini ml/ratings.csv:3"
+done
+hc ranking-ratings-header-only "$rank_setup; head -n 1 ml/ratings.csv >h; mv h ml/ratings.csv; snapshot; bad ranking.ini ml/ratings.csv"
+hc ranking-recall-run-missing "$rank_setup; set_key ranking.ini data recall_run nope; bad ranking.ini 'recall_run|not a finished run'"
+hc ranking-recall-run-is-a-file "$rank_setup; set_key ranking.ini data recall_run ml/ratings.csv; bad ranking.ini recall_run"
+hc ranking-recall-run-of-another-model "
+    $rank_setup; reader census; T run census.ini --results other; [ \"\$RC\" = 0 ] || fail harness 'census training failed'
+    set_key ranking.ini data recall_run other; bad ranking.ini 'recall_run|retrieval|MovieLens'"
+hc ranking-more-candidates-than-items "$rank_setup; set_key ranking.ini data candidates 500; bad ranking.ini candidates"
+hc ranking-recall-head-unknown "$rank_setup; set_key ranking.ini data recall_head zzz; bad ranking.ini zzz"
