@@ -530,9 +530,23 @@ static int census_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_
 {
     census *st = D->state;
     if (ensure_cap(st, n) < 0) return ts_fail(e, "census: out of memory for a batch of %d rows", n);
+    /* The rows come shuffled, so each one's features are cache misses: ask for row i + AHEAD's
+     * lines while row i is copied (a hint only; it changes no value). */
+    enum { AHEAD = 8 };
     for (int i = 0; i < n; i++) {
         if (rows[i] < 0 || rows[i] >= D->nrows[split])
             return ts_fail(e, "census: row %ld asked of a split of %ld rows", rows[i], D->nrows[split]);
+        if (i + AHEAD < n && rows[i + AHEAD] >= 0 && rows[i + AHEAD] < D->nrows[split]) {
+            long q = st->rows[split][rows[i + AHEAD]];
+            __builtin_prefetch(st->cont + q * NCONT);
+            __builtin_prefetch(st->cat + q * NCAT);
+            __builtin_prefetch(st->cat + q * NCAT + 16);
+            __builtin_prefetch(st->cat + q * NCAT + NCAT - 1);
+            __builtin_prefetch(st->weight + q);
+            __builtin_prefetch(st->income + q);
+            __builtin_prefetch(st->marital + q);
+            __builtin_prefetch(st->education + q);
+        }
         long r = st->rows[split][rows[i]];
         memcpy(st->b_cont + (size_t)i * NCONT, st->cont + r * NCONT, NCONT * sizeof(float));
         memcpy(st->b_cat + (size_t)i * NCAT, st->cat + r * NCAT, NCAT * sizeof(int32_t));
