@@ -299,21 +299,10 @@ void ts_params_zero_grad(ts_ctx *ctx)
         ts_param *p = ctx->params[i];
         if (p->shared) continue;
         if (p->flags & TS_PARAM_SPARSE) {
-            if ((long)p->rows <= 64L * p->ntouched) {
-                /* Not too sparse a part of the table: clear the touched rows in ascending
-                 * order, as the optimizers update them, so that the hardware prefetcher runs
-                 * ahead (a batch touches them in scattered order); the same rows end zero. */
-                for (int32_t r = 0; r < p->rows; r++) {
-                    if (!p->is_touched[r]) continue;
-                    memset(p->g + (size_t)r * p->cols, 0, (size_t)p->cols * sizeof *p->g);
-                    p->is_touched[r] = 0;
-                }
-            } else {
-                for (int k = 0; k < p->ntouched; k++) {
-                    int32_t r = p->touched[k];
-                    memset(p->g + (size_t)r * p->cols, 0, (size_t)p->cols * sizeof *p->g);
-                    p->is_touched[r] = 0;
-                }
+            for (int k = 0; k < p->ntouched; k++) {
+                int32_t r = p->touched[k];
+                memset(p->g + (size_t)r * p->cols, 0, (size_t)p->cols * sizeof *p->g);
+                p->is_touched[r] = 0;
             }
             p->ntouched = 0;
         } else {

@@ -764,41 +764,6 @@ static void test_adam_simd_matches_scalar(void **unused)
     optim_close(&o);
 }
 
-/* ts_params_zero_grad on a sparse table, both ways it clears: most rows touched (ascending
- * sweep over is_touched) and few rows touched (the touched list). Afterwards every gradient
- * cell is zero, no row is marked and the list is empty; untouched rows were never written. */
-static void test_zero_grad_sparse(void **unused)
-{
-    (void)unused;
-    static const int ntouch[] = {0, 1, 3, 200, 250};   /* 250 rows: 64 * 3 < 250 <= 64 * 200 */
-    for (size_t k = 0; k < sizeof ntouch / sizeof *ntouch; k++) {
-        ts_ctx ctx;
-        ts_ctx_init(&ctx, 7, 4);
-        ctx.owner = "layer.t";
-        ts_err e = {{0}};
-        ts_param *p = ts_param_add(&ctx, "table", 250, 5, TS_INIT_ZEROS, 0.0f, TS_PARAM_SPARSE, &e);
-        assert_non_null(p);
-        float *arena;
-        size_t an;
-        assert_int_equal(ts_ctx_alloc_params(&ctx, 0, &arena, &an, &e), 0);
-        for (int t = 0; t < ntouch[k]; t++) {
-            int32_t r = (int32_t)((t * 97 + 11) % 250);
-            while (p->is_touched[r]) r = (r + 1) % 250;
-            for (int j = 0; j < 5; j++) p->g[r * 5 + j] = (float)(t + j + 1);
-            ts_param_touch(p, r);
-        }
-        assert_int_equal(p->ntouched, ntouch[k]);
-        ts_params_zero_grad(&ctx);
-        assert_int_equal(p->ntouched, 0);
-        for (int r = 0; r < 250; r++) {
-            assert_int_equal(p->is_touched[r], 0);
-            for (int j = 0; j < 5; j++) assert_true(p->g[r * 5 + j] == 0.0f);
-        }
-        free(arena);
-        ts_ctx_free(&ctx);
-    }
-}
-
 static void test_frozen_and_shared_never_move(void **unused)
 {
     (void)unused;
@@ -1075,7 +1040,6 @@ int main(void)
         cmocka_unit_test(test_adagrad),
         cmocka_unit_test(test_adagrad_simd_matches_scalar),
         cmocka_unit_test(test_adam_simd_matches_scalar),
-        cmocka_unit_test(test_zero_grad_sparse),
         cmocka_unit_test(test_frozen_and_shared_never_move),
         cmocka_unit_test(test_host_slots_are_per_param),
         cmocka_unit_test(test_binary_head),
