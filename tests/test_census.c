@@ -183,6 +183,62 @@ static void test_standardised_with_training_statistics(void **state)
     assert_true(age_mean > 33 && age_mean < 36);   /* the file's mean age is 34.6 */
 }
 
+/* A shuffled batch of test rows against the file itself: each batch row's instance weight,
+ * income label and standardised age must be those of the file line aux row_line names for it,
+ * so a batch that mixes rows up (features of one row, labels of another) or reads the wrong
+ * row fails. The rows are asked in a scattered order, as training asks them. */
+static void test_shuffled_batch_matches_file(void **state)
+{
+    (void)state;
+    ts_data *D = ts_exp_data(full);
+    const ts_dataset_ops *ops = ts_exp_data_ops(full);
+    const void *p;
+    long n;
+    assert_int_equal(ops->aux(D, "row_line", &p, &n), 0);
+    const long *line_of = p;
+    assert_int_equal(n, D->nrows[TS_TEST]);
+    assert_int_equal(ops->aux(D, "continuous_mean", &p, &n), 0);
+    double age_mean = ((const double *)p)[0];
+    assert_int_equal(ops->aux(D, "continuous_std", &p, &n), 0);
+    double age_sd = ((const double *)p)[0];
+    /* the file's weight, income and age by line number */
+    enum { MAXL = 100000 };
+    float *w = calloc(MAXL + 1, sizeof(float)), *inc = calloc(MAXL + 1, sizeof(float));
+    float *age = calloc(MAXL + 1, sizeof(float));
+    assert_true(w && inc && age);
+    ts_err e;
+    ts_lines *r = ts_lines_open(datapath, &e);
+    if (!r) fail_msg("%s", e.msg);
+    char *line, *f[42];
+    size_t len;
+    while ((line = ts_lines_next(r, &len))) {
+        long ln = ts_lines_lineno(r);
+        if (ln > MAXL || ts_split(line, ", ", f, 42) != 42) continue;
+        w[ln] = (float)strtod(f[24], NULL);
+        inc[ln] = strncmp(f[41], "50000+", 6) == 0 ? 1.0f : 0.0f;
+        age[ln] = (float)strtod(f[0], NULL);
+    }
+    ts_lines_close(r);
+    enum { B = 997 };
+    long rows[B];
+    long nt = D->nrows[TS_TEST];
+    for (int i = 0; i < B; i++) rows[i] = (long)(((long long)i * 7919 + 13) % nt);
+    if (ops->batch(D, TS_TEST, rows, B, &e)) fail_msg("batch: %s", e.msg);
+    ts_tensor *c = field(D, "continuous"), *bw = field(D, "instance_weight");
+    ts_tensor *bi = field(D, "income");
+    for (int i = 0; i < B; i++) {
+        long ln = line_of[rows[i]];
+        assert_true(ln > 0 && ln <= MAXL);
+        if (bw->x[i] != w[ln] || bi->x[i] != inc[ln])
+            fail_msg("batch row %d (test row %ld, line %ld): weight %g income %g, the file says "
+                     "%g and %g", i, rows[i], ln, (double)bw->x[i], (double)bi->x[i],
+                     (double)w[ln], (double)inc[ln]);
+        double z = (age[ln] - age_mean) / age_sd;
+        assert_true(fabs(c->x[i * 7] - z) < 1e-5);
+    }
+    free(w); free(inc); free(age);
+}
+
 typedef struct { double inc, mar; long n; } rates;
 
 static void acc_rates(ts_data *D, int n, void *arg)
@@ -323,6 +379,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fields_and_splits),
         cmocka_unit_test(test_standardised_with_training_statistics),
+        cmocka_unit_test(test_shuffled_batch_matches_file),
         cmocka_unit_test(test_label_rates),
         cmocka_unit_test(test_bad_rows),
         cmocka_unit_test(test_missing_and_empty_files),

@@ -250,6 +250,102 @@ static void test_embedding_gather_scatter(void **unused)
     bench_free(&b);
 }
 
+/* Every width the gather and scatter kernels specialise (1, 2, 4, 8, 16) and two they do not
+ * (3, 17), over enough lookups to repeat ids: the output and the table's gradient must equal a
+ * plain loop's, bit for bit, and each used row must be touched exactly once. */
+static void test_embedding_widths(void **unused)
+{
+    (void)unused;
+    static const int dims[] = {1, 2, 3, 4, 8, 16, 17};
+    enum { R = 37, F = 5, V = 23 };
+    int32_t ids[R * F];
+    for (int i = 0; i < R * F; i++) ids[i] = (int32_t)((i * 7 + i / 3) % V);
+    for (size_t k = 0; k < sizeof dims / sizeof *dims; k++) {
+        int d = dims[k];
+        char pairs[32];
+        snprintf(pairs, sizeof pairs, "dim=%d", d);
+        ts_tensor in = ids_tensor(R, F, ids, V);
+        ts_tensor *ins[1] = {&in};
+        bench b;
+        ts_err e = {{0}};
+        if (bench_build(&b, "embedding", ins, 1, pairs, &e)) fail_msg("%s", e.msg);
+        ts_param *T = b.ctx.params[0];
+        for (int i = 0; i < V * d; i++) T->w[i] = (float)i * 0.5f - 3.0f;
+        assert_int_equal(b.ops->forward(&b.L, TS_TRAIN, &e), 0);
+        for (int i = 0; i < R * F; i++)
+            for (int j = 0; j < d; j++)
+                if (b.L.out[0].x[i * d + j] != T->w[ids[i] * d + j])
+                    fail_msg("dim %d: lookup %d slot %d is %g, want %g", d, i, j,
+                             (double)b.L.out[0].x[i * d + j], (double)T->w[ids[i] * d + j]);
+        float *want = calloc((size_t)V * d, sizeof(float));
+        assert_non_null(want);
+        for (int i = 0; i < R * F * d; i++) b.L.out[0].dx[i] = (float)((i * 13) % 11) * 0.25f - 1.0f;
+        for (int i = 0; i < R * F; i++)
+            for (int j = 0; j < d; j++) want[ids[i] * d + j] += b.L.out[0].dx[i * d + j];
+        assert_int_equal(b.ops->backward(&b.L, &e), 0);
+        assert_memory_equal(T->g, want, sizeof(float) * (size_t)V * d);
+        int seen[V] = {0}, used[V] = {0};
+        for (int i = 0; i < R * F; i++) used[ids[i]] = 1;
+        for (int t = 0; t < T->ntouched; t++) seen[T->touched[t]]++;
+        for (int r = 0; r < V; r++) assert_int_equal(seen[r], used[r]);
+        free(want);
+        bench_free(&b);
+    }
+}
+
+/* The concat copies (a loop below 32 floats a row, memcpy from 32) and the dense layer's bias
+ * broadcast (units 1, a loop below 32, memcpy from 32) on widths either side, many rows. */
+static void test_concat_dense_widths(void **unused)
+{
+    (void)unused;
+    enum { R = 29 };
+    static const int wa[] = {1, 7, 31, 32, 45};
+    for (size_t k = 0; k < sizeof wa / sizeof *wa; k++) {
+        int da_w = wa[k], db_w = wa[(k + 2) % 5], tot = da_w + db_w;
+        float *a = malloc(sizeof(float) * R * da_w), *bb = malloc(sizeof(float) * R * db_w);
+        float *ga = calloc((size_t)R * da_w, sizeof(float)), *gb = calloc((size_t)R * db_w, sizeof(float));
+        assert_true(a && bb && ga && gb);
+        for (int i = 0; i < R * da_w; i++) { a[i] = (float)i; ga[i] = 0.5f; }
+        for (int i = 0; i < R * db_w; i++) bb[i] = -(float)i;
+        ts_tensor ta = f32_tensor(2, (int[]){R, da_w}, a, ga);
+        ts_tensor tb = f32_tensor(2, (int[]){R, db_w}, bb, gb);
+        ts_tensor *ins[2] = {&ta, &tb};
+        bench b;
+        ts_err e = {{0}};
+        if (bench_build(&b, "concat", ins, 2, "", &e)) fail_msg("%s", e.msg);
+        assert_int_equal(b.ops->forward(&b.L, TS_TRAIN, &e), 0);
+        for (int r = 0; r < R; r++) {
+            for (int j = 0; j < da_w; j++) assert_true(b.L.out[0].x[r * tot + j] == a[r * da_w + j]);
+            for (int j = 0; j < db_w; j++)
+                assert_true(b.L.out[0].x[r * tot + da_w + j] == bb[r * db_w + j]);
+        }
+        for (int i = 0; i < R * tot; i++) b.L.out[0].dx[i] = (float)i * 0.125f;
+        assert_int_equal(b.ops->backward(&b.L, &e), 0);
+        for (int r = 0; r < R; r++) {
+            for (int j = 0; j < da_w; j++)
+                assert_true(ga[r * da_w + j] == 0.5f + (float)(r * tot + j) * 0.125f);
+            for (int j = 0; j < db_w; j++)
+                assert_true(gb[r * db_w + j] == (float)(r * tot + da_w + j) * 0.125f);
+        }
+        bench_free(&b);
+        /* dense with `units` = this width: x = 0, so y = b in every row */
+        char pairs[32];
+        snprintf(pairs, sizeof pairs, "units=%d", da_w);
+        for (int i = 0; i < R * db_w; i++) bb[i] = 0.0f;
+        if (bench_build(&b, "dense", (ts_tensor *[]){&tb}, 1, pairs, &e)) fail_msg("%s", e.msg);
+        ts_param *bias = b.ctx.params[1];
+        for (int j = 0; j < da_w; j++) bias->w[j] = (float)j + 0.25f;
+        assert_int_equal(b.ops->forward(&b.L, TS_TRAIN, &e), 0);
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < da_w; j++)
+                if (b.L.out[0].x[r * da_w + j] != (float)j + 0.25f)
+                    fail_msg("units %d: y[%d][%d] = %g, want the bias %g", da_w, r, j,
+                             (double)b.L.out[0].x[r * da_w + j], (double)j + 0.25);
+        bench_free(&b);
+        free(a); free(bb); free(ga); free(gb);
+    }
+}
+
 static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -933,6 +1029,8 @@ int main(void)
         cmocka_unit_test(test_embedding_gather_scatter),
         cmocka_unit_test(test_embedding_pretrained_frozen),
         cmocka_unit_test(test_concat),
+        cmocka_unit_test(test_embedding_widths),
+        cmocka_unit_test(test_concat_dense_widths),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_bce_pos_weight),
         cmocka_unit_test(test_mse_softmax_ce),

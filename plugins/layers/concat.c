@@ -9,20 +9,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vecmath.h"
+
 typedef struct concat_state {
     long width[TS_MAX_IN];     /* Di: elements of one row of input i */
     long total;                /* sum Di */
 } concat_state;
 
-/* out (B, total)[b, off .. off+d) = in (B, d)[b, :] */
-static void copy_in(const float *in, float *out, long rows, long d, long off, long total)
+/* out (B, total)[b, off .. off+d) = in (B, d)[b, :]. Narrow inputs (census's 7 continuous
+ * features) are copied by a loop rather than a memcpy call per row. */
+TS_VEC static void copy_in(const float *in, float *out, long rows, long d, long off, long total)
 {
-    for (long b = 0; b < rows; b++)
-        memcpy(out + b * total + off, in + b * d, sizeof(float) * (size_t)d);
+    if (d >= 32) {
+        for (long b = 0; b < rows; b++)
+            memcpy(out + b * total + off, in + b * d, sizeof(float) * (size_t)d);
+        return;
+    }
+    for (long b = 0; b < rows; b++) {
+        float *dst = out + b * total + off;
+        const float *src = in + b * d;
+        for (long j = 0; j < d; j++) dst[j] = src[j];
+    }
 }
 
-/* din (B, d)[b, :] += dout (B, total)[b, off .. off+d) */
-static void add_back(const float *dout, float *din, long rows, long d, long off, long total)
+/* din (B, d)[b, :] += dout (B, total)[b, off .. off+d) (one addition per element: the
+ * vectorised loop computes the same values) */
+TS_VEC static void add_back(const float *dout, float *din, long rows, long d, long off, long total)
 {
     for (long b = 0; b < rows; b++) {
         const float *src = dout + b * total + off;

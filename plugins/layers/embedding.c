@@ -30,21 +30,46 @@ typedef struct embedding_state {
     long pre_outside;           /* rows of the file whose id lies outside [0, vocab): ignored */
 } embedding_state;
 
-/* out (B, F*dim) or (B, F, dim), the same cells: row b, slot f = table[ids[b, f]]. */
+/* out (B, F*dim) or (B, F, dim), the same cells: row b, slot f = table[ids[b, f]].
+ * Small widths get a copy of constant size (one or two vector moves, no memcpy call per
+ * lookup: census has 32 fields of dim 4, 32k lookups per batch of 1024). */
+#define GATHER_FIXED(D)                                                                       \
+    for (long i = 0; i < n; i++)                                                              \
+        memcpy(out + i * (D), table + (long)ids[i] * (D), sizeof(float) * (D))
 static void gather(const int32_t *ids, const float *table, float *out, long n, int dim)
 {
-    for (long i = 0; i < n; i++)
-        memcpy(out + i * dim, table + (long)ids[i] * dim, sizeof(float) * (size_t)dim);
+    switch (dim) {
+    case 1: GATHER_FIXED(1); break;
+    case 2: GATHER_FIXED(2); break;
+    case 4: GATHER_FIXED(4); break;
+    case 8: GATHER_FIXED(8); break;
+    case 16: GATHER_FIXED(16); break;
+    default:
+        for (long i = 0; i < n; i++)
+            memcpy(out + i * dim, table + (long)ids[i] * dim, sizeof(float) * (size_t)dim);
+    }
 }
 
-/* g[ids[i]] += dout[i] for each of the n = B*F lookups, marking the rows touched. */
+/* g[ids[i]] += dout[i] for each of the n = B*F lookups, marking the rows touched (only rows
+ * not yet marked call ts_param_touch). The additions are the same, in the same order, for
+ * every width; small widths get a loop of constant length. */
+#define SCATTER_FIXED(D)                                                                      \
+    for (long i = 0; i < n; i++) {                                                            \
+        float *g = p->g + (long)ids[i] * (D);                                                 \
+        const float *d = dout + i * (D);                                                      \
+        for (int j = 0; j < (D); j++) g[j] += d[j];                                           \
+        if (!touched || !touched[ids[i]]) ts_param_touch(p, ids[i]);                          \
+    }
 static void scatter_add(const int32_t *ids, const float *dout, ts_param *p, long n, int dim)
 {
-    for (long i = 0; i < n; i++) {
-        float *g = p->g + (long)ids[i] * dim;
-        const float *d = dout + i * dim;
-        for (int j = 0; j < dim; j++) g[j] += d[j];
-        ts_param_touch(p, ids[i]);
+    const uint8_t *touched = (const uint8_t *)p->is_touched;
+    switch (dim) {
+    case 1: SCATTER_FIXED(1); break;
+    case 2: SCATTER_FIXED(2); break;
+    case 4: SCATTER_FIXED(4); break;
+    case 8: SCATTER_FIXED(8); break;
+    case 16: SCATTER_FIXED(16); break;
+    default: SCATTER_FIXED(dim); break;
     }
 }
 
