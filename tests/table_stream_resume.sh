@@ -6,7 +6,8 @@
 #  2. runs killed with SIGKILL at random moments and resumed (--resume) end bit-identical to the
 #     uninterrupted run (KILL_TRIALS, default 2; KILL_DELAYS="0.3 0.8" repeats a failure);
 #  3. the same rows cut into other shards give the same fitted state and splits;
-#  4. what the table reader cannot stream is refused, naming the key.
+#  4. what the table reader cannot stream is refused, naming the key;
+#  and `tessera evaluate` applies a streamed run in memory with its fitted state.
 set -eu
 b=${top_builddir:-.}
 s=${top_srcdir:-.}
@@ -105,6 +106,12 @@ for k in valid.income.positive_rate test.income.positive_rate test.marital.posit
     [ "$a" = "$o" ] || { echo "FAIL: $k differs with other shards: $a / $o"; exit 1; }
 done
 echo "other shards, same rows: same fitted state and splits"
+
+# a streamed run is applied in memory with the state it fitted (evaluate on one shard)
+"$b/tessera" evaluate "$tmp/ref" --data "$tmp/sh/a.txt" --out "$tmp/ev" >"$tmp/ev.txt" 2>&1 || { echo "FAIL: evaluate of a streamed table run:"; cat "$tmp/ev.txt"; exit 1; }
+ea=$(grep 'test.income.auc' "$tmp/ev.txt" | sed 's/.*= *//')
+awk -v a="$ea" 'BEGIN { exit !(a > 0.92) }' || { echo "FAIL: evaluate's income AUC $ea <= 0.92"; exit 1; }
+echo "evaluate on a shard, in memory, with the streamed run's state: income AUC $ea"
 
 # 4. refused, naming the key
 if "$b/tessera" run "$s/experiments/census_mmoe_table.ini" data.stream=true data.split=column \
