@@ -62,6 +62,8 @@ typedef struct tb_src {
     unsigned need;             /* TB_NEED_*: what the reader keeps of each row's value */
     int missing_ok;            /* NUM: a missing marker is kept as NaN rather than a bad row */
     int optional;              /* may be absent from the file (labels in PREDICT mode) */
+    int direct;                /* stream = true: f + 1 when only feature f, hashed, reads it: a
+                                  row's tok is the final id, the value never interned */
     char list_sep[16];         /* LIST: separator of the values inside the field */
     int in_group;              /* g + 1: its values live in group g's packed rows, column gcol */
     int gcol;

@@ -208,7 +208,8 @@ static int parse_row(tb_data *T, int t, const tb_plan *P, char **f, size_t *fl, 
             if (s->need & TB_NEED_TIME) s->time[r] = x;
         }
         if (s->need & TB_NEED_TOK) {
-            int32_t id = tb_intern(T, i, v, n);
+            const tb_feat *hf = s->direct ? &T->feat[s->direct - 1] : NULL;
+            int32_t id = hf ? (int32_t)(tb_hash(v, n, hf->seed) % (uint64_t)hf->buckets) : tb_intern(T, i, v, n);
             if (id < 0) return -2;
             TB_TOK(s, r) = id;
             if ((s->need & TB_NEED_SPLIT) && strcasecmp(v, "train") && strcasecmp(v, "valid") &&

@@ -167,6 +167,7 @@ static int row_line(void *u, char *line, size_t len, const char *path, long line
             x[i] = (float)z;
         } else if (f->kind == TB_CAT) {
             int32_t raw = TB_TOK(s, 0);
+            if (s->direct) { ids[i] = raw; continue; }    /* hashed as read */
             if (raw >= f->nmap && tb_map_extend(T, i) < 0) return ts_fail(e, "table: out of memory");
             if (f->map[raw] < 0)
                 return ts_fail(e, "%s:%ld: column \"%s\" has \"%s\", outside the training "
@@ -226,6 +227,15 @@ int tb_stream_open(tb_data *T, ts_data *D, const ts_cfg *cfg, long buffer, ts_er
         return ts_fail(e, "%s: shuffle_buffer = %ld: give a number of rows from 1 to 2^30",
                        ts_cfg_where(cfg, "shuffle_buffer"), buffer);
     for (int i = 0; i < T->nsrc; i++) { T->src[i].in_group = 0; T->src[i].stride = 1; }
+    /* a column only one hashed feature reads is hashed as it is read: its values are never
+     * interned, so a column of any number of distinct values costs no memory */
+    for (int i = 0; i < T->nfeat; i++) {
+        const tb_feat *f = &T->feat[i];
+        int only = f->kind == TB_CAT && f->hash && f->src != T->user_src && f->src != T->item_src &&
+                   f->src != T->time_src && f->src != T->split_src;
+        for (int k = 0; k < T->nfeat && only; k++) only = k == i || T->feat[k].src != f->src;
+        if (only) T->src[f->src].direct = i + 1;
+    }
     for (int g = 0; g < T->ngroup; g++) T->group[g].packable = T->group[g].inplace = 0;
     struct tb_stream *S = calloc(1, sizeof *S);
     if (!S) return ts_fail(e, "table: out of memory");
@@ -261,7 +271,7 @@ int tb_stream_open(tb_data *T, ts_data *D, const ts_cfg *cfg, long buffer, ts_er
         tb_feat *f = &T->feat[i];
         if (f->kind != TB_CAT) continue;
         f->nvocab = f->hash ? (int32_t)f->buckets : T->feat[f->vocab_of].nvocab;
-        if (tb_map_extend(T, i) < 0) return ts_fail(e, "table: out of memory");
+        if (!T->src[f->src].direct && tb_map_extend(T, i) < 0) return ts_fail(e, "table: out of memory");
     }
     for (int sp = 0; sp < 3; sp++) T->nrows[sp] = ts_stream_rows(S->s, (ts_phase)sp);
     ts_stream_report(S->s, S->report, sizeof S->report);
