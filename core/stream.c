@@ -544,3 +544,11 @@ int ts_stream_report(const ts_stream *s, char *buf, size_t n)
                     ts_stream_rows(s, TS_TRAIN), ts_stream_rows(s, TS_VALID),
                     ts_stream_rows(s, TS_TEST), ts_stream_bytes(s));
 }
+
+int ts_stream_row_bytes(ts_stream *s, size_t row_bytes, ts_err *e)
+{
+    if (s->tr.order || s->ev.order || s->tr.buf[0])
+        return ts_fail(e, "stream: the row size changed after reading began (a bug in the reader)");
+    s->rb = row_bytes ? row_bytes : 1;
+    return 0;
+}

@@ -100,15 +100,20 @@ static void people(const char *name, int from, int to, int header)
 {
     static char text[1 << 20];
     size_t k = 0;
-    if (header) k = (size_t)snprintf(text, sizeof text, "age,city,zip,hours,clicked,w,score\n");
+    if (header) k = (size_t)snprintf(text, sizeof text, "age,city,zip,hours,clicked,w,score,tags\n");
     const char *city[5] = {"Paris", "Oslo", "\"New York, NY\"", "Rome", "Kyiv"};
     for (int i = from; i < to; i++) {
         char age[16];
         if (i % 13 == 5) snprintf(age, sizeof age, "?");
         else snprintf(age, sizeof age, "%d", 20 + i % 50);
-        k += (size_t)snprintf(text + k, sizeof text - k, "%s,%s,z%d,%g,%d,%g,%d\n", age,
+        /* tags: i % 4 values of a cycle of 11 (none on some rows; t10 + i once in a while) */
+        char tags[64] = "";
+        for (int t = 0, m = 0; t < i % 4; t++)
+            m += snprintf(tags + m, sizeof tags - (size_t)m, "%st%d", t ? "|" : "",
+                          i % 97 == 3 && t == 0 ? 1000 + i : (i + t) % 11);
+        k += (size_t)snprintf(text + k, sizeof text - k, "%s,%s,z%d,%g,%d,%g,%d,%s\n", age,
                               i == 0 ? "Lima" : city[i % 5], i % 17, 1.5 * (i % 40), i % 3 == 0,
-                              1 + (i % 4) * 0.25, i);
+                              1 + (i % 4) * 0.25, i, tags);
     }
     text[k] = 0;
     write_file(name, text);
@@ -122,11 +127,12 @@ static const char *keys(const char *path, const char *fractions, const char *ext
     snprintf(buf[k], sizeof buf[k],
              "path = %s\ndense = age(missing:mean), hours(log scale:minmax), score(scale:none)\n"
              "categorical = city(min_count:2), zip(hash:8 seed:3)\nlabels = clicked\n"
+             "multi = tags(sep:| min_count:2)\n"
              "weight = w\nsplit_fractions = %s\n%s", path, fractions, extra);
     return buf[k];
 }
 
-typedef struct { float age, hours, clicked, w; int32_t city, zip; int seen; } rowv;
+typedef struct { float age, hours, clicked, w; int32_t city, zip, ntag, tag[4]; int seen; } rowv;
 
 static void take(ts_exp *x, rowv *v, int nv, int n)
 {
@@ -135,7 +141,11 @@ static void take(ts_exp *x, rowv *v, int nv, int n)
         assert_true(i >= 0 && i < nv);
         assert_int_equal(v[i].seen, 0);      /* every row once */
         v[i] = (rowv){field(x, "age")->x[j], field(x, "hours")->x[j], field(x, "clicked")->x[j],
-                      field(x, "w")->x[j], field(x, "city")->ids[j], field(x, "zip")->ids[j], 1};
+                      field(x, "w")->x[j], field(x, "city")->ids[j], field(x, "zip")->ids[j], 0, {0}, 1};
+        const ts_tensor *t = field(x, "tags");
+        v[i].ntag = t->off[j + 1] - t->off[j];
+        assert_true(v[i].ntag == i % 4);
+        for (int k = 0; k < v[i].ntag; k++) v[i].tag[k] = t->ids[t->off[j] + k];
     }
 }
 
@@ -214,6 +224,8 @@ static void test_streamed_rows_are_the_in_memory_rows(void **st)
         assert_true(a[i].seen && b[i].seen);
         assert_int_equal(a[i].city, b[i].city);
         assert_int_equal(a[i].zip, b[i].zip);
+        assert_int_equal(a[i].ntag, b[i].ntag);
+        for (int k = 0; k < a[i].ntag; k++) assert_int_equal(a[i].tag[k], b[i].tag[k]);
         assert_true(a[i].clicked == b[i].clicked && a[i].w == b[i].w);
         assert_true(fabsf(a[i].age - b[i].age) < 1e-5f && fabsf(a[i].hours - b[i].hours) < 1e-5f);
     }
@@ -293,7 +305,6 @@ static void test_what_cannot_stream_is_refused(void **st)
         {"split = user\nuser = city", "split", "split = user"},
         {"user = city\ntime = score\nmin_history = 1", "min_history", "min_history"},
         {"user = city\ntime = score\nrow_order = user_time", "row_order", "row_order = user_time"},
-        {"multi = city", "multi", "multi column \"city\""},
         {"sequence = city", "sequence", "sequence column \"city\""},
         {"dense = age(missing:0), hours(clip:p1:p99)", "dense", "dense column \"hours\" clipped at training percentiles"},
         {"categorical = city(vocab_rows:all)", "categorical", "categorical \"city\"(vocab_rows:all)"},

@@ -187,7 +187,7 @@ static int table_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
 }
 
 /* Grows a bag buffer to hold need ids. */
-static int bag_room(int32_t **ids, int64_t *cap, int64_t need)
+int tb_bag_room(int32_t **ids, int64_t *cap, int64_t need)
 {
     if (need <= *cap) return 0;
     int64_t c = *cap ? *cap : 1024;
@@ -238,7 +238,7 @@ int tb_group_row(tb_data *T, int b, long r, ts_err *e)
             if (G->kind == TB_DENSE) { G->bx[c] = f->bx[b]; continue; }
             if (G->kind == TB_CAT) { G->bids[c] = (int32_t)G->off[k] + f->bids[b]; continue; }
             int64_t at = G->boff[c], m = f->kind == TB_CAT ? 1 : f->boff[b + 1] - f->boff[b];
-            if (bag_room(&G->bids, &G->bids_cap, at + m) < 0) return ts_fail(e, "table: out of memory");
+            if (tb_bag_room(&G->bids, &G->bids_cap, at + m) < 0) return ts_fail(e, "table: out of memory");
             for (int64_t j = 0; j < m; j++)
                 G->bids[at + j] = (int32_t)G->off[k] + (f->kind == TB_CAT ? f->bids[b] : f->bids[f->boff[b] + j]);
             G->boff[c + 1] = (int32_t)(at + m);
@@ -308,7 +308,7 @@ static int table_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_e
             } else if (f->kind == TB_MULTI || (f->kind == TB_SEQ && f->as_bag)) {
                 int64_t at = f->boff[b], m = sr < 0 ? 0 : f->history ? f->maxlen
                            : T->src[f->src].loff[sr + 1] - T->src[f->src].loff[sr];
-                if (bag_room(&f->bids, &f->bids_cap, at + m) < 0) return ts_fail(e, "table: out of memory");
+                if (tb_bag_room(&f->bids, &f->bids_cap, at + m) < 0) return ts_fail(e, "table: out of memory");
                 at += cell_ids(T, f, sr, f->bids, at, f->kind == TB_SEQ ? f->maxlen : 0);
                 f->boff[b + 1] = (int32_t)at;
             } else if (f->kind == TB_SEQ) {

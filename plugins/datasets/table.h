@@ -301,6 +301,7 @@ const char *tb_stream_report(const tb_data *T);
 int tb_group_row(tb_data *T, int b, long r, ts_err *e);
 void tb_point_fields(tb_data *T, int n);
 int tb_ensure_cap(tb_data *T, int cap);
+int tb_bag_room(int32_t **ids, int64_t *cap, int64_t need);   /* a bag buffer grown to need ids */
 
 /* table_columns.c: fitting and applying column transforms */
 int tb_fit(tb_data *T, ts_err *e);

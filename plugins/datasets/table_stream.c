@@ -3,8 +3,8 @@
  * shuffle block, not by the rows.
  *
  * What streams: features that depend only on their own row and on fitted state: dense columns
- * (fixed clip bounds, log, fill, standard / min-max scaling), categorical columns (a vocabulary
- * or a hash), labels and the weight. Each line is parsed as the in-memory reader parses a record
+ * (fixed clip bounds, log, fill, standard / min-max scaling), categorical and multi-valued
+ * columns (a vocabulary or a hash), labels and the weight. Each line is parsed as the in-memory reader parses a record
  * (table_parse.c, into a one-row table) and made into a fixed record of one 4-byte cell a
  * feature (a float or an id) and one a label's presence. The scan pass fits on the training
  * lines (a line's split is a hash of its bytes, ts_stream_split): running statistics of each
@@ -13,7 +13,7 @@
  *
  * What does not stream is refused at open, naming the key: anything that reads other rows
  * (split = user|time|column, user histories, min_history, row_order = user_time, negatives and
- * item popularity), side tables, multi-valued and sequence columns (a row of variable size),
+ * item popularity), side tables, sequence columns and multi over:,
  * percentile clip bounds and example_age (a sort, or a time range of every training row),
  * vocab_rows:all and label ids:. */
 #include "table.h"
@@ -36,6 +36,9 @@ struct tb_stream {
     dstat *ds;                 /* (nfeat) dense: running statistics of the training values */
     long **cnt;                /* (nfeat) vocabulary owners: training count of each raw id */
     int32_t *ncnt;
+    int32_t *mmax;             /* (nfeat) multi: the most values of a row, over every line */
+    size_t *moff;              /* (nfeat) multi: where its length and ids start in a record
+                                  (int32 cells) */
     char report[320];
 };
 
@@ -62,11 +65,15 @@ static int check(const tb_data *T, const ts_cfg *cfg, ts_err *e)
     for (int i = 0; i < T->nfeat; i++) {
         const tb_feat *f = &T->feat[i];
         char w[200];
-        if (f->kind == TB_MULTI || f->kind == TB_SEQ) {
-            snprintf(w, sizeof w, "%s column \"%s\" (%s)", f->kind == TB_MULTI ? "multi" : "sequence",
-                     T->src[f->src].name, f->history ? "a user's history reads earlier rows" :
-                     "a streamed row is a fixed record; bags of any length are not yet streamed");
-            return refuse(cfg, f->kind == TB_MULTI ? "multi" : "sequence", w, e);
+        if (f->kind == TB_SEQ) {
+            snprintf(w, sizeof w, "sequence column \"%s\" (%s)", T->src[f->src].name,
+                     f->history ? "a user's history reads earlier rows" : "not yet streamed");
+            return refuse(cfg, "sequence", w, e);
+        }
+        if (f->kind == TB_MULTI && f->over >= 0) {
+            snprintf(w, sizeof w, "multi column \"%s\"(over:%s) (a side column gathered over a "
+                     "sequence)", T->src[f->src].name, f->over_name);
+            return refuse(cfg, "multi", w, e);
         }
         if (f->kind == TB_DENSE && (!isnan(f->q_lo) || !isnan(f->q_hi))) {
             snprintf(w, sizeof w, "dense column \"%s\" clipped at training percentiles (a sort of "
@@ -110,7 +117,12 @@ static int scan_line(void *u, ts_phase sp, char *line, size_t len, const char *p
     struct tb_stream *S = T->stream;
     if (S->header && lineno == 1) return 0;            /* every file's header */
     int rc = parse(T, line, len, path, lineno, 1, e);
-    if (rc <= 0 || !S->fit || sp != TS_TRAIN) return rc;
+    if (rc <= 0) return rc;
+    for (int i = 0; i < T->nfeat; i++) {   /* the longest bag of every line: the record's size */
+        const tb_src *s = &T->src[T->feat[i].src];
+        if (T->feat[i].kind == TB_MULTI && s->loff[1] > S->mmax[i]) S->mmax[i] = (int32_t)s->loff[1];
+    }
+    if (!S->fit || sp != TS_TRAIN) return rc;
     S->nfit++;
     for (int i = 0; i < T->nfeat; i++) {
         tb_feat *f = &T->feat[i];
@@ -126,17 +138,20 @@ static int scan_line(void *u, ts_phase sp, char *line, size_t len, const char *p
             d->lo = t < d->lo ? t : d->lo;
             d->hi = t > d->hi ? t : d->hi;
         } else if (S->cnt[i]) {
-            int32_t raw = TB_TOK(s, 0);
-            if (raw >= S->ncnt[i]) {
-                int32_t c = S->ncnt[i] ? 2 * S->ncnt[i] : 1024;
-                while (c <= raw) c *= 2;
-                long *p = realloc(S->cnt[i], (size_t)c * sizeof *p);
-                if (!p) return ts_fail(e, "table: out of memory");
-                memset(p + S->ncnt[i], 0, (size_t)(c - S->ncnt[i]) * sizeof *p);
-                S->cnt[i] = p;
-                S->ncnt[i] = c;
+            int64_t nv = f->kind == TB_MULTI ? s->loff[1] : 1;
+            for (int64_t k = 0; k < nv; k++) {
+                int32_t raw = f->kind == TB_MULTI ? s->lids[k] : TB_TOK(s, 0);
+                if (raw >= S->ncnt[i]) {
+                    int32_t c = S->ncnt[i] ? 2 * S->ncnt[i] : 1024;
+                    while (c <= raw) c *= 2;
+                    long *p = realloc(S->cnt[i], (size_t)c * sizeof *p);
+                    if (!p) return ts_fail(e, "table: out of memory");
+                    memset(p + S->ncnt[i], 0, (size_t)(c - S->ncnt[i]) * sizeof *p);
+                    S->cnt[i] = p;
+                    S->ncnt[i] = c;
+                }
+                S->cnt[i][raw]++;
             }
-            S->cnt[i][raw]++;
         }
     }
     return 1;
@@ -176,6 +191,25 @@ static int row_line(void *u, char *line, size_t len, const char *path, long line
                                s->name, ts_strtab_str(T->strs, f->src, raw),
                                T->feat[f->vocab_of].field);
             ids[i] = f->map[raw];
+        } else if (f->kind == TB_MULTI) {
+            int32_t *bag = ids + T->stream->moff[i];
+            int64_t nv = s->loff[1];
+            if (nv > T->stream->mmax[i])
+                return ts_fail(e, "%s:%ld: column \"%s\" has %lld values, more than the %d of "
+                               "every row the scan read; did the files change since?", path, lineno,
+                               s->name, (long long)nv, (int)T->stream->mmax[i]);
+            bag[0] = (int32_t)nv;
+            for (int64_t k = 0; k < nv; k++) {
+                int32_t raw = s->lids[k];
+                if (raw >= f->nmap && tb_map_extend(T, i) < 0) return ts_fail(e, "table: out of memory");
+                if (f->map[raw] < 0)
+                    return ts_fail(e, "%s:%ld: column \"%s\" has \"%s\", outside the training "
+                                   "vocabulary of %s, which has no out-of-vocabulary id (oov:none); "
+                                   "remove oov:none so that such values take id 0", path, lineno,
+                                   s->name, ts_strtab_str(T->strs, f->src, raw),
+                                   T->feat[f->vocab_of].field);
+                bag[1 + k] = f->map[raw];
+            }
         } else if (f->kind == TB_LABEL) {
             /* times:G as the in-memory batch makes it (table.c) */
             const tb_feat *g = f->times_of >= 0 ? &T->feat[f->times_of] : NULL;
@@ -245,13 +279,15 @@ int tb_stream_open(tb_data *T, ts_data *D, const ts_cfg *cfg, long buffer, ts_er
     S->rb = 2 * (size_t)T->nfeat * sizeof(float);
     if (!(S->ds = calloc((size_t)T->nfeat, sizeof *S->ds)) ||
         !(S->cnt = calloc((size_t)T->nfeat, sizeof *S->cnt)) ||
-        !(S->ncnt = calloc((size_t)T->nfeat, sizeof *S->ncnt)))
+        !(S->ncnt = calloc((size_t)T->nfeat, sizeof *S->ncnt)) ||
+        !(S->mmax = calloc((size_t)T->nfeat, sizeof *S->mmax)) ||
+        !(S->moff = calloc((size_t)T->nfeat, sizeof *S->moff)))
         return ts_fail(e, "table: out of memory");
     for (int i = 0; i < T->nfeat; i++) {
         const tb_feat *f = &T->feat[i];
         S->ds[i].lo = INFINITY;
         S->ds[i].hi = -INFINITY;
-        if (S->fit && f->kind == TB_CAT && !f->hash && f->vocab_of == i &&
+        if (S->fit && (f->kind == TB_CAT || f->kind == TB_MULTI) && !f->hash && f->vocab_of == i &&
             !(S->cnt[i] = calloc(1, sizeof **S->cnt)))
             return ts_fail(e, "table: out of memory");
     }
@@ -267,9 +303,16 @@ int tb_stream_open(tb_data *T, ts_data *D, const ts_cfg *cfg, long buffer, ts_er
                            ts_stream_nfiles(S->s), T->skipped);
         if (finish_fit(T, e) < 0) return -1;
     }
+    /* the record: a cell a column, a presence a column, then each multi column's length and up
+     * to its longest bag's ids */
+    size_t cells = 2 * (size_t)T->nfeat;
+    for (int i = 0; i < T->nfeat; i++)
+        if (T->feat[i].kind == TB_MULTI) { S->moff[i] = cells; cells += 1 + (size_t)S->mmax[i]; }
+    S->rb = cells * sizeof(int32_t);
+    if (ts_stream_row_bytes(S->s, S->rb, e) < 0) return -1;
     for (int i = 0; i < T->nfeat; i++) {   /* ids of every categorical column */
         tb_feat *f = &T->feat[i];
-        if (f->kind != TB_CAT) continue;
+        if (f->kind != TB_CAT && f->kind != TB_MULTI) continue;
         f->nvocab = f->hash ? (int32_t)f->buckets : T->feat[f->vocab_of].nvocab;
         if (!T->src[f->src].direct && tb_map_extend(T, i) < 0) return ts_fail(e, "table: out of memory");
     }
@@ -283,6 +326,8 @@ int tb_stream_open(tb_data *T, ts_data *D, const ts_cfg *cfg, long buffer, ts_er
 static int fill(tb_data *T, int n, ts_err *e)
 {
     struct tb_stream *S = T->stream;
+    for (int i = 0; i < T->nfeat; i++) if (T->feat[i].boff) T->feat[i].boff[0] = 0;
+    for (int g = 0; g < T->ngroup; g++) if (T->group[g].boff) T->group[g].boff[0] = 0;
     for (int b = 0; b < n; b++) {
         const float *x = (const float *)(S->rec + (size_t)b * S->rb), *has = x + T->nfeat;
         const int32_t *ids = (const int32_t *)x;
@@ -290,6 +335,14 @@ static int fill(tb_data *T, int n, ts_err *e)
             tb_feat *f = &T->feat[i];
             if (f->kind == TB_DENSE || f->kind == TB_LABEL || f->kind == TB_WEIGHT) f->bx[b] = x[i];
             else if (f->kind == TB_CAT) f->bids[b] = ids[i];
+            else if (f->kind == TB_MULTI) {
+                const int32_t *bag = ids + S->moff[i];
+                int64_t at = f->boff[b];
+                if (tb_bag_room(&f->bids, &f->bids_cap, at + bag[0]) < 0)
+                    return ts_fail(e, "table: out of memory");
+                memcpy(f->bids + at, bag + 1, (size_t)bag[0] * sizeof *bag);
+                f->boff[b + 1] = (int32_t)(at + bag[0]);
+            }
             if (f->bm) f->bm[b] = has[i];
         }
         if (tb_group_row(T, b, 0, e) < 0) return -1;
@@ -349,7 +402,7 @@ void tb_stream_close(tb_data *T)
     if (!S) return;
     ts_stream_close(S->s);
     for (int i = 0; i < T->nfeat && S->cnt; i++) free(S->cnt[i]);
-    free(S->cnt); free(S->ncnt); free(S->ds); free(S->rec);
+    free(S->cnt); free(S->ncnt); free(S->ds); free(S->rec); free(S->mmax); free(S->moff);
     free(S);
     T->stream = NULL;
     tb_free_head(T);
