@@ -361,7 +361,9 @@ static int table_aux(ts_data *D, const char *name, const void **ptr, long *n)
 
 static int table_fitted(ts_data *D, char **text, size_t *n, ts_err *e)
 {
-    return tb_state_write(D->state, text, n, e);
+    tb_data *T = D->state;
+    if (T->stream) return tb_stream_fitted(T, text, n, e);
+    return tb_state_write(T, text, n, e);
 }
 
 static const ts_key keys[] = {

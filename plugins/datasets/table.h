@@ -296,6 +296,7 @@ int tb_stream_next(ts_data *D, int n, int *got, ts_err *e);
 void tb_stream_pos(ts_data *D, int64_t *pos);
 void tb_stream_close(tb_data *T);
 const char *tb_stream_report(const tb_data *T);
+int tb_stream_fitted(const tb_data *T, char **text, size_t *n, ts_err *e);
 /* table.c: a batch's group fields from its features' buffers (row b), and the fields pointed
  * at the buffers (n rows) */
 int tb_group_row(tb_data *T, int b, long r, ts_err *e);

@@ -40,6 +40,9 @@ struct tb_stream {
     size_t *moff;              /* (nfeat) multi: where its length and ids start in a record
                                   (int32 cells) */
     char report[320];
+    char *state;               /* the fitted state's text, made once at open: the reader thread
+                                  may intern values while the host asks for it */
+    size_t nstate;
 };
 
 static int refuse(const ts_cfg *cfg, const char *key, const char *what, ts_err *e)
@@ -318,6 +321,7 @@ int tb_stream_open(tb_data *T, ts_data *D, const ts_cfg *cfg, long buffer, ts_er
     }
     for (int sp = 0; sp < 3; sp++) T->nrows[sp] = ts_stream_rows(S->s, (ts_phase)sp);
     ts_stream_report(S->s, S->report, sizeof S->report);
+    if (tb_state_write(T, &S->state, &S->nstate, e) < 0) return -1;
     D->stream = 1;
     return 0;
 }
@@ -391,6 +395,15 @@ void tb_stream_pos(ts_data *D, int64_t *pos)
     ts_stream_pos(T->stream->s, pos);
 }
 
+int tb_stream_fitted(const tb_data *T, char **text, size_t *n, ts_err *e)
+{
+    const struct tb_stream *S = T->stream;
+    if (!(*text = malloc(S->nstate + 1))) return ts_fail(e, "table: out of memory");
+    memcpy(*text, S->state, S->nstate + 1);
+    *n = S->nstate;
+    return 0;
+}
+
 const char *tb_stream_report(const tb_data *T)
 {
     return T->stream ? T->stream->report : NULL;
@@ -403,6 +416,7 @@ void tb_stream_close(tb_data *T)
     ts_stream_close(S->s);
     for (int i = 0; i < T->nfeat && S->cnt; i++) free(S->cnt[i]);
     free(S->cnt); free(S->ncnt); free(S->ds); free(S->rec); free(S->mmax); free(S->moff);
+    free(S->state);
     free(S);
     T->stream = NULL;
     tb_free_head(T);
