@@ -4,12 +4,14 @@
  *
  * What streams: features that depend only on their own row and on fitted state: dense columns
  * (fixed clip bounds, log, fill, standard / min-max scaling), categorical and multi-valued
- * columns (a vocabulary or a hash), labels and the weight. Each line is parsed as the in-memory reader parses a record
- * (table_parse.c, into a one-row table) and made into a fixed record of one 4-byte cell a
- * feature (a float or an id) and one a label's presence. The scan pass fits on the training
- * lines (a line's split is a hash of its bytes, ts_stream_split): running statistics of each
- * dense column and the training count of each categorical value, numbered as the in-memory
- * reader numbers them (tb_fit_vocab). A resumed run takes the saved fitted state instead.
+ * columns (a vocabulary or a hash), labels and the weight. Each line is parsed as the in-memory
+ * reader parses a record (table_parse.c, into a one-row table) and made into a fixed record: a
+ * 4-byte cell a feature (a float or an id), one a label's presence, then each multi column's
+ * length and room for its longest bag over every line (the scan finds it: ts_stream_row_bytes).
+ * The scan pass fits on the training lines (a line's split is a hash of its bytes): running
+ * statistics of each dense column and the training count of each vocabulary value, numbered as
+ * the in-memory reader numbers them (tb_fit_vocab). A resumed run takes the saved state instead.
+ * A column only one hashed feature reads is hashed as it is read (tb_src.direct), never interned.
  *
  * What does not stream is refused at open, naming the key: anything that reads other rows
  * (split = user|time|column, user histories, min_history, row_order = user_time, negatives and
