@@ -5,7 +5,8 @@
 # thread. For each mode it prints the peak RSS (/usr/bin/time -v, "Maximum resident set size")
 # and the training throughput (metrics.json train.run.examples_per_sec), then the ratios; in a
 # --with-mpi build (MPIRUN set) also `mpirun -np 2` streamed, each rank's peak RSS. Asserts
-# nothing: a benchmark, not a test.
+# nothing: a benchmark, not a test. BENCH_STREAM_EXP=census_mmoe_table.ini measures the table
+# reader on the same file.
 set -eu
 b=${1:-.}
 s=${2:-.}
@@ -25,7 +26,7 @@ fi
 rows=$(gzip -dc "$data" | wc -l)
 echo "data: $data, $rows rows, $(du -m "$data" | cut -f1) MB compressed"
 export OPENBLAS_NUM_THREADS=1
-exp="$s/experiments/census_mmoe.ini"
+exp="$s/experiments/${BENCH_STREAM_EXP:-census_mmoe.ini}"   # census_mmoe_table.ini: the table reader
 common="data.path=$data train.epochs=1 train.threads=1"
 
 rss_mb() { awk -F: '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"; }

@@ -67,6 +67,7 @@ struct ts_stream {
     ts_stream_row_fn row;
     void *user;
     cursor tr, ev;
+    long next[3];            /* ts_stream_read: the valid / test row that comes next */
 };
 
 static uint64_t mix64(uint64_t x)
@@ -512,4 +513,42 @@ void ts_stream_pos(const ts_stream *s, int64_t pos[TS_STREAM_POS])
 size_t ts_stream_bytes(const ts_stream *s)
 {
     return 2 * (size_t)s->cap * (s->rb + sizeof(long));
+}
+
+int ts_stream_read(ts_stream *s, ts_phase split, const long *rows, int n, void *out, ts_err *e)
+{
+    const char *name = split == TS_VALID ? "valid" : "test";
+    if (split == TS_TRAIN)
+        return ts_fail(e, "stream = true: the training rows come as a stream, not by row number");
+    if (n > 0 && rows[0] == 0) {
+        if (ts_stream_begin(s, split, 0, NULL, e) < 0) return -1;
+        s->next[split] = 0;
+    }
+    for (int i = 0; i < n; i++)
+        if (rows[i] != s->next[split] + i)
+            return ts_fail(e, "stream = true reads the %s rows in order; row %ld was asked where "
+                           "row %ld comes next", name, rows[i], s->next[split] + i);
+    int got = 0;
+    if (ts_stream_next(s, split, out, n, &got, e) < 0) return -1;
+    if (got != n)
+        return ts_fail(e, "the stream gave %d %s rows where %d were asked after its scan; did "
+                       "the files change?", got, name, n);
+    s->next[split] += n;
+    return 0;
+}
+
+int ts_stream_report(const ts_stream *s, char *buf, size_t n)
+{
+    return snprintf(buf, n, "stream_files %d\nstream_train_rows_rank0 %ld\nstream_valid_rows %ld\n"
+                    "stream_test_rows %ld\nstream_shuffle_block_bytes %zu\n", s->nfiles,
+                    ts_stream_rows(s, TS_TRAIN), ts_stream_rows(s, TS_VALID),
+                    ts_stream_rows(s, TS_TEST), ts_stream_bytes(s));
+}
+
+int ts_stream_row_bytes(ts_stream *s, size_t row_bytes, ts_err *e)
+{
+    if (s->tr.order || s->ev.order || s->tr.buf[0])
+        return ts_fail(e, "stream: the row size changed after reading began (a bug in the reader)");
+    s->rb = row_bytes ? row_bytes : 1;
+    return 0;
 }

@@ -540,6 +540,14 @@ int ts_stream_next(ts_stream *s, ts_phase split, void *out, int n, int *got, ts_
 void ts_stream_pos(const ts_stream *s, int64_t pos[TS_STREAM_POS]);
 /* Bytes the stream holds for its block (the memory bound of streamed rows). */
 size_t ts_stream_bytes(const ts_stream *s);
+/* A batch of valid or test rows for a reader's batch(): rows must come in order from row 0 (a
+ * request of row 0 restarts the split); n row records into out. */
+int ts_stream_read(ts_stream *s, ts_phase split, const long *rows, int n, void *out, ts_err *e);
+/* The size of a row record set after the scan (a reader whose rows' size the scan finds:
+ * the longest bag); before any ts_stream_begin. */
+int ts_stream_row_bytes(ts_stream *s, size_t row_bytes, ts_err *e);
+/* The stream's figures for a reader's aux "report" (files, rows, block bytes); snprintf's. */
+int ts_stream_report(const ts_stream *s, char *buf, size_t n);
 
 #ifdef __cplusplus
 }

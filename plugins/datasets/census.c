@@ -61,9 +61,9 @@ static const char *const colname[NCOL] = {
     "veterans benefits", "weeks worked in year", "year", "income"};
 static const int cont_col[NCONT] = {0, 5, 16, 17, 18, 30, 39};
 
-/* One row as the batches read it (and a streamed row, parsed): its features and labels side by side in three cache lines,
- * so that a shuffled batch costs three line fetches per row instead of eight (the row number,
- * the continuous, categorical and four label arrays). */
+/* One row as the batches read it (and a streamed row, parsed): its features and labels side by
+ * side in three cache lines, so that a shuffled batch costs three line fetches per row instead
+ * of eight (the row number, the continuous, categorical and four label arrays). */
 typedef struct crow {
     int32_t cat[NCAT];
     float cont[NCONT];
@@ -101,8 +101,7 @@ typedef struct census {
     int skip, fitted;        /* skip_bad_rows; a fitted state was given */
     long nfit;               /* training rows the scan fitted on */
     double m2[NCONT];        /* Welford's sums of squares */
-    crow *rec;        /* (cap) records of a batch */
-    long next[3];            /* valid, test: the next row the stream gives */
+    crow *rec;               /* (cap) records of a batch */
     char report[256];        /* aux "report" of a streamed run */
 } census;
 
@@ -532,10 +531,7 @@ static int stream_prepare(ts_data *D, census *st, const char *pattern, const cha
         return -1;
     if (ts_stream_scan(st->stream, e) < 0) return -1;
     for (int sp = 0; sp < 3; sp++) D->nrows[sp] = ts_stream_rows(st->stream, (ts_phase)sp);
-    snprintf(st->report, sizeof st->report, "stream_files %d\nstream_train_rows_rank0 %ld\n"
-             "stream_valid_rows %ld\nstream_test_rows %ld\nstream_shuffle_block_bytes %zu\n",
-             ts_stream_nfiles(st->stream), D->nrows[TS_TRAIN], D->nrows[TS_VALID],
-             D->nrows[TS_TEST], ts_stream_bytes(st->stream));
+    ts_stream_report(st->stream, st->report, sizeof st->report);
     if (!st->fitted) {
         if (st->nfit < 1)
             return ts_fail(e, "%s: no training rows in %d file(s) (%ld bad rows skipped); check "
@@ -776,24 +772,7 @@ static int census_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_
     if (ensure_cap(st, n) < 0) return ts_fail(e, "census: out of memory for a batch of %d rows", n);
     if (st->stream) {
         /* streamed: valid and test rows in file order, asked from row 0 on */
-        if (split == TS_TRAIN)
-            return ts_fail(e, "census: stream = true: the training rows come as a stream, not by "
-                           "row number");
-        if (n > 0 && rows[0] == 0) {
-            if (ts_stream_begin(st->stream, split, 0, NULL, e) < 0) return -1;
-            st->next[split] = 0;
-        }
-        for (int i = 0; i < n; i++)
-            if (rows[i] != st->next[split] + i)
-                return ts_fail(e, "census: stream = true reads the %s rows in order; row %ld was "
-                               "asked where row %ld comes next", split == TS_VALID ? "valid" :
-                               "test", rows[i], st->next[split] + i);
-        int got = 0;
-        if (ts_stream_next(st->stream, split, st->rec, n, &got, e) < 0) return -1;
-        if (got != n)
-            return ts_fail(e, "census: the stream gave %d %s rows where its scan counted %d; did "
-                           "the files change?", got, split == TS_VALID ? "valid" : "test", n);
-        st->next[split] += n;
+        if (ts_stream_read(st->stream, split, rows, n, st->rec, e) < 0) return -1;
         fill_fields(st, n);
         point_fields(st, n);
         return 0;

@@ -9,7 +9,7 @@
  * "row_id" (const char *, one per test row, from `id =`), "row_line" (long, one per test row: its
  * first line in the file), "item_freq" (float, one per item id,
  * training interactions, with `item =`). It does no feature engineering beyond its declared
- * transforms and is not a streaming reader: the table lives in memory. */
+ * transforms. The table lives in memory, unless stream = true (table_stream.c). */
 #include "table.h"
 
 #include <stdio.h>
@@ -20,6 +20,7 @@ static void table_close(ts_data *D)
 {
     tb_data *T = D->state;
     if (!T) return;
+    tb_stream_close(T);                 /* first: it joins the stream's reader thread */
     for (int t = 0; t < T->ntab; t++) {
         tb_table *tab = &T->tab[t];
         for (int c = 0; c < tab->ncol && tab->colname; c++) free(tab->colname[c]);
@@ -60,7 +61,7 @@ static void table_close(ts_data *D)
 }
 
 /* Batch buffers for cap rows (bags grow as batches need). */
-static int ensure_cap(tb_data *T, int cap)
+int tb_ensure_cap(tb_data *T, int cap)
 {
     if (cap <= T->cap) return 0;
     for (int i = 0; i < T->nfeat; i++) {
@@ -155,6 +156,21 @@ static int table_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
     if (!(T->strs = ts_strtab_new())) return ts_fail(e, "table: out of memory");
     if (tb_declare(T, D, cfg, e) < 0) return -1;
     if (!(T->item_map = calloc((size_t)T->nfeat, sizeof *T->item_map))) return ts_fail(e, "table: out of memory");
+    int stream;
+    long buffer;
+    if (ts_cfg_bool(cfg, "stream", &stream, e) < 0 || ts_cfg_int(cfg, "shuffle_buffer", &buffer, e) < 0)
+        return -1;
+    /* streamed: training only; predict and evaluate read the file they are given in memory */
+    if (stream && T->mode == TS_OPEN_TRAIN) {
+        if ((state && tb_state_read(T, state, nstate, e) < 0) || tb_stream_open(T, D, cfg, buffer, e) < 0)
+            return -1;
+        for (int s = 0; s < 3; s++) D->nrows[s] = T->nrows[s];
+        if (declare_fields(D, T, e) < 0) return -1;
+        int mb = ts_ctx_max_batch(D->ctx);
+        if (tb_ensure_cap(T, mb > 0 ? mb : 1) < 0)
+            return ts_fail(e, "table: out of memory for batches of %d rows", mb);
+        return 0;
+    }
     for (int t = 0; t < T->ntab; t++)
         if (tb_read_table(T, t, cfg, e) < 0) return -1;
     if (tb_join(T, e) < 0 || (T->has_history && tb_histories(T, e) < 0) || tb_split(T, e) < 0)
@@ -166,12 +182,12 @@ static int table_open(ts_data *D, const ts_cfg *cfg, ts_err *e)
     for (int s = 0; s < 3; s++) D->nrows[s] = T->nrows[s];
     if (declare_fields(D, T, e) < 0 || tb_pack(T, e) < 0) return -1;
     int mb = ts_ctx_max_batch(D->ctx);
-    if (ensure_cap(T, mb > 0 ? mb : 1) < 0) return ts_fail(e, "table: out of memory for batches of %d rows", mb);
+    if (tb_ensure_cap(T, mb > 0 ? mb : 1) < 0) return ts_fail(e, "table: out of memory for batches of %d rows", mb);
     return 0;
 }
 
 /* Grows a bag buffer to hold need ids. */
-static int bag_room(int32_t **ids, int64_t *cap, int64_t need)
+int tb_bag_room(int32_t **ids, int64_t *cap, int64_t need)
 {
     if (need <= *cap) return 0;
     int64_t c = *cap ? *cap : 1024;
@@ -208,11 +224,57 @@ static int64_t cell_ids(const tb_data *T, const tb_feat *f, int sr, int32_t *ids
     return b - a;
 }
 
+/* Row b of every group's batch buffers from its members' (unpacked groups: from the members'
+ * buffers of row b; packed groups: main row r). */
+int tb_group_row(tb_data *T, int b, long r, ts_err *e)
+{
+    for (int g = 0; g < T->ngroup; g++) {
+        tb_group *G = &T->group[g];
+        if (G->px) { memcpy(G->bx + (size_t)b * G->n, G->px + (size_t)r * G->n, (size_t)G->n * sizeof *G->bx); continue; }
+        if (G->pids) { memcpy(G->bids + (size_t)b * G->n, G->pids + (size_t)r * G->n, (size_t)G->n * sizeof *G->bids); continue; }
+        for (int k = 0; k < G->n; k++) {
+            const tb_feat *f = &T->feat[G->feat[k]];
+            size_t c = (size_t)b * G->n + k;
+            if (G->kind == TB_DENSE) { G->bx[c] = f->bx[b]; continue; }
+            if (G->kind == TB_CAT) { G->bids[c] = (int32_t)G->off[k] + f->bids[b]; continue; }
+            int64_t at = G->boff[c], m = f->kind == TB_CAT ? 1 : f->boff[b + 1] - f->boff[b];
+            if (tb_bag_room(&G->bids, &G->bids_cap, at + m) < 0) return ts_fail(e, "table: out of memory");
+            for (int64_t j = 0; j < m; j++)
+                G->bids[at + j] = (int32_t)G->off[k] + (f->kind == TB_CAT ? f->bids[b] : f->bids[f->boff[b] + j]);
+            G->boff[c + 1] = (int32_t)(at + m);
+        }
+    }
+    return 0;
+}
+
+void tb_point_fields(tb_data *T, int n)
+{
+    for (int i = 0; i < T->nfeat; i++) {
+        tb_feat *f = &T->feat[i];
+        if (f->tm) { f->tm->x = f->bm; f->tm->dim[0] = n; }
+        if (!f->t) continue;
+        f->t->dim[0] = n;
+        if (f->t->dtype == TS_F32) f->t->x = f->bx;
+        else f->t->ids = f->bids;
+        if (f->t->dtype == TS_BAGS) f->t->off = f->boff;
+        if (f->kind == TB_SEQ && !f->as_bag) f->t->len = f->blen;
+    }
+    for (int g = 0; g < T->ngroup; g++) {
+        tb_group *G = &T->group[g];
+        G->t->dim[0] = n;
+        if (G->kind == TB_DENSE) G->t->x = G->bx;
+        else G->t->ids = G->bids;
+        if (G->kind == TB_MULTI) G->t->off = G->boff;
+    }
+    if (T->t_implicit) { T->t_implicit->x = T->b_implicit; T->t_implicit->dim[0] = n; }
+}
+
 static int table_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_err *e)
 {
     tb_data *T = D->state;
+    if (T->stream) return tb_stream_batch(D, split, rows, n, e);
     long nmain = T->tab[0].n;
-    if (ensure_cap(T, n) < 0) return ts_fail(e, "table: out of memory for a batch of %d rows", n);
+    if (tb_ensure_cap(T, n) < 0) return ts_fail(e, "table: out of memory for a batch of %d rows", n);
     for (int i = 0; i < T->nfeat; i++) if (T->feat[i].boff) T->feat[i].boff[0] = 0;
     for (int g = 0; g < T->ngroup; g++) if (T->group[g].boff) T->group[g].boff[0] = 0;
     for (int b = 0; b < n; b++) {
@@ -246,7 +308,7 @@ static int table_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_e
             } else if (f->kind == TB_MULTI || (f->kind == TB_SEQ && f->as_bag)) {
                 int64_t at = f->boff[b], m = sr < 0 ? 0 : f->history ? f->maxlen
                            : T->src[f->src].loff[sr + 1] - T->src[f->src].loff[sr];
-                if (bag_room(&f->bids, &f->bids_cap, at + m) < 0) return ts_fail(e, "table: out of memory");
+                if (tb_bag_room(&f->bids, &f->bids_cap, at + m) < 0) return ts_fail(e, "table: out of memory");
                 at += cell_ids(T, f, sr, f->bids, at, f->kind == TB_SEQ ? f->maxlen : 0);
                 f->boff[b + 1] = (int32_t)at;
             } else if (f->kind == TB_SEQ) {
@@ -256,47 +318,19 @@ static int table_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_e
                 f->blen[b] = m > 0 ? (int32_t)m : 1;    /* an empty history: one padding id 0 */
             }
         }
-        for (int g = 0; g < T->ngroup; g++) {
-            tb_group *G = &T->group[g];
-            if (G->px) { memcpy(G->bx + (size_t)b * G->n, G->px + (size_t)r * G->n, (size_t)G->n * sizeof *G->bx); continue; }
-            if (G->pids) { memcpy(G->bids + (size_t)b * G->n, G->pids + (size_t)r * G->n, (size_t)G->n * sizeof *G->bids); continue; }
-            for (int k = 0; k < G->n; k++) {
-                const tb_feat *f = &T->feat[G->feat[k]];
-                size_t c = (size_t)b * G->n + k;
-                if (G->kind == TB_DENSE) { G->bx[c] = f->bx[b]; continue; }
-                if (G->kind == TB_CAT) { G->bids[c] = (int32_t)G->off[k] + f->bids[b]; continue; }
-                int64_t at = G->boff[c], m = f->kind == TB_CAT ? 1 : f->boff[b + 1] - f->boff[b];
-                if (bag_room(&G->bids, &G->bids_cap, at + m) < 0) return ts_fail(e, "table: out of memory");
-                for (int64_t j = 0; j < m; j++)
-                    G->bids[at + j] = (int32_t)G->off[k] + (f->kind == TB_CAT ? f->bids[b] : f->bids[f->boff[b] + j]);
-                G->boff[c + 1] = (int32_t)(at + m);
-            }
-        }
+        if (tb_group_row(T, b, r, e) < 0) return -1;
     }
-    for (int i = 0; i < T->nfeat; i++) {
-        tb_feat *f = &T->feat[i];
-        if (f->tm) { f->tm->x = f->bm; f->tm->dim[0] = n; }
-        if (!f->t) continue;
-        f->t->dim[0] = n;
-        if (f->t->dtype == TS_F32) f->t->x = f->bx;
-        else f->t->ids = f->bids;
-        if (f->t->dtype == TS_BAGS) f->t->off = f->boff;
-        if (f->kind == TB_SEQ && !f->as_bag) f->t->len = f->blen;
-    }
-    for (int g = 0; g < T->ngroup; g++) {
-        tb_group *G = &T->group[g];
-        G->t->dim[0] = n;
-        if (G->kind == TB_DENSE) G->t->x = G->bx;
-        else G->t->ids = G->bids;
-        if (G->kind == TB_MULTI) G->t->off = G->boff;
-    }
-    if (T->t_implicit) { T->t_implicit->x = T->b_implicit; T->t_implicit->dim[0] = n; }
+    tb_point_fields(T, n);
     return 0;
 }
 
 static int table_aux(ts_data *D, const char *name, const void **ptr, long *n)
 {
     tb_data *T = D->state;
+    if (T->stream) {   /* streamed: no rows kept, unseen values not counted (every epoch reads) */
+        if (!strcmp(name, "report")) { *ptr = tb_stream_report(T); *n = (long)strlen(*ptr); return 0; }
+        if (strcmp(name, "skipped_rows") && strcmp(name, "missing_keys")) return -1;
+    }
     if (!strcmp(name, "skipped_rows")) { *ptr = &T->skipped; *n = 1; }
     else if (!strcmp(name, "unseen_values")) { *ptr = &T->unseen; *n = 1; }
     else if (!strcmp(name, "missing_keys")) { *ptr = &T->missing_keys; *n = 1; }
@@ -327,7 +361,9 @@ static int table_aux(ts_data *D, const char *name, const void **ptr, long *n)
 
 static int table_fitted(ts_data *D, char **text, size_t *n, ts_err *e)
 {
-    return tb_state_write(D->state, text, n, e);
+    tb_data *T = D->state;
+    if (T->stream) return tb_stream_fitted(T, text, n, e);
+    return tb_state_write(T, text, n, e);
 }
 
 static const ts_key keys[] = {
@@ -364,12 +400,15 @@ static const ts_key keys[] = {
     {"negative_seed", "int", "2026", "seed of negative sampling"},
     {"implicit_label", "string", "label", "with negatives: the field that is 1 for the file's rows, 0 for sampled ones"},
     {"min_history", "int", "0", "a row is an example only when its user has this many earlier rows (user =, time =); the others still count for vocabularies and popularity and appear in histories"},
+    {"stream", "bool", "false", "read the main file as a stream (path: a file, a folder of shards or a glob; plain or .gz) with memory bounded by shuffle_buffer; a row's split is a hash of its line; dense, categorical, label and weight columns only (docs/scale.md)"},
+    {"shuffle_buffer", "int", "65536", "stream = true: rows of the shuffle block (8 bytes a declared column each)"},
     {"row_order", "choice:file|user_time", "file", "the order of each split's rows: the file's, or each user's rows together by time (users in order of first appearance)"},
     {NULL, NULL, NULL, NULL}};
 
 static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops), .open = table_open,
                                    .batch = table_batch, .aux = table_aux, .close = table_close,
-                                   .fitted = table_fitted};
+                                   .fitted = table_fitted, .stream_begin = tb_stream_begin,
+                                   .stream_next = tb_stream_next, .stream_pos = tb_stream_pos};
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "table", "1.0",
     "a delimited file (and side tables) read through declared feature columns", keys, &ops};
 const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }

@@ -62,6 +62,8 @@ typedef struct tb_src {
     unsigned need;             /* TB_NEED_*: what the reader keeps of each row's value */
     int missing_ok;            /* NUM: a missing marker is kept as NaN rather than a bad row */
     int optional;              /* may be absent from the file (labels in PREDICT mode) */
+    int direct;                /* stream = true: f + 1 when only feature f, hashed, reads it: a
+                                  row's tok is the final id, the value never interned */
     char list_sep[16];         /* LIST: separator of the values inside the field */
     int in_group;              /* g + 1: its values live in group g's packed rows, column gcol */
     int gcol;
@@ -236,6 +238,10 @@ typedef struct tb_data {
     long *row_line;            /* (nrows[TS_TEST]) each test row's first line, built on first use */
     int cap;                   /* rows of the batch buffers */
     ts_tensor *t_dummy;
+    /* stream = true */
+    struct tb_stream *stream;
+    void *line_plan;           /* table_parse.c's plan of a row */
+    struct tb_reader *line_reader_p;
 } tb_data;
 
 #define TB_NUM(s, r) ((s)->num[(size_t)(r) * (s)->stride])
@@ -269,6 +275,7 @@ typedef struct tb_reader {
 /* The next record: 1 (fields in R->f, lengths in R->flen), 0 at the end of the file, -1 a bad
  * record (why), -2 a read error or out of memory (why). R->line is the record's first line. */
 int tb_record_next(tb_reader *R, int *nf, char *why, size_t nwhy);
+int tb_record_line(tb_reader *R, char *line, size_t len, long lineno, int *nf, char *why, size_t nwhy);
 void tb_record_free(tb_reader *R);
 int tb_parse_number(const char *s, size_t n, double *v);   /* s[n] == 0; -1 if not a finite number */
 int tb_is_missing(const tb_data *T, const char *s, size_t n);
@@ -278,6 +285,24 @@ int32_t tb_intern(tb_data *T, int src, const char *s, size_t n);   /* raw id; -2
 /* table_parse.c: one file into its source columns */
 int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e);
 int tb_src_get(tb_data *T, int table, const char *name, ts_err *e);
+int tb_read_head(tb_data *T, const ts_cfg *cfg, ts_err *e);
+int tb_parse_line(tb_data *T, char *line, size_t len, long lineno, char *why, size_t nwhy);
+void tb_free_head(tb_data *T);
+/* table_stream.c: stream = true (docs/scale.md) */
+int tb_stream_open(tb_data *T, ts_data *D, const ts_cfg *cfg, long buffer, ts_err *e);
+int tb_stream_batch(ts_data *D, ts_phase split, const long *rows, int n, ts_err *e);
+int tb_stream_begin(ts_data *D, long epoch, const int64_t *pos, ts_err *e);
+int tb_stream_next(ts_data *D, int n, int *got, ts_err *e);
+void tb_stream_pos(ts_data *D, int64_t *pos);
+void tb_stream_close(tb_data *T);
+const char *tb_stream_report(const tb_data *T);
+int tb_stream_fitted(const tb_data *T, char **text, size_t *n, ts_err *e);
+/* table.c: a batch's group fields from its features' buffers (row b), and the fields pointed
+ * at the buffers (n rows) */
+int tb_group_row(tb_data *T, int b, long r, ts_err *e);
+void tb_point_fields(tb_data *T, int n);
+int tb_ensure_cap(tb_data *T, int cap);
+int tb_bag_room(int32_t **ids, int64_t *cap, int64_t need);   /* a bag buffer grown to need ids */
 
 /* table_columns.c: fitting and applying column transforms */
 int tb_fit(tb_data *T, ts_err *e);
@@ -294,6 +319,9 @@ typedef struct {
 
 int tb_fit_vocab(tb_data *T, int fi, tb_count *counted, ts_err *e);
 int tb_apply_vocab(tb_data *T, int fi, ts_err *e);   /* the map of raw values to ids */
+int tb_map_extend(tb_data *T, int i);   /* stream = true: the map grown to new raw ids */
+double tb_dense_out(const tb_feat *f, double x);   /* table_columns.c: the output of raw x (NaN: missing) */
+double tb_dense_t(const tb_feat *f, double x);     /* clip, then log */
 /* The row of f's table that main row r reads: r itself, or its side table's joined row (-1). */
 static inline int tb_src_row(const tb_data *T, const tb_feat *f, long r)
 {

@@ -31,6 +31,15 @@ static double transform(const tb_feat *f, double v)
     return f->log ? copysign(log1p(fabs(v)), v) : v;
 }
 
+double tb_dense_t(const tb_feat *f, double x) { return transform(f, x); }
+
+/* A dense feature's output for a raw value x (NaN: missing), as tb_apply makes it. */
+double tb_dense_out(const tb_feat *f, double x)
+{
+    double v = isnan(x) ? f->fill : transform(f, x);
+    return (v - f->shift) / f->div;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;

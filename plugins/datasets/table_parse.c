@@ -208,7 +208,8 @@ static int parse_row(tb_data *T, int t, const tb_plan *P, char **f, size_t *fl, 
             if (s->need & TB_NEED_TIME) s->time[r] = x;
         }
         if (s->need & TB_NEED_TOK) {
-            int32_t id = tb_intern(T, i, v, n);
+            const tb_feat *hf = s->direct ? &T->feat[s->direct - 1] : NULL;
+            int32_t id = hf ? (int32_t)(tb_hash(v, n, hf->seed) % (uint64_t)hf->buckets) : tb_intern(T, i, v, n);
             if (id < 0) return -2;
             TB_TOK(s, r) = id;
             if ((s->need & TB_NEED_SPLIT) && strcasecmp(v, "train") && strcasecmp(v, "valid") &&
@@ -300,7 +301,63 @@ static int record_fail(const tb_reader *R, const char *why, ts_err *e)
     return ts_fail(e, "%s:%ld: %s", R->t->path, R->line, why);
 }
 
+static int read_table(tb_data *T, int t, const ts_cfg *cfg, int head, ts_err *e);
+
 int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
+{
+    return read_table(T, t, cfg, 0, e);
+}
+
+/* stream = true: the main file's columns from tab[0].path (the first file), and a one-row
+ * table that tb_parse_line fills. */
+int tb_read_head(tb_data *T, const ts_cfg *cfg, ts_err *e)
+{
+    if (read_table(T, 0, cfg, 1, e) < 0) return -1;
+    if (!(T->line_plan = malloc(sizeof(tb_plan))) || plan_rows(T, 0, T->line_plan) < 0 ||
+        grow(T, 0, 1) < 0)
+        return ts_fail(e, "table: out of memory");
+    for (int i = 0; i < T->nsrc; i++)
+        if (T->src[i].need & TB_NEED_LIST) T->src[i].loff[0] = 0;
+    return 0;
+}
+
+void tb_free_head(tb_data *T)
+{
+    if (T->line_plan) free(((tb_plan *)T->line_plan)->buf);
+    free(T->line_plan);
+    T->line_plan = NULL;
+    if (T->line_reader_p) {
+        T->line_reader_p->in = NULL;
+        tb_record_free(T->line_reader_p);
+    }
+    free(T->line_reader_p);
+    T->line_reader_p = NULL;
+}
+
+/* stream = true: one line into row 0 of the main table's columns, as the in-memory reader
+ * parses a record: 0, -1 a bad row (why), -2 out of memory or an error (why). */
+int tb_parse_line(tb_data *T, char *line, size_t len, long lineno, char *why, size_t nwhy)
+{
+    if (!T->line_reader_p && !(T->line_reader_p = calloc(1, sizeof *T->line_reader_p))) {
+        snprintf(why, nwhy, "out of memory");
+        return -2;
+    }
+    tb_reader *R = T->line_reader_p;
+    int nf = 0, rc;
+    if (!R->t) {
+        tb_table *tab = &T->tab[0];
+        R->t = tab;
+        R->seplen = strlen(tab->sep);
+        R->trim_space = tab->trim && !strchr(tab->sep, ' ');
+        R->trim_tab = tab->trim && !strchr(tab->sep, '\t');
+    }
+    if ((rc = tb_record_line(R, line, len, lineno, &nf, why, nwhy)) < 0) return rc;
+    for (int i = 0; i < T->nsrc; i++)
+        if (T->src[i].need & TB_NEED_LIST) T->src[i].lused = 0;
+    return parse_row(T, 0, T->line_plan, R->f, R->flen, nf, 0, why, nwhy);
+}
+
+static int read_table(tb_data *T, int t, const ts_cfg *cfg, int head, ts_err *e)
 {
     tb_table *tab = &T->tab[t];
     tb_reader R = {0};
@@ -335,6 +392,7 @@ int tb_read_table(tb_data *T, int t, const ts_cfg *cfg, ts_err *e)
             }
     }
     if (resolve(T, t, cfg, e) < 0) goto done;
+    if (head) { rc = 0; goto done; }
     if (plan_rows(T, t, &P) < 0) goto oom;
     if (grow(T, t, 1024) < 0) goto oom;
     for (int i = 0; i < T->nsrc; i++)

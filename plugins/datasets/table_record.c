@@ -291,6 +291,8 @@ static inline int is_trim(const tb_reader *R, char c)
     return (c == ' ' && R->trim_space) || (c == '\t' && R->trim_tab);
 }
 
+static int split_record(tb_reader *R, int *nf, char *why, size_t nwhy);
+
 /* The next record split into fields: 1, 0 at the end, -1 a bad record (why), -2 fatal (why). */
 int tb_record_next(tb_reader *R, int *nf, char *why, size_t nwhy)
 {
@@ -305,6 +307,30 @@ int tb_record_next(tb_reader *R, int *nf, char *why, size_t nwhy)
         while (k < R->len && isspace((unsigned char)R->buf[k])) k++;
         if (k < R->len) break;                            /* blank lines carry nothing */
     }
+    return split_record(R, nf, why, nwhy);
+}
+
+/* One line (stream = true: the line reader is the stream's) split into fields like a record
+ * of the file; a quoted field cannot go on over the next line. Latin-1 is converted. */
+int tb_record_line(tb_reader *R, char *line, size_t len, long lineno, int *nf, char *why, size_t nwhy)
+{
+    R->line = lineno;
+    R->reclen = 0;
+    if (lineno == 1 && len >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) line += 3, len -= 3;
+    if (R->t->latin1) {
+        if (append(R, line, len, 1) < 0) { snprintf(why, nwhy, "out of memory"); return -2; }
+        R->buf = R->rec;
+        R->len = R->reclen;
+    } else {
+        R->buf = line;
+        R->len = len;
+    }
+    return split_record(R, nf, why, nwhy);
+}
+
+static int split_record(tb_reader *R, int *nf, char *why, size_t nwhy)
+{
+    int rc;
     if (R->seplen == 1 && (rc = split_plain(R, nf, why, nwhy)) != 0) return rc;
     if (!R->t->latin1 && utf8_check(R, R->buf, R->len, why, nwhy) < 0) return -1;
     const char *sep = R->t->sep;
@@ -326,6 +352,12 @@ int tb_record_next(tb_reader *R, int *nf, char *why, size_t nwhy)
         if (R->t->quoting && p < R->len && R->buf[p] == '"') {
             size_t out = p, rd = p + 1;
             for (;;) {
+                if (rd == R->len && !R->in) {
+                    snprintf(why, nwhy, "field %d opens a quote that the line does not close; "
+                             "stream = true reads one record a line (a quoted field over several "
+                             "lines needs stream = false)", n + 1);
+                    return -1;
+                }
                 if (rd == R->len) {                        /* the field goes on on the next line */
                     if (R->buf != R->rec) { R->reclen = 0; if (append(R, R->buf, R->len, 0) < 0) goto big; }
                     if (append(R, "\n", 1, 0) < 0) goto big;

@@ -188,6 +188,27 @@ static int no_id(const tb_data *T, const tb_feat *f, int table, long row, int32_
                    o->field, o->field);
 }
 
+/* stream = true: the map grown to every raw id the string table holds now (values first met
+ * after the vocabulary was fitted map to the out-of-vocabulary id, or by their hash). */
+int tb_map_extend(tb_data *T, int i)
+{
+    tb_feat *f = &T->feat[i];
+    int32_t n = ts_strtab_count(T->strs, f->src), base = tb_base(T, f);
+    if (n <= f->nmap && f->map) return 0;
+    int32_t *m = realloc(f->map, (size_t)(n + 1) * sizeof *m);
+    if (!m) return -1;
+    f->map = m;
+    for (int32_t raw = f->nmap; raw < n; raw++) {
+        const char *w = ts_strtab_str(T->strs, f->src, raw);
+        size_t wl = strlen(w);
+        if (f->hash) { m[raw] = (int32_t)(tb_hash(w, wl, f->seed) % (uint64_t)f->buckets); continue; }
+        int32_t id = ts_strtab_id(T->strs, T->nsrc + f->vocab_of, w, wl, 0);
+        m[raw] = id >= 0 ? id + base : base - 1;
+    }
+    f->nmap = n;
+    return 0;
+}
+
 int tb_apply_vocab(tb_data *T, int i, ts_err *e)
 {
     tb_feat *f = &T->feat[i];
