@@ -177,20 +177,34 @@ static double sumsq(const float *g, long n)
     return (s0 + s1) + (s2 + s3);
 }
 
-static double grad_norm(ts_exp *x)
+/* sharded: tables split across ranks (TS_PARAM_SHARDED, size > 1): each rank holds its rows'
+ * gradients only, so their squares are summed over the ranks (a collective call); the other
+ * gradients are alike on every rank. */
+static double grad_norm_of(ts_exp *x, int sharded)
 {
-    double s = 0;
+    double s = 0, sh = 0;
     for (int i = 0; i < x->ctx.nparams; i++) {
         ts_param *p = x->ctx.params[i];
         if (p->shared || (p->flags & TS_PARAM_FROZEN)) continue;
         if (p->flags & TS_PARAM_SPARSE) {
+            double *acc = sharded && (p->flags & TS_PARAM_SHARDED) ? &sh : &s;
             for (int k = 0; k < p->ntouched; k++)
-                s += sumsq(p->g + (size_t)p->touched[k] * p->cols, p->cols);
+                *acc += sumsq(p->g + (size_t)p->touched[k] * p->cols, p->cols);
         } else {
             s += sumsq(p->g, (long)p->rows * p->cols);
         }
     }
+    if (sharded) {
+        ts_err ie;
+        if (ts_dist_sum(&sh, 1, &ie)) return NAN;   /* the caller stops on a non-finite norm */
+        s += sh;
+    }
     return sqrt(s);
+}
+
+static double grad_norm(ts_exp *x)
+{
+    return grad_norm_of(x, 0);
 }
 
 /* 1 when every gradient is finite: the NaN guard's question when there is no clipping (the
@@ -240,11 +254,12 @@ static int grads_finite(ts_exp *x)
     return 1;
 }
 
-static void scale_grads(ts_exp *x, float c)
+/* skip_sharded: leave split tables alone (their rows were weighted as they left each rank). */
+static void scale_grads_of(ts_exp *x, float c, int skip_sharded)
 {
     for (int i = 0; i < x->ctx.nparams; i++) {
         ts_param *p = x->ctx.params[i];
-        if (p->shared) continue;
+        if (p->shared || (skip_sharded && (p->flags & TS_PARAM_SHARDED))) continue;
         if (p->flags & TS_PARAM_SPARSE) {
             for (int k = 0; k < p->ntouched; k++)
                 cblas_sscal(p->cols, c, p->g + (size_t)p->touched[k] * p->cols, 1);
@@ -252,6 +267,11 @@ static void scale_grads(ts_exp *x, float c)
             cblas_sscal(p->rows * p->cols, c, p->g, 1);
         }
     }
+}
+
+static void scale_grads(ts_exp *x, float c)
+{
+    scale_grads_of(x, c, 0);
 }
 
 static int append(FILE *f, const char *path, ts_err *e)
@@ -952,6 +972,7 @@ typedef struct trainer {
     FILE *log, *ft, *fe;
     char tpath[TS_PATH_MAX + 32], epath[TS_PATH_MAX + 32];
     int writer;                   /* rank 0: writes the run's files */
+    int sharded;                  /* a table is split across the ranks (TS_PARAM_SHARDED, size > 1) */
     int rank, size;               /* data-parallel ranks (dist.h); 0 and 1 in one process */
     int tty, minimize;
     long steps_per_epoch, global_batch;
@@ -1039,7 +1060,7 @@ static int save_checkpoint_as(trainer *t, int best, int collective, ts_err *e)
 {
     if (collective && t->stream && gather_positions(t, e)) return -1;
     if (collective && t->size > 1 && fold_losses(t, e)) return -1;
-    if (!t->writer) return 0;
+    if (!t->writer || t->sharded) return 0;   /* sharded: rank 0 holds a part of a table only */
     /* the logs reach the disk before a checkpoint that names their length does (a power cut
      * must not leave a checkpoint newer than its logs, which resume would refuse) */
     if (fflush(t->ft) || fsync(fileno(t->ft)))
@@ -1151,6 +1172,8 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
     t->rank = ts_dist_rank();
     t->size = ts_dist_size();
     t->writer = t->rank == 0;
+    for (int i = 0; i < x->ctx.nparams && t->size > 1; i++)
+        if (x->ctx.params[i]->flags & TS_PARAM_SHARDED) t->sharded = 1;
     t->tty = t->log && isatty(fileno(t->log));
     t->ow.task = -1;
     const char *dir = x->ctx.results_dir;
@@ -1195,6 +1218,11 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
     if (t->writer && ts_rundir_prepare(x, t->log, &try_resume, e)) return -1;
     if (!t->writer) try_resume = x->opts.resume || x->opts.if_changed;
     if (x->up_to_date) return 0;
+    if (try_resume && t->sharded)
+        return ts_fail(e, "--resume: this run splits an embedding table across %d ranks (shard = "
+                       "rows), and such runs write no checkpoints yet (each rank holds a different "
+                       "part of the table; docs/scale.md); start the run again without --resume",
+                       t->size);
     if (try_resume) {
         if ((resumed = ts_ckpt_resume(x, l, t->log, e)) < 0) {
             if (!x->opts.if_changed) return -1;
@@ -1267,6 +1295,8 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
     long lo = from + (long)t->rank * q + (t->rank < r ? t->rank : r);
     if (t->stream) b = stream_rows(t, t->rank, l->s);   /* B: every rank's rows together */
     double frac = t->size > 1 ? (double)b / B : 1.0;
+    /* a split table's gradient rows leave this rank during backward: they are weighted then */
+    if (t->sharded) ts_dist_shard_scale((float)frac);
     double total = 0;
     if (b > 0) {
         if (t->stream) {
@@ -1326,12 +1356,13 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
     if (t->size > 1) {
         /* Every rank's gradient is the mean over its b rows: weighted by b / B, their sum is
          * the mean over the global batch. */
-        if (b != B) scale_grads(x, (float)frac);
+        if (b != B) scale_grads_of(x, (float)frac, t->sharded);
         if (ts_dist_sum_grads(x->ctx.params, x->ctx.nparams, x->arena + l->nw, x->ctx.n_dense, e))
             return -1;
     }
     /* The NaN guard on gradients, and clipping by the global norm. */
-    double gnorm = x->clip_norm > 0 || !grads_finite(x) ? grad_norm(x) : 0;
+    double gnorm = t->sharded ? grad_norm_of(x, 1)
+                 : x->clip_norm > 0 || !grads_finite(x) ? grad_norm(x) : 0;
     if (!isfinite(gnorm)) {
         char where[3 * TS_NAME_MAX];
         const char *bad = first_nonfinite_grad(x, where, sizeof where);
@@ -1605,7 +1636,14 @@ static int finish(trainer *t, ts_err *e)
     char path[TS_PATH_MAX + 32];
     memcpy(x->arena, l->best, (size_t)l->nw * sizeof *l->best);
     snprintf(path, sizeof path, "%s/params.bin", dir);   /* reloadable: export, recommend */
-    if (t->writer && ts_save_params(x, path, e)) return -1;
+    if (t->sharded) {
+        /* every rank writes its part: the replicated weights and its rows of the split tables
+         * (local row k of rank r is row k * ranks + r) */
+        snprintf(path, sizeof path, "%s/params.rank%d-of-%d.bin", dir, t->rank, t->size);
+        if (ts_save_params(x, path, e)) return -1;
+    } else if (t->writer && ts_save_params(x, path, e)) {
+        return -1;
+    }
     ts_metric_rec *all = NULL;
     int nall = 0, rc = 0;
     if (x->nselect > 0) {
@@ -1626,7 +1664,7 @@ static int finish(trainer *t, ts_err *e)
             /* the test split's per-row predictions, for calibration plots and paired tests */
             snprintf(path, sizeof path, "%s/predictions.csv", dir);
             ts_err pe;
-            if (t->writer && ts_write_predictions(x, path, 1, 1, &pe) < 0) {
+            if (t->writer && !t->sharded && ts_write_predictions(x, path, 1, 1, &pe) < 0) {
                 rc = ts_fail(e, "%s", pe.msg);
                 break;
             }
