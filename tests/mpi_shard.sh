@@ -1,0 +1,102 @@
+#!/bin/sh
+# mpi_shard.sh — a sharded embedding table (layer.emb.shard = rows, docs/scale.md) over 2 ranks
+# trains the model 1 process trains with the whole table and twice the batch (census MMoE, K
+# Adam steps, as tests/mpi_equiv.sh):
+#  1. each rank writes params.rank{0,1}-of-2.bin holding about half of the table's rows (and no
+#     params.bin); the replicated weights are bit-identical in both, and the table reassembled
+#     from them (row r = local row r / 2 of rank r % 2) with them equals the one-process
+#     params.bin within float rounding (|a - b| <= 1e-6 + 1e-4 |b|); a run whose lookups came
+#     from the wrong rank, or whose gradient rows were not summed, does not (the control: one
+#     process with half the batch fails the same comparison);
+#  2. every valid./test. metric agrees within 1e-4, and the logged loss too;
+#  3. gradient clipping (clip_norm: a norm summed over the shards) stays equivalent;
+#  4. --resume of a sharded multi-rank run is refused with a clear message (such runs write no
+#     checkpoints; docs/scale.md).
+# Run by make check in a --with-mpi build (tests/mpi.am).
+set -eu
+b=${top_builddir:-.}
+s=${top_srcdir:-.}
+mpirun=${MPIRUN:-mpirun}
+K=${MPI_SHARD_STEPS:-40}
+B=${MPI_SHARD_BATCH:-64}
+tol="--atol 1e-6 --rtol 1e-4"
+tmp=$(mktemp -d /tmp/tessera-mpishard-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+command -v "$mpirun" >/dev/null 2>&1 || { echo "FAIL: $mpirun not found; apt-get install openmpi-bin"; exit 1; }
+if [ "$(id -u)" = 0 ]; then
+    OMPI_ALLOW_RUN_AS_ROOT=1; OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    export OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM
+fi
+OPENBLAS_NUM_THREADS=1; export OPENBLAS_NUM_THREADS
+mpi="$mpirun --oversubscribe --mca mpi_yield_when_idle 1 --mca btl self,vader,tcp --mca btl_tcp_if_include lo --mca btl_vader_single_copy_mechanism none -x TESSERA_PLUGIN_PATH -x OPENBLAS_NUM_THREADS"
+exp="$s/experiments/census_mmoe.ini"
+common="train.max_steps=$K train.epochs=1 train.log_every=10 train.threads=1"
+fail() { echo "FAIL: $*"; exit 1; }
+
+run_mpi() {   # DIR [overrides]
+    dir=$1; shift
+    timeout 300 $mpi -np 2 "$b/tessera" run "$exp" $common train.batch="$B" layer.emb.shard=rows \
+        "$@" --results "$tmp/$dir" --quiet >"$tmp/$dir.log" 2>&1 ||
+        { cat "$tmp/$dir.log"; fail "mpirun -np 2 tessera run $dir"; }
+}
+run_one() {   # DIR BATCH [overrides]
+    dir=$1; batch=$2; shift 2
+    "$b/tessera" run "$exp" $common train.batch="$batch" "$@" --results "$tmp/$dir" --quiet \
+        >"$tmp/$dir.log" 2>&1 || { cat "$tmp/$dir.log"; fail "single-process run $dir"; }
+}
+compare() {   # MPI_DIR ONE_DIR: the shards against one params.bin
+    "$b/tests/params_diff" --shards 2 "$tmp/$1/params.rank0-of-2.bin" "$tmp/$1/params.rank1-of-2.bin" \
+        "$tmp/$2/params.bin" $tol
+}
+metrics_agree() {   # MPI_DIR ONE_DIR
+    m() { grep -E '"(valid|test)\.' "$1" | tr -d ' ",' | sed 's/:/ /' | sort; }
+    m "$tmp/$1/metrics.json" >"$tmp/ma"
+    m "$tmp/$2/metrics.json" >"$tmp/mb"
+    [ -s "$tmp/mb" ] || fail "no metrics in $tmp/$2/metrics.json"
+    join "$tmp/ma" "$tmp/mb" >"$tmp/mab"
+    [ "$(wc -l <"$tmp/mab")" = "$(wc -l <"$tmp/mb")" ] || { diff "$tmp/ma" "$tmp/mb"; fail "different metrics"; }
+    awk '{ d = $2 - $3; if (d < 0) d = -d; if (!(d <= 1e-4)) { print "FAIL: " $1 ": " $2 " vs " $3; bad = 1 } }
+         END { exit bad }' "$tmp/mab" || exit 1
+    la=$(tail -n 1 "$tmp/$1/train.csv" | cut -d, -f4)
+    lb=$(tail -n 1 "$tmp/$2/train.csv" | cut -d, -f4)
+    awk -v a="$la" -v b="$lb" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-4 * (1 + b)) }' ||
+        fail "logged loss $la (2 ranks, sharded) vs $lb (1 process)"
+}
+
+# 1. 2 ranks x B rows with the table split, against 1 process x 2B rows
+start=$(date +%s)
+run_mpi mpi
+echo "2 ranks x $B rows, sharded table, $K steps: $(( $(date +%s) - start )) s"
+[ ! -e "$tmp/mpi/params.bin" ] || fail "a sharded 2-rank run wrote params.bin (it holds one shard only)"
+run_one one $((2 * B))
+run_one half "$B"
+rc=0
+compare mpi one >"$tmp/diff.txt" || rc=$?
+grep "reassembled" "$tmp/diff.txt" || { cat "$tmp/diff.txt"; fail "no table was reassembled from the shards"; }
+tail -n 1 "$tmp/diff.txt"
+[ "$rc" = 0 ] || { cat "$tmp/diff.txt"; fail "2 ranks with a sharded table did not train the model of 1 process x $((2 * B))"; }
+rc=0
+compare mpi half >"$tmp/control.txt" || rc=$?
+tail -n 1 "$tmp/control.txt"
+[ "$rc" = 1 ] || { cat "$tmp/control.txt"; fail "the control (1 process, half the batch) passed (rc $rc): the comparison cannot tell runs apart"; }
+# each rank holds half the table: the shards' sizes
+r0=$(wc -c <"$tmp/mpi/params.rank0-of-2.bin"); r1=$(wc -c <"$tmp/mpi/params.rank1-of-2.bin"); w=$(wc -c <"$tmp/one/params.bin")
+echo "params bytes: rank 0 $r0, rank 1 $r1, one process $w"
+[ "$r0" -lt "$w" ] && [ "$r1" -lt "$w" ] || fail "a rank's parameter file is not smaller than the whole model's"
+# 2. metrics and loss
+metrics_agree mpi one
+echo "metrics and logged loss agree within 1e-4"
+# 3. clipping by the global norm, summed over the shards
+run_mpi clip train.clip_norm=0.05
+run_one clip1 $((2 * B)) train.clip_norm=0.05
+rc=0
+compare clip clip1 >"$tmp/diffc.txt" || rc=$?
+tail -n 1 "$tmp/diffc.txt"
+[ "$rc" = 0 ] || { cat "$tmp/diffc.txt"; fail "with clip_norm, 2 sharded ranks differ from 1 process"; }
+# 4. resume refused
+if timeout 120 $mpi -np 2 "$b/tessera" run "$exp" $common train.batch="$B" layer.emb.shard=rows \
+        --resume --results "$tmp/mpi" --quiet >"$tmp/resume.log" 2>&1; then
+    fail "--resume of a sharded 2-rank run was accepted"
+fi
+grep -q "write no checkpoints yet" "$tmp/resume.log" || { cat "$tmp/resume.log"; fail "no clear message for --resume"; }
+echo "--resume of a sharded 2-rank run is refused with a message"
