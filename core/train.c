@@ -1060,7 +1060,22 @@ static int save_checkpoint_as(trainer *t, int best, int collective, ts_err *e)
 {
     if (collective && t->stream && gather_positions(t, e)) return -1;
     if (collective && t->size > 1 && fold_losses(t, e)) return -1;
-    if (!t->writer || t->sharded) return 0;   /* sharded: rank 0 holds a part of a table only */
+    /* split tables: every rank saves its part, and only together (a signal reaches the ranks at
+     * different steps: each keeps its last checkpoint, which are of one step) */
+    if (t->sharded && !collective) return 0;
+    if (!t->writer && !t->sharded) return 0;
+    if (!t->writer) {
+        /* rank 0's log lengths, which its checkpoint names too (resume checks them) */
+        long off[2] = {0, 0};
+        if (ts_dist_bcast_longs(off, 2, e)) return -1;
+        t->l.train_off = off[0];
+        t->l.eval_off = off[1];
+        t->l.wall += now() - t->t_start;
+        t->t_start = now();
+        int rc = ts_ckpt_save(t->x, &t->l, best, e);
+        t->t_seg = now();
+        return rc;
+    }
     /* the logs reach the disk before a checkpoint that names their length does (a power cut
      * must not leave a checkpoint newer than its logs, which resume would refuse) */
     if (fflush(t->ft) || fsync(fileno(t->ft)))
@@ -1069,6 +1084,10 @@ static int save_checkpoint_as(trainer *t, int best, int collective, ts_err *e)
         return ts_write_error(e, t->epath, errno, "the previous checkpoint is kept");
     t->l.train_off = ftell(t->ft);
     t->l.eval_off = ftell(t->fe);
+    if (t->sharded) {
+        long off[2] = {t->l.train_off, t->l.eval_off};
+        if (ts_dist_bcast_longs(off, 2, e)) return -1;
+    }
     t->l.wall += now() - t->t_start;
     t->t_start = now();
     int rc = ts_ckpt_save(t->x, &t->l, best, e);
@@ -1163,6 +1182,44 @@ static int stream_rows(const trainer *t, int r, long s)
     return left <= 0 ? 0 : left < t->x->batch ? (int)left : (int)t->x->batch;
 }
 
+/* Split tables: every rank resumed from its own files; they must be of one step, or the shards
+ * would not fit together. A kill may land between two ranks' writes (or a rank's latest file may
+ * be damaged): then the ranks that resumed a later step go back to the earliest one, from their
+ * previous file (a rank keeps its latest two). *resumed and the loop follow the outcome. */
+static int same_resume(trainer *t, int *resumed, ts_err *e)
+{
+    double *v = calloc((size_t)t->size, sizeof *v);
+    if (!v) return ts_fail(e, "out of memory");
+    v[t->rank] = *resumed ? (double)t->l.step : -1;
+    if (ts_dist_sum(v, t->size, e)) { free(v); return -1; }
+    double lo = v[0], hi = v[0];
+    for (int r = 1; r < t->size; r++) {
+        if (v[r] < lo) lo = v[r];
+        if (v[r] > hi) hi = v[r];
+    }
+    free(v);
+    if (lo == hi) return 0;
+    int ok = 1;
+    if (lo < 0) {
+        ok = 0;                   /* a rank has no usable file at all */
+        snprintf(e->msg, sizeof e->msg, "a rank found no usable checkpoint");
+    } else if ((long)lo != t->l.step) {
+        if (t->log) fprintf(t->log, "%s  the ranks' latest checkpoints are of steps %.0f to %.0f: "
+                            "going back to step %.0f\n", t->x->name, lo, hi, lo);
+        ok = ts_ckpt_resume_at(t->x, &t->l, (long)lo, t->log, e) == 1;
+    }
+    double bad = ok ? 0 : 1;
+    ts_err ie;
+    if (ts_dist_sum(&bad, 1, &ie)) return ts_fail(e, "%s", ie.msg);
+    if (bad > 0)
+        return ts_fail(e, "--resume: the ranks' checkpoints (checkpoint.rankK-of-%d.tsck in %s) "
+                       "are of different steps (%.0f to %.0f) and no step is in every rank's "
+                       "files (%s); the table's shards would not fit together. Start again "
+                       "without --resume", t->size, t->x->ctx.results_dir, lo, hi,
+                       ok ? "another rank's file" : e->msg);
+    return 0;
+}
+
 /* Sets up the run: results folder, files, task weighting, and the loop state (new or resumed). */
 static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
 {
@@ -1218,11 +1275,7 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
     if (t->writer && ts_rundir_prepare(x, t->log, &try_resume, e)) return -1;
     if (!t->writer) try_resume = x->opts.resume || x->opts.if_changed;
     if (x->up_to_date) return 0;
-    if (try_resume && t->sharded)
-        return ts_fail(e, "--resume: this run splits an embedding table across %d ranks (shard = "
-                       "rows), and such runs write no checkpoints yet (each rank holds a different "
-                       "part of the table; docs/scale.md); start the run again without --resume",
-                       t->size);
+    ts_ckpt_shard(t->rank, t->sharded ? t->size : 1);
     if (try_resume) {
         if ((resumed = ts_ckpt_resume(x, l, t->log, e)) < 0) {
             if (!x->opts.if_changed) return -1;
@@ -1231,6 +1284,7 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
             if (t->writer && ts_rundir_clear(dir, e)) return -1;
             resumed = 0;
         }
+        if (t->sharded && same_resume(t, &resumed, e)) return -1;
         if (t->log && !resumed && !x->opts.if_changed)
             fprintf(t->log, "%s  no checkpoint in %s: starting from the beginning\n", x->name, dir);
         if (resumed && t->rank > 0) {
@@ -1253,6 +1307,7 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
             fprintf(t->log, "%s  resumed from the checkpoint of step %ld (epoch %ld%s)\n", x->name,
                     l->step, l->epoch, l->done ? ", training finished" : "");
     }
+    if (!resumed && t->sharded && !t->writer) ts_ckpt_clean(dir, 0);   /* its own files */
     if (!resumed && t->writer) {
         ts_ckpt_clean(dir, 0);            /* a new run: an older run's checkpoints are not its */
         char path[TS_PATH_MAX + 32];
@@ -1813,7 +1868,7 @@ int ts_exp_train(ts_exp *x, FILE *log, ts_err *e)
     if (!rc) rc = train_loop(&t, e);
     if (t.log) end_live(&t);   /* an error message starts a line of its own */
     if (!rc) rc = finish(&t, e);
-    if (!rc && t.writer) ts_ckpt_clean(x->ctx.results_dir, x->keep_checkpoints);
+    if (!rc && (t.writer || t.sharded)) ts_ckpt_clean(x->ctx.results_dir, x->keep_checkpoints);
     trainer_free(&t);
     return rc;
 }

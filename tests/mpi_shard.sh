@@ -10,8 +10,10 @@
 #     process with half the batch fails the same comparison);
 #  2. every valid./test. metric agrees within 1e-4, and the logged loss too;
 #  3. gradient clipping (clip_norm: a norm summed over the shards) stays equivalent;
-#  4. --resume of a sharded multi-rank run is refused with a clear message (such runs write no
-#     checkpoints; docs/scale.md).
+#  4. every rank checkpoints its shard: a run of 1 epoch resumed to 2 is bit-identical to 2 epochs;
+#  5. ranks whose latest checkpoints are of different steps (a kill between two ranks' writes)
+#     resume together from the older one, still bit-identical;
+#  6. --resume with another number of ranks (3, or 1 process) is refused, naming -np 2.
 # Run by make check in a --with-mpi build (tests/mpi.am).
 set -eu
 b=${top_builddir:-.}
@@ -93,10 +95,47 @@ rc=0
 compare clip clip1 >"$tmp/diffc.txt" || rc=$?
 tail -n 1 "$tmp/diffc.txt"
 [ "$rc" = 0 ] || { cat "$tmp/diffc.txt"; fail "with clip_norm, 2 sharded ranks differ from 1 process"; }
-# 4. resume refused
-if timeout 120 $mpi -np 2 "$b/tessera" run "$exp" $common train.batch="$B" layer.emb.shard=rows \
-        --resume --results "$tmp/mpi" --quiet >"$tmp/resume.log" 2>&1; then
-    fail "--resume of a sharded 2-rank run was accepted"
+# 4. checkpoints per shard: one epoch, then --resume with epochs = 2, ends bit-identical to a run
+#    of 2 epochs (every rank's params file and the metrics)
+ck="train.checkpoint_every=50 train.keep_checkpoints=true train.batch=256 layer.emb.shard=rows train.threads=1"
+res() {   # DIR EPOCHS [more]: a sharded 2-rank run of the full census training split
+    dir=$1; ep=$2; shift 2
+    timeout 300 $mpi -np 2 "$b/tessera" run "$exp" $ck train.epochs="$ep" "$@" --results "$tmp/$dir" \
+        >"$tmp/$dir.log" 2>&1 || { cat "$tmp/$dir.log"; fail "mpirun -np 2 tessera run $dir (epochs $ep $*)"; }
+}
+same() {   # DIR: bit-identical to full
+    for r in 0 1; do
+        cmp "$tmp/full/params.rank$r-of-2.bin" "$tmp/$1/params.rank$r-of-2.bin" ||
+            fail "$1: rank $r's parameters differ from the uninterrupted run's"
+    done
+    grep '"test\.' "$tmp/full/metrics.json" >"$tmp/mf"
+    grep '"test\.' "$tmp/$1/metrics.json" >"$tmp/m1"
+    cmp "$tmp/mf" "$tmp/m1" || fail "$1: the test metrics differ from the uninterrupted run's"
+}
+res full 2
+[ -e "$tmp/full/checkpoint.rank1-of-2.tsck" ] || fail "rank 1 wrote no checkpoint of its shard"
+res part 1
+res part 2 --resume
+grep -q "resumed from the checkpoint" "$tmp/part.log" || { cat "$tmp/part.log"; fail "the run did not resume"; }
+same part
+echo "checkpoints per shard: 1 epoch + --resume to 2 epochs is bit-identical to 2 epochs"
+# 5. a kill between two ranks' writes, simulated: rank 1's latest checkpoint is one older than
+#    rank 0's; the ranks agree on the older step (rank 0 takes its previous file), still identical
+res cut 1
+mv "$tmp/cut/checkpoint.prev.rank1-of-2.tsck" "$tmp/cut/checkpoint.rank1-of-2.tsck"
+res cut 2 --resume
+grep -q "going back to step" "$tmp/cut.log" || { cat "$tmp/cut.log"; fail "the ranks did not agree on the older step"; }
+same cut
+echo "ranks whose latest checkpoints differ by a step resume together from the older one"
+# 6. another number of ranks: refused, naming the number to use
+res other 1
+if timeout 120 $mpi -np 3 "$b/tessera" run "$exp" $ck train.epochs=2 --resume --results "$tmp/other" \
+        >"$tmp/np3.log" 2>&1; then
+    fail "--resume with 3 ranks of a 2-rank sharded run was accepted"
 fi
-grep -q "write no checkpoints yet" "$tmp/resume.log" || { cat "$tmp/resume.log"; fail "no clear message for --resume"; }
-echo "--resume of a sharded 2-rank run is refused with a message"
+grep -q "Resume with mpirun -np 2" "$tmp/np3.log" || { cat "$tmp/np3.log"; fail "no clear message for 3 ranks"; }
+if "$b/tessera" run "$exp" $ck train.epochs=2 --resume --results "$tmp/other" >"$tmp/np1.log" 2>&1; then
+    fail "--resume in one process of a 2-rank sharded run was accepted"
+fi
+grep -q "Resume with mpirun -np 2" "$tmp/np1.log" || { cat "$tmp/np1.log"; fail "no clear message for 1 process"; }
+echo "--resume with 3 ranks or 1 process of a 2-rank sharded run is refused with a message"
