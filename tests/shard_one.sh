@@ -1,5 +1,6 @@
 #!/bin/sh
-# shard_one.sh — `shard = rows` on an embedding table (docs/scale.md) in one process: the rank
+# shard_one.sh — `shard = rows` on an embedding or embedding_bag table (docs/scale.md) in one
+# process (census MMoE; the YouTube DNN's bags): the rank
 # holds the whole table, so the run must be the unsharded run, bit for bit (the lookups and the
 # gradient rows go through ts_param_shard_gather/_scatter instead of the layer's own loops).
 # Also: a value other than none|rows, and shard = rows with pretrained, are refused with the key
@@ -37,3 +38,11 @@ if "$b/tessera" run "$exp" $common layer.emb.shard=rows layer.emb.pretrained="$t
 fi
 grep -q "shard = rows with pretrained is not supported" "$tmp/pre.log" || { cat "$tmp/pre.log"; fail "no clear error for shard with pretrained"; }
 echo "shard = cols and shard = rows with pretrained are refused, naming the key"
+# embedding_bag (pooled per row: the YouTube DNN's watch history and genres) is the same
+yt="$s/experiments/movielens_youtube_dnn.ini train.max_steps=30 train.epochs=1 train.threads=1 --quiet"
+"$b/tessera" run $yt --results "$tmp/yt" >"$tmp/yt.log" 2>&1 || { cat "$tmp/yt.log"; fail "the YouTube DNN run"; }
+"$b/tessera" run $yt layer.watch_emb.shard=rows layer.genre_emb.shard=rows --results "$tmp/yt_rows" \
+    >"$tmp/yt_rows.log" 2>&1 || { cat "$tmp/yt_rows.log"; fail "the YouTube DNN run with shard = rows"; }
+cmp "$tmp/yt/params.bin" "$tmp/yt_rows/params.bin" ||
+    fail "embedding_bag with shard = rows in one process changed the trained parameters"
+echo "one process: embedding_bag with shard = rows trains the unsharded YouTube DNN bit for bit"
