@@ -37,6 +37,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -45,6 +47,28 @@
 
 static const char *const ck_files[] = {"checkpoint.tsck", "checkpoint.prev.tsck",
                                        "checkpoint-best.tsck"};
+
+/* A run whose tables are split across ranks (TS_PARAM_SHARDED, docs/scale.md): every rank writes
+ * and reads its own files, ".rankK-of-N" before each name's extension. */
+static int ck_rank, ck_size;
+static long long ck_want = -1;    /* ts_ckpt_resume_at: the step a file must be of; -1 any */
+
+void ts_ckpt_shard(int rank, int size)
+{
+    ck_rank = rank;
+    ck_size = size;
+}
+
+/* dir/name, with this rank's part in a sharded run: checkpoint.rank1-of-2.tsck */
+static void ck_path(char *buf, size_t n, const char *dir, const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    if (ck_size < 2 || !dot) {
+        snprintf(buf, n, "%s/%s", dir, name);
+        return;
+    }
+    snprintf(buf, n, "%s/%.*s.rank%d-of-%d%s", dir, (int)(dot - name), name, ck_rank, ck_size, dot);
+}
 
 /* Keys left out of the configuration's text. mode 0 (checkpoints): keys that may change between
  * a run and its resumption (how long it trains, how it logs and saves, the threads); everything
@@ -306,19 +330,19 @@ int ts_ckpt_save(ts_exp *x, const ts_loop *l, int best, ts_err *e)
 {
     const char *dir = x->ctx.results_dir;
     char latest[TS_PATH_MAX + 32], prev[TS_PATH_MAX + 32], bestp[TS_PATH_MAX + 32];
-    snprintf(latest, sizeof latest, "%s/%s", dir, ck_files[0]);
-    snprintf(prev, sizeof prev, "%s/%s", dir, ck_files[1]);
-    snprintf(bestp, sizeof bestp, "%s/%s", dir, ck_files[2]);
+    ck_path(latest, sizeof latest, dir, ck_files[0]);
+    ck_path(prev, sizeof prev, dir, ck_files[1]);
+    ck_path(bestp, sizeof bestp, dir, ck_files[2]);
     /* The new file is complete on disk before the old latest becomes prev, so at every moment
      * one complete checkpoint has one of the three names. */
     char tmp[TS_PATH_MAX + 48], tmp2[TS_PATH_MAX + 48];
-    snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", dir);
-    snprintf(tmp2, sizeof tmp2, "%s/checkpoint.new.tsck", dir);
+    ck_path(tmp, sizeof tmp, dir, "checkpoint.tmp");
+    ck_path(tmp2, sizeof tmp2, dir, "checkpoint.new.tsck");
     if (write_file(x, l, tmp, tmp2, e)) return -1;
     if (access(latest, F_OK) == 0 && rename(latest, prev))
         return ts_fail(e, "cannot rename %s to %s: %s", latest, prev, strerror(errno));
     if (rename(tmp2, latest)) return ts_fail(e, "cannot rename %s to %s: %s", tmp2, latest, strerror(errno));
-    snprintf(tmp, sizeof tmp, "%s/checkpoint-best.tmp", dir);
+    ck_path(tmp, sizeof tmp, dir, "checkpoint-best.tmp");
     if (best && write_file(x, l, tmp, bestp, e)) return -1;
     sync_dir(dir);
     return 0;
@@ -328,13 +352,13 @@ void ts_ckpt_clean(const char *dir, int keep)
 {
     char p[TS_PATH_MAX + 32];
     for (int i = 0; i < 3 && !keep; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, ck_files[i]);
+        ck_path(p, sizeof p, dir, ck_files[i]);
         remove(p);
     }
     static const char *const tmps[] = {"checkpoint.new.tsck", "checkpoint.tmp",
                                        "checkpoint-best.tmp"};
     for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, tmps[i]);
+        ck_path(p, sizeof p, dir, tmps[i]);
         remove(p);
     }
 }
@@ -769,6 +793,11 @@ static int ck_restore(ts_exp *x, ts_loop *l, const char *path, ts_err *e)
     snprintf(parm, sizeof parm, "%s: PARM block", path);
     if (ts_params_match(x, r, count, parm, e)) goto out;
     if (check_meta(x, l, c.p[B_META], path, e)) goto out;
+    if (ck_want >= 0 && (long long)rd_u64(c.p[B_META] + 16) != ck_want) {
+        ts_fail(e, "%s is of step %lld; the other ranks resume at step %lld", path,
+                (long long)rd_u64(c.p[B_META] + 16), ck_want);
+        goto out;
+    }
     uint64_t rng[4];
     for (int k = 0; k < 4; k++) rng[k] = rd_u64(c.p[B_RNG] + 8 * k);
     if (!(rng[0] | rng[1] | rng[2] | rng[3])) {
@@ -846,14 +875,52 @@ out:
     return rc;
 }
 
+/* The number of ranks of a sharded run whose checkpoint lies in dir, other than this run's
+ * (0: none): its files cannot be split again for another number of ranks. */
+static int other_shards(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int found = 0;
+    struct dirent *en;
+    while ((en = readdir(d)) && !found) {
+        int m = 0, len = 0;
+        if (sscanf(en->d_name, "checkpoint.rank0-of-%d.tsck%n", &m, &len) == 1 &&
+            en->d_name[len] == 0 && m != (ck_size < 2 ? 1 : ck_size))
+            found = m;
+    }
+    closedir(d);
+    return found;
+}
+
+int ts_ckpt_resume_at(ts_exp *x, ts_loop *l, long step, FILE *log, ts_err *e)
+{
+    ck_want = step;
+    int rc = ts_ckpt_resume(x, l, log, e);
+    ck_want = -1;
+    return rc;
+}
+
 int ts_ckpt_resume(ts_exp *x, ts_loop *l, FILE *log, ts_err *e)
 {
     const char *dir = x->ctx.results_dir;
     char msgs[3][sizeof e->msg];
     int tried = 0;
+    int m = other_shards(dir);
+    if (m > 1) {
+        char mine[TS_PATH_MAX + 32];
+        ck_path(mine, sizeof mine, dir, ck_files[0]);
+        struct stat sb;
+        if (lstat(mine, &sb))
+            return ts_fail(e, "%s holds the checkpoints of a run that split its embedding tables "
+                           "across %d ranks (checkpoint.rankK-of-%d.tsck), and this run has %d: a "
+                           "rank's file holds the rows r with r %% %d = K, which another number of "
+                           "ranks cannot take over. Resume with mpirun -np %d, or start again "
+                           "without --resume", dir, m, m, ck_size < 2 ? 1 : ck_size, m, m);
+    }
     for (int i = 0; i < 3; i++) {
         char path[TS_PATH_MAX + 32];
-        snprintf(path, sizeof path, "%s/%s", dir, ck_files[i]);
+        ck_path(path, sizeof path, dir, ck_files[i]);
         struct stat sb;
         if (lstat(path, &sb)) continue;     /* no such file; one that cannot be read is named */
         ts_err ce;

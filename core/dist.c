@@ -67,6 +67,29 @@ int ts_dist_sum_grads(ts_param *const *params, int nparams, float *g_dense, size
 int ts_dist_sum(double *v, int n, ts_err *e) { (void)v; (void)n; (void)e; return 0; }
 int ts_dist_bcast_longs(long *v, long n, ts_err *e) { (void)v; (void)n; (void)e; return 0; }
 
+void ts_dist_shard_scale(float c) { (void)c; }
+
+/* One process holds the whole table (p->rows = p->shard_rows): plain loops. */
+int ts_param_shard_gather(ts_param *p, const int32_t *ids, long n, float *out, ts_err *e)
+{
+    (void)e;
+    for (long i = 0; i < n; i++)
+        memcpy(out + i * p->cols, p->w + (size_t)ids[i] * p->cols, (size_t)p->cols * sizeof *out);
+    return 0;
+}
+
+int ts_param_shard_scatter(ts_param *p, const int32_t *ids, long n, const float *d, ts_err *e)
+{
+    (void)e;
+    for (long i = 0; i < n; i++) {
+        float *g = p->g + (size_t)ids[i] * p->cols;
+        const float *v = d + i * p->cols;
+        for (int j = 0; j < p->cols; j++) g[j] += v[j];
+        ts_param_touch(p, ids[i]);
+    }
+    return 0;
+}
+
 #else /* TS_HAVE_MPI */
 
 /* ---- MPI ----------------------------------------------------------------------------------- */
@@ -106,6 +129,19 @@ static struct {
     int type_cols[TS_DIST_NTYPES];
     MPI_Datatype type[TS_DIST_NTYPES];   /* cols contiguous floats: one row of a table */
 } D = {.size = 1, .comm = MPI_COMM_NULL};
+
+/* Sharded tables' exchange buffers (ts_param_shard_gather/_scatter, below). */
+static struct {
+    int *scount, *sdispl, *rcount, *rdispl;   /* (size) */
+    long *perm;                               /* (n) the ids in owner order: perm[k] = i */
+    size_t perm_cap;
+    int32_t *sid, *rid;                       /* (n) sent / (total) received local rows */
+    size_t sid_cap, rid_cap;
+    float *sbuf, *rbuf;                       /* rows sent / received */
+    size_t sbuf_cap, rbuf_cap;
+    long nrecv;                               /* rows requested of this rank (total) */
+    float scale;                              /* ts_dist_shard_scale; 0: not set (1) */
+} S;
 
 /* Fills e with "core/dist.c: WHAT failed on rank R of N: MPI's text; HINT" and returns -1. */
 static int mpi_fail(ts_err *e, int rc, const char *what, const char *hint)
@@ -177,6 +213,8 @@ void ts_dist_finalize(void)
     for (int i = 0; i < D.ntypes; i++) MPI_Type_free(&D.type[i]);
     D.ntypes = 0;
     free(D.counts); free(D.mine); free(D.rcount); free(D.displ); free(D.rows); free(D.vals);
+    free(S.scount); free(S.perm); free(S.sid); free(S.rid); free(S.sbuf); free(S.rbuf);
+    memset(&S, 0, sizeof S);   /* scale too: 1 again */
     D.counts = D.mine = D.rcount = D.displ = NULL;
     D.rows = NULL;
     D.vals = NULL;
@@ -242,7 +280,8 @@ static int row_type(int cols, MPI_Datatype *t, int *temporary, ts_err *e)
 static int is_exchanged(const ts_param *p)
 {
     /* Tied copies share the owner's g (the owner is exchanged); frozen tables never update. */
-    return !p->shared && (p->flags & TS_PARAM_SPARSE) && !(p->flags & TS_PARAM_FROZEN);
+    return !p->shared && (p->flags & TS_PARAM_SPARSE) && !(p->flags & TS_PARAM_FROZEN) &&
+           !(p->flags & TS_PARAM_SHARDED);   /* a shard's rows were summed at their owner */
 }
 
 /* First call: every rank must have built the same model, or the collectives below would pair
@@ -397,6 +436,138 @@ int ts_dist_bcast_longs(long *v, long n, ts_err *e)
         long k = n - off < (long)TS_DIST_CHUNK ? n - off : (long)TS_DIST_CHUNK;
         int rc = MPI_Bcast(v + off, (int)k, MPI_LONG, 0, D.comm);
         if (rc != MPI_SUCCESS) return mpi_fail(e, rc, "MPI_Bcast (the epoch's order)", NET_HINT);
+    }
+    return 0;
+}
+
+/* ---- sharded tables ------------------------------------------------------------------------
+ * Row r of a sharded table lives on rank r % size at local row r / size. A lookup of n ids:
+ *  1. each id goes to its owner: the ids are ordered by owner (a stable counting sort, so each
+ *     owner sees a rank's ids in their batch order), one MPI_Alltoall of the counts, one
+ *     MPI_Alltoallv of the local row numbers;
+ *  2. each owner copies the requested rows and one MPI_Alltoallv (a row datatype) returns them;
+ *  3. the rows are put back in the ids' order.
+ * The gradient goes the same way with the values: the owner adds the rows of rank 0 first, then
+ * rank 1, ..., each in batch order; this is the order one process adds the global batch's rows
+ * in (the global batch is the ranks' slices one after the other), so the table's gradient is
+ * the one-process gradient, bit for bit. Ids are not de-duplicated (that would change the order
+ * of the sums); bytes per rank and step: 4 n (ids) + 4 n cols (rows) each way. */
+
+/* Routes n ids to their owners: fills S.perm, the counts and S.rid (the local rows this rank
+ * serves, rank after rank). */
+static int shard_route(const ts_param *p, const int32_t *ids, long n, ts_err *e)
+{
+    int sz = D.size;
+    if (!S.scount) {
+        S.scount = calloc((size_t)sz * 4, sizeof(int));
+        if (!S.scount) return out_of_memory(e, (size_t)sz * 4, sizeof(int));
+        S.sdispl = S.scount + sz;
+        S.rcount = S.sdispl + sz;
+        S.rdispl = S.rcount + sz;
+    }
+    if (n > INT32_MAX) return ts_fail(e, "core/dist.c: %ld lookups of %s in one step exceed "
+                                      "MPI's int counts; use a smaller batch", n, p->name);
+    long *perm = grow(S.perm, &S.perm_cap, (size_t)(n ? n : 1), sizeof *S.perm);
+    if (!perm) return out_of_memory(e, (size_t)n, sizeof *S.perm);
+    S.perm = perm;
+    int32_t *sid = grow(S.sid, &S.sid_cap, (size_t)(n ? n : 1), sizeof *S.sid);
+    if (!sid) return out_of_memory(e, (size_t)n, sizeof *S.sid);
+    S.sid = sid;
+    memset(S.scount, 0, (size_t)sz * sizeof(int));
+    for (long i = 0; i < n; i++) S.scount[ids[i] % sz]++;
+    for (int r = 0, o = 0; r < sz; r++) { S.sdispl[r] = o; o += S.scount[r]; }
+    for (int r = 0; r < sz; r++) S.rdispl[r] = S.sdispl[r];   /* a cursor per owner */
+    for (long i = 0; i < n; i++) {
+        int o = ids[i] % sz;
+        long k = S.rdispl[o]++;
+        S.perm[k] = i;
+        S.sid[k] = ids[i] / sz;
+    }
+    int rc = MPI_Alltoall(S.scount, 1, MPI_INT, S.rcount, 1, MPI_INT, D.comm);
+    if (rc != MPI_SUCCESS) return mpi_fail(e, rc, "MPI_Alltoall (shard lookup counts)", NET_HINT);
+    long tot = 0;
+    for (int r = 0; r < sz; r++) { S.rdispl[r] = (int)tot; tot += S.rcount[r]; }
+    if (tot > INT32_MAX) return ts_fail(e, "core/dist.c: rank %d serves %ld rows of %s in one "
+                                        "step; use a smaller batch", D.rank, tot, p->name);
+    S.nrecv = tot;
+    int32_t *rid = grow(S.rid, &S.rid_cap, (size_t)(tot ? tot : 1), sizeof *S.rid);
+    if (!rid) return out_of_memory(e, (size_t)tot, sizeof *S.rid);
+    S.rid = rid;
+    rc = MPI_Alltoallv(S.sid, S.scount, S.sdispl, MPI_INT32_T, S.rid, S.rcount, S.rdispl,
+                       MPI_INT32_T, D.comm);
+    if (rc != MPI_SUCCESS) return mpi_fail(e, rc, "MPI_Alltoallv (shard row ids)", NET_HINT);
+    for (long k = 0; k < tot; k++)
+        if (S.rid[k] < 0 || S.rid[k] >= p->rows)
+            return ts_fail(e, "core/dist.c: rank %d was asked for local row %d of %s, which has "
+                           "%d here; the ranks built different models (start them with the same "
+                           "experiment file and overrides)", D.rank, S.rid[k], p->name, p->rows);
+    return 0;
+}
+
+static int shard_bufs(const ts_param *p, long n, ts_err *e)
+{
+    size_t c = (size_t)p->cols;
+    float *a = grow(S.sbuf, &S.sbuf_cap, (size_t)(n ? n : 1) * c, sizeof *S.sbuf);
+    if (!a) return out_of_memory(e, (size_t)n * c, sizeof *S.sbuf);
+    S.sbuf = a;
+    float *b = grow(S.rbuf, &S.rbuf_cap, (size_t)(S.nrecv ? S.nrecv : 1) * c, sizeof *S.rbuf);
+    if (!b) return out_of_memory(e, (size_t)S.nrecv * c, sizeof *S.rbuf);
+    S.rbuf = b;
+    return 0;
+}
+
+void ts_dist_shard_scale(float c) { S.scale = c; }
+
+int ts_param_shard_gather(ts_param *p, const int32_t *ids, long n, float *out, ts_err *e)
+{
+    size_t c = (size_t)p->cols;
+    if (!D.active || D.size < 2 || !(p->flags & TS_PARAM_SHARDED)) {
+        for (long i = 0; i < n; i++) memcpy(out + i * c, p->w + (size_t)ids[i] * c, c * 4);
+        return 0;
+    }
+    if (shard_route(p, ids, n, e) || shard_bufs(p, n, e)) return -1;
+    for (long k = 0; k < S.nrecv; k++)      /* the rows asked of this rank, in request order */
+        memcpy(S.rbuf + k * c, p->w + (size_t)S.rid[k] * c, c * 4);
+    MPI_Datatype t;
+    int tmp, rc;
+    if (row_type(p->cols, &t, &tmp, e)) return -1;
+    rc = MPI_Alltoallv(S.rbuf, S.rcount, S.rdispl, t, S.sbuf, S.scount, S.sdispl, t, D.comm);
+    if (tmp) MPI_Type_free(&t);
+    if (rc != MPI_SUCCESS) return mpi_fail(e, rc, "MPI_Alltoallv (shard rows)", NET_HINT);
+    for (long k = 0; k < n; k++) memcpy(out + S.perm[k] * c, S.sbuf + k * c, c * 4);
+    return 0;
+}
+
+int ts_param_shard_scatter(ts_param *p, const int32_t *ids, long n, const float *d, ts_err *e)
+{
+    size_t c = (size_t)p->cols;
+    if (!D.active || D.size < 2 || !(p->flags & TS_PARAM_SHARDED)) {
+        for (long i = 0; i < n; i++) {
+            float *g = p->g + (size_t)ids[i] * c;
+            for (size_t j = 0; j < c; j++) g[j] += d[i * c + j];
+            ts_param_touch(p, ids[i]);
+        }
+        return 0;
+    }
+    if (shard_route(p, ids, n, e) || shard_bufs(p, n, e)) return -1;
+    float w = S.scale != 0 ? S.scale : 1.0f;
+    for (long k = 0; k < n; k++) {
+        float *o = S.sbuf + k * c;
+        const float *v = d + S.perm[k] * c;
+        if (w == 1.0f) memcpy(o, v, c * 4);
+        else for (size_t j = 0; j < c; j++) o[j] = v[j] * w;
+    }
+    MPI_Datatype t;
+    int tmp, rc;
+    if (row_type(p->cols, &t, &tmp, e)) return -1;
+    rc = MPI_Alltoallv(S.sbuf, S.scount, S.sdispl, t, S.rbuf, S.rcount, S.rdispl, t, D.comm);
+    if (tmp) MPI_Type_free(&t);
+    if (rc != MPI_SUCCESS) return mpi_fail(e, rc, "MPI_Alltoallv (shard gradient rows)", NET_HINT);
+    for (long k = 0; k < S.nrecv; k++) {    /* rank 0's rows first, each rank's in batch order */
+        float *g = p->g + (size_t)S.rid[k] * c;
+        const float *v = S.rbuf + k * c;
+        for (size_t j = 0; j < c; j++) g[j] += v[j];
+        ts_param_touch(p, S.rid[k]);
     }
     return 0;
 }

@@ -36,4 +36,8 @@ int ts_dist_sum(double *v, int n, ts_err *e);
 /* Rank 0's n longs to every rank (the epoch's shuffled order). */
 int ts_dist_bcast_longs(long *v, long n, ts_err *e);
 
+/* The weight of this rank's rows in the global batch this step (its rows / the global batch's):
+ * ts_param_shard_scatter multiplies the gradient rows it sends by it (1 until set). */
+void ts_dist_shard_scale(float c);
+
 #endif

@@ -173,7 +173,7 @@ ts_param *ts_param_add(ts_ctx *ctx, const char *name, int rows, int cols, ts_ini
             return ts_fail(e, "%s: shares weights with a layer that has only %d parameters",
                            ctx->owner, ctx->share_n), NULL;
         ts_param *p = ctx->share_from[ctx->share_i++];
-        if (p->rows != rows || p->cols != cols)
+        if ((p->flags & TS_PARAM_SHARDED ? p->shard_rows : p->rows) != rows || p->cols != cols)
             return ts_fail(e, "%s: cannot share parameter %s: here it is (%d, %d), in %s it is "
                            "(%d, %d); give both layers the same keys and input widths",
                            ctx->owner, name, rows, cols, p->name, p->rows, p->cols), NULL;
@@ -198,6 +198,19 @@ ts_param *ts_param_add(ts_ctx *ctx, const char *name, int rows, int cols, ts_ini
     snprintf(p->name, sizeof p->name, "%s.%s", ctx->owner ? ctx->owner : "param", name);
     p->rows = rows;
     p->cols = cols;
+    if (flags & TS_PARAM_SHARDED) {
+        if (!(flags & TS_PARAM_SPARSE))
+            return free(p), ts_fail(e, "%s: parameter %s: only a sparse table can be sharded",
+                                    ctx->owner ? ctx->owner : "?", name), NULL;
+        /* this rank's rows: r = rank, rank + size, ... below rows */
+        int rk = ts_dist_rank(), sz = ts_dist_size();
+        p->shard_rows = rows;
+        p->rows = rows > rk ? (rows - rk + sz - 1) / sz : 0;
+        if (p->rows < 1)
+            return free(p), ts_fail(e, "%s: parameter %s has %d rows, fewer than the %d ranks it "
+                                    "is sharded over; run fewer ranks or leave it whole",
+                                    ctx->owner ? ctx->owner : "?", name, rows, sz), NULL;
+    }
     p->init = init;
     p->scale = scale;
     p->flags = flags;
@@ -225,8 +238,39 @@ void ts_param_touch(ts_param *p, int32_t r)
     p->touched[p->ntouched++] = r;
 }
 
+/* A sharded table draws the whole table's values in row order, as one process would, and keeps
+ * this rank's rows: every rank of any size starts from the one-process table (the draws cost
+ * time for the whole table, the memory is the shard's). */
+static void init_sharded(ts_param *p, ts_rng *r)
+{
+    int rk = ts_dist_rank(), sz = ts_dist_size();
+    double rows = (double)p->shard_rows, a = 0;
+    if (p->init == TS_INIT_XAVIER) a = sqrt(6.0 / (rows + p->cols));
+    else if (p->init == TS_INIT_HE) a = sqrt(2.0 / rows);
+    for (int64_t g = 0; g < p->shard_rows; g++) {
+        float *w = g % sz == rk ? p->w + (g / sz) * (int64_t)p->cols : NULL;
+        for (int j = 0; j < p->cols; j++) {
+            double v;
+            switch (p->init) {
+            case TS_INIT_ZEROS: v = 0; break;
+            case TS_INIT_ONES: v = 1; break;
+            case TS_INIT_CONST: v = p->scale; break;
+            case TS_INIT_UNIFORM: v = (2 * ts_rng_uniform(r) - 1) * p->scale; break;
+            case TS_INIT_NORMAL: v = ts_rng_normal(r) * p->scale; break;
+            case TS_INIT_XAVIER: v = (2 * ts_rng_uniform(r) - 1) * a; break;
+            default: v = ts_rng_normal(r) * a; break;
+            }
+            if (w) w[j] = (float)v;
+        }
+    }
+}
+
 void ts_param_init_values(ts_param *p, ts_rng *r)
 {
+    if ((p->flags & TS_PARAM_SHARDED) && p->shard_rows != p->rows) {
+        init_sharded(p, r);
+        return;
+    }
     long n = (long)p->rows * p->cols;
     double a;
     switch (p->init) {

@@ -348,6 +348,12 @@ int ts_ckpt_save(ts_exp *x, const ts_loop *l, int best, ts_err *e);
 int ts_ckpt_resume(ts_exp *x, ts_loop *l, FILE *log, ts_err *e);
 /* Removes the checkpoint files of a finished run (with keep: only unfinished temporary ones). */
 void ts_ckpt_clean(const char *dir, int keep);
+/* A run with tables split across size > 1 ranks: this rank saves, resumes and cleans its own
+ * files (checkpoint.rankK-of-N.tsck, ...); a resume with another number of ranks is refused. */
+void ts_ckpt_shard(int rank, int size);
+/* ts_ckpt_resume, taking only a checkpoint of the given step (the ranks of a sharded run agree
+ * on one: a kill may land between two ranks' writes). */
+int ts_ckpt_resume_at(ts_exp *x, ts_loop *l, long step, FILE *log, ts_err *e);
 /* The experiment's identity for checkpoints: the resolved INI as canonical text (sorted
  * sections and keys; the keys that may change on resume left out), and its 64-bit FNV-1a hash. */
 char *ts_ckpt_config_text(const ts_exp *x, size_t *n);

@@ -55,6 +55,14 @@ static int run_file(const char *f)
     for (int i = 0; exact[i]; i++)
         if (!strcmp(f, exact[i])) return 1;
     if (!strncmp(f, "pretrained_", 11) && strstr(f, ".csv")) return 1;
+    /* a run with tables split across ranks (docs/scale.md): every rank's params and checkpoints */
+    const char *rk = strstr(f, ".rank");
+    if (rk && (!strncmp(f, "params.rank", 11) || !strncmp(f, "checkpoint", 10))) {
+        int a, b, len = 0;
+        if (sscanf(rk, ".rank%d-of-%d%n", &a, &b, &len) == 2 && len > 0 &&
+            (!strcmp(rk + len, ".bin") || !strcmp(rk + len, ".tsck") || !strcmp(rk + len, ".tmp")))
+            return 1;
+    }
     /* ts_write_atomic's temporary files: NAME.tmpPID */
     const char *t = strstr(f, ".tmp");
     if (t && t[4] && strspn(t + 4, "0123456789") == strlen(t + 4)) return 1;
@@ -420,6 +428,13 @@ int ts_rundir_begin(ts_exp *x, ts_err *e)
     char ck[TS_PATH_MAX + 32];
     snprintf(ck, sizeof ck, "%s/checkpoint.tsck", dir);
     int has_ckpt = access(ck, F_OK) == 0;
+    if (!has_ckpt) {              /* a run that split its tables: every rank's own files */
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        while (d && !has_ckpt && (de = readdir(d)))
+            has_ckpt = !strncmp(de->d_name, "checkpoint.rank0-of-", 20);
+        if (d) closedir(d);
+    }
     if (!o->resume) {
         if (st == TS_DIR_FINISHED)
             return ts_fail(e, "%s already holds a finished run (metrics.json); it is kept as it "

@@ -122,7 +122,11 @@ typedef enum ts_init {
 
 enum {
     TS_PARAM_SPARSE = 1u,     /* rows are updated only when touched (embedding tables) */
-    TS_PARAM_FROZEN = 2u      /* never updated (a pretrained, non-trainable table) */
+    TS_PARAM_FROZEN = 2u,     /* never updated (a pretrained, non-trainable table) */
+    TS_PARAM_SHARDED = 4u     /* with TS_PARAM_SPARSE: split by rows across the MPI ranks (row r
+                                 lives on rank r % ranks, at local row r / ranks); w, g, touched
+                                 and the optimizer state hold this rank's rows only, and a layer
+                                 reads and writes rows with ts_param_shard_gather/_scatter */
 };
 
 typedef struct ts_param {
@@ -139,6 +143,7 @@ typedef struct ts_param {
     uint8_t *is_touched;      /* TS_PARAM_SPARSE: (rows) 1 when the row is in touched */
     int shared;               /* > 0: tied to an earlier declaration; the owner updates it */
     void *host;               /* private to the host */
+    int64_t shard_rows;       /* TS_PARAM_SHARDED: rows of the whole table (rows: this rank's) */
 } ts_param;
 
 typedef struct ts_ctx ts_ctx;     /* the host's run context, opaque to plugins */
@@ -548,6 +553,16 @@ int ts_stream_read(ts_stream *s, ts_phase split, const long *rows, int n, void *
 int ts_stream_row_bytes(ts_stream *s, size_t row_bytes, ts_err *e);
 /* The stream's figures for a reader's aux "report" (files, rows, block bytes); snprintf's. */
 int ts_stream_report(const ts_stream *s, char *buf, size_t n);
+
+/* ---- sharded tables (TS_PARAM_SHARDED; docs/distributed.md, docs/scale.md) ---------------
+ * Collective calls: every rank calls them in the same order (every rank runs the same graph on
+ * its slice of the batch, possibly of 0 rows). In one process they are plain loops over the
+ * whole table. ids are global row ids in [0, p->shard_rows). */
+/* out[i] (p->cols floats) = row ids[i] of the whole table, fetched from the rank that owns it. */
+int ts_param_shard_gather(ts_param *p, const int32_t *ids, long n, float *out, ts_err *e);
+/* Adds d[i] (p->cols floats) into the gradient of row ids[i] on the rank that owns it, marking
+ * it touched there; every rank's rows are added in rank order, then i order. */
+int ts_param_shard_scatter(ts_param *p, const int32_t *ids, long n, const float *d, ts_err *e);
 
 #ifdef __cplusplus
 }

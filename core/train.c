@@ -177,20 +177,34 @@ static double sumsq(const float *g, long n)
     return (s0 + s1) + (s2 + s3);
 }
 
-static double grad_norm(ts_exp *x)
+/* sharded: tables split across ranks (TS_PARAM_SHARDED, size > 1): each rank holds its rows'
+ * gradients only, so their squares are summed over the ranks (a collective call); the other
+ * gradients are alike on every rank. */
+static double grad_norm_of(ts_exp *x, int sharded)
 {
-    double s = 0;
+    double s = 0, sh = 0;
     for (int i = 0; i < x->ctx.nparams; i++) {
         ts_param *p = x->ctx.params[i];
         if (p->shared || (p->flags & TS_PARAM_FROZEN)) continue;
         if (p->flags & TS_PARAM_SPARSE) {
+            double *acc = sharded && (p->flags & TS_PARAM_SHARDED) ? &sh : &s;
             for (int k = 0; k < p->ntouched; k++)
-                s += sumsq(p->g + (size_t)p->touched[k] * p->cols, p->cols);
+                *acc += sumsq(p->g + (size_t)p->touched[k] * p->cols, p->cols);
         } else {
             s += sumsq(p->g, (long)p->rows * p->cols);
         }
     }
+    if (sharded) {
+        ts_err ie;
+        if (ts_dist_sum(&sh, 1, &ie)) return NAN;   /* the caller stops on a non-finite norm */
+        s += sh;
+    }
     return sqrt(s);
+}
+
+static double grad_norm(ts_exp *x)
+{
+    return grad_norm_of(x, 0);
 }
 
 /* 1 when every gradient is finite: the NaN guard's question when there is no clipping (the
@@ -240,11 +254,12 @@ static int grads_finite(ts_exp *x)
     return 1;
 }
 
-static void scale_grads(ts_exp *x, float c)
+/* skip_sharded: leave split tables alone (their rows were weighted as they left each rank). */
+static void scale_grads_of(ts_exp *x, float c, int skip_sharded)
 {
     for (int i = 0; i < x->ctx.nparams; i++) {
         ts_param *p = x->ctx.params[i];
-        if (p->shared) continue;
+        if (p->shared || (skip_sharded && (p->flags & TS_PARAM_SHARDED))) continue;
         if (p->flags & TS_PARAM_SPARSE) {
             for (int k = 0; k < p->ntouched; k++)
                 cblas_sscal(p->cols, c, p->g + (size_t)p->touched[k] * p->cols, 1);
@@ -252,6 +267,11 @@ static void scale_grads(ts_exp *x, float c)
             cblas_sscal(p->rows * p->cols, c, p->g, 1);
         }
     }
+}
+
+static void scale_grads(ts_exp *x, float c)
+{
+    scale_grads_of(x, c, 0);
 }
 
 static int append(FILE *f, const char *path, ts_err *e)
@@ -952,6 +972,7 @@ typedef struct trainer {
     FILE *log, *ft, *fe;
     char tpath[TS_PATH_MAX + 32], epath[TS_PATH_MAX + 32];
     int writer;                   /* rank 0: writes the run's files */
+    int sharded;                  /* a table is split across the ranks (TS_PARAM_SHARDED, size > 1) */
     int rank, size;               /* data-parallel ranks (dist.h); 0 and 1 in one process */
     int tty, minimize;
     long steps_per_epoch, global_batch;
@@ -1039,7 +1060,22 @@ static int save_checkpoint_as(trainer *t, int best, int collective, ts_err *e)
 {
     if (collective && t->stream && gather_positions(t, e)) return -1;
     if (collective && t->size > 1 && fold_losses(t, e)) return -1;
-    if (!t->writer) return 0;
+    /* split tables: every rank saves its part, and only together (a signal reaches the ranks at
+     * different steps: each keeps its last checkpoint, which are of one step) */
+    if (t->sharded && !collective) return 0;
+    if (!t->writer && !t->sharded) return 0;
+    if (!t->writer) {
+        /* rank 0's log lengths, which its checkpoint names too (resume checks them) */
+        long off[2] = {0, 0};
+        if (ts_dist_bcast_longs(off, 2, e)) return -1;
+        t->l.train_off = off[0];
+        t->l.eval_off = off[1];
+        t->l.wall += now() - t->t_start;
+        t->t_start = now();
+        int rc = ts_ckpt_save(t->x, &t->l, best, e);
+        t->t_seg = now();
+        return rc;
+    }
     /* the logs reach the disk before a checkpoint that names their length does (a power cut
      * must not leave a checkpoint newer than its logs, which resume would refuse) */
     if (fflush(t->ft) || fsync(fileno(t->ft)))
@@ -1048,6 +1084,10 @@ static int save_checkpoint_as(trainer *t, int best, int collective, ts_err *e)
         return ts_write_error(e, t->epath, errno, "the previous checkpoint is kept");
     t->l.train_off = ftell(t->ft);
     t->l.eval_off = ftell(t->fe);
+    if (t->sharded) {
+        long off[2] = {t->l.train_off, t->l.eval_off};
+        if (ts_dist_bcast_longs(off, 2, e)) return -1;
+    }
     t->l.wall += now() - t->t_start;
     t->t_start = now();
     int rc = ts_ckpt_save(t->x, &t->l, best, e);
@@ -1142,6 +1182,44 @@ static int stream_rows(const trainer *t, int r, long s)
     return left <= 0 ? 0 : left < t->x->batch ? (int)left : (int)t->x->batch;
 }
 
+/* Split tables: every rank resumed from its own files; they must be of one step, or the shards
+ * would not fit together. A kill may land between two ranks' writes (or a rank's latest file may
+ * be damaged): then the ranks that resumed a later step go back to the earliest one, from their
+ * previous file (a rank keeps its latest two). *resumed and the loop follow the outcome. */
+static int same_resume(trainer *t, int *resumed, ts_err *e)
+{
+    double *v = calloc((size_t)t->size, sizeof *v);
+    if (!v) return ts_fail(e, "out of memory");
+    v[t->rank] = *resumed ? (double)t->l.step : -1;
+    if (ts_dist_sum(v, t->size, e)) { free(v); return -1; }
+    double lo = v[0], hi = v[0];
+    for (int r = 1; r < t->size; r++) {
+        if (v[r] < lo) lo = v[r];
+        if (v[r] > hi) hi = v[r];
+    }
+    free(v);
+    if (lo == hi) return 0;
+    int ok = 1;
+    if (lo < 0) {
+        ok = 0;                   /* a rank has no usable file at all */
+        snprintf(e->msg, sizeof e->msg, "a rank found no usable checkpoint");
+    } else if ((long)lo != t->l.step) {
+        if (t->log) fprintf(t->log, "%s  the ranks' latest checkpoints are of steps %.0f to %.0f: "
+                            "going back to step %.0f\n", t->x->name, lo, hi, lo);
+        ok = ts_ckpt_resume_at(t->x, &t->l, (long)lo, t->log, e) == 1;
+    }
+    double bad = ok ? 0 : 1;
+    ts_err ie;
+    if (ts_dist_sum(&bad, 1, &ie)) return ts_fail(e, "%s", ie.msg);
+    if (bad > 0)
+        return ts_fail(e, "--resume: the ranks' checkpoints (checkpoint.rankK-of-%d.tsck in %s) "
+                       "are of different steps (%.0f to %.0f) and no step is in every rank's "
+                       "files (%s); the table's shards would not fit together. Start again "
+                       "without --resume", t->size, t->x->ctx.results_dir, lo, hi,
+                       ok ? "another rank's file" : e->msg);
+    return 0;
+}
+
 /* Sets up the run: results folder, files, task weighting, and the loop state (new or resumed). */
 static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
 {
@@ -1151,6 +1229,8 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
     t->rank = ts_dist_rank();
     t->size = ts_dist_size();
     t->writer = t->rank == 0;
+    for (int i = 0; i < x->ctx.nparams && t->size > 1; i++)
+        if (x->ctx.params[i]->flags & TS_PARAM_SHARDED) t->sharded = 1;
     t->tty = t->log && isatty(fileno(t->log));
     t->ow.task = -1;
     const char *dir = x->ctx.results_dir;
@@ -1195,6 +1275,7 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
     if (t->writer && ts_rundir_prepare(x, t->log, &try_resume, e)) return -1;
     if (!t->writer) try_resume = x->opts.resume || x->opts.if_changed;
     if (x->up_to_date) return 0;
+    ts_ckpt_shard(t->rank, t->sharded ? t->size : 1);
     if (try_resume) {
         if ((resumed = ts_ckpt_resume(x, l, t->log, e)) < 0) {
             if (!x->opts.if_changed) return -1;
@@ -1203,6 +1284,7 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
             if (t->writer && ts_rundir_clear(dir, e)) return -1;
             resumed = 0;
         }
+        if (t->sharded && same_resume(t, &resumed, e)) return -1;
         if (t->log && !resumed && !x->opts.if_changed)
             fprintf(t->log, "%s  no checkpoint in %s: starting from the beginning\n", x->name, dir);
         if (resumed && t->rank > 0) {
@@ -1225,6 +1307,7 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
             fprintf(t->log, "%s  resumed from the checkpoint of step %ld (epoch %ld%s)\n", x->name,
                     l->step, l->epoch, l->done ? ", training finished" : "");
     }
+    if (!resumed && t->sharded && !t->writer) ts_ckpt_clean(dir, 0);   /* its own files */
     if (!resumed && t->writer) {
         ts_ckpt_clean(dir, 0);            /* a new run: an older run's checkpoints are not its */
         char path[TS_PATH_MAX + 32];
@@ -1267,6 +1350,8 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
     long lo = from + (long)t->rank * q + (t->rank < r ? t->rank : r);
     if (t->stream) b = stream_rows(t, t->rank, l->s);   /* B: every rank's rows together */
     double frac = t->size > 1 ? (double)b / B : 1.0;
+    /* a split table's gradient rows leave this rank during backward: they are weighted then */
+    if (t->sharded) ts_dist_shard_scale((float)frac);
     double total = 0;
     if (b > 0) {
         if (t->stream) {
@@ -1326,12 +1411,13 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
     if (t->size > 1) {
         /* Every rank's gradient is the mean over its b rows: weighted by b / B, their sum is
          * the mean over the global batch. */
-        if (b != B) scale_grads(x, (float)frac);
+        if (b != B) scale_grads_of(x, (float)frac, t->sharded);
         if (ts_dist_sum_grads(x->ctx.params, x->ctx.nparams, x->arena + l->nw, x->ctx.n_dense, e))
             return -1;
     }
     /* The NaN guard on gradients, and clipping by the global norm. */
-    double gnorm = x->clip_norm > 0 || !grads_finite(x) ? grad_norm(x) : 0;
+    double gnorm = t->sharded ? grad_norm_of(x, 1)
+                 : x->clip_norm > 0 || !grads_finite(x) ? grad_norm(x) : 0;
     if (!isfinite(gnorm)) {
         char where[3 * TS_NAME_MAX];
         const char *bad = first_nonfinite_grad(x, where, sizeof where);
@@ -1605,7 +1691,14 @@ static int finish(trainer *t, ts_err *e)
     char path[TS_PATH_MAX + 32];
     memcpy(x->arena, l->best, (size_t)l->nw * sizeof *l->best);
     snprintf(path, sizeof path, "%s/params.bin", dir);   /* reloadable: export, recommend */
-    if (t->writer && ts_save_params(x, path, e)) return -1;
+    if (t->sharded) {
+        /* every rank writes its part: the replicated weights and its rows of the split tables
+         * (local row k of rank r is row k * ranks + r) */
+        snprintf(path, sizeof path, "%s/params.rank%d-of-%d.bin", dir, t->rank, t->size);
+        if (ts_save_params(x, path, e)) return -1;
+    } else if (t->writer && ts_save_params(x, path, e)) {
+        return -1;
+    }
     ts_metric_rec *all = NULL;
     int nall = 0, rc = 0;
     if (x->nselect > 0) {
@@ -1626,7 +1719,7 @@ static int finish(trainer *t, ts_err *e)
             /* the test split's per-row predictions, for calibration plots and paired tests */
             snprintf(path, sizeof path, "%s/predictions.csv", dir);
             ts_err pe;
-            if (t->writer && ts_write_predictions(x, path, 1, 1, &pe) < 0) {
+            if (t->writer && !t->sharded && ts_write_predictions(x, path, 1, 1, &pe) < 0) {
                 rc = ts_fail(e, "%s", pe.msg);
                 break;
             }
@@ -1775,7 +1868,7 @@ int ts_exp_train(ts_exp *x, FILE *log, ts_err *e)
     if (!rc) rc = train_loop(&t, e);
     if (t.log) end_live(&t);   /* an error message starts a line of its own */
     if (!rc) rc = finish(&t, e);
-    if (!rc && t.writer) ts_ckpt_clean(x->ctx.results_dir, x->keep_checkpoints);
+    if (!rc && (t.writer || t.sharded)) ts_ckpt_clean(x->ctx.results_dir, x->keep_checkpoints);
     trainer_free(&t);
     return rc;
 }

@@ -2,6 +2,12 @@
  * core/params_io.c documents), for the MPI equivalence test (tests/mpi_equiv.sh).
  *
  *   params_diff A/params.bin B/params.bin [--rtol R] [--atol A]
+ *   params_diff --shards K A0.bin .. A{K-1}.bin B/params.bin [--rtol R] [--atol A]
+ *
+ * With --shards, A is a run over K ranks whose tables were split by rows (shard = rows; every
+ * rank wrote params.rankR-of-K.bin): a parameter with the same shape in every shard is
+ * replicated (it must be bit-identical in all of them) and is compared as is; one whose shards'
+ * rows add up to B's rows is reassembled (local row k of rank r is row k * K + r) first.
  *
  * Both files must hold the same parameters (names and shapes, in any order) and pass their
  * CRC-32. For each parameter it prints the largest |a - b| and the relative L2 distance
@@ -99,25 +105,99 @@ static void unload(pfile *f)
     free(f->bytes);
 }
 
+/* Merges the K shards sh[] into a, whose tables get the rows of b's table of the same name.
+ * -1 (printed) when they do not fit together. */
+static int merge(pfile *sh, int K, const pfile *b, pfile *a, const char *const *names)
+{
+    memset(a, 0, sizeof *a);
+    a->count = sh[0].count;
+    a->r = calloc(a->count ? a->count : 1, sizeof *a->r);
+    if (!a->r) return -1;
+    for (uint32_t i = 0; i < a->count; i++) {
+        const rec *x0 = &sh[0].r[i];
+        rec *o = &a->r[i];
+        memcpy(o->name, x0->name, sizeof o->name);
+        o->cols = x0->cols;
+        const rec *x[64];
+        long rows = 0;
+        int same = 1;
+        for (int r = 0; r < K; r++) {
+            x[r] = NULL;
+            for (uint32_t j = 0; j < sh[r].count && !x[r]; j++)
+                if (!strcmp(sh[r].r[j].name, x0->name)) x[r] = &sh[r].r[j];
+            if (!x[r] || x[r]->cols != x0->cols) {
+                fprintf(stderr, "params_diff: %s is missing from shard %s or has other columns\n",
+                        x0->name, names[r]);
+                return -1;
+            }
+            rows += x[r]->rows;
+            same &= x[r]->rows == x0->rows;
+        }
+        const rec *y = NULL;
+        for (uint32_t j = 0; j < b->count && !y; j++)
+            if (!strcmp(b->r[j].name, x0->name)) y = &b->r[j];
+        int split = y && y->rows == rows && !(same && x0->rows == y->rows);
+        o->rows = split ? (int32_t)rows : x0->rows;
+        float *w = malloc((size_t)o->rows * (size_t)o->cols * sizeof *w);
+        if (!w) return -1;
+        o->w = w;
+        size_t c = (size_t)o->cols;
+        if (split) {
+            for (int r = 0; r < K; r++)
+                for (int32_t k = 0; k < x[r]->rows; k++)
+                    memcpy(w + ((size_t)k * K + r) * c, x[r]->w + (size_t)k * c, c * 4);
+            printf("%-32s reassembled from %d shards (%ld rows)\n", o->name, K, rows);
+        } else {
+            if (!same) {
+                fprintf(stderr, "params_diff: %s has different shapes in the shards\n", o->name);
+                return -1;
+            }
+            memcpy(w, x0->w, (size_t)o->rows * c * 4);
+            for (int r = 1; r < K; r++)
+                if (memcmp(x[r]->w, x0->w, (size_t)o->rows * c * 4)) {
+                    fprintf(stderr, "params_diff: %s is replicated but differs between %s and "
+                            "%s\n", o->name, names[0], names[r]);
+                    return -2;
+                }
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     double rtol = 1e-3, atol = 1e-5;
-    const char *path[2] = {NULL, NULL};
-    int np = 0;
+    const char *path[66] = {NULL};
+    int np = 0, K = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--rtol") && i + 1 < argc) rtol = atof(argv[++i]);
         else if (!strcmp(argv[i], "--atol") && i + 1 < argc) atol = atof(argv[++i]);
-        else if (np < 2 && argv[i][0] != '-') path[np++] = argv[i];
-        else np = 3;
+        else if (!strcmp(argv[i], "--shards") && i + 1 < argc) K = atoi(argv[++i]);
+        else if (np < 66 && argv[i][0] != '-') path[np++] = argv[i];
+        else np = 99;
     }
-    if (np != 2) {
-        fprintf(stderr, "usage: params_diff A/params.bin B/params.bin [--rtol R] [--atol A]\n");
+    if (K < 0 || K > 64 || np != (K ? K + 1 : 2)) {
+        fprintf(stderr, "usage: params_diff A/params.bin B/params.bin [--rtol R] [--atol A]\n"
+                "       params_diff --shards K A0.bin .. A{K-1}.bin B/params.bin [...] (K <= 64)\n");
         return 2;
     }
     pfile a, b;
     int rc = 2;
+    memset(&a, 0, sizeof a);
     memset(&b, 0, sizeof b);
-    if (load(path[0], &a) || load(path[1], &b)) goto done;
+    if (K) {
+        pfile sh[64];
+        memset(sh, 0, sizeof sh);
+        int bad = load(path[K], &b);
+        for (int r = 0; r < K && !bad; r++) bad = load(path[r], &sh[r]);
+        int m = bad ? -1 : merge(sh, K, &b, &a, path);
+        for (int r = 0; r < K; r++) unload(&sh[r]);
+        if (m == -2) { rc = 1; goto done; }
+        if (bad || m) goto done;
+        path[1] = path[K];
+    } else if (load(path[0], &a) || load(path[1], &b)) {
+        goto done;
+    }
     if (a.count != b.count) {
         fprintf(stderr, "params_diff: %s holds %u parameters, %s %u\n", path[0], a.count, path[1],
                 b.count);

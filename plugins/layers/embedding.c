@@ -183,11 +183,12 @@ static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
                        "use embedding_bag for bags of ids", ts_cfg_where(cfg, "input"), L->name,
                        ts_shape_str(in, sh, sizeof sh));
     long dim;
-    int init, trainable, per_field;
+    int init, trainable, per_field, shard;
     double scale;
     if (ts_cfg_int(cfg, "dim", &dim, e) || ts_cfg_choice(cfg, "init", "normal|uniform", &init, e)
         || ts_cfg_float(cfg, "scale", &scale, e) || ts_cfg_bool(cfg, "trainable", &trainable, e)
-        || ts_cfg_choice(cfg, "layout", "flat|fields", &per_field, e))
+        || ts_cfg_choice(cfg, "layout", "flat|fields", &per_field, e)
+        || ts_cfg_choice(cfg, "shard", "none|rows", &shard, e))
         return -1;
     if (dim < 1 || dim > 65536)
         return ts_fail(e, "%s: dim = %ld is out of range; use 1 to 65536",
@@ -203,7 +204,11 @@ static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
                        L->name, (long long)s->vocab, s->dim);
     const char *pre = ts_cfg_str(cfg, "pretrained");
     if (pre && *pre && load_pretrained(s, L->ctx, L->name, pre, e)) return -1;
-    unsigned flags = TS_PARAM_SPARSE | (trainable ? 0u : TS_PARAM_FROZEN);
+    unsigned flags = TS_PARAM_SPARSE | (trainable ? 0u : TS_PARAM_FROZEN) |
+                     (shard ? TS_PARAM_SHARDED : 0u);
+    if (shard && s->pre)
+        return ts_fail(e, "%s: layer.%s: shard = rows with pretrained is not supported; give one "
+                       "of them", ts_cfg_where(cfg, "shard"), L->name);
     s->table = ts_param_add(L->ctx, "table", (int)s->vocab, s->dim,
                             init == 0 ? TS_INIT_NORMAL : TS_INIT_UNIFORM, (float)scale, flags, e);
     if (!s->table) return -1;
@@ -247,16 +252,20 @@ static int forward(ts_layer *L, ts_phase phase, ts_err *e)
             return ts_fail(e, "layer.%s: id %d at row %ld is outside [0, %lld); the dataset "
                            "declared a smaller vocabulary than it produces", L->name,
                            in->ids[i], i / s->fields, (long long)s->vocab);
+    if (s->table->flags & TS_PARAM_SHARDED)      /* rows from their ranks (a collective) */
+        return ts_param_shard_gather(s->table, in->ids, n, L->out[0].x, e);
     gather(in->ids, s->table->w, L->out[0].x, n, s->dim);
     return 0;
 }
 
 static int backward(ts_layer *L, ts_err *e)
 {
-    (void)e;
     embedding_state *s = L->state;
     if (s->table->flags & TS_PARAM_FROZEN) return 0;  /* nothing learns: leave g untouched */
     const ts_tensor *in = L->in[0];
+    if (s->table->flags & TS_PARAM_SHARDED)      /* gradient rows to their ranks */
+        return ts_param_shard_scatter(s->table, in->ids, (long)in->dim[0] * s->fields,
+                                      L->out[0].dx, e);
     scatter_add(in->ids, L->out[0].dx, s->table, (long)in->dim[0] * s->fields, s->dim);
     return 0;
 }
@@ -281,6 +290,9 @@ static const ts_key keys[] = {
     {"trainable", "bool", "true", "false freezes the table (useful with pretrained)"},
     {"layout", "choice:flat|fields", "flat", "flat: (B, F*dim), the fields side by side; "
      "fields: (B, F, dim), one vector per field (for fm, reduce)"},
+    {"shard", "choice:none|rows", "none", "rows: split the table by rows across MPI ranks (row r "
+     "on rank r % ranks; lookups and gradient rows travel by MPI_Alltoallv, docs/scale.md); in "
+     "one process the whole table"},
     {NULL, NULL, NULL, NULL}};
 
 /* The pretrained table's counts, so a user sees how much of the vocabulary the file covered:

@@ -28,6 +28,11 @@ typedef struct {
     ts_param *W;     /* (vocab, E) sparse table */
     int32_t *dirty;  /* combine = cell: (Bmax) the output cells t >= dirty[b] of row b hold zeros
                         already (an earlier forward zeroed them); only [len, dirty) needs it */
+    /* shard = rows (TS_PARAM_SHARDED): the batch's rows are fetched into a local block first */
+    int32_t *seq;    /* (ids) valid id k's row in the block; unused for ids of padded steps */
+    int32_t *cid;    /* (nc) the valid ids in batch order: the block's rows */
+    float *blk;      /* (nc, E) their rows (forward), their gradients (backward) */
+    long nc, cap, blk_cap;
 } bag_state;
 
 static const ts_key keys[] = {
@@ -36,6 +41,9 @@ static const ts_key keys[] = {
      "cell: one vector per (row, step) cell, output (B, T, E); row: one vector per row, (B, E)"},
     {"pool", "choice:sum|mean", "sum", "how the ids of a bag are combined"},
     {"init_scale", "float", "0.05", "standard deviation of the normal initialisation"},
+    {"shard", "choice:none|rows", "none", "rows: split the table by rows across MPI ranks (row r "
+     "on rank r % ranks; the batch's rows and their gradients travel by MPI_Alltoallv, "
+     "docs/scale.md); in one process the whole table"},
     {NULL, NULL, NULL, NULL}};
 
 static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
@@ -54,10 +62,11 @@ static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
                        "declare the field's vocab", ts_cfg_where(cfg, "input"),
                        (long long)in->vocab);
     long dim;
-    int combine, pool;
+    int combine, pool, shard;
     double scale;
     if (ts_cfg_int(cfg, "dim", &dim, e) || ts_cfg_choice(cfg, "combine", "cell|row", &combine, e) ||
         ts_cfg_choice(cfg, "pool", "sum|mean", &pool, e) ||
+        ts_cfg_choice(cfg, "shard", "none|rows", &shard, e) ||
         ts_cfg_float(cfg, "init_scale", &scale, e))
         return -1;
     if (dim < 1 || dim > 65536)
@@ -70,7 +79,7 @@ static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     s->per_cell = combine == 0;
     s->mean = pool == 1;
     s->W = ts_param_add(L->ctx, "W", (int)in->vocab, s->E, TS_INIT_NORMAL, (float)scale,
-                        TS_PARAM_SPARSE, e);
+                        TS_PARAM_SPARSE | (shard ? TS_PARAM_SHARDED : 0u), e);
     if (!s->W) return -1;
     s->dirty = malloc((size_t)in->dim[0] * sizeof(int32_t));
     if (!s->dirty) return ts_fail(e, "embedding_bag %s: out of memory", L->name);
@@ -161,6 +170,37 @@ TS_VEC static void scale_span(float *y, long n, float a)
     for (long j = 0; j < n; j++) y[j] *= a;
 }
 
+/* shard = rows: the valid steps' ids in batch order (cid), each valid position's row in the block
+ * (seq), and the rows themselves (blk) fetched from their ranks. */
+static int shard_fetch(bag_state *s, const ts_tensor *in, const char *name, ts_err *e)
+{
+    const int B = in->dim[0], T = in->dim[1];
+    const int32_t *off = in->off, *ids = in->ids;
+    long n = off[(long)B * T];
+    if (n > s->cap) {
+        int32_t *a = realloc(s->seq, (size_t)n * sizeof *a), *c = a ? realloc(s->cid, (size_t)n * sizeof *c) : NULL;
+        if (a) s->seq = a;
+        if (c) s->cid = c;
+        if (!a || !c) return ts_fail(e, "embedding_bag %s: out of memory for %ld ids", name, n);
+        s->cap = n;
+    }
+    s->nc = 0;
+    for (int b = 0; b < B; b++) {
+        long c0 = (long)b * T;
+        for (int32_t k = off[c0]; k < off[c0 + steps_of(in, b)]; k++) {
+            s->seq[k] = (int32_t)s->nc;
+            s->cid[s->nc++] = ids[k];
+        }
+    }
+    if (s->nc * s->E > s->blk_cap) {
+        float *f = realloc(s->blk, (size_t)(s->nc * s->E) * sizeof *f);
+        if (!f) return ts_fail(e, "embedding_bag %s: out of memory for %ld rows", name, s->nc);
+        s->blk = f;
+        s->blk_cap = s->nc * s->E;
+    }
+    return ts_param_shard_gather(s->W, s->cid, s->nc, s->blk, e);
+}
+
 static int forward(ts_layer *L, ts_phase phase, ts_err *e)
 {
     (void)phase;
@@ -172,6 +212,7 @@ static int forward(ts_layer *L, ts_phase phase, ts_err *e)
     const int32_t *ids = in->ids;   /* (off[B*T]) */
     const float *W = s->W->w;       /* (vocab, E) */
     float *y = out->x;              /* (B, T, E) or (B, E) */
+    const int32_t *ix = ids;        /* the rows of W the bags read */
     const int64_t V = in->vocab;
     for (int b = 0; b < B; b++) {   /* every id a valid step reads, checked once */
         int nt = steps_of(in, b);
@@ -184,6 +225,13 @@ static int forward(ts_layer *L, ts_phase phase, ts_err *e)
                                L->name, ids[k], b, t, (long long)V);
             }
     }
+    if (s->W->flags & TS_PARAM_SHARDED) {
+        /* the valid steps' rows from their ranks into blk (a collective), then the same pooling
+         * over blk with ix = the block's row numbers */
+        if (shard_fetch(s, in, L->name, e)) return -1;
+        W = s->blk;
+        ix = s->seq;
+    }
     for (int b = 0; b < B; b++) {
         int nt = steps_of(in, b);
         long c0 = (long)b * T;
@@ -191,7 +239,7 @@ static int forward(ts_layer *L, ts_phase phase, ts_err *e)
             for (int t = 0; t < nt; t++) {
                 float *yc = y + (size_t)(c0 + t) * E;
                 int cnt = off[c0 + t + 1] - off[c0 + t];
-                bag_sum(W, ids + off[c0 + t], cnt, E, yc);
+                bag_sum(W, ix + off[c0 + t], cnt, E, yc);
                 if (s->mean && cnt > 1) scale_span(yc, E, 1.0f / (float)cnt);
             }
             if (s->dirty[b] > nt)   /* the output is written by this layer only */
@@ -201,7 +249,7 @@ static int forward(ts_layer *L, ts_phase phase, ts_err *e)
             float *yr = y + (size_t)b * E;
             /* the bags of a row's steps are consecutive in ids: one sum over all of them */
             int cnt = off[c0 + nt] - off[c0];
-            bag_sum(W, ids + off[c0], cnt, E, yr);
+            bag_sum(W, ix + off[c0], cnt, E, yr);
             if (s->mean && cnt > 1) scale_span(yr, E, 1.0f / (float)cnt);
         }
     }
@@ -212,7 +260,6 @@ static int forward(ts_layer *L, ts_phase phase, ts_err *e)
 /* g[id] += scale * dy for every id of every valid bag; scale = 1 (sum) or 1/count (mean). */
 static int backward(ts_layer *L, ts_err *e)
 {
-    (void)e;
     bag_state *s = L->state;
     const ts_tensor *in = L->in[0];
     const ts_tensor *out = &L->out[0];
@@ -221,6 +268,14 @@ static int backward(ts_layer *L, ts_err *e)
     const int32_t *off = in->off, *ids = in->ids;
     const float *dy = out->dx;  /* (B, T, E) or (B, E) */
     float *G = s->W->g;         /* (vocab, E) */
+    const int32_t *ix = ids;
+    const int sharded = (s->W->flags & TS_PARAM_SHARDED) != 0;
+    if (sharded) {
+        /* the bags' gradients into the block of forward's rows, then to the rows' ranks */
+        memset(s->blk, 0, (size_t)(s->nc * E) * sizeof *s->blk);
+        G = s->blk;
+        ix = s->seq;
+    }
     for (int b = 0; b < B; b++) {
         int nt = steps_of(in, b);
         long c0 = (long)b * T;
@@ -228,22 +283,28 @@ static int backward(ts_layer *L, ts_err *e)
             for (int t = 0; t < nt; t++) {
                 int cnt = off[c0 + t + 1] - off[c0 + t];
                 float sc = s->mean && cnt > 1 ? 1.0f / (float)cnt : 1.0f;
-                bag_grad(G, ids + off[c0 + t], cnt, E, sc, dy + (size_t)(c0 + t) * E);
+                bag_grad(G, ix + off[c0 + t], cnt, E, sc, dy + (size_t)(c0 + t) * E);
             }
         } else {
             int cnt = off[c0 + nt] - off[c0];
             float sc = s->mean && cnt > 1 ? 1.0f / (float)cnt : 1.0f;
-            bag_grad(G, ids + off[c0], cnt, E, sc, dy + (size_t)b * E);
+            bag_grad(G, ix + off[c0], cnt, E, sc, dy + (size_t)b * E);
         }
-        for (int32_t k = off[c0]; k < off[c0 + nt]; k++) ts_param_touch(s->W, ids[k]);
+        for (int32_t k = off[c0]; k < off[c0 + nt] && !sharded; k++) ts_param_touch(s->W, ids[k]);
     }
+    if (sharded) return ts_param_shard_scatter(s->W, s->cid, s->nc, s->blk, e);
     return 0;
 }
 
 static void destroy(ts_layer *L)
 {
     bag_state *s = L->state;
-    if (s) free(s->dirty);
+    if (s) {
+        free(s->dirty);
+        free(s->seq);
+        free(s->cid);
+        free(s->blk);
+    }
     free(s);
     L->state = NULL;
 }
