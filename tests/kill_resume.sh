@@ -35,48 +35,7 @@ same() {   # same DIR: DIR's results equal the reference's
     return 0
 }
 
-killed=0
-n=0
-seed=${KILL_SEED:-$$}
-delays=${KILL_DELAYS:-}
-while [ "$killed" -lt "$trials" ]; do
-    n=$((n + 1))
-    [ "$n" -le $((trials * 3)) ] || { echo "FAIL: too many runs ended before their kill"; exit 1; }
-    if [ -n "$delays" ]; then
-        d=$(echo "$delays" | cut -d' ' -f"$n")
-        [ -n "$d" ] || break
-    else
-        # a delay in [5%, 95%] of the uninterrupted run's time
-        d=$(awk -v s="$seed" -v n="$n" -v t="$dur_ms" 'BEGIN { srand(s + n); printf "%.3f", t * (0.05 + 0.9 * rand()) / 1000 }')
-    fi
-    dir="$tmp/k$n"
-    # shellcheck disable=SC2086
-    "$b/tessera" run $args --results "$dir" &
-    pid=$!
-    sleep "$d"
-    if kill -9 "$pid" 2>/dev/null; then
-        wait "$pid" 2>/dev/null || true
-        if [ -f "$dir/metrics.json" ]; then finished=yes; else finished=no; fi
-    else
-        wait "$pid" || true
-        finished=yes
-    fi
-    if [ "$finished" = yes ]; then
-        echo "run $n: finished before the kill at ${d}s; not a trial"
-        continue
-    fi
-    ck=$(ls "$dir" 2>/dev/null | grep tsck | tr '\n' ' ')
-    # the same command with --resume: from the newest valid checkpoint, or from the start when
-    # the kill came before the first one
-    # shellcheck disable=SC2086
-    "$b/tessera" run $args --results "$dir" --resume || { echo "FAIL: trial $((killed + 1)): resume failed (kill at ${d}s)"; exit 1; }
-    killed=$((killed + 1))
-    if ! same "$dir"; then
-        echo "FAIL: trial $killed (kill at ${d}s, checkpoints then: ${ck:-none}) is not bit-identical"
-        exit 1
-    fi
-    echo "trial $killed: killed at ${d}s (checkpoints: ${ck:-none}), resumed: bit-identical"
-    rm -rf "$dir"
-done
+. "$s/tests/kill_loop.sh"
+kill_trials 0.05 0.9
 [ "$killed" -ge "$trials" ] || { echo "FAIL: only $killed kills"; exit 1; }
 echo "PASS: $killed of $killed killed runs resumed bit-identical"

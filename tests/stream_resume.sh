@@ -65,46 +65,8 @@ echo "without the reader thread: bit-identical"
 rm -rf "$tmp/nothread"
 
 # 2. kill and resume
-killed=0
-n=0
-seed=${KILL_SEED:-$$}
-delays=${KILL_DELAYS:-}
-while [ "$killed" -lt "$trials" ]; do
-    n=$((n + 1))
-    [ "$n" -le $((trials * 3)) ] || { echo "FAIL: too many runs ended before their kill"; exit 1; }
-    if [ -n "$delays" ]; then
-        d=$(echo "$delays" | cut -d' ' -f"$n")
-        [ -n "$d" ] || break
-    else
-        d=$(awk -v s="$seed" -v n="$n" -v t="$dur_ms" 'BEGIN { srand(s + n); printf "%.3f", t * (0.2 + 0.75 * rand()) / 1000 }')
-    fi
-    dir="$tmp/k$n"
-    # shellcheck disable=SC2086
-    "$b/tessera" run $args --results "$dir" &
-    pid=$!
-    sleep "$d"
-    if kill -9 "$pid" 2>/dev/null; then
-        wait "$pid" 2>/dev/null || true
-        if [ -f "$dir/metrics.json" ]; then finished=yes; else finished=no; fi
-    else
-        wait "$pid" || true
-        finished=yes
-    fi
-    if [ "$finished" = yes ]; then
-        echo "run $n: finished before the kill at ${d}s; not a trial"
-        continue
-    fi
-    ck=$(ls "$dir" 2>/dev/null | grep tsck | tr '\n' ' ')
-    # shellcheck disable=SC2086
-    "$b/tessera" run $args --results "$dir" --resume || { echo "FAIL: resume failed (kill at ${d}s)"; exit 1; }
-    killed=$((killed + 1))
-    if ! same "$dir"; then
-        echo "FAIL: trial $killed (kill at ${d}s, checkpoints then: ${ck:-none}) is not bit-identical"
-        exit 1
-    fi
-    echo "trial $killed: killed at ${d}s (checkpoints: ${ck:-none}), resumed: bit-identical"
-    rm -rf "$dir"
-done
+. "$s/tests/kill_loop.sh"
+kill_trials 0.2 0.75
 
 # 3. the split follows the rows, not the files: the same rows in two other shards give the same
 # validation and test rows, hence the same fitted state
