@@ -51,9 +51,9 @@ static const ts_key keys[] = {
     {"window", "int", "3", "words seen by one position (odd: centred on it)"},
     {"filters", "int", "300", "output features per position"},
     {"activation", "choice:none|tanh|relu", "tanh", "non-linearity after the convolution"},
-    {"init_scale", "float", "0.05",
-     "standard deviation of the normal initialisation of the (trigram, window slot, filter) "
-     "weights"},
+    {"init_scale", "float", "0.01",
+     "standard deviation of the (uniform) initialisation of the (trigram, window slot, "
+     "filter) weights"},
     {NULL, NULL, NULL, NULL}};
 
 static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
@@ -85,7 +85,7 @@ static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     if (filters < 1 || filters > 65536)
         return ts_fail(e, "%s: filters = %ld; use 1..65536", ts_cfg_where(cfg, "filters"), filters);
     if (!(scale >= 0 && scale <= 10))
-        return ts_fail(e, "%s: init_scale = %g; use a standard deviation from 0 to 10 (0.05 is "
+        return ts_fail(e, "%s: init_scale = %g; use a standard deviation from 0 to 10 (0.01 is "
                        "the default)", ts_cfg_where(cfg, "init_scale"), scale);
     if ((double)in->vocab * (double)window * (double)filters > 2e9)
         return ts_fail(e, "%s: the table would hold %lld x %ld x %ld weights, over 2e9; lower "
@@ -100,8 +100,10 @@ static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     s->pad = (s->w - 1) / 2;
     s->act = act;
     s->KF = s->w * s->F;
-    s->W = ts_param_add(L->ctx, "W", s->V, s->KF, TS_INIT_NORMAL, (float)scale, TS_PARAM_SPARSE,
-                        e);
+    /* uniform with the asked standard deviation (U(-a, a) has a / sqrt 3): a table of millions
+     * of weights is drawn several times faster than through the normal's log and cos */
+    s->W = ts_param_add(L->ctx, "W", s->V, s->KF, TS_INIT_UNIFORM,
+                        (float)(scale * 1.7320508075688772), TS_PARAM_SPARSE, e);
     if (!s->W) return -1;
     s->b = ts_param_add(L->ctx, "b", 1, s->F, TS_INIT_ZEROS, 0, 0, e);
     if (!s->b) return -1;
