@@ -33,9 +33,8 @@
 #include <string.h>
 
 #include "tessera.h"
+#include "convmath.h"
 #include "vecmath.h"
-
-enum { ACT_NONE = 0, ACT_TANH, ACT_RELU };
 
 /* Compact rows per block of Z, dX and the sparse dW (plus up to T - 1 to end on a whole row):
  * 128 rows of X or dX (w*E = 900 floats each) are 460 KB, inside a core's L2. */
@@ -173,26 +172,6 @@ static int block_end(const conv_state *s, int b0, int B)
     return b1;
 }
 
-/* y (n) = act(z (n)) for relu and none (tanh goes through ts_vec_tanh). */
-TS_VEC static void act_plain(const float *z, float *y, long n, int act)
-{
-    if (act == ACT_RELU)
-        for (long i = 0; i < n; i++) y[i] = z[i] > 0 ? z[i] : 0.0f;
-    else
-        for (long i = 0; i < n; i++) y[i] = z[i];
-}
-
-/* dz (n) = dy * act'(z), from the output y: tanh' = 1 - y^2, relu' = [y > 0]. */
-TS_VEC static void act_grad(const float *y, const float *dy, float *dz, long n, int act)
-{
-    if (act == ACT_TANH)
-        for (long i = 0; i < n; i++) dz[i] = dy[i] * (1.0f - y[i] * y[i]);
-    else if (act == ACT_RELU)
-        for (long i = 0; i < n; i++) dz[i] = y[i] > 0 ? dy[i] : 0.0f;
-    else
-        for (long i = 0; i < n; i++) dz[i] = dy[i];
-}
-
 /* db (F) += the column sums of dz (R, F), row by row (the order of the scalar loop). */
 TS_VEC static void col_sums(const float *dz, long R, int F, float *db)
 {
@@ -213,32 +192,6 @@ TS_VEC static long count_nonzero(const float *dy, long n)
     long c = 0;
     for (long i = 0; i < n; i++) c += dy[i] != 0.0f;
     return c;
-}
-
-/* The entries of n consecutive positions (n, F) where dy is nonzero, as (position-major)
- * features into f and dz = dy * act'(y) into g, with p (n + 1) the offsets of each position's
- * entries from p0. Branch-free: every slot is written, the count advances past nonzeros only. */
-static int compress(const float *y, const float *dy, int n, int F, int act, int32_t *f,
-                    float *g, int32_t *p, int p0)
-{
-    int m = p0;
-    for (int t = 0; t < n; t++, y += F, dy += F) {
-        p[t] = m;
-        if (act == ACT_TANH)
-            for (int j = 0; j < F; j++) {
-                f[m] = j;
-                g[m] = dy[j] * (1.0f - y[j] * y[j]);
-                m += dy[j] != 0.0f;
-            }
-        else
-            for (int j = 0; j < F; j++) {
-                f[m] = j;
-                g[m] = act == ACT_RELU && !(y[j] > 0) ? 0.0f : dy[j];
-                m += dy[j] != 0.0f;
-            }
-    }
-    p[n] = m;
-    return m;
 }
 
 /* dst (cols, rows) at stride ld_dst = src (rows, cols) at stride ld_src transposed (add = 0),

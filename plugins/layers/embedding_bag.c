@@ -9,8 +9,8 @@
  *   combine = row:  out (B, E),    out[b]   = pool_{i in every bag(b,t), t < len[b]} W[i].
  *   pool = sum: sum of rows; mean: the sum divided by the number of ids (an empty bag gives 0).
  * Backward touches only the rows that occurred: g[i] += (1 or 1/count) * dout, ts_param_touch(i).
- * Each bag is one call of a vectorised kernel that sums its rows (forward) or adds the bag's
- * gradient into them (backward); the output is written once (no zeroing pass before the sums:
+ * Each bag is one call of a vectorised kernel (bagmath.h, shared with sparse_conv) that sums its
+ * rows (forward) or adds the bag's gradient into them (backward); the output is written once (no zeroing pass before the sums:
  * only empty bags are zeroed, and padded cells that an earlier, longer row left nonzero). The
  * ids are checked against the vocabulary in one pass first, so the kernels carry no test.
  * What it is not: a dense one-hot product, nor a weighted bag (an id counts once per occurrence).
@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "tessera.h"
+#include "bagmath.h"
 #include "vecmath.h"
 
 typedef struct {
@@ -107,63 +108,6 @@ static int steps_of(const ts_tensor *in, int b)
     return n < 0 ? 0 : n > T ? T : n;
 }
 
-/* y (E) = sum of the rows W[ids[k]] (E each), k < n (0 when n = 0), added in the order of ids.
- * Four rows per pass over y: y is loaded and stored once per four rows, and four rows stream
- * from memory at once (the table does not fit in cache; a bag's rows are scattered). The sum
- * per element is still (((y + w0) + w1) + w2) + w3, the order of one row at a time. */
-TS_VEC static void bag_sum(const float *restrict W, const int32_t *ids, int n, int E,
-                           float *restrict y)
-{
-    if (n == 0) {
-        for (int j = 0; j < E; j++) y[j] = 0.0f;
-        return;
-    }
-    const float *w0 = W + (size_t)ids[0] * E;
-    for (int j = 0; j < E; j++) y[j] = w0[j];
-    int k = 1;
-    for (; k + 4 <= n; k += 4) {
-        const float *a = W + (size_t)ids[k] * E, *b = W + (size_t)ids[k + 1] * E,
-                    *c = W + (size_t)ids[k + 2] * E, *d = W + (size_t)ids[k + 3] * E;
-        for (int j = 0; j < E; j++) y[j] = (((y[j] + a[j]) + b[j]) + c[j]) + d[j];
-    }
-    for (; k < n; k++) {
-        const float *w = W + (size_t)ids[k] * E;
-        for (int j = 0; j < E; j++) y[j] += w[j];
-    }
-}
-
-/* G[ids[k]] (E each) += sc * d (E) for k < n, four rows per pass over d when the four ids
- * differ (a bag may hold an id twice; then those rows go one at a time, in order). Every row
- * receives the same sc * d[j] in the same order as a row-at-a-time loop. */
-TS_VEC static void bag_grad(float *G, const int32_t *ids, int n, int E, float sc,
-                            const float *restrict d)
-{
-    int k = 0;
-    for (; k + 4 <= n; k += 4) {
-        int32_t i0 = ids[k], i1 = ids[k + 1], i2 = ids[k + 2], i3 = ids[k + 3];
-        if (i0 != i1 && i0 != i2 && i0 != i3 && i1 != i2 && i1 != i3 && i2 != i3) {
-            float *restrict a = G + (size_t)i0 * E, *restrict b = G + (size_t)i1 * E,
-                  *restrict c = G + (size_t)i2 * E, *restrict e = G + (size_t)i3 * E;
-            for (int j = 0; j < E; j++) {
-                float t = sc * d[j];
-                a[j] += t;
-                b[j] += t;
-                c[j] += t;
-                e[j] += t;
-            }
-        } else {
-            for (int q = 0; q < 4; q++) {
-                float *g = G + (size_t)ids[k + q] * E;
-                for (int j = 0; j < E; j++) g[j] += sc * d[j];
-            }
-        }
-    }
-    for (; k < n; k++) {
-        float *g = G + (size_t)ids[k] * E;
-        for (int j = 0; j < E; j++) g[j] += sc * d[j];
-    }
-}
-
 /* y (n) *= a */
 TS_VEC static void scale_span(float *y, long n, float a)
 {
@@ -239,7 +183,7 @@ static int forward(ts_layer *L, ts_phase phase, ts_err *e)
             for (int t = 0; t < nt; t++) {
                 float *yc = y + (size_t)(c0 + t) * E;
                 int cnt = off[c0 + t + 1] - off[c0 + t];
-                bag_sum(W, ix + off[c0 + t], cnt, E, yc);
+                ts_bag_sum(W, ix + off[c0 + t], cnt, E, yc);
                 if (s->mean && cnt > 1) scale_span(yc, E, 1.0f / (float)cnt);
             }
             if (s->dirty[b] > nt)   /* the output is written by this layer only */
@@ -249,7 +193,7 @@ static int forward(ts_layer *L, ts_phase phase, ts_err *e)
             float *yr = y + (size_t)b * E;
             /* the bags of a row's steps are consecutive in ids: one sum over all of them */
             int cnt = off[c0 + nt] - off[c0];
-            bag_sum(W, ix + off[c0], cnt, E, yr);
+            ts_bag_sum(W, ix + off[c0], cnt, E, yr);
             if (s->mean && cnt > 1) scale_span(yr, E, 1.0f / (float)cnt);
         }
     }
@@ -283,12 +227,12 @@ static int backward(ts_layer *L, ts_err *e)
             for (int t = 0; t < nt; t++) {
                 int cnt = off[c0 + t + 1] - off[c0 + t];
                 float sc = s->mean && cnt > 1 ? 1.0f / (float)cnt : 1.0f;
-                bag_grad(G, ix + off[c0 + t], cnt, E, sc, dy + (size_t)(c0 + t) * E);
+                ts_bag_grad(G, E, ix + off[c0 + t], cnt, E, sc, dy + (size_t)(c0 + t) * E);
             }
         } else {
             int cnt = off[c0 + nt] - off[c0];
             float sc = s->mean && cnt > 1 ? 1.0f / (float)cnt : 1.0f;
-            bag_grad(G, ix + off[c0], cnt, E, sc, dy + (size_t)b * E);
+            ts_bag_grad(G, E, ix + off[c0], cnt, E, sc, dy + (size_t)b * E);
         }
         for (int32_t k = off[c0]; k < off[c0 + nt] && !sharded; k++) ts_param_touch(s->W, ids[k]);
     }
