@@ -76,7 +76,7 @@ static double bce_fallback(const float *z, const float *y, const float *w, long 
     return sum / ws;
 }
 
-static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
+static int build_impl(ts_head *H, const ts_cfg *cfg, ts_err *e)
 {
     char sh[96];
     int takes = 0;
@@ -327,6 +327,14 @@ static void destroy(ts_head *H)
     }
     free(s);
     H->state = NULL;
+}
+
+/* A failed build frees what it allocated: the host calls destroy only after a build succeeded. */
+static int build(ts_head *H, const ts_cfg *cfg, ts_err *e)
+{
+    if (build_impl(H, cfg, e) == 0) return 0;
+    destroy(H);
+    return -1;
 }
 
 static const ts_key keys[] = {
