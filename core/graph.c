@@ -513,7 +513,7 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
             const char *key = ts_cfg_str(cd, "stream") ? "stream" : "shuffle_buffer";
             ts_fail(e, "%s: [data] %s: the dataset type %s cannot stream its rows (it reads them "
                     "all into memory); drop the key, or use a reader that streams (census, "
-                    "docs/scale.md)", ts_cfg_where(cd, key), key, x->data_pl->name);
+                    "table; docs/scale.md)", ts_cfg_where(cd, key), key, x->data_pl->name);
             goto fail;
         }
     }

@@ -588,6 +588,35 @@ static int ow_init(ts_exp *x, outw *o, ts_err *e)
     return 0;
 }
 
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Ranking figures: before training, that the group field gathers the validation rows into
+ * queries of two rows or more (a field of one row per value leaves nothing to rank). */
+static int ow_groups(ts_exp *x, outw *o, int split, long n, ts_err *e);
+static int ow_check_groups(ts_exp *x, outw *o, ts_err *e)
+{
+    if (o->task < 0 || o->figure == OW_AUC) return 0;
+    long n = x->data.nrows[TS_VALID];
+    if (ow_groups(x, o, 0, n, e)) return -1;
+    int32_t *g = malloc((size_t)(n ? n : 1) * sizeof *g);
+    if (!g) return ts_fail(e, "out of memory");
+    memcpy(g, o->gid[0], (size_t)n * sizeof *g);
+    qsort(g, (size_t)n, sizeof *g, cmp_i32);
+    long shared = 0;
+    for (long i = 1; i < n; i++) shared += g[i] == g[i - 1];
+    free(g);
+    if (shared) return 0;
+    ts_cfg *ct = ts_ini_find(&x->ini, "train");
+    return ts_fail(e, "%s: [train] output_weights = %s.%s ranks each query's own rows, but every "
+                   "value of the group field %s holds one row of the validation split: there is "
+                   "nothing to rank; name the field of the queries, [train] output_group",
+                   ts_cfg_where(ct, "output_weights"), o->tname, ow_figures[o->figure], o->group);
+}
+
 /* Reads the group field of every row of a split, in the order of its rows. */
 static int ow_groups(ts_exp *x, outw *o, int split, long n, ts_err *e)
 {
@@ -1237,7 +1266,7 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
     snprintf(t->tpath, sizeof t->tpath, "%s/train.csv", dir);
     snprintf(t->epath, sizeof t->epath, "%s/eval.csv", dir);
     /* The folder exists and is locked (ts_rundir_begin). Task weighting and output weights are set up before any file is written. */
-    if (ow_init(x, &t->ow, e)) return -1;
+    if (ow_init(x, &t->ow, e) || ow_check_groups(x, &t->ow, e)) return -1;
     if (group_init(x, &t->group, &t->ngroups, e)) return -1;
     if (x->weighting == 2) {
         if (t->size > 1)

@@ -6,6 +6,8 @@
  * experiment's FILE:LINE. The gradient checks
  * are check-plugin's (tests/check_plugins.sh); the end-to-end run is test_hybrid_e2e.c. */
 #include "testutil.h"
+
+#include <sys/stat.h>
 #include "internal.h"
 
 #include <dirent.h>
@@ -370,6 +372,28 @@ static void test_bad_input_names_file_and_line(void **st)
         tu_contains(e.msg, where, cases[c].what, NULL);
         const char *line = strstr(e.msg, where) + strlen(where);   /* FILE:LINE: */
         if (!(line[0] >= '1' && line[0] <= '9')) fail_msg("case %zu: no line in: %s", c, e.msg);
+    }
+    /* [train] output_weights on a ranking figure grouped by a field of one row per value (each
+     * sentence its own document): refused before training (no metrics.json), naming the key */
+    {
+        char dev[600];
+        snprintf(dev, sizeof dev, "%s%s", HEADER,
+                 "T0\tthe cat\tE0\tT\tE0-0\tthe cat sat\t1\r\n"
+                 "T0\tthe cat\tE0\tT\tE0-1\ta dog ran\t0\r\n"
+                 "T1\tdogs bark\tE1\tT\tE1-0\tdogs bark loud\t1\r\n"
+                 "T1\tdogs bark\tE1\tT\tE1-1\tthe mat\t0\r\n");
+        write_file("WikiQA-dev-distinct.tsv", dev);
+        const char *path = write_exp("WikiQA-train.tsv", NULL);
+        char res[300], vp[300];
+        snprintf(res, sizeof res, "%s/owg", dir);
+        snprintf(vp, sizeof vp, "data.valid_path=%s/WikiQA-dev-distinct.tsv", dir);
+        char *ov[] = {"train.output_weights=bm25.map", "train.output_group=doc_id", vp};
+        ts_run_opts o = {.results_dir = res, .noverride = 3, .overrides = ov};
+        ts_err e = {{0}};
+        assert_int_not_equal(ts_run(path, &o, &e), 0);
+        tu_contains(e.msg, "holds one row of the validation split", "output_group", NULL);
+        struct stat sb;
+        assert_int_not_equal(stat(res, &sb) == 0 && access(strcat(res, "/metrics.json"), F_OK) == 0, 1);
     }
     /* stats = train on data without BM25's statistics (a table of two bags of one vocabulary) */
     write_file("bags.csv", "q,d,y\na|b,b|c,1\nc|d,d|e,0\na|e,b|b,1\nb|c,c|d,0\n");
