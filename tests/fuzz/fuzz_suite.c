@@ -23,10 +23,16 @@
 #define PACKAGE_VERSION "fuzz"
 #include "../../core/compare.c"
 
-/* The report (core/report.c, runinfo.c) is not linked: the harness reads suites and never
- * reaches the end of a comparison, so these two are never called. */
+/* The report (core/report.c, runinfo.c) and the process runner (core/runner.c) are not linked:
+ * the harness reads suites and never runs or reports a comparison, so these are never called. */
 int ts_report_write(const ts_report_in *in) { (void)in; abort(); }
 double ts_wall_clock(void) { return 0; }
+int ts_runner_run(const ts_runner *r, ts_job *jobs, int n, ts_run_counts *counts, int *stopped)
+{
+    (void)r; (void)jobs; (void)n; (void)counts; (void)stopped;
+    abort();
+}
+const char *ts_runner_signal_name(int sig) { (void)sig; abort(); }
 
 static const char *const names[FUZZ_MAX_PARTS] = {"main.ini", "a.ini", "b.ini", "sub/c.ini",
     "sub/d.ini", "sub/deep/e.ini", "f.ini", "g.ini"};
