@@ -7,6 +7,12 @@
 # training reaches. `make bench` runs it; bench/README.md says what each line measures and
 # records figures.
 #
+# tessera runs each family with BENCH_THREADS `train.threads`, its fastest way to use them
+# (docs/ini.md): every family but the DSSM also with `train.replicas` = BENCH_THREADS (copies of
+# the graph's layers training the parts of each batch, the heads on the whole batch: the same
+# training up to float rounding); the DSSM runs its two towers' layers at once instead (the
+# same figures as one thread, bit for bit).
+#
 # The PyTorch references run tuned the way a practitioner would tune them on a small CPU box
 # (issue 17): glibc malloc keeps freed memory instead of returning it and faulting fresh pages in
 # for every temporary (MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_MMAP_THRESHOLD_=33554432),
@@ -39,6 +45,7 @@ have_torch=no
 have_time=no
 [ -x /usr/bin/time ] && have_time=yes
 tuned_env="MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_MMAP_THRESHOLD_=33554432 OPENBLAS_NUM_THREADS=1"
+echo "tessera: train.threads=$threads; train.replicas=$threads but for dssm (its two towers at once)"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $threads thread(s) each; best of $rounds alternating rounds"
 echo "PyTorch tuned: $tuned_env, torch.set_num_threads($threads), faster of sparse/dense embedding gradients"
 echo "load at start:$(uptime | sed 's/.*load average://')"
@@ -142,7 +149,7 @@ family() {
 # Census (torch_census.py prints the faster of SparseAdam and dense Adam: --sparse 1,0).
 census() {  # name experiment torch_model batch
     want "$1" || return 0
-    family "$1" "$4" "$2" "train.epochs=3" "$3" "$s/bench/torch_census.py" \
+    family "$1" "$4" "$2" "train.epochs=3 train.replicas=$threads" "$3" "$s/bench/torch_census.py" \
         --data "$s/data/census/census-income.test.gz" --model "$3" --batch "$4" --epochs 2 \
         --threads "$threads" --sparse 1,0
 }
@@ -156,7 +163,10 @@ census census_mmoe census_mmoe.ini mmoe 1024
 # fastest.
 for m in dssm cnn_dssm lstm_dssm; do
     want $m || continue
-    family "$m" 256 "wordnet_$m.ini" "train.epochs=1 data.test_size=500 data.valid_size=500" "$m" \
+    # the DSSM's two towers are alike: running them at once beats splitting the batch; the
+    # CNN's and the LSTM's query towers outweigh their document towers (16 words against 3)
+    rep=$threads; [ $m = dssm ] && rep=1
+    family "$m" 256 "wordnet_$m.ini" "train.epochs=1 data.test_size=500 data.valid_size=500 train.replicas=$rep" "$m" \
         "$s/bench/torch_text.py" --data "$s/data/wordnet/wordnet30_gloss_pairs.tsv.gz" \
         --model $m --batch 256 --threads "$threads" --pairs 10240 --max-seconds "$refsec"
     [ $m = cnn_dssm ] && cnn_ts=$(awk '$1 == "cnn_dssm" { for (i = 1; i < NF; i++) if ($i == "tessera") print $(i + 1) }' "$log" | sort -g | tail -n 1)
@@ -165,7 +175,7 @@ done
 # YouTube DNN on MovieLens ml-latest-small, batch 256: tessera 2 epochs (198,012 examples); the
 # reference 51,200 examples per variant (BENCH_REF_SECONDS at most) after 10 untimed steps.
 if want youtube_dnn; then
-    family youtube_dnn 256 movielens_youtube_dnn.ini "train.epochs=2" youtube_dnn \
+    family youtube_dnn 256 movielens_youtube_dnn.ini "train.epochs=2 train.replicas=$threads" youtube_dnn \
         "$s/bench/torch_youtube.py" --data "$s/data/movielens/ml-latest-small" --batch 256 \
         --threads "$threads" --examples 51200 --max-seconds "$refsec"
 fi

@@ -362,7 +362,7 @@ static const char *const train_keys[] = {"epochs", "batch", "eval_batch", "early
                                          "log_every", "threads", "clip_norm", "weighting",
                                          "gradnorm_alpha", "gradnorm_lr", "output_weights",
                                          "max_steps", "checkpoint_every", "keep_checkpoints",
-                                         "group_by", "output_group", NULL};
+                                         "group_by", "output_group", "replicas", NULL};
 static const char *const layer_keys[] = {"type", "input", "share", "plugin", NULL};
 static const char *const head_keys[] = {"type", "input", "label", "loss", "weight", "plugin",
                                         "sample_weight", "mask", NULL};
@@ -454,10 +454,12 @@ ts_exp *ts_exp_load(const char *ini_path, const ts_run_opts *o, ts_err *e)
     ts_cfg *ct = ts_ini_find(ini, "train");
     if (ts_cfg_validate(ct, train_keys, NULL, 0, e)) goto fail;
     x->epochs = 10; x->batch = 256; x->log_every = 100; x->patience = 0; x->threads = 0;
+    x->replicas = 1;
     struct { const char *k; long *v; long lo, hi; } ints[] = {
         {"epochs", &x->epochs, 1, 100000}, {"batch", &x->batch, 1, 1 << 20},
         {"eval_batch", &x->eval_batch, 0, 1 << 20}, {"patience", &x->patience, 0, 100000},
         {"log_every", &x->log_every, 1, 1 << 30}, {"threads", &x->threads, 0, 256},
+        {"replicas", &x->replicas, 1, 64},
         {"max_steps", &x->max_steps, 0, 1L << 40},
         {"checkpoint_every", &x->checkpoint_every, 0, 1L << 40}};
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
@@ -1221,10 +1223,192 @@ static int init_plugins(ts_exp *x, ts_err *e)
     return 0;
 }
 
+/* The parameter a tied copy stands for. */
+static const ts_param *param_owner(const ts_param *p) { return p->shared ? p->host : p; }
+
+/* Layers a and b of one level may run at once unless both add into the gradient of one tensor
+ * (an input they share) or of one parameter (tied weights). */
+static int conflict(const ts_exp *x, const ts_node *a, const ts_node *b)
+{
+    for (int i = 0; i < a->L.nin; i++)
+        for (int k = 0; k < b->L.nin; k++)
+            if (a->L.in[i] == b->L.in[k] && a->L.in[i]->dx) return 1;
+    for (int i = 0; i < a->nparam; i++)
+        for (int k = 0; k < b->nparam; k++)
+            if (param_owner(x->ctx.params[a->first_param + i]) ==
+                param_owner(x->ctx.params[b->first_param + k]))
+                return 1;
+    return 0;
+}
+
+/* The layers by level, and which levels may run their layers at once (TS_BRANCH_SAFE plugins
+ * without conflicts). Every run executes in this order, whatever its threads, so the figures do
+ * not depend on how many there are. */
+static int schedule(ts_exp *x, ts_err *e)
+{
+    int n = x->nnodes, *level = calloc((size_t)(n ? n : 1), sizeof *level);
+    x->sched = malloc((size_t)(n ? n : 1) * sizeof *x->sched);
+    x->lvl = calloc((size_t)n + 2, sizeof *x->lvl);
+    x->lvl_par = calloc((size_t)n + 1, 1);
+    x->node_rc = calloc((size_t)(n ? n : 1), sizeof *x->node_rc);
+    x->node_err = calloc((size_t)(n ? n : 1), sizeof *x->node_err);
+    if (!level || !x->sched || !x->lvl || !x->lvl_par || !x->node_rc || !x->node_err) {
+        free(level);
+        return ts_fail(e, "out of memory");
+    }
+    int top = -1;
+    for (int i = 0; i < n; i++) {              /* nodes are in a topological order */
+        int l = 0;
+        for (int k = 0; k < x->nodes[i].nin; k++) {
+            int p = producer(x, x->nodes[i].in_name[k]);
+            if (p >= 0 && level[p] + 1 > l) l = level[p] + 1;
+        }
+        level[i] = l;
+        if (l > top) top = l;
+    }
+    x->nlvl = top + 1;
+    int m = 0;
+    for (int l = 0; l < x->nlvl; l++) {
+        x->lvl[l] = m;
+        for (int i = 0; i < n; i++)
+            if (level[i] == l) x->sched[m++] = i;
+        int par = m - x->lvl[l] >= 2;
+        for (int a = x->lvl[l]; a < m && par; a++) {
+            const ts_node *na = &x->nodes[x->sched[a]];
+            if (!(TS_OP(na->ops, concurrency) & TS_BRANCH_SAFE)) par = 0;
+            for (int b = a + 1; b < m && par; b++)
+                if (conflict(x, na, &x->nodes[x->sched[b]])) par = 0;
+        }
+        x->lvl_par[l] = (unsigned char)par;
+    }
+    x->lvl[x->nlvl] = m;
+    free(level);
+    return 0;
+}
+
+/* A replica's parameters ([train] replicas): the same declarations as x0's, in the same order;
+ * the weights are x0's (shared), the gradients its own (one block laid out as x0's: the dense
+ * ones first, so that they are one contiguous range too), no optimizer slots. */
+static int replica_params(ts_exp *r, ts_exp *x0, ts_err *e)
+{
+    ts_ctx *c = &r->ctx, *c0 = &x0->ctx;
+    /* the copy's layers declare the first of x0's parameters (x0's heads declare the rest) */
+    if (c->nparams > c0->nparams)
+        return ts_fail(e, "[train] replicas: a copy of the graph's layers declared %d parameters "
+                       "where the graph declared %d; a plugin declares parameters that depend on "
+                       "more than its keys and inputs: set replicas = 1", c->nparams, c0->nparams);
+    size_t total = 0;
+    for (int i = 0; i < c->nparams; i++) {
+        ts_param *p = c->params[i], *q = c0->params[i];
+        if (strcmp(p->name, q->name) || p->rows != q->rows || p->cols != q->cols ||
+            p->flags != q->flags || !p->shared != !q->shared)
+            return ts_fail(e, "[train] replicas: a copy of the graph declared parameter %s (%d, "
+                           "%d) where the first declared %s (%d, %d); set replicas = 1", p->name,
+                           p->rows, p->cols, q->name, q->rows, q->cols);
+        if (!p->shared) total += (size_t)p->rows * p->cols;
+    }
+    float *a = calloc(total ? total : 1, sizeof *a);
+    if (!a)
+        return ts_fail(e, "[train] replicas: cannot allocate %.1f MiB for a copy's gradients; "
+                       "set replicas = 1 or make the embedding tables smaller", total * 4.0 / 1048576);
+    size_t off = 0;
+    c->n_dense = 0;
+    for (int sparse = 0; sparse < 2; sparse++)
+        for (int i = 0; i < c->nparams; i++) {
+            ts_param *p = c->params[i];
+            if (p->shared || !(p->flags & TS_PARAM_SPARSE) != !sparse) continue;
+            size_t n = (size_t)p->rows * p->cols;
+            p->w = c0->params[i]->w;
+            p->g = a + off;
+            p->state = NULL;
+            if (!sparse) c->n_dense += n;
+            off += n;
+        }
+    for (int i = 0; i < c->nparams; i++) {
+        ts_param *p = c->params[i];
+        if (p->shared) { ts_param *o = p->host; p->w = o->w; p->g = o->g; p->state = NULL; }
+    }
+    r->arena = a;
+    r->arena_n = total;
+    r->built = 1;
+    return 0;
+}
+
+ts_exp *ts_exp_replica(ts_exp *x0, ts_err *e)
+{
+    ts_run_opts o = x0->opts;
+    o.log = NULL;
+    ts_exp *r = ts_exp_load(x0->ini.file, &o, e);
+    if (!r) return NULL;
+    r->replica_of = x0;
+    /* its part of a training batch: ceil(batch / replicas) rows */
+    r->ctx.max_batch = (int)((x0->batch + x0->replicas - 1) / x0->replicas);
+    snprintf(r->ctx.results_dir, sizeof r->ctx.results_dir, "%s", x0->ctx.results_dir);
+    /* the fields as the dataset declared them, without buffers: each step points them at the
+     * replica's rows of the batch x0's dataset assembled (ts_exp_replica_view) */
+    r->data = x0->data;
+    for (int i = 0; i < r->data.nfield; i++) {
+        ts_tensor *f = &r->data.field[i];
+        f->x = f->dx = NULL;
+        f->ids = f->off = f->len = NULL;
+        f->dim[0] = r->ctx.max_batch;
+    }
+    r->data.ctx = &r->ctx;
+    r->data.stream = 0;
+    r->ctx.data = &r->data;
+    r->ctx.data_ops = x0->ctx.data_ops;
+    memcpy(r->ctx.field_label, x0->ctx.field_label, sizeof r->ctx.field_label);
+    if (ts_exp_build(r, e)) { ts_exp_free(r); return NULL; }
+    for (int i = 0; i < r->nnodes; i++)   /* the same order, so that node i's views are x0's */
+        if (r->nodes[i].cfg != NULL && strcmp(r->nodes[i].L.name, x0->nodes[i].L.name)) {
+            ts_fail(e, "[train] replicas: a copy of the graph sorted its layers differently "
+                    "([%s] against [%s]); set replicas = 1", r->nodes[i].L.name,
+                    x0->nodes[i].L.name);
+            ts_exp_free(r);
+            return NULL;
+        }
+    return r;
+}
+
+int ts_exp_replica_view(ts_exp *r, const ts_exp *x0, int lo, int n, ts_err *e)
+{
+    for (int i = 0; i < r->data.nfield; i++) {
+        const ts_tensor *s = &x0->data.field[i];
+        ts_tensor *f = &r->data.field[i];
+        long rs = ts_rowsize(s);
+        f->dim[0] = n;
+        f->x = s->x ? s->x + (size_t)lo * rs : NULL;
+        f->ids = s->dtype == TS_I32 && s->ids ? s->ids + (size_t)lo * rs : NULL;
+        f->len = s->len ? s->len + lo : NULL;
+        if (s->dtype == TS_BAGS && s->off && s->ids) {
+            /* cells lo * rs .. (lo + n) * rs of the batch, their offsets from 0 again */
+            long c0 = (long)lo * rs, nc = (long)n * rs;
+            if (!f->off) {
+                long cap = (long)r->ctx.max_batch * rs + 1;
+                if (!(f->off = malloc((size_t)cap * sizeof *f->off)))
+                    return ts_fail(e, "out of memory");
+            }
+            int32_t base = s->off[c0];
+            for (long c = 0; c <= nc; c++) f->off[c] = s->off[c0 + c] - base;
+            f->ids = s->ids + base;
+        }
+    }
+    for (int i = 0; i < r->nnodes; i++)
+        for (int k = 0; k < r->nodes[i].L.nout; k++) {
+            const ts_tensor *s = &x0->nodes[i].L.out[k];
+            ts_tensor *o = &r->nodes[i].L.out[k];
+            if (o->dtype != TS_F32) continue;
+            size_t at = (size_t)lo * (size_t)ts_rowsize(s);
+            o->x = s->x ? s->x + at : NULL;
+            o->dx = s->dx ? s->dx + at : NULL;
+        }
+    return 0;
+}
+
 int ts_exp_build(ts_exp *x, ts_err *e)
 {
     if (x->built) return 0;
-    if (ts_exp_open_data(x, e)) return -1;
+    if (!x->replica_of && ts_exp_open_data(x, e)) return -1;
     /* Inputs of every layer, then a topological order by repeated passes (Kahn's idea): a
      * layer is ready once all its inputs are fields or built layers. */
     for (int i = 0; i < x->nnodes; i++) {
@@ -1369,9 +1553,11 @@ int ts_exp_build(ts_exp *x, ts_err *e)
             return ts_fail(e, "[%s]: plugin %s declared %d outputs", nd->cfg->name, nd->pl->name,
                            L->nout);
         for (int k = 0; k < L->nout; k++) L->out[k].dim[0] = x->ctx.max_batch;
-        if (alloc_outputs(L, e)) return -1;
+        if (!x->replica_of && alloc_outputs(L, e)) return -1;   /* a copy's: views of x0's */
         nd->built = 1;
     }
+    if (schedule(x, e)) return -1;
+    if (x->replica_of) return replica_params(x, x->replica_of, e);   /* no heads */
     /* Heads. */
     x->ctx.heads = x->heads;
     x->ctx.nheads = x->nheads;
@@ -1446,7 +1632,7 @@ void ts_exp_free(ts_exp *x)
     for (int i = 0; i < x->nnodes; i++) {
         ts_node *nd = &x->nodes[i];
         if (nd->built && TS_OP(nd->ops, destroy)) nd->ops->destroy(&nd->L);
-        for (int k = 0; k < TS_MAX_OUT; k++) {
+        for (int k = 0; k < TS_MAX_OUT && !x->replica_of; k++) {   /* a copy's are views */
             if (nd->L.out[k].dtype != TS_F32) continue;
             free(nd->L.out[k].x);
             free(nd->L.out[k].dx);
@@ -1458,12 +1644,15 @@ void ts_exp_free(ts_exp *x)
     }
     const ts_dataset_ops *dops = x->data_pl ? x->data_pl->ops : NULL;
     if (x->data_open && dops && TS_OP(dops, close)) dops->close(&x->data);
+    for (int i = 0; x->replica_of && i < x->data.nfield; i++)
+        if (x->data.field[i].dtype == TS_BAGS) free(x->data.field[i].off);   /* its views' */
     for (int i = 0; i < x->nwarnings; i++) free(x->warnings[i]);
     free(x->warnings);
     for (int i = 0; x->heads && i < x->nheads; i++) free(x->heads[i].wbuf);
     free(x->nodes);
     free(x->heads);
     free(x->arena);
+    free(x->sched); free(x->lvl); free(x->lvl_par); free(x->node_rc); free(x->node_err);
     ts_ctx_free(&x->ctx);
     ts_ini_free(&x->ini);
     ts_rundir_release(x);
@@ -1476,30 +1665,72 @@ void ts_exp_free(ts_exp *x)
 }
 
 /* ---- one pass ------------------------------------------------------------------------------ */
+typedef struct { ts_exp *x; ts_phase phase; int n, from; } pass_arg;
+
+static void forward_node(void *arg, int task)
+{
+    pass_arg *a = arg;
+    ts_exp *x = a->x;
+    int i = x->sched[a->from + task];
+    ts_layer *L = &x->nodes[i].L;
+    for (int k = 0; k < L->nout; k++) {
+        L->out[k].dim[0] = a->n;
+        if (a->phase == TS_TRAIN && L->out[k].dx)
+            memset(L->out[k].dx, 0, (size_t)ts_numel(&L->out[k]) * sizeof(float));
+    }
+    x->node_rc[i] = x->nodes[i].ops->forward(L, a->phase, &x->node_err[i]);
+}
+
+static void backward_node(void *arg, int task)
+{
+    pass_arg *a = arg;
+    ts_exp *x = a->x;
+    int i = x->sched[a->from + task];
+    x->node_rc[i] = x->nodes[i].ops->backward(&x->nodes[i].L, &x->node_err[i]);
+}
+
+/* Runs level l's layers: at once on the pool when the level allows it, else one after another
+ * (backward: in the reverse order). The first failure in schedule order is the message. */
+static int run_level(ts_exp *x, int l, int back, pass_arg *a, ts_err *e)
+{
+    int lo = x->lvl[l], cnt = x->lvl[l + 1] - lo;
+    a->from = lo;
+    void (*fn)(void *, int) = back ? backward_node : forward_node;
+    if (x->pool && x->replicas <= 1 && x->lvl_par[l]) {
+        for (int t = 0; t < cnt; t++) x->node_rc[x->sched[lo + t]] = 0;
+        ts_pool_run(x->pool, cnt, fn, a);
+        for (int t = 0; t < cnt; t++) {
+            int i = x->sched[lo + t];
+            if (x->node_rc[i])
+                return ts_fail(e, "[%s] %s: %s", x->nodes[i].cfg->name,
+                               back ? "backward" : "forward", x->node_err[i].msg);
+        }
+        return 0;
+    }
+    for (int t = 0; t < cnt; t++) {
+        int task = back ? cnt - 1 - t : t, i = x->sched[lo + task];
+        fn(a, task);
+        if (x->node_rc[i])
+            return ts_fail(e, "[%s] %s: %s", x->nodes[i].cfg->name, back ? "backward" : "forward",
+                           x->node_err[i].msg);
+    }
+    return 0;
+}
+
 int ts_exp_forward(ts_exp *x, ts_phase phase, int n, ts_err *e)
 {
     x->ctx.phase = phase;
-    for (int i = 0; i < x->nnodes; i++) {
-        ts_layer *L = &x->nodes[i].L;
-        for (int k = 0; k < L->nout; k++) {
-            L->out[k].dim[0] = n;
-            if (phase == TS_TRAIN && L->out[k].dx)
-                memset(L->out[k].dx, 0, (size_t)ts_numel(&L->out[k]) * sizeof(float));
-        }
-        ts_err pe;
-        if (x->nodes[i].ops->forward(L, phase, &pe))
-            return ts_fail(e, "[%s] forward: %s", x->nodes[i].cfg->name, pe.msg);
-    }
+    pass_arg a = {x, phase, n, 0};
+    for (int l = 0; l < x->nlvl; l++)
+        if (run_level(x, l, 0, &a, e)) return -1;
     return 0;
 }
 
 int ts_exp_backward(ts_exp *x, ts_err *e)
 {
-    for (int i = x->nnodes - 1; i >= 0; i--) {
-        ts_err pe;
-        if (x->nodes[i].ops->backward(&x->nodes[i].L, &pe))
-            return ts_fail(e, "[%s] backward: %s", x->nodes[i].cfg->name, pe.msg);
-    }
+    pass_arg a = {x, TS_TRAIN, 0, 0};
+    for (int l = x->nlvl - 1; l >= 0; l--)
+        if (run_level(x, l, 1, &a, e)) return -1;
     return 0;
 }
 

@@ -160,6 +160,17 @@ struct ts_exp {
     int built;
     /* [train] */
     long epochs, batch, eval_batch, log_every, patience, threads;
+    long replicas;                      /* [train] replicas: copies of the graph training a
+                                         * batch's parts at once (train.c), 1 = none */
+    struct ts_exp *replica_of;          /* a replica: the experiment whose weights it shares */
+    /* the execution schedule (graph.c): the layers by level (a layer's level is one more than its
+     * inputs' highest), forward in this order, backward in the reverse one; the layers of a
+     * level with lvl_par set may run at once on pool's threads */
+    int *sched, *lvl, nlvl;             /* (nnodes) node indices; (nlvl + 1) level starts */
+    unsigned char *lvl_par;             /* (nlvl) */
+    int *node_rc;                       /* (nnodes) a task's status and message */
+    ts_err *node_err;
+    struct ts_pool *pool;               /* [train] threads >= 2 (train.c), or NULL */
     long max_steps;                     /* > 0: stop after that many optimizer steps */
     long checkpoint_every;              /* > 0: a checkpoint every that many steps too */
     int keep_checkpoints;               /* keep them after a finished run */
@@ -203,6 +214,29 @@ int ts_exp_evaluate_select(ts_exp *x, ts_err *e);
 /* Resolves a name of `input =`: a dataset field, a layer output, or LAYER.OUTPUT. */
 ts_tensor *ts_exp_tensor(ts_exp *x, const char *name);
 int ts_exp_forward(ts_exp *x, ts_phase phase, int n, ts_err *e);
+/* A fixed set of threads (pool.c): ts_pool_run runs fn(arg, 0..ntasks-1) on them and the
+ * caller, and returns when all have run. ts_pool_new(n < 2) and a failed start give NULL, which
+ * ts_pool_run treats as one thread. */
+typedef struct ts_pool ts_pool;
+/* One polling step of a thread waiting for work (the x86 pause instruction). */
+static inline void ts_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+ts_pool *ts_pool_new(int nthreads);
+int ts_pool_threads(const ts_pool *p);
+void ts_pool_run(ts_pool *p, int ntasks, void (*fn)(void *arg, int task), void *arg);
+void ts_pool_free(ts_pool *p);
+
+/* [train] replicas: a copy of the built experiment x0's layers (read from the same file and
+ * overrides; no heads) that shares x0's weights, has gradients and layer state of its own for
+ * ceil(batch/replicas) rows, and neither data nor outputs of its own: ts_exp_replica_view points
+ * its fields and its layers' outputs (x and dx) at rows lo..lo+n of x0's. Freed with
+ * ts_exp_free (which leaves x0's dataset and outputs alone). */
+ts_exp *ts_exp_replica(ts_exp *x0, ts_err *e);
+int ts_exp_replica_view(ts_exp *r, const ts_exp *x0, int lo, int n, ts_err *e);
 int ts_exp_backward(ts_exp *x, ts_err *e);
 /* One full evaluation of a split: heads' metrics land in x->ctx.metrics. */
 int ts_exp_evaluate(ts_exp *x, ts_phase split, ts_err *e);

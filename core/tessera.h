@@ -330,7 +330,21 @@ typedef struct ts_layer_ops {
      * the place to write data of the plugin's own into p->w (pretrained vectors), which training
      * and a restore may then overwrite. Never called again in the run. */
     int (*init)(ts_layer *L, ts_err *e);
+    /* What the host may run at once (flags; 0, the value of every plugin built before the field
+     * existed, allows nothing):
+     *  TS_REPLICA_SAFE: forward(TS_TRAIN) and backward write only the layer's own state, its
+     *    outputs, its inputs' dx and its parameters' g (never p->w, a global or another layer's
+     *    state), so several copies of the graph's layers may train parts of a batch at once,
+     *    sharing the weights ([train] replicas, docs/ini.md; the heads run once, on the whole
+     *    batch);
+     *  TS_BRANCH_SAFE: besides, forward and backward draw no random numbers (ts_ctx_rng), so the
+     *    layer may run at the same time as another layer of the same graph that does not depend
+     *    on it (the two towers of a DSSM; [train] threads, docs/architecture.md). */
+    int concurrency;
 } ts_layer_ops;
+
+#define TS_REPLICA_SAFE 1
+#define TS_BRANCH_SAFE 2
 
 /* ---- losses ---------------------------------------------------------------------------- */
 typedef enum ts_label_kind {
@@ -360,6 +374,10 @@ typedef struct ts_optim_ops {
      * updated only in its p->touched rows. lr_scale multiplies the configured rate. */
     int (*step)(void *state, ts_param *p, long t, float lr_scale, ts_err *e);
     void (*destroy)(void *state);                                    /* may be NULL */
+    /* ---- appended ---- */
+    /* TS_BRANCH_SAFE: step() of two parameters may run at once (it writes only p's w and slots
+     * and reads its own state), so the host spreads a step's parameters over [train] threads. */
+    int concurrency;
 } ts_optim_ops;
 
 /* ---- heads ----------------------------------------------------------------------------- */

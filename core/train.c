@@ -9,6 +9,9 @@
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -62,7 +65,7 @@ static int load_batch(ts_exp *x, ts_phase split, const long *rows, int n, ts_err
 /* Evaluates n rows of the reader's split `from` (map[i], or i without a map) with the heads in
  * phase `split`. */
 static int evaluate_rows(ts_exp *x, ts_phase split, ts_phase from, const long *map, long n,
-                         ts_err *e)
+                           ts_err *e)
 {
     x->ctx.phase = split;
     for (int h = 0; h < x->nheads; h++) {
@@ -100,6 +103,7 @@ static int evaluate_rows(ts_exp *x, ts_phase split, ts_phase from, const long *m
     }
     return 0;
 }
+
 
 int ts_exp_evaluate(ts_exp *x, ts_phase split, ts_err *e)
 {
@@ -239,17 +243,65 @@ static int finite_span(const float *g, long n)
     return 1;
 }
 
+/* d += s over n floats ([train] replicas: adding a copy's gradients); each sum is one IEEE
+ * addition, whatever the path. */
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target("avx")))
+static void vec_add_avx(float *d, const float *s, long n)
+{
+    long j = 0;
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(d + j, _mm256_add_ps(_mm256_loadu_ps(d + j), _mm256_loadu_ps(s + j)));
+    for (; j < n; j++) d[j] += s[j];
+}
+#endif
+
+static void vec_add(float *d, const float *s, long n)
+{
+#if defined(__GNUC__) && defined(__x86_64__)
+    if (__builtin_cpu_supports("avx")) { vec_add_avx(d, s, n); return; }
+#endif
+    for (long j = 0; j < n; j++) d[j] += s[j];
+}
+
+typedef struct { ts_exp *x; unsigned char *ok; } finite_arg;
+
+static int param_finite(const ts_param *p)
+{
+    if (!(p->flags & TS_PARAM_SPARSE)) return finite_span(p->g, (long)p->rows * p->cols);
+    for (int k = 0; k < p->ntouched; k++)
+        if (!finite_span(p->g + (size_t)p->touched[k] * p->cols, p->cols)) return 0;
+    return 1;
+}
+
+static void finite_task(void *arg, int i)
+{
+    finite_arg *a = arg;
+    const ts_param *p = a->x->ctx.params[i];
+    a->ok[i] = (unsigned char)(p->shared || (p->flags & TS_PARAM_FROZEN) || param_finite(p));
+}
+
+static int grads_finite_seq(ts_exp *x);
+
+/* On the pool's threads, a parameter a task, when there is one. */
 static int grads_finite(ts_exp *x)
+{
+    int np = x->ctx.nparams;
+    unsigned char *ok = x->pool && np > 1 ? malloc((size_t)np) : NULL;
+    if (!ok) return grads_finite_seq(x);
+    finite_arg a = {x, ok};
+    ts_pool_run(x->pool, np, finite_task, &a);
+    int all = 1;
+    for (int i = 0; i < np; i++) all &= ok[i];
+    free(ok);
+    return all;
+}
+
+static int grads_finite_seq(ts_exp *x)
 {
     for (int i = 0; i < x->ctx.nparams; i++) {
         ts_param *p = x->ctx.params[i];
-        if (p->shared || (p->flags & TS_PARAM_FROZEN)) continue;
-        if (p->flags & TS_PARAM_SPARSE) {
-            for (int k = 0; k < p->ntouched; k++)
-                if (!finite_span(p->g + (size_t)p->touched[k] * p->cols, p->cols)) return 0;
-        } else if (!finite_span(p->g, (long)p->rows * p->cols)) {
-            return 0;
-        }
+        if (!p->shared && !(p->flags & TS_PARAM_FROZEN) && !param_finite(p)) return 0;
     }
     return 1;
 }
@@ -1017,10 +1069,23 @@ typedef struct trainer {
     int stream;                   /* [data] stream = true: training rows come from stream_next */
     int stream_on;                /* the epoch's stream has begun */
     long *share;                  /* streamed: (size) every rank's training rows */
+    struct replicas *rs;          /* [train] replicas > 1: the other copies of the graph */
+    int *opt_list, *opt_rc;       /* the pool's optimizer step (optimizer_step) */
+    long *opt_work;
+    ts_err *opt_err;
 } trainer;
+
+static void replicas_free(struct replicas *S);
+static int replicas_init(trainer *t, ts_err *e);
 
 static void trainer_free(trainer *t)
 {
+    replicas_free(t->rs);
+    t->rs = NULL;
+    free(t->opt_list); free(t->opt_work); free(t->opt_rc); free(t->opt_err);
+    t->opt_list = NULL; t->opt_work = NULL; t->opt_rc = NULL; t->opt_err = NULL;
+    ts_pool_free(t->x->pool);
+    t->x->pool = NULL;
     if (t->ft) fclose(t->ft);
     if (t->fe) fclose(t->fe);
     t->ft = t->fe = NULL;
@@ -1363,7 +1428,314 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
                 x->skipped_rows, x->skipped_rows > 1 ? "s" : "");
     if (!resumed)
         for (int h = 0; h < x->nheads; h++) x->heads[h].loss_sum = 0;
+    if (x->replicas > 1 && replicas_init(t, e)) return -1;
     t->t_start = t->t_log = t->t_seg = t->t_progress = now();
+    return 0;
+}
+
+/* ---- replicas ([train] replicas = R, docs/ini.md) -------------------------------------------
+ * R copies of the graph's layers train the R parts of each batch at once, one thread each: copy
+ * 0 is the experiment itself (the training thread), copies 1..R-1 are ts_exp_replica's, sharing
+ * its weights. x's dataset assembles the whole batch and every copy reads its rows of it in
+ * place, and writes its layers' outputs into its rows of x's (views). So after the copies'
+ * forward passes x's top layers hold the whole batch, and the heads run once on it, exactly as
+ * without copies (in-batch negatives, sampled negatives and counts included); the copies' backward
+ * passes then read their rows of the heads' gradients. Their parameter gradients, each a sum over
+ * its rows, are added into x's: the batch's gradient up to the order of the float sums, which the
+ * NaN guard, clipping and the optimizer then see as usual. A copy's random numbers (dropout) come
+ * from a generator seeded each step from the run's seed, the step and the copy, so a resumed
+ * run draws them again alike, and x's generator (the heads' negatives) is untouched. */
+typedef struct replica {
+    ts_exp *x;
+    struct replicas *S;
+    int lo, n;
+    int rc;
+    ts_err err;
+    pthread_t th;
+    int started;
+} replica;
+
+typedef struct replicas {
+    int R;
+    replica *rep;                 /* (R); rep[0] is the training thread's own copy */
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    long gen;                     /* passes handed out */
+    atomic_long agen;             /* gen, read without the lock while polling (pool.c's SPIN) */
+    int phase;                    /* this pass: 1 forward, 2 backward */
+    int pending, quit;
+} replicas;
+
+static int replica_run(replica *r, int phase)
+{
+    if (r->n <= 0) return 0;
+    if (phase == 1) return ts_exp_forward(r->x, TS_TRAIN, r->n, &r->err);
+    return ts_exp_backward(r->x, &r->err);
+}
+
+static void *replica_main(void *arg)
+{
+    replica *r = arg;
+    replicas *S = r->S;
+    long seen = 0;
+    for (;;) {
+        for (int i = 0; i < 4000 && atomic_load(&S->agen) == seen; i++) ts_relax();
+        pthread_mutex_lock(&S->mu);
+        while (S->gen == seen && !S->quit) pthread_cond_wait(&S->go, &S->mu);
+        int quit = S->quit, phase = S->phase;
+        seen = S->gen;
+        pthread_mutex_unlock(&S->mu);
+        if (quit) break;
+        /* the last step's gradients were added into x's before this forward pass */
+        if (phase == 1) ts_params_zero_grad(&r->x->ctx);
+        r->rc = replica_run(r, phase);
+        pthread_mutex_lock(&S->mu);
+        if (--S->pending == 0) pthread_cond_signal(&S->done);
+        pthread_mutex_unlock(&S->mu);
+    }
+    return NULL;
+}
+
+/* Runs one pass on every copy at once (the training thread takes copy 0); the first copy that
+ * failed gives the message. */
+static int replicas_pass(replicas *S, int phase, ts_err *e)
+{
+    pthread_mutex_lock(&S->mu);
+    S->phase = phase;
+    S->pending = S->R - 1;
+    S->gen++;
+    atomic_store(&S->agen, S->gen);
+    pthread_cond_broadcast(&S->go);
+    pthread_mutex_unlock(&S->mu);
+    S->rep[0].rc = replica_run(&S->rep[0], phase);
+    pthread_mutex_lock(&S->mu);
+    while (S->pending > 0) pthread_cond_wait(&S->done, &S->mu);
+    pthread_mutex_unlock(&S->mu);
+    for (int k = 0; k < S->R; k++)
+        if (S->rep[k].rc) return ts_fail(e, "%s", S->rep[k].err.msg);
+    return 0;
+}
+
+static void replicas_free(replicas *S)
+{
+    if (!S) return;
+    pthread_mutex_lock(&S->mu);
+    S->quit = 1;
+    pthread_cond_broadcast(&S->go);
+    pthread_mutex_unlock(&S->mu);
+    for (int k = 1; k < S->R; k++) {
+        if (S->rep[k].started) pthread_join(S->rep[k].th, NULL);
+        ts_exp_free(S->rep[k].x);
+    }
+    pthread_mutex_destroy(&S->mu);
+    pthread_cond_destroy(&S->go);
+    pthread_cond_destroy(&S->done);
+    free(S->rep);
+    free(S);
+}
+
+static int replicas_init(trainer *t, ts_err *e)
+{
+    ts_exp *x = t->x;
+    int R = (int)x->replicas;
+    const char *where = ts_cfg_where(ts_ini_find(&x->ini, "train"), "replicas");
+    if (t->size > 1)
+        return ts_fail(e, "%s: [train] replicas = %d: not in a run of several MPI ranks (each rank "
+                       "is already a copy of the graph); set replicas = 1, or run one process",
+                       where, R);
+    if (t->gn)
+        return ts_fail(e, "%s: [train] replicas = %d: not with weighting = gradnorm (its passes "
+                       "from each head down to the shared layer run on one copy); set replicas = "
+                       "1, or weighting = static or uncertainty", where, R);
+    for (int i = 0; i < x->nnodes; i++)
+        if (!(TS_OP(x->nodes[i].ops, concurrency) & TS_REPLICA_SAFE))
+            return ts_fail(e, "%s: [train] replicas = %d: [%s] (type %s) does not declare that "
+                           "it can run in several copies at once (TS_REPLICA_SAFE in its ops' "
+                           "concurrency, docs/plugins.md: its training pass may write shared "
+                           "weights or state); set replicas = 1", where, R,
+                           x->nodes[i].cfg->name, x->nodes[i].pl->name);
+    replicas *S = calloc(1, sizeof *S);
+    if (!S || !(S->rep = calloc((size_t)R, sizeof *S->rep))) {
+        free(S);
+        return ts_fail(e, "out of memory");
+    }
+    S->R = R;
+    pthread_mutex_init(&S->mu, NULL);
+    pthread_cond_init(&S->go, NULL);
+    pthread_cond_init(&S->done, NULL);
+    t->rs = S;
+    S->rep[0].x = x;
+    for (int k = 0; k < R; k++) {
+        S->rep[k].S = S;
+        if (k > 0 && !(S->rep[k].x = ts_exp_replica(x, e))) return -1;
+    }
+    /* the threads take no signal: the training thread handles them */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (int k = 1; k < R; k++) {
+        if (pthread_create(&S->rep[k].th, NULL, replica_main, &S->rep[k])) {
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            return ts_fail(e, "[train] replicas = %d: cannot start a thread (%s); set a lower "
+                           "number", R, strerror(errno));
+        }
+        S->rep[k].started = 1;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return 0;
+}
+
+/* Adds copy r's gradient of parameter i into x's: a dense one whole, the touched rows of a
+ * sparse one (a row x has not touched is copied, and touched). r declares x's first
+ * parameters. */
+static void replica_merge_param(ts_exp *x, ts_exp *r, int i)
+{
+    ts_param *p = x->ctx.params[i], *q = r->ctx.params[i];
+    if (p->shared || (p->flags & TS_PARAM_FROZEN)) return;
+    if (!(p->flags & TS_PARAM_SPARSE)) {
+        vec_add(p->g, q->g, (long)p->rows * p->cols);
+        return;
+    }
+    long c = p->cols;
+    for (int k = 0; k < q->ntouched; k++) {
+        int32_t row = q->touched[k];
+        float *d = p->g + (size_t)row * c;
+        const float *src = q->g + (size_t)row * c;
+        if (p->is_touched[row]) vec_add(d, src, c);
+        else { ts_param_touch(p, row); memcpy(d, src, (size_t)c * sizeof *d); }
+    }
+}
+
+static void set_rows(ts_exp *x, int n, int layers)
+{
+    for (int i = 0; i < x->data.nfield; i++) x->data.field[i].dim[0] = n;
+    for (int i = 0; layers && i < x->nnodes; i++)
+        for (int k = 0; k < x->nodes[i].L.nout; k++) x->nodes[i].L.out[k].dim[0] = n;
+}
+
+/* The copies' forward passes over this batch's b rows, which x's fields hold: copy k takes rows
+ * lo_k .. lo_k + n_k. Afterwards x's fields and layers' outputs stand for all b rows, for the
+ * heads. */
+static int replicas_forward(trainer *t, int b, ts_err *e)
+{
+    replicas *S = t->rs;
+    ts_exp *x = t->x;
+    int R = S->R, q = b / R, rem = b % R;
+    for (int k = 0, lo = 0; k < R; k++) {
+        replica *r = &S->rep[k];
+        r->lo = lo;
+        r->n = q + (k < rem);
+        lo += r->n;
+        if (k > 0) {
+            if (ts_exp_replica_view(r->x, x, r->lo, r->n, e)) return -1;
+            /* from (seed, step, copy) only: x's generator, which the heads draw from, is left
+             * as it is without copies */
+            ts_rng_seed(&r->x->ctx.rng, x->ctx.seed ^ (0x9e3779b97f4a7c15ull *
+                                                     (uint64_t)(t->l.step * 64 + k + 1)));
+        }
+    }
+    set_rows(x, S->rep[0].n, 0);
+    if (replicas_pass(S, 1, e)) return -1;
+    set_rows(x, b, 1);
+    return 0;
+}
+
+/* The copies' backward passes (each over its rows of the heads' gradients), then their
+ * parameter gradients added into x's. */
+typedef struct { replicas *S; } merge_arg;
+
+static void merge_task(void *arg, int i)
+{
+    replicas *S = ((merge_arg *)arg)->S;
+    for (int k = 1; k < S->R; k++) replica_merge_param(S->rep[0].x, S->rep[k].x, i);
+}
+
+static int replicas_backward(trainer *t, ts_err *e)
+{
+    replicas *S = t->rs;
+    ts_exp *x = t->x;
+    set_rows(x, S->rep[0].n, 1);
+    if (replicas_pass(S, 2, e)) return -1;
+    /* parameter by parameter, on the pool's threads when there is one */
+    merge_arg a = {S};
+    ts_pool_run(x->pool, S->rep[1].x->ctx.nparams, merge_task, &a);
+    return 0;
+}
+
+/* ---- the optimizer step ------------------------------------------------------------------
+ * Each trained parameter's update, then its gradient zeroed. With [train] threads >= 2 and an
+ * optimizer that allows it (TS_BRANCH_SAFE) the parameters are spread over the pool's threads,
+ * the largest piece of work (weights of a dense parameter, touched rows of a sparse one) taken
+ * first; every parameter's update is the same computation whichever thread runs it. */
+typedef struct {
+    ts_exp *x;
+    long step;
+    int *list;                    /* (nparams) parameter indices, largest work first */
+    long *work;                   /* (nparams) */
+    int *rc;
+    ts_err *err;
+} opt_arg;
+
+static void opt_task(void *arg, int task)
+{
+    opt_arg *a = arg;
+    ts_exp *x = a->x;
+    int i = a->list[task];
+    ts_param *p = x->ctx.params[i];
+    const ts_optim_ops *oo = x->opt_pl->ops;
+    a->rc[i] = p->flags & TS_PARAM_FROZEN ? 0 : oo->step(x->opt_state, p, a->step, 1.0f, &a->err[i]);
+    if (p->flags & TS_PARAM_SPARSE) {
+        for (int k = 0; k < p->ntouched; k++) {
+            int32_t r = p->touched[k];
+            memset(p->g + (size_t)r * p->cols, 0, (size_t)p->cols * sizeof *p->g);
+            p->is_touched[r] = 0;
+        }
+        p->ntouched = 0;
+    } else {
+        memset(p->g, 0, (size_t)p->rows * p->cols * sizeof *p->g);
+    }
+}
+
+static int optimizer_step(trainer *t, ts_err *e)
+{
+    ts_exp *x = t->x;
+    const ts_optim_ops *oo = x->opt_pl->ops;
+    int np = x->ctx.nparams;
+    if (!x->pool || !(TS_OP(oo, concurrency) & TS_BRANCH_SAFE) || np < 2) {
+        for (int i = 0; i < np; i++) {
+            ts_param *p = x->ctx.params[i];
+            if (p->shared || (p->flags & TS_PARAM_FROZEN)) continue;
+            ts_err pe;
+            if (oo->step(x->opt_state, p, t->l.step, 1.0f, &pe))
+                return ts_fail(e, "[optimizer] %s on %s: %s", x->opt_pl->name, p->name, pe.msg);
+        }
+        ts_params_zero_grad(&x->ctx);
+        return 0;
+    }
+    if (!t->opt_list) {
+        t->opt_list = malloc((size_t)np * sizeof *t->opt_list);
+        t->opt_work = malloc((size_t)np * sizeof *t->opt_work);
+        t->opt_rc = calloc((size_t)np, sizeof *t->opt_rc);
+        t->opt_err = malloc((size_t)np * sizeof *t->opt_err);
+        if (!t->opt_list || !t->opt_work || !t->opt_rc || !t->opt_err) return ts_fail(e, "out of memory");
+    }
+    int n = 0;
+    for (int i = 0; i < np; i++) {
+        ts_param *p = x->ctx.params[i];
+        t->opt_rc[i] = 0;
+        if (p->shared) continue;
+        long w = (p->flags & TS_PARAM_SPARSE ? (long)p->ntouched : (long)p->rows) * p->cols;
+        int k = n++;
+        while (k > 0 && t->opt_work[t->opt_list[k - 1]] < w) { t->opt_list[k] = t->opt_list[k - 1]; k--; }
+        t->opt_list[k] = i;
+        t->opt_work[i] = w;
+    }
+    opt_arg a = {x, t->l.step, t->opt_list, t->opt_work, t->opt_rc, t->opt_err};
+    ts_pool_run(x->pool, n, opt_task, &a);
+    for (int i = 0; i < np; i++)
+        if (t->opt_rc[i])
+            return ts_fail(e, "[optimizer] %s on %s: %s", x->opt_pl->name, x->ctx.params[i]->name,
+                           t->opt_err[i].msg);
     return 0;
 }
 
@@ -1402,7 +1774,7 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
             }
             if (load_batch(x, TS_TRAIN, rows, b, e)) return -1;
         }
-        if (ts_exp_forward(x, TS_TRAIN, b, e)) return -1;
+        if (t->rs ? replicas_forward(t, b, e) : ts_exp_forward(x, TS_TRAIN, b, e)) return -1;
         for (int h = 0; h < x->nheads; h++) {
             ts_hnode *hn = &x->heads[h];
             double scale = hn->weight;
@@ -1433,7 +1805,7 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
         if (gn) {
             if (backward_range(x, gn->shared - 1, 0, e)) return -1;
             gn_update(gn, x->nheads);
-        } else if (ts_exp_backward(x, e)) {
+        } else if (t->rs ? replicas_backward(t, e) : ts_exp_backward(x, e)) {
             return -1;
         }
     }
@@ -1459,15 +1831,7 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
     }
     if (x->clip_norm > 0 && gnorm > x->clip_norm) scale_grads(x, (float)(x->clip_norm / gnorm));
     l->step++;
-    const ts_optim_ops *oo = x->opt_pl->ops;
-    for (int i = 0; i < x->ctx.nparams; i++) {
-        ts_param *p = x->ctx.params[i];
-        if (p->shared || (p->flags & TS_PARAM_FROZEN)) continue;
-        ts_err pe;
-        if (oo->step(x->opt_state, p, l->step, 1.0f, &pe))
-            return ts_fail(e, "[optimizer] %s on %s: %s", x->opt_pl->name, p->name, pe.msg);
-    }
-    ts_params_zero_grad(&x->ctx);
+    if (optimizer_step(t, e)) return -1;
     l->seen += B;
     l->loss_acc += frac * total;
     l->logged_steps++;
@@ -1890,7 +2254,29 @@ int ts_exp_train(ts_exp *x, FILE *log, ts_err *e)
                        "split is empty; give it a share of the data, or drop early_stop (the last "
                        "epoch is kept)", ts_cfg_where(ts_ini_find(&x->ini, "train"), "early_stop"),
                        x->early_stop);
-    if (x->threads > 0) openblas_set_num_threads((int)x->threads);
+    /* [train] threads >= 2: tessera's own threads (the copies of [train] replicas, or a pool
+     * on which independent layers and the optimizer's parameters run at once) use the cores,
+     * and every BLAS call runs on the thread that makes it. OpenBLAS's own threads would
+     * compete with them: after each call they spin (sched_yield) for about 0.1 s, which took
+     * a quarter of the samples of a census run with both (perf). */
+    int own = x->threads >= 2 && (x->replicas > 1 || !getenv("TESSERA_BLAS_THREADS"));
+    if (x->threads > 0) openblas_set_num_threads(own ? 1 : (int)x->threads);
+    if (own) x->pool = ts_pool_new((int)(x->replicas > 1 ? x->replicas : x->threads));
+    if (x->pool && x->replicas <= 1 && log && ts_dist_rank() == 0) {
+        char buf[512] = "";
+        int npar = 0;
+        for (int l = 0; l < x->nlvl; l++) {
+            if (!x->lvl_par[l]) continue;
+            npar++;
+            for (int k = x->lvl[l]; k < x->lvl[l + 1]; k++) {
+                size_t m = strlen(buf);
+                snprintf(buf + m, sizeof buf - m, "%s%s", k == x->lvl[l] ? (npar > 1 ? "; " : "") : " + ",
+                         x->nodes[x->sched[k]].L.name);
+            }
+        }
+        fprintf(log, "%s  threads: %d; layers run at once: %s\n", x->name, ts_pool_threads(x->pool),
+                npar ? buf : "none (no level of the graph has two independent layers)");
+    }
     trainer t;
     int rc = trainer_init(&t, x, log, e);
     if (!rc && x->up_to_date) { trainer_free(&t); return 0; }

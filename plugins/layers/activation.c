@@ -102,13 +102,13 @@ static const ts_key keys[] = {{NULL, NULL, NULL, NULL}};
 /* relu's kink at 0 is measure-zero for random inputs; the checker's inputs avoid it in practice */
 static const ts_layer_ops relu_ops = {.size = sizeof(ts_layer_ops),
     .build = build_relu, .forward = forward,
-    .backward = backward, .destroy = destroy, .check_inputs = "f32 4 3 5", .check_keys = ""};
+    .backward = backward, .destroy = destroy, .check_inputs = "f32 4 3 5", .check_keys = "", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_layer_ops tanh_ops = {.size = sizeof(ts_layer_ops),
     .build = build_tanh, .forward = forward,
-    .backward = backward, .destroy = destroy, .check_inputs = "f32 4 5 3 len", .check_keys = ""};
+    .backward = backward, .destroy = destroy, .check_inputs = "f32 4 5 3 len", .check_keys = "", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_layer_ops sigmoid_ops = {.size = sizeof(ts_layer_ops),
     .build = build_sigmoid, .forward = forward,
-    .backward = backward, .destroy = destroy, .check_inputs = "f32 4 6", .check_keys = ""};
+    .backward = backward, .destroy = destroy, .check_inputs = "f32 4 6", .check_keys = "", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 
 static const ts_plugin plugins[3] = {
     {TS_ABI, sizeof(ts_plugin), TS_LAYER, "relu", "1.0", "elementwise max(x, 0)", keys,

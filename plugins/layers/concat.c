@@ -119,7 +119,7 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
 
 static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward,
-    .destroy = destroy, .check_inputs = "f32 4 3; f32 4 2 2; f32 4 1", .check_keys = ""};
+    .destroy = destroy, .check_inputs = "f32 4 3; f32 4 2 2; f32 4 1", .check_keys = "", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "concat", "1.0",
     "joins float inputs per row: (B, D1), (B, D2), ... -> (B, D1 + D2 + ...)", keys, &ops};

@@ -409,7 +409,7 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
 static const ts_layer_ops ops = {
     .size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
-    .check_inputs = "f32 4 5 3 len", .check_keys = "window=3 filters=4 activation=tanh"};
+    .check_inputs = "f32 4 5 3 len", .check_keys = "window=3 filters=4 activation=tanh", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_plugin plugin = {
     TS_ABI, sizeof(ts_plugin), TS_LAYER, "conv1d", "1.0",
     "1-d convolution over time (B,T,E) -> (B,T,filters), zero padding past the valid ends",

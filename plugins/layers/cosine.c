@@ -118,7 +118,7 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
 static const ts_layer_ops ops = {
     .size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
-    .check_inputs = "f32 5 4; f32 5 4", .check_keys = ""};
+    .check_inputs = "f32 5 4; f32 5 4", .check_keys = "", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_plugin plugin = {
     TS_ABI, sizeof(ts_plugin), TS_LAYER, "cosine", "1.0",
     "row-wise cosine similarity of two (B,E) inputs -> (B,1), eps-safe", keys, &ops};

@@ -234,7 +234,7 @@ static const ts_key keys[] = {
 
 static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
-    .check_inputs = "f32 4 6", .check_keys = "layers=2 rank=0"};
+    .check_inputs = "f32 4 6", .check_keys = "layers=2 rank=0", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "cross", "1.0",
     "DCN-v2 cross network x_{l+1} = x_0 * (x_l W_l + b_l) + x_l, full or low rank", keys, &ops};

@@ -218,7 +218,7 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
 
 static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward,
-    .destroy = destroy, .check_inputs = "f32 4 6", .check_keys = "units=3 activation=tanh"};
+    .destroy = destroy, .check_inputs = "f32 4 6", .check_keys = "units=3 activation=tanh", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "dense", "1.0",
     "fully connected layer y = act(x W + b) over the last dimension", keys, &ops};

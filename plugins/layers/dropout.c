@@ -120,7 +120,8 @@ static const ts_key keys[] = {
 
 static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
-    .check_inputs = "f32 4 3 5 len", .check_keys = "rate=0.3"};
+    .check_inputs = "f32 4 3 5 len", .check_keys = "rate=0.3",
+    .concurrency = TS_REPLICA_SAFE};   /* not TS_BRANCH_SAFE: it draws its masks from the run's generator */
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "dropout", "1.0",
     "inverted dropout: x * mask / (1 - rate) in training, identity in evaluation", keys, &ops};

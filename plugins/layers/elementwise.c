@@ -170,13 +170,13 @@ static const ts_key keys[] = {{NULL, NULL, NULL, NULL}};
 
 static const ts_layer_ops add_ops = {.size = sizeof(ts_layer_ops),
     .build = build_add, .forward = forward, .backward = backward, .destroy = destroy,
-    .check_inputs = "f32 4 3 2 len; f32 4 3 2; f32 4 3 2", .check_keys = ""};
+    .check_inputs = "f32 4 3 2 len; f32 4 3 2; f32 4 3 2", .check_keys = "", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_layer_ops multiply_ops = {.size = sizeof(ts_layer_ops),
     .build = build_multiply, .forward = forward, .backward = backward, .destroy = destroy,
-    .check_inputs = "f32 4 5; f32 4 5; f32 4 5", .check_keys = ""};
+    .check_inputs = "f32 4 5; f32 4 5; f32 4 5", .check_keys = "", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_layer_ops dot_ops = {.size = sizeof(ts_layer_ops),
     .build = build_dot, .forward = forward, .backward = backward, .destroy = destroy,
-    .check_inputs = "f32 4 6; f32 4 6", .check_keys = ""};
+    .check_inputs = "f32 4 6; f32 4 6", .check_keys = "", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 
 static const ts_plugin plugins[3] = {
     {TS_ABI, sizeof(ts_plugin), TS_LAYER, "add", "1.0",

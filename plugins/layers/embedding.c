@@ -322,7 +322,7 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
 static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward,
     .destroy = destroy, .report = report, .check_inputs = "i32 4 3 vocab=20", .check_keys = "dim=5",
-    .init = init};
+    .init = init, .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "embedding", "1.0",
     "lookup table for categorical ids (B, F) -> (B, F*dim) or (B, F, dim), sparse gradients",

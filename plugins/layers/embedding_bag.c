@@ -264,7 +264,7 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
 static const ts_layer_ops ops_cell = {
     .size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
-    .check_inputs = "bags 4 5 vocab=30 len", .check_keys = "dim=3 combine=cell pool=mean"};
+    .check_inputs = "bags 4 5 vocab=30 len", .check_keys = "dim=3 combine=cell pool=mean", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_plugin plugin = {
     TS_ABI, sizeof(ts_plugin), TS_LAYER, "embedding_bag", "1.0",
     "sparse table looked up by bags of ids, pooled per cell (B,T,E) or per row (B,E)", keys,

@@ -143,7 +143,7 @@ static const ts_key keys[] = {
 
 static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
-    .check_inputs = "f32 4 5 3", .check_keys = ""};
+    .check_inputs = "f32 4 5 3", .check_keys = "", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "fm", "1.0",
     "factorisation machine pairwise interaction over (B, F, D): -> (B, 1), or (B, D)", keys, &ops};

@@ -157,7 +157,7 @@ static const ts_key keys[] = {
 
 static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
-    .check_inputs = "f32 4 3 6 len", .check_keys = ""};
+    .check_inputs = "f32 4 3 6 len", .check_keys = "", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "layer_norm", "1.0",
     "layer normalisation over the last axis with a learned gain and bias", keys, &ops};

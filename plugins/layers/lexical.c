@@ -162,7 +162,7 @@ static const ts_layer_ops ops = {
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
     .check_inputs = "bags 5 1 vocab=12; bags 5 1 vocab=12",
     .check_keys = "stats=uniform features=bm25,log_bm25,overlap,idf_overlap,bigram,doc_overlap",
-    .init = init};
+    .init = init, .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_plugin plugin = {
     TS_ABI, sizeof(ts_plugin), TS_LAYER, "lexical", "1.0",
     "BM25 and exact-match features of each row's (query, document) word ids -> (B, F), no gradient",

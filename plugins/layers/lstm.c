@@ -280,7 +280,7 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
 static const ts_layer_ops ops = {
     .size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
-    .check_inputs = "f32 4 5 3 len", .check_keys = "units=4 forget_bias=1"};
+    .check_inputs = "f32 4 5 3 len", .check_keys = "units=4 forget_bias=1", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_plugin plugin = {
     TS_ABI, sizeof(ts_plugin), TS_LAYER, "lstm", "1.0",
     "peephole LSTM over (B,T,E) with lengths -> last valid hidden state (B,H)", keys, &ops};

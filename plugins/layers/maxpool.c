@@ -121,7 +121,7 @@ static int build(ts_layer *L, const ts_cfg *cfg, ts_err *e)
 static const ts_layer_ops ops = {
     .size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
-    .check_inputs = "f32 4 5 3 len", .check_keys = ""};
+    .check_inputs = "f32 4 5 3 len", .check_keys = "", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_plugin plugin = {
     TS_ABI, sizeof(ts_plugin), TS_LAYER, "maxpool", "1.0",
     "max over the valid time steps: (B,T,F) -> (B,F), gradient to the argmax", keys, &ops};

@@ -172,11 +172,11 @@ static const ts_key keys[] = {
 static const ts_layer_ops mmoe_ops = {.size = sizeof(ts_layer_ops),
     .build = build_mmoe, .forward = forward, .backward = backward,
     .destroy = destroy, .report = report, .check_inputs = "f32 5 7",
-    .check_keys = "experts=3 units=4 tasks=a,b"};
+    .check_keys = "experts=3 units=4 tasks=a,b", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_layer_ops omoe_ops = {.size = sizeof(ts_layer_ops),
     .build = build_omoe, .forward = forward, .backward = backward,
     .destroy = destroy, .report = report, .check_inputs = "f32 5 7",
-    .check_keys = "experts=3 units=4 tasks=a,b"};
+    .check_keys = "experts=3 units=4 tasks=a,b", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_plugin plugins[] = {
     {TS_ABI, sizeof(ts_plugin), TS_LAYER, "mmoe", "1.0",
      "multi-gate mixture of experts: one softmax gate per task over shared ReLU experts", keys, &mmoe_ops},

@@ -335,7 +335,7 @@ static const ts_key keys[] = {
 static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy, .report = report,
     .check_inputs = "f32 5 7",
-    .check_keys = "tasks=a,b levels=2 shared_experts=2 task_experts=1 expert_units=4 activation=tanh"};
+    .check_keys = "tasks=a,b levels=2 shared_experts=2 task_experts=1 expert_units=4 activation=tanh", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "ple", "1.0",
     "progressive layered extraction: levels of shared and task-specific experts (CGC at levels = 1)",
     keys, &ops};

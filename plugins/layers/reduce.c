@@ -138,7 +138,7 @@ static const ts_key keys[] = {
 
 static const ts_layer_ops ops = {.size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
-    .check_inputs = "f32 4 3 5", .check_keys = "axis=fields op=mean"};
+    .check_inputs = "f32 4 3 5", .check_keys = "axis=fields op=mean", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LAYER, "reduce", "1.0",
     "sum or mean over the fields (B, F, D) -> (B, D) or the last axis -> (B, F)", keys, &ops};

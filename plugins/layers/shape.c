@@ -213,10 +213,10 @@ static const ts_key split_keys[] = {
 
 static const ts_layer_ops reshape_ops = {.size = sizeof(ts_layer_ops),
     .build = reshape_build, .forward = reshape_forward, .backward = reshape_backward,
-    .destroy = reshape_destroy, .check_inputs = "f32 4 12", .check_keys = "dims=3,-1"};
+    .destroy = reshape_destroy, .check_inputs = "f32 4 12", .check_keys = "dims=3,-1", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_layer_ops split_ops = {.size = sizeof(ts_layer_ops),
     .build = split_build, .forward = split_forward, .backward = split_backward,
-    .destroy = split_destroy, .check_inputs = "f32 4 2 6 len", .check_keys = "parts=a,b sizes=2,4"};
+    .destroy = split_destroy, .check_inputs = "f32 4 2 6 len", .check_keys = "parts=a,b sizes=2,4", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 
 static const ts_plugin plugins[2] = {
     {TS_ABI, sizeof(ts_plugin), TS_LAYER, "reshape", "1.0",

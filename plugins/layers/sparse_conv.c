@@ -271,7 +271,7 @@ static const ts_layer_ops ops = {
     .size = sizeof(ts_layer_ops),
     .build = build, .forward = forward, .backward = backward, .destroy = destroy,
     .check_inputs = "bags 4 5 vocab=30 len",
-    .check_keys = "window=3 filters=4 activation=tanh init_scale=0.3"};
+    .check_keys = "window=3 filters=4 activation=tanh init_scale=0.3", .concurrency = TS_REPLICA_SAFE | TS_BRANCH_SAFE};
 static const ts_plugin plugin = {
     TS_ABI, sizeof(ts_plugin), TS_LAYER, "sparse_conv", "1.0",
     "CLSM's convolution on the words' letter-trigram bags (B,T) -> (B,T,filters), sparse rows",

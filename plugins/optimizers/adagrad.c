@@ -120,7 +120,9 @@ static const ts_key keys[] = {
     {"initial_accumulator", "float", "0", "starting value of the sum of squared gradients"},
     {NULL, NULL, NULL, NULL}};
 
-static const ts_optim_ops ops = {sizeof(ts_optim_ops), 1, init, step, destroy};
+/* step() reads only its own state and the parameter it is given: TS_BRANCH_SAFE */
+static const ts_optim_ops ops = {.size = sizeof(ts_optim_ops), .nslots = 1, .init = init, .step = step,
+    .destroy = destroy, .concurrency = TS_BRANCH_SAFE};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_OPTIMIZER, "adagrad", "1.0",
     "Adagrad; row-wise lazy on sparse tables", keys, &ops};

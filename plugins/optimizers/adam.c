@@ -164,7 +164,9 @@ static const ts_key keys[] = {
     {"weight_decay", "float", "0", "L2 penalty added to the gradient: g + weight_decay * w"},
     {NULL, NULL, NULL, NULL}};
 
-static const ts_optim_ops ops = {sizeof(ts_optim_ops), 2, init, step, destroy};
+/* step() reads only its own state and the parameter it is given: TS_BRANCH_SAFE */
+static const ts_optim_ops ops = {.size = sizeof(ts_optim_ops), .nslots = 2, .init = init, .step = step,
+    .destroy = destroy, .concurrency = TS_BRANCH_SAFE};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_OPTIMIZER, "adam", "1.0",
     "Adam with bias correction; lazy Adam on sparse tables", keys, &ops};

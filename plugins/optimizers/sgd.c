@@ -83,7 +83,9 @@ static const ts_key keys[] = {
     {"weight_decay", "float", "0", "L2 penalty added to the gradient: g + weight_decay * w"},
     {NULL, NULL, NULL, NULL}};
 
-static const ts_optim_ops ops = {sizeof(ts_optim_ops), 1, init, step, destroy};
+/* step() reads only its own state and the parameter it is given: TS_BRANCH_SAFE */
+static const ts_optim_ops ops = {.size = sizeof(ts_optim_ops), .nslots = 1, .init = init, .step = step,
+    .destroy = destroy, .concurrency = TS_BRANCH_SAFE};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_OPTIMIZER, "sgd", "1.0",
     "SGD with optional (Nesterov) momentum and weight decay", keys, &ops};
