@@ -448,7 +448,7 @@ int ts_dist_sum(double *v, int n, ts_err *e)
 {
     if (!D.active || D.size < 2 || n <= 0) return 0;
     int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, D.comm);
-    return rc == MPI_SUCCESS ? 0 : mpi_fail(e, rc, "MPI_Allreduce (logged losses)", NET_HINT);
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(e, rc, "MPI_Allreduce (sums of doubles)", NET_HINT);
 }
 
 int ts_dist_bcast_longs(long *v, long n, ts_err *e)
