@@ -69,6 +69,22 @@ int ts_dist_bcast_longs(long *v, long n, ts_err *e) { (void)v; (void)n; (void)e;
 
 void ts_dist_shard_scale(float c) { (void)c; }
 
+/* One rank: every gather is a copy, every reduction the identity. */
+int ts_dist_allgather(const void *mine, size_t bytes, void *all, ts_err *e)
+{
+    (void)e;
+    if (bytes && all != mine) memmove(all, mine, bytes);
+    return 0;
+}
+int ts_dist_allgatherv(const void *mine, size_t bytes, void *all, const size_t *bytes_of, ts_err *e)
+{
+    (void)bytes_of;
+    return ts_dist_allgather(mine, bytes, all, e);
+}
+int ts_dist_sum_floats(float *v, size_t n, ts_err *e) { (void)v; (void)n; (void)e; return 0; }
+int ts_dist_max(double *v, int n, ts_err *e) { (void)v; (void)n; (void)e; return 0; }
+int ts_dist_bcast(void *v, size_t bytes, ts_err *e) { (void)v; (void)bytes; (void)e; return 0; }
+
 /* One process holds the whole table (p->rows = p->shard_rows): plain loops. */
 int ts_param_shard_gather(ts_param *p, const int32_t *ids, long n, float *out, ts_err *e)
 {
@@ -253,6 +269,12 @@ static void *grow(void *buf, size_t *cap, size_t n, size_t sz)
     return p;
 }
 
+static int ts_dist_allgather_one(const void *mine, size_t bytes, void *all)
+{
+    if (bytes && all != mine) memmove(all, mine, bytes);
+    return 0;
+}
+
 static int out_of_memory(ts_err *e, size_t n, size_t sz)
 {
     return ts_fail(e, "core/dist.c: out of memory for %zu MiB of gradient exchange buffers on "
@@ -426,7 +448,7 @@ int ts_dist_sum(double *v, int n, ts_err *e)
 {
     if (!D.active || D.size < 2 || n <= 0) return 0;
     int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, D.comm);
-    return rc == MPI_SUCCESS ? 0 : mpi_fail(e, rc, "MPI_Allreduce (logged losses)", NET_HINT);
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(e, rc, "MPI_Allreduce (sums of doubles)", NET_HINT);
 }
 
 int ts_dist_bcast_longs(long *v, long n, ts_err *e)
@@ -438,6 +460,62 @@ int ts_dist_bcast_longs(long *v, long n, ts_err *e)
         if (rc != MPI_SUCCESS) return mpi_fail(e, rc, "MPI_Bcast (the epoch's order)", NET_HINT);
     }
     return 0;
+}
+
+/* ---- collectives for plugins that split their work (tessera.h) ------------------------------ */
+
+int ts_dist_allgather(const void *mine, size_t bytes, void *all, ts_err *e)
+{
+    if (!D.active || D.size < 2) return ts_dist_allgather_one(mine, bytes, all);
+    if (bytes > (size_t)INT32_MAX)
+        return ts_fail(e, "core/dist.c: an allgather of %zu bytes a rank exceeds MPI's int counts",
+                       bytes);
+    int rc = MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, D.comm);
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(e, rc, "MPI_Allgather", NET_HINT);
+}
+
+int ts_dist_allgatherv(const void *mine, size_t bytes, void *all, const size_t *bytes_of, ts_err *e)
+{
+    if (!D.active || D.size < 2) return ts_dist_allgather_one(mine, bytes, all);
+    int *cnt = malloc(2 * (size_t)D.size * sizeof *cnt);
+    if (!cnt) return out_of_memory(e, 2 * (size_t)D.size, sizeof *cnt);
+    size_t tot = 0;
+    for (int r = 0; r < D.size; r++) {
+        cnt[D.size + r] = (int)tot;
+        cnt[r] = (int)bytes_of[r];
+        tot += bytes_of[r];
+    }
+    if (tot > (size_t)INT32_MAX || bytes != bytes_of[D.rank]) {
+        free(cnt);
+        return ts_fail(e, "core/dist.c: an allgatherv of %zu bytes (this rank %zu, expected %zu) "
+                       "exceeds MPI's int counts or disagrees with the ranks' sizes; use a "
+                       "smaller batch", tot, bytes, bytes_of[D.rank]);
+    }
+    int rc = MPI_Allgatherv(mine, (int)bytes, MPI_BYTE, all, cnt, cnt + D.size, MPI_BYTE, D.comm);
+    free(cnt);
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(e, rc, "MPI_Allgatherv", NET_HINT);
+}
+
+int ts_dist_sum_floats(float *v, size_t n, ts_err *e)
+{
+    if (!D.active || D.size < 2 || n == 0) return 0;
+    return allreduce_floats(v, n, "MPI_Allreduce (floats)", e);
+}
+
+int ts_dist_max(double *v, int n, ts_err *e)
+{
+    if (!D.active || D.size < 2 || n <= 0) return 0;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, D.comm);
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(e, rc, "MPI_Allreduce (maximum)", NET_HINT);
+}
+
+int ts_dist_bcast(void *v, size_t bytes, ts_err *e)
+{
+    if (!D.active || D.size < 2 || bytes == 0) return 0;
+    if (bytes > (size_t)INT32_MAX)
+        return ts_fail(e, "core/dist.c: a broadcast of %zu bytes exceeds MPI's int counts", bytes);
+    int rc = MPI_Bcast(v, (int)bytes, MPI_BYTE, 0, D.comm);
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(e, rc, "MPI_Bcast", NET_HINT);
 }
 
 /* ---- sharded tables ------------------------------------------------------------------------

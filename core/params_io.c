@@ -308,6 +308,19 @@ void ts_params_copy(ts_exp *x, const ts_prec *r, uint32_t count)
     }
 }
 
+/* N when path's folder holds params.rank0-of-N.bin (a run sharded over N ranks), else 0. */
+static int sharded_params(const char *path)
+{
+    char buf[TS_PATH_MAX + 64];
+    const char *slash = strrchr(path, '/');
+    int len = slash ? (int)(slash - path) : 1;
+    for (int n = 2; n <= 4096; n++) {
+        snprintf(buf, sizeof buf, "%.*s/params.rank0-of-%d.bin", len, slash ? path : ".", n);
+        if (access(buf, F_OK) == 0) return n;
+    }
+    return 0;
+}
+
 int ts_load_params(ts_exp *x, const char *path, ts_err *e)
 {
     if (!little_endian())
@@ -316,9 +329,17 @@ int ts_load_params(ts_exp *x, const char *path, ts_err *e)
         return ts_fail(e, "%s: build the experiment before loading its parameters", path);
     unsigned char *b = NULL;
     size_t n = 0;
-    if (access(path, R_OK))
+    if (access(path, R_OK)) {
+        int err = errno, nr = sharded_params(path);
+        if (nr > 1)
+            return ts_fail(e, "cannot open %s: the run split its tables across %d ranks (shard = rows, "
+                           "docs/scale.md) and wrote each rank's rows to params.rankK-of-%d.bin, no "
+                           "params.bin; reading a model from its shards is not implemented: run the "
+                           "experiment again in one process (shard = rows keeps the whole table there) "
+                           "or without shard = rows, and use that run", path, nr, nr);
         return ts_fail(e, "cannot open %s: %s; a run writes it at the end of training (runs "
-                       "made before params.bin existed must be run again)", path, strerror(errno));
+                       "made before params.bin existed must be run again)", path, strerror(err));
+    }
     if (ts_read_file(path, &b, &n, e)) return -1;
     const char *corrupt = NULL;
     ts_prec *r = NULL;

@@ -582,6 +582,21 @@ int ts_param_shard_gather(ts_param *p, const int32_t *ids, long n, float *out, t
  * it touched there; every rank's rows are added in rank order, then i order. */
 int ts_param_shard_scatter(ts_param *p, const int32_t *ids, long n, const float *d, ts_err *e);
 
+
+/* ---- collectives for a plugin that splits its work across the ranks (docs/scale.md) --------
+ * Every rank calls them in the same order; in one process (or a build without MPI) a gather is
+ * a copy and a reduction the identity. A rank's share comes first for rank 0, then rank 1, ... */
+int ts_dist_rank(void);                 /* 0 in one process */
+int ts_dist_size(void);                 /* 1 in one process */
+/* all (size * bytes) = every rank's `bytes` bytes of mine, in rank order. */
+int ts_dist_allgather(const void *mine, size_t bytes, void *all, ts_err *e);
+/* all = every rank's bytes_of[r] bytes, in rank order (bytes == bytes_of[this rank]). */
+int ts_dist_allgatherv(const void *mine, size_t bytes, void *all, const size_t *bytes_of, ts_err *e);
+int ts_dist_sum(double *v, int n, ts_err *e);           /* in place, over the ranks */
+int ts_dist_sum_floats(float *v, size_t n, ts_err *e);  /* in place, over the ranks */
+int ts_dist_max(double *v, int n, ts_err *e);           /* in place, over the ranks */
+int ts_dist_bcast(void *v, size_t bytes, ts_err *e);    /* rank 0's bytes to every rank */
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,6 +3,7 @@
 # process (census MMoE; the YouTube DNN's bags): the rank
 # holds the whole table, so the run must be the unsharded run, bit for bit (the lookups and the
 # gradient rows go through ts_param_shard_gather/_scatter instead of the layer's own loops).
+# The retrieval head's item table (head.TASK.shard = rows) likewise, sampled and full softmax.
 # Also: a value other than none|rows, and shard = rows with pretrained, are refused with the key
 # named. Runs in every build (in an MPI build a plain `tessera run` is one process too).
 set -eu
@@ -46,3 +47,36 @@ yt="$s/experiments/movielens_youtube_dnn.ini train.max_steps=30 train.epochs=1 t
 cmp "$tmp/yt/params.bin" "$tmp/yt_rows/params.bin" ||
     fail "embedding_bag with shard = rows in one process changed the trained parameters"
 echo "one process: embedding_bag with shard = rows trains the unsharded YouTube DNN bit for bit"
+# the retrieval head's item table (head.TASK.shard = rows: V and b): in one process the whole
+# table, so the sampled and the full softmax train the unsharded model bit for bit, evaluation
+# included; an item tower and a loss plugin under the full softmax are refused
+"$b/tessera" run $yt head.next.shard=rows --results "$tmp/yt_head" >"$tmp/yt_head.log" 2>&1 ||
+    { cat "$tmp/yt_head.log"; fail "the YouTube DNN run with head.next.shard=rows"; }
+cmp "$tmp/yt/params.bin" "$tmp/yt_head/params.bin" ||
+    fail "the retrieval head with shard = rows in one process changed the trained parameters (sampled)"
+m "$tmp/yt/metrics.json" >"$tmp/m1"
+m "$tmp/yt_head/metrics.json" >"$tmp/m2"
+grep -q recall "$tmp/m1" && cmp "$tmp/m1" "$tmp/m2" || fail "the retrieval head's metrics differ with shard = rows (sampled)"
+cmp "$tmp/yt/item_vectors.bin" "$tmp/yt_head/item_vectors.bin" || fail "one process with head shard = rows wrote other item vectors"
+ytf="$s/experiments/movielens_youtube_dnn_full_softmax.ini train.max_steps=5 train.epochs=1 train.threads=1 --quiet"
+"$b/tessera" run $ytf --results "$tmp/ytf" >"$tmp/ytf.log" 2>&1 || { cat "$tmp/ytf.log"; fail "the full-softmax YouTube DNN"; }
+"$b/tessera" run $ytf head.next.shard=rows --results "$tmp/ytf_rows" >"$tmp/ytf_rows.log" 2>&1 ||
+    { cat "$tmp/ytf_rows.log"; fail "the full-softmax YouTube DNN with head.next.shard=rows"; }
+cmp "$tmp/ytf/params.bin" "$tmp/ytf_rows/params.bin" ||
+    fail "the retrieval head with shard = rows in one process changed the trained parameters (full)"
+m "$tmp/ytf/metrics.json" >"$tmp/m1"
+m "$tmp/ytf_rows/metrics.json" >"$tmp/m2"
+grep -q recall "$tmp/m1" && cmp "$tmp/m1" "$tmp/m2" || fail "the retrieval head's metrics differ with shard = rows (full)"
+echo "one process: the retrieval head with shard = rows trains the unsharded model bit for bit (sampled and full softmax)"
+if "$b/tessera" run "$s/experiments/movielens_two_tower.ini" train.max_steps=1 head.next.shard=rows \
+        --results "$tmp/tt" >"$tmp/tt.log" 2>&1; then
+    fail "shard = rows with an item tower was accepted"
+fi
+grep -q "shard = rows with an item tower (item_tower = .*) is not supported" "$tmp/tt.log" ||
+    { cat "$tmp/tt.log"; fail "no clear error for shard = rows with an item tower"; }
+if "$b/tessera" run $ytf head.next.shard=rows head.next.loss=softmax_ce --results "$tmp/fl" >"$tmp/fl.log" 2>&1; then
+    fail "softmax = full with shard = rows and a loss plugin was accepted"
+fi
+grep -q "softmax = full with shard = rows computes the softmax cross-entropy across the ranks itself; remove loss =" "$tmp/fl.log" ||
+    { cat "$tmp/fl.log"; fail "no clear error for shard = rows with loss ="; }
+echo "the retrieval head refuses shard = rows with an item tower, and with loss = under the full softmax"

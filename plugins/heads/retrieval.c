@@ -61,6 +61,18 @@ typedef struct {
     const float *freq;          /* (items) the dataset's item_freq, or NULL */
     long rare_below;            /* > 0: figures over the rows whose target has freq < rare_below */
     double rhit[RT_MAXK], rndcg[RT_MAXK], rrr; long rcount;
+    /* shard = rows over several ranks (docs/scale.md): V and b hold this rank's rows only, global
+     * item g at local row g / nr on rank g % nr */
+    int split, nr, rk;
+    int32_t *sids;              /* sampled: (J + maxb) the negatives, then the targets */
+    float *srow, *sgrad;        /* sampled: (J + maxb, D) their gathered rows, gradient rows */
+    float *sb, *sgb;            /* sampled: (J + maxb) their gathered biases, bias gradients */
+    float *ua, *zl, *dua;       /* full: (nr maxb, D) every rank's U, (nr maxb, nl) logits, dU */
+    int32_t *ta;                /* full: (nr maxb) every rank's targets */
+    double *red;                /* (3 nr maxb) per-row maxima, sums, target logits / counts */
+    size_t *bytes_of;           /* (nr) */
+    int *cnt;                   /* (nr) rows per rank */
+    char *topall;               /* eval: (nr, maxb (1 + 2 kmax)) every rank's top-K lists */
 } rt_state;
 
 static const ts_key keys[] = {
@@ -81,6 +93,10 @@ static const ts_key keys[] = {
     {"item_feature_dim", "int", "0", "width of each feature embedding (mean over the bag); 0 = D"},
     {"item_tower_units", "list", "", "widths of the tower's hidden ReLU layers; empty = one linear "
      "layer from [id; features] to D"},
+    {"shard", "choice:none|rows", "none", "rows: split V and b by rows across MPI ranks (item i on "
+     "rank i % ranks, as an embedding's shard = rows): sampled softmax gathers the batch's rows, full "
+     "softmax and evaluation score each rank's rows and merge; refused with item_tower; one process: "
+     "the whole table"},
     {"rare_below", "int", "0", "> 0: also rare_recall@K, rare_ndcg@K, rare_mrr over the rows whose "
      "target has fewer training watches than this (item_freq), and their count rare_targets"},
     {NULL, NULL, NULL, NULL}};
@@ -198,13 +214,50 @@ static int build_impl(ts_head *H, const ts_cfg *cfg, ts_err *e)
         for (long i = 0; i < items; i++) R->cdf[i] /= c;
     }
     unsigned fl = R->sampled ? TS_PARAM_SPARSE : 0;
+    int shard;
+    if (ts_cfg_choice(cfg, "shard", "none|rows", &shard, e)) return -1;
+    if (shard && rt_tower_wanted(cfg))
+        return ts_fail(e, "%s: shard = rows with an item tower (item_tower = %s) is not supported: the "
+                       "tower computes every item's vector from shared weights, there is no table of "
+                       "rows to split; use item_tower = id, or shard = none", ts_cfg_where(cfg, "shard"),
+                       ts_cfg_str(cfg, "item_tower"));
+    if (shard && !R->sampled && H->loss)
+        return ts_fail(e, "%s: softmax = full with shard = rows computes the softmax cross-entropy "
+                       "across the ranks itself; remove loss = (the built-in loss is the same "
+                       "softmax cross-entropy), or use softmax = sampled", ts_cfg_where(cfg, "shard"));
+    R->nr = ts_dist_size(); R->rk = ts_dist_rank();
+    R->split = shard && R->nr > 1;   /* one process: the whole table, as shard = none */
+    if (R->split) fl |= TS_PARAM_SPARSE | TS_PARAM_SHARDED;
+    else { R->nr = 1; R->rk = 0; }
     if (rt_tower_wanted(cfg))   /* V: the tower's output for every item, a frozen copy */
         R->V = ts_param_add(H->ctx, "V", R->items, R->D, TS_INIT_ZEROS, 0, TS_PARAM_FROZEN, e);
     else
         R->V = ts_param_add(H->ctx, "V", R->items, R->D, TS_INIT_NORMAL, 1.0f / sqrtf((float)R->D), fl, e);
     if (!R->V || !(R->b = ts_param_add(H->ctx, "b", R->items, 1, TS_INIT_ZEROS, 0, fl, e))) return -1;
     if (build_extras(H, R, cfg, freq, naux, e)) return -1;
-    long B = R->maxb, zc = R->sampled ? 1 + R->J : R->items, kb = R->kmax > 0 ? R->kmax : 1;
+    long B = R->maxb, zc = R->sampled ? 1 + R->J : R->split ? 1 : R->items, kb = R->kmax > 0 ? R->kmax : 1;
+    if (R->split) {
+        long nl = R->V->rows, NB = (long)R->nr * B, JB = R->J + B;
+        R->sids = malloc((size_t)JB * sizeof *R->sids);
+        R->sb = malloc((size_t)JB * sizeof *R->sb); R->sgb = malloc((size_t)JB * sizeof *R->sgb);
+        R->srow = malloc((size_t)(JB * R->D) * sizeof *R->srow);
+        R->sgrad = malloc((size_t)(JB * R->D) * sizeof *R->sgrad);
+        R->red = malloc((size_t)(3 * NB) * sizeof *R->red);
+        R->bytes_of = malloc((size_t)R->nr * sizeof *R->bytes_of);
+        R->cnt = malloc((size_t)R->nr * sizeof *R->cnt);
+        R->topall = malloc((size_t)(NB * (1 + 2 * kb)) * 4);
+        if (!R->sids || !R->sb || !R->sgb || !R->srow || !R->sgrad || !R->red || !R->bytes_of || !R->cnt ||
+            !R->topall) return ts_fail(e, "out of memory");
+        if (!R->sampled) {
+            R->ua = malloc((size_t)(NB * R->D) * sizeof *R->ua);
+            R->dua = malloc((size_t)(NB * R->D) * sizeof *R->dua);
+            R->ta = malloc((size_t)NB * sizeof *R->ta);
+            R->zl = malloc((size_t)(NB * nl) * sizeof *R->zl);
+            if (!R->ua || !R->dua || !R->ta || !R->zl)
+                return ts_fail(e, "out of memory for softmax = full over %ld rows x %ld items of this rank; "
+                               "use softmax = sampled", NB, nl);
+        }
+    }
     R->z = malloc((size_t)(B * zc) * sizeof(float)); R->dz = malloc((size_t)(B * zc) * sizeof(float));
     R->zero_lab = calloc((size_t)B, sizeof(float)); R->tgt = malloc((size_t)B * sizeof(int32_t));
     R->samp = malloc((size_t)R->J * sizeof(int32_t)); R->corr = malloc((size_t)R->J * sizeof(float));
@@ -307,6 +360,137 @@ static int train_sampled(ts_head *H, rt_state *R, int B, double *loss, ts_err *e
     return 0;
 }
 
+/* ---- shard = rows over several ranks: V and b hold this rank's rows (item g: local row g / nr
+ * on rank g % nr). docs/scale.md, "The retrieval head's item table". */
+
+/* Sampled softmax, split: rank 0 draws the J negatives from its generator (seeded as one
+ * process's) and broadcasts them, so every rank scores the negatives one process would draw;
+ * the rows of the negatives and of this rank's targets are gathered from their owners, and their
+ * gradient rows scattered back (weighted there by this rank's share of the global batch, as an
+ * embedding's are). The logits, the loss and dU are train_sampled's. */
+static int train_sampled_split(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
+{
+    const float *U = H->in[0]->x;                   /* (B, D) */
+    int J = R->J, D = R->D, C = 1 + J, n = J + B;
+    float *z = R->z, *dz = R->dz;                   /* (B, 1 + J) */
+    if (R->rk == 0) draw_negatives(R, ts_ctx_rng(H->ctx));
+    if (ts_dist_bcast(R->samp, (size_t)J * sizeof *R->samp, e)) return -1;
+    for (int j = 0; j < J; j++)
+        R->corr[j] = R->logq ? (float)(log((double)J) + log_q(R, R->samp[j])) : 0.0f;
+    memcpy(R->sids, R->samp, (size_t)J * sizeof *R->sids);          /* negatives, then targets */
+    memcpy(R->sids + J, R->tgt, (size_t)B * sizeof *R->sids);
+    if (ts_param_shard_gather(R->V, R->sids, n, R->srow, e) ||
+        ts_param_shard_gather(R->b, R->sids, n, R->sb, e)) return -1;
+    const float *Vs = R->srow, *Vt = R->srow + (long)J * D, *bs = R->sb, *bt = R->sb + J;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, J, D, 1.0f, U, D, Vs, D, 0.0f, z + 1, C);
+    for (int r = 0; r < B; r++) {
+        int t = R->tgt[r];
+        float *zr = z + (long)r * C;
+        zr[0] = cblas_sdot(D, U + (long)r * D, 1, Vt + (long)r * D, 1) + bt[r] -
+                (R->logq ? (float)(log((double)J) + log_q(R, t)) : 0.0f);
+        for (int j = 0; j < J; j++) zr[1 + j] = R->samp[j] == t ? RT_MASK : zr[1 + j] + bs[j] - R->corr[j];
+    }
+    memset(dz, 0, (size_t)B * C * sizeof *dz);
+    if (loss_of(H, B, C, z, R->zero_lab, dz, loss, e)) return -1;
+    for (int r = 0; r < B; r++)                     /* an accidental hit gets no gradient */
+        for (int j = 0; j < J; j++) if (R->samp[j] == R->tgt[r]) dz[(long)r * C + 1 + j] = 0;
+    if (H->in[0]->dx) {
+        float *dx = H->in[0]->dx;                   /* (B, D) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, J, 1.0f, dz + 1, C, Vs, D, 1.0f, dx, D);
+        for (int r = 0; r < B; r++) cblas_saxpy(D, dz[(long)r * C], Vt + (long)r * D, 1, dx + (long)r * D, 1);
+    }
+    float *gs = R->sgrad, *gt = R->sgrad + (long)J * D;   /* (J, D) negatives', (B, D) targets' */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, J, D, B, 1.0f, dz + 1, C, U, D, 0.0f, gs, D);
+    for (int j = 0; j < J; j++) {
+        float gb = 0;
+        for (int r = 0; r < B; r++) gb += dz[(long)r * C + 1 + j];
+        R->sgb[j] = gb;
+    }
+    for (int r = 0; r < B; r++) {
+        float g = dz[(long)r * C];
+        for (int k = 0; k < D; k++) gt[(long)r * D + k] = g * U[(long)r * D + k];
+        R->sgb[J + r] = g;
+    }
+    if (ts_param_shard_scatter(R->V, R->sids, n, R->sgrad, e) ||
+        ts_param_shard_scatter(R->b, R->sids, n, R->sgb, e)) return -1;
+    return 0;
+}
+
+/* Every rank's row counts (cnt), their sum and where this rank's rows start in it. */
+static int rows_of_ranks(rt_state *R, int B, long *total, long *first, ts_err *e)
+{
+    if (ts_dist_allgather(&B, sizeof B, R->cnt, e)) return -1;
+    *total = *first = 0;
+    for (int k = 0; k < R->nr; k++) {
+        if (k == R->rk) *first = *total;
+        *total += R->cnt[k];
+    }
+    if (*total > (long)R->nr * R->maxb)
+        return ts_fail(e, "retrieval: %ld rows over the ranks exceed the %d x %d the head holds", *total,
+                       R->nr, R->maxb);
+    return 0;
+}
+
+/* Full softmax, split: every rank's U and targets are gathered (the global batch, in rank order);
+ * each rank computes the logits of its items for all of them, the row maxima (max over the ranks)
+ * and sums of exp (summed over the ranks) give the softmax, as softmax_ce computes it: the same
+ * float maximum, one expf per logit, the gradient scale / Bg * (softmax - onehot). This rank's
+ * rows of V and b get their whole gradient here (every local row is touched; the host does not
+ * weight a split table again); dU of all rows is summed over the ranks and this rank keeps its
+ * rows, multiplied by Bg / B: the host weights a rank's dense gradients by B / Bg. */
+static int train_full_split(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
+{
+    const float *U = H->in[0]->x;                   /* (B, D) */
+    int D = R->D, nl = R->V->rows;
+    long Bg, first;
+    if (rows_of_ranks(R, B, &Bg, &first, e)) return -1;
+    for (int k = 0; k < R->nr; k++) R->bytes_of[k] = (size_t)R->cnt[k] * D * sizeof(float);
+    if (ts_dist_allgatherv(U, (size_t)B * D * sizeof(float), R->ua, R->bytes_of, e)) return -1;
+    for (int k = 0; k < R->nr; k++) R->bytes_of[k] = (size_t)R->cnt[k] * sizeof(int32_t);
+    if (ts_dist_allgatherv(R->tgt, (size_t)B * sizeof(int32_t), R->ta, R->bytes_of, e)) return -1;
+    float *z = R->zl;                                 /* (Bg, nl) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Bg, nl, D, 1.0f, R->ua, D, R->V->w, D, 0.0f, z, nl);
+    double *mx = R->red, *sum = R->red + Bg, *zt = R->red + 2 * Bg;
+    for (long r = 0; r < Bg; r++) {
+        float *zr = z + r * nl, m = -INFINITY;
+        for (int j = 0; j < nl; j++) { zr[j] += R->b->w[j]; m = zr[j] > m ? zr[j] : m; }
+        mx[r] = m;
+    }
+    if (ts_dist_max(mx, (int)Bg, e)) return -1;
+    for (long r = 0; r < Bg; r++) {
+        float *zr = z + r * nl, m = (float)mx[r];
+        int t = R->ta[r];
+        zt[r] = t % R->nr == R->rk ? (double)zr[t / R->nr] - m : 0.0;     /* z_t - m, on its owner */
+        double s = 0;
+        for (int j = 0; j < nl; j++) s += zr[j] = expf(zr[j] - m);   /* z now holds exp(z - m) */
+        sum[r] = s;
+    }
+    if (ts_dist_sum(sum, (int)(2 * Bg), e)) return -1;
+    double mine = 0;
+    float gs = H->grad_scale;
+    for (long r = 0; r < Bg; r++) {
+        double lr = log(sum[r]) - zt[r];
+        if (r >= first && r < first + B) mine += lr;
+        float *g = z + r * nl, a = (float)(gs / Bg / sum[r]);
+        for (int j = 0; j < nl; j++) g[j] *= a;
+        int t = R->ta[r];
+        if (t % R->nr == R->rk) g[t / R->nr] -= gs / Bg;
+    }
+    *loss = B ? mine / B : 0;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nl, D, (int)Bg, 1.0f, z, nl, R->ua, D, 1.0f, R->V->g, D);
+    for (long r = 0; r < Bg; r++) for (int j = 0; j < nl; j++) R->b->g[j] += z[r * nl + j];
+    for (int j = 0; j < nl; j++) { ts_param_touch(R->V, j); ts_param_touch(R->b, j); }
+    if (H->in[0]->dx) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Bg, D, nl, 1.0f, z, nl, R->V->w, D, 0.0f,
+                    R->dua, D);
+        if (ts_dist_sum_floats(R->dua, (size_t)Bg * D, e)) return -1;
+        float w = (float)((double)Bg / (B ? B : 1));
+        float *dx = H->in[0]->dx;
+        for (long i = 0; i < (long)B * D; i++) dx[i] += w * R->dua[first * D + i];
+    }
+    return 0;
+}
+
 /* Sampled softmax over the item tower: one tower pass gives the targets' vectors (rows 0..B)
  * and the negatives' (rows B..B + J); the logits, the loss and dU are those of train_sampled,
  * and the vectors' gradients go back through the tower. */
@@ -380,7 +564,8 @@ static int cmp_i32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Scores of items [j0, j0 + nb) for every row into S (B, nb): s = U V[j0 .. j0 + nb)^T + b. */
+/* Scores of local rows [j0, j0 + nb) for every row into S (B, nb): s = U V[j0 .. j0 + nb)^T + b.
+ * In one process (or shard = none) local rows are the items. */
 static void score_block(rt_state *R, const float *U, int B, int j0, int nb)
 {
     float *S = R->S;                                /* (B, nb) */
@@ -393,17 +578,23 @@ static void score_block(rt_state *R, const float *U, int B, int j0, int nb)
     }
 }
 
-/* Sets the excluded items of the block to -inf; ptr[r] walks row r's sorted list across blocks. */
+/* Sets the excluded items of the block of local rows [j0, j0 + nb) to -inf; ptr[r] walks row r's
+ * sorted list (global ids; item g is local row g / nr of rank g % nr) across blocks. */
 static void exclude_block(rt_state *R, int B, int j0, int nb, long *ptr)
 {
+    long end = (long)(j0 + nb) * R->nr;             /* every global id of a local row below j0 + nb */
     for (int r = 0; r < B; r++) {
+        if (ptr[r] < 0) continue;
         float *s = R->S + (long)r * nb;
-        while (ptr[r] < R->exo[r + 1] && R->exs[ptr[r]] < j0 + nb) {
+        while (ptr[r] < R->exo[r + 1] && R->exs[ptr[r]] < end) {
             int32_t it = R->exs[ptr[r]++];
-            if (it >= j0) s[it - j0] = -INFINITY;
+            if (it % R->nr == R->rk && it / R->nr >= j0) s[it / R->nr - j0] = -INFINITY;
         }
     }
 }
+
+/* a before b in a top-K list: the higher score, on a tie the lower item id (as ts_topk). */
+static int ahead(float as, int32_t ai, float bs, int32_t bi) { return as > bs || (as == bs && ai < bi); }
 
 /* Merges row r's running top list with a block's (both best first; the block's ids are all
  * larger, so on a tie the running entry stays ahead, as in ts_topk). */
@@ -421,10 +612,69 @@ static void merge_top(rt_state *R, int r, const float *bs, const int32_t *bi, in
     R->nbest[r] = o;
 }
 
-/* Every row against the whole catalogue: full-softmax loss, top-K, the target's exact rank. */
+/* Split: every rank's (running maximum, sum) of the log-sum-exp, the target's score (from its
+ * owner) and top-K lists are combined over the ranks; afterwards every rank holds what one
+ * process would (the lists exactly; the log-sum-exp to rounding: its sums are added in another
+ * order). */
+static int merge_ranks(rt_state *R, int B, ts_err *e)
+{
+    int kb = R->kmax > 0 ? R->kmax : 1, nr = R->nr;
+    double *m = R->red, *v = R->red + B;            /* (B) maxima, (2B) sums and target scores */
+    for (int r = 0; r < B; r++) m[r] = R->lse_m[r];
+    if (ts_dist_max(m, B, e)) return -1;
+    for (int r = 0; r < B; r++) {
+        v[r] = R->lse_s[r] * exp(R->lse_m[r] - m[r]);
+        v[B + r] = R->tgt[r] % nr == R->rk ? R->st[r] : 0.0;
+    }
+    if (ts_dist_sum(v, 2 * B, e)) return -1;
+    for (int r = 0; r < B; r++) { R->lse_m[r] = m[r]; R->lse_s[r] = v[r]; R->st[r] = (float)v[B + r]; }
+    if (R->kmax <= 0) return 0;
+    size_t per = (size_t)B * (1 + 2 * kb) * 4;     /* nbest (B), scores (B, kb), ids (B, kb) */
+    char *mine = R->topall + (size_t)R->rk * per;   /* gathered in place below */
+    int32_t *nb = (int32_t *)mine;
+    float *sc = (float *)(mine + (size_t)B * 4);
+    int32_t *id = (int32_t *)(mine + (size_t)B * (1 + kb) * 4);
+    for (int r = 0; r < B; r++) {
+        nb[r] = R->nbest[r];
+        memcpy(sc + (long)r * kb, R->best_s + (long)r * R->kmax, (size_t)R->nbest[r] * 4);
+        memcpy(id + (long)r * kb, R->best_i + (long)r * R->kmax, (size_t)R->nbest[r] * 4);
+    }
+    char *tmp = malloc(per);
+    if (!tmp) return ts_fail(e, "out of memory");
+    memcpy(tmp, mine, per);
+    int rc = ts_dist_allgather(tmp, per, R->topall, e);
+    free(tmp);
+    if (rc) return -1;
+    for (int r = 0; r < B; r++) {                   /* an nr-way merge of the ranks' lists */
+        int *pos = R->cnt, o = 0;                   /* (nr) the next entry of each rank's list */
+        memset(pos, 0, (size_t)nr * sizeof *pos);
+        while (o < R->kmax) {
+            int best = -1;
+            float bs = 0; int32_t bi = 0;
+            for (int k = 0; k < nr; k++) {
+                const char *blk = R->topall + (size_t)k * per;
+                if (pos[k] >= ((const int32_t *)blk)[r]) continue;
+                float s = ((const float *)(blk + (size_t)B * 4))[(long)r * kb + pos[k]];
+                int32_t i = ((const int32_t *)(blk + (size_t)B * (1 + kb) * 4))[(long)r * kb + pos[k]];
+                if (best < 0 || ahead(s, i, bs, bi)) { best = k; bs = s; bi = i; }
+            }
+            if (best < 0) break;
+            pos[best]++;
+            R->best_s[(long)r * R->kmax + o] = bs; R->best_i[(long)r * R->kmax + o++] = bi;
+        }
+        R->nbest[r] = o;
+    }
+    return 0;
+}
+
+/* Every row against the whole catalogue: full-softmax loss, top-K, the target's exact rank.
+ * Split (shard = rows over several ranks; every rank evaluates the same batch): each rank scores
+ * only its rows in blocks and keeps its top-K; merge_ranks combines them, and the target's rank
+ * past the top-K list is the sum over the ranks of their counts. */
 static int eval_batch(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
 {
     const float *U = H->in[0]->x;                   /* (B, D) */
+    const int nr = R->nr, rk = R->rk, nl = R->V->rows;   /* one process: nr 1, nl items */
     long tot = 0;
     R->exo[0] = 0;
     for (int r = 0; r < B; r++) {
@@ -446,9 +696,10 @@ static int eval_batch(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
             if (bsearch(&R->tgt[r], x, (size_t)n, sizeof *x, cmp_i32)) R->rank[r] = -1;
         }
         R->nbest[r] = 0; R->lse_m[r] = -INFINITY; R->lse_s[r] = 0; R->ptr[r] = R->exo[r];
+        R->st[r] = 0;
     }
-    for (int j0 = 0; j0 < R->items; j0 += R->blk) {
-        int nb = R->items - j0 < R->blk ? R->items - j0 : R->blk;
+    for (int j0 = 0; j0 < nl; j0 += R->blk) {
+        int nb = nl - j0 < R->blk ? nl - j0 : R->blk;
         score_block(R, U, B, j0, nb);
         for (int r = 0; r < B; r++) {
             const float *s = R->S + (long)r * nb;
@@ -458,16 +709,18 @@ static int eval_batch(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
             for (int j = 0; j < nb; j++) acc += expf(s[j] - (float)nm);
             R->lse_s[r] = R->lse_s[r] * exp(R->lse_m[r] - nm) + acc;
             R->lse_m[r] = nm;
-            if (R->tgt[r] >= j0 && R->tgt[r] < j0 + nb) R->st[r] = s[R->tgt[r] - j0];
+            int t = R->tgt[r];
+            if (t % nr == rk && t / nr >= j0 && t / nr < j0 + nb) R->st[r] = s[t / nr - j0];
         }
         exclude_block(R, B, j0, nb, R->ptr);
         for (int r = 0; r < B && R->kmax > 0; r++) {
             const float *s = R->S + (long)r * nb;
             int m = ts_topk(s, nb, R->kmax, R->tmp_i);
-            for (int q = 0; q < m; q++) { R->tmp_s[q] = s[R->tmp_i[q]]; R->tmp_i[q] += j0; }
+            for (int q = 0; q < m; q++) { R->tmp_s[q] = s[R->tmp_i[q]]; R->tmp_i[q] = (R->tmp_i[q] + j0) * nr + rk; }
             merge_top(R, r, R->tmp_s, R->tmp_i, m);
         }
     }
+    if (R->split && merge_ranks(R, B, e)) return -1;
     int need = 0;
     for (int r = 0; r < B; r++) {
         if (R->st[r] != R->st[r]) R->rank[r] = -1;  /* a NaN score ranks nowhere */
@@ -477,22 +730,32 @@ static int eval_batch(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
         else R->ptr[r] = -1;
     }
     /* Past the top-K list: rank = 1 + #{s_j > s_t} + #{j < t: s_j = s_t}, over a second pass of
-     * the same sgemm (same shapes and inputs give bit-identical scores). */
-    for (int j0 = 0; need && j0 < R->items; j0 += R->blk) {
-        int nb = R->items - j0 < R->blk ? R->items - j0 : R->blk;
+     * the same sgemm (same shapes and inputs give bit-identical scores); split, each rank counts
+     * its items and the counts are summed. (need is alike on every rank: the lists are.) */
+    double *cnt = R->red;                           /* (B) this rank's counts, split */
+    for (int r = 0; r < B && R->split; r++) cnt[r] = 0;
+    for (int j0 = 0; need && j0 < nl; j0 += R->blk) {
+        int nb = nl - j0 < R->blk ? nl - j0 : R->blk;
         score_block(R, U, B, j0, nb);
+        exclude_block(R, B, j0, nb, R->ptr);
         for (int r = 0; r < B; r++) {
             if (R->ptr[r] < 0) continue;
-            float *s = R->S + (long)r * nb, st = R->st[r];
-            while (R->ptr[r] < R->exo[r + 1] && R->exs[R->ptr[r]] < j0 + nb) {
-                int32_t it = R->exs[R->ptr[r]++];
-                if (it >= j0) s[it - j0] = -INFINITY;
-            }
+            const float *s = R->S + (long)r * nb;
+            float st = R->st[r];
             long c = 0;
-            int tl = R->tgt[r] - j0;                /* items below the target win ties */
-            for (int j = 0; j < nb; j++) c += s[j] > st || (s[j] == st && j < tl);
-            R->rank[r] += c;
+            int t = R->tgt[r];                      /* items below the target win ties */
+            if (nr == 1) {
+                int tl = t - j0;
+                for (int j = 0; j < nb; j++) c += s[j] > st || (s[j] == st && j < tl);
+            } else {
+                for (int j = 0; j < nb; j++) c += s[j] > st || (s[j] == st && (long)(j0 + j) * nr + rk < t);
+            }
+            if (R->split) cnt[r] += c; else R->rank[r] += c;
         }
+    }
+    if (R->split && need) {
+        if (ts_dist_sum(cnt, B, e)) return -1;
+        for (int r = 0; r < B; r++) if (R->ptr[r] >= 0) R->rank[r] += (long)cnt[r];
     }
     double ls = 0;
     for (int r = 0; r < B; r++) {
@@ -524,6 +787,7 @@ static int forward(ts_head *H, ts_phase phase, double *loss, ts_err *e)
     if (targets(H, R, B, e)) return -1;
     if (phase != TS_TRAIN) return eval_batch(H, R, B, loss, e);
     if (R->tower) return R->sampled ? train_tower_sampled(H, R, B, loss, e) : train_tower_full(H, R, B, loss, e);
+    if (R->split) return R->sampled ? train_sampled_split(H, R, B, loss, e) : train_full_split(H, R, B, loss, e);
     return R->sampled ? train_sampled(H, R, B, loss, e) : train_full(H, R, B, loss, e);
 }
 
@@ -577,6 +841,7 @@ static int report(ts_head *H, const char *dir, ts_err *e)
     rt_state *R = H->state;
     const void *p;
     long n;
+    if (R->split) return 0;   /* V holds this rank's rows only: no item_vectors (docs/scale.md) */
     if (R->tower) rt_tower_catalogue(R->tower, R->V->w);   /* the vectors the weights give now */
     const char *const *title = ts_ctx_aux(H->ctx, "item_title", &p, &n) == 0 && n == R->items ? p : NULL;
     const int32_t *raw = ts_ctx_aux(H->ctx, "item_raw_id", &p, &n) == 0 && n == R->items ? p : NULL;
@@ -606,7 +871,8 @@ static void destroy(ts_head *H)
     if (!R) return;
     void *bufs[] = {R->cdf, R->z, R->dz, R->zero_lab, R->samp, R->corr, R->Vs, R->dVs, R->tgt, R->S, R->best_s,
         R->tmp_s, R->mrg_s, R->best_i, R->tmp_i, R->mrg_i, R->nbest, R->st, R->lse_m, R->lse_s, R->rank, R->exs,
-        R->exo, R->ptr, R->list};
+        R->exo, R->ptr, R->list, R->sids, R->srow, R->sgrad, R->sb, R->sgb, R->ua, R->zl, R->dua, R->ta, R->red,
+        R->bytes_of, R->cnt, R->topall};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     rt_tower_free(R->tower);
     free(R);
