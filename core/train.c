@@ -1809,6 +1809,13 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
             return -1;
         }
     }
+    if (b == 0 && t->sharded) {
+        /* A rank without rows this step (the last short batch of an epoch, a streamed share
+         * used up) still takes part in the sharded tables' exchanges, which are collective: its
+         * layers run over no rows, its heads not at all (their gradient is 0 here). */
+        for (int i = 0; i < x->data.nfield; i++) x->data.field[i].dim[0] = 0;
+        if (ts_exp_forward(x, TS_TRAIN, 0, e) || ts_exp_backward(x, e)) return -1;
+    }
     if (t->size > 1) {
         /* Every rank's gradient is the mean over its b rows: weighted by b / B, their sum is
          * the mean over the global batch. */
