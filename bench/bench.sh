@@ -45,7 +45,7 @@ have_torch=no
 have_time=no
 [ -x /usr/bin/time ] && have_time=yes
 tuned_env="MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_MMAP_THRESHOLD_=33554432 OPENBLAS_NUM_THREADS=1"
-echo "tessera: train.threads=$threads; train.replicas=$threads but for dssm (its two towers at once)"
+echo "tessera: train.threads=$threads; train.replicas=$threads for the census models, cnn_dssm and lstm_dssm"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $threads thread(s) each; best of $rounds alternating rounds"
 echo "PyTorch tuned: $tuned_env, torch.set_num_threads($threads), faster of sparse/dense embedding gradients"
 echo "load at start:$(uptime | sed 's/.*load average://')"
@@ -175,7 +175,7 @@ done
 # YouTube DNN on MovieLens ml-latest-small, batch 256: tessera 2 epochs (198,012 examples); the
 # reference 51,200 examples per variant (BENCH_REF_SECONDS at most) after 10 untimed steps.
 if want youtube_dnn; then
-    family youtube_dnn 256 movielens_youtube_dnn.ini "train.epochs=2 train.replicas=$threads" youtube_dnn \
+    family youtube_dnn 256 movielens_youtube_dnn.ini "train.epochs=2" youtube_dnn \
         "$s/bench/torch_youtube.py" --data "$s/data/movielens/ml-latest-small" --batch 256 \
         --threads "$threads" --examples 51200 --max-seconds "$refsec"
 fi
