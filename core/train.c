@@ -162,12 +162,7 @@ static double sumsq_avx(const float *g, long n)
 static double sumsq(const float *g, long n)
 {
 #if defined(__GNUC__) && defined(__x86_64__)
-    static int avx = -1;
-    if (avx < 0) {
-        __builtin_cpu_init();
-        avx = __builtin_cpu_supports("avx") != 0;
-    }
-    if (avx) return sumsq_avx(g, n);
+    if (__builtin_cpu_supports("avx")) return sumsq_avx(g, n);
 #endif
     double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     long j = 0;

@@ -57,14 +57,12 @@ static long adam_avx(float b1, float b2, float eps, float wd, float a, float c,
     return i;
 }
 
+/* No cached flag: step() runs on several threads at once ([train] threads), and the test reads
+ * a word the CPU-indicator constructor wrote once at load. */
 static int have_avx(void)
 {
-    static int avx = -1;
-    if (avx < 0) {
-        __builtin_cpu_init();
-        avx = __builtin_cpu_supports("avx") != 0;
-    }
-    return avx;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx") != 0;
 }
 #endif
 
