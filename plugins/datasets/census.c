@@ -871,7 +871,7 @@ static const ts_key keys[] = {
      "line (docs/scale.md)"},
     {"fitted_state", "string", "", "a data_state.txt to read rows with instead of fitting the "
      "statistics and vocabularies on the training split (e.g. fitted once on a sample)"},
-    {"shuffle_buffer", "int", "65536", "stream = true: rows of the shuffle block (172 bytes each)"},
+    {"shuffle_buffer", "int", "65536", "stream = true: rows of the shuffle block (172 bytes each) of the whole job: each of N MPI ranks holds ceil(rows / N) (docs/scale.md)"},
     {NULL, NULL, NULL, NULL}};
 static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops),
     .open = census_open, .batch = census_batch, .aux = census_aux, .close = census_close,
