@@ -14,15 +14,14 @@
 #     What was found (Open MPI 4.1.4): mpirun does pass a script's SIGTERM on to the ranks, from a
 #     background job of sh, and even when the script's parent ignores SIGTERM (mpirun catches it
 #     and its odls resets the ranks' handlers): 31 of 31 jobs signalled by hand while the ranks
-#     ran (10 of them beside another 2-rank job), and 2 of 3 runs of this test, ended as they
-#     should; a SIGTERM that lands before the
-#     ranks exist ends mpirun with status 1 and no rank's message (20 ms to 1 s after the start).
-#     But 1 of those 3 runs, on the 2-core machine loaded by other jobs (load average 4-6), hung:
-#     mpirun had not ended 60 s after the signal, and nothing of the ranks' output came through.
-#     A likely cause, not proven: the ranks' MPI_Abort (a rank stopped by a signal ends the job
-#     so that no rank waits in a collective) racing mpirun's own termination after its SIGTERM.
-#     Until that is settled the part stays off by default; a hang now prints the processes'
-#     states (ps wchan) before they are killed.
+#     ran (10 of them beside another 2-rank job), and 5 of 6 runs of this test, ended as they
+#     should; a SIGTERM that lands before the ranks exist ends mpirun with status 1 and no rank's
+#     message (20 ms to 1 s after the start). But 1 of those 6 runs, on the 2-core machine
+#     loaded by other jobs (load average 4-6), hung: mpirun had not ended 60 s after the signal,
+#     and nothing of the ranks' output came through. A likely cause, not proven: the ranks'
+#     MPI_Abort (a rank stopped by a signal ends the job so that no rank waits in a collective)
+#     racing mpirun's own termination after its SIGTERM. Until that is settled the part stays
+#     off by default; a hang now prints the processes' states (ps wchan) before they are killed.
 set -eu
 b=${top_builddir:-.}
 s=${top_srcdir:-.}
