@@ -79,6 +79,21 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
+/* The little-endian value of the n < 8 bytes at p (what memcpy into a zeroed word gives),
+ * without the byte-wise copy whose 8-byte reload stalls on store forwarding. */
+static inline uint64_t tail_word(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        return (uint64_t)a | (uint64_t)b << (8 * (n - 4));
+    }
+    if (n == 0) return 0;
+    return (uint64_t)p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) | (uint64_t)p[n - 1] << (8 * (n - 1));
+}
+
 /* A 64-bit hash of a line (8 bytes at a time; little-endian hosts all agree). */
 static uint64_t line_hash(const char *s, size_t n, uint64_t seed)
 {
@@ -91,8 +106,7 @@ static uint64_t line_hash(const char *s, size_t n, uint64_t seed)
         s += 8;
         n -= 8;
     }
-    uint64_t w = 0;
-    memcpy(&w, s, n);
+    uint64_t w = tail_word(s, n);
     return mix64(h ^ w);
 }
 
@@ -218,12 +232,15 @@ ts_stream *ts_stream_open(ts_ctx *ctx, const char *pattern, const char *where, s
     ts_stream *s = calloc(1, sizeof *s);
     if (!s) return ts_fail(e, "out of memory"), NULL;
     s->rb = row_bytes ? row_bytes : 1;
-    s->cap = buffer_rows;
     memcpy(s->frac, frac, sizeof s->frac);
     s->split_seed = split_seed;
     s->seed = ctx ? ts_ctx_seed(ctx) : 0;
     s->rank = ts_dist_rank();
     s->nranks = ts_dist_size();
+    /* shuffle_buffer is the rows of a shuffle block of the whole job: each of N ranks holds its
+     * share, ceil(R / N) rows a block (one process: R), so a rank of N holds no more rows than
+     * one process would (docs/scale.md, "Memory per rank") */
+    s->cap = (buffer_rows + s->nranks - 1) / s->nranks;
     s->scan = scan;
     s->row = row;
     s->user = user;
@@ -540,9 +557,10 @@ int ts_stream_read(ts_stream *s, ts_phase split, const long *rows, int n, void *
 int ts_stream_report(const ts_stream *s, char *buf, size_t n)
 {
     return snprintf(buf, n, "stream_files %d\nstream_train_rows_rank0 %ld\nstream_valid_rows %ld\n"
-                    "stream_test_rows %ld\nstream_shuffle_block_bytes %zu\n", s->nfiles,
+                    "stream_test_rows %ld\nstream_shuffle_block_rows_per_rank %ld\n"
+                    "stream_shuffle_block_bytes %zu\n", s->nfiles,
                     ts_stream_rows(s, TS_TRAIN), ts_stream_rows(s, TS_VALID),
-                    ts_stream_rows(s, TS_TEST), ts_stream_bytes(s));
+                    ts_stream_rows(s, TS_TEST), s->cap, ts_stream_bytes(s));
 }
 
 int ts_stream_row_bytes(ts_stream *s, size_t row_bytes, ts_err *e)

@@ -7,10 +7,21 @@
 #  3. mpirun killed at a random moment (SIGKILL, ranks too) and resumed with 2 ranks ends
 #     bit-identical to the uninterrupted 2-rank run (params.bin, metrics.json but timings,
 #     train.csv's losses); resuming it with 1 process is refused with the number of ranks;
-#  4. SIGTERM to mpirun: the job ends without a hang and a 2-rank resume is bit-identical.
-#     Only with MPI_STREAM_SIGTERM=1: on a quiet machine mpirun, signalled from a script, did not
-#     pass the signal on and every job ran to its end (6 of 6 runs, 0.4-1.4 s after the start),
-#     so this part failed there while passing under load; it stays off until that is understood.
+#  4. SIGTERM to mpirun: the job ends without a hang, saying where it stands, and a 2-rank
+#     resume is bit-identical. Only with MPI_STREAM_SIGTERM=1. History: timed at 0.25-0.5 of a
+#     measured run, 6 of 6 jobs ran to their end on a quiet machine (not reproduced since). Now
+#     the signal is sent once the job has written its first checkpoint (the ranks are training).
+#     What was found (Open MPI 4.1.4): mpirun does pass a script's SIGTERM on to the ranks, from a
+#     background job of sh, and even when the script's parent ignores SIGTERM (mpirun catches it
+#     and its odls resets the ranks' handlers): 31 of 31 jobs signalled by hand while the ranks
+#     ran (10 of them beside another 2-rank job), and 5 of 6 runs of this test, ended as they
+#     should; a SIGTERM that lands before the ranks exist ends mpirun with status 1 and no rank's
+#     message (20 ms to 1 s after the start). But 1 of those 6 runs, on the 2-core machine
+#     loaded by other jobs (load average 4-6), hung: mpirun had not ended 60 s after the signal,
+#     and nothing of the ranks' output came through. A likely cause, not proven: the ranks'
+#     MPI_Abort (a rank stopped by a signal ends the job so that no rank waits in a collective)
+#     racing mpirun's own termination after its SIGTERM. Until that is settled the part stays
+#     off by default; a hang now prints the processes' states (ps wchan) before they are killed.
 set -eu
 b=${top_builddir:-.}
 s=${top_srcdir:-.}
@@ -120,28 +131,38 @@ ok=0
 n=0
 while [ "$ok" = 0 ]; do
     n=$((n + 1))
-    [ "$n" -le 6 ] || { echo "FAIL: every run ended before its SIGTERM"; exit 1; }
-    # from half the job's time down to a quarter (training runs from about a third to three
-    # quarters of it; MPI's start and end take the rest)
-    d=$(awk -v n="$n" -v t="$dur_ms" 'BEGIN { printf "%.3f", t * (0.55 - 0.05 * n) / 1000 }')
+    [ "$n" -le 4 ] || { echo "FAIL: every job ended before its SIGTERM"; exit 1; }
     dir="$tmp/t$n"
     $mpi -np 2 "$b/tessera" run $args --results "$dir" >"$tmp/term.log" 2>&1 &
     pid=$!
-    sleep "$d"
+    # the ranks are training once the first checkpoint (step 7) is there; then a random delay
+    # of 0 to 0.3 s, so that the signal lands at other steps in other runs
+    w=0
+    while [ ! -f "$dir/checkpoint.tsck" ] && kill -0 "$pid" 2>/dev/null && [ "$w" -lt 1200 ]; do
+        sleep 0.05
+        w=$((w + 1))
+    done
+    sleep "$(awk -v s="${KILL_SEED:-$$}" -v n="$n" 'BEGIN { srand(s + 7 * n); printf "%.3f", 0.3 * rand() }')"
     kill -TERM "$pid" 2>/dev/null || true
-    # a hang would outlive this wait: SIGKILL after 60 s, then fail
-    ( sleep 60; kill -9 "$pid" 2>/dev/null ) &
+    # a hang would outlive this wait: after 60 s the states of mpirun and the ranks, then SIGKILL
+    # to them, then fail
+    ( sleep 60
+      kids=$(pgrep -P "$pid" || true)
+      ps -o pid,stat,wchan:24,pcpu,args -p "$pid" $(for k in $kids; do printf ' -p %s' "$k"; done) \
+          >"$tmp/hang.txt" 2>&1 || true
+      kill -9 $kids "$pid" 2>/dev/null ) &
     guard=$!
     rc=0
     wait "$pid" || rc=$?
     kill "$guard" 2>/dev/null || true
-    [ "$rc" != 137 ] || { cat "$tmp/term.log"; echo "FAIL: the job hung after SIGTERM"; exit 1; }
-    [ ! -f "$dir/metrics.json" ] || { echo "run $n: finished before SIGTERM at ${d}s"; continue; }
+    [ "$rc" != 137 ] || { cat "$tmp/term.log" "$tmp/hang.txt"; echo "FAIL: the job hung after SIGTERM"; exit 1; }
+    [ ! -f "$dir/metrics.json" ] || { echo "run $n: finished before its SIGTERM"; continue; }
     grep -q "interrupted by signal 15" "$tmp/term.log" || { cat "$tmp/term.log"; echo "FAIL: no message after SIGTERM"; exit 1; }
+    step=$(sed -n 's/.*interrupted by signal 15 (Terminated) at step \([0-9]*\).*/\1/p' "$tmp/term.log" | head -n 1)
     timeout 300 $mpi -np 2 "$b/tessera" run $args --results "$dir" --resume >"$tmp/resume.log" 2>&1 ||
         { cat "$tmp/resume.log"; echo "FAIL: resume after SIGTERM"; exit 1; }
     cmp -s "$tmp/ref/params.bin" "$dir/params.bin" || { echo "FAIL: resumed after SIGTERM: params.bin differs"; exit 1; }
-    echo "SIGTERM at ${d}s: the job ended, resumed with 2 ranks: bit-identical"
+    echo "SIGTERM at step $step: the job ended, resumed with 2 ranks: bit-identical"
     ok=1
 done
 echo PASS

@@ -118,6 +118,44 @@ static void test_rng_is_reproducible(void **st)
     assert_true(fabs(m / 20000) < 0.03 && fabs(v / 20000 - 1) < 0.05);
 }
 
+/* ts_split's word-at-a-time search for 1- and 2-byte separators cuts where strstr does: random
+ * lines of separator bytes, short fields, "::" (a separator that overlaps itself), and max */
+static int split_by_strstr(char *s, const char *sep, char **fields, int max)
+{
+    size_t k = strlen(sep);
+    int n = 0;
+    for (;;) {
+        if (n == max) return max + 1;
+        fields[n++] = s;
+        char *t = strstr(s, sep);
+        if (!t) return n;
+        *t = 0;
+        s = t + k;
+    }
+}
+
+static void test_split_matches_strstr(void **st)
+{
+    (void)st;
+    static const char *const seps[] = {", ", ",", "::", "\t", "|", ":", " ,"};
+    static const char alphabet[] = "ab, :\t|:";
+    ts_rng r;
+    ts_rng_seed(&r, 7);
+    for (int t = 0; t < 20000; t++) {
+        char a[80], b[80], *fa[16], *fb[16];
+        int len = (int)ts_rng_below(&r, 70);
+        for (int i = 0; i < len; i++) a[i] = alphabet[ts_rng_below(&r, sizeof alphabet - 1)];
+        a[len] = 0;
+        memcpy(b, a, (size_t)len + 1);
+        const char *sep = seps[ts_rng_below(&r, 7)];
+        int max = (int)ts_rng_below(&r, 12);
+        int na = ts_split(a, sep, fa, max), nb = split_by_strstr(b, sep, fb, max);
+        assert_int_equal(na, nb);
+        assert_memory_equal(a, b, (size_t)len + 1);
+        for (int i = 0; i < na && i < max; i++) assert_int_equal(fa[i] - a, fb[i] - b);
+    }
+}
+
 static void test_lines_crlf_long_and_gzip(void **st)
 {
     (void)st;
@@ -187,6 +225,7 @@ int main(void)
         cmocka_unit_test(test_rng_is_reproducible),
         cmocka_unit_test(test_grow_pair_keeps_values),
         cmocka_unit_test(test_lines_crlf_long_and_gzip),
+        cmocka_unit_test(test_split_matches_strstr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

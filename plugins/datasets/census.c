@@ -60,6 +60,11 @@ static const char *const colname[NCOL] = {
     "own business or self employed", "fill inc questionnaire for veteran's admin",
     "veterans benefits", "weeks worked in year", "year", "income"};
 static const int cont_col[NCONT] = {0, 5, 16, 17, 18, 30, 39};
+/* The nominal attributes: every column but the continuous ones, the weight, income and marital
+ * status (a label), in column order. */
+static const int cat_col[NCAT] = {1,  2,  3,  4,  6,  8,  9,  10, 11, 12, 13,
+                                  14, 15, 19, 20, 21, 22, 23, 25, 26, 27, 28,
+                                  29, 31, 32, 33, 34, 35, 36, 37, 38, 40};
 
 /* One row as the batches read it (and a streamed row, parsed): its features and labels side by
  * side in three cache lines, so that a shuffled batch costs three line fetches per row instead
@@ -164,19 +169,18 @@ static int parse_row(census *st, char **f, int nf, long r, int predict, int add,
     st->education[r] = 0;
     for (int k = 0; k < 4; k++)
         if (strncmp(f[COL_EDUCATION], degree[k], strlen(degree[k])) == 0) st->education[r] = 1;
-    int a = 0;
-    for (int c = 0; c < NCOL; c++) {
-        int is_cont = 0;
-        for (int k = 0; k < NCONT; k++) is_cont |= cont_col[k] == c;
-        if (is_cont || c == COL_WEIGHT || c == COL_INCOME || c == COL_MARITAL) continue;
+    for (int a = 0; a < NCAT; a++) {
+        int c = cat_col[a];
         /* With the education label the attribute is one constant value: it must not leak. */
         const char *text = st->edu_label && c == COL_EDUCATION ? "(the education label)" : f[c];
-        int32_t id = ts_strtab_id(st->dict, a, text, strlen(text), add);
+        /* ts_split(", ") ended field c where field c + 1 starts, less the separator */
+        size_t len = text == f[c] && c + 1 < nf ? (size_t)(f[c + 1] - f[c] - 2) : strlen(text);
+        int32_t id = ts_strtab_id(st->dict, a, text, len, add);
         if (id == -2 || (id < 0 && add)) {
             snprintf(why, nwhy, "out of memory");
             return -2;
         }
-        st->cat[r * NCAT + a++] = id;
+        st->cat[r * NCAT + a] = id;
     }
     return 0;
 }
@@ -867,7 +871,7 @@ static const ts_key keys[] = {
      "line (docs/scale.md)"},
     {"fitted_state", "string", "", "a data_state.txt to read rows with instead of fitting the "
      "statistics and vocabularies on the training split (e.g. fitted once on a sample)"},
-    {"shuffle_buffer", "int", "65536", "stream = true: rows of the shuffle block (172 bytes each)"},
+    {"shuffle_buffer", "int", "65536", "stream = true: rows of the shuffle block (172 bytes each) of the whole job: each of N MPI ranks holds ceil(rows / N) (docs/scale.md)"},
     {NULL, NULL, NULL, NULL}};
 static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops),
     .open = census_open, .batch = census_batch, .aux = census_aux, .close = census_close,

@@ -401,7 +401,7 @@ static const ts_key keys[] = {
     {"implicit_label", "string", "label", "with negatives: the field that is 1 for the file's rows, 0 for sampled ones"},
     {"min_history", "int", "0", "a row is an example only when its user has this many earlier rows (user =, time =); the others still count for vocabularies and popularity and appear in histories"},
     {"stream", "bool", "false", "read the main file as a stream (path: a file, a folder of shards or a glob; plain or .gz) with memory bounded by shuffle_buffer; a row's split is a hash of its line; dense, categorical, label and weight columns only (docs/scale.md)"},
-    {"shuffle_buffer", "int", "65536", "stream = true: rows of the shuffle block (8 bytes a declared column each)"},
+    {"shuffle_buffer", "int", "65536", "stream = true: rows of the shuffle block (8 bytes a declared column each) of the whole job: each of N MPI ranks holds ceil(rows / N) (docs/scale.md)"},
     {"row_order", "choice:file|user_time", "file", "the order of each split's rows: the file's, or each user's rows together by time (users in order of first appearance)"},
     {NULL, NULL, NULL, NULL}};
 
