@@ -337,22 +337,24 @@ int ts_ctx_alloc_params(ts_ctx *ctx, int nslots, float **arena, size_t *arena_n,
     return 0;
 }
 
+void ts_param_zero_grad(ts_param *p)
+{
+    if (p->flags & TS_PARAM_SPARSE) {
+        for (int k = 0; k < p->ntouched; k++) {
+            int32_t r = p->touched[k];
+            memset(p->g + (size_t)r * p->cols, 0, (size_t)p->cols * sizeof *p->g);
+            p->is_touched[r] = 0;
+        }
+        p->ntouched = 0;
+    } else {
+        memset(p->g, 0, (size_t)p->rows * p->cols * sizeof *p->g);
+    }
+}
+
 void ts_params_zero_grad(ts_ctx *ctx)
 {
-    for (int i = 0; i < ctx->nparams; i++) {
-        ts_param *p = ctx->params[i];
-        if (p->shared) continue;
-        if (p->flags & TS_PARAM_SPARSE) {
-            for (int k = 0; k < p->ntouched; k++) {
-                int32_t r = p->touched[k];
-                memset(p->g + (size_t)r * p->cols, 0, (size_t)p->cols * sizeof *p->g);
-                p->is_touched[r] = 0;
-            }
-            p->ntouched = 0;
-        } else {
-            memset(p->g, 0, (size_t)p->rows * p->cols * sizeof *p->g);
-        }
-    }
+    for (int i = 0; i < ctx->nparams; i++)
+        if (!ctx->params[i]->shared) ts_param_zero_grad(ctx->params[i]);
 }
 
 /* ---- loading an experiment ----------------------------------------------------------------- */

@@ -7,6 +7,9 @@
 #include "tessera.h"
 #include "host.h"
 
+#include <stdint.h>
+#include <string.h>
+
 #define TS_PATH_MAX 4096
 
 /* ---- INI ----------------------------------------------------------------------------------- */
@@ -111,6 +114,7 @@ int ts_ctx_alloc_params(ts_ctx *ctx, int nslots, float **arena, size_t *arena_n,
 void ts_param_init_values(ts_param *p, ts_rng *r);
 /* Zeroes gradients: whole dense ones, touched rows of sparse ones. */
 void ts_params_zero_grad(ts_ctx *ctx);
+void ts_param_zero_grad(ts_param *p);   /* one parameter's */
 
 /* ---- the graph ----------------------------------------------------------------------------- */
 typedef struct ts_node {
@@ -218,6 +222,21 @@ int ts_exp_forward(ts_exp *x, ts_phase phase, int n, ts_err *e);
  * caller, and returns when all have run. ts_pool_new(n < 2) and a failed start give NULL, which
  * ts_pool_run treats as one thread. */
 typedef struct ts_pool ts_pool;
+/* The little-endian value of the n < 8 bytes at p (what memcpy into a zeroed word gives),
+ * without the byte-wise copy whose 8-byte reload stalls on store forwarding. */
+static inline uint64_t ts_tail_word(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        return (uint64_t)a | (uint64_t)b << (8 * (n - 4));
+    }
+    if (n == 0) return 0;
+    return (uint64_t)p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) | (uint64_t)p[n - 1] << (8 * (n - 1));
+}
+
 /* One polling step of a thread waiting for work (the x86 pause instruction). */
 static inline void ts_relax(void)
 {

@@ -79,21 +79,6 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-/* The little-endian value of the n < 8 bytes at p (what memcpy into a zeroed word gives),
- * without the byte-wise copy whose 8-byte reload stalls on store forwarding. */
-static inline uint64_t tail_word(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    if (n >= 4) {
-        uint32_t a, b;
-        memcpy(&a, p, 4);
-        memcpy(&b, p + n - 4, 4);
-        return (uint64_t)a | (uint64_t)b << (8 * (n - 4));
-    }
-    if (n == 0) return 0;
-    return (uint64_t)p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) | (uint64_t)p[n - 1] << (8 * (n - 1));
-}
-
 /* A 64-bit hash of a line (8 bytes at a time; little-endian hosts all agree). */
 static uint64_t line_hash(const char *s, size_t n, uint64_t seed)
 {
@@ -106,7 +91,7 @@ static uint64_t line_hash(const char *s, size_t n, uint64_t seed)
         s += 8;
         n -= 8;
     }
-    uint64_t w = tail_word(s, n);
+    uint64_t w = ts_tail_word(s, n);
     return mix64(h ^ w);
 }
 

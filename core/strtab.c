@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tessera.h"
+#include "internal.h"
 
 #define BLOCK ((size_t)1 << 16)   /* arena block size; a longer key gets a block of its own */
 
@@ -41,21 +41,6 @@ struct ts_strtab {
 
 ts_strtab *ts_strtab_new(void) { return calloc(1, sizeof(ts_strtab)); }
 
-/* The little-endian value of the n < 8 bytes at p (what memcpy into a zeroed word gives),
- * without the byte-wise copy whose 8-byte reload stalls on store forwarding. */
-static inline uint64_t tail_word(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    if (n >= 4) {
-        uint32_t a, b;
-        memcpy(&a, p, 4);
-        memcpy(&b, p + n - 4, 4);
-        return (uint64_t)a | (uint64_t)b << (8 * (n - 4));
-    }
-    if (n == 0) return 0;
-    return (uint64_t)p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) | (uint64_t)p[n - 1] << (8 * (n - 1));
-}
-
 /* A hash of (space, bytes), 8 bytes at a time (a multiply and a fold per word, then a final
  * mix): the slot of a key depends on it, never an id (ids count first appearances), so any good
  * hash gives the same ids. It replaced FNV-1a's byte-at-a-time multiply chain, which cost about a
@@ -71,7 +56,7 @@ static uint64_t hash_key(int32_t space, const char *s, size_t n)
         s += 8;
         n -= 8;
     }
-    uint64_t w = tail_word(s, n);
+    uint64_t w = ts_tail_word(s, n);
     h = (h ^ w) * 0x94d049bb133111ebull;
     h ^= h >> 29;
     h *= 0xbf58476d1ce4e5b9ull;

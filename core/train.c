@@ -1679,16 +1679,7 @@ static void opt_task(void *arg, int task)
     ts_param *p = x->ctx.params[i];
     const ts_optim_ops *oo = x->opt_pl->ops;
     a->rc[i] = p->flags & TS_PARAM_FROZEN ? 0 : oo->step(x->opt_state, p, a->step, 1.0f, &a->err[i]);
-    if (p->flags & TS_PARAM_SPARSE) {
-        for (int k = 0; k < p->ntouched; k++) {
-            int32_t r = p->touched[k];
-            memset(p->g + (size_t)r * p->cols, 0, (size_t)p->cols * sizeof *p->g);
-            p->is_touched[r] = 0;
-        }
-        p->ntouched = 0;
-    } else {
-        memset(p->g, 0, (size_t)p->rows * p->cols * sizeof *p->g);
-    }
+    ts_param_zero_grad(p);
 }
 
 static int optimizer_step(trainer *t, ts_err *e)

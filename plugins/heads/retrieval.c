@@ -368,6 +368,25 @@ static int train_sampled(ts_head *H, rt_state *R, int B, double *loss, ts_err *e
  * the rows of the negatives and of this rank's targets are gathered from their owners, and their
  * gradient rows scattered back (weighted there by this rank's share of the global batch, as an
  * embedding's are). The logits, the loss and dU are train_sampled's. */
+/* The sampled logits' loss and gradient dz (B, 1 + J), an accidental hit's masked, and the
+ * user vectors' gradient dU += dz_neg Vs + dz_target Vt (Vs (J, D) the negatives' rows, Vt
+ * (B, D) the targets'). */
+static int sampled_grad(ts_head *H, rt_state *R, int B, const float *z, float *dz,
+                        const float *Vs, const float *Vt, double *loss, ts_err *e)
+{
+    int J = R->J, C = 1 + J, D = R->D;
+    memset(dz, 0, (size_t)B * C * sizeof *dz);
+    if (loss_of(H, B, C, z, R->zero_lab, dz, loss, e)) return -1;
+    for (int r = 0; r < B; r++)                     /* an accidental hit gets no gradient */
+        for (int j = 0; j < J; j++) if (R->samp[j] == R->tgt[r]) dz[(long)r * C + 1 + j] = 0;
+    if (H->in[0]->dx) {
+        float *dx = H->in[0]->dx;                   /* (B, D) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, J, 1.0f, dz + 1, C, Vs, D, 1.0f, dx, D);
+        for (int r = 0; r < B; r++) cblas_saxpy(D, dz[(long)r * C], Vt + (long)r * D, 1, dx + (long)r * D, 1);
+    }
+    return 0;
+}
+
 static int train_sampled_split(ts_head *H, rt_state *R, int B, double *loss, ts_err *e)
 {
     const float *U = H->in[0]->x;                   /* (B, D) */
@@ -390,15 +409,7 @@ static int train_sampled_split(ts_head *H, rt_state *R, int B, double *loss, ts_
                 (R->logq ? (float)(log((double)J) + log_q(R, t)) : 0.0f);
         for (int j = 0; j < J; j++) zr[1 + j] = R->samp[j] == t ? RT_MASK : zr[1 + j] + bs[j] - R->corr[j];
     }
-    memset(dz, 0, (size_t)B * C * sizeof *dz);
-    if (loss_of(H, B, C, z, R->zero_lab, dz, loss, e)) return -1;
-    for (int r = 0; r < B; r++)                     /* an accidental hit gets no gradient */
-        for (int j = 0; j < J; j++) if (R->samp[j] == R->tgt[r]) dz[(long)r * C + 1 + j] = 0;
-    if (H->in[0]->dx) {
-        float *dx = H->in[0]->dx;                   /* (B, D) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, J, 1.0f, dz + 1, C, Vs, D, 1.0f, dx, D);
-        for (int r = 0; r < B; r++) cblas_saxpy(D, dz[(long)r * C], Vt + (long)r * D, 1, dx + (long)r * D, 1);
-    }
+    if (sampled_grad(H, R, B, z, dz, Vs, Vt, loss, e)) return -1;
     float *gs = R->sgrad, *gt = R->sgrad + (long)J * D;   /* (J, D) negatives', (B, D) targets' */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, J, D, B, 1.0f, dz + 1, C, U, D, 0.0f, gs, D);
     for (int j = 0; j < J; j++) {
@@ -511,15 +522,7 @@ static int train_tower_sampled(ts_head *H, rt_state *R, int B, double *loss, ts_
                 (R->logq ? (float)(log((double)J) + log_q(R, t)) : 0.0f);
         for (int j = 0; j < J; j++) zr[1 + j] = R->samp[j] == t ? RT_MASK : zr[1 + j] + bw[R->samp[j]] - R->corr[j];
     }
-    memset(dz, 0, (size_t)B * C * sizeof *dz);
-    if (loss_of(H, B, C, z, R->zero_lab, dz, loss, e)) return -1;
-    for (int r = 0; r < B; r++)                     /* an accidental hit gets no gradient */
-        for (int j = 0; j < J; j++) if (R->samp[j] == R->tgt[r]) dz[(long)r * C + 1 + j] = 0;
-    if (H->in[0]->dx) {
-        float *dx = H->in[0]->dx;                   /* (B, D) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, J, 1.0f, dz + 1, C, Vs, D, 1.0f, dx, D);
-        for (int r = 0; r < B; r++) cblas_saxpy(D, dz[(long)r * C], Vt + (long)r * D, 1, dx + (long)r * D, 1);
-    }
+    if (sampled_grad(H, R, B, z, dz, Vs, Vt, loss, e)) return -1;
     float *dv = rt_tower_dv(R->tower);              /* (B + J, D) */
     for (int r = 0; r < B; r++) {
         float *d = dv + (long)r * D, g = dz[(long)r * C];
