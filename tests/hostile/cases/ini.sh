@@ -627,3 +627,21 @@ hc head-takes-unknown-kind '
     set_key bad.ini head.y1 type binary
     after_header bad.ini head.y1 "takes = odds"
     bad bad.ini bad.ini:$(lineno bad.ini "takes = odds") takes'
+
+# -- [train] replicas and threads: values out of range or of the wrong type are refused naming
+#    the key; a graph they cannot run is refused with the reason; a batch smaller than the
+#    copies, and more threads than layers, still train
+for v in 0 65 -1 two 1.5; do
+    hc "train-replicas-$v" "
+        fx mini.ini bad.ini; set_key bad.ini train replicas '$v'
+        bad bad.ini bad.ini replicas"
+done
+hc train-replicas-gradnorm '
+    fx mini.ini bad.ini; set_key bad.ini train replicas 2; set_key bad.ini train weighting gradnorm
+    bad bad.ini bad.ini replicas gradnorm'
+hc train-replicas-more-than-batch '
+    fx mini.ini ok.ini; set_key ok.ini train replicas 16; set_key ok.ini train batch 3
+    good ok.ini'
+hc train-threads-many '
+    fx mini.ini ok.ini; set_key ok.ini train threads 64
+    good ok.ini'
