@@ -303,10 +303,6 @@ static int backward(ts_layer *L, ts_err *e)
         const int32_t i = rows[d];
         float *g = G + (size_t)i * KF;
         slot[i] = -1;
-        if (d + 1 < nd) {   /* the next row's lines, on their way while this one is summed */
-            const float *gn = G + (size_t)rows[d + 1] * KF;
-            for (int j = 0; j < KF; j += 16) __builtin_prefetch(gn + j, 1, 3);
-        }
         for (int32_t o = start[d]; o < start[d + 1]; o++) {
             const int32_t cell = occ[o];
             const int b = cell / T, u = cell - b * T, n = steps_of(in, b);
