@@ -21,19 +21,15 @@
  * only the rows of the trigrams present (a sparse table: ts_param_touch, lazy optimizer updates).
  * Behind max-over-time pooling dz_t is sparse (one nonzero per filter per text, at the argmax):
  * a position with few nonzeros is scattered feature by feature, a dense one is added as a block
- * of F. Both add the same terms in the same order per weight. The batch's trigram occurrences
- * are first grouped by trigram (a stable counting sort over the distinct trigrams of the batch),
- * so each gradient row is visited once per step and receives all its terms while it is in the
- * L1 cache, in batch order: the same sums, bit for bit, as a word-at-a-time loop.
- * Buffers: one row of P (T, w F) and the batch's compressed dz, sized at build; the occurrence
- * lists, grown to the largest batch seen.
+ * of F (bagmath.h's bag gradient). Both add the same terms in the same order per weight.
+ * Buffers: one row of P (T, w F) and the compressed dz of one row, sized at build.
  * What it is not: a strided or dilated convolution, nor one over dense inputs (that is conv1d).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "tessera.h"
-#include "bagmath.h"   /* ts_bag_sum */
+#include "bagmath.h"
 #include "convmath.h"
 #include "vecmath.h"
 
@@ -43,17 +39,10 @@ typedef struct {
     ts_param *W;      /* (V, w*F) sparse: row i = [W_0[i] | ... | W_{w-1}[i]], F each */
     ts_param *b;      /* (1, F) */
     float *P;         /* (T, w*F) one row's word projections P_s = x_s W */
-    int32_t *nzp;     /* (B*T + 1) the batch's nonzeros of dz: cell (b, t)'s are nzf/nzg from
-                         nzp[b T + t] to nzp[b T + t + 1] (t < len b) */
-    int32_t *nzf;     /* (B * T * F) their features */
-    float *nzg;       /* (B * T * F) their values dz */
-    float *dz;        /* (B * T * F) dz, dense, of the cells added as blocks of F (only those) */
-    int32_t *slot;    /* (V) a trigram's place among the batch's distinct ones, -1 when absent */
-    int32_t *rows;    /* (cap) the batch's distinct trigrams, in the order of first occurrence */
-    int32_t *start;   /* (cap + 1) where each distinct trigram's occurrences begin in occ */
-    int32_t *occ;     /* (cap) the cells b T + u of every occurrence, grouped by trigram, each
-                         group in batch order */
-    int cap;          /* the occurrences rows/start/occ have room for */
+    int32_t *nzp;     /* (T + 1) one row's nonzeros of dz: position t's are nzf/nzg[nzp[t]..) */
+    int32_t *nzf;     /* (T * F) their features */
+    float *nzg;       /* (T * F) their values dz */
+    float *dz;        /* (T * F) one row's dz, dense (the positions added as blocks read it) */
     int32_t *dirty;   /* (Bmax) the output cells t >= dirty[b] of row b hold zeros already (an
                          earlier forward zeroed them), so only [len, dirty) needs zeroing */
 } sconv_state;
@@ -120,16 +109,13 @@ static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
     if (!s->b) return -1;
     const size_t T = (size_t)in->dim[1], F = (size_t)s->F;
     s->P = malloc(T * (size_t)s->KF * sizeof(float));
-    const size_t BT = (size_t)in->dim[0] * T;
-    s->nzp = malloc((BT + 1) * sizeof(int32_t));
-    s->nzf = malloc(BT * F * sizeof(int32_t));
-    s->nzg = malloc(BT * F * sizeof(float));
-    s->dz = malloc(BT * F * sizeof(float));
-    s->slot = malloc((size_t)s->V * sizeof(int32_t));
+    s->nzp = malloc((T + 1) * sizeof(int32_t));
+    s->nzf = malloc(T * F * sizeof(int32_t));
+    s->nzg = malloc(T * F * sizeof(float));
+    s->dz = malloc(T * F * sizeof(float));
     s->dirty = malloc((size_t)in->dim[0] * sizeof(int32_t));
-    if (!s->P || !s->nzp || !s->nzf || !s->nzg || !s->dz || !s->slot || !s->dirty)
+    if (!s->P || !s->nzp || !s->nzf || !s->nzg || !s->dz || !s->dirty)
         return ts_fail(e, "sparse_conv %s: out of memory", L->name);
-    for (int i = 0; i < s->V; i++) s->slot[i] = -1;
     for (int b = 0; b < in->dim[0]; b++) s->dirty[b] = in->dim[1];   /* unknown: all of it */
     ts_tensor *out = &L->out[0];
     out->dtype = TS_F32;
@@ -155,12 +141,15 @@ TS_VEC static void add_span(float *restrict y, const float *restrict x, int n)
     for (int j = 0; j < n; j++) y[j] += x[j];
 }
 
-/* row[f[q]] += g[q] for q < m: the nonzeros of one position's dz into one block of a trigram's
- * row (the features f of one position are distinct). */
-static inline void scatter_row(float *restrict row, const int32_t *restrict f,
-                               const float *restrict g, int m)
+/* G[ids[k] * ld + f[q]] += g[q] for q < m, k < n: the nonzeros of one position's dz into one
+ * block of each trigram's row, in the order of ids and then of q. */
+static void scatter_rows(float *G, long ld, const int32_t *ids, int n, const int32_t *f,
+                         const float *g, int m)
 {
-    for (int q = 0; q < m; q++) row[f[q]] += g[q];
+    for (int k = 0; k < n; k++) {
+        float *row = G + (size_t)ids[k] * ld;
+        for (int q = 0; q < m; q++) row[f[q]] += g[q];
+    }
 }
 
 static int forward(ts_layer *L, ts_phase phase, ts_err *e)
@@ -212,27 +201,9 @@ static int forward(ts_layer *L, ts_phase phase, ts_err *e)
     return 0;
 }
 
-/* Room for n occurrences (and as many distinct trigrams) in rows, start and occ. */
-static int reserve(sconv_state *s, int n)
-{
-    if (n <= s->cap) return 0;
-    int c = s->cap ? s->cap : 1024;
-    while (c < n) c = c > 0x3fffffff / 2 ? n : 2 * c;
-    int32_t *r = realloc(s->rows, (size_t)c * sizeof *r);
-    if (!r) return -1;
-    s->rows = r;
-    r = realloc(s->start, ((size_t)c + 1) * sizeof *r);
-    if (!r) return -1;
-    s->start = r;
-    r = realloc(s->occ, (size_t)c * sizeof *r);
-    if (!r) return -1;
-    s->occ = r;
-    s->cap = c;
-    return 0;
-}
-
 static int backward(ts_layer *L, ts_err *e)
 {
+    (void)e;
     sconv_state *s = L->state;
     const ts_tensor *in = L->in[0];
     const ts_tensor *out = &L->out[0];
@@ -242,83 +213,40 @@ static int backward(ts_layer *L, ts_err *e)
     const int train_W = !(s->W->flags & TS_PARAM_FROZEN);
     float *G = s->W->g;   /* (V, w*F) */
     float *db = s->b->g;  /* (1, F) */
-    int32_t *nzp = s->nzp;
-    /* dz of every valid cell, compressed to its nonzeros (cell-major, rows one after another);
-     * the cells dense enough to be added as a block of F also get their dz written out */
-    int m = 0;
     for (int b = 0; b < B; b++) {
         const int n = steps_of(in, b);
         if (n == 0) continue;
         const long c0 = (long)b * T;
         const float *yb = out->x + (size_t)c0 * F, *dyb = out->dx + (size_t)c0 * F;
-        m = compress(yb, dyb, n, F, s->act, s->nzf, s->nzg, nzp + c0, m);
-        for (int t = 0; t < n; t++) {
-            for (int q = nzp[c0 + t]; q < nzp[c0 + t + 1]; q++) db[s->nzf[q]] += s->nzg[q];
-            if (train_W && 3 * (nzp[c0 + t + 1] - nzp[c0 + t]) > F)
-                act_grad(yb + (size_t)t * F, dyb + (size_t)t * F, s->dz + (size_t)(c0 + t) * F,
-                         F, s->act);
-        }
-    }
-    if (!train_W) return 0;
-    /* The occurrences of the valid words' trigrams, grouped by trigram (a counting sort over the
-     * batch's distinct trigrams, stable: each group in batch order), so that each gradient row
-     * is visited once and gets all its terms while it sits in the L1 cache. */
-    int ntok = 0;
-    for (int b = 0; b < B; b++) {
-        const int n = steps_of(in, b);
-        ntok += off[(long)b * T + n] - off[(long)b * T];
-    }
-    if (reserve(s, ntok))
-        return ts_fail(e, "sparse_conv %s: out of memory for the %d trigram occurrences of a "
-                       "batch", L->name, ntok);
-    int32_t *slot = s->slot, *rows = s->rows, *start = s->start, *occ = s->occ;
-    int nd = 0;
-    for (int b = 0; b < B; b++) {   /* count per distinct trigram */
-        const int n = steps_of(in, b);
-        for (int32_t k = off[(long)b * T]; k < off[(long)b * T + n]; k++) {
-            int32_t i = ids[k];
-            if (slot[i] < 0) {
-                slot[i] = nd;
-                rows[nd] = i;
-                start[nd++] = 0;
-            }
-            start[slot[i]]++;
-        }
-    }
-    for (int d = 0, a = 0; d < nd; d++) {   /* counts -> where each group ends */
-        a += start[d];
-        start[d] = a;
-    }
-    start[nd] = ntok;
-    for (int b = B - 1; b >= 0; b--) {   /* placed from the end backwards: stable */
-        const int n = steps_of(in, b);
-        const long c0 = (long)b * T;
-        for (int u = n - 1; u >= 0; u--)
-            for (int32_t k = off[c0 + u + 1] - 1; k >= off[c0 + u]; k--)
-                occ[--start[slot[ids[k]]]] = (int32_t)(c0 + u);
-    }
-    /* now start[d] is where group d begins; row rows[d], block k gets dz of cell (b, u - k + pad)
-     * for each occurrence (b, u), in batch order: the order of a word-at-a-time loop per weight */
-    for (int d = 0; d < nd; d++) {
-        const int32_t i = rows[d];
-        float *g = G + (size_t)i * KF;
-        slot[i] = -1;
-        for (int32_t o = start[d]; o < start[d + 1]; o++) {
-            const int32_t cell = occ[o];
-            const int b = cell / T, u = cell - b * T, n = steps_of(in, b);
+        /* dz of the row's positions, compressed to its nonzeros (position-major) */
+        compress(yb, dyb, n, F, s->act, s->nzf, s->nzg, s->nzp, 0);
+        for (int t = 0; t < n; t++)
+            for (int q = s->nzp[t]; q < s->nzp[t + 1]; q++) db[s->nzf[q]] += s->nzg[q];
+        if (!train_W) continue;
+        int dense_made = 0;
+        /* word u's trigram rows, block k, get dz of position u - k + pad */
+        for (int u = 0; u < n; u++) {
+            const int32_t *bag = ids + off[c0 + u];
+            const int cnt = off[c0 + u + 1] - off[c0 + u];
+            if (cnt == 0) continue;
             for (int k = 0; k < s->w; k++) {
-                const int t = u - k + s->pad;
+                int t = u - k + s->pad;
                 if (t < 0 || t >= n) continue;
-                const int32_t c = cell - k + s->pad;
-                const int mz = nzp[c + 1] - nzp[c];
-                if (mz == 0) continue;
-                if (3 * mz > F)   /* dense enough: a block of F */
-                    add_span(g + (size_t)k * F, s->dz + (size_t)c * F, F);
-                else
-                    scatter_row(g + (size_t)k * F, s->nzf + nzp[c], s->nzg + nzp[c], mz);
+                int m = s->nzp[t + 1] - s->nzp[t];
+                if (m == 0) continue;
+                if (3 * m > F) {   /* dense enough: a block of F, four rows per pass */
+                    if (!dense_made) {
+                        act_grad(yb, dyb, s->dz, (long)n * F, s->act);
+                        dense_made = 1;
+                    }
+                    ts_bag_grad(G + (size_t)k * F, KF, bag, cnt, F, 1.0f, s->dz + (size_t)t * F);
+                } else {
+                    scatter_rows(G + (size_t)k * F, KF, bag, cnt, s->nzf + s->nzp[t],
+                                 s->nzg + s->nzp[t], m);
+                }
             }
+            for (int q = 0; q < cnt; q++) ts_param_touch(s->W, bag[q]);
         }
-        ts_param_touch(s->W, i);
     }
     return 0;
 }
@@ -328,7 +256,6 @@ static void destroy(ts_layer *L)
     sconv_state *s = L->state;
     if (!s) return;
     free(s->P); free(s->nzp); free(s->nzf); free(s->nzg); free(s->dz); free(s->dirty);
-    free(s->slot); free(s->rows); free(s->start); free(s->occ);
     free(s);
     L->state = NULL;
 }
