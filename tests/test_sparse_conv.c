@@ -4,7 +4,8 @@
  * formula's, both with a dense output gradient (the block path of backward) and with the one
  * nonzero per (row, filter) that max pooling leaves (the scatter path, which `check-plugin`'s
  * random gradients never reach), the rows it marks touched, padded cells zeroed after a longer
- * batch, and its refusals (a float input, an even window). The finite-difference check of the
+ * batch, and its refusals (a float input, an even window); for tanh, relu and none (F = 20: the
+ * AVX-512 compress of dz in whole and partial 16-feature chunks). The finite-difference check of the
  * conformance suite runs on it as on every plugin (tests/check_plugins.sh).
  * The layer is built on libtessera's internal context (core/internal.h), as check.c does. */
 #include "testutil.h"
@@ -21,7 +22,10 @@
 
 #include "internal.h"
 
-enum { B = 5, T = 6, V = 23, W = 3, F = 12, PAD = 1, MAXBAG = 5 };
+/* F = 20: more than one 16-wide chunk of features and a partial one (the AVX-512 compress) */
+enum { B = 5, T = 6, V = 23, W = 3, F = 20, PAD = 1, MAXBAG = 5 };
+enum { A_NONE, A_TANH, A_RELU };
+static const char *const act_name[] = {"none", "tanh", "relu"};
 
 typedef struct {
     const ts_plugin *pl;
@@ -33,6 +37,7 @@ typedef struct {
     int32_t off[B * T + 1], ids[B * T * MAXBAG], len[B];
     float *arena;
     size_t arena_n;
+    int act;          /* A_NONE, A_TANH or A_RELU */
     char owner[40];
     ts_param *Wp, *bp;
 } sc;
@@ -73,11 +78,14 @@ static int try_build(sc *h, const char *keys, ts_tensor in, ts_err *e)
     return h->ops->build(&h->L, &h->ini.sec[0], e);
 }
 
-static void build(sc *h)
+static void build_act(sc *h, int act)
 {
     ts_err e;
     ts_tensor in = {.dtype = TS_BAGS, .ndim = 2, .dim = {B, T}, .vocab = V};
-    if (try_build(h, "window=3 filters=12 activation=tanh", in, &e)) fail_msg("%s", e.msg);
+    char keys[80];
+    snprintf(keys, sizeof keys, "window=3 filters=%d activation=%s", F, act_name[act]);
+    if (try_build(h, keys, in, &e)) fail_msg("%s", e.msg);
+    h->act = act;
     h->in.off = h->off;
     h->in.ids = h->ids;
     h->in.len = h->len;
@@ -101,6 +109,15 @@ static void build(sc *h)
     ts_rng_seed(&r, 123);
     for (long j = 0; j < (long)V * W * F; j++) h->Wp->w[j] = (float)(0.3 * ts_rng_normal(&r));
     for (int f = 0; f < F; f++) h->bp->w[f] = (float)(0.2 * ts_rng_normal(&r));
+}
+
+static void build(sc *h) { build_act(h, A_TANH); }
+
+/* act(z) and dz = dy act'(z) from the output y = act(z), as the paper's formula defines them */
+static double act_of(int act, double z) { return act == A_TANH ? tanh(z) : act == A_RELU ? (z > 0 ? z : 0) : z; }
+static double dz_of(int act, double dy, double y)
+{
+    return act == A_TANH ? dy * (1.0 - y * y) : act == A_RELU ? (y > 0 ? dy : 0) : dy;
 }
 
 static void release(sc *h)
@@ -146,7 +163,7 @@ static void check_forward(sc *h)
         for (int t = 0; t < T; t++) {
             if (t < h->len[b]) reference_z(h, b, t, z);
             for (int f = 0; f < F; f++) {
-                double want = t < h->len[b] ? tanh(z[f]) : 0.0;
+                double want = t < h->len[b] ? act_of(h->act, z[f]) : 0.0;
                 float got = y[((size_t)b * T + t) * F + f];
                 if (fabs(got - want) > 1e-5 + 1e-5 * fabs(want))
                     fail_msg("y[%d,%d,%d] = %.7f, the paper's formula gives %.7f (len %d)", b, t, f,
@@ -182,7 +199,7 @@ static void check_backward(sc *h, const float *dy, const char *what)
                 if (t < 0 || t >= h->len[b]) continue;
                 for (int f = 0; f < F; f++) {
                     size_t c = ((size_t)b * T + t) * F + f;
-                    double dz = dy[c] * (1.0 - (double)y[c] * y[c]);
+                    double dz = dz_of(h->act, dy[c], y[c]);
                     for (int i = 0; i < V; i++) dW[(size_t)i * W * F + k * F + f] += x[i] * dz;
                 }
             }
@@ -191,7 +208,7 @@ static void check_backward(sc *h, const float *dy, const char *what)
         for (int t = 0; t < h->len[b]; t++)
             for (int f = 0; f < F; f++) {
                 size_t c = ((size_t)b * T + t) * F + f;
-                db[f] += dy[c] * (1.0 - (double)y[c] * y[c]);
+                db[f] += dz_of(h->act, dy[c], y[c]);
             }
     for (size_t j = 0; j < (size_t)V * W * F; j++)
         if (fabs(h->Wp->g[j] - dW[j]) > 1e-5 + 1e-5 * fabs(dW[j]))
@@ -206,11 +223,10 @@ static void check_backward(sc *h, const float *dy, const char *what)
                      h->Wp->is_touched[i] ? "" : "not", used[i] ? "occurs" : "does not occur");
 }
 
-static void test_matches_the_paper(void **st)
+static void matches_the_paper(int act)
 {
-    (void)st;
     sc h;
-    build(&h);
+    build_act(&h, act);
     ts_rng r;
     ts_rng_seed(&r, 5);
     float dy[B * T * F];
@@ -230,6 +246,20 @@ static void test_matches_the_paper(void **st)
         check_backward(&h, dy, "max-pooling dy");
     }
     release(&h);
+}
+
+static void test_matches_the_paper(void **st)
+{
+    (void)st;
+    matches_the_paper(A_TANH);
+}
+
+/* relu and none: the other branches of compress (dz = dy where y > 0, and dz = dy) */
+static void test_matches_the_paper_relu_none(void **st)
+{
+    (void)st;
+    matches_the_paper(A_RELU);
+    matches_the_paper(A_NONE);
 }
 
 /* Padded cells are zero after a batch whose rows were longer. */
@@ -287,7 +317,8 @@ static void test_bad_id(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matches_the_paper), cmocka_unit_test(test_padding_zeroed),
+        cmocka_unit_test(test_matches_the_paper), cmocka_unit_test(test_matches_the_paper_relu_none),
+        cmocka_unit_test(test_padding_zeroed),
         cmocka_unit_test(test_refusals), cmocka_unit_test(test_bad_id)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
