@@ -587,7 +587,7 @@ static int run_all(const cmp_opts *o, const cmp_exp *xs, int nx, unsigned char *
         setenv("TESSERA_MPI", "0", 1);           /* a compare under mpirun: its runs are single processes */
         setenv("TESSERA_PROGRESS", "0", 0);      /* no progress lines in the runs' logs, unless asked */
         fprintf(stderr, "tessera compare: %d runs (%d experiments x %d seeds%s), %d at a time with %d "
-                "BLAS thread%s each; a finished run whose configuration, data and plugins are "
+                "thread%s each; a finished run whose configuration, data and plugins are "
                 "unchanged is reused\n", total, nx, o->seeds, o->nsweep ? " x sweep" : "", jobsn,
                 threads, threads > 1 ? "s" : "");
         ts_runner r = {"tessera compare", jobsn, 1, NULL, NULL};

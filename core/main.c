@@ -84,7 +84,7 @@ static const command commands[] = {
      "experiments and other suites (docs/ini.md, \"Suite files\").\n"
      "\n"
      "  --seeds N           seeds 1..N for every experiment (default 1, at most 32)\n"
-     "  --jobs N            runs at a time (default 1); each gets ncpu/N BLAS threads\n"
+     "  --jobs N            runs at a time (default 1); each gets ncpu/N threads\n"
      "  --quick             add each experiment's [experiment] quick overrides (fewer epochs\n"
      "                      or rows); the default folder gets a -quick suffix\n"
      "  --sweep SECTION.KEY=V1,V2,...\n"

@@ -386,7 +386,7 @@ const char ts_tune_help[] =
         "                  of them a trial's: the chosen configuration is run afresh\n"
         "  --trial-seeds N each trial runs with N seeds (the experiment's and the next ones)\n"
         "                  and is judged by their mean validation figure (default 1)\n"
-        "  --jobs N        runs at a time, each with (cores / N) BLAS threads (default 1)\n"
+        "  --jobs N        runs at a time, each with (cores / N) threads (default 1)\n"
         "  --out DIR       the search's folder (default results/tune-NAME)\n"
         "  --metric T.F    the validation figure that chooses (default: [train] early_stop);\n"
         "                  lower is better when its name holds loss, mse or mae, higher otherwise\n"
