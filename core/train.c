@@ -1577,6 +1577,10 @@ static int replicas_init(trainer *t, ts_err *e)
         S->rep[k].started = 1;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (t->log)
+        fprintf(t->log, "%s  replicas: %d copies of the layers, up to %ld rows of each batch of %ld "
+                "apiece; the heads run on the whole batch\n", x->name, R, (x->batch + R - 1) / R,
+                x->batch);
     return 0;
 }
 
