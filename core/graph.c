@@ -1362,7 +1362,7 @@ ts_exp *ts_exp_replica(ts_exp *x0, ts_err *e)
     memcpy(r->ctx.field_label, x0->ctx.field_label, sizeof r->ctx.field_label);
     if (ts_exp_build(r, e)) { ts_exp_free(r); return NULL; }
     for (int i = 0; i < r->nnodes; i++)   /* the same order, so that node i's views are x0's */
-        if (r->nodes[i].cfg != NULL && strcmp(r->nodes[i].L.name, x0->nodes[i].L.name)) {
+        if (strcmp(r->nodes[i].L.name, x0->nodes[i].L.name)) {
             ts_fail(e, "[train] replicas: a copy of the graph sorted its layers differently "
                     "([%s] against [%s]); set replicas = 1", r->nodes[i].L.name,
                     x0->nodes[i].L.name);
@@ -1655,6 +1655,7 @@ void ts_exp_free(ts_exp *x)
     free(x->heads);
     free(x->arena);
     free(x->sched); free(x->lvl); free(x->lvl_par); free(x->node_rc); free(x->node_err);
+    free(x->param_ok);
     ts_ctx_free(&x->ctx);
     ts_ini_free(&x->ini);
     ts_rundir_release(x);

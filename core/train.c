@@ -282,13 +282,12 @@ static int grads_finite_seq(ts_exp *x);
 static int grads_finite(ts_exp *x)
 {
     int np = x->ctx.nparams;
-    unsigned char *ok = x->pool && np > 1 ? malloc((size_t)np) : NULL;
-    if (!ok) return grads_finite_seq(x);
-    finite_arg a = {x, ok};
+    if (x->pool && np > 1 && !x->param_ok) x->param_ok = malloc((size_t)np);   /* once a run */
+    if (!x->pool || np < 2 || !x->param_ok) return grads_finite_seq(x);
+    finite_arg a = {x, x->param_ok};
     ts_pool_run(x->pool, np, finite_task, &a);
     int all = 1;
-    for (int i = 0; i < np; i++) all &= ok[i];
-    free(ok);
+    for (int i = 0; i < np; i++) all &= x->param_ok[i];
     return all;
 }
 
@@ -1670,7 +1669,6 @@ typedef struct {
     ts_exp *x;
     long step;
     int *list;                    /* (nparams) parameter indices, largest work first */
-    long *work;                   /* (nparams) */
     int *rc;
     ts_err *err;
 } opt_arg;
@@ -1720,7 +1718,7 @@ static int optimizer_step(trainer *t, ts_err *e)
         t->opt_list[k] = i;
         t->opt_work[i] = w;
     }
-    opt_arg a = {x, t->l.step, t->opt_list, t->opt_work, t->opt_rc, t->opt_err};
+    opt_arg a = {x, t->l.step, t->opt_list, t->opt_rc, t->opt_err};
     ts_pool_run(x->pool, n, opt_task, &a);
     for (int i = 0; i < np; i++)
         if (t->opt_rc[i])
