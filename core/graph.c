@@ -65,6 +65,10 @@ const char *ts_ctx_fitted(const ts_ctx *ctx, size_t *n)
     return ctx ? ctx->fitted : NULL;
 }
 int ts_ctx_max_batch(const ts_ctx *ctx) { return ctx->max_batch; }
+void ts_ctx_parallel(ts_ctx *ctx, int ntasks, void (*fn)(void *arg, int task), void *arg)
+{
+    ts_pool_run(ctx ? ctx->pool : NULL, ntasks, fn, arg);
+}
 uint64_t ts_ctx_seed(const ts_ctx *ctx) { return ctx->seed; }
 const char *ts_ctx_results_dir(const ts_ctx *ctx) { return ctx->results_dir; }
 

@@ -105,6 +105,7 @@ struct ts_ctx {
     long label_classes;            /* set by ts_head_label_classes while a head builds */
     struct ts_hnode *heads;        /* the experiment's heads (ts_head_weights finds H there) */
     int nheads;
+    struct ts_pool *pool;          /* [train] threads' pool for ts_ctx_parallel, or NULL */
 };
 
 void ts_ctx_init(ts_ctx *ctx, uint64_t seed, int max_batch);

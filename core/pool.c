@@ -2,7 +2,8 @@
  * layers of a level of the graph, the optimizer's parameters ([train] threads,
  * docs/architecture.md "Branches"). The calling thread takes tasks too; ts_pool_run returns
  * when every task has run. Tasks are taken in order from a shared counter, so which thread runs
- * a task changes nothing a task computes. The threads take no signal (the training thread does). */
+ * a task changes nothing a task computes. The threads take no signal (the training thread does).
+ * Plugins reach the pool through ts_ctx_parallel (a head's rows, a layer alone in its level). */
 #include "internal.h"
 
 #include <pthread.h>
@@ -21,6 +22,7 @@ struct ts_pool {
     int busy, quit;
     int ntasks;
     atomic_int next;
+    atomic_int active;            /* 1 while a call runs: a call from inside one runs alone */
     void (*fn)(void *arg, int task);
     void *arg;
 };
@@ -79,7 +81,10 @@ int ts_pool_threads(const ts_pool *p) { return p ? p->n : 1; }
 
 void ts_pool_run(ts_pool *p, int ntasks, void (*fn)(void *arg, int task), void *arg)
 {
-    if (!p || ntasks < 2) {
+    /* One call at a time: a call made while another runs (a plugin's ts_ctx_parallel from a
+     * layer that runs beside others in its level, or from another thread) runs its tasks on
+     * its own thread, in order. */
+    if (!p || ntasks < 2 || atomic_exchange(&p->active, 1)) {
         for (int t = 0; t < ntasks; t++) fn(arg, t);
         return;
     }
@@ -97,6 +102,7 @@ void ts_pool_run(ts_pool *p, int ntasks, void (*fn)(void *arg, int task), void *
     pthread_mutex_lock(&p->mu);
     while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
+    atomic_store(&p->active, 0);
 }
 
 void ts_pool_free(ts_pool *p)

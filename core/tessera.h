@@ -164,6 +164,13 @@ int ts_ctx_max_batch(const ts_ctx *ctx);
 uint64_t ts_ctx_seed(const ts_ctx *ctx);
 /* The results folder of this run ("" when none, e.g. under check-plugin). */
 const char *ts_ctx_results_dir(const ts_ctx *ctx);
+/* Runs fn(arg, 0) ... fn(arg, ntasks - 1) and returns when all have run: on the threads of
+ * [train] threads when they are free (a head's forward, a layer alone in its level of the
+ * graph), else one after another on the calling thread. Tasks may run in any order and at once,
+ * so each writes only its own memory and draws no random numbers; split work into a number of
+ * tasks fixed by the shapes (say 32 rows a task), not by the number of threads, and combine any
+ * partial sums in task order afterwards: the result is then the same for any [train] threads. */
+void ts_ctx_parallel(ts_ctx *ctx, int ntasks, void (*fn)(void *arg, int task), void *arg);
 /* A dataset field by name (a head's label, a group id, a history to exclude); NULL if none.
  * The pointer stays valid for the whole run; its contents change with each batch. */
 const ts_tensor *ts_ctx_field(ts_ctx *ctx, const char *name);

@@ -1079,7 +1079,7 @@ static void trainer_free(trainer *t)
     free(t->opt_list); free(t->opt_work); free(t->opt_rc); free(t->opt_err);
     t->opt_list = NULL; t->opt_work = NULL; t->opt_rc = NULL; t->opt_err = NULL;
     ts_pool_free(t->x->pool);
-    t->x->pool = NULL;
+    t->x->pool = t->x->ctx.pool = NULL;
     if (t->ft) fclose(t->ft);
     if (t->fe) fclose(t->fe);
     t->ft = t->fe = NULL;
@@ -2257,6 +2257,7 @@ int ts_exp_train(ts_exp *x, FILE *log, ts_err *e)
     int own = x->threads >= 2 && (x->replicas > 1 || !getenv("TESSERA_BLAS_THREADS"));
     if (x->threads > 0) openblas_set_num_threads(own ? 1 : (int)x->threads);
     if (own) x->pool = ts_pool_new((int)(x->replicas > 1 ? x->replicas : x->threads));
+    x->ctx.pool = x->pool;
     if (x->pool && x->replicas <= 1 && log && ts_dist_rank() == 0) {
         char buf[512] = "";
         int npar = 0;

@@ -50,6 +50,8 @@ typedef struct {
     float *z, *dz, *cosv;    /* (Bmax, 1+J) logits, their gradient, cosines */
     int32_t *cand;           /* (Bmax, 1+J) the row of each candidate, -1 masked */
     int32_t *rows;           /* (Bmax) the rows that carry a loss */
+    int32_t *ridx;           /* (Bmax) each row's place among them, -1 for none */
+    int oom;                 /* a task ran out of memory (the hybrid's scorer) */
     int32_t *mark;           /* (Bmax) sampling scratch: which rows a row already drew */
     float *y;                /* (Bmax) class 0 */
     ts_rng eval_rng;         /* negatives of the evaluation loss (training's stream stays put) */
@@ -165,9 +167,10 @@ static int build_impl(ts_head *H, const ts_cfg *cfg, int hybrid, ts_err *e)
     s->dC = malloc(B * B * sizeof(float));
     s->cand = malloc(B * K * sizeof(int32_t));
     s->rows = malloc(B * sizeof(int32_t));
+    s->ridx = malloc(B * sizeof(int32_t));
     s->mark = malloc(B * sizeof(int32_t));
     s->y = calloc(B, sizeof(float));
-    if (!s->qn || !s->dn || !s->z || !s->dz || !s->cosv || !s->cand || !s->rows || !s->mark ||
+    if (!s->qn || !s->dn || !s->z || !s->dz || !s->cosv || !s->cand || !s->rows || !s->ridx || !s->mark ||
         !s->y || !s->qh || !s->dh || !s->dqh || !s->ddh || !s->C || !s->dC)
         return ts_fail(e, "match: out of memory");
     if (hybrid && hy_build(&s->sc, H, cfg, (long)B * (long)K, e)) return -1;
@@ -194,110 +197,200 @@ static int may_negate(const int32_t *qid, const int32_t *doc, const float *lab, 
     return 1;
 }
 
-/* The batch's softmax loss; with train, also the gradients into q->dx, d->dx and gamma. */
-static int batch_loss(ts_head *H, ts_rng *rng, int train, double *loss, ts_err *e)
+/* The head's row-wise work runs in tasks of CHUNK rows (ts_ctx_parallel): a number of tasks
+ * fixed by the batch, so the result is the same for any [train] threads. */
+#define CHUNK 32
+
+typedef struct {
+    ts_head *H;
+    match_state *s;
+    int B, E, K, det, n;
+    const float *q, *d, *lab;
+    const int32_t *qid, *doc;
+    float gamma;
+    float dgamma[4096 / CHUNK];   /* each task's part of d loss / d gamma, summed in task order */
+} pass;
+
+/* Rows [i0, i1) of a task. */
+static void chunk_rows(const pass *a, int t, int *i0, int *i1)
 {
-    match_state *s = H->state;
-    const ts_tensor *Q = H->in[0], *D = H->in[1];
-    const int B = Q->dim[0], E = s->E, J = s->J, K = J + 1;
-    const float *q = Q->x, *d = D->x;  /* (B, E) */
-    const float *lab = H->label ? H->label->x : NULL;
-    const ts_tensor *gq = ts_ctx_field(H->ctx, s->group_field);
-    const ts_tensor *gd = ts_ctx_field(H->ctx, s->doc_field);
-    const int32_t *qid = gq ? gq->ids : NULL, *doc = gd ? gd->ids : NULL;
-    const float gamma = s->gamma ? s->gamma->w[0] : s->gamma0;
-    for (int i = 0; i < B; i++) {
-        const float *qi = q + (size_t)i * E, *di = d + (size_t)i * E;
+    *i0 = t * CHUNK;
+    *i1 = *i0 + CHUNK < a->B ? *i0 + CHUNK : a->B;
+}
+
+/* The unit vectors of the task's rows. */
+static void unit_task(void *arg, int t)
+{
+    pass *a = arg;
+    match_state *s = a->s;
+    const int E = a->E;
+    int i0, i1;
+    chunk_rows(a, t, &i0, &i1);
+    for (int i = i0; i < i1; i++) {
+        const float *qi = a->q + (size_t)i * E, *di = a->d + (size_t)i * E;
         float *oq = s->qh + (size_t)i * E, *od = s->dh + (size_t)i * E;
         s->qn[i] = sqrtf(dotf(qi, qi, E) + EPS2);
         s->dn[i] = sqrtf(dotf(di, di, E) + EPS2);
-        for (int t = 0; t < E; t++) { oq[t] = qi[t] / s->qn[i]; od[t] = di[t] / s->dn[i]; }
+        for (int k = 0; k < E; k++) { oq[k] = qi[k] / s->qn[i]; od[k] = di[k] / s->dn[i]; }
     }
-    /* every in-batch cosine at once: C = qh dh^T (B, B) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, B, E, 1.0f, s->qh, E, s->dh, E, 0.0f,
-                s->C, B);
-    int n = 0;
-    for (int i = 0; i < B; i++) s->mark[i] = 0;
-    for (int i = 0; i < B; i++) {
-        if (s->pos_only && lab && !(lab[i] > 0.5f)) continue;
-        int32_t *c = s->cand + (size_t)n * K;
-        c[0] = i;
-        int m = 1;
-        if (B - 1 <= J || s->group_neg) {  /* every other row (of the group): deterministic */
+}
+
+/* The task's rows of C = qh dh^T, their candidates when every other row is one (det), and
+ * their logits. */
+static void logit_task(void *arg, int t)
+{
+    pass *a = arg;
+    match_state *s = a->s;
+    const int B = a->B, E = a->E, K = a->K;
+    int i0, i1;
+    chunk_rows(a, t, &i0, &i1);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, i1 - i0, B, E, 1.0f,
+                s->qh + (size_t)i0 * E, E, s->dh, E, 0.0f, s->C + (size_t)i0 * B, B);
+    const ts_tensor *QW = s->hybrid ? a->H->in[2] : NULL, *DW = s->hybrid ? a->H->in[3] : NULL;
+    const ts_tensor *PR = s->hybrid && a->H->nin == 5 ? a->H->in[4] : NULL;
+    for (int i = i0; i < i1; i++) {
+        int r = s->ridx[i];
+        if (r < 0) continue;
+        int32_t *c = s->cand + (size_t)r * K;
+        if (a->det) {   /* every other row (of the group): deterministic */
+            int m = 1;
+            c[0] = i;
             for (int j = 0; j < B && m < K; j++)
-                if (may_negate(qid, doc, lab, i, j, s->group_neg)) c[m++] = j;
-        } else {
-            /* distinct negatives: mark[j] == n + 1 once row j is among this row's candidates */
-            for (int tries = 0; m < K && tries < 8 * J; tries++) {
-                int j = (int)ts_rng_below(rng, (uint64_t)B);
-                if (s->mark[j] != n + 1 && may_negate(qid, doc, lab, i, j, s->group_neg)) {
-                    s->mark[j] = n + 1;
-                    c[m++] = j;
-                }
-            }
+                if (may_negate(a->qid, a->doc, a->lab, i, j, s->group_neg)) c[m++] = j;
+            for (; m < K; m++) c[m] = -1;
         }
-        for (; m < K; m++) c[m] = -1;
-        s->rows[n++] = i;
-    }
-    *loss = 0;
-    if (n == 0) return 0;
-    const ts_tensor *QW = s->hybrid ? H->in[2] : NULL, *DW = s->hybrid ? H->in[3] : NULL;
-    const ts_tensor *PR = s->hybrid && H->nin == 5 ? H->in[4] : NULL;
-    for (int r = 0; r < n; r++) {
-        int i = s->rows[r];
-        if (QW && hy_query(&s->sc, QW->ids + QW->off[i], QW->off[i + 1] - QW->off[i]))
-            return ts_fail(e, "hybrid: out of memory");
+        /* the hybrid's scorer keeps the row's query between calls: its tasks run in order
+         * on one thread (batch_loss) */
+        if (QW && hy_query(&s->sc, QW->ids + QW->off[i], QW->off[i + 1] - QW->off[i])) {
+            s->oom = 1;
+            return;
+        }
+        const float *Ci = s->C + (size_t)i * B;
+        float *cv = s->cosv + (size_t)r * K, *z = s->z + (size_t)r * K;
         for (int k = 0; k < K; k++) {
-            int j = s->cand[(size_t)r * K + k];
-            float cs = j < 0 ? 0 : s->C[(size_t)i * B + j];
-            s->cosv[(size_t)r * K + k] = cs;
-            s->z[(size_t)r * K + k] = j < 0 ? MASKED : gamma * cs;
+            int j = c[k];
+            float cs = j < 0 ? 0 : Ci[j];
+            cv[k] = cs;
+            z[k] = j < 0 ? MASKED : a->gamma * cs;
             if (QW && j >= 0)   /* the scorer of the pair (query i, document j): hybrid.h */
-                s->z[(size_t)r * K + k] +=
-                    hy_pair(&s->sc, cs, DW->ids + DW->off[j], DW->off[j + 1] - DW->off[j],
-                            PR ? PR->x + (size_t)j * s->sc.P : NULL, (long)r * K + k);
+                z[k] += hy_pair(&s->sc, cs, DW->ids + DW->off[j], DW->off[j + 1] - DW->off[j],
+                                PR ? PR->x + (size_t)j * s->sc.P : NULL, (long)r * K + k);
         }
         if (QW) hy_query_end(&s->sc);
     }
-    memset(s->dz, 0, (size_t)n * K * sizeof(float));
-    if (H->loss->eval(H->loss_state, n, K, s->z, s->y, NULL, loss, train ? s->dz : NULL,
-                      train ? H->grad_scale : 0.0f, e))
-        return -1;
-    if (!train) return 0;
-    /* dC[i, j] = gamma dz over the candidates; dR/dgamma = cos. Then dqh = dC dh, ddh = dC^T qh
-     * (two sgemms), and through the normalisation v/|v|_e: dv = (dvh - vh (vh . dvh)) / |v|_e. */
+}
+
+/* dC's rows of the task: dC[i, j] = gamma dz over the candidates; dR/dgamma = cos. */
+static void dc_task(void *arg, int t)
+{
+    pass *a = arg;
+    match_state *s = a->s;
+    const int B = a->B, K = a->K;
+    const ts_tensor *PR = s->hybrid && a->H->nin == 5 ? a->H->in[4] : NULL;
+    int i0, i1;
+    chunk_rows(a, t, &i0, &i1);
     float dgamma = 0;
-    memset(s->dC, 0, (size_t)B * B * sizeof(float));
-    for (int r = 0; r < n; r++) {
-        int i = s->rows[r];
+    for (int i = i0; i < i1; i++) {
+        float *dCi = s->dC + (size_t)i * B;
+        memset(dCi, 0, (size_t)B * sizeof(float));
+        int r = s->ridx[i];
+        if (r < 0) continue;
         for (int k = 0; k < K; k++) {
             int j = s->cand[(size_t)r * K + k];
             if (j < 0) continue;
             float g = s->dz[(size_t)r * K + k];
             dgamma += g * s->cosv[(size_t)r * K + k];
-            s->dC[(size_t)i * B + j] += gamma * g;
+            dCi[j] += a->gamma * g;
             if (s->hybrid)   /* the scorer's parameters, the prior, and its path to the cosine */
-                s->dC[(size_t)i * B + j] +=
-                    hy_backward(&s->sc, g, (long)r * K + k,
-                                PR && PR->dx ? PR->dx + (size_t)j * s->sc.P : NULL);
+                dCi[j] += hy_backward(&s->sc, g, (long)r * K + k,
+                                      PR && PR->dx ? PR->dx + (size_t)j * s->sc.P : NULL);
         }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, E, B, 1.0f, s->dC, B, s->dh, E, 0.0f,
-                s->dqh, E);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, B, E, B, 1.0f, s->dC, B, s->qh, E, 0.0f,
-                s->ddh, E);
+    a->dgamma[t] = dgamma;
+}
+
+/* The task's rows of dqh = dC dh and ddh = dC^T qh, and through the normalisation v/|v|_e:
+ * dv = (dvh - vh (vh . dvh)) / |v|_e into q->dx and d->dx. */
+static void grad_task(void *arg, int t)
+{
+    pass *a = arg;
+    match_state *s = a->s;
+    const int B = a->B, E = a->E;
+    int i0, i1;
+    chunk_rows(a, t, &i0, &i1);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, i1 - i0, E, B, 1.0f,
+                s->dC + (size_t)i0 * B, B, s->dh, E, 0.0f, s->dqh + (size_t)i0 * E, E);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1 - i0, E, B, 1.0f, s->dC + i0, B,
+                s->qh, E, 0.0f, s->ddh + (size_t)i0 * E, E);
     for (int side = 0; side < 2; side++) {
-        float *dv = side ? D->dx : Q->dx;
+        float *dv = side ? a->H->in[1]->dx : a->H->in[0]->dx;
         const float *vh = side ? s->dh : s->qh, *dvh = side ? s->ddh : s->dqh;
         const float *nv = side ? s->dn : s->qn;
         if (!dv) continue;
-        for (int i = 0; i < B; i++) {
-            const float *a = vh + (size_t)i * E, *ga = dvh + (size_t)i * E;
-            float proj = dotf(a, ga, E), inv = 1.0f / nv[i];
+        for (int i = i0; i < i1; i++) {
+            const float *v = vh + (size_t)i * E, *gv = dvh + (size_t)i * E;
+            float proj = dotf(v, gv, E), inv = 1.0f / nv[i];
             float *o = dv + (size_t)i * E;
-            for (int t = 0; t < E; t++) o[t] += (ga[t] - a[t] * proj) * inv;
+            for (int k = 0; k < E; k++) o[k] += (gv[k] - v[k] * proj) * inv;
         }
     }
+}
+
+/* The batch's softmax loss; with train, also the gradients into q->dx, d->dx and gamma. Every
+ * in-batch cosine at once: C = qh dh^T (B, B); the gradient goes back through two more
+ * products (dqh = dC dh, ddh = dC^T qh). */
+static int batch_loss(ts_head *H, ts_rng *rng, int train, double *loss, ts_err *e)
+{
+    match_state *s = H->state;
+    const ts_tensor *Q = H->in[0], *D = H->in[1];
+    const int B = Q->dim[0], J = s->J, K = J + 1;
+    const ts_tensor *gq = ts_ctx_field(H->ctx, s->group_field);
+    const ts_tensor *gd = ts_ctx_field(H->ctx, s->doc_field);
+    pass a = {H, s, B, s->E, K, B - 1 <= J || s->group_neg, 0, Q->x, D->x,
+              H->label ? H->label->x : NULL, gq ? gq->ids : NULL, gd ? gd->ids : NULL,
+              s->gamma ? s->gamma->w[0] : s->gamma0, {0}};
+    /* the hybrid's scorer is one state: its passes run in order on this thread */
+    ts_ctx *par = s->hybrid ? NULL : H->ctx;
+    int ntask = (B + CHUNK - 1) / CHUNK;
+    ts_ctx_parallel(H->ctx, ntask, unit_task, &a);
+    /* the rows that carry a loss, and their negatives when drawn (one random stream, in
+     * row order) */
+    int n = 0;
+    for (int i = 0; i < B; i++) s->mark[i] = 0;
+    for (int i = 0; i < B; i++) {
+        s->ridx[i] = -1;
+        if (s->pos_only && a.lab && !(a.lab[i] > 0.5f)) continue;
+        if (!a.det) {   /* distinct negatives: mark[j] == n + 1 once row j is a candidate */
+            int32_t *c = s->cand + (size_t)n * K;
+            int m = 1;
+            c[0] = i;
+            for (int tries = 0; m < K && tries < 8 * J; tries++) {
+                int j = (int)ts_rng_below(rng, (uint64_t)B);
+                if (s->mark[j] != n + 1 && may_negate(a.qid, a.doc, a.lab, i, j, s->group_neg)) {
+                    s->mark[j] = n + 1;
+                    c[m++] = j;
+                }
+            }
+            for (; m < K; m++) c[m] = -1;
+        }
+        s->ridx[i] = n;
+        s->rows[n++] = i;
+    }
+    a.n = n;
+    s->oom = 0;
+    ts_ctx_parallel(par, ntask, logit_task, &a);
+    if (s->oom) return ts_fail(e, "hybrid: out of memory");
+    *loss = 0;
+    if (n == 0) return 0;
+    if (train) memset(s->dz, 0, (size_t)n * K * sizeof(float));
+    if (H->loss->eval(H->loss_state, n, K, s->z, s->y, NULL, loss, train ? s->dz : NULL,
+                      train ? H->grad_scale : 0.0f, e))
+        return -1;
+    if (!train) return 0;
+    ts_ctx_parallel(par, ntask, dc_task, &a);
+    ts_ctx_parallel(H->ctx, ntask, grad_task, &a);
+    float dgamma = 0;
+    for (int t = 0; t < ntask; t++) dgamma += a.dgamma[t];
     if (s->gamma) s->gamma->g[0] += dgamma;
     return 0;
 }
@@ -457,7 +550,7 @@ static void destroy(ts_head *H)
     if (!s) return;
     free(s->qn); free(s->dn); free(s->z); free(s->dz); free(s->cosv); free(s->cand);
     free(s->qh); free(s->dh); free(s->dqh); free(s->ddh); free(s->C); free(s->dC);
-    free(s->rows); free(s->mark); free(s->y);
+    free(s->rows); free(s->ridx); free(s->mark); free(s->y);
     free(s->eq); free(s->ed); free(s->score); free(s->label); free(s->qid); free(s->doc);
     hy_free(&s->sc);
     free(s);

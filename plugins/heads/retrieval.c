@@ -25,6 +25,7 @@
  * the parameters head.TASK.V and head.TASK.b from params.bin by these names (core/export.c). */
 #include "tessera.h"
 #include "item_tower.h"
+#include "../layers/vecmath.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -121,9 +122,15 @@ static int draw(rt_state *R, ts_rng *rng)
     return (int)(i < 0 ? 0 : i >= R->items ? R->items - 1 : i);
 }
 
+TS_VEC static void scale_row(float *g, float a, int k)
+{
+    for (int j = 0; j < k; j++) g[j] *= a;
+}
+
 /* The built-in softmax cross-entropy (when `loss =` is absent): mean over the n rows of
  * log sum_j exp(z_j - m) - (z_c - m), m = the row max; dz (n, k), zeroed by the caller, gets
- * scale / n * (softmax(z) - onehot(c)). One expf per logit, kept in dz between the passes. */
+ * scale / n * (softmax(z) - onehot(c)). One exp per logit (vecmath.h's), kept in dz between
+ * the passes. */
 static double softmax_ce(int n, int k, const float *z, const float *y, float *dz, float scale)
 {
     double total = 0;
@@ -131,12 +138,11 @@ static double softmax_ce(int n, int k, const float *z, const float *y, float *dz
         const float *zr = z + (long)r * k;
         float *g = dz + (long)r * k, m = zr[0];
         for (int j = 1; j < k; j++) m = zr[j] > m ? zr[j] : m;
-        double s = 0;
-        for (int j = 0; j < k; j++) s += g[j] = expf(zr[j] - m);
+        ts_vec_exp_shift(zr, m, g, k);
+        double s = ts_vec_sum_d(g, k);
         int c = (int)y[r];
         total += log(s) + m - zr[c];
-        float a = (float)(scale / n / s);
-        for (int j = 0; j < k; j++) g[j] *= a;
+        scale_row(g, (float)(scale / n / s), k);
         g[c] -= scale / n;
     }
     return total / n;

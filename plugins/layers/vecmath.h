@@ -86,4 +86,43 @@ TS_VEC static inline void ts_vec_tanh(const float *x, float *y, long n)
     }
 }
 
+/* y (n) = exp(x (n) - m) for x <= m: the shifted logits of a softmax, m their maximum. The
+ * same Cephes expf as ts_vec_tanh (t = n ln 2 + r, e^r by the degree-7 polynomial, 2^n into
+ * the exponent bits), within 1 ulp of libm's expf (test_vec_exp); 0 for t < -80 (e^-80 = 2e-35, nothing
+ * beside the 1 of the maximum), which keeps 2^n a normal float. NaN gives NaN. */
+TS_VEC static inline void ts_vec_exp_shift(const float *x, float m, float *y, long n)
+{
+    for (long i = 0; i < n; i++) {
+        float t = x[i] - m;
+        float c = t < -80.0f ? -80.0f : t;
+        c = c > 0.0f ? 0.0f : c;
+        union { float f; uint32_t i; } k, p;
+        k.f = c * 1.44269504088896341f + 12582912.0f;
+        float nf = k.f - 12582912.0f;
+        float r = (c - nf * 0.693359375f) + nf * 2.12194440e-4f;
+        float q = 1.9875691500e-4f;
+        q = q * r + 1.3981999507e-3f;
+        q = q * r + 8.3334519073e-3f;
+        q = q * r + 4.1665795894e-2f;
+        q = q * r + 1.6666665459e-1f;
+        q = q * r + 5.0000001201e-1f;
+        p.f = q * r * r + r + 1.0f;
+        p.i += (k.i - 0x4B400000u) << 23;               /* n in [-116, 0] */
+        float v = t < -80.0f ? 0.0f : p.f;
+        y[i] = t == t ? v : t;
+    }
+}
+
+/* sum of x (n) in double, in 8 interleaved partial sums combined in a fixed order: the same
+ * result on every machine and copy, and a loop that vectorises. */
+TS_VEC static inline double ts_vec_sum_d(const float *x, long n)
+{
+    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    long i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) a[l] += (double)x[i + l];
+    for (; i < n; i++) a[i & 7] += (double)x[i];
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 #endif /* TS_PLUGIN_VECMATH_H */

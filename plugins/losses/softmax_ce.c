@@ -8,17 +8,25 @@
  * takes no soft labels.
  */
 #include "tessera.h"
+#include "../layers/vecmath.h"
 
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 
 /* One row's exp(z_ij - m_i), kept between the sum and the gradient so each logit costs one
- * expf (a full softmax over a large catalogue is exp-bound). Grows with k, never per step. */
+ * exp (a full softmax over a large catalogue is exp-bound: vecmath.h's vectorised one). Grows
+ * with k, never per step. */
 typedef struct softmax_state {
     float *ex;    /* (cap) */
     int cap;
 } softmax_state;
+
+/* dz (k) += g (ex (k) inv) */
+TS_VEC static void grad_row(float *dz, const float *ex, float g, float inv, int k)
+{
+    for (int j = 0; j < k; j++) dz[j] += g * (ex[j] * inv);
+}
 
 /* Checks the labels, returns sum_i w_i l_i, and dz (n, k) += scale * d loss / d z. */
 static int softmax_ce_kernel(int n, int k, const float *z, const float *y, const float *w,
@@ -42,14 +50,14 @@ static int softmax_ce_kernel(int n, int k, const float *z, const float *y, const
         double wi = w ? w[i] : 1.0;
         float m = zi[0];
         for (int j = 1; j < k; j++) m = zi[j] > m ? zi[j] : m;
-        double se = 0;
-        for (int j = 0; j < k; j++) se += ex[j] = expf(zi[j] - m);   /* sum in double */
+        ts_vec_exp_shift(zi, m, ex, k);
+        double se = ts_vec_sum_d(ex, k);
         double lse = log(se);
         sum += wi * (lse - ((double)zi[c] - m));
         if (dz) {
             float g = (float)(scale * wi / wsum), inv = (float)(1.0 / se);
             float *dzi = dz + (long)i * k;
-            for (int j = 0; j < k; j++) dzi[j] += g * (ex[j] * inv);
+            grad_row(dzi, ex, g, inv, k);
             dzi[c] -= g;
         }
     }
