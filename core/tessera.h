@@ -370,6 +370,10 @@ typedef struct ts_loss_ops {
     int (*eval)(void *state, int n, int k, const float *z, const float *y, const float *w,
                 double *loss, float *dz, float scale, ts_err *e);
     void (*destroy)(void *state);                                    /* may be NULL */
+    /* ---- appended ----
+     * TS_BRANCH_SAFE: eval() only reads its state, so a head may evaluate parts of its rows at
+     * once (ts_ctx_parallel). 0: one call at a time. */
+    int concurrency;
 } ts_loss_ops;
 
 /* ---- optimizers ------------------------------------------------------------------------ */
@@ -484,6 +488,12 @@ typedef struct ts_dataset_ops {
     int (*stream_next)(ts_data *D, int n, int *got, ts_err *e);
     /* Where the epoch stands: TS_STREAM_POS numbers that a checkpoint keeps. */
     void (*stream_pos)(ts_data *D, int64_t *pos);
+    /* ---- appended ----
+     * TS_BRANCH_SAFE: batch() of the training split fills the fields and touches nothing else
+     * that anything else reads (no random numbers of ts_ctx_rng, no state a later call or a
+     * checkpoint depends on), so under [train] threads the host reads the next step's rows
+     * while the optimizer updates the parameters. 0: one thing after the other. */
+    int concurrency;
 } ts_dataset_ops;
 
 /* ------------------------------------------------------------------------------------------

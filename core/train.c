@@ -1067,6 +1067,10 @@ typedef struct trainer {
     int *opt_list, *opt_rc;       /* the pool's optimizer step (optimizer_step) */
     long *opt_work;
     ts_err *opt_err;
+    int prefetch;                 /* the reader fills a batch while the optimizer runs (below) */
+    long pre_s;                   /* the step of the epoch whose rows the fields hold, or -1 */
+    int pre_rc;
+    ts_err pre_err;
 } trainer;
 
 static void replicas_free(struct replicas *S);
@@ -1321,6 +1325,7 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
         if (x->ctx.params[i]->flags & TS_PARAM_SHARDED) t->sharded = 1;
     t->tty = t->log && isatty(fileno(t->log));
     t->ow.task = -1;
+    t->pre_s = -1;
     const char *dir = x->ctx.results_dir;
     snprintf(t->tpath, sizeof t->tpath, "%s/train.csv", dir);
     snprintf(t->epath, sizeof t->epath, "%s/eval.csv", dir);
@@ -1347,6 +1352,11 @@ static int trainer_init(trainer *t, ts_exp *x, FILE *log, ts_err *e)
     t->global_batch = x->batch * t->size;
     t->steps_per_epoch = (l->ntrain + t->global_batch - 1) / t->global_batch;
     if (x->data.stream && stream_init(t, e)) return -1;
+    /* [train] threads: the next batch is read during the optimizer's step when the reader
+     * allows it (TS_BRANCH_SAFE) and the optimizer's parameters run on the pool */
+    t->prefetch = x->pool && !t->stream &&
+                  (TS_OP((const ts_dataset_ops *)x->data_pl->ops, concurrency) & TS_BRANCH_SAFE) &&
+                  (TS_OP((const ts_optim_ops *)x->opt_pl->ops, concurrency) & TS_BRANCH_SAFE);
     l->nw = all_rows_w(x);
     l->order = malloc((size_t)(l->ntrain && !t->stream ? l->ntrain : 1) * sizeof *l->order);
     l->best = malloc((size_t)(l->nw ? l->nw : 1) * sizeof *l->best);
@@ -1660,6 +1670,31 @@ static int replicas_backward(trainer *t, ts_err *e)
     return 0;
 }
 
+/* This rank's slice of the B global batch rows from `from`: b of them from order[lo], split as
+ * evenly as the ranks allow. */
+static void rank_slice(const trainer *t, long from, int B, long *lo, int *b)
+{
+    int q = B / t->size, r = B % t->size;
+    *b = q + (t->rank < r);
+    *lo = from + (long)t->rank * q + (t->rank < r ? t->rank : r);
+}
+
+/* Fills the fields with this rank's rows of step s of the epoch (in memory). */
+static int load_step(trainer *t, long s, ts_err *e)
+{
+    ts_exp *x = t->x;
+    long from = s * t->global_batch, lo;
+    int B = (int)(t->l.ntrain - from < t->global_batch ? t->l.ntrain - from : t->global_batch), b;
+    rank_slice(t, from, B, &lo, &b);
+    if (b == 0) return 0;   /* a rank without rows this step: nothing to read */
+    const long *rows = t->l.order + lo;
+    if (t->rowbuf) {
+        for (int i = 0; i < b; i++) t->rowbuf[i] = x->train_rows[rows[i]];
+        rows = t->rowbuf;
+    }
+    return load_batch(x, TS_TRAIN, rows, b, e);
+}
+
 /* ---- the optimizer step ------------------------------------------------------------------
  * Each trained parameter's update, then its gradient zeroed. With [train] threads >= 2 and an
  * optimizer that allows it (TS_BRANCH_SAFE) the parameters are spread over the pool's threads,
@@ -1671,11 +1706,18 @@ typedef struct {
     int *list;                    /* (nparams) parameter indices, largest work first */
     int *rc;
     ts_err *err;
+    trainer *pre;                 /* task 0 fills the fields with the next step's rows */
 } opt_arg;
 
 static void opt_task(void *arg, int task)
 {
     opt_arg *a = arg;
+    if (a->pre && task-- == 0) {
+        trainer *t = a->pre;
+        t->pre_rc = load_step(t, t->l.s + 1, &t->pre_err);
+        t->pre_s = t->l.s + 1;
+        return;
+    }
     ts_exp *x = a->x;
     int i = a->list[task];
     ts_param *p = x->ctx.params[i];
@@ -1718,8 +1760,14 @@ static int optimizer_step(trainer *t, ts_err *e)
         t->opt_list[k] = i;
         t->opt_work[i] = w;
     }
-    opt_arg a = {x, t->l.step, t->opt_list, t->opt_rc, t->opt_err};
-    ts_pool_run(x->pool, n, opt_task, &a);
+    /* The next step's rows, read while the parameters update: nothing of this step reads the
+     * fields any more, and a reader that declares TS_BRANCH_SAFE fills only them. Within an
+     * epoch, in memory (a stream's position is part of a checkpoint). */
+    ts_loop *l = &t->l;
+    int pre = t->prefetch && l->s + 1 < t->steps_per_epoch &&
+              !(x->max_steps > 0 && l->step >= x->max_steps);
+    opt_arg a = {x, l->step, t->opt_list, t->opt_rc, t->opt_err, pre ? t : NULL};
+    ts_pool_run(x->pool, n + pre, opt_task, &a);
     for (int i = 0; i < np; i++)
         if (t->opt_rc[i])
             return ts_fail(e, "[optimizer] %s on %s: %s", x->opt_pl->name, x->ctx.params[i]->name,
@@ -1733,10 +1781,9 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
     ts_exp *x = t->x;
     ts_loop *l = &t->l;
     gradnorm *gn = t->gn;
-    /* This rank's slice: B rows split as evenly as the ranks allow. */
-    int q = B / t->size, r = B % t->size;
-    int b = q + (t->rank < r);
-    long lo = from + (long)t->rank * q + (t->rank < r ? t->rank : r);
+    long lo;
+    int b;
+    rank_slice(t, from, B, &lo, &b);
     if (t->stream) b = stream_rows(t, t->rank, l->s);   /* B: every rank's rows together */
     double frac = t->size > 1 ? (double)b / B : 1.0;
     /* a split table's gradient rows leave this rank during backward: they are weighted then */
@@ -1754,14 +1801,12 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
                                "more (step %ld of epoch %ld); did the files change during the "
                                "run?", x->data_pl->name, got, b, l->s + 1, l->epoch);
             for (int i = 0; i < x->data.nfield; i++) x->data.field[i].dim[0] = b;
-        } else {
-            const long *rows = l->order + lo;
-            if (t->rowbuf) {
-                for (int i = 0; i < b; i++) t->rowbuf[i] = x->train_rows[rows[i]];
-                rows = t->rowbuf;
-            }
-            if (load_batch(x, TS_TRAIN, rows, b, e)) return -1;
+        } else if (t->pre_s == l->s) {   /* filled during the last step's optimizer */
+            if (t->pre_rc) return ts_fail(e, "%s", t->pre_err.msg);
+        } else if (load_step(t, l->s, e)) {
+            return -1;
         }
+        t->pre_s = -1;
         if (t->rs ? replicas_forward(t, b, e) : ts_exp_forward(x, TS_TRAIN, b, e)) return -1;
         for (int h = 0; h < x->nheads; h++) {
             ts_hnode *hn = &x->heads[h];
@@ -2063,6 +2108,7 @@ static int train_loop(trainer *t, ts_err *e)
             if (stop_signal(t)) return interrupted(t, saved, e);
         }
         t->stream_on = 0;   /* before end_epoch's checkpoint: the next epoch starts afresh */
+        t->pre_s = -1;      /* the evaluation fills the fields with its own rows */
         if (end_epoch(t, t_epoch, e)) return -1;
         if (!l->done && stop_signal(t)) return interrupted(t, 1, e);
     }

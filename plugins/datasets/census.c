@@ -876,7 +876,8 @@ static const ts_key keys[] = {
 static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops),
     .open = census_open, .batch = census_batch, .aux = census_aux, .close = census_close,
     .fitted = census_fitted, .stream_begin = census_stream_begin,
-    .stream_next = census_stream_next, .stream_pos = census_stream_pos};
+    .stream_next = census_stream_next, .stream_pos = census_stream_pos,
+    .concurrency = TS_BRANCH_SAFE};   /* batch() fills the fields only */
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "census", "1.0",
     "UCI Census-Income (KDD): income and never-married labels for multi-task models", keys, &ops};
 const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }

@@ -446,7 +446,8 @@ static const ts_key keys[] = {
     {NULL, NULL, NULL, NULL}};
 static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops),
     .open = csv_open, .batch = csv_batch, .aux = csv_aux,
-                                   .close = csv_close};
+                                   .close = csv_close,
+    .concurrency = TS_BRANCH_SAFE};   /* batch() fills the fields only */
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "csv", "1.0",
     "a delimited text file with named dense, categorical and label columns", keys, &ops};
 const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }

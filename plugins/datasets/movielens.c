@@ -656,7 +656,8 @@ static int ml_aux(ts_data *D, const char *name, const void **ptr, long *n)
 }
 
 static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops),
-    .open = ml_open, .batch = ml_batch, .aux = ml_aux, .close = ml_close};
+    .open = ml_open, .batch = ml_batch, .aux = ml_aux, .close = ml_close,
+    .concurrency = TS_BRANCH_SAFE};   /* batch() fills the fields only */
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "movielens", "1.0",
     "MovieLens watches as next-item prediction: history bags, leave-last-out validation and test", keys, &ops};
 const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }

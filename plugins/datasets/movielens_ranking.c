@@ -697,7 +697,8 @@ static int rk_aux(ts_data *D, const char *name, const void **ptr, long *n)
 }
 
 static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops),
-    .open = rk_open, .batch = rk_batch, .aux = rk_aux, .close = rk_close};
+    .open = rk_open, .batch = rk_batch, .aux = rk_aux, .close = rk_close,
+    .concurrency = TS_BRANCH_SAFE};   /* batch() fills the fields only */
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "movielens_ranking", "1.0",
     "MovieLens ranking data: each user step's recall top-K impressions with the YouTube DNN's "
     "ranking features", keys, &ops};

@@ -203,7 +203,8 @@ static const ts_key keys[] = {
     {NULL, NULL, NULL, NULL}};
 static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops),
     .open = synth_open, .batch = synth_batch, .aux = synth_aux,
-                                   .close = synth_close};
+                                   .close = synth_close,
+    .concurrency = TS_BRANCH_SAFE};   /* batch() fills the fields only */
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "synthetic_mmoe", "1.0",
     "two regression tasks of controllable correlation p (Ma et al. 2018, sec. 3.2)", keys, &ops};
 const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }

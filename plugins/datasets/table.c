@@ -408,7 +408,8 @@ static const ts_key keys[] = {
 static const ts_dataset_ops ops = {.size = sizeof(ts_dataset_ops), .open = table_open,
                                    .batch = table_batch, .aux = table_aux, .close = table_close,
                                    .fitted = table_fitted, .stream_begin = tb_stream_begin,
-                                   .stream_next = tb_stream_next, .stream_pos = tb_stream_pos};
+                                   .stream_next = tb_stream_next, .stream_pos = tb_stream_pos,
+    .concurrency = TS_BRANCH_SAFE};   /* batch() fills the fields only */
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_DATASET, "table", "1.0",
     "a delimited file (and side tables) read through declared feature columns", keys, &ops};
 const ts_plugin *tessera_plugin_entry(uint32_t i) { return i == 0 ? &plugin : NULL; }

@@ -1006,7 +1006,8 @@ static int open_data(ts_data *D, const ts_cfg *cfg, ts_err *e)
 }
 static const ts_dataset_ops ops = {
     .size = sizeof(ts_dataset_ops),
-    .open = open_data, .batch = batch, .aux = aux, .close = close_data, .fitted = fitted};
+    .open = open_data, .batch = batch, .aux = aux, .close = close_data, .fitted = fitted,
+    .concurrency = TS_BRANCH_SAFE};   /* batch() fills the fields only */
 static const ts_plugin plugin = {
     TS_ABI, sizeof(ts_plugin), TS_DATASET, "textpairs", "1.0",
     "query/document text pairs with DSSM letter-trigram word hashing (WordNet glosses, WikiQA)",

@@ -199,7 +199,9 @@ static int may_negate(const int32_t *qid, const int32_t *doc, const float *lab, 
 
 /* The head's row-wise work runs in tasks of CHUNK rows (ts_ctx_parallel): a number of tasks
  * fixed by the batch, so the result is the same for any [train] threads. */
-#define CHUNK 32
+#define CHUNK 64
+
+#define MAXTASK (4096 / CHUNK)
 
 typedef struct {
     ts_head *H;
@@ -208,7 +210,13 @@ typedef struct {
     const float *q, *d, *lab;
     const int32_t *qid, *doc;
     float gamma;
-    float dgamma[4096 / CHUNK];   /* each task's part of d loss / d gamma, summed in task order */
+    int train;
+    int loss_in_task;             /* the loss allows it (TS_BRANCH_SAFE): each task its rows' */
+    int r0[MAXTASK + 1];          /* task t's rows with a loss: r0[t] .. r0[t + 1] - 1 */
+    double loss[MAXTASK];         /* each task's part of the loss */
+    int rc[MAXTASK];
+    ts_err err[MAXTASK];
+    float dgamma[MAXTASK];        /* each task's part of d loss / d gamma, summed in task order */
 } pass;
 
 /* Rows [i0, i1) of a task. */
@@ -278,6 +286,19 @@ static void logit_task(void *arg, int t)
         }
         if (QW) hy_query_end(&s->sc);
     }
+    /* the task's rows' part of the mean loss over the n rows: its own mean weighted by its
+     * share, the gradient scale likewise */
+    int r0 = a->r0[t], nr = a->r0[t + 1] - r0;
+    a->rc[t] = 0;
+    a->loss[t] = 0;
+    if (a->loss_in_task && nr > 0) {
+        double l = 0;
+        a->rc[t] = a->H->loss->eval(a->H->loss_state, nr, K, s->z + (size_t)r0 * K, s->y, NULL, &l,
+                                    a->train ? s->dz + (size_t)r0 * K : NULL,
+                                    a->train ? a->H->grad_scale * (float)nr / (float)a->n : 0.0f,
+                                    &a->err[t]);
+        a->loss[t] = l * nr / a->n;
+    }
 }
 
 /* dC's rows of the task: dC[i, j] = gamma dz over the candidates; dR/dgamma = cos. */
@@ -295,11 +316,14 @@ static void dc_task(void *arg, int t)
         memset(dCi, 0, (size_t)B * sizeof(float));
         int r = s->ridx[i];
         if (r < 0) continue;
+        if (s->gamma)   /* learned: one sum in candidate order (a chain of adds; only then) */
+            for (int k = 0; k < K; k++)
+                if (s->cand[(size_t)r * K + k] >= 0)
+                    dgamma += s->dz[(size_t)r * K + k] * s->cosv[(size_t)r * K + k];
         for (int k = 0; k < K; k++) {
             int j = s->cand[(size_t)r * K + k];
             if (j < 0) continue;
             float g = s->dz[(size_t)r * K + k];
-            dgamma += g * s->cosv[(size_t)r * K + k];
             dCi[j] += a->gamma * g;
             if (s->hybrid)   /* the scorer's parameters, the prior, and its path to the cosine */
                 dCi[j] += hy_backward(&s->sc, g, (long)r * K + k,
@@ -307,9 +331,12 @@ static void dc_task(void *arg, int t)
         }
     }
     a->dgamma[t] = dgamma;
+    /* the task's rows of dqh = dC dh */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, i1 - i0, a->E, B, 1.0f,
+                s->dC + (size_t)i0 * B, B, s->dh, a->E, 0.0f, s->dqh + (size_t)i0 * a->E, a->E);
 }
 
-/* The task's rows of dqh = dC dh and ddh = dC^T qh, and through the normalisation v/|v|_e:
+/* The task's rows of ddh = dC^T qh (dC whole), and through the normalisation v/|v|_e:
  * dv = (dvh - vh (vh . dvh)) / |v|_e into q->dx and d->dx. */
 static void grad_task(void *arg, int t)
 {
@@ -318,8 +345,6 @@ static void grad_task(void *arg, int t)
     const int B = a->B, E = a->E;
     int i0, i1;
     chunk_rows(a, t, &i0, &i1);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, i1 - i0, E, B, 1.0f,
-                s->dC + (size_t)i0 * B, B, s->dh, E, 0.0f, s->dqh + (size_t)i0 * E, E);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1 - i0, E, B, 1.0f, s->dC + i0, B,
                 s->qh, E, 0.0f, s->ddh + (size_t)i0 * E, E);
     for (int side = 0; side < 2; side++) {
@@ -348,7 +373,8 @@ static int batch_loss(ts_head *H, ts_rng *rng, int train, double *loss, ts_err *
     const ts_tensor *gd = ts_ctx_field(H->ctx, s->doc_field);
     pass a = {H, s, B, s->E, K, B - 1 <= J || s->group_neg, 0, Q->x, D->x,
               H->label ? H->label->x : NULL, gq ? gq->ids : NULL, gd ? gd->ids : NULL,
-              s->gamma ? s->gamma->w[0] : s->gamma0, {0}};
+              s->gamma ? s->gamma->w[0] : s->gamma0, train,
+              (TS_OP(H->loss, concurrency) & TS_BRANCH_SAFE) != 0, {0}, {0}, {0}, {{{0}}}, {0}};
     /* the hybrid's scorer is one state: its passes run in order on this thread */
     ts_ctx *par = s->hybrid ? NULL : H->ctx;
     int ntask = (B + CHUNK - 1) / CHUNK;
@@ -358,6 +384,7 @@ static int batch_loss(ts_head *H, ts_rng *rng, int train, double *loss, ts_err *
     int n = 0;
     for (int i = 0; i < B; i++) s->mark[i] = 0;
     for (int i = 0; i < B; i++) {
+        if (i % CHUNK == 0) a.r0[i / CHUNK] = n;
         s->ridx[i] = -1;
         if (s->pos_only && a.lab && !(a.lab[i] > 0.5f)) continue;
         if (!a.det) {   /* distinct negatives: mark[j] == n + 1 once row j is a candidate */
@@ -376,16 +403,22 @@ static int batch_loss(ts_head *H, ts_rng *rng, int train, double *loss, ts_err *
         s->ridx[i] = n;
         s->rows[n++] = i;
     }
-    a.n = n;
+    a.r0[ntask] = a.n = n;
     s->oom = 0;
+    if (train) memset(s->dz, 0, (size_t)n * K * sizeof(float));
     ts_ctx_parallel(par, ntask, logit_task, &a);
     if (s->oom) return ts_fail(e, "hybrid: out of memory");
     *loss = 0;
     if (n == 0) return 0;
-    if (train) memset(s->dz, 0, (size_t)n * K * sizeof(float));
-    if (H->loss->eval(H->loss_state, n, K, s->z, s->y, NULL, loss, train ? s->dz : NULL,
-                      train ? H->grad_scale : 0.0f, e))
+    if (a.loss_in_task) {
+        for (int t = 0; t < ntask; t++) {
+            if (a.rc[t]) return ts_fail(e, "%s", a.err[t].msg);
+            *loss += a.loss[t];
+        }
+    } else if (H->loss->eval(H->loss_state, n, K, s->z, s->y, NULL, loss, train ? s->dz : NULL,
+                             train ? H->grad_scale : 0.0f, e)) {
         return -1;
+    }
     if (!train) return 0;
     ts_ctx_parallel(par, ntask, dc_task, &a);
     ts_ctx_parallel(H->ctx, ntask, grad_task, &a);

@@ -78,7 +78,9 @@ static const ts_key keys[] = {
     {"pos_weight", "float", "1", "weight of the positive examples' term (1 = unweighted)"},
     {NULL, NULL, NULL, NULL}};
 
-static const ts_loss_ops ops = {sizeof(ts_loss_ops), TS_LABEL_BINARY, init, eval, destroy};
+/* eval() reads its state only: TS_BRANCH_SAFE */
+static const ts_loss_ops ops = {sizeof(ts_loss_ops), TS_LABEL_BINARY, init, eval, destroy,
+                                 TS_BRANCH_SAFE};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LOSS, "bce", "1.0",
     "binary cross-entropy on logits (stable), optional pos_weight", keys, &ops};

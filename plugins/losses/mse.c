@@ -51,7 +51,8 @@ static int eval(void *state, int n, int k, const float *z, const float *y, const
 
 static const ts_key keys[] = {{NULL, NULL, NULL, NULL}};
 
-static const ts_loss_ops ops = {sizeof(ts_loss_ops), TS_LABEL_REAL, init, eval, NULL};
+/* no state: TS_BRANCH_SAFE */
+static const ts_loss_ops ops = {sizeof(ts_loss_ops), TS_LABEL_REAL, init, eval, NULL, TS_BRANCH_SAFE};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LOSS, "mse", "1.0",
     "mean squared error", keys, &ops};

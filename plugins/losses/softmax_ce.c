@@ -14,13 +14,11 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-/* One row's exp(z_ij - m_i), kept between the sum and the gradient so each logit costs one
- * exp (a full softmax over a large catalogue is exp-bound: vecmath.h's vectorised one). Grows
- * with k, never per step. */
-typedef struct softmax_state {
-    float *ex;    /* (cap) */
-    int cap;
-} softmax_state;
+/* A row's exp(z_ij - m_i) is kept between the sum and the gradient, so each logit costs one
+ * exp (a full softmax over a large catalogue is exp-bound: vecmath.h's vectorised one), in a
+ * buffer of the call's own (on the stack up to EX_STACK classes): eval() keeps nothing in the
+ * loss's state, so a head may evaluate parts of its rows at once (TS_BRANCH_SAFE). */
+#define EX_STACK 2048
 
 /* dz (k) += g (ex (k) inv) */
 TS_VEC static void grad_row(float *dz, const float *ex, float g, float inv, int k)
@@ -67,39 +65,31 @@ static int softmax_ce_kernel(int n, int k, const float *z, const float *y, const
 
 static int init(void **state, const ts_cfg *cfg, ts_err *e)
 {
-    (void)cfg;
-    *state = calloc(1, sizeof(softmax_state));
-    return *state ? 0 : ts_fail(e, "softmax_ce: out of memory");
-}
-
-static void destroy(void *state)
-{
-    softmax_state *s = state;
-    if (s) free(s->ex);
-    free(s);
+    (void)cfg; (void)e;
+    *state = NULL;
+    return 0;
 }
 
 static int eval(void *state, int n, int k, const float *z, const float *y, const float *w,
                 double *loss, float *dz, float scale, ts_err *e)
 {
-    softmax_state *s = state;
+    (void)state;
     if (k < 2) return ts_fail(e, "softmax_ce: needs at least 2 classes, got %d; use bce for one "
                               "logit", k);
-    if (k > s->cap) {
-        float *ex = realloc(s->ex, sizeof(float) * (size_t)k);
-        if (!ex) return ts_fail(e, "softmax_ce: out of memory for %d classes", k);
-        s->ex = ex;
-        s->cap = k;
-    }
+    float stack[EX_STACK], *ex = k <= EX_STACK ? stack : malloc(sizeof(float) * (size_t)k);
+    if (!ex) return ts_fail(e, "softmax_ce: out of memory for %d classes", k);
     double sum = 0, wsum = 0;
-    if (softmax_ce_kernel(n, k, z, y, w, dz, scale, s->ex, &sum, &wsum, e)) return -1;
+    int rc = softmax_ce_kernel(n, k, z, y, w, dz, scale, ex, &sum, &wsum, e);
+    if (ex != stack) free(ex);
+    if (rc) return -1;
     *loss = wsum > 0 ? sum / wsum : 0.0;
     return 0;
 }
 
 static const ts_key keys[] = {{NULL, NULL, NULL, NULL}};
 
-static const ts_loss_ops ops = {sizeof(ts_loss_ops), TS_LABEL_CLASS, init, eval, destroy};
+static const ts_loss_ops ops = {sizeof(ts_loss_ops), TS_LABEL_CLASS, init, eval, NULL,
+                                 TS_BRANCH_SAFE};
 
 static const ts_plugin plugin = {TS_ABI, sizeof(ts_plugin), TS_LOSS, "softmax_ce", "1.0",
     "softmax cross-entropy over k classes, class-index labels", keys, &ops};
