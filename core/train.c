@@ -1039,6 +1039,22 @@ done:
     return rc;
 }
 
+/* The pieces of the optimizer step (below, "the optimizer step"). */
+#define NBAND 4
+#define BAND_MIN 65536L           /* floats of touched rows from which a table is banded */
+
+typedef struct piece {
+    int param, band;              /* band -1: the whole parameter */
+    long work;                    /* floats it covers */
+    ts_param copy;                /* a band: its view of the table */
+} piece;
+
+struct bands {
+    int32_t *list;                /* (rows) the bands' touched rows, band after band */
+    uint8_t *mask;                /* (NBAND, rows) each band's is_touched */
+    int on;                       /* banded this step */
+};
+
 /* ---- the run ----------------------------------------------------------------------------------
  * One trainer holds what the loop's pieces share. l is the state a checkpoint saves (internal.h);
  * the rest is rebuilt on resume. */
@@ -1064,9 +1080,12 @@ typedef struct trainer {
     int stream_on;                /* the epoch's stream has begun */
     long *share;                  /* streamed: (size) every rank's training rows */
     struct replicas *rs;          /* [train] replicas > 1: the other copies of the graph */
-    int *opt_list, *opt_rc;       /* the pool's optimizer step (optimizer_step) */
-    long *opt_work;
+    int *opt_rc;                  /* (nparams * NBAND) the pieces' results (optimizer_step) */
     ts_err *opt_err;
+    unsigned char *pc_ok;         /* (nparams * NBAND) the guard's */
+    struct piece *pc;             /* the pool's pieces of the guard and the optimizer step */
+    int npc;
+    struct bands *bd;             /* (nparams) a banded table's lists and masks */
     int prefetch;                 /* the reader fills a batch while the optimizer runs (below) */
     long pre_s;                   /* the step of the epoch whose rows the fields hold, or -1 */
     int pre_rc;
@@ -1080,8 +1099,11 @@ static void trainer_free(trainer *t)
 {
     replicas_free(t->rs);
     t->rs = NULL;
-    free(t->opt_list); free(t->opt_work); free(t->opt_rc); free(t->opt_err);
-    t->opt_list = NULL; t->opt_work = NULL; t->opt_rc = NULL; t->opt_err = NULL;
+    free(t->opt_rc); free(t->opt_err); free(t->pc_ok);
+    t->opt_rc = NULL; t->opt_err = NULL; t->pc_ok = NULL;
+    for (int i = 0; t->bd && i < t->x->ctx.nparams; i++) { free(t->bd[i].list); free(t->bd[i].mask); }
+    free(t->bd); free(t->pc);
+    t->bd = NULL; t->pc = NULL;
     ts_pool_free(t->x->pool);
     t->x->pool = t->x->ctx.pool = NULL;
     if (t->ft) fclose(t->ft);
@@ -1697,33 +1719,123 @@ static int load_step(trainer *t, long s, ts_err *e)
 
 /* ---- the optimizer step ------------------------------------------------------------------
  * Each trained parameter's update, then its gradient zeroed. With [train] threads >= 2 and an
- * optimizer that allows it (TS_BRANCH_SAFE) the parameters are spread over the pool's threads,
- * the largest piece of work (weights of a dense parameter, touched rows of a sparse one) taken
- * first; every parameter's update is the same computation whichever thread runs it. */
+ * optimizer that allows it (TS_BRANCH_SAFE) the work is spread over the pool's threads in
+ * pieces, the largest first, and the NaN guard before it takes the same pieces. A piece is a
+ * parameter, or a band of a large sparse table's row range: the DSSM's query table alone was
+ * 3-4 times any other parameter's work, and one thread updated it while the other waited. A
+ * band is a copy of the table's ts_param whose touched, ntouched and is_touched (a mask of its
+ * own) hold the band's rows only; an optimizer updates only a sparse parameter's touched rows,
+ * so it updates the band as it would the table, and the bands together update it once. Every
+ * row's update is the same computation whichever piece or thread runs it. */
+static ts_param *piece_param(ts_exp *x, piece *c)
+{
+    return c->band < 0 ? x->ctx.params[c->param] : &c->copy;
+}
+
+/* The step's pieces, largest first, into t->pc (t->npc). */
+static int pieces_build(trainer *t, ts_err *e)
+{
+    ts_exp *x = t->x;
+    int np = x->ctx.nparams;
+    size_t most = (size_t)np * NBAND;
+    if (!t->pc && (!(t->pc = malloc(most * sizeof *t->pc)) || !(t->bd = calloc((size_t)np, sizeof *t->bd)) ||
+                   !(t->pc_ok = malloc(most)) || !(t->opt_rc = malloc(most * sizeof *t->opt_rc)) ||
+                   !(t->opt_err = malloc(most * sizeof *t->opt_err))))
+        return ts_fail(e, "out of memory");
+    int n = 0;
+    for (int i = 0; i < np; i++) {
+        ts_param *p = x->ctx.params[i];
+        if (p->shared) continue;
+        int sparse = (p->flags & TS_PARAM_SPARSE) != 0;
+        long w = (sparse ? (long)p->ntouched : (long)p->rows) * p->cols;
+        int nb = sparse && w >= BAND_MIN && p->rows >= NBAND && p->is_touched &&
+                 !(p->flags & (TS_PARAM_FROZEN | TS_PARAM_SHARDED)) ? NBAND : 0;
+        struct bands *b = &t->bd[i];
+        b->on = nb > 0;
+        if (nb && !b->list && (!(b->list = malloc((size_t)p->rows * sizeof *b->list)) ||
+                               !(b->mask = calloc((size_t)NBAND * p->rows, 1))))
+            return ts_fail(e, "out of memory for the bands of %s", p->name);
+        int cnt[NBAND] = {0}, at[NBAND];
+        for (int k = 0; k < p->ntouched && nb; k++) cnt[(long)p->touched[k] * NBAND / p->rows]++;
+        for (int c = 0, o = 0; c < nb; o += cnt[c++]) at[c] = o;
+        for (int k = 0; k < p->ntouched && nb; k++) {
+            int32_t r = p->touched[k];
+            int c = (int)((long)r * NBAND / p->rows);
+            b->list[at[c]++] = r;
+            b->mask[(size_t)c * p->rows + r] = 1;
+        }
+        for (int c = 0; c < (nb ? nb : 1); c++) {
+            piece pc;
+            pc.param = i;
+            pc.band = nb ? c : -1;
+            pc.work = nb ? (long)cnt[c] * p->cols : w;
+            if (nb) {
+                pc.copy = *p;
+                pc.copy.touched = b->list + at[c] - cnt[c];
+                pc.copy.ntouched = cnt[c];
+                pc.copy.is_touched = b->mask + (size_t)c * p->rows;
+            }
+            int k = n++;
+            while (k > 0 && t->pc[k - 1].work < pc.work) { t->pc[k] = t->pc[k - 1]; k--; }
+            t->pc[k] = pc;
+        }
+    }
+    t->npc = n;
+    return 0;
+}
+
+typedef struct { trainer *t; unsigned char *ok; } guard_arg;
+
+static void guard_task(void *arg, int k)
+{
+    guard_arg *a = arg;
+    ts_exp *x = a->t->x;
+    const ts_param *p = piece_param(x, &a->t->pc[k]);
+    a->ok[k] = (unsigned char)((p->flags & TS_PARAM_FROZEN) || param_finite(p));
+}
+
+/* The NaN guard over the pieces. */
+static int pieces_finite(trainer *t)
+{
+    ts_exp *x = t->x;
+    unsigned char *ok = t->pc_ok;
+    guard_arg a = {t, ok};
+    ts_pool_run(x->pool, t->npc, guard_task, &a);
+    int all = 1;
+    for (int k = 0; k < t->npc; k++) all &= ok[k];
+    return all;
+}
+
 typedef struct {
-    ts_exp *x;
-    long step;
-    int *list;                    /* (nparams) parameter indices, largest work first */
-    int *rc;
-    ts_err *err;
-    trainer *pre;                 /* task 0 fills the fields with the next step's rows */
+    trainer *t;
+    int pre;                      /* task 0 fills the fields with the next step's rows */
 } opt_arg;
 
 static void opt_task(void *arg, int task)
 {
     opt_arg *a = arg;
+    trainer *t = a->t;
     if (a->pre && task-- == 0) {
-        trainer *t = a->pre;
         t->pre_rc = load_step(t, t->l.s + 1, &t->pre_err);
         t->pre_s = t->l.s + 1;
         return;
     }
-    ts_exp *x = a->x;
-    int i = a->list[task];
-    ts_param *p = x->ctx.params[i];
+    ts_exp *x = t->x;
+    piece *c = &t->pc[task];
+    ts_param *p = piece_param(x, c);
     const ts_optim_ops *oo = x->opt_pl->ops;
-    a->rc[i] = p->flags & TS_PARAM_FROZEN ? 0 : oo->step(x->opt_state, p, a->step, 1.0f, &a->err[i]);
-    ts_param_zero_grad(p);
+    t->opt_rc[task] = p->flags & TS_PARAM_FROZEN ? 0
+                    : oo->step(x->opt_state, p, t->l.step, 1.0f, &t->opt_err[task]);
+    if (c->band < 0) {
+        ts_param_zero_grad(p);
+        return;
+    }
+    uint8_t *table = x->ctx.params[c->param]->is_touched;
+    for (int k = 0; k < p->ntouched; k++) {   /* the band's rows: the table's ntouched after */
+        int32_t r = p->touched[k];
+        memset(p->g + (size_t)r * p->cols, 0, (size_t)p->cols * sizeof *p->g);
+        p->is_touched[r] = table[r] = 0;
+    }
 }
 
 static int optimizer_step(trainer *t, ts_err *e)
@@ -1731,7 +1843,7 @@ static int optimizer_step(trainer *t, ts_err *e)
     ts_exp *x = t->x;
     const ts_optim_ops *oo = x->opt_pl->ops;
     int np = x->ctx.nparams;
-    if (!x->pool || !(TS_OP(oo, concurrency) & TS_BRANCH_SAFE) || np < 2) {
+    if (!t->npc) {
         for (int i = 0; i < np; i++) {
             ts_param *p = x->ctx.params[i];
             if (p->shared || (p->flags & TS_PARAM_FROZEN)) continue;
@@ -1742,36 +1854,20 @@ static int optimizer_step(trainer *t, ts_err *e)
         ts_params_zero_grad(&x->ctx);
         return 0;
     }
-    if (!t->opt_list) {
-        t->opt_list = malloc((size_t)np * sizeof *t->opt_list);
-        t->opt_work = malloc((size_t)np * sizeof *t->opt_work);
-        t->opt_rc = calloc((size_t)np, sizeof *t->opt_rc);
-        t->opt_err = malloc((size_t)np * sizeof *t->opt_err);
-        if (!t->opt_list || !t->opt_work || !t->opt_rc || !t->opt_err) return ts_fail(e, "out of memory");
-    }
-    int n = 0;
-    for (int i = 0; i < np; i++) {
-        ts_param *p = x->ctx.params[i];
-        t->opt_rc[i] = 0;
-        if (p->shared) continue;
-        long w = (p->flags & TS_PARAM_SPARSE ? (long)p->ntouched : (long)p->rows) * p->cols;
-        int k = n++;
-        while (k > 0 && t->opt_work[t->opt_list[k - 1]] < w) { t->opt_list[k] = t->opt_list[k - 1]; k--; }
-        t->opt_list[k] = i;
-        t->opt_work[i] = w;
-    }
     /* The next step's rows, read while the parameters update: nothing of this step reads the
      * fields any more, and a reader that declares TS_BRANCH_SAFE fills only them. Within an
      * epoch, in memory (a stream's position is part of a checkpoint). */
     ts_loop *l = &t->l;
     int pre = t->prefetch && l->s + 1 < t->steps_per_epoch &&
               !(x->max_steps > 0 && l->step >= x->max_steps);
-    opt_arg a = {x, l->step, t->opt_list, t->opt_rc, t->opt_err, pre ? t : NULL};
-    ts_pool_run(x->pool, n + pre, opt_task, &a);
-    for (int i = 0; i < np; i++)
-        if (t->opt_rc[i])
-            return ts_fail(e, "[optimizer] %s on %s: %s", x->opt_pl->name, x->ctx.params[i]->name,
-                           t->opt_err[i].msg);
+    opt_arg a = {t, pre};
+    ts_pool_run(x->pool, t->npc + pre, opt_task, &a);
+    for (int k = 0; k < t->npc; k++)
+        if (t->opt_rc[k])
+            return ts_fail(e, "[optimizer] %s on %s: %s", x->opt_pl->name,
+                           x->ctx.params[t->pc[k].param]->name, t->opt_err[k].msg);
+    for (int i = 0; i < np; i++)   /* a banded table: its bands zeroed its rows, gradient and flags */
+        if (t->bd[i].on) x->ctx.params[i]->ntouched = 0;
     return 0;
 }
 
@@ -1856,9 +1952,15 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
         if (ts_dist_sum_grads(x->ctx.params, x->ctx.nparams, x->arena + l->nw, x->ctx.n_dense, e))
             return -1;
     }
+    /* The pieces of the guard and the optimizer step on the pool */
+    t->npc = 0;
+    if (x->pool && (TS_OP((const ts_optim_ops *)x->opt_pl->ops, concurrency) & TS_BRANCH_SAFE) &&
+        x->ctx.nparams >= 2 && pieces_build(t, e))
+        return -1;
     /* The NaN guard on gradients, and clipping by the global norm. */
     double gnorm = t->sharded ? grad_norm_of(x, 1)
-                 : x->clip_norm > 0 || !grads_finite(x) ? grad_norm(x) : 0;
+                 : x->clip_norm > 0 || !(t->npc ? pieces_finite(t) : grads_finite(x)) ? grad_norm(x)
+                 : 0;
     if (!isfinite(gnorm)) {
         char where[3 * TS_NAME_MAX];
         const char *bad = first_nonfinite_grad(x, where, sizeof where);

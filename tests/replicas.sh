@@ -89,9 +89,16 @@ for m in text yt; do
     echo "$m, replicas = 2 vs 1 (SGD): $(tail -n 1 "$tmp/${m}.txt")"
 done
 
-# threads: bit for bit the run of one thread (the DSSM's towers, MMoE's two towers at once)
-for m in text mmoe; do
-    if [ $m = text ]; then args="$text"; else args="$exp train.epochs=1 train.max_steps=$K train.batch=$B --quiet"; fi
+# threads: bit for bit the run of one thread (the DSSM's towers, MMoE's two towers at once; with
+# Adam at batch 256, the query table's touched rows in bands, the next batch read beside the
+# optimizer and the match head's row tasks)
+adam="$s/experiments/wordnet_dssm.ini data.test_size=200 data.valid_size=200 train.epochs=1 train.max_steps=15 --quiet"
+for m in text adam mmoe; do
+    case $m in
+        text) args="$text" ;;
+        adam) args="$adam" ;;
+        *) args="$exp train.epochs=1 train.max_steps=$K train.batch=$B --quiet" ;;
+    esac
     "$b/tessera" run $args train.threads=1 --results "$tmp/${m}_t1" >"$tmp/${m}_t1.log" 2>&1 || { cat "$tmp/${m}_t1.log"; fail "$m, threads = 1"; }
     "$b/tessera" run $args train.threads=2 --results "$tmp/${m}_t2" >"$tmp/${m}_t2.log" 2>&1 || { cat "$tmp/${m}_t2.log"; fail "$m, threads = 2"; }
     cmp "$tmp/${m}_t1/params.bin" "$tmp/${m}_t2/params.bin" || fail "$m: threads = 2 changed the trained parameters"
