@@ -1784,31 +1784,10 @@ static int pieces_build(trainer *t, ts_err *e)
     return 0;
 }
 
-typedef struct { trainer *t; unsigned char *ok; } guard_arg;
-
-static void guard_task(void *arg, int k)
-{
-    guard_arg *a = arg;
-    ts_exp *x = a->t->x;
-    const ts_param *p = piece_param(x, &a->t->pc[k]);
-    a->ok[k] = (unsigned char)((p->flags & TS_PARAM_FROZEN) || param_finite(p));
-}
-
-/* The NaN guard over the pieces. */
-static int pieces_finite(trainer *t)
-{
-    ts_exp *x = t->x;
-    unsigned char *ok = t->pc_ok;
-    guard_arg a = {t, ok};
-    ts_pool_run(x->pool, t->npc, guard_task, &a);
-    int all = 1;
-    for (int k = 0; k < t->npc; k++) all &= ok[k];
-    return all;
-}
-
 typedef struct {
     trainer *t;
     int pre;                      /* task 0 fills the fields with the next step's rows */
+    int guard;                    /* the NaN guard: each piece checks its gradient first */
 } opt_arg;
 
 static void opt_task(void *arg, int task)
@@ -1824,8 +1803,16 @@ static void opt_task(void *arg, int task)
     piece *c = &t->pc[task];
     ts_param *p = piece_param(x, c);
     const ts_optim_ops *oo = x->opt_pl->ops;
-    t->opt_rc[task] = p->flags & TS_PARAM_FROZEN ? 0
-                    : oo->step(x->opt_state, p, t->l.step, 1.0f, &t->opt_err[task]);
+    t->pc_ok[task] = 1;
+    t->opt_rc[task] = 0;
+    if (p->flags & TS_PARAM_FROZEN) {
+        /* nothing to update */
+    } else if (a->guard && !param_finite(p)) {
+        t->pc_ok[task] = 0;       /* left as it is, gradient and all, for the message */
+        return;
+    } else {
+        t->opt_rc[task] = oo->step(x->opt_state, p, t->l.step, 1.0f, &t->opt_err[task]);
+    }
     if (c->band < 0) {
         ts_param_zero_grad(p);
         return;
@@ -1838,7 +1825,10 @@ static void opt_task(void *arg, int task)
     }
 }
 
-static int optimizer_step(trainer *t, ts_err *e)
+static int nonfinite_fail(trainer *t, long step, double gnorm, ts_err *e);
+
+/* guard: the NaN guard is the pieces' (train_step). */
+static int optimizer_step(trainer *t, int guard, ts_err *e)
 {
     ts_exp *x = t->x;
     const ts_optim_ops *oo = x->opt_pl->ops;
@@ -1860,8 +1850,15 @@ static int optimizer_step(trainer *t, ts_err *e)
     ts_loop *l = &t->l;
     int pre = t->prefetch && l->s + 1 < t->steps_per_epoch &&
               !(x->max_steps > 0 && l->step >= x->max_steps);
-    opt_arg a = {t, pre};
+    opt_arg a = {t, pre, guard};
     ts_pool_run(x->pool, t->npc + pre, opt_task, &a);
+    for (int k = 0; k < t->npc; k++)
+        if (!t->pc_ok[k]) {
+            /* The pieces with a finite gradient have moved; the run stops here, before any file
+             * sees them, and its last good checkpoint stays. */
+            for (int i = 0; i < np; i++) if (t->bd[i].on) x->ctx.params[i]->ntouched = 0;
+            return nonfinite_fail(t, l->step, grad_norm(x), e);
+        }
     for (int k = 0; k < t->npc; k++)
         if (t->opt_rc[k])
             return ts_fail(e, "[optimizer] %s on %s: %s", x->opt_pl->name,
@@ -1869,6 +1866,20 @@ static int optimizer_step(trainer *t, ts_err *e)
     for (int i = 0; i < np; i++)   /* a banded table: its bands zeroed its rows, gradient and flags */
         if (t->bd[i].on) x->ctx.params[i]->ntouched = 0;
     return 0;
+}
+
+/* The NaN guard's message: step (1-based), the norm, the first non-finite gradient. */
+static int nonfinite_fail(trainer *t, long step, double gnorm, ts_err *e)
+{
+    ts_exp *x = t->x;
+    char where[3 * TS_NAME_MAX];
+    const char *bad = first_nonfinite_grad(x, where, sizeof where);
+    return ts_fail(e, "step %ld (epoch %ld): the gradient norm is %g; %s%s. Lower [optimizer] "
+                   "lr or set [train] clip_norm; the files written so far and the last good "
+                   "checkpoint are kept in %s", step, t->l.epoch, gnorm,
+                   bad ? "the first non-finite one, from the top of the graph, is " :
+                   "every layer's gradient is finite (the loss weights overflowed)",
+                   bad ? bad : "", x->ctx.results_dir);
 }
 
 /* One optimizer step on this rank's slice of global batch rows order[from, from + B). */
@@ -1957,23 +1968,17 @@ static int train_step(trainer *t, long from, int B, ts_err *e)
     if (x->pool && (TS_OP((const ts_optim_ops *)x->opt_pl->ops, concurrency) & TS_BRANCH_SAFE) &&
         x->ctx.nparams >= 2 && pieces_build(t, e))
         return -1;
-    /* The NaN guard on gradients, and clipping by the global norm. */
+    /* The NaN guard on gradients, and clipping by the global norm. On the pool without clipping
+     * the guard is the optimizer's pieces' own: each checks its gradient as it starts (the rows
+     * are then in cache for the update), and a non-finite one stops the run before any file
+     * sees the step. */
+    int fused = t->npc > 0 && !t->sharded && !(x->clip_norm > 0);
     double gnorm = t->sharded ? grad_norm_of(x, 1)
-                 : x->clip_norm > 0 || !(t->npc ? pieces_finite(t) : grads_finite(x)) ? grad_norm(x)
-                 : 0;
-    if (!isfinite(gnorm)) {
-        char where[3 * TS_NAME_MAX];
-        const char *bad = first_nonfinite_grad(x, where, sizeof where);
-        return ts_fail(e, "step %ld (epoch %ld): the gradient norm is %g; %s%s. Lower [optimizer] "
-                       "lr or set [train] clip_norm; the files written so far and the last good "
-                       "checkpoint are kept in %s", l->step + 1, l->epoch, gnorm,
-                       bad ? "the first non-finite one, from the top of the graph, is " :
-                       "every layer's gradient is finite (the loss weights overflowed)",
-                       bad ? bad : "", x->ctx.results_dir);
-    }
+                 : x->clip_norm > 0 || (!fused && !grads_finite(x)) ? grad_norm(x) : 0;
+    if (!isfinite(gnorm)) return nonfinite_fail(t, l->step + 1, gnorm, e);
     if (x->clip_norm > 0 && gnorm > x->clip_norm) scale_grads(x, (float)(x->clip_norm / gnorm));
     l->step++;
-    if (optimizer_step(t, e)) return -1;
+    if (optimizer_step(t, fused, e)) return -1;
     l->seen += B;
     l->loss_acc += frac * total;
     l->logged_steps++;
