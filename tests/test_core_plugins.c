@@ -539,6 +539,17 @@ static void test_vec_exp(void **unused)
     assert_true(f[1] == 0.0f && f[2] == 0.0f && f[5] == 0.0f);
     assert_true(isnan(f[3]));
     assert_float_equal(f[4], expf(-1.0f), 2e-7);
+    /* the maximum in 8 lanes: wherever it stands, and with fewer than 8 elements */
+    float mx[21];
+    for (int i = 0; i < 21; i++) mx[i] = -(float)((i * 7) % 21);
+    for (int at = 0; at < 21; at++) {
+        float keep = mx[at];
+        mx[at] = 3.5f;
+        assert_true(ts_vec_max(mx, 21) == 3.5f);
+        assert_true(ts_vec_max(mx, at + 1) == 3.5f);
+        mx[at] = keep;
+    }
+    assert_true(ts_vec_max(mx, 21) == 0.0f);
     /* the double sum of 8 partial sums: every element counted once */
     float v[19];
     double want = 0;

@@ -30,6 +30,7 @@
 
 #include "tessera.h"
 #include "hybrid.h"
+#include "../layers/vecmath.h"
 #include "ranking.h"
 
 #define EPS2 1e-8f
@@ -178,11 +179,28 @@ static int build_impl(ts_head *H, const ts_cfg *cfg, int hybrid, ts_err *e)
     return 0;
 }
 
-static float dotf(const float *a, const float *b, int n)
+/* a . b in 8 interleaved partial sums added in a fixed order: a loop that vectorises (one sum
+ * in order was a chain of dependent adds, 4% of a DSSM step) and the same bits on every copy */
+TS_VEC static float dotf(const float *a, const float *b, int n)
 {
-    float s = 0;
-    for (int j = 0; j < n; j++) s += a[j] * b[j];
-    return s;
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) s[l] += a[j + l] * b[j + l];
+    for (; j < n; j++) s[j & 7] += a[j] * b[j];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+/* y (n) = x (n) / d */
+TS_VEC static void div_span(const float *x, float d, float *y, int n)
+{
+    for (int j = 0; j < n; j++) y[j] = x[j] / d;
+}
+
+/* o (n) += (g - v proj) inv: the gradient through v / |v|_e */
+TS_VEC static void unit_back(float *o, const float *g, const float *v, float proj, float inv, int n)
+{
+    for (int j = 0; j < n; j++) o[j] += (g[j] - v[j] * proj) * inv;
 }
 
 /* Row j may serve as a negative for row i: another row and document, not a positive of i's
@@ -239,7 +257,8 @@ static void unit_task(void *arg, int t)
         float *oq = s->qh + (size_t)i * E, *od = s->dh + (size_t)i * E;
         s->qn[i] = sqrtf(dotf(qi, qi, E) + EPS2);
         s->dn[i] = sqrtf(dotf(di, di, E) + EPS2);
-        for (int k = 0; k < E; k++) { oq[k] = qi[k] / s->qn[i]; od[k] = di[k] / s->dn[i]; }
+        div_span(qi, s->qn[i], oq, E);
+        div_span(di, s->dn[i], od, E);
     }
 }
 
@@ -355,8 +374,7 @@ static void grad_task(void *arg, int t)
         for (int i = i0; i < i1; i++) {
             const float *v = vh + (size_t)i * E, *gv = dvh + (size_t)i * E;
             float proj = dotf(v, gv, E), inv = 1.0f / nv[i];
-            float *o = dv + (size_t)i * E;
-            for (int k = 0; k < E; k++) o[k] += (gv[k] - v[k] * proj) * inv;
+            unit_back(dv + (size_t)i * E, gv, v, proj, inv, E);
         }
     }
 }

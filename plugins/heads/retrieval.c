@@ -136,8 +136,7 @@ static double softmax_ce(int n, int k, const float *z, const float *y, float *dz
     double total = 0;
     for (int r = 0; r < n; r++) {
         const float *zr = z + (long)r * k;
-        float *g = dz + (long)r * k, m = zr[0];
-        for (int j = 1; j < k; j++) m = zr[j] > m ? zr[j] : m;
+        float *g = dz + (long)r * k, m = ts_vec_max(zr, k);
         ts_vec_exp_shift(zr, m, g, k);
         double s = ts_vec_sum_d(g, k);
         int c = (int)y[r];

@@ -114,6 +114,21 @@ TS_VEC static inline void ts_vec_exp_shift(const float *x, float m, float *y, lo
     }
 }
 
+/* The largest of x (n), n >= 1, in 8 lanes: a scan's value for any x without NaN (with a NaN
+ * it is NaN or the largest of the rest; a softmax over the row is NaN either way). */
+TS_VEC static inline float ts_vec_max(const float *x, long n)
+{
+    float a[8];
+    for (int l = 0; l < 8; l++) a[l] = x[0];
+    long i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) a[l] = x[i + l] > a[l] ? x[i + l] : a[l];
+    for (; i < n; i++) a[0] = x[i] > a[0] ? x[i] : a[0];
+    float m = a[0];
+    for (int l = 1; l < 8; l++) m = a[l] > m ? a[l] : m;
+    return m;
+}
+
 /* sum of x (n) in double, in 8 interleaved partial sums combined in a fixed order: the same
  * result on every machine and copy, and a loop that vectorises. */
 TS_VEC static inline double ts_vec_sum_d(const float *x, long n)

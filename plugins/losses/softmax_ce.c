@@ -46,8 +46,7 @@ static int softmax_ce_kernel(int n, int k, const float *z, const float *y, const
         const float *zi = z + (long)i * k;
         int c = (int)y[i];
         double wi = w ? w[i] : 1.0;
-        float m = zi[0];
-        for (int j = 1; j < k; j++) m = zi[j] > m ? zi[j] : m;
+        float m = ts_vec_max(zi, k);
         ts_vec_exp_shift(zi, m, ex, k);
         double se = ts_vec_sum_d(ex, k);
         double lse = log(se);
