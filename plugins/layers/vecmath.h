@@ -48,33 +48,41 @@
 #  define TS_VEC
 #endif
 
+/* OUT = e^c for c in [-80, 18]: Cephes' expf. c = n ln 2 + r, |r| <= ln(2)/2, with n = round(c /
+ * ln 2) (adding 1.5 * 2^23 rounds to an integer in the low mantissa bits) and ln 2 in two parts;
+ * e^r by a degree-7 polynomial; times 2^n put straight into the exponent bits. A macro, so that
+ * each TS_VEC kernel below does the work in its own body. */
+#define TS_EXPF(c, OUT)                                                         \
+    do {                                                                        \
+        union { float f; uint32_t i; } k_, p_;                                  \
+        k_.f = (c) * 1.44269504088896341f + 12582912.0f;                        \
+        float nf_ = k_.f - 12582912.0f;                                         \
+        float r_ = ((c) - nf_ * 0.693359375f) + nf_ * 2.12194440e-4f;           \
+        float q_ = 1.9875691500e-4f;                                            \
+        q_ = q_ * r_ + 1.3981999507e-3f;                                        \
+        q_ = q_ * r_ + 8.3334519073e-3f;                                        \
+        q_ = q_ * r_ + 4.1665795894e-2f;                                        \
+        q_ = q_ * r_ + 1.6666665459e-1f;                                        \
+        q_ = q_ * r_ + 5.0000001201e-1f;                                        \
+        p_.f = q_ * r_ * r_ + r_ + 1.0f;                                        \
+        p_.i += (k_.i - 0x4B400000u) << 23;                                     \
+        (OUT) = p_.f;                                                           \
+    } while (0)
+
 /* y (n) = tanh(x (n)), within 1 ulp of the correctly rounded value (checked over every float
  * in [-20, 20]); x and y may be the same buffer. NaN gives NaN, +-inf give +-1.
  *   |x| < 0.625: tanh x = x + x s P(s), s = x^2 (Cephes' tanhf polynomial), no cancellation;
  *   else:        tanh |x| = 1 - 2 / (e + 1), e = exp(2 |x|) with |x| capped at 9 (tanh 9 rounds
- *                to 1 in float), exp by Cephes' expf: 2|x| = n ln 2 + r, |r| <= ln(2)/2,
- *                e^r by a degree-7 polynomial, times 2^n put straight into the exponent bits.
+ *                to 1 in float), exp by TS_EXPF.
  * Both branches are computed for every element and one is selected, so the loop vectorises. */
 TS_VEC static inline void ts_vec_tanh(const float *x, float *y, long n)
 {
     for (long i = 0; i < n; i++) {
         float v = x[i], a = v < 0 ? -v : v;
         a = a > 9.0f ? 9.0f : a;                       /* a NaN stays NaN */
-        float t = 2.0f * a;
-        /* n = round(t / ln 2): adding 1.5 * 2^23 rounds to an integer in the low mantissa bits */
-        union { float f; uint32_t i; } k, p;
-        k.f = t * 1.44269504088896341f + 12582912.0f;
-        float nf = k.f - 12582912.0f;
-        float r = (t - nf * 0.693359375f) + nf * 2.12194440e-4f;   /* ln 2 in two parts */
-        float q = 1.9875691500e-4f;
-        q = q * r + 1.3981999507e-3f;
-        q = q * r + 8.3334519073e-3f;
-        q = q * r + 4.1665795894e-2f;
-        q = q * r + 1.6666665459e-1f;
-        q = q * r + 5.0000001201e-1f;
-        p.f = q * r * r + r + 1.0f;                     /* e^r */
-        p.i += (k.i - 0x4B400000u) << 23;               /* e^r 2^n = e^t, n in [0, 26] */
-        float big = 1.0f - 2.0f / (p.f + 1.0f);
+        float t = 2.0f * a, et;
+        TS_EXPF(t, et);                                 /* e^t, n in [0, 26] */
+        float big = 1.0f - 2.0f / (et + 1.0f);
         big = v < 0 ? -big : big;
         float s = v * v;
         float w = -5.70498872745e-3f;
@@ -87,9 +95,8 @@ TS_VEC static inline void ts_vec_tanh(const float *x, float *y, long n)
     }
 }
 
-/* y (n) = exp(x (n) - m) for x <= m: the shifted logits of a softmax, m their maximum. The
- * same Cephes expf as ts_vec_tanh (t = n ln 2 + r, e^r by the degree-7 polynomial, 2^n into
- * the exponent bits), within 1 ulp of libm's expf (test_vec_exp); 0 for t < -80 (e^-80 = 2e-35, nothing
+/* y (n) = exp(x (n) - m) for x <= m: the shifted logits of a softmax, m their maximum, by
+ * TS_EXPF, within 1 ulp of libm's expf (test_vec_exp); 0 for t < -80 (e^-80 = 2e-35, nothing
  * beside the 1 of the maximum), which keeps 2^n a normal float. NaN gives NaN. */
 TS_VEC static inline void ts_vec_exp_shift(const float *x, float m, float *y, long n)
 {
@@ -97,19 +104,9 @@ TS_VEC static inline void ts_vec_exp_shift(const float *x, float m, float *y, lo
         float t = x[i] - m;
         float c = t < -80.0f ? -80.0f : t;
         c = c > 0.0f ? 0.0f : c;
-        union { float f; uint32_t i; } k, p;
-        k.f = c * 1.44269504088896341f + 12582912.0f;
-        float nf = k.f - 12582912.0f;
-        float r = (c - nf * 0.693359375f) + nf * 2.12194440e-4f;
-        float q = 1.9875691500e-4f;
-        q = q * r + 1.3981999507e-3f;
-        q = q * r + 8.3334519073e-3f;
-        q = q * r + 4.1665795894e-2f;
-        q = q * r + 1.6666665459e-1f;
-        q = q * r + 5.0000001201e-1f;
-        p.f = q * r * r + r + 1.0f;
-        p.i += (k.i - 0x4B400000u) << 23;               /* n in [-116, 0] */
-        float v = t < -80.0f ? 0.0f : p.f;
+        float ec;
+        TS_EXPF(c, ec);                                 /* n in [-116, 0] */
+        float v = t < -80.0f ? 0.0f : ec;
         y[i] = t == t ? v : t;
     }
 }
