@@ -4,6 +4,7 @@
  * tied weights, heads, the labels checked once against what each head takes, and one forward
  * and backward pass. The training loop itself is in train.c. */
 #define _XOPEN_SOURCE 700   /* realpath */
+#define _DEFAULT_SOURCE     /* madvise's MADV_HUGEPAGE */
 #include "internal.h"
 #include "dist.h"
 
@@ -12,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <stdint.h>
+#include <sys/mman.h>
 
 /* ---- context ------------------------------------------------------------------------------- */
 void ts_ctx_init(ts_ctx *ctx, uint64_t seed, int max_batch)
@@ -309,6 +312,16 @@ int ts_ctx_alloc_params(ts_ctx *ctx, int nslots, float **arena, size_t *arena_n,
     if (!a)
         return ts_fail(e, "cannot allocate %.1f MiB for the parameters; make the model or the "
                        "embedding tables smaller", total * 4.0 / 1048576);
+#ifdef MADV_HUGEPAGE
+    /* A batch reads and updates a table's rows in random order: 2 MiB pages, where the system
+     * gives them on request (transparent_hugepage = madvise), spare the TLB a miss per row (the
+     * DSSM trained 13 % faster on 2 threads, issue 17). Only the aligned 2 MiB blocks inside the
+     * arena are asked for; a page still becomes resident at its first use. */
+    size_t big = (size_t)2 << 20;
+    uintptr_t lo = ((uintptr_t)a + big - 1) & ~(uintptr_t)(big - 1);
+    uintptr_t hi = ((uintptr_t)a + total * sizeof *a) & ~(uintptr_t)(big - 1);
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#endif
     /* layout: every w, then every g, then every parameter's optimizer slots (nslots * n
      * contiguous floats each), so w and g are each one flat array; within each block the dense
      * parameters come before the sparse ones, so the dense gradients are one contiguous range
