@@ -1672,7 +1672,6 @@ void ts_exp_free(ts_exp *x)
     free(x->heads);
     free(x->arena);
     free(x->sched); free(x->lvl); free(x->lvl_par); free(x->node_rc); free(x->node_err);
-    free(x->param_ok);
     ts_ctx_free(&x->ctx);
     ts_ini_free(&x->ini);
     ts_rundir_release(x);

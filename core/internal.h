@@ -176,7 +176,6 @@ struct ts_exp {
     int *node_rc;                       /* (nnodes) a task's status and message */
     ts_err *node_err;
     struct ts_pool *pool;               /* [train] threads >= 2 (train.c), or NULL */
-    unsigned char *param_ok;            /* (nparams) the pool's NaN guard: 1 = finite gradient */
     long max_steps;                     /* > 0: stop after that many optimizer steps */
     long checkpoint_every;              /* > 0: a checkpoint every that many steps too */
     int keep_checkpoints;               /* keep them after a finished run */

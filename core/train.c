@@ -259,8 +259,6 @@ static void vec_add(float *d, const float *s, long n)
     for (long j = 0; j < n; j++) d[j] += s[j];
 }
 
-typedef struct { ts_exp *x; unsigned char *ok; } finite_arg;
-
 static int param_finite(const ts_param *p)
 {
     if (!(p->flags & TS_PARAM_SPARSE)) return finite_span(p->g, (long)p->rows * p->cols);
@@ -269,29 +267,9 @@ static int param_finite(const ts_param *p)
     return 1;
 }
 
-static void finite_task(void *arg, int i)
-{
-    finite_arg *a = arg;
-    const ts_param *p = a->x->ctx.params[i];
-    a->ok[i] = (unsigned char)(p->shared || (p->flags & TS_PARAM_FROZEN) || param_finite(p));
-}
-
-static int grads_finite_seq(ts_exp *x);
-
-/* On the pool's threads, a parameter a task, when there is one. */
+/* The NaN guard where it is not the optimizer's pieces' own (optimizer_step): an optimizer
+ * without TS_BRANCH_SAFE, or a single parameter. */
 static int grads_finite(ts_exp *x)
-{
-    int np = x->ctx.nparams;
-    if (x->pool && np > 1 && !x->param_ok) x->param_ok = malloc((size_t)np);   /* once a run */
-    if (!x->pool || np < 2 || !x->param_ok) return grads_finite_seq(x);
-    finite_arg a = {x, x->param_ok};
-    ts_pool_run(x->pool, np, finite_task, &a);
-    int all = 1;
-    for (int i = 0; i < np; i++) all &= x->param_ok[i];
-    return all;
-}
-
-static int grads_finite_seq(ts_exp *x)
 {
     for (int i = 0; i < x->ctx.nparams; i++) {
         ts_param *p = x->ctx.params[i];

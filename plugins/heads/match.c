@@ -34,6 +34,9 @@
 #include "ranking.h"
 
 #define EPS2 1e-8f
+/* The head's row-wise work runs in tasks of CHUNK rows (ts_ctx_parallel): a number of tasks
+ * fixed by the batch, so the result is the same for any [train] threads. */
+#define CHUNK 64
 #define MASKED (-1e30f)
 
 typedef struct {
@@ -50,8 +53,9 @@ typedef struct {
     float *C, *dC;           /* (Bmax, Bmax) all in-batch cosines qh dh^T, and d loss / d C */
     float *z, *dz, *cosv;    /* (Bmax, 1+J) logits, their gradient, cosines */
     int32_t *cand;           /* (Bmax, 1+J) the row of each candidate, -1 masked */
-    int32_t *rows;           /* (Bmax) the rows that carry a loss */
-    int32_t *ridx;           /* (Bmax) each row's place among them, -1 for none */
+    int32_t *ridx;           /* (Bmax) each row's place among the rows that carry a loss, -1
+                                for a row without one */
+    ts_err *terr;            /* (tasks of Bmax rows) a task's loss error (batch_loss) */
     int oom;                 /* a task ran out of memory (the hybrid's scorer) */
     int32_t *mark;           /* (Bmax) sampling scratch: which rows a row already drew */
     float *y;                /* (Bmax) class 0 */
@@ -167,11 +171,11 @@ static int build_impl(ts_head *H, const ts_cfg *cfg, int hybrid, ts_err *e)
     s->C = malloc(B * B * sizeof(float));
     s->dC = malloc(B * B * sizeof(float));
     s->cand = malloc(B * K * sizeof(int32_t));
-    s->rows = malloc(B * sizeof(int32_t));
     s->ridx = malloc(B * sizeof(int32_t));
+    s->terr = malloc((B + CHUNK - 1) / CHUNK * sizeof(ts_err));
     s->mark = malloc(B * sizeof(int32_t));
     s->y = calloc(B, sizeof(float));
-    if (!s->qn || !s->dn || !s->z || !s->dz || !s->cosv || !s->cand || !s->rows || !s->ridx || !s->mark ||
+    if (!s->qn || !s->dn || !s->z || !s->dz || !s->cosv || !s->cand || !s->terr || !s->ridx || !s->mark ||
         !s->y || !s->qh || !s->dh || !s->dqh || !s->ddh || !s->C || !s->dC)
         return ts_fail(e, "match: out of memory");
     if (hybrid && hy_build(&s->sc, H, cfg, (long)B * (long)K, e)) return -1;
@@ -215,10 +219,6 @@ static int may_negate(const int32_t *qid, const int32_t *doc, const float *lab, 
     return 1;
 }
 
-/* The head's row-wise work runs in tasks of CHUNK rows (ts_ctx_parallel): a number of tasks
- * fixed by the batch, so the result is the same for any [train] threads. */
-#define CHUNK 64
-
 #define MAXTASK (4096 / CHUNK)
 
 typedef struct {
@@ -232,8 +232,7 @@ typedef struct {
     int loss_in_task;             /* the loss allows it (TS_BRANCH_SAFE): each task its rows' */
     int r0[MAXTASK + 1];          /* task t's rows with a loss: r0[t] .. r0[t + 1] - 1 */
     double loss[MAXTASK];         /* each task's part of the loss */
-    int rc[MAXTASK];
-    ts_err err[MAXTASK];
+    int rc[MAXTASK];              /* its loss's status; the message in the state's terr */
     float dgamma[MAXTASK];        /* each task's part of d loss / d gamma, summed in task order */
 } pass;
 
@@ -315,7 +314,7 @@ static void logit_task(void *arg, int t)
         a->rc[t] = a->H->loss->eval(a->H->loss_state, nr, K, s->z + (size_t)r0 * K, s->y, NULL, &l,
                                     a->train ? s->dz + (size_t)r0 * K : NULL,
                                     a->train ? a->H->grad_scale * (float)nr / (float)a->n : 0.0f,
-                                    &a->err[t]);
+                                    &s->terr[t]);
         a->loss[t] = l * nr / a->n;
     }
 }
@@ -392,7 +391,7 @@ static int batch_loss(ts_head *H, ts_rng *rng, int train, double *loss, ts_err *
     pass a = {H, s, B, s->E, K, B - 1 <= J || s->group_neg, 0, Q->x, D->x,
               H->label ? H->label->x : NULL, gq ? gq->ids : NULL, gd ? gd->ids : NULL,
               s->gamma ? s->gamma->w[0] : s->gamma0, train,
-              (TS_OP(H->loss, concurrency) & TS_BRANCH_SAFE) != 0, {0}, {0}, {0}, {{{0}}}, {0}};
+              (TS_OP(H->loss, concurrency) & TS_BRANCH_SAFE) != 0, {0}, {0}, {0}, {0}};
     /* the hybrid's scorer is one state: its passes run in order on this thread */
     ts_ctx *par = s->hybrid ? NULL : H->ctx;
     int ntask = (B + CHUNK - 1) / CHUNK;
@@ -418,8 +417,7 @@ static int batch_loss(ts_head *H, ts_rng *rng, int train, double *loss, ts_err *
             }
             for (; m < K; m++) c[m] = -1;
         }
-        s->ridx[i] = n;
-        s->rows[n++] = i;
+        s->ridx[i] = n++;
     }
     a.r0[ntask] = a.n = n;
     s->oom = 0;
@@ -430,7 +428,7 @@ static int batch_loss(ts_head *H, ts_rng *rng, int train, double *loss, ts_err *
     if (n == 0) return 0;
     if (a.loss_in_task) {
         for (int t = 0; t < ntask; t++) {
-            if (a.rc[t]) return ts_fail(e, "%s", a.err[t].msg);
+            if (a.rc[t]) return ts_fail(e, "%s", s->terr[t].msg);
             *loss += a.loss[t];
         }
     } else if (H->loss->eval(H->loss_state, n, K, s->z, s->y, NULL, loss, train ? s->dz : NULL,
@@ -601,7 +599,7 @@ static void destroy(ts_head *H)
     if (!s) return;
     free(s->qn); free(s->dn); free(s->z); free(s->dz); free(s->cosv); free(s->cand);
     free(s->qh); free(s->dh); free(s->dqh); free(s->ddh); free(s->C); free(s->dC);
-    free(s->rows); free(s->ridx); free(s->mark); free(s->y);
+    free(s->terr); free(s->ridx); free(s->mark); free(s->y);
     free(s->eq); free(s->ed); free(s->score); free(s->label); free(s->qid); free(s->doc);
     hy_free(&s->sc);
     free(s);
