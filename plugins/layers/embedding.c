@@ -175,7 +175,9 @@ static int build_impl(ts_layer *L, const ts_cfg *cfg, ts_err *e)
 {
     char sh[96];
     if (L->nin != 1)
-        return ts_fail(e, "%s: layer.%s takes one input of ids, got %d inputs",
+        return ts_fail(e, "%s: layer.%s takes one input of ids, got %d inputs; give it one field "
+                       "of (B, F) ids (the table reader joins categorical columns into one with "
+                       "[data] groups = NAME(col1 col2 ...)), or one embedding layer per field",
                        ts_cfg_where(cfg, "input"), L->name, L->nin);
     const ts_tensor *in = L->in[0];
     if (in->dtype != TS_I32 || in->ndim > 2 || in->vocab < 1)
